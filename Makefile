@@ -1,0 +1,55 @@
+# AI Core — the two commands: `make run` and `make test` (plus `make bench`, `make lint`).
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PORT   ?= 8000
+PG_URL ?= postgres://postgres@127.0.0.1:5432/postgres
+REDIS_URL ?= redis://127.0.0.1:6379/0
+
+.PHONY: run test test-sqlite test-postgres bench lint worker venv migrate demo clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+migrate: venv
+	$(PY) manage.py migrate --noinput
+
+demo: migrate
+	$(PY) manage.py aicore_demo
+
+## API + dashboard on 127.0.0.1:$(PORT) and a worker; Ctrl-C stops both.
+run: demo
+	$(PY) manage.py aicore_run --port $(PORT)
+
+## A worker only (for scale-out: point it at the shared DATABASE_URL and CELERY_BROKER_URL).
+worker: venv
+	$(PY) -m celery -A config worker -l info
+
+## The whole suite on SQLite + embedded broker, then again on PostgreSQL + Redis where they answer.
+test: venv
+	$(MAKE) --no-print-directory test-sqlite
+	@if $(PY) -m scripts.services_up "$(PG_URL)" "$(REDIS_URL)"; then \
+		$(MAKE) --no-print-directory test-postgres; \
+	elif [ -n "$$AICORE_REQUIRE_POSTGRES" ]; then \
+		echo "PostgreSQL/Redis pass required but the services do not answer" >&2; exit 1; \
+	else echo "PostgreSQL or Redis not reachable: skipping the PostgreSQL pass"; fi
+
+test-sqlite: venv
+	env -u DATABASE_URL -u CELERY_BROKER_URL $(PY) -m pytest -q $(PYTEST_ARGS)
+
+test-postgres: venv
+	DATABASE_URL=$(PG_URL) CELERY_BROKER_URL=$(REDIS_URL) $(PY) -m pytest -q $(PYTEST_ARGS)
+
+bench: venv
+	$(PY) -m bench.run
+
+lint: venv
+	$(PY) -m ruff check . && $(PY) -m ruff format --check .
+
+clean:
+	rm -rf var test-artifacts

@@ -1,0 +1,172 @@
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from ai_core import selectors, services
+from ai_core.api.filters import JobFilter
+from ai_core.api.serializers import (
+    STATUS_CHOICES,
+    ByStatusResponseSerializer,
+    CancelResponseSerializer,
+    DashboardSerializer,
+    JobCreateSerializer,
+    JobDetailSerializer,
+    JobSerializer,
+    JobTypeSerializer,
+    JobUpdateSerializer,
+)
+from business.access import company_brands
+from business.api.mixins import BrandScopedMixin
+from business.errors import ApplicationError
+
+BRAND_HEADER = OpenApiParameter("X-Brand-ID", OpenApiTypes.INT, OpenApiParameter.HEADER, required=False,
+                                description="Brand to act on (required when the user has several brands)")
+MAX_WAIT_SECONDS = 60
+
+
+class JobTypeViewSet(BrandScopedMixin, viewsets.ReadOnlyModelViewSet):
+    """The catalogue of job types (a bare array: it is small)."""
+
+    serializer_class = JobTypeSerializer
+    pagination_class = None
+
+    def get_queryset(self):
+        return selectors.job_types_active()
+
+
+def _prefer_wait_seconds(request) -> float | None:
+    """`Prefer: wait=N` (0 < N <= 60) asks the create call to wait for the job's final state."""
+    for part in request.headers.get("Prefer", "").split(","):
+        key, _, value = part.strip().partition("=")
+        if key.strip().lower() == "wait":
+            try:
+                seconds = float(value)
+            except ValueError:
+                seconds = -1
+            if not 0 <= seconds <= MAX_WAIT_SECONDS:
+                raise ApplicationError(f"Prefer: wait must be between 0 and {MAX_WAIT_SECONDS} seconds",
+                                       error_code="INVALID_PREFER_WAIT")
+            return seconds
+    return None
+
+
+@extend_schema(parameters=[BRAND_HEADER])
+class JobViewSet(BrandScopedMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
+    filterset_class = JobFilter
+    lookup_value_regex = "[^/]+"
+
+    def get_queryset(self):
+        return selectors.job_list(brand=self.request.brand)
+
+    def get_serializer_class(self):
+        return JobSerializer
+
+    def paginate_queryset(self, queryset):
+        self.paginator.known_count = self._rollup_count()
+        return super().paginate_queryset(queryset)
+
+    def _rollup_count(self) -> int | None:
+        params = self.request.query_params
+        used = {key for key in params if key not in {"page", "page_size", "ordering"}}
+        if not used <= JobFilter.ROLLUP_COUNTABLE:
+            return None
+        return selectors.job_count_from_rollup(
+            brand=self.request.brand,
+            statuses=params.getlist("status") or None,
+            job_type_names=params.getlist("job_type") or None,
+        )
+
+    def _job(self):
+        return selectors.job_get(brand=self.request.brand, lookup=self.kwargs["pk"], for_detail=True)
+
+    @extend_schema(responses=JobDetailSerializer)
+    def retrieve(self, request, pk=None):
+        return Response(JobDetailSerializer(self._job()).data)
+
+    @extend_schema(
+        request=JobCreateSerializer,
+        responses={201: JobSerializer, 200: JobSerializer},
+        parameters=[
+            OpenApiParameter("Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER, required=False),
+            OpenApiParameter("Prefer", OpenApiTypes.STR, OpenApiParameter.HEADER, required=False,
+                             description="wait=N (N <= 60): answer when the job is final or N seconds pass"),
+        ],
+    )
+    def create(self, request):
+        payload = JobCreateSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        wait = _prefer_wait_seconds(request)
+        key = request.headers.get("Idempotency-Key")
+        if key is not None and not 1 <= len(key) <= 255:
+            raise ApplicationError("Idempotency-Key must be 1 to 255 characters", error_code="INVALID_IDEMPOTENCY_KEY")
+        job, created = services.job_create(
+            brand=request.brand, user=request.user, idempotency_key=key, **payload.validated_data
+        )
+        headers = {}
+        if wait and created:
+            selectors.job_wait_final(job_pk=job.pk, timeout_seconds=wait)
+            headers["Preference-Applied"] = f"wait={wait:g}"
+        if wait or not created:
+            job = selectors.job_get(brand=request.brand, lookup=job.pk)
+        code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        return Response(JobSerializer(job).data, status=code, headers=headers)
+
+    @extend_schema(request=JobUpdateSerializer, responses=JobSerializer)
+    def update(self, request, pk=None, partial=False):
+        payload = JobUpdateSerializer(data=request.data, partial=partial)
+        payload.is_valid(raise_exception=True)
+        job = services.job_update(job=self._job(), data=payload.validated_data)
+        return Response(JobSerializer(job).data)
+
+    @extend_schema(request=JobUpdateSerializer, responses=JobSerializer)
+    def partial_update(self, request, pk=None):
+        return self.update(request, pk, partial=True)
+
+    @extend_schema(responses={204: None})
+    def destroy(self, request, pk=None):
+        services.job_delete(job=self._job())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(request=None, responses=CancelResponseSerializer)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        job = selectors.job_get(brand=request.brand, lookup=pk)
+        done = services.job_cancel(job_pk=job.pk, actor=request.user)
+        return Response({
+            "message": "Job cancelled successfully",
+            "job": {"id": job.pk, "job_id": job.job_id, "status": done.to_status, "cancelled_at": done.at},
+        })
+
+    @extend_schema(
+        parameters=[OpenApiParameter("status", OpenApiTypes.STR, enum=STATUS_CHOICES, required=True)],
+        responses=ByStatusResponseSerializer,
+    )
+    @action(detail=False, methods=["get"])
+    def by_status(self, request):
+        wanted = request.query_params.get("status")
+        if wanted not in STATUS_CHOICES:
+            raise ApplicationError(f"status must be one of {', '.join(STATUS_CHOICES)}", error_code="INVALID_STATUS")
+        jobs = self.get_queryset().filter(status=wanted)
+        page = self.paginate_queryset(jobs)
+        count = self.paginator.page.paginator.count
+        return Response({"jobs": JobSerializer(page, many=True).data, "count": count,
+                         "next": self.paginator.get_next_link(), "previous": self.paginator.get_previous_link()})
+
+    @extend_schema(
+        parameters=[OpenApiParameter("scope", OpenApiTypes.STR, enum=["brand", "company"], required=False)],
+        responses=DashboardSerializer,
+    )
+    @action(detail=False, methods=["get"])
+    def dashboard(self, request):
+        scope = request.query_params.get("scope", "brand")
+        if scope not in {"brand", "company"}:
+            raise ApplicationError("scope must be 'brand' or 'company'", error_code="INVALID_SCOPE")
+        brands = list(company_brands(request.user, request.brand)) if scope == "company" else [request.brand]
+        data = selectors.dashboard(brands=brands)
+        data["recent_jobs"] = JobSerializer(data["recent_jobs"], many=True).data
+        data["scope"] = scope
+        return Response(data)
+
+

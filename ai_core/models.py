@@ -1,0 +1,188 @@
+import secrets
+import string
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+JOB_ID_ALPHABET = string.ascii_lowercase + string.digits
+
+
+def new_job_id() -> str:
+    return "ai_job_" + "".join(secrets.choice(JOB_ID_ALPHABET) for _ in range(12))
+
+
+class JobStatus(models.TextChoices):
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMEOUT = "timeout"
+
+
+FINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.TIMEOUT})
+
+
+class JobPriority(models.TextChoices):
+    LOW = "low"
+    NORMAL = "normal"
+    HIGH = "high"
+    URGENT = "urgent"
+
+
+class AIJobType(models.Model):
+    class Category(models.TextChoices):
+        CHAT = "chat"
+        ASSISTANT = "assistant"
+        UPLOAD = "upload"
+        ANALYSIS = "analysis"
+        GENERATION = "generation"
+
+    name = models.CharField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    category = models.CharField(max_length=20, choices=Category.choices)
+    estimated_duration_seconds = models.PositiveIntegerField(default=10)
+    requires_async = models.BooleanField(default=False)
+    default_model = models.CharField(max_length=100, default="echo-1")
+    timeout_seconds = models.PositiveIntegerField(default=120)
+    max_attempts = models.PositiveSmallIntegerField(default=3)
+    input_schema = models.JSONField(default=dict, blank=True, help_text="JSON Schema that input_data must match")
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(condition=Q(max_attempts__gte=1), name="jobtype_max_attempts_positive"),
+            models.CheckConstraint(condition=Q(timeout_seconds__gte=1), name="jobtype_timeout_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class AIJob(models.Model):
+    job_id = models.CharField(max_length=19, unique=True, default=new_job_id, editable=False)
+    job_type = models.ForeignKey(AIJobType, on_delete=models.PROTECT, related_name="jobs")
+    brand = models.ForeignKey("business.Brand", on_delete=models.PROTECT, related_name="ai_jobs")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="ai_jobs"
+    )
+
+    status = models.CharField(max_length=10, choices=JobStatus.choices, default=JobStatus.PENDING)
+    priority = models.CharField(max_length=10, choices=JobPriority.choices, default=JobPriority.NORMAL)
+    progress_percentage = models.PositiveSmallIntegerField(default=0)
+
+    input_data = models.JSONField(default=dict)
+    result_data = models.JSONField(null=True, blank=True)
+    error_message = models.TextField(blank=True)
+    error_code = models.CharField(max_length=64, blank=True)
+
+    started_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+    task_id = models.CharField(max_length=255, blank=True)
+    is_async = models.BooleanField(default=False)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # Earliest time a pending job may be claimed (backoff between attempts).
+    available_at = models.DateTimeField(default=timezone.now)
+
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    idempotency_fingerprint = models.CharField(max_length=64, blank=True)
+
+    description = models.TextField(blank=True, max_length=2000)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["status", "created_at"], name="aijob_status_created"),
+            models.Index(fields=["brand", "status"], name="aijob_brand_status"),
+            models.Index(fields=["brand", "-created_at", "-id"], name="aijob_brand_created"),
+            models.Index(fields=["brand", "status", "-created_at", "-id"], name="aijob_brand_status_created"),
+            models.Index(fields=["brand", "job_type", "-created_at"], name="aijob_brand_type_created"),
+            models.Index(fields=["brand", "created_by", "-created_at"], name="aijob_brand_user_created"),
+            models.Index(fields=["available_at"], name="aijob_pending_available",
+                         condition=Q(status="pending")),
+            models.Index(fields=["heartbeat_at"], name="aijob_running_heartbeat",
+                         condition=Q(status="running")),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(progress_percentage__lte=100), name="aijob_progress_0_100"),
+            models.CheckConstraint(
+                condition=Q(status__in=[s.value for s in FINAL_STATUSES], completed_at__isnull=False)
+                | (~Q(status__in=[s.value for s in FINAL_STATUSES]) & Q(completed_at__isnull=True)),
+                name="aijob_completed_at_iff_final",
+            ),
+            models.CheckConstraint(
+                condition=Q(status="cancelled", cancelled_at__isnull=False)
+                | (~Q(status="cancelled") & Q(cancelled_at__isnull=True)),
+                name="aijob_cancelled_at_iff_cancelled",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="running") | Q(started_at__isnull=False, attempts__gte=1),
+                name="aijob_running_has_started",
+            ),
+            models.UniqueConstraint(
+                fields=["brand", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="aijob_unique_idempotency_key_per_brand",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.job_id
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+    @property
+    def execution_time_seconds(self) -> float | None:
+        if self.started_at and self.completed_at:
+            return round((self.completed_at - self.started_at).total_seconds(), 3)
+        return None
+
+
+class AIJobEvent(models.Model):
+    """Append-only: one row per status transition (from_status is "" for the creation)."""
+
+    job = models.ForeignKey(AIJob, on_delete=models.CASCADE, related_name="events")
+    from_status = models.CharField(max_length=10, blank=True)
+    to_status = models.CharField(max_length=10, choices=JobStatus.choices)
+    at = models.DateTimeField(default=timezone.now)
+    attempt = models.PositiveSmallIntegerField(default=0)
+    reason = models.CharField(max_length=500, blank=True)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+        indexes = [models.Index(fields=["job", "id"], name="aijobevent_job_id")]
+
+    def __str__(self) -> str:
+        return f"{self.job_id}: {self.from_status or '∅'} → {self.to_status}"
+
+
+class JobDailyStat(models.Model):
+    """Roll-up maintained in the same transaction as every job write: jobs and cost per brand, day, type, status.
+
+    The dashboard and list counts read these few thousand rows instead of scanning a million jobs.
+    `day` is the job's creation date (settings.TIME_ZONE).
+    """
+
+    brand = models.ForeignKey("business.Brand", on_delete=models.CASCADE, related_name="+")
+    day = models.DateField()
+    job_type = models.ForeignKey(AIJobType, on_delete=models.CASCADE, related_name="+")
+    status = models.CharField(max_length=10, choices=JobStatus.choices)
+    jobs = models.BigIntegerField(default=0)
+    # Money as an integer count of millionths of a dollar: exact on SQLite too (its decimals are floats).
+    cost_micros = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["brand", "day", "job_type", "status"], name="jobdailystat_key"),
+        ]
+        indexes = [models.Index(fields=["brand", "status"], name="jobdailystat_brand_status")]

@@ -1,0 +1,247 @@
+"""Writes on jobs. Status changes go through ai_core.workflow.transition (one compare-and-set each)."""
+
+import hashlib
+import json
+from datetime import timedelta
+from decimal import Decimal
+from functools import lru_cache
+from typing import Any
+
+import jsonschema
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from ai_core.dispatch import dispatch_job_on_commit
+from ai_core.models import AIJob, AIJobEvent, AIJobType, JobPriority, JobStatus
+from ai_core.workflow import IllegalTransition, Transitioned, stat_move, transition
+from business.api.parsers import json_depth_exceeds
+from business.errors import ApplicationError, Conflict, NotFound
+from business.models import Brand, User
+
+S = JobStatus
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
+
+
+class JobValidationError(ApplicationError):
+    error_code = "VALIDATION_ERROR"
+
+
+# --- input validation ---------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=256)
+def _validator_for(schema_json: str) -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(json.loads(schema_json))
+
+
+def validate_input_data(job_type: AIJobType, input_data: Any) -> None:
+    """input_data must be an object of bounded size and depth that matches the job type's JSON Schema."""
+    if not isinstance(input_data, dict):
+        raise JobValidationError("input_data must be a JSON object",
+                                 errors={"input_data": ["Must be a JSON object."]})
+    if json_depth_exceeds(input_data, settings.AICORE_MAX_JSON_DEPTH):
+        raise JobValidationError(
+            f"input_data nests deeper than {settings.AICORE_MAX_JSON_DEPTH} levels",
+            errors={"input_data": [f"Nesting deeper than {settings.AICORE_MAX_JSON_DEPTH} levels."]},
+        )
+    size = len(json.dumps(input_data, ensure_ascii=False).encode())
+    if size > settings.AICORE_MAX_INPUT_BYTES:
+        raise ApplicationError(
+            f"input_data is {size} bytes; the limit is {settings.AICORE_MAX_INPUT_BYTES}",
+            error_code="INPUT_TOO_LARGE", status_code=413, errors={"input_data": ["Too large."]},
+        )
+    if not job_type.input_schema:
+        return
+    validator = _validator_for(json.dumps(job_type.input_schema, sort_keys=True))
+    messages = []
+    for error in sorted(validator.iter_errors(input_data), key=lambda e: list(e.absolute_path)):
+        where = ".".join(str(p) for p in error.absolute_path)
+        message = error.message if len(error.message) <= 300 else error.message[:300] + "…"
+        messages.append(f"{where}: {message}" if where else message)
+    if messages:
+        raise JobValidationError(f"input_data does not match the '{job_type.name}' schema: {messages[0]}",
+                                 errors={"input_data": messages[:20]})
+
+
+def job_type_get(name: str) -> AIJobType:
+    job_type = AIJobType.objects.filter(name=name, is_active=True).first() if isinstance(name, str) else None
+    if job_type is None:
+        raise NotFound(f"Job type '{name}' not found", error_code="JOB_TYPE_NOT_FOUND", status_code=400)
+    return job_type
+
+
+def _fingerprint(**request: Any) -> str:
+    return hashlib.sha256(json.dumps(request, sort_keys=True, default=str).encode()).hexdigest()
+
+
+# --- creation -----------------------------------------------------------------------------------------
+
+
+def job_create(
+    *,
+    brand: Brand,
+    user: User | None,
+    job_type: str,
+    input_data: dict,
+    priority: str = JobPriority.NORMAL,
+    description: str = "",
+    idempotency_key: str | None = None,
+) -> tuple[AIJob, bool]:
+    """Create a pending job and wake a worker after commit. Returns (job, created).
+
+    With an idempotency key, the same key and body within 24 h return the original job (created=False);
+    the same key with another body is a 409.
+    """
+    type_ = job_type_get(job_type)
+    validate_input_data(type_, input_data)
+    if priority not in JobPriority.values:
+        raise JobValidationError(f"Unknown priority '{priority}'", errors={"priority": ["Invalid choice."]})
+    fingerprint = ""
+    if idempotency_key is not None:
+        fingerprint = _fingerprint(job_type=job_type, input_data=input_data, priority=priority,
+                                   description=description)
+        existing = _idempotent_replay(brand, idempotency_key, fingerprint)
+        if existing is not None:
+            return existing, False
+    try:
+        with transaction.atomic():
+            job = AIJob.objects.create(
+                job_type=type_, brand=brand, created_by=user, priority=priority, description=description,
+                input_data=input_data, is_async=type_.requires_async,
+                idempotency_key=idempotency_key, idempotency_fingerprint=fingerprint,
+            )
+            AIJobEvent.objects.create(job=job, from_status="", to_status=S.PENDING, at=job.created_at,
+                                      reason="created", actor=user)
+            stat_move(brand_id=brand.id, day=timezone.localdate(job.created_at), job_type_id=type_.id,
+                      deltas={S.PENDING: +1})
+            dispatch_job_on_commit(job.pk, priority=priority)
+    except IntegrityError:
+        # Two requests with the same key raced; the loser answers with the winner's job.
+        if idempotency_key is None:
+            raise
+        existing = _idempotent_replay(brand, idempotency_key, fingerprint)
+        if existing is None:
+            raise
+        return existing, False
+    job.job_type = type_
+    return job, True
+
+
+def _idempotent_replay(brand: Brand, key: str, fingerprint: str) -> AIJob | None:
+    job = AIJob.objects.filter(brand=brand, idempotency_key=key).first()
+    if job is None:
+        return None
+    if job.created_at < timezone.now() - IDEMPOTENCY_WINDOW:
+        # The key has expired: free it for the new request (the old job keeps its history).
+        AIJob.objects.filter(pk=job.pk, idempotency_key=key).update(idempotency_key=None)
+        return None
+    if job.idempotency_fingerprint != fingerprint:
+        raise Conflict("Idempotency-Key was already used with a different request body",
+                       error_code="IDEMPOTENCY_KEY_REUSED", job_id=job.job_id)
+    return job
+
+
+# --- client updates -----------------------------------------------------------------------------------
+
+UPDATABLE_FIELDS = {"description", "priority", "input_data", "progress_percentage"}
+
+
+def job_update(*, job: AIJob, data: dict[str, Any]) -> AIJob:
+    """Apply a client update under the rules of the job's status, guarded by a compare-and-set on it.
+
+    pending: description, priority, input_data. running: progress_percentage only (else JOB_RUNNING).
+    final: description and priority only.
+    """
+    changes = {k: v for k, v in data.items() if k in UPDATABLE_FIELDS}
+    if not changes:
+        return job
+    status = job.status
+    if status == S.RUNNING and set(changes) - {"progress_percentage"}:
+        raise Conflict("Cannot modify running job", error_code="JOB_RUNNING", current_status=status)
+    if "input_data" in changes:
+        if status != S.PENDING:
+            raise Conflict("input_data can only change while the job is pending", error_code="JOB_NOT_PENDING",
+                           current_status=status)
+        validate_input_data(job.job_type, changes["input_data"])
+    if "progress_percentage" in changes and status != S.RUNNING:
+        raise Conflict("progress_percentage can only change while the job is running",
+                       error_code="JOB_NOT_RUNNING", current_status=status)
+    changes["updated_at"] = timezone.now()
+    if AIJob.objects.filter(pk=job.pk, status=status).update(**changes) != 1:
+        job.refresh_from_db(fields=["status"])
+        raise Conflict(f"The job changed to {job.status} meanwhile; reload and retry",
+                       error_code="JOB_STATE_CHANGED", current_status=job.status)
+    for field, value in changes.items():
+        setattr(job, field, value)
+    return job
+
+
+def job_delete(*, job: AIJob) -> None:
+    """Delete a job that is not running. Its usage row (money spent) is kept."""
+    with transaction.atomic():
+        if job.status == S.RUNNING:
+            raise Conflict("Cannot delete a running job; cancel it first", error_code="JOB_RUNNING",
+                           current_status=job.status)
+        deleted, _ = AIJob.objects.filter(pk=job.pk, status=job.status).delete()
+        if not deleted:
+            job.refresh_from_db(fields=["status"])
+            raise Conflict("Cannot delete a running job; cancel it first", error_code="JOB_RUNNING",
+                           current_status=job.status)
+        stat_move(brand_id=job.brand_id, day=timezone.localdate(job.created_at), job_type_id=job.job_type_id,
+                  deltas={job.status: -1})
+
+
+# --- lifecycle ----------------------------------------------------------------------------------------
+
+
+def job_cancel(*, job_pk: int, actor: User | None = None, reason: str = "cancelled by user") -> Transitioned:
+    try:
+        return transition(job_pk, to=S.CANCELLED, reason=reason, actor_id=actor.pk if actor else None)
+    except IllegalTransition as exc:
+        raise Conflict("Job cannot be cancelled", error_code="JOB_NOT_CANCELLABLE", error="Job cannot be cancelled",
+                       current_status=exc.current) from None
+
+
+def job_start(*, job_pk: int, task_id: str = "") -> Transitioned:
+    """Claim a pending job for one attempt: pending -> running, attempts + 1."""
+    return transition(job_pk, to=S.RUNNING, expected={S.PENDING}, reason="claimed by worker",
+                      fields={"task_id": task_id[:255]})
+
+
+def job_progress(*, job_pk: int, attempt: int, percentage: int) -> bool:
+    """Record progress of the current attempt (also a heartbeat). False when the attempt is no longer current."""
+    percentage = max(0, min(100, int(percentage)))
+    now = timezone.now()
+    return AIJob.objects.filter(pk=job_pk, status=S.RUNNING, attempts=attempt).update(
+        progress_percentage=percentage, heartbeat_at=now, updated_at=now
+    ) == 1
+
+
+def job_heartbeat(*, job_pk: int, attempt: int) -> bool:
+    now = timezone.now()
+    return AIJob.objects.filter(pk=job_pk, status=S.RUNNING, attempts=attempt).update(heartbeat_at=now) == 1
+
+
+def job_complete(*, job_pk: int, attempt: int, result_data: dict, cost: Decimal | None = None) -> Transitioned:
+    return transition(job_pk, to=S.COMPLETED, attempt=attempt, reason="completed", cost=cost,
+                      fields={"result_data": result_data, "error_message": "", "error_code": ""})
+
+
+def job_fail(*, job_pk: int, attempt: int | None, error_message: str, error_code: str = "JOB_FAILED",
+             cost: Decimal | None = None) -> Transitioned:
+    return transition(job_pk, to=S.FAILED, attempt=attempt, reason=error_code, cost=cost,
+                      fields={"error_message": error_message[:10_000], "error_code": error_code[:64]})
+
+
+def job_timeout(*, job_pk: int, attempt: int | None, error_message: str = "The job exceeded its time limit",
+                cost: Decimal | None = None) -> Transitioned:
+    return transition(job_pk, to=S.TIMEOUT, attempt=attempt, reason="timeout", cost=cost,
+                      fields={"error_message": error_message, "error_code": "JOB_TIMEOUT"})
+
+
+def job_requeue(*, job_pk: int, attempt: int, reason: str, delay_seconds: float = 0) -> Transitioned:
+    """running -> pending for another attempt (transient error or lost worker), claimable after a delay."""
+    return transition(job_pk, to=S.PENDING, attempt=attempt, reason=reason[:500],
+                      fields={"available_at": timezone.now() + timedelta(seconds=delay_seconds),
+                              "progress_percentage": 0, "heartbeat_at": None})

@@ -1,0 +1,45 @@
+from django.contrib import admin
+from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+
+from business.models import Brand, Company, LoginFailure, Membership, User
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 0
+    autocomplete_fields = ["brand"]
+
+
+@admin.register(User)
+class UserAdmin(DjangoUserAdmin):
+    list_display = ["username", "email", "company", "is_company_admin", "is_staff", "is_active"]
+    list_filter = ["company", "is_company_admin", "is_staff", "is_active"]
+    fieldsets = DjangoUserAdmin.fieldsets + (("AI Core", {"fields": ("company", "is_company_admin")}),)
+    inlines = [MembershipInline]
+
+
+@admin.register(Company)
+class CompanyAdmin(admin.ModelAdmin):
+    list_display = ["name", "created_at"]
+    search_fields = ["name"]
+
+
+@admin.register(Brand)
+class BrandAdmin(admin.ModelAdmin):
+    list_display = ["name", "company", "created_at"]
+    list_filter = ["company"]
+    search_fields = ["name", "company__name"]
+
+
+@admin.register(Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    list_display = ["user", "brand", "role", "created_at"]
+    list_filter = ["role", "brand__company", "brand"]
+    search_fields = ["user__username", "brand__name"]
+
+
+@admin.register(LoginFailure)
+class LoginFailureAdmin(admin.ModelAdmin):
+    list_display = ["username", "ip", "at"]
+    list_filter = ["at"]
+    search_fields = ["username", "ip"]

@@ -1,0 +1,38 @@
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+from rest_framework_simplejwt.tokens import RefreshToken
+from rest_framework_simplejwt.views import TokenRefreshView
+
+from business.selectors import user_profile
+from business.services import login_check
+
+
+class LoginInputSerializer(serializers.Serializer):
+    username = serializers.CharField(max_length=150)
+    password = serializers.CharField(max_length=1024, trim_whitespace=False)
+
+
+class LoginApi(APIView):
+    authentication_classes = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        request=LoginInputSerializer,
+        responses=inline_serializer(
+            "LoginOutput", {"access": serializers.CharField(), "refresh": serializers.CharField(),
+                            "user": serializers.DictField()}
+        ),
+    )
+    def post(self, request):
+        data = LoginInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        user = login_check(**data.validated_data, ip=request.META.get("REMOTE_ADDR"))
+        refresh = RefreshToken.for_user(user)
+        return Response({"access": str(refresh.access_token), "refresh": str(refresh), "user": user_profile(user)})
+
+
+class RefreshApi(TokenRefreshView):
+    """POST {refresh} -> {access, refresh}; the old refresh token is blacklisted (rotation)."""

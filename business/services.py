@@ -1,0 +1,70 @@
+"""Writes for companies, brands, users and login throttling."""
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.auth import authenticate
+from django.db import transaction
+from django.utils import timezone
+
+from business.errors import ApplicationError
+from business.models import Brand, Company, LoginFailure, Membership, User
+
+
+def login_check(*, username: str, password: str, ip: str | None) -> User:
+    """Authenticate, refusing with 429 once the username or the IP has too many recent failures.
+
+    Failures are rows in the database so every server process sees the same counts.
+    """
+    since = timezone.now() - timedelta(seconds=settings.LOGIN_FAILURE_WINDOW_SECONDS)
+    recent = LoginFailure.objects.filter(at__gte=since)
+    too_many = recent.filter(username=username).count() >= settings.LOGIN_FAILURES_PER_USERNAME or (
+        ip is not None and recent.filter(ip=ip).count() >= settings.LOGIN_FAILURES_PER_IP
+    )
+    if too_many:
+        raise ApplicationError(
+            "Too many failed login attempts; try again later",
+            error_code="LOGIN_THROTTLED",
+            status_code=429,
+            retry_after_seconds=settings.LOGIN_FAILURE_WINDOW_SECONDS,
+        )
+    user = authenticate(username=username, password=password)
+    if user is None:
+        LoginFailure.objects.create(username=username[:150], ip=ip)
+        raise ApplicationError("Invalid username or password", error_code="INVALID_CREDENTIALS", status_code=401)
+    return user
+
+
+@transaction.atomic
+def user_provision(
+    *,
+    username: str,
+    password: str | None,
+    company_name: str | None = None,
+    member_of: list[str] = (),
+    admin_of: list[str] = (),
+    company_admin: bool = False,
+    staff: bool = False,
+) -> User:
+    """Create or update a user, creating the company and brands as needed (idempotent)."""
+    user = User.objects.filter(username=username).first() or User(username=username)
+    company = None
+    if company_name:
+        company, _ = Company.objects.get_or_create(name=company_name)
+    elif user.company_id:
+        company = user.company
+    if (member_of or admin_of or company_admin) and company is None:
+        raise ApplicationError("Brands and company admin rights need --company", error_code="COMPANY_REQUIRED")
+    user.company = company
+    user.is_company_admin = company_admin or user.is_company_admin
+    if staff:
+        user.is_staff = True
+        user.is_superuser = True
+    if password:
+        user.set_password(password)
+    user.save()
+    for role, names in ((Membership.Role.MEMBER, member_of), (Membership.Role.ADMIN, admin_of)):
+        for name in names:
+            brand, _ = Brand.objects.get_or_create(company=company, name=name)
+            Membership.objects.update_or_create(user=user, brand=brand, defaults={"role": role})
+    return user
