@@ -39,6 +39,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "business",
     "ai_core",
+    "ai_providers",
     "ai_usage",
 ]
 

@@ -1,0 +1,65 @@
+"""The offline `echo` provider: deterministic answers, zero price, controllable delay and failures."""
+
+import time
+
+from ai_providers.clients.base import (
+    CallAbandoned,
+    ChatRequest,
+    ChatResult,
+    PermanentProviderError,
+    ProgressCallback,
+    StopCheck,
+    TransientProviderError,
+)
+
+
+def echo_token_count(text: str) -> int:
+    """Deterministic token estimate: one token per 4 characters, at least one for non-empty text."""
+    return (len(text) + 3) // 4
+
+
+class EchoClient:
+    name = "echo"
+
+    def chat(self, request: ChatRequest, *, on_progress: ProgressCallback, should_stop: StopCheck) -> ChatResult:
+        options = request.options.get("echo") or {}
+        fail = options.get("fail")
+        # Without fail_times, every attempt fails (a transient failure then exhausts max_attempts).
+        if fail and ("fail_times" not in options or request.attempt <= int(options["fail_times"])):
+            if fail == "permanent":
+                raise PermanentProviderError("echo: permanent failure requested", error_code="ECHO_PERMANENT",
+                                             status_code=400)
+            raise TransientProviderError("echo: transient failure requested", error_code="ECHO_TRANSIENT",
+                                         status_code=503)
+
+        last_user = next((m.get("content", "") for m in reversed(request.messages) if m.get("role") == "user"), "")
+        completion = f"Echo: {last_user}"
+        chunks = max(1, int(options.get("chunks", 1)))
+        delay = max(0, int(options.get("delay_ms", 0))) / 1000
+        for index in range(chunks):
+            _sleep_unless_stopped(delay / chunks, should_stop)
+            on_progress(int((index + 1) * 100 / chunks))
+
+        prompt_text = "".join(str(m.get("content", "")) for m in request.messages)
+        output_tokens = echo_token_count(completion)
+        if request.max_tokens is not None:
+            output_tokens = min(output_tokens, request.max_tokens)
+        return ChatResult(
+            completion=completion,
+            finish_reason="stop",
+            model=request.model,
+            request_id=None,
+            input_tokens=echo_token_count(prompt_text),
+            output_tokens=output_tokens,
+        )
+
+
+def _sleep_unless_stopped(seconds: float, should_stop: StopCheck, slice_seconds: float = 0.05) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        if should_stop():
+            raise CallAbandoned("echo: call abandoned")
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return
+        time.sleep(min(slice_seconds, remaining))
