@@ -178,3 +178,10 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"django.request": {"level": "ERROR"}},
 }
+
+# --- Live events (SSE) --------------------------------------------------------------------------------
+AICORE_SSE_POLL_MS = env_int("AICORE_SSE_POLL_MS", 500, minimum=50)
+AICORE_SSE_HEARTBEAT_SECONDS = env_int("AICORE_SSE_HEARTBEAT_SECONDS", 15, minimum=1)
+# A stream closes after this long; EventSource reconnects with Last-Event-ID and loses nothing.
+AICORE_SSE_MAX_SECONDS = env_int("AICORE_SSE_MAX_SECONDS", 300, minimum=1)
+AICORE_SSE_RETRY_MS = env_int("AICORE_SSE_RETRY_MS", 2000, minimum=100)

@@ -1,0 +1,1 @@
+"""AI Core's Python client and command line (`aicore`)."""
