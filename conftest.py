@@ -1,15 +1,10 @@
 """Shared fixtures: personas (healthchecks-style alice/bob/charlie) and authenticated API clients."""
 
-import os
+import pytest
+from rest_framework.test import APIClient
+from rest_framework_simplejwt.tokens import RefreshToken
 
-os.environ.setdefault("AICORE_ENV", "test")
-os.environ.setdefault("AICORE_FAST_PASSWORD_HASHER", "1")
-
-import pytest  # noqa: E402
-from rest_framework.test import APIClient  # noqa: E402
-from rest_framework_simplejwt.tokens import RefreshToken  # noqa: E402
-
-from business.services import user_provision  # noqa: E402
+from business.services import user_provision
 
 
 class Personas:

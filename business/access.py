@@ -10,10 +10,13 @@ BRAND_HEADER = "HTTP_X_BRAND_ID"
 
 def brands_for_user(user: User) -> QuerySet[Brand]:
     """Brands the user may act on: their memberships, plus every brand of their company if company admin."""
+    if not user.company_id:
+        return Brand.objects.none()
+    # Memberships count only inside the user's own company, whatever the rows say.
     condition = Q(memberships__user=user)
-    if user.is_company_admin and user.company_id:
-        condition |= Q(company_id=user.company_id)
-    return Brand.objects.filter(condition).distinct().select_related("company")
+    if user.is_company_admin:
+        condition = Q()
+    return Brand.objects.filter(condition, company_id=user.company_id).distinct().select_related("company")
 
 
 def resolve_request_brand(user: User, header_value: str | None) -> Brand:
@@ -22,12 +25,13 @@ def resolve_request_brand(user: User, header_value: str | None) -> Brand:
         brands = list(brands_for_user(user)[:2])
         if len(brands) == 1:
             return brands[0]
-        raise AccessDenied("X-Brand-ID header is required: this user can act on several brands",
+        raise AccessDenied("X-Brand-ID header is required (this user does not have exactly one brand)",
                            error_code="BRAND_REQUIRED")
-    try:
-        brand_id = int(header_value)
-    except ValueError:
-        raise AccessDenied("X-Brand-ID must name a brand you can access", error_code="BRAND_ACCESS_DENIED") from None
+    text = header_value.strip()
+    # ASCII digits only: int() would also accept "١" or "1_0", which are not brand ids.
+    if not (text.isascii() and text.isdigit() and len(text) <= 18):
+        raise AccessDenied("X-Brand-ID must name a brand you can access", error_code="BRAND_ACCESS_DENIED")
+    brand_id = int(text)
     brand = brands_for_user(user).filter(pk=brand_id).first()
     if brand is None:
         raise AccessDenied("You cannot act on this brand", error_code="BRAND_ACCESS_DENIED")
