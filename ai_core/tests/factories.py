@@ -83,8 +83,10 @@ class AIJobFactory(DjangoModelFactory):
     @classmethod
     def _create(cls, model_class, *, brand, created_by, job_type, priority, description, input_data, status,
                 created_at: datetime | None = None, **kwargs):
-        job, _ = services.job_create(brand=brand, user=created_by, job_type=job_type.name,
-                                     input_data=input_data, priority=priority, description=description, **kwargs)
+        job, _ = services.job_create(
+            brand=brand, user=created_by, job_type=job_type.name, input_data=input_data, priority=priority,
+            description=description, **kwargs,
+        )
         if created_at is not None:
             _backdate(job, created_at)
         drive_to(job, status, actor=created_by)
