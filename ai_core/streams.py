@@ -38,7 +38,7 @@ _EVENT_FIELDS = ("id", "job_id", "job__job_id", "from_status", "to_status", "att
 
 @dataclass
 class EventCursor:
-    """Where one stream stands: the ids it sent recently (for late commits) and the progress it last reported."""
+    """Where one stream stands: ids sent recently (for late commits) and the progress last reported."""
 
     after_id: int = 0
     recent: deque = field(default_factory=deque)  # (monotonic time sent, event id)
@@ -79,21 +79,33 @@ def job_stream_tick(*, job_pk: int, cursor: EventCursor) -> tuple[list[dict], li
     job = AIJob.objects.filter(pk=job_pk).values("status", "progress_percentage", "job_id").first()
     if job is None:  # deleted while watched
         return [], [], True
-    rows = list(AIJobEvent.objects.filter(job_id=job_pk, id__gt=cursor.floor())
-                .order_by("id").values(*_EVENT_FIELDS)[:BATCH])
+    rows = list(
+        AIJobEvent.objects.filter(job_id=job_pk, id__gt=cursor.floor())
+        .order_by("id")
+        .values(*_EVENT_FIELDS)[:BATCH]
+    )
     events = [event_payload(r) for r in cursor.take(rows)]
     progress = []
     if job["status"] == JobStatus.RUNNING and cursor.progress.get(job_pk) != job["progress_percentage"]:
         cursor.progress[job_pk] = job["progress_percentage"]
-        progress.append({"id": job_pk, "job_id": job["job_id"], "status": job["status"],
-                         "progress_percentage": job["progress_percentage"]})
+        progress.append(
+            {
+                "id": job_pk,
+                "job_id": job["job_id"],
+                "status": job["status"],
+                "progress_percentage": job["progress_percentage"],
+            }
+        )
     return events, progress, job["status"] in FINAL_STATUSES and len(rows) < BATCH
 
 
 def brand_stream_tick(*, brand: Brand, cursor: EventCursor) -> tuple[list[dict], list[dict]]:
-    """One poll of a brand-wide stream: new transitions of the brand's jobs and progress of its running jobs."""
-    rows = list(AIJobEvent.objects.filter(job__brand_id=brand.id, id__gt=cursor.floor())
-                .order_by("id").values(*_EVENT_FIELDS)[:BATCH])
+    """One poll of a brand-wide stream: new transitions of the brand's jobs, progress of running ones."""
+    rows = list(
+        AIJobEvent.objects.filter(job__brand_id=brand.id, id__gt=cursor.floor())
+        .order_by("id")
+        .values(*_EVENT_FIELDS)[:BATCH]
+    )
     events = [event_payload(r) for r in cursor.take(rows)]
     running = AIJob.objects.filter(brand_id=brand.id, status=JobStatus.RUNNING)
     now = time.time()
@@ -105,8 +117,14 @@ def brand_stream_tick(*, brand: Brand, cursor: EventCursor) -> tuple[list[dict],
     for job in running.values("id", "job_id", "progress_percentage")[:BATCH]:
         if cursor.progress.get(job["id"]) != job["progress_percentage"]:
             cursor.progress[job["id"]] = job["progress_percentage"]
-            progress.append({"id": job["id"], "job_id": job["job_id"], "status": JobStatus.RUNNING.value,
-                             "progress_percentage": job["progress_percentage"]})
+            progress.append(
+                {
+                    "id": job["id"],
+                    "job_id": job["job_id"],
+                    "status": JobStatus.RUNNING.value,
+                    "progress_percentage": job["progress_percentage"],
+                }
+            )
     for event in events:  # a job that left running starts afresh if it runs again
         if event["to_status"] != JobStatus.RUNNING:
             cursor.progress.pop(event["id"], None)

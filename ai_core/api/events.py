@@ -25,7 +25,9 @@ SESSION_BRAND_KEY = "aicore_brand_id"
 
 
 def _error(exc: ApplicationError) -> JsonResponse:
-    return JsonResponse({"detail": exc.detail, "error_code": exc.error_code, **exc.extra}, status=exc.status_code)
+    return JsonResponse(
+        {"detail": exc.detail, "error_code": exc.error_code, **exc.extra}, status=exc.status_code
+    )
 
 
 def _authenticate_and_scope(request: HttpRequest):
@@ -40,10 +42,16 @@ def _authenticate_and_scope(request: HttpRequest):
     elif request.user.is_authenticated:
         user = request.user
     if user is None or not user.is_active:
-        raise ApplicationError("Authentication credentials were not provided or are invalid",
-                               error_code="NOT_AUTHENTICATED", status_code=401)
-    wanted = (request.META.get(BRAND_HEADER) or request.GET.get("brand")
-              or (request.session.get(SESSION_BRAND_KEY) if hasattr(request, "session") else None))
+        raise ApplicationError(
+            "Authentication credentials were not provided or are invalid",
+            error_code="NOT_AUTHENTICATED",
+            status_code=401,
+        )
+    wanted = (
+        request.META.get(BRAND_HEADER)
+        or request.GET.get("brand")
+        or (request.session.get(SESSION_BRAND_KEY) if hasattr(request, "session") else None)
+    )
     return user, resolve_request_brand(user, str(wanted) if wanted is not None else None)
 
 
@@ -54,8 +62,9 @@ def _last_event_id(request: HttpRequest) -> int | None:
     try:
         return max(0, int(raw))
     except ValueError:
-        raise ApplicationError("Last-Event-ID must be an event id (an integer)",
-                               error_code="INVALID_LAST_EVENT_ID") from None
+        raise ApplicationError(
+            "Last-Event-ID must be an event id (an integer)", error_code="INVALID_LAST_EVENT_ID"
+        ) from None
 
 
 def _frame(data: dict, *, event: str, event_id: int | None = None) -> str:
@@ -105,7 +114,9 @@ async def job_events(request: HttpRequest, pk: str):
     async def generate():
         yield f"retry: {settings.AICORE_SSE_RETRY_MS}\n\n"
         async for heartbeat in _ticker():
-            events, progress, final = await sync_to_async(streams.job_stream_tick)(job_pk=job.pk, cursor=cursor)
+            events, progress, final = await sync_to_async(streams.job_stream_tick)(
+                job_pk=job.pk, cursor=cursor
+            )
             for event in events:
                 yield _frame(event, event="status", event_id=event["event_id"])
             for item in progress:

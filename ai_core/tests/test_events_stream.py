@@ -1,4 +1,4 @@
-"""Live job events over SSE, served by the real ASGI app: ordering, progress, Last-Event-ID resume, isolation."""
+"""Live job events over SSE, served by the real ASGI app: order, progress, Last-Event-ID resume, isolation."""
 
 import contextlib
 import queue
@@ -23,9 +23,12 @@ def _headers(user, brand=None, **extra):
 
 
 def _submit(personas, brand=None, user=None):
-    job, _ = services.job_create(brand=brand or personas.brand_a, user=user or personas.alice,
-                                 job_type="chat_completion", input_data={"messages": [{"role": "user",
-                                                                                       "content": "hi"}]})
+    job, _ = services.job_create(
+        brand=brand or personas.brand_a,
+        user=user or personas.alice,
+        job_type="chat_completion",
+        input_data={"messages": [{"role": "user", "content": "hi"}]},
+    )
     return job
 
 
@@ -84,8 +87,11 @@ def test_job_stream_sends_transitions_in_order_with_progress_and_ends(live_asgi,
     stream = follow(f"{live_asgi}/ai/jobs/{job.job_id}/events/", _headers(personas.alice))
 
     created = stream.next("status")
-    assert (created.data["job_id"], created.data["from_status"], created.data["to_status"]) == \
-        (job.job_id, "", "pending")
+    assert (created.data["job_id"], created.data["from_status"], created.data["to_status"]) == (
+        job.job_id,
+        "",
+        "pending",
+    )
     started = services.job_start(job_pk=job.pk)
     running = stream.next("status")
     assert running.data["to_status"] == "running" and running.id > created.id
@@ -127,8 +133,10 @@ def test_brand_stream_resumes_and_never_shows_another_brands_jobs(live_asgi, per
     services.job_cancel(job_pk=mine.pk, actor=personas.bob)
 
     first, second = stream.next("status"), stream.next("status")
-    assert [(e.data["job_id"], e.data["to_status"]) for e in (first, second)] == \
-        [(mine.job_id, "pending"), (mine.job_id, "cancelled")]
+    assert [(e.data["job_id"], e.data["to_status"]) for e in (first, second)] == [
+        (mine.job_id, "pending"),
+        (mine.job_id, "cancelled"),
+    ]
     assert before.job_id not in {first.data["job_id"], second.data["job_id"]}
 
     # The brand stream of A, resumed after A's first event, replays A's later transitions in order.
@@ -136,8 +144,10 @@ def test_brand_stream_resumes_and_never_shows_another_brands_jobs(live_asgi, per
     url = f"{live_asgi}/ai/jobs/events/?last_event_id={first_a.id}"
     stream_a = follow(url, _headers(personas.alice))
     replay = [stream_a.next("status") for _ in range(2)]
-    assert [(e.data["job_id"], e.data["to_status"]) for e in replay] == \
-        [(other.job_id, "pending"), (other.job_id, "running")]
+    assert [(e.data["job_id"], e.data["to_status"]) for e in replay] == [
+        (other.job_id, "pending"),
+        (other.job_id, "running"),
+    ]
 
 
 def test_streams_are_scoped_like_the_rest_api(live_asgi, personas):
@@ -145,7 +155,9 @@ def test_streams_are_scoped_like_the_rest_api(live_asgi, personas):
     url = f"{live_asgi}/ai/jobs/{job.job_id}/events/"
     assert httpx.get(url, headers=_headers(personas.bob), timeout=10).status_code == 404
     assert httpx.get(url, headers=_headers(personas.carol), timeout=10).status_code == 404
-    denied = httpx.get(f"{live_asgi}/ai/jobs/events/", headers=_headers(personas.bob, personas.brand_a), timeout=10)
+    denied = httpx.get(
+        f"{live_asgi}/ai/jobs/events/", headers=_headers(personas.bob, personas.brand_a), timeout=10
+    )
     assert (denied.status_code, denied.json()["error_code"]) == (403, "BRAND_ACCESS_DENIED")
     anonymous = httpx.get(url, timeout=10)
     assert (anonymous.status_code, anonymous.json()["error_code"]) == (401, "NOT_AUTHENTICATED")

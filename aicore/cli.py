@@ -1,0 +1,284 @@
+"""`aicore`: AI Core from the terminal.
+
+    aicore submit chat_completion --input prompt.json --wait
+    aicore jobs list --status running
+    aicore jobs show ai_job_abc123def456
+    aicore jobs cancel ai_job_abc123def456
+    aicore dashboard [--company]
+
+Connection from flags or the environment: AICORE_URL, AICORE_USERNAME, AICORE_PASSWORD (or AICORE_TOKEN),
+AICORE_BRAND.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from aicore.client import AICoreClient, AICoreError
+
+EXIT_OK, EXIT_JOB_NOT_COMPLETED, EXIT_ERROR = 0, 1, 2
+STATUS_STYLE = {
+    "completed": "green",
+    "failed": "red",
+    "timeout": "red",
+    "cancelled": "yellow",
+    "running": "cyan",
+    "pending": "white",
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="aicore", description="Submit and follow AI Core jobs.")
+    parser.add_argument("--url", default=os.environ.get("AICORE_URL", "http://127.0.0.1:8000"))
+    parser.add_argument("--username", default=os.environ.get("AICORE_USERNAME"))
+    parser.add_argument("--password", default=os.environ.get("AICORE_PASSWORD"))
+    parser.add_argument(
+        "--token", default=os.environ.get("AICORE_TOKEN"), help="an access token instead of a login"
+    )
+    parser.add_argument("--brand", default=os.environ.get("AICORE_BRAND"), help="brand id (X-Brand-ID)")
+    parser.add_argument("--json", action="store_true", help="print raw JSON instead of tables")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    submit = commands.add_parser("submit", help="submit a job")
+    submit.add_argument("job_type")
+    submit.add_argument("--input", required=True, help="JSON file with input_data ('-' reads stdin)")
+    submit.add_argument("--priority", default="normal", choices=["low", "normal", "high", "urgent"])
+    submit.add_argument("--description", default="")
+    submit.add_argument("--idempotency-key")
+    submit.add_argument("--wait", action="store_true", help="follow the job to its end with a progress bar")
+    submit.add_argument("--timeout", type=float, default=None, help="give up waiting after this many seconds")
+
+    jobs = commands.add_parser("jobs", help="list, show or cancel jobs").add_subparsers(
+        dest="action", required=True
+    )
+    listing = jobs.add_parser("list")
+    for name in ("status", "priority", "job-type", "search", "ordering"):
+        listing.add_argument(f"--{name}")
+    listing.add_argument("--limit", type=int, default=20)
+    jobs.add_parser("show").add_argument("job_id")
+    jobs.add_parser("cancel").add_argument("job_id")
+
+    dashboard = commands.add_parser("dashboard", help="the brand's (or company's) activity")
+    dashboard.add_argument(
+        "--company", action="store_true", help="all brands of the company (company admins)"
+    )
+    commands.add_parser("job-types", help="the job catalogue")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    console = Console(highlight=False)
+    try:
+        with _connect(args) as client:
+            return COMMANDS[args.command](client, args, console)
+    except AICoreError as exc:
+        Console(stderr=True, highlight=False).print(
+            f"[red]error[/red] {exc.status_code} {exc.error_code}: {exc.detail}"
+        )
+        return EXIT_ERROR
+    except (OSError, ValueError, TimeoutError) as exc:
+        Console(stderr=True, highlight=False).print(f"[red]error[/red] {exc}")
+        return EXIT_ERROR
+
+
+def _connect(args) -> AICoreClient:
+    if args.token:
+        return AICoreClient(args.url, access=args.token, brand=args.brand)
+    if not args.username:
+        raise ValueError("give --username/--password (or AICORE_USERNAME/AICORE_PASSWORD) or --token")
+    return AICoreClient(args.url, username=args.username, password=args.password or "", brand=args.brand)
+
+
+def _read_input(source: str) -> dict:
+    text = sys.stdin.read() if source == "-" else Path(source).read_text()
+    data = json.loads(text)
+    if not isinstance(data, dict):
+        raise ValueError("the input file must hold a JSON object (the job's input_data)")
+    return data
+
+
+def cmd_submit(client: AICoreClient, args, console: Console) -> int:
+    job = client.submit(
+        args.job_type,
+        _read_input(args.input),
+        priority=args.priority,
+        description=args.description,
+        idempotency_key=args.idempotency_key,
+    )
+    if not args.wait:
+        _print(console, args, job, lambda: console.print(f"{job['job_id']} {_status(job['status'])}"))
+        return EXIT_OK
+    console.print(f"submitted {job['job_id']} ({job['job_type']['name']})")
+    columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=False) as progress:
+        bar = progress.add_task(job["status"], total=100)
+
+        def on_progress(percent: int, status: str) -> None:
+            progress.update(bar, completed=percent, description=status)
+
+        final = client.wait(job, timeout=args.timeout, on_progress=on_progress)
+        progress.update(bar, completed=final["progress_percentage"], description=final["status"])
+    _print(console, args, final, lambda: _show_job(console, final))
+    return EXIT_OK if final["status"] == "completed" else EXIT_JOB_NOT_COMPLETED
+
+
+def cmd_jobs(client: AICoreClient, args, console: Console) -> int:
+    if args.action == "show":
+        job = client.job(args.job_id)
+        _print(console, args, job, lambda: _show_job(console, job))
+    elif args.action == "cancel":
+        answer = client.cancel(args.job_id)
+        done = answer["job"]
+        line = f"{done['job_id']} {_status(done['status'])} at {done['cancelled_at']}"
+        _print(console, args, answer, lambda: console.print(line))
+    else:
+        filters = {
+            "status": args.status,
+            "priority": args.priority,
+            "job_type": args.job_type,
+            "search": args.search,
+            "ordering": args.ordering,
+            "page_size": min(args.limit, 100),
+        }
+        jobs = []
+        for job in client.iter_jobs(**filters):
+            jobs.append(job)
+            if len(jobs) >= args.limit:
+                break
+        _print(console, args, jobs, lambda: console.print(_jobs_table(jobs)))
+    return EXIT_OK
+
+
+def cmd_dashboard(client: AICoreClient, args, console: Console) -> int:
+    data = client.dashboard(scope="company" if args.company else "brand")
+
+    def render() -> None:
+        stats = Table(title=f"AI jobs ({data['scope']})")
+        for key in data["stats"]:
+            stats.add_column(key.replace("_", " "), justify="right")
+        stats.add_row(*(str(value) for value in data["stats"].values()))
+        console.print(stats)
+        types = Table(title="Top job types")
+        types.add_column("job type")
+        types.add_column("jobs", justify="right")
+        for row in data["top_job_types"]:
+            types.add_row(row["name"], str(row["count"]))
+        console.print(types)
+        brands = Table(title="Brands")
+        for name in ("brand", "jobs", "cost"):
+            brands.add_column(name, justify="left" if name == "brand" else "right")
+        for row in data["brand_breakdown"]:
+            brands.add_row(row["brand_name"], str(row["jobs"]), f"${row['cost']}")
+        console.print(brands)
+        active = [day for day in data["daily_activity"] if day["jobs"]][:7]
+        if active:
+            days = Table(title="Recent days")
+            for name in ("date", "jobs", "cost"):
+                days.add_column(name, justify="left" if name == "date" else "right")
+            for day in active:
+                days.add_row(day["date"], str(day["jobs"]), f"${day['total_cost']}")
+            console.print(days)
+        console.print(_jobs_table(data["recent_jobs"], title="Recent jobs"))
+
+    _print(console, args, data, render)
+    return EXIT_OK
+
+
+def cmd_job_types(client: AICoreClient, args, console: Console) -> int:
+    types = client.job_types()
+
+    def render() -> None:
+        table = Table(title="Job types")
+        for name in ("name", "category", "async", "model", "est. seconds"):
+            table.add_column(name)
+        for t in types:
+            table.add_row(
+                t["name"],
+                t["category"],
+                "yes" if t["requires_async"] else "no",
+                t["default_model"],
+                str(t["estimated_duration_seconds"]),
+            )
+        console.print(table)
+
+    _print(console, args, types, render)
+    return EXIT_OK
+
+
+COMMANDS = {"submit": cmd_submit, "jobs": cmd_jobs, "dashboard": cmd_dashboard, "job-types": cmd_job_types}
+
+
+def _print(console: Console, args, data, render) -> None:
+    if args.json:
+        console.print_json(json.dumps(data))
+    else:
+        render()
+
+
+def _status(status: str) -> str:
+    return f"[{STATUS_STYLE.get(status, 'white')}]{status}[/]"
+
+
+def _jobs_table(jobs: list[dict], *, title: str = "Jobs") -> Table:
+    table = Table(title=title)
+    table.add_column("job_id", no_wrap=True, min_width=19)  # ids are copied from here: never cut them
+    for name in ("type", "status", "progress", "priority", "created", "description"):
+        table.add_column(name, justify="right" if name == "progress" else "left")
+    for job in jobs:
+        table.add_row(
+            job["job_id"],
+            job["job_type"]["name"],
+            _status(job["status"]),
+            f"{job['progress_percentage']}%",
+            job["priority"],
+            job["created_at"][:19].replace("T", " "),
+            (job.get("description") or "")[:40],
+        )
+    return table
+
+
+def _show_job(console: Console, job: dict) -> None:
+    table = Table(show_header=False, title=job["job_id"])
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    for key in (
+        "status",
+        "job_type",
+        "priority",
+        "progress_percentage",
+        "attempts",
+        "created_at",
+        "started_at",
+        "completed_at",
+        "execution_time_seconds",
+        "error_code",
+        "error_message",
+        "description",
+    ):
+        value = job.get(key)
+        if key == "job_type":
+            value = job["job_type"]["name"]
+        if key == "status":
+            value = _status(value)
+        if value not in (None, ""):
+            table.add_row(key, str(value))
+    result = job.get("result_data") or {}
+    if result:
+        table.add_row("result", result.get("completion") or json.dumps(result)[:2000])
+    usage = job.get("usage")
+    if usage:
+        table.add_row("usage", f"{usage.get('total_tokens')} tokens, ${usage.get('total_cost')}")
+    console.print(table)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,147 @@
+"""The Python client and the `aicore` CLI against the real ASGI server."""
+
+import json
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from django.db import connection
+from rest_framework_simplejwt.tokens import RefreshToken
+
+from ai_core import services
+from ai_core.models import AIJob
+from aicore import AICoreClient, AICoreError
+from aicore.cli import main
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("job_types")]
+
+CHAT = {"messages": [{"role": "user", "content": "Bonjour"}]}
+
+
+class StandInWorker:
+    """Runs pending jobs through the workflow services (pending → running → 50 % → completed), as the
+    engine's worker would, so these tests don't depend on a Celery worker process."""
+
+    def __init__(self):
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self):
+        try:
+            while not self.stop.wait(0.05):
+                for job in AIJob.objects.filter(status="pending").order_by("id"):
+                    if job.description == "stay pending":
+                        continue
+                    started = services.job_start(job_pk=job.pk)
+                    services.job_progress(job_pk=job.pk, attempt=started.attempt, percentage=50)
+                    text = job.input_data["messages"][-1]["content"]
+                    services.job_complete(
+                        job_pk=job.pk, attempt=started.attempt, result_data={"completion": f"echo: {text}"}
+                    )
+        finally:
+            connection.close()
+
+
+@pytest.fixture
+def worker():
+    stand_in = StandInWorker()
+    stand_in.thread.start()
+    yield stand_in
+    stand_in.stop.set()
+    stand_in.thread.join(10)
+
+
+@pytest.fixture
+def connect():
+    clients = []
+
+    def open_client(*args, **kwargs):
+        clients.append(AICoreClient(*args, **kwargs))
+        return clients[-1]
+
+    yield open_client
+    for client in clients:
+        client.close()
+
+
+def test_client_submits_waits_pages_and_cancels(live_asgi, personas, worker, connect):
+    client = connect(live_asgi, username="alice", password="alice-pass-1")
+    assert client.brand == personas.brand_a.id  # her only brand, picked at login
+    seen = []
+    job = client.submit("chat_completion", CHAT, description="via client")
+    final = client.wait(job, timeout=30, on_progress=lambda percent, status: seen.append((percent, status)))
+    assert (final["status"], final["result_data"]["completion"]) == ("completed", "echo: Bonjour")
+    assert seen[-1] == (100, "completed") and [p for p, _ in seen] == sorted(p for p, _ in seen)
+    assert [e["to_status"] for e in final["events"]] == ["pending", "running", "completed"]
+
+    pending = [client.submit("chat_completion", CHAT, description="stay pending") for _ in range(2)]
+    listed = list(client.iter_jobs(page_size=1))
+    assert len(listed) == 3 and {j["job_id"] for j in listed} == {
+        job["job_id"],
+        *(p["job_id"] for p in pending),
+    }
+    assert client.jobs(status="completed")["count"] == 1
+
+    answer = client.cancel(pending[0])
+    assert answer["job"]["status"] == "cancelled"
+    with pytest.raises(AICoreError) as again:
+        client.cancel(pending[0])
+    assert (again.value.status_code, again.value.error_code) == (409, "JOB_NOT_CANCELLABLE")
+    assert client.dashboard()["stats"]["cancelled"] == 1
+
+    bob = connect(live_asgi, username="bob", password="bob-pass-1")
+    with pytest.raises(AICoreError) as hidden:
+        bob.job(job["job_id"])
+    assert (hidden.value.status_code, hidden.value.error_code) == (404, "JOB_NOT_FOUND")
+
+
+def test_client_refreshes_an_expired_access_token_once(live_asgi, personas, connect):
+    refresh = RefreshToken.for_user(personas.alice)
+    client = connect(live_asgi, access="expired-or-garbage", refresh=str(refresh))
+    assert [t["name"] for t in client.job_types()][:1] == ["chat_completion"]
+    assert client.access != "expired-or-garbage" and client.refresh_token != str(refresh)
+    with pytest.raises(AICoreError) as bad_login:
+        connect(live_asgi, username="alice", password="wrong")
+    assert bad_login.value.status_code == 401
+
+
+def test_cli_submit_wait_list_show_cancel_dashboard(live_asgi, personas, worker, tmp_path, capsys):
+    connect = ["--url", live_asgi, "--username", "alice", "--password", "alice-pass-1"]
+    prompt = tmp_path / "prompt.json"
+    prompt.write_text(json.dumps(CHAT))
+
+    assert main([*connect, "submit", "chat_completion", "--input", str(prompt), "--wait"]) == 0
+    out = capsys.readouterr().out
+    job = AIJob.objects.get()
+    assert f"submitted {job.job_id}" in out and "completed" in out and "echo: Bonjour" in out
+
+    assert main([*connect, "jobs", "list", "--status", "completed"]) == 0
+    assert job.job_id in capsys.readouterr().out
+    assert main([*connect, "--json", "jobs", "show", job.job_id]) == 0
+    assert json.loads(capsys.readouterr().out)["result_data"] == {"completion": "echo: Bonjour"}
+
+    assert (
+        main([*connect, "submit", "chat_completion", "--input", str(prompt), "--description", "stay pending"])
+        == 0
+    )
+    waiting = AIJob.objects.get(status="pending")
+    assert waiting.job_id in capsys.readouterr().out
+    assert main([*connect, "jobs", "cancel", waiting.job_id]) == 0
+    assert "cancelled" in capsys.readouterr().out
+    assert main([*connect, "jobs", "cancel", waiting.job_id]) == 2
+    assert "JOB_NOT_CANCELLABLE" in capsys.readouterr().err
+
+    assert main([*connect, "dashboard"]) == 0
+    out = capsys.readouterr().out
+    assert "Top job types" in out and "chat_completion" in out
+    assert main([*connect, "--json", "dashboard"]) == 0
+    stats = json.loads(capsys.readouterr().out)["stats"]
+    assert (stats["total_jobs"], stats["completed"], stats["cancelled"]) == (2, 1, 1)
+
+
+def test_cli_is_installed_as_a_console_script():
+    script = Path(sys.executable).parent / "aicore"
+    done = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "submit" in done.stdout and "dashboard" in done.stdout
