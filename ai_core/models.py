@@ -23,6 +23,8 @@ class JobStatus(models.TextChoices):
 
 
 FINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.TIMEOUT})
+# A fixed order for constraints: a frozenset's order changes with the hash seed, and so would the migrations.
+FINAL_STATUS_VALUES = sorted(s.value for s in FINAL_STATUSES)
 
 
 class JobPriority(models.TextChoices):
@@ -107,14 +109,17 @@ class AIJob(models.Model):
             models.Index(fields=["brand", "created_by", "-created_at"], name="aijob_brand_user_created"),
             models.Index(fields=["available_at"], name="aijob_pending_available",
                          condition=Q(status="pending")),
+            # The engine's claim: per priority, brand by brand, oldest first (ai_core.engine.claim).
+            models.Index(fields=["priority", "brand", "created_at", "id"], name="aijob_pending_claim",
+                         condition=Q(status="pending")),
             models.Index(fields=["heartbeat_at"], name="aijob_running_heartbeat",
                          condition=Q(status="running")),
         ]
         constraints = [
             models.CheckConstraint(condition=Q(progress_percentage__lte=100), name="aijob_progress_0_100"),
             models.CheckConstraint(
-                condition=Q(status__in=[s.value for s in FINAL_STATUSES], completed_at__isnull=False)
-                | (~Q(status__in=[s.value for s in FINAL_STATUSES]) & Q(completed_at__isnull=True)),
+                condition=Q(status__in=FINAL_STATUS_VALUES, completed_at__isnull=False)
+                | (~Q(status__in=FINAL_STATUS_VALUES) & Q(completed_at__isnull=True)),
                 name="aijob_completed_at_iff_final",
             ),
             models.CheckConstraint(

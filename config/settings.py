@@ -91,6 +91,16 @@ IS_POSTGRES = DATABASES["default"]["ENGINE"].startswith("django.db.backends.post
 if IS_POSTGRES:
     DATABASES["default"]["TEST"] = {"NAME": f"test_aicore_{env_str('AICORE_TEST_TAG', 'main')}"}
 
+if IS_POSTGRES and env_bool("DB_POOL", default=True):
+    # Django's psycopg pool: a thread holds a connection only while it queries (the engine hands it back
+    # before every provider call), so hundreds of in-flight calls share a handful of connections.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": env_int("DB_POOL_MIN_SIZE", 1, minimum=0),
+        "max_size": env_int("DB_POOL_MAX_SIZE", 8, minimum=1),
+        "timeout": env_int("DB_POOL_TIMEOUT_SECONDS", 60, minimum=1),
+    }
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "business.User"
 
@@ -169,6 +179,39 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A running task is not cancelled when the broker connection drops: the job row is the truth, not the message.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
+# Publishing happens in API requests: with the broker down it must give up fast (the sweeper re-dispatches).
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.25,
+                                    "interval_max": 0.25}
+# Provider calls wait on the network: many threads per process, few database connections (see the pool).
+CELERY_WORKER_POOL = env_choice("AICORE_WORKER_POOL", "threads", {"threads", "prefork", "solo"})
+CELERY_WORKER_CONCURRENCY = env_int("AICORE_WORKER_CONCURRENCY", 64 if IS_POSTGRES else 8, minimum=1)
+
+# --- Execution engine (ai_core.engine) ----------------------------------------------------------------
+# No job runs longer than this, whatever its type says: the broker's redelivery window is derived from it.
+AICORE_MAX_JOB_SECONDS = env_int("AICORE_MAX_JOB_SECONDS", 3600, minimum=1)
+AICORE_HEARTBEAT_MS = env_int("AICORE_HEARTBEAT_MS", 5000, minimum=50)
+AICORE_CANCEL_POLL_MS = env_int("AICORE_CANCEL_POLL_MS", 500, minimum=50)
+AICORE_REAP_AFTER_MS = env_int("AICORE_REAP_AFTER_MS", 30_000, minimum=100)
+AICORE_SWEEP_INTERVAL_MS = env_int("AICORE_SWEEP_INTERVAL_MS", 5000, minimum=50)
+AICORE_SWEEP_PENDING_AFTER_MS = env_int("AICORE_SWEEP_PENDING_AFTER_MS", 30_000, minimum=100)
+AICORE_RETRY_BASE_MS = env_int("AICORE_RETRY_BASE_MS", 1000, minimum=0)
+AICORE_RETRY_MAX_MS = env_int("AICORE_RETRY_MAX_MS", 60_000, minimum=0)
+if AICORE_REAP_AFTER_MS < 3 * AICORE_HEARTBEAT_MS:
+    raise ImproperlyConfigured("AICORE_REAP_AFTER_MS must be at least 3 heartbeats (AICORE_HEARTBEAT_MS)")
+# Redis re-delivers an unacknowledged message after visibility_timeout: it must outlast any job, or a
+# long job's message would wake a second worker while the first still runs it (harmless — the claim is a
+# compare-and-set — but wasteful). The embedded SQLAlchemy transport passes its options to create_engine,
+# so they are set for Redis only; there a lost message is the sweeper's job.
+CELERY_VISIBILITY_TIMEOUT = env_int("CELERY_VISIBILITY_TIMEOUT", 2 * AICORE_MAX_JOB_SECONDS + 600, minimum=60)
+if CELERY_VISIBILITY_TIMEOUT <= AICORE_MAX_JOB_SECONDS + AICORE_REAP_AFTER_MS // 1000:
+    raise ImproperlyConfigured("CELERY_VISIBILITY_TIMEOUT must exceed AICORE_MAX_JOB_SECONDS + reaper delay")
+CELERY_BROKER_TRANSPORT_OPTIONS = {}
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT,
+                                       "socket_connect_timeout": 2, "socket_timeout": 10}
 
 LOGGING = {
     "version": 1,

@@ -1,0 +1,80 @@
+"""Which pending job a woken worker runs next, and the claim itself.
+
+A broker message only wakes a worker; the worker then takes the *best* claimable job from the database:
+strictly by priority (urgent > high > normal > low), and within a priority brand by brand in round-robin,
+oldest job first within a brand. So one brand's 10 000 queued jobs cannot delay another brand's single job
+by more than one claim per brand, and message order in the broker does not matter.
+"""
+
+import threading
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from ai_core.models import AIJob, JobPriority, JobStatus
+from ai_core.services import job_start
+from ai_core.workflow import IllegalTransition, Transitioned
+from business.errors import NotFound
+
+PRIORITY_ORDER = (JobPriority.URGENT, JobPriority.HIGH, JobPriority.NORMAL, JobPriority.LOW)
+MAX_LOST_RACES = 8
+
+
+class BrandRotation:
+    """The last brand served at each priority, per process: the next claim starts after it."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def after(self, priority: str) -> int:
+        with self._lock:
+            return self._last.get(priority, 0)
+
+    def served(self, priority: str, brand_id: int) -> None:
+        with self._lock:
+            self._last[priority] = brand_id
+
+
+rotation = BrandRotation()
+
+
+def _pick(*, lock: bool) -> int | None:
+    """The pk of the best claimable job, locked (SKIP LOCKED) on PostgreSQL so racing workers spread out."""
+    claimable = AIJob.objects.filter(status=JobStatus.PENDING, available_at__lte=timezone.now())
+    for priority in PRIORITY_ORDER:
+        level = claimable.filter(priority=priority)
+        brands = level.order_by("brand_id").values_list("brand_id", flat=True)
+        brand_id = brands.filter(brand_id__gt=rotation.after(priority)).first() or brands.first()
+        if brand_id is None:
+            continue
+        rotation.served(priority, brand_id)
+        # Fall back to the whole level when peers hold all of this brand's head jobs.
+        candidates = [level.filter(brand_id=brand_id), level]
+        for queryset in candidates:
+            queryset = queryset.order_by("created_at", "id")
+            if lock:
+                queryset = queryset.select_for_update(skip_locked=True)
+            pk = queryset.values_list("pk", flat=True).first()
+            if pk is not None:
+                return pk
+    return None
+
+
+def claim_next(*, task_id: str = "") -> Transitioned | None:
+    """Claim the best pending job (pending→running, attempts+1) or return None when there is none.
+
+    The claim is the compare-and-set of job_start: a job cancelled meanwhile, or taken by another worker,
+    fails it and we look again.
+    """
+    lock = connection.features.has_select_for_update_skip_locked
+    for _ in range(MAX_LOST_RACES):
+        with transaction.atomic():
+            pk = _pick(lock=lock)
+            if pk is None:
+                return None
+            try:
+                return job_start(job_pk=pk, task_id=task_id)
+            except (IllegalTransition, NotFound):
+                continue
+    return None

@@ -1,0 +1,149 @@
+"""One attempt of one job: claim, build the request, call the provider, write the outcome.
+
+Every write of the attempt is fenced by its attempt number, so a zombie (a worker the reaper gave up on)
+cannot overwrite what the next attempt or a cancel wrote: its late writes raise StaleAttempt /
+IllegalTransition and are discarded.
+"""
+
+import logging
+import time
+
+from django.conf import settings
+from django.db import connection, transaction
+
+from ai_core.dispatch import publish_job
+from ai_core.engine import handlers
+from ai_core.engine.claim import claim_next
+from ai_core.engine.providers import client_for_model
+from ai_core.engine.retry import RetryPolicy, default_policy
+from ai_core.engine.watch import Attempt, in_flight
+from ai_core.models import AIJob, JobStatus
+from ai_core.services import job_complete, job_fail, job_progress, job_requeue, job_timeout
+from ai_core.signals import job_finished
+from ai_core.workflow import IllegalTransition, StaleAttempt
+from ai_providers.clients.base import CallAbandoned, ChatResult, ProviderError, TransientProviderError
+
+logger = logging.getLogger(__name__)
+PROGRESS_WRITE_EVERY = 0.5  # seconds: a stream of 1 000 chunks must not become 1 000 updates
+Discarded = (IllegalTransition, StaleAttempt)
+
+
+def run_from_message(job_pk: int, *, task_id: str = "", policy: RetryPolicy | None = None) -> str | None:
+    """What a wake-up message does: claim the best pending job (not necessarily `job_pk`) and run it.
+
+    Returns the status the attempt left the job in, or None when there was nothing to claim (a duplicate
+    delivery, a job cancelled while pending, a job another worker took).
+    """
+    claimed = claim_next(task_id=task_id)
+    if claimed is None:
+        return None
+    return execute(claimed.job_pk, claimed.attempt, policy=policy)
+
+
+def execute(job_pk: int, attempt_number: int, *, policy: RetryPolicy | None = None) -> str | None:
+    job = AIJob.objects.select_related("job_type", "brand").get(pk=job_pk)
+    timeout = min(job.job_type.timeout_seconds, settings.AICORE_MAX_JOB_SECONDS)
+    attempt = Attempt(job_pk=job_pk, attempt=attempt_number, deadline=time.monotonic() + timeout)
+    progress = _ProgressWriter(attempt)
+    in_flight.add(attempt)
+    try:
+        try:
+            request = handlers.build_request(job)
+            request.attempt, request.timeout_seconds = attempt_number, float(timeout)
+            client = client_for_model(request.model, job.brand)
+            # Provider calls never run inside a transaction nor hold a connection: they wait on the network
+            # for seconds, and the pooled connection serves other threads meanwhile.
+            connection.close()
+            result = client.chat(request, on_progress=progress, should_stop=attempt.should_stop)
+        except CallAbandoned:
+            return _abandoned(attempt)
+        except ProviderError as exc:
+            if isinstance(exc, TransientProviderError):
+                return _retry_or_fail(attempt, job, exc.error_code, exc.message, policy or default_policy())
+            return _fail(attempt, exc.error_code, exc.message)
+        except Exception as exc:  # a bug or a broken dependency: retried like a transient error, then failed
+            logger.exception("job %s attempt %s crashed", job_pk, attempt_number)
+            return _retry_or_fail(attempt, job, "ENGINE_ERROR", f"{type(exc).__name__}: {exc}",
+                                  policy or default_policy())
+        if attempt.should_stop():
+            return _abandoned(attempt)
+        return _complete(attempt, result)
+    finally:
+        in_flight.remove(attempt)
+        connection.close()
+
+
+class _ProgressWriter:
+    """on_progress for the provider: throttled writes, and a stop when the attempt turns out to be stale."""
+
+    def __init__(self, attempt: Attempt) -> None:
+        self.attempt = attempt
+        self.written = -1
+        self.at = 0.0
+
+    def __call__(self, percentage: int) -> None:
+        now = time.monotonic()
+        # 100 % is written by the completion itself, right after.
+        if percentage >= 100 or percentage == self.written or now - self.at < PROGRESS_WRITE_EVERY:
+            return
+        try:
+            current = job_progress(job_pk=self.attempt.job_pk, attempt=self.attempt.attempt,
+                                   percentage=int(percentage))
+        finally:
+            connection.close()  # back to the pool before the stream goes on
+        self.written, self.at = percentage, now
+        if not current:
+            self.attempt.halt("superseded")
+
+
+def _finish(attempt: Attempt, status: str, write, *, result: ChatResult | None = None,
+            error_code: str = "") -> str | None:
+    """Write a final state and let accounting apps add their rows in the same transaction."""
+    try:
+        with transaction.atomic():
+            write()
+            job_finished.send(sender=AIJob, job_pk=attempt.job_pk, attempt=attempt.attempt, status=status,
+                              result=result, error_code=error_code)
+    except Discarded as exc:
+        logger.info("job %s attempt %s: %s write discarded (%s)", attempt.job_pk, attempt.attempt,
+                    status, exc)
+        return None
+    return status
+
+
+def _complete(attempt: Attempt, result: ChatResult) -> str | None:
+    return _finish(attempt, JobStatus.COMPLETED, lambda: job_complete(
+        job_pk=attempt.job_pk, attempt=attempt.attempt, result_data=result.as_result_data()), result=result)
+
+
+def _fail(attempt: Attempt, error_code: str, message: str) -> str | None:
+    return _finish(attempt, JobStatus.FAILED, lambda: job_fail(
+        job_pk=attempt.job_pk, attempt=attempt.attempt, error_code=error_code, error_message=message),
+        error_code=error_code)
+
+
+def _timeout(attempt: Attempt) -> str | None:
+    return _finish(attempt, JobStatus.TIMEOUT, 
+                   lambda: job_timeout(job_pk=attempt.job_pk, attempt=attempt.attempt),
+                   error_code="JOB_TIMEOUT")
+
+
+def _abandoned(attempt: Attempt) -> str | None:
+    """The call stopped early: on timeout we end the job; on cancel or supersession others already did."""
+    if attempt.stop_reason == "timeout":
+        return _timeout(attempt)
+    return None
+
+
+def _retry_or_fail(attempt: Attempt, job: AIJob, error_code: str, message: str,
+                   policy: RetryPolicy) -> str | None:
+    if not policy.should_retry(attempt=attempt.attempt, max_attempts=job.job_type.max_attempts):
+        return _fail(attempt, error_code, f"{message} (after {attempt.attempt} attempts)")
+    delay = policy.delay(attempt.attempt)
+    try:
+        job_requeue(job_pk=attempt.job_pk, attempt=attempt.attempt, reason=f"{error_code}: {message}",
+                    delay_seconds=delay)
+    except Discarded:
+        return None
+    publish_job(attempt.job_pk, priority=job.priority, countdown=delay)
+    return JobStatus.PENDING

@@ -1,0 +1,107 @@
+"""Sweeper and reaper: the periodic repairs that make "never lost" hold when messages or workers vanish.
+
+Every worker process runs them (several at once is safe: each repair is a compare-and-set fenced by the
+attempt number, and a duplicate wake-up message is harmless because a message only wakes a worker).
+"""
+
+import logging
+import random
+import threading
+import time
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+
+from ai_core.dispatch import publish_job
+from ai_core.models import AIJob, AIJobType, JobStatus
+from ai_core.services import job_fail, job_requeue, job_timeout
+from ai_core.workflow import IllegalTransition, StaleAttempt
+
+logger = logging.getLogger(__name__)
+BATCH = 1000
+OVERDUE_GRACE_SECONDS = 10  # past its timeout plus this, a job whose worker still beats is ended anyway
+
+
+def sweep(*, now=None) -> int:
+    """Re-dispatch pending jobs whose wake-up seems lost: claimable for longer than SWEEP_PENDING_AFTER.
+
+    Their available_at moves to now, so each such job is re-published at most once per period.
+    """
+    now = now or timezone.now()
+    cutoff = now - timedelta(milliseconds=settings.AICORE_SWEEP_PENDING_AFTER_MS)
+    stale = AIJob.objects.filter(status=JobStatus.PENDING, available_at__lt=cutoff)
+    rows = list(stale.order_by("available_at").values_list("pk", "priority")[:BATCH])
+    if not rows:
+        return 0
+    stale.filter(pk__in=[pk for pk, _ in rows]).update(available_at=now)
+    for pk, priority in rows:
+        publish_job(pk, priority=priority)
+    logger.info("sweeper re-dispatched %s pending jobs", len(rows))
+    return len(rows)
+
+
+def reap(*, now=None) -> dict[str, int]:
+    """Finish or re-queue running jobs whose worker stopped beating, and end jobs past their timeout."""
+    now = now or timezone.now()
+    done = {"requeued": 0, "failed": 0, "timeout": 0}
+    silent_since = now - timedelta(milliseconds=settings.AICORE_REAP_AFTER_MS)
+    for job_type in AIJobType.objects.all():
+        limit = min(job_type.timeout_seconds, settings.AICORE_MAX_JOB_SECONDS)
+        running = AIJob.objects.filter(status=JobStatus.RUNNING, job_type=job_type)
+        dead = running.filter(heartbeat_at__lt=silent_since)
+        overdue = running.filter(started_at__lt=now - timedelta(seconds=limit + OVERDUE_GRACE_SECONDS))
+        for pk, attempt, started_at, priority in (dead | overdue).values_list(
+                "pk", "attempts", "started_at", "priority")[:BATCH]:
+            try:
+                if started_at <= now - timedelta(seconds=limit):
+                    job_timeout(job_pk=pk, attempt=attempt)
+                    done["timeout"] += 1
+                elif attempt < job_type.max_attempts:
+                    job_requeue(job_pk=pk, attempt=attempt, reason="worker lost (no heartbeat)")
+                    publish_job(pk, priority=priority)
+                    done["requeued"] += 1
+                else:
+                    job_fail(job_pk=pk, attempt=attempt, error_code="WORKER_LOST",
+                             error_message=f"The worker running this job stopped responding "
+                                           f"({attempt} attempts)")
+                    done["failed"] += 1
+            except (IllegalTransition, StaleAttempt):
+                continue  # the worker woke up and finished, or another reaper was faster
+    if any(done.values()):
+        logger.warning("reaper: %s", done)
+    return done
+
+
+class Upkeep:
+    """A daemon thread running reap() then sweep() every AICORE_SWEEP_INTERVAL_MS (with jitter)."""
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._loop, name="aicore-upkeep", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _loop(self) -> None:
+        interval = settings.AICORE_SWEEP_INTERVAL_MS / 1000
+        while not self._stop.wait(interval * random.uniform(0.8, 1.2)):
+            started = time.monotonic()
+            try:
+                reap()
+                sweep()
+            except Exception:  # database or broker briefly away: the next round repairs what this one missed
+                logger.warning("upkeep round failed", exc_info=True)
+            finally:
+                connection.close()
+            logger.debug("upkeep round took %.3fs", time.monotonic() - started)
+
+
+upkeep = Upkeep()

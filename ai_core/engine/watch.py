@@ -1,0 +1,117 @@
+"""The attempts running in this process, and the thread that keeps them honest.
+
+Every AICORE_CANCEL_POLL_MS the watcher reads the status of all in-flight jobs in one query: a job that is
+no longer running on our attempt (cancelled, or re-queued by a reaper) gets its stop flag set, which makes
+the provider call return. Every AICORE_HEARTBEAT_MS it stamps heartbeat_at on all of them in one update.
+"""
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from functools import reduce
+from operator import or_
+
+from django.conf import settings
+from django.db import connection
+from django.db.models import Q
+from django.utils import timezone
+
+from ai_core.models import AIJob, JobStatus
+
+logger = logging.getLogger(__name__)
+CHUNK = 200  # bounded statement size whatever the number of calls in flight
+
+
+@dataclass(eq=False)
+class Attempt:
+    """One attempt of one job in this process: the fence (attempt), the deadline and the stop flag."""
+
+    job_pk: int
+    attempt: int
+    deadline: float  # time.monotonic()
+    stop: threading.Event = field(default_factory=threading.Event)
+    stop_reason: str = ""
+
+    def halt(self, reason: str) -> None:
+        if not self.stop.is_set():
+            self.stop_reason = reason
+            self.stop.set()
+
+    def should_stop(self) -> bool:
+        if not self.stop.is_set() and time.monotonic() >= self.deadline:
+            self.halt("timeout")
+        return self.stop.is_set()
+
+
+class InFlight:
+    def __init__(self) -> None:
+        self._attempts: dict[int, Attempt] = {}
+        self._lock = threading.Lock()
+        self._owner_pid: int | None = None
+
+    def add(self, attempt: Attempt) -> None:
+        with self._lock:
+            self._attempts[id(attempt)] = attempt
+            if self._owner_pid != os.getpid():  # first use in this (possibly forked) process
+                self._owner_pid = os.getpid()
+                threading.Thread(target=self._loop, name="aicore-watch", daemon=True).start()
+
+    def remove(self, attempt: Attempt) -> None:
+        with self._lock:
+            self._attempts.pop(id(attempt), None)
+
+    def snapshot(self) -> list[Attempt]:
+        with self._lock:
+            return list(self._attempts.values())
+
+    def __len__(self) -> int:
+        return len(self._attempts)
+
+    def _loop(self) -> None:
+        poll = settings.AICORE_CANCEL_POLL_MS / 1000
+        beat_every = settings.AICORE_HEARTBEAT_MS / 1000
+        last_beat = 0.0
+        while True:
+            time.sleep(poll)
+            attempts = self.snapshot()
+            if not attempts:
+                continue
+            try:
+                stop_the_gone(attempts)
+                if time.monotonic() - last_beat >= beat_every:
+                    heartbeat(attempts)
+                    last_beat = time.monotonic()
+            except Exception:  # the database may be briefly away: try again next round
+                logger.warning("in-flight watcher round failed", exc_info=True)
+            finally:
+                connection.close()
+
+
+def _chunks(attempts: list[Attempt]):
+    for start in range(0, len(attempts), CHUNK):
+        yield attempts[start:start + CHUNK]
+
+
+def stop_the_gone(attempts: list[Attempt]) -> None:
+    """Halt every attempt whose job is no longer running on that attempt (one query per CHUNK jobs)."""
+    for chunk in _chunks(attempts):
+        rows = dict((pk, (status, n)) for pk, status, n in AIJob.objects.filter(
+            pk__in=[a.job_pk for a in chunk]).values_list("pk", "status", "attempts"))
+        for attempt in chunk:
+            status, number = rows.get(attempt.job_pk, ("deleted", None))
+            if status == JobStatus.CANCELLED:
+                attempt.halt("cancelled")
+            elif status != JobStatus.RUNNING or number != attempt.attempt:
+                attempt.halt("superseded")
+
+
+def heartbeat(attempts: list[Attempt]) -> None:
+    now = timezone.now()
+    for chunk in _chunks(attempts):
+        fence = reduce(or_, (Q(pk=a.job_pk, attempts=a.attempt) for a in chunk))
+        AIJob.objects.filter(fence, status=JobStatus.RUNNING).update(heartbeat_at=now)
+
+
+in_flight = InFlight()

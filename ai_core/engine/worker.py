@@ -1,0 +1,15 @@
+"""Hooks into the Celery worker's life: upkeep runs wherever a worker runs, no separate beat process."""
+
+from celery.signals import worker_ready, worker_shutting_down
+
+from ai_core.engine.upkeep import upkeep
+
+
+@worker_ready.connect
+def _start_upkeep(**_kwargs) -> None:
+    upkeep.start()
+
+
+@worker_shutting_down.connect
+def _stop_upkeep(**_kwargs) -> None:
+    upkeep.stop()
