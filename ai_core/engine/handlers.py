@@ -1,7 +1,7 @@
 """Job type → provider request. Register a function for a new job type; the engine never changes.
 
-    @register("summarize")
-    def summarize(job: AIJob) -> ChatRequest: ...
+@register("summarize")
+def summarize(job: AIJob) -> ChatRequest: ...
 """
 
 from collections.abc import Callable
@@ -21,6 +21,7 @@ def register(job_type_name: str) -> Callable[[Handler], Handler]:
     def decorator(handler: Handler) -> Handler:
         _HANDLERS[job_type_name] = handler
         return handler
+
     return decorator
 
 
@@ -28,8 +29,9 @@ def handler_for(job_type_name: str) -> Handler:
     try:
         return _HANDLERS[job_type_name]
     except KeyError:
-        raise PermanentProviderError(f"No handler runs jobs of type '{job_type_name}'",
-                                     error_code="NO_HANDLER") from None
+        raise PermanentProviderError(
+            f"No handler runs jobs of type '{job_type_name}'", error_code="NO_HANDLER"
+        ) from None
 
 
 def registered_types() -> list[str]:
@@ -74,5 +76,6 @@ def content_analysis(job: AIJob) -> ChatRequest:
     data = job.input_data
     kind = data.get("analysis_type") or "general"
     instructions = data.get("instructions") or f"Analyse the following content ({kind} analysis)."
-    return chat_request(job, [{"role": "system", "content": instructions},
-                              {"role": "user", "content": data["content"]}])
+    return chat_request(
+        job, [{"role": "system", "content": instructions}, {"role": "user", "content": data["content"]}]
+    )

@@ -11,5 +11,6 @@ def client_for_model(model: str, brand=None) -> ProviderClient:
     """
     if model.startswith("echo"):
         return EchoClient()
-    raise PermanentProviderError(f"No provider serves the model '{model}'", error_code="MODEL_NOT_FOUND",
-                                 status_code=400)
+    raise PermanentProviderError(
+        f"No provider serves the model '{model}'", error_code="MODEL_NOT_FOUND", status_code=400
+    )

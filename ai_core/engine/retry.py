@@ -32,5 +32,6 @@ class RetryPolicy:
 
 
 def default_policy() -> RetryPolicy:
-    return RetryPolicy(base_seconds=settings.AICORE_RETRY_BASE_MS / 1000,
-                       max_seconds=settings.AICORE_RETRY_MAX_MS / 1000)
+    return RetryPolicy(
+        base_seconds=settings.AICORE_RETRY_BASE_MS / 1000, max_seconds=settings.AICORE_RETRY_MAX_MS / 1000
+    )

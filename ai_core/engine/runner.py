@@ -22,10 +22,11 @@ from ai_core.services import job_complete, job_fail, job_progress, job_requeue, 
 from ai_core.signals import job_finished
 from ai_core.workflow import IllegalTransition, StaleAttempt
 from ai_providers.clients.base import CallAbandoned, ChatResult, ProviderError, TransientProviderError
+from business.errors import NotFound
 
 logger = logging.getLogger(__name__)
 PROGRESS_WRITE_EVERY = 0.5  # seconds: a stream of 1 000 chunks must not become 1 000 updates
-Discarded = (IllegalTransition, StaleAttempt)
+Discarded = (IllegalTransition, StaleAttempt, NotFound)  # NotFound: the job was deleted meanwhile
 
 
 def run_from_message(job_pk: int, *, task_id: str = "", policy: RetryPolicy | None = None) -> str | None:
@@ -63,8 +64,9 @@ def execute(job_pk: int, attempt_number: int, *, policy: RetryPolicy | None = No
             return _fail(attempt, exc.error_code, exc.message)
         except Exception as exc:  # a bug or a broken dependency: retried like a transient error, then failed
             logger.exception("job %s attempt %s crashed", job_pk, attempt_number)
-            return _retry_or_fail(attempt, job, "ENGINE_ERROR", f"{type(exc).__name__}: {exc}",
-                                  policy or default_policy())
+            return _retry_or_fail(
+                attempt, job, "ENGINE_ERROR", f"{type(exc).__name__}: {exc}", policy or default_policy()
+            )
         if attempt.should_stop():
             return _abandoned(attempt)
         return _complete(attempt, result)
@@ -87,8 +89,9 @@ class _ProgressWriter:
         if percentage >= 100 or percentage == self.written or now - self.at < PROGRESS_WRITE_EVERY:
             return
         try:
-            current = job_progress(job_pk=self.attempt.job_pk, attempt=self.attempt.attempt,
-                                   percentage=int(percentage))
+            current = job_progress(
+                job_pk=self.attempt.job_pk, attempt=self.attempt.attempt, percentage=int(percentage)
+            )
         finally:
             connection.close()  # back to the pool before the stream goes on
         self.written, self.at = percentage, now
@@ -96,36 +99,58 @@ class _ProgressWriter:
             self.attempt.halt("superseded")
 
 
-def _finish(attempt: Attempt, status: str, write, *, result: ChatResult | None = None,
-            error_code: str = "") -> str | None:
+def _finish(
+    attempt: Attempt, status: str, write, *, result: ChatResult | None = None, error_code: str = ""
+) -> str | None:
     """Write a final state and let accounting apps add their rows in the same transaction."""
     try:
         with transaction.atomic():
             write()
-            job_finished.send(sender=AIJob, job_pk=attempt.job_pk, attempt=attempt.attempt, status=status,
-                              result=result, error_code=error_code)
+            job_finished.send(
+                sender=AIJob,
+                job_pk=attempt.job_pk,
+                attempt=attempt.attempt,
+                status=status,
+                result=result,
+                error_code=error_code,
+            )
     except Discarded as exc:
-        logger.info("job %s attempt %s: %s write discarded (%s)", attempt.job_pk, attempt.attempt,
-                    status, exc)
+        logger.info(
+            "job %s attempt %s: %s write discarded (%s)", attempt.job_pk, attempt.attempt, status, exc
+        )
         return None
     return status
 
 
 def _complete(attempt: Attempt, result: ChatResult) -> str | None:
-    return _finish(attempt, JobStatus.COMPLETED, lambda: job_complete(
-        job_pk=attempt.job_pk, attempt=attempt.attempt, result_data=result.as_result_data()), result=result)
+    return _finish(
+        attempt,
+        JobStatus.COMPLETED,
+        lambda: job_complete(
+            job_pk=attempt.job_pk, attempt=attempt.attempt, result_data=result.as_result_data()
+        ),
+        result=result,
+    )
 
 
 def _fail(attempt: Attempt, error_code: str, message: str) -> str | None:
-    return _finish(attempt, JobStatus.FAILED, lambda: job_fail(
-        job_pk=attempt.job_pk, attempt=attempt.attempt, error_code=error_code, error_message=message),
-        error_code=error_code)
+    return _finish(
+        attempt,
+        JobStatus.FAILED,
+        lambda: job_fail(
+            job_pk=attempt.job_pk, attempt=attempt.attempt, error_code=error_code, error_message=message
+        ),
+        error_code=error_code,
+    )
 
 
 def _timeout(attempt: Attempt) -> str | None:
-    return _finish(attempt, JobStatus.TIMEOUT, 
-                   lambda: job_timeout(job_pk=attempt.job_pk, attempt=attempt.attempt),
-                   error_code="JOB_TIMEOUT")
+    return _finish(
+        attempt,
+        JobStatus.TIMEOUT,
+        lambda: job_timeout(job_pk=attempt.job_pk, attempt=attempt.attempt),
+        error_code="JOB_TIMEOUT",
+    )
 
 
 def _abandoned(attempt: Attempt) -> str | None:
@@ -135,14 +160,19 @@ def _abandoned(attempt: Attempt) -> str | None:
     return None
 
 
-def _retry_or_fail(attempt: Attempt, job: AIJob, error_code: str, message: str,
-                   policy: RetryPolicy) -> str | None:
+def _retry_or_fail(
+    attempt: Attempt, job: AIJob, error_code: str, message: str, policy: RetryPolicy
+) -> str | None:
     if not policy.should_retry(attempt=attempt.attempt, max_attempts=job.job_type.max_attempts):
         return _fail(attempt, error_code, f"{message} (after {attempt.attempt} attempts)")
     delay = policy.delay(attempt.attempt)
     try:
-        job_requeue(job_pk=attempt.job_pk, attempt=attempt.attempt, reason=f"{error_code}: {message}",
-                    delay_seconds=delay)
+        job_requeue(
+            job_pk=attempt.job_pk,
+            attempt=attempt.attempt,
+            reason=f"{error_code}: {message}",
+            delay_seconds=delay,
+        )
     except Discarded:
         return None
     publish_job(attempt.job_pk, priority=job.priority, countdown=delay)

@@ -18,6 +18,7 @@ from ai_core.dispatch import publish_job
 from ai_core.models import AIJob, AIJobType, JobStatus
 from ai_core.services import job_fail, job_requeue, job_timeout
 from ai_core.workflow import IllegalTransition, StaleAttempt
+from business.errors import NotFound
 
 logger = logging.getLogger(__name__)
 BATCH = 1000
@@ -53,7 +54,8 @@ def reap(*, now=None) -> dict[str, int]:
         dead = running.filter(heartbeat_at__lt=silent_since)
         overdue = running.filter(started_at__lt=now - timedelta(seconds=limit + OVERDUE_GRACE_SECONDS))
         for pk, attempt, started_at, priority in (dead | overdue).values_list(
-                "pk", "attempts", "started_at", "priority")[:BATCH]:
+            "pk", "attempts", "started_at", "priority"
+        )[:BATCH]:
             try:
                 if started_at <= now - timedelta(seconds=limit):
                     job_timeout(job_pk=pk, attempt=attempt)
@@ -63,11 +65,14 @@ def reap(*, now=None) -> dict[str, int]:
                     publish_job(pk, priority=priority)
                     done["requeued"] += 1
                 else:
-                    job_fail(job_pk=pk, attempt=attempt, error_code="WORKER_LOST",
-                             error_message=f"The worker running this job stopped responding "
-                                           f"({attempt} attempts)")
+                    job_fail(
+                        job_pk=pk,
+                        attempt=attempt,
+                        error_code="WORKER_LOST",
+                        error_message=f"The worker running this job stopped responding ({attempt} attempts)",
+                    )
                     done["failed"] += 1
-            except (IllegalTransition, StaleAttempt):
+            except (IllegalTransition, StaleAttempt, NotFound):
                 continue  # the worker woke up and finished, or another reaper was faster
     if any(done.values()):
         logger.warning("reaper: %s", done)

@@ -91,14 +91,18 @@ class InFlight:
 
 def _chunks(attempts: list[Attempt]):
     for start in range(0, len(attempts), CHUNK):
-        yield attempts[start:start + CHUNK]
+        yield attempts[start : start + CHUNK]
 
 
 def stop_the_gone(attempts: list[Attempt]) -> None:
     """Halt every attempt whose job is no longer running on that attempt (one query per CHUNK jobs)."""
     for chunk in _chunks(attempts):
-        rows = dict((pk, (status, n)) for pk, status, n in AIJob.objects.filter(
-            pk__in=[a.job_pk for a in chunk]).values_list("pk", "status", "attempts"))
+        rows = dict(
+            (pk, (status, n))
+            for pk, status, n in AIJob.objects.filter(pk__in=[a.job_pk for a in chunk]).values_list(
+                "pk", "status", "attempts"
+            )
+        )
         for attempt in chunk:
             status, number = rows.get(attempt.job_pk, ("deleted", None))
             if status == JobStatus.CANCELLED:

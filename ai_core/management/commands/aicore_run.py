@@ -8,6 +8,8 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
+from ai_core.engine.worker import worker_command
+
 STOP_GRACE_SECONDS = 10
 
 
@@ -23,17 +25,22 @@ class Command(BaseCommand):
         with socket.socket() as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if probe.connect_ex((host, port)) == 0:
-                raise CommandError(f"{host}:{port} is already in use (is `make run` already running? "
-                                   f"stop it, or pass PORT=…)")
-        commands = {"api": [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", host,
-                            "--port", str(port), "--no-access-log"]}
+                raise CommandError(
+                    f"{host}:{port} is already in use (is `make run` already running? "
+                    f"stop it, or pass PORT=…)"
+                )
+        api = ["-m", "uvicorn", "config.asgi:application", "--host", host, "--port", str(port), "--no-access-log"]
+        commands = {"api": [sys.executable, *api]}
         if not no_worker:
-            commands["worker"] = [sys.executable, "-m", "celery", "-A", "config", "worker", "-l", "info",
-                                  "-n", f"aicore-run-{port}@%h"]
+            commands["worker"] = worker_command("-l", "info", "-n", f"aicore-run-{port}@%h")
         children = {name: subprocess.Popen(argv) for name, argv in commands.items()}
-        self.stdout.write(self.style.SUCCESS(
-            f"AI Core on http://{host}:{port}/ (API docs at /api/docs/)"
-            + ("" if no_worker else " with a worker") + " — Ctrl-C stops everything"))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"AI Core on http://{host}:{port}/ (API docs at /api/docs/)"
+                + ("" if no_worker else " with a worker")
+                + " — Ctrl-C stops everything"
+            )
+        )
 
         stopping = False
 
@@ -48,8 +55,9 @@ class Command(BaseCommand):
             exited = [name for name, child in children.items() if child.poll() is not None]
             if exited:
                 exit_code = children[exited[0]].returncode or 1
-                self.stderr.write(f"{exited[0]} stopped (exit {children[exited[0]].returncode}); "
-                                  "stopping the rest")
+                self.stderr.write(
+                    f"{exited[0]} stopped (exit {children[exited[0]].returncode}); stopping the rest"
+                )
                 break
             time.sleep(0.2)
         self._stop_all(children)

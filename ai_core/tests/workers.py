@@ -1,0 +1,92 @@
+"""Real Celery worker processes for tests, pointed at the test database and the test broker."""
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+from django.conf import settings
+from django.db import connection
+
+from ai_core.engine.worker import worker_command
+from config.celery_app import app
+
+# Short periods so crash recovery, retries and sweeps happen within seconds in tests.
+FAST_ENGINE = {
+    "AICORE_HEARTBEAT_MS": "300",
+    "AICORE_CANCEL_POLL_MS": "200",
+    "AICORE_REAP_AFTER_MS": "1500",
+    "AICORE_SWEEP_INTERVAL_MS": "500",
+    "AICORE_SWEEP_PENDING_AFTER_MS": "2000",
+    "AICORE_RETRY_BASE_MS": "100",
+    "AICORE_RETRY_MAX_MS": "400",
+}
+
+
+def database_url_of_tests() -> str:
+    """The URL of the database this test process uses (pytest-django's test database)."""
+    db = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{db['NAME']}"
+    auth = quote(db["USER"] or "postgres") + (f":{quote(db['PASSWORD'])}" if db.get("PASSWORD") else "")
+    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+def purge_broker() -> None:
+    with app.connection_for_write() as conn:
+        app.control.purge(connection=conn)
+
+
+class WorkerProcesses:
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.procs: list[subprocess.Popen] = []
+        self.started = 0
+
+    def env(self, **overrides: str) -> dict[str, str]:
+        env = dict(os.environ, **FAST_ENGINE)
+        env.update(
+            DATABASE_URL=database_url_of_tests(),
+            CELERY_BROKER_URL=settings.CELERY_BROKER_URL,
+            AICORE_ENV="test",
+            DB_POOL_MAX_SIZE="4",
+            PYTHONWARNINGS="ignore",
+        )
+        env.update(overrides)
+        return env
+
+    def start(self, *, concurrency: int = 4, **env: str) -> subprocess.Popen:
+        self.started += 1
+        name = f"w{self.started}-{os.getpid()}"
+        with open(self.log_dir / f"{name}.log", "wb") as log:  # the child keeps its own descriptor
+            argv = worker_command(*f"-P threads -c {concurrency} -l warning -n {name}@%h".split(),
+                                  "--without-gossip", "--without-mingle", "--without-heartbeat")
+            proc = subprocess.Popen(argv, env=self.env(**env), stdout=log, stderr=subprocess.STDOUT,
+                                    cwd=settings.BASE_DIR)
+        self.procs.append(proc)
+        return proc
+
+    def kill(self, proc: subprocess.Popen) -> None:
+        """kill -9: no shutdown code runs, unacknowledged messages and running attempts are abandoned."""
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.procs.clear()
+
+    def logs(self) -> str:
+        return "\n".join(
+            path.read_text(errors="replace")[-3000:] for path in sorted(self.log_dir.glob("*.log"))
+        )
