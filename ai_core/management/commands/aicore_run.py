@@ -29,7 +29,7 @@ class Command(BaseCommand):
                     f"{host}:{port} is already in use (is `make run` already running? "
                     f"stop it, or pass PORT=…)"
                 )
-        api = ["-m", "uvicorn", "config.asgi:application", "--host", host, "--port", str(port), "--no-access-log"]
+        api = ["-m", "uvicorn", "config.asgi:application", "--host", host, "--port", str(port)]
         commands = {"api": [sys.executable, *api]}
         if not no_worker:
             commands["worker"] = worker_command("-l", "info", "-n", f"aicore-run-{port}@%h")
