@@ -21,7 +21,7 @@ def submit(
 
 
 def wait_for(predicate, *, timeout: float, what: str, every: float = 0.1):
-    """Poll until predicate() is truthy; fail with `what` after `timeout` s (a hang guard, not a timing)."""
+    """Poll until predicate() is truthy, else fail with `what` (a guard against hangs, not a timing check)."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
