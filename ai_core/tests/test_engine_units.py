@@ -48,7 +48,7 @@ def test_backoff_grows_exponentially_with_jitter_and_a_ceiling():
 def test_each_default_job_type_maps_its_input_to_a_chat_request(job_types, make_brands):
     (brand,) = make_brands(1)
     chat = AIJob(
-        job_type=job_types["chat_completion"],
+        job_type=AIJobType.objects.get(name="chat_completion"),
         brand=brand,
         input_data={
             "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}],
@@ -63,13 +63,15 @@ def test_each_default_job_type_maps_its_input_to_a_chat_request(job_types, make_
     assert request.messages[-1] == {"role": "user", "content": "hi"}
     assert request.options == {"echo": {"delay_ms": 3}}
 
-    text = AIJob(job_type=job_types["text_generation"], brand=brand, input_data={"prompt": "write"})
+    text = AIJob(
+        job_type=AIJobType.objects.get(name="text_generation"), brand=brand, input_data={"prompt": "write"}
+    )
     request = handlers.build_request(text)
     assert request.messages == [{"role": "user", "content": "write"}]
-    assert request.model == job_types["text_generation"].default_model
+    assert request.model == AIJobType.objects.get(name="text_generation").default_model
 
     analysis = AIJob(
-        job_type=job_types["content_analysis"],
+        job_type=AIJobType.objects.get(name="content_analysis"),
         brand=brand,
         input_data={"content": "some text", "analysis_type": "sentiment"},
     )
