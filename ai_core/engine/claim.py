@@ -40,24 +40,21 @@ rotation = BrandRotation()
 
 
 def _pick(*, lock: bool) -> int | None:
-    """The pk of the best claimable job, locked (SKIP LOCKED) on PostgreSQL so racing workers spread out."""
+    """The pk of the best claimable job, locked (SKIP LOCKED) on PostgreSQL so racing workers spread out.
+
+    One index range scan per priority level (aijob_pending_claim: priority, brand, created_at, id): the
+    oldest job of the first brand after the last one served, wrapping around to the first brand.
+    """
     claimable = AIJob.objects.filter(status=JobStatus.PENDING, available_at__lte=timezone.now())
     for priority in PRIORITY_ORDER:
-        level = claimable.filter(priority=priority)
-        brands = level.order_by("brand_id").values_list("brand_id", flat=True)
-        brand_id = brands.filter(brand_id__gt=rotation.after(priority)).first() or brands.first()
-        if brand_id is None:
-            continue
-        rotation.served(priority, brand_id)
-        # Fall back to the whole level when peers hold all of this brand's head jobs.
-        candidates = [level.filter(brand_id=brand_id), level]
-        for queryset in candidates:
-            queryset = queryset.order_by("created_at", "id")
-            if lock:
-                queryset = queryset.select_for_update(skip_locked=True)
-            pk = queryset.values_list("pk", flat=True).first()
-            if pk is not None:
-                return pk
+        level = claimable.filter(priority=priority).order_by("brand_id", "created_at", "id")
+        if lock:
+            level = level.select_for_update(skip_locked=True)
+        for queryset in (level.filter(brand_id__gt=rotation.after(priority)), level):
+            row = queryset.values_list("pk", "brand_id").first()
+            if row is not None:
+                rotation.served(priority, row[1])
+                return row[0]
     return None
 
 

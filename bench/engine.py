@@ -1,0 +1,232 @@
+"""Execution-engine benchmark: raw Celery vs. the whole job path, and an I/O-bound run on one worker machine.
+
+    python -m bench.engine        (or `make bench`)
+
+1. Baseline: 5 000 no-op Celery tasks (2 prefork processes) drained from Redis.
+2. Ours: 5 000 `echo` jobs at 0 ms through the whole path (claim, events, roll-up, result) with 2 worker
+   processes (threads pool, 8 threads each), same Redis and PostgreSQL.
+3. I/O-bound: 2 000 `echo` jobs of 2 000 ms on ONE worker process (threads pool, 400 threads, a database pool
+   of at most 10 connections): sustained jobs/s, calls in flight, peak PostgreSQL connections, worker RSS.
+
+Rates are measured from the first to the last completion, after everything was queued (worker start-up is
+excluded from both sides). Environment: BENCH_DATABASE_URL (postgres://…/aicore_bench_engine, created if
+missing), BENCH_REDIS_URL (redis://127.0.0.1:6379/1; its keys are flushed). The machine may be shared:
+figures are indicative.
+"""
+
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results" / "engine.json"
+DB_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/aicore_bench_engine")
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/1")
+N_FAST = int(os.environ.get("BENCH_ENGINE_FAST_JOBS", "5000"))
+N_SLOW = int(os.environ.get("BENCH_ENGINE_SLOW_JOBS", "2000"))
+SLOW_MS = 2000
+SLOW_THREADS = 400
+
+ENV = {
+    "DATABASE_URL": DB_URL,
+    "CELERY_BROKER_URL": REDIS_URL,
+    "BENCH_REDIS_URL": REDIS_URL,
+    "AICORE_ENV": "development",
+    "LOG_LEVEL": "WARNING",
+    "PYTHONWARNINGS": "ignore",
+}
+os.environ.update(ENV)
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+
+def ensure_database() -> None:
+    import psycopg
+
+    admin_url, name = DB_URL.rsplit("/", 1)
+    with psycopg.connect(f"{admin_url}/postgres", autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+            conn.execute(f'CREATE DATABASE "{name}"')
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, check=True)
+
+
+def start_worker(*options: str, **env: str) -> subprocess.Popen:
+    from ai_core.engine.worker import worker_command
+
+    argv = worker_command("-l", "warning", "--without-gossip", "--without-mingle", "--without-heartbeat", *options)
+    return subprocess.Popen(argv, cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL)
+
+
+def stop(workers: list[subprocess.Popen]) -> None:
+    for proc in workers:
+        proc.send_signal(signal.SIGTERM)
+    for proc in workers:
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def drain_rate(count, total: int, timeout: float = 600) -> dict:
+    """Poll `count()` until it reaches `total`; the rate runs from the first to the last completion."""
+    first = last = None
+    deadline = time.monotonic() + timeout
+    done = 0
+    while done < total and time.monotonic() < deadline:
+        done = count()
+        now = time.monotonic()
+        if done and first is None:
+            first = now
+        last = now
+        time.sleep(0.02)
+    seconds = (last - first) if first is not None else float("nan")
+    return {"jobs": done, "seconds": round(seconds, 2), "per_second": round((done - 1) / seconds, 1)}
+
+
+def fresh_state() -> tuple:
+    import redis
+    from django.db import connection
+
+    from ai_core.models import AIJob
+    from business.models import Brand, Company
+
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    with connection.cursor() as cursor:
+        cursor.execute("TRUNCATE ai_core_aijobevent, ai_core_jobdailystat, ai_core_aijob CASCADE")
+    company, _ = Company.objects.get_or_create(name="Bench")
+    brands = [Brand.objects.get_or_create(company=company, name=f"bench-{i}")[0] for i in range(5)]
+    return AIJob, brands
+
+
+def submit_jobs(brands, count: int, echo: dict) -> None:
+    from django.db import transaction
+
+    from ai_core.services import job_create
+
+    priorities = ["low", "normal", "high", "urgent"]
+    data = {"model": "echo-1", "messages": [{"role": "user", "content": "bench"}], "echo": echo}
+    with transaction.atomic():  # one commit; the wake-ups are published right after it
+        for index in range(count):
+            job_create(brand=brands[index % len(brands)], user=None, job_type="chat_completion",
+                       input_data=data, priority=priorities[index % 4])
+
+
+def baseline() -> dict:
+    import redis
+
+    from bench.noop import noop
+
+    counter = redis.Redis.from_url(REDIS_URL)
+    counter.flushdb()
+    for _ in range(N_FAST):
+        noop.delay()
+    workers = [start_worker("-P", "prefork", "-c", "2", "--include", "bench.noop")]
+    try:
+        return drain_rate(lambda: int(counter.get("bench:engine:noop") or 0), N_FAST)
+    finally:
+        stop(workers)
+
+
+def ours_fast() -> dict:
+    AIJob, brands = fresh_state()
+    submit_jobs(brands, N_FAST, {"delay_ms": 0})
+    workers = [start_worker("-P", "threads", "-c", "8", "-n", f"fast{i}@%h") for i in range(2)]
+    try:
+        result = drain_rate(lambda: AIJob.objects.filter(status="completed").count(), N_FAST)
+    finally:
+        stop(workers)
+    result["not_completed"] = AIJob.objects.exclude(status="completed").count()
+    return result
+
+
+def pg_connections() -> int:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                       "AND pid <> pg_backend_pid()")
+        return cursor.fetchone()[0]
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def ours_io_bound() -> dict:
+    from django.db import connection
+
+    AIJob, brands = fresh_state()
+    submit_jobs(brands, N_SLOW, {"delay_ms": SLOW_MS, "chunks": 4})
+    connection.close()
+    worker = start_worker("-P", "threads", "-c", str(SLOW_THREADS), "-n", "io@%h", DB_POOL_MAX_SIZE="10",
+                          DB_POOL_MIN_SIZE="2")
+    peaks = {"in_flight": 0, "pg_connections": 0, "rss_mb": 0.0}
+    stop_sampling = threading.Event()
+
+    def sample() -> None:
+        while not stop_sampling.wait(0.25):
+            peaks["in_flight"] = max(peaks["in_flight"], AIJob.objects.filter(status="running").count())
+            peaks["pg_connections"] = max(peaks["pg_connections"], pg_connections())
+            peaks["rss_mb"] = max(peaks["rss_mb"], rss_mb(worker.pid))
+        connection.close()
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        result = drain_rate(lambda: AIJob.objects.filter(status="completed").count(), N_SLOW)
+    finally:
+        stop_sampling.set()
+        sampler.join()
+        stop([worker])
+    result.update(peaks, rss_mb=round(peaks["rss_mb"], 1), threads=SLOW_THREADS, db_pool_max=10,
+                  delay_ms=SLOW_MS, not_completed=AIJob.objects.exclude(status="completed").count())
+    return result
+
+
+def main() -> None:
+    ensure_database()
+    import django
+
+    django.setup()
+    base = baseline()
+    fast = ours_fast()
+    slow = ours_io_bound()
+    ratio = round(fast["per_second"] / base["per_second"], 2) if base["per_second"] else None
+    report = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                    "note": "shared machine: other processes may run; figures are indicative"},
+        "broker": REDIS_URL.rsplit("@", 1)[-1], "database": DB_URL.rsplit("/", 1)[-1],
+        "baseline_noop_celery": {**base, "workers": "1 worker, prefork, 2 processes"},
+        "echo_0ms_full_path": {**fast, "workers": "2 workers, threads pool, 8 threads each"},
+        "ratio_vs_baseline": ratio,
+        "io_bound_echo_2000ms": {**slow, "workers": "1 worker, threads pool"},
+        "targets": {"ratio_vs_baseline": 0.4, "io_jobs_per_second": 150, "io_in_flight": 300,
+                    "io_pg_connections_max": 20},
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+    rows = [
+        ("raw Celery no-op (baseline)", f"{base['per_second']}/s", ""),
+        ("echo 0 ms, whole path", f"{fast['per_second']}/s", f"{ratio}× baseline (target ≥ 0.4)"),
+        ("echo 2 000 ms, one machine", f"{slow['per_second']}/s",
+         f"{slow['in_flight']} in flight, {slow['pg_connections']} PG conns, RSS {slow['rss_mb']} MB"),
+    ]
+    print(f"{'engine benchmark':<32}{'rate':>12}  notes")
+    for name, rate, note in rows:
+        print(f"{name:<32}{rate:>12}  {note}")
+    print(f"→ {RESULTS.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
