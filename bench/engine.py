@@ -59,7 +59,9 @@ def ensure_database() -> None:
 def start_worker(*options: str, **env: str) -> subprocess.Popen:
     from ai_core.engine.worker import worker_command
 
-    argv = worker_command("-l", "warning", "--without-gossip", "--without-mingle", "--without-heartbeat", *options)
+    argv = worker_command(
+        "-l", "warning", "--without-gossip", "--without-mingle", "--without-heartbeat", *options
+    )
     return subprocess.Popen(argv, cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL)
 
 
@@ -114,8 +116,13 @@ def submit_jobs(brands, count: int, echo: dict) -> None:
     data = {"model": "echo-1", "messages": [{"role": "user", "content": "bench"}], "echo": echo}
     with transaction.atomic():  # one commit; the wake-ups are published right after it
         for index in range(count):
-            job_create(brand=brands[index % len(brands)], user=None, job_type="chat_completion",
-                       input_data=data, priority=priorities[index % 4])
+            job_create(
+                brand=brands[index % len(brands)],
+                user=None,
+                job_type="chat_completion",
+                input_data=data,
+                priority=priorities[index % 4],
+            )
 
 
 def baseline() -> dict:
@@ -150,8 +157,10 @@ def pg_connections() -> int:
     from django.db import connection
 
     with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                       "AND pid <> pg_backend_pid()")
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid()"
+        )
         return cursor.fetchone()[0]
 
 
@@ -168,8 +177,9 @@ def ours_io_bound() -> dict:
     AIJob, brands = fresh_state()
     submit_jobs(brands, N_SLOW, {"delay_ms": SLOW_MS, "chunks": 4})
     connection.close()
-    worker = start_worker("-P", "threads", "-c", str(SLOW_THREADS), "-n", "io@%h", DB_POOL_MAX_SIZE="10",
-                          DB_POOL_MIN_SIZE="2")
+    worker = start_worker(
+        "-P", "threads", "-c", str(SLOW_THREADS), "-n", "io@%h", DB_POOL_MAX_SIZE="10", DB_POOL_MIN_SIZE="2"
+    )
     peaks = {"in_flight": 0, "pg_connections": 0, "rss_mb": 0.0}
     stop_sampling = threading.Event()
 
@@ -188,8 +198,14 @@ def ours_io_bound() -> dict:
         stop_sampling.set()
         sampler.join()
         stop([worker])
-    result.update(peaks, rss_mb=round(peaks["rss_mb"], 1), threads=SLOW_THREADS, db_pool_max=10,
-                  delay_ms=SLOW_MS, not_completed=AIJob.objects.exclude(status="completed").count())
+    result.update(
+        peaks,
+        rss_mb=round(peaks["rss_mb"], 1),
+        threads=SLOW_THREADS,
+        db_pool_max=10,
+        delay_ms=SLOW_MS,
+        not_completed=AIJob.objects.exclude(status="completed").count(),
+    )
     return result
 
 
@@ -204,23 +220,34 @@ def main() -> None:
     ratio = round(fast["per_second"] / base["per_second"], 2) if base["per_second"] else None
     report = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "note": "shared machine: other processes may run; figures are indicative"},
-        "broker": REDIS_URL.rsplit("@", 1)[-1], "database": DB_URL.rsplit("/", 1)[-1],
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "note": "shared machine: other processes may run; figures are indicative",
+        },
+        "broker": REDIS_URL.rsplit("@", 1)[-1],
+        "database": DB_URL.rsplit("/", 1)[-1],
         "baseline_noop_celery": {**base, "workers": "1 worker, prefork, 2 processes"},
         "echo_0ms_full_path": {**fast, "workers": "2 workers, threads pool, 8 threads each"},
         "ratio_vs_baseline": ratio,
         "io_bound_echo_2000ms": {**slow, "workers": "1 worker, threads pool"},
-        "targets": {"ratio_vs_baseline": 0.4, "io_jobs_per_second": 150, "io_in_flight": 300,
-                    "io_pg_connections_max": 20},
+        "targets": {
+            "ratio_vs_baseline": 0.4,
+            "io_jobs_per_second": 150,
+            "io_in_flight": 300,
+            "io_pg_connections_max": 20,
+        },
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(report, indent=2) + "\n")
     rows = [
         ("raw Celery no-op (baseline)", f"{base['per_second']}/s", ""),
         ("echo 0 ms, whole path", f"{fast['per_second']}/s", f"{ratio}× baseline (target ≥ 0.4)"),
-        ("echo 2 000 ms, one machine", f"{slow['per_second']}/s",
-         f"{slow['in_flight']} in flight, {slow['pg_connections']} PG conns, RSS {slow['rss_mb']} MB"),
+        (
+            "echo 2 000 ms, one machine",
+            f"{slow['per_second']}/s",
+            f"{slow['in_flight']} in flight, {slow['pg_connections']} PG conns, RSS {slow['rss_mb']} MB",
+        ),
     ]
     print(f"{'engine benchmark':<32}{'rate':>12}  notes")
     for name, rate, note in rows:

@@ -109,8 +109,14 @@ def _finish(
         else:
             with transaction.atomic():
                 write()
-                job_finished.send(sender=AIJob, job_pk=attempt.job_pk, attempt=attempt.attempt, status=status,
-                                  result=result, error_code=error_code)
+                job_finished.send(
+                    sender=AIJob,
+                    job_pk=attempt.job_pk,
+                    attempt=attempt.attempt,
+                    status=status,
+                    result=result,
+                    error_code=error_code,
+                )
     except Discarded as exc:
         logger.info(
             "job %s attempt %s: %s write discarded (%s)", attempt.job_pk, attempt.attempt, status, exc

@@ -22,18 +22,22 @@ from business.errors import NotFound
 
 logger = logging.getLogger(__name__)
 BATCH = 1000
+TRICKLE = 8  # wake-ups re-published per round while jobs are running
 OVERDUE_GRACE_SECONDS = 10  # past its timeout plus this, a job whose worker still beats is ended anyway
 
 
 def sweep(*, now=None) -> int:
     """Re-dispatch pending jobs whose wake-up seems lost: claimable for longer than SWEEP_PENDING_AFTER.
 
-    Their available_at moves to now, so each such job is re-published at most once per period.
+    Their available_at moves to now, so a job is re-published at most once per period. A wake-up claims the
+    best job, not a given one, so while workers are busy a backlog is just a backlog: then only a trickle is
+    re-published (insurance); once no job runs, enough to restart every lost one.
     """
     now = now or timezone.now()
     cutoff = now - timedelta(milliseconds=settings.AICORE_SWEEP_PENDING_AFTER_MS)
     stale = AIJob.objects.filter(status=JobStatus.PENDING, available_at__lt=cutoff)
-    rows = list(stale.order_by("available_at").values_list("pk", "priority")[:BATCH])
+    busy = AIJob.objects.filter(status=JobStatus.RUNNING).exists()
+    rows = list(stale.order_by("available_at").values_list("pk", "priority")[: TRICKLE if busy else BATCH])
     if not rows:
         return 0
     stale.filter(pk__in=[pk for pk, _ in rows]).update(available_at=now)

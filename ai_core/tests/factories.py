@@ -42,7 +42,8 @@ class AIJobTypeFactory(DjangoModelFactory):
     description = factory.LazyAttribute(lambda t: _DEFAULTS.get(t.name, {}).get("description", t.name))
     category = factory.LazyAttribute(lambda t: _DEFAULTS.get(t.name, {}).get("category", "chat"))
     estimated_duration_seconds = factory.LazyAttribute(
-        lambda t: _DEFAULTS.get(t.name, {}).get("estimated_duration_seconds", 10))
+        lambda t: _DEFAULTS.get(t.name, {}).get("estimated_duration_seconds", 10)
+    )
     requires_async = factory.LazyAttribute(lambda t: _DEFAULTS.get(t.name, {}).get("requires_async", False))
     timeout_seconds = factory.LazyAttribute(lambda t: _DEFAULTS.get(t.name, {}).get("timeout_seconds", 60))
     max_attempts = factory.LazyAttribute(lambda t: _DEFAULTS.get(t.name, {}).get("max_attempts", 3))
@@ -81,11 +82,28 @@ class AIJobFactory(DjangoModelFactory):
     created_at = None
 
     @classmethod
-    def _create(cls, model_class, *, brand, created_by, job_type, priority, description, input_data, status,
-                created_at: datetime | None = None, **kwargs):
+    def _create(
+        cls,
+        model_class,
+        *,
+        brand,
+        created_by,
+        job_type,
+        priority,
+        description,
+        input_data,
+        status,
+        created_at: datetime | None = None,
+        **kwargs,
+    ):
         job, _ = services.job_create(
-            brand=brand, user=created_by, job_type=job_type.name, input_data=input_data, priority=priority,
-            description=description, **kwargs,
+            brand=brand,
+            user=created_by,
+            job_type=job_type.name,
+            input_data=input_data,
+            priority=priority,
+            description=description,
+            **kwargs,
         )
         if created_at is not None:
             _backdate(job, created_at)
@@ -96,10 +114,18 @@ class AIJobFactory(DjangoModelFactory):
 
 def _backdate(job: AIJob, created_at: datetime) -> None:
     """Move a fresh pending job to another creation time, keeping the roll-up equal to the rows."""
-    stat_move(brand_id=job.brand_id, day=timezone.localdate(job.created_at), job_type_id=job.job_type_id,
-              deltas={S.PENDING: -1})
+    stat_move(
+        brand_id=job.brand_id,
+        day=timezone.localdate(job.created_at),
+        job_type_id=job.job_type_id,
+        deltas={S.PENDING: -1},
+    )
     AIJob.objects.filter(pk=job.pk).update(created_at=created_at)
     job.events.update(at=created_at)
-    stat_move(brand_id=job.brand_id, day=timezone.localdate(created_at), job_type_id=job.job_type_id,
-              deltas={S.PENDING: +1})
+    stat_move(
+        brand_id=job.brand_id,
+        day=timezone.localdate(created_at),
+        job_type_id=job.job_type_id,
+        deltas={S.PENDING: +1},
+    )
     job.created_at = created_at

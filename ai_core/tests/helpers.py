@@ -20,7 +20,7 @@ def submit(
     return job
 
 
-def wait_for(predicate, *, timeout: float, what: str, every: float = 0.1):
+def wait_for(predicate, *, timeout: float, what, every: float = 0.1):
     """Poll until predicate() is truthy, else fail with `what` (a guard against hangs, not a timing check)."""
     deadline = time.monotonic() + timeout
     while True:
@@ -28,7 +28,7 @@ def wait_for(predicate, *, timeout: float, what: str, every: float = 0.1):
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
+            raise AssertionError(f"gave up waiting for {what() if callable(what) else what}")
         time.sleep(every)
 
 

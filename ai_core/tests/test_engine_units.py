@@ -14,7 +14,7 @@ from ai_core.engine.claim import claim_next
 from ai_core.engine.providers import client_for_model
 from ai_core.engine.retry import RetryPolicy
 from ai_core.engine.runner import execute, run_from_message
-from ai_core.engine.upkeep import reap, sweep
+from ai_core.engine.upkeep import TRICKLE, reap, sweep
 from ai_core.engine.watch import Attempt, heartbeat, stop_the_gone
 from ai_core.models import AIJob, AIJobType
 from ai_core.services import job_cancel, job_complete, job_progress, job_start
@@ -296,7 +296,15 @@ def test_the_sweeper_redispatches_pending_jobs_whose_wake_up_was_lost(job_types,
     assert sweep() == 1
     assert AIJob.objects.get(pk=forgotten.pk).available_at > timezone.now() - timedelta(minutes=1)
     assert sweep() == 0  # re-published at most once per period
-    assert fresh.pk != forgotten.pk
+    assert AIJob.objects.get(pk=fresh.pk).available_at < timezone.now()
+
+
+def test_while_jobs_run_the_sweeper_only_trickles_wake_ups_into_a_backlog(job_types, make_brands):
+    (brand,) = make_brands(1)
+    backlog = [submit(brand) for _ in range(TRICKLE + 5)]
+    job_start(job_pk=backlog.pop().pk)
+    AIJob.objects.filter(status="pending").update(available_at=timezone.now() - timedelta(minutes=10))
+    assert sweep() == TRICKLE
 
 
 # --- settings -----------------------------------------------------------------------------------------

@@ -42,8 +42,9 @@ class World:
     def __init__(self, personas):
         self.p = personas
         self.a_jobs = [
-            AIJobFactory(brand=personas.brand_a, created_by=user, status=status,
-                         description=f"{SECRET} {status}")
+            AIJobFactory(
+                brand=personas.brand_a, created_by=user, status=status, description=f"{SECRET} {status}"
+            )
             for status in JobStatus.values
             for user in (personas.alice, personas.adam)
         ]
@@ -110,8 +111,9 @@ def _snapshot(job: AIJob) -> tuple:
 @pytest.mark.parametrize("method,path", [op for op in WITH_ID if op[1] in OBJECT_OF_A])
 @pytest.mark.parametrize("outsider", ["bob", "carol"])
 @pytest.mark.parametrize("id_form", ["pk", "job_id"])
-def test_another_brands_object_is_a_404_and_stays_untouched(world, client_for, method, path, outsider,
-                                                            id_form):
+def test_another_brands_object_is_a_404_and_stays_untouched(
+    world, client_for, method, path, outsider, id_form
+):
     params = OBJECT_OF_A[path](world)
     if id_form == "job_id":
         params = {k: AIJob.objects.get(pk=v).job_id for k, v in params.items()}
@@ -162,10 +164,19 @@ def _leaks(world: World, response) -> list[str]:
 
 def _query_variants(world: World) -> list[dict]:
     a_job = world.a_jobs[0]
-    variants = [{}, {"search": SECRET}, {"search": a_job.job_id}, {"search": "chat"},
-                {"created_by": str(world.p.alice.id)}, {"job_type": "chat_completion"},
-                {"ordering": "-progress_percentage"}, {"page_size": "100"}, {"scope": "company"},
-                {"progress_percentage__gte": "0"}, {"is_async": "false"}]
+    variants = [
+        {},
+        {"search": SECRET},
+        {"search": a_job.job_id},
+        {"search": "chat"},
+        {"created_by": str(world.p.alice.id)},
+        {"job_type": "chat_completion"},
+        {"ordering": "-progress_percentage"},
+        {"page_size": "100"},
+        {"scope": "company"},
+        {"progress_percentage__gte": "0"},
+        {"is_async": "false"},
+    ]
     variants += [{"status": status} for status in JobStatus.values]
     return variants
 

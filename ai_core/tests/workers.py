@@ -61,10 +61,15 @@ class WorkerProcesses:
         self.started += 1
         name = f"w{self.started}-{os.getpid()}"
         with open(self.log_dir / f"{name}.log", "wb") as log:  # the child keeps its own descriptor
-            argv = worker_command(*f"-P threads -c {concurrency} -l warning -n {name}@%h".split(),
-                                  "--without-gossip", "--without-mingle", "--without-heartbeat")
-            proc = subprocess.Popen(argv, env=self.env(**env), stdout=log, stderr=subprocess.STDOUT,
-                                    cwd=settings.BASE_DIR)
+            argv = worker_command(
+                *f"-P threads -c {concurrency} -l warning -n {name}@%h".split(),
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+            )
+            proc = subprocess.Popen(
+                argv, env=self.env(**env), stdout=log, stderr=subprocess.STDOUT, cwd=settings.BASE_DIR
+            )
         self.procs.append(proc)
         return proc
 

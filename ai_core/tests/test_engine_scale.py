@@ -1,0 +1,169 @@
+"""The PostgreSQL + Redis pass only: many workers and jobs, races, and a broker that goes away."""
+
+import json
+import random
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+
+import pytest
+from django.conf import settings
+from django.db import connection, transaction
+
+from ai_core.models import AIJob, AIJobEvent
+from ai_core.services import job_cancel
+from ai_core.tests.helpers import all_final, assert_sane_history, submit, wait_for
+from ai_core.tests.workers import purge_broker
+from business.errors import Conflict
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+PRIORITIES = ["low", "normal", "high", "urgent"]
+
+
+def test_three_workers_complete_2000_jobs_of_5_brands_exactly_once(workers, job_types, make_brands):
+    purge_broker()
+    brands = make_brands(5)
+    with transaction.atomic():
+        pks = [
+            submit(brands[i % 5], priority=PRIORITIES[i % 4], echo={"delay_ms": 0}).pk for i in range(2000)
+        ]
+    for _ in range(3):  # the backlog is legitimately old: no re-dispatch storm from a 2 s sweep threshold
+        workers.start(concurrency=8, AICORE_SWEEP_PENDING_AFTER_MS="30000")
+    wait_for(lambda: all_final(pks), timeout=240, every=0.5, what="2000 jobs to finish")
+    workers.stop_all()
+
+    assert Counter(AIJob.objects.filter(pk__in=pks).values_list("status", "attempts")) == {
+        ("completed", 1): 2000
+    }
+    events = Counter(AIJobEvent.objects.filter(job_id__in=pks).values_list("to_status", flat=True))
+    assert events == {"pending": 2000, "running": 2000, "completed": 2000}
+    per_job = Counter(
+        AIJobEvent.objects.filter(job_id__in=pks, to_status="completed").values_list("job_id", flat=True)
+    )
+    assert set(per_job.values()) == {1}
+    assert len(set(AIJob.objects.filter(pk__in=pks).values_list("task_id", flat=True))) > 1
+
+
+def test_cancels_racing_claims_and_completions_leave_one_consistent_outcome(workers, job_types, make_brands):
+    purge_broker()
+    brands = make_brands(2)
+    rng = random.Random()
+    jobs = [submit(brands[i % 2], echo={"delay_ms": rng.choice([0, 0, 20, 80])}) for i in range(240)]
+    for _ in range(2):
+        workers.start(concurrency=8)
+    outcomes = Counter()
+
+    def cancel_some(share):
+        for job in share:
+            time.sleep(rng.uniform(0, 0.02))
+            try:
+                job_cancel(job_pk=job.pk)
+                outcomes["cancelled"] += 1
+            except Conflict:
+                outcomes["too late"] += 1
+        connection.close()
+
+    threads = [threading.Thread(target=cancel_some, args=(jobs[i::3],)) for i in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wait_for(lambda: all_final(j.pk for j in jobs), timeout=90, what="every job to end")
+    workers.stop_all()
+
+    statuses = Counter()
+    for job in AIJob.objects.filter(pk__in=[j.pk for j in jobs]):
+        assert_sane_history(job, max_attempts=3)
+        statuses[job.status] += 1
+        if job.status == "cancelled":
+            assert job.result_data is None
+        else:
+            assert job.status == "completed" and job.result_data["completion"] == "Echo: hello"
+    assert statuses["cancelled"] == outcomes["cancelled"] and statuses["completed"] == outcomes["too late"]
+    assert statuses["cancelled"] and statuses["completed"]  # both sides of the race actually happened
+
+
+@pytest.fixture
+def private_redis(tmp_path):
+    """A Redis server of our own (port 6391) that the test may stop and start; never the shared one."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed")
+    port = 6391
+
+    def start():
+        proc = subprocess.Popen(
+            [
+                binary,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(tmp_path),
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        import redis
+
+        client = redis.Redis(port=port)
+        wait_for(lambda: _pings(client), timeout=10, what="the private Redis")
+        return proc
+
+    server = {"proc": start()}
+    yield {"url": f"redis://127.0.0.1:{port}/0", "server": server, "start": start}
+    server["proc"].terminate()
+    server["proc"].wait()
+
+
+def _pings(client) -> bool:
+    try:
+        return client.ping()
+    except Exception:
+        return False
+
+
+def test_jobs_submitted_while_the_broker_is_down_all_complete_after_it_returns(
+    workers, private_redis, job_types, make_brands
+):
+    (brand,) = make_brands(1)
+    env = {"CELERY_BROKER_URL": private_redis["url"]}
+    workers.start(concurrency=4, **env)
+    before = submit_via(brand, count=3, every=0, env=workers.env(**env))
+    wait_for(
+        lambda: all_final(before["pks"]), timeout=60, what=lambda: f"jobs before the outage\n{workers.logs()}"
+    )
+
+    private_redis["server"]["proc"].terminate()  # the broker goes away for 20 s
+    private_redis["server"]["proc"].wait()
+    outage = submit_via(brand, count=8, every=2.4, env=workers.env(**env))
+    private_redis["server"]["proc"] = private_redis["start"]()
+    after = submit_via(brand, count=2, every=0, env=workers.env(**env))
+
+    every = before["pks"] + outage["pks"] + after["pks"]
+    wait_for(
+        lambda: all_final(every), timeout=90, what=lambda: f"every job after the outage\n{workers.logs()}"
+    )
+    workers.stop_all()
+    assert len(outage["pks"]) == 8  # submitting never failed while the broker was down
+    assert set(AIJob.objects.filter(pk__in=every).values_list("status", flat=True)) == {"completed"}
+
+
+def submit_via(brand, *, count: int, every: float, env: dict) -> dict:
+    done = subprocess.run(
+        [sys.executable, "-m", "ai_core.tests.submitter", str(brand.pk), str(count), str(every)],
+        env=env,
+        cwd=settings.BASE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
