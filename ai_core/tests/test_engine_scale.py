@@ -51,9 +51,13 @@ def test_cancels_racing_claims_and_completions_leave_one_consistent_outcome(work
     purge_broker()
     brands = make_brands(2)
     rng = random.Random()
-    jobs = [submit(brands[i % 2], echo={"delay_ms": rng.choice([0, 0, 20, 80])}) for i in range(240)]
     for _ in range(2):
         workers.start(concurrency=8)
+    warm_up = submit(brands[0])
+    wait_for(lambda: all_final([warm_up.pk]), timeout=60, what="the workers to start")
+    # Claims and completions run while we cancel: some jobs are still pending, some running, some done.
+    jobs = [submit(brands[i % 2], echo={"delay_ms": rng.choice([0, 50, 300, 1000])}) for i in range(240)]
+    rng.shuffle(jobs)
     outcomes = Counter()
 
     def cancel_some(share):
@@ -75,11 +79,13 @@ def test_cancels_racing_claims_and_completions_leave_one_consistent_outcome(work
     workers.stop_all()
 
     statuses = Counter()
+    ran_then_cancelled = 0
     for job in AIJob.objects.filter(pk__in=[j.pk for j in jobs]):
         assert_sane_history(job, max_attempts=3)
         statuses[job.status] += 1
         if job.status == "cancelled":
             assert job.result_data is None
+            ran_then_cancelled += job.attempts > 0
         else:
             assert job.status == "completed" and job.result_data["completion"] == "Echo: hello"
     assert statuses["cancelled"] == outcomes["cancelled"] and statuses["completed"] == outcomes["too late"]
@@ -114,7 +120,10 @@ def private_redis(tmp_path):
         import redis
 
         client = redis.Redis(port=port)
-        wait_for(lambda: _pings(client), timeout=10, what="the private Redis")
+        try:
+            wait_for(lambda: _pings(client), timeout=10, what="the private Redis")
+        finally:
+            client.close()
         return proc
 
     server = {"proc": start()}
