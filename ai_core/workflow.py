@@ -7,10 +7,12 @@ one AIJobEvent row, the timestamps, and the dashboard roll-up — all in one tra
 
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 from django.db import connection, transaction
 from django.db.models import F
+from django.dispatch import Signal
 from django.utils import timezone
 
 from ai_core.models import FINAL_STATUSES, AIJob, AIJobEvent, JobDailyStat, JobStatus
@@ -28,6 +30,11 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     S.CANCELLED: frozenset(),
     S.TIMEOUT: frozenset(),
 }
+
+
+# Sent once the transaction that made a job final has committed (webhooks, notifications). Arguments:
+# job_pk, status. After commit, so receivers never announce a state that was rolled back.
+job_final_committed = Signal()
 
 
 class IllegalTransition(Conflict):
@@ -119,6 +126,9 @@ def transition(
         day = timezone.localdate(row["created_at"])
         stat_move(brand_id=row["brand_id"], day=day, job_type_id=row["job_type_id"],
                   deltas={current: -1, to: +1}, cost={to: cost} if cost else None)
+        if to in FINAL_STATUSES:
+            transaction.on_commit(partial(job_final_committed.send, sender=AIJob, job_pk=job_pk, status=to),
+                                  robust=True)
     return Transitioned(job_pk=job_pk, from_status=current, to_status=to, attempt=new_attempt, at=now)
 
 

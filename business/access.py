@@ -43,3 +43,10 @@ def company_brands(user: User, brand: Brand) -> QuerySet[Brand]:
     if not (user.is_company_admin and user.company_id == brand.company_id):
         raise AccessDenied("Company scope is reserved to company admins", error_code="COMPANY_ADMIN_REQUIRED")
     return Brand.objects.filter(company_id=user.company_id)
+
+
+def can_administer_brand(user: User, brand: Brand) -> bool:
+    """Brand settings (webhooks…) are for the brand's admins and the admins of its company."""
+    if user.is_company_admin and user.company_id == brand.company_id:
+        return True
+    return brand.memberships.filter(user=user, role="admin").exists()

@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "ai_core",
     "ai_providers",
     "ai_usage",
+    "webhooks",
 ]
 
 MIDDLEWARE = [
@@ -228,3 +229,13 @@ AICORE_SSE_HEARTBEAT_SECONDS = env_int("AICORE_SSE_HEARTBEAT_SECONDS", 15, minim
 # A stream closes after this long; EventSource reconnects with Last-Event-ID and loses nothing.
 AICORE_SSE_MAX_SECONDS = env_int("AICORE_SSE_MAX_SECONDS", 300, minimum=1)
 AICORE_SSE_RETRY_MS = env_int("AICORE_SSE_RETRY_MS", 2000, minimum=100)
+
+# --- Webhooks -----------------------------------------------------------------------------------------
+# Targets on private, loopback or link-local addresses are refused unless allowed here (hosts or CIDRs).
+AICORE_WEBHOOK_ALLOWED_HOSTS = env_list("AICORE_WEBHOOK_ALLOWED_HOSTS", [])
+AICORE_WEBHOOK_ALLOW_PRIVATE = env_bool("AICORE_WEBHOOK_ALLOW_PRIVATE", default=False)
+AICORE_WEBHOOK_MAX_ATTEMPTS = env_int("AICORE_WEBHOOK_MAX_ATTEMPTS", 8, minimum=1)
+# Retry n waits about base * 4**(n-1) seconds (10 s, 40 s, 2.7 min, 11 min, 43 min, 2.8 h, …), capped.
+AICORE_WEBHOOK_RETRY_BASE_SECONDS = env_int("AICORE_WEBHOOK_RETRY_BASE_SECONDS", 10, minimum=0)
+AICORE_WEBHOOK_RETRY_MAX_SECONDS = env_int("AICORE_WEBHOOK_RETRY_MAX_SECONDS", 6 * 3600, minimum=0)
+AICORE_WEBHOOK_TIMEOUT_SECONDS = env_int("AICORE_WEBHOOK_TIMEOUT_SECONDS", 10, minimum=1)

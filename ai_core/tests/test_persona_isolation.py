@@ -17,6 +17,7 @@ from drf_spectacular.generators import SchemaGenerator
 from ai_core.models import AIJob, JobStatus
 from ai_core.tests.factories import AIJobFactory
 from conftest import Personas
+from webhooks.models import WebhookEndpoint
 
 SECRET = "alpha-secret"
 
@@ -53,6 +54,8 @@ class World:
             for s in (JobStatus.PENDING, JobStatus.COMPLETED)
         ]
         self.z_jobs = [AIJobFactory(brand=personas.brand_z, created_by=personas.carol, description="zulu")]
+        self.a_webhook = WebhookEndpoint.objects.create(brand=personas.brand_a, url="https://93.184.216.34/a",
+                                                        description=f"{SECRET} webhook")
         self.a_pending = next(j for j in self.a_jobs if j.status == JobStatus.PENDING)
         self.a_running = next(j for j in self.a_jobs if j.status == JobStatus.RUNNING)
 
@@ -84,12 +87,18 @@ OBJECT_OF_A: dict[str, Callable[[World], dict[str, str]]] = {
     "/ai/jobs/{id}/": lambda w: {"id": str(w.a_pending.pk)},
     "/ai/jobs/{id}/cancel/": lambda w: {"id": str(w.a_pending.pk)},
 }
+# A's webhook endpoint (not a job: its own 404 code).
+WEBHOOK_OF_A: dict[str, Callable[[World], dict[str, str]]] = {
+    "/ai/webhooks/{id}/": lambda w: {"id": str(w.a_webhook.pk)},
+    "/ai/webhooks/{id}/deliveries/": lambda w: {"id": str(w.a_webhook.pk)},
+    "/ai/webhooks/{id}/rotate_secret/": lambda w: {"id": str(w.a_webhook.pk)},
+}
 # Global catalogues: every authenticated user reads them, whatever the brand.
 SHARED = {"/ai/job-types/{id}/"}
 
 
 def test_every_operation_with_an_id_is_covered():
-    uncovered = {path for _, path in WITH_ID} - set(OBJECT_OF_A) - SHARED
+    uncovered = {path for _, path in WITH_ID} - set(OBJECT_OF_A) - set(WEBHOOK_OF_A) - SHARED
     assert not uncovered, f"add these paths to OBJECT_OF_A or SHARED: {sorted(uncovered)}"
 
 
@@ -126,6 +135,19 @@ def test_another_brands_object_is_a_404_and_stays_untouched(
     assert response.json()["error_code"] == "JOB_NOT_FOUND"
     assert _snapshot(world.a_pending) == before
     assert world.a_pending.events.count() == 1
+
+
+@pytest.mark.parametrize("method,path", [op for op in WITH_ID if op[1] in WEBHOOK_OF_A])
+@pytest.mark.parametrize("outsider", ["bob", "carol"])
+def test_another_brands_webhook_is_a_404_and_stays_untouched(world, client_for, method, path, outsider):
+    before = WebhookEndpoint.objects.filter(pk=world.a_webhook.pk).values_list("url", "secret", "description")[0]
+
+    response = _call(client_for(getattr(world.p, outsider)), method, _url(path, WEBHOOK_OF_A[path](world)))
+
+    assert response.status_code == 404, response.content
+    assert response.json()["error_code"] == "WEBHOOK_NOT_FOUND"
+    assert WebhookEndpoint.objects.filter(pk=world.a_webhook.pk).values_list(
+        "url", "secret", "description")[0] == before
 
 
 @pytest.mark.parametrize("method,path", [op for op in WITH_ID if op[1] in OBJECT_OF_A])
@@ -250,7 +272,7 @@ def test_an_outsider_cannot_reach_brand_a_by_naming_it(world, client_for):
         for method, path in OPERATIONS:
             if path in SHARED:
                 continue
-            url = _url(path, OBJECT_OF_A.get(path, lambda w: {})(world))
+            url = _url(path, (OBJECT_OF_A.get(path) or WEBHOOK_OF_A.get(path) or (lambda w: {}))(world))
             response = _call(client_for(user, world.p.brand_a), method, url)
             assert response.status_code == 403, (user, method, path, response.content)
             assert response.json()["error_code"] == "BRAND_ACCESS_DENIED"

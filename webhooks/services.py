@@ -1,0 +1,220 @@
+"""Webhook endpoints (writes) and deliveries: created when a job becomes final, sent by a Celery task,
+signed, retried with backoff, logged."""
+
+import json
+import logging
+import random
+import time
+from datetime import timedelta
+
+import httpx
+from django.conf import settings
+from django.db.models import F
+from django.utils import timezone
+
+from ai_core.models import AIJob
+from aicore.webhooks import sign
+from business.errors import ApplicationError
+from business.models import Brand, User
+from webhooks.models import FINAL_EVENTS, WebhookDelivery, WebhookEndpoint, new_secret
+from webhooks.safety import UnsafeTarget, check_target
+
+logger = logging.getLogger(__name__)
+DELIVER_TASK = "webhooks.deliver"
+# While one attempt is in flight its delivery is not due, so a duplicate message cannot send it twice at once.
+ATTEMPT_LEASE = timedelta(minutes=2)
+EARLY_TOLERANCE = timedelta(seconds=5)  # a message may arrive a little before next_attempt_at (clock skew)
+
+D = WebhookDelivery.Status
+
+
+# --- endpoints ----------------------------------------------------------------------------------------
+
+
+def _clean_events(events: list[str] | None) -> list[str]:
+    if events is None:
+        return list(FINAL_EVENTS)
+    unknown = sorted(set(events) - set(FINAL_EVENTS))
+    if unknown or not events:
+        raise ApplicationError(
+            f"events must be a non-empty subset of {', '.join(FINAL_EVENTS)}",
+            error_code="VALIDATION_ERROR",
+            errors={"events": ["Unknown or empty."]},
+        )
+    return sorted(set(events), key=FINAL_EVENTS.index)
+
+
+def endpoint_create(
+    *,
+    brand: Brand,
+    user: User | None,
+    url: str,
+    description: str = "",
+    events: list[str] | None = None,
+    is_active: bool = True,
+) -> WebhookEndpoint:
+    return WebhookEndpoint.objects.create(
+        brand=brand,
+        created_by=user,
+        url=check_target(url),
+        description=description,
+        events=_clean_events(events),
+        is_active=is_active,
+    )
+
+
+def endpoint_update(*, endpoint: WebhookEndpoint, data: dict) -> WebhookEndpoint:
+    if "url" in data:
+        endpoint.url = check_target(data["url"])
+    if "events" in data:
+        endpoint.events = _clean_events(data["events"])
+    for field in ("description", "is_active"):
+        if field in data:
+            setattr(endpoint, field, data[field])
+    endpoint.save()
+    return endpoint
+
+
+def endpoint_rotate_secret(*, endpoint: WebhookEndpoint) -> WebhookEndpoint:
+    endpoint.secret = new_secret()
+    endpoint.save(update_fields=["secret", "updated_at"])
+    return endpoint
+
+
+def endpoint_delete(*, endpoint: WebhookEndpoint) -> None:
+    endpoint.delete()
+
+
+# --- deliveries ---------------------------------------------------------------------------------------
+
+
+def on_job_final(sender=None, *, job_pk: int, status: str, **_) -> list[int]:
+    """After a job's final state committed: one delivery per active endpoint of its brand that wants it."""
+    from ai_core.api.serializers import JobSerializer
+
+    event = f"job.{status}"
+    job = AIJob.objects.select_related("job_type", "brand", "created_by").filter(pk=job_pk).first()
+    if job is None:
+        return []
+    endpoints = [
+        e for e in WebhookEndpoint.objects.filter(brand_id=job.brand_id, is_active=True) if event in e.events
+    ]
+    if not endpoints:
+        return []
+    now = timezone.now()
+    payload = {"event": event, "created_at": now.isoformat(), "data": {"job": JobSerializer(job).data}}
+    payload = json.loads(json.dumps(payload, default=str))  # dates and decimals as the API writes them
+    deliveries = WebhookDelivery.objects.bulk_create(
+        [
+            WebhookDelivery(
+                endpoint=e, job=job, job_ref=job.job_id, event=event, payload=payload, next_attempt_at=now
+            )
+            for e in endpoints
+        ]
+    )
+    ids = [d.pk for d in deliveries]  # bulk_create returns primary keys on PostgreSQL and SQLite
+    for delivery_id in ids:
+        publish_delivery(delivery_id)
+    return ids
+
+
+def publish_delivery(delivery_id: int, *, countdown: float | None = None) -> None:
+    from config.celery_app import app
+
+    try:
+        app.send_task(DELIVER_TASK, args=[delivery_id], countdown=countdown)
+    except Exception:  # the broker is down: deliveries_sweep re-publishes what is due
+        logger.warning("could not publish webhook delivery %s", delivery_id, exc_info=True)
+
+
+def retry_delay(attempt: int) -> float:
+    """Exponential backoff with jitter: about base * 4**(attempt-1) seconds, capped."""
+    base = settings.AICORE_WEBHOOK_RETRY_BASE_SECONDS * 4 ** (attempt - 1)
+    return min(settings.AICORE_WEBHOOK_RETRY_MAX_SECONDS, base * random.uniform(0.8, 1.2))
+
+
+def delivery_attempt(*, delivery_id: int) -> float | None:
+    """Send one due delivery once. Returns the delay before the next attempt, or None when it is settled
+    (succeeded, failed for good, not due, or gone)."""
+    now = timezone.now()
+    claimed = WebhookDelivery.objects.filter(
+        pk=delivery_id, status=D.PENDING, next_attempt_at__lte=now + EARLY_TOLERANCE
+    ).update(attempts=F("attempts") + 1, next_attempt_at=now + ATTEMPT_LEASE)
+    if not claimed:
+        return None
+    delivery = WebhookDelivery.objects.select_related("endpoint").get(pk=delivery_id)
+    endpoint = delivery.endpoint
+    body = json.dumps(delivery.payload, separators=(",", ":"), sort_keys=True).encode()
+    status_code, error = None, ""
+    started = time.monotonic()
+    try:
+        check_target(endpoint.url)  # again: the host may resolve elsewhere since the endpoint was saved
+        timestamp = int(time.time())
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "AICore-Webhooks/1",
+            "X-AICore-Event": delivery.event,
+            "X-AICore-Delivery": str(delivery.pk),
+            "X-AICore-Timestamp": str(timestamp),
+            "X-AICore-Signature": sign(endpoint.secret, timestamp, body),
+        }
+        # Outside any transaction: a slow receiver must not hold database locks. No redirects: a redirect
+        # could lead to an internal address the check above never saw.
+        response = httpx.post(
+            endpoint.url,
+            content=body,
+            headers=headers,
+            follow_redirects=False,
+            timeout=settings.AICORE_WEBHOOK_TIMEOUT_SECONDS,
+        )
+        status_code = response.status_code
+        if not 200 <= status_code < 300:
+            error = f"HTTP {status_code}: {response.text[:500]}"
+    except UnsafeTarget as exc:
+        error = f"UNSAFE_WEBHOOK_URL: {exc.detail}"
+    except httpx.HTTPError as exc:
+        error = f"{type(exc).__name__}: {exc}"[:1000]
+    return _record(
+        delivery,
+        status_code=status_code,
+        error=error,
+        unsafe=error.startswith("UNSAFE"),
+        duration_ms=int((time.monotonic() - started) * 1000),
+    )
+
+
+def _record(
+    delivery: WebhookDelivery, *, status_code: int | None, error: str, unsafe: bool, duration_ms: int
+) -> float | None:
+    now = timezone.now()
+    fields = {"last_status_code": status_code, "last_error": error, "last_duration_ms": duration_ms}
+    delay = None
+    if not error:
+        fields.update(status=D.SUCCEEDED, delivered_at=now)
+    elif unsafe or delivery.attempts >= settings.AICORE_WEBHOOK_MAX_ATTEMPTS:
+        fields.update(status=D.FAILED)
+    else:
+        delay = retry_delay(delivery.attempts)
+        fields.update(next_attempt_at=now + timedelta(seconds=delay))
+    WebhookDelivery.objects.filter(pk=delivery.pk, status=D.PENDING).update(**fields)
+    logger.info(
+        "webhook delivery %s attempt %s: %s",
+        delivery.pk,
+        delivery.attempts,
+        "delivered" if not error else error[:200],
+        extra={"job_id": delivery.job_ref, "attempt": delivery.attempts},
+    )
+    return delay
+
+
+def deliveries_sweep(*, limit: int = 500) -> int:
+    """Re-publish pending deliveries that are overdue (a lost message or a crashed worker)."""
+    overdue = timezone.now() - timedelta(minutes=1)
+    ids = list(
+        WebhookDelivery.objects.filter(status=D.PENDING, next_attempt_at__lt=overdue)
+        .order_by("next_attempt_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+    for delivery_id in ids:
+        publish_delivery(delivery_id)
+    return len(ids)

@@ -1,0 +1,189 @@
+"""Webhooks end to end: a receiver verifies the signature; 500s are retried; private targets are refused."""
+
+import hashlib
+import hmac
+import json
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from ai_core import services as jobs
+from aicore.webhooks import verify
+from webhooks import services
+from webhooks.models import WebhookDelivery
+from webhooks.tasks import deliver
+
+CHAT = {"messages": [{"role": "user", "content": "hi"}]}
+
+
+class Receiver:
+    """A webhook receiver on 127.0.0.1:83xx answering with the given status codes in turn (then 200)."""
+
+    def __init__(self):
+        self.requests: list[dict] = []
+        self.answers: list[int] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.requests.append({"headers": dict(self.headers), "body": body})
+                self.send_response(receiver.answers.pop(0) if receiver.answers else 200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        for port in range(8399, 8300, -1):
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) != 0:
+                    break
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.url = f"http://127.0.0.1:{port}/hooks/aicore"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver(settings):
+    settings.AICORE_WEBHOOK_ALLOWED_HOSTS = ["127.0.0.1"]  # the operator allows our local receiver
+    settings.AICORE_WEBHOOK_RETRY_BASE_SECONDS = 0
+    server = Receiver()
+    yield server
+    server.close()
+
+
+def _finish_job(personas, django_capture_on_commit_callbacks):
+    job, _ = jobs.job_create(
+        brand=personas.brand_a, user=personas.alice, job_type="chat_completion", input_data=CHAT
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        started = jobs.job_start(job_pk=job.pk)
+        jobs.job_complete(job_pk=job.pk, attempt=started.attempt, result_data={"completion": "hello"})
+    return job
+
+
+def test_final_state_is_delivered_signed_and_logged(
+    personas, client_for, receiver, django_capture_on_commit_callbacks
+):
+    admin = client_for(personas.adam, personas.brand_a)
+    created = admin.post("/ai/webhooks/", {"url": receiver.url, "description": "CRM"}, format="json")
+    assert created.status_code == 201, created.json()
+    secret = created.json()["secret"]
+    assert "secret" not in admin.get(f"/ai/webhooks/{created.json()['id']}/").json()
+    member = client_for(personas.alice, personas.brand_a)
+    assert member.post("/ai/webhooks/", {"url": receiver.url}, format="json").status_code == 403
+
+    job = _finish_job(personas, django_capture_on_commit_callbacks)
+    delivery = WebhookDelivery.objects.get()
+    deliver(delivery.pk)
+
+    [request] = receiver.requests
+    headers, body = request["headers"], request["body"]
+    expected = hmac.new(secret.encode(), f"{headers['X-AICore-Timestamp']}.".encode() + body, hashlib.sha256)
+    assert headers["X-AICore-Signature"] == "v1=" + expected.hexdigest()
+    assert verify(
+        secret, timestamp=headers["X-AICore-Timestamp"], body=body, signature=headers["X-AICore-Signature"]
+    )
+    assert not verify(
+        secret,
+        timestamp=headers["X-AICore-Timestamp"],
+        body=body + b" ",
+        signature=headers["X-AICore-Signature"],
+    )
+    payload = json.loads(body)
+    assert (headers["X-AICore-Event"], payload["event"]) == ("job.completed", "job.completed")
+    assert (payload["data"]["job"]["job_id"], payload["data"]["job"]["status"]) == (job.job_id, "completed")
+
+    log = admin.get(f"/ai/webhooks/{created.json()['id']}/deliveries/").json()["results"]
+    assert [(d["status"], d["attempts"], d["last_status_code"]) for d in log] == [("succeeded", 1, 200)]
+    assert (
+        client_for(personas.bob, personas.brand_b).get(f"/ai/webhooks/{created.json()['id']}/").status_code
+        == 404
+    )
+
+
+def test_a_failing_receiver_is_retried_with_backoff_until_it_answers(
+    personas, receiver, django_capture_on_commit_callbacks
+):
+    services.endpoint_create(brand=personas.brand_a, user=personas.adam, url=receiver.url)
+    receiver.answers = [500, 503]
+    _finish_job(personas, django_capture_on_commit_callbacks)
+    delivery = WebhookDelivery.objects.get()
+
+    assert services.delivery_attempt(delivery_id=delivery.pk) is not None  # 500: a retry is scheduled
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts, delivery.last_status_code) == ("pending", 1, 500)
+    assert services.delivery_attempt(delivery_id=delivery.pk) is not None  # 503
+    assert services.delivery_attempt(delivery_id=delivery.pk) is None  # 200: settled
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts, delivery.last_status_code) == ("succeeded", 3, 200)
+    assert len({r["headers"]["X-AICore-Delivery"] for r in receiver.requests}) == 1
+    assert len(receiver.requests) == 3
+
+
+def test_retries_stop_after_max_attempts_and_backoff_grows(
+    personas, receiver, settings, django_capture_on_commit_callbacks
+):
+    settings.AICORE_WEBHOOK_MAX_ATTEMPTS = 2
+    services.endpoint_create(brand=personas.brand_a, user=personas.adam, url=receiver.url)
+    receiver.answers = [500, 500, 500]
+    _finish_job(personas, django_capture_on_commit_callbacks)
+    delivery = WebhookDelivery.objects.get()
+    assert services.delivery_attempt(delivery_id=delivery.pk) is not None
+    assert services.delivery_attempt(delivery_id=delivery.pk) is None
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts) == ("failed", 2)
+    assert services.delivery_attempt(delivery_id=delivery.pk) is None and len(receiver.requests) == 2
+
+    settings.AICORE_WEBHOOK_RETRY_BASE_SECONDS = 10
+    assert 8 <= services.retry_delay(1) <= 12 < 128 <= services.retry_delay(3) <= 192
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8399/hook",
+        "http://localhost/hook",
+        "http://10.0.0.5/hook",
+        "http://192.168.1.1/",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[::1]/hook",
+        "http://0.0.0.0/",
+        "ftp://example.com/x",
+        "http://user:pw@93.184.216.34/",
+    ],
+)
+def test_private_or_odd_targets_are_refused(personas, client_for, url):
+    admin = client_for(personas.adam, personas.brand_a)
+    answer = admin.post("/ai/webhooks/", {"url": url}, format="json")
+    assert answer.status_code == 400
+    assert answer.json()["error_code"] in {"UNSAFE_WEBHOOK_URL", "VALIDATION_ERROR"}
+
+
+def test_a_public_address_is_accepted_but_a_target_that_turned_private_is_never_called(
+    personas, client_for, receiver, settings, django_capture_on_commit_callbacks
+):
+    admin = client_for(personas.adam, personas.brand_a)
+    assert (
+        admin.post("/ai/webhooks/", {"url": "https://93.184.216.34/hook"}, format="json").status_code == 201
+    )
+    admin.patch(
+        f"/ai/webhooks/{admin.get('/ai/webhooks/').json()['results'][0]['id']}/",
+        {"is_active": False},
+        format="json",
+    )
+    services.endpoint_create(brand=personas.brand_a, user=personas.adam, url=receiver.url)
+    settings.AICORE_WEBHOOK_ALLOWED_HOSTS = []  # the operator withdrew the permission
+    _finish_job(personas, django_capture_on_commit_callbacks)
+    delivery = WebhookDelivery.objects.get()  # only the active endpoint gets one
+    assert services.delivery_attempt(delivery_id=delivery.pk) is None
+    delivery.refresh_from_db()
+    assert delivery.status == "failed" and delivery.last_error.startswith("UNSAFE_WEBHOOK_URL")
+    assert receiver.requests == []
