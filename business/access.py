@@ -6,6 +6,8 @@ from business.errors import AccessDenied
 from business.models import Brand, User
 
 BRAND_HEADER = "HTTP_X_BRAND_ID"
+# The brand a web-dashboard session acts on (chosen with the brand switcher, checked on every use).
+SESSION_BRAND_KEY = "aicore_brand_id"
 
 
 def brands_for_user(user: User) -> QuerySet[Brand]:

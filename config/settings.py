@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "ai_providers",
     "ai_usage",
     "webhooks",
+    "web",
 ]
 
 MIDDLEWARE = [
@@ -214,11 +215,17 @@ if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT,
                                        "socket_connect_timeout": 2, "socket_timeout": 10}
 
+LOG_FORMAT = env_choice("LOG_FORMAT", "json" if PRODUCTION else "plain", {"json", "plain"})
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"job_context": {"()": "config.logs.ContextFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s %(context)s"},
+        "json": {"()": "config.logs.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT,
+                             "filters": ["job_context"]}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"django.request": {"level": "ERROR"}},
 }
@@ -239,3 +246,13 @@ AICORE_WEBHOOK_MAX_ATTEMPTS = env_int("AICORE_WEBHOOK_MAX_ATTEMPTS", 8, minimum=
 AICORE_WEBHOOK_RETRY_BASE_SECONDS = env_int("AICORE_WEBHOOK_RETRY_BASE_SECONDS", 10, minimum=0)
 AICORE_WEBHOOK_RETRY_MAX_SECONDS = env_int("AICORE_WEBHOOK_RETRY_MAX_SECONDS", 6 * 3600, minimum=0)
 AICORE_WEBHOOK_TIMEOUT_SECONDS = env_int("AICORE_WEBHOOK_TIMEOUT_SECONDS", 10, minimum=1)
+
+# --- Operations ---------------------------------------------------------------------------------------
+# When set, GET /metrics requires "Authorization: Bearer <token>" (brand names appear in labels).
+AICORE_METRICS_TOKEN = env_str("AICORE_METRICS_TOKEN", "")
+AICORE_READYZ_TIMEOUT_SECONDS = env_int("AICORE_READYZ_TIMEOUT_SECONDS", 2, minimum=1)
+
+# --- Web dashboard ------------------------------------------------------------------------------------
+LOGIN_URL = "/login/"
+LOGIN_REDIRECT_URL = "/dashboard/"
+LOGOUT_REDIRECT_URL = "/login/"

@@ -18,10 +18,8 @@ from rest_framework.exceptions import APIException
 from rest_framework_simplejwt.authentication import JWTAuthentication
 
 from ai_core import selectors, streams
-from business.access import BRAND_HEADER, resolve_request_brand
+from business.access import BRAND_HEADER, SESSION_BRAND_KEY, resolve_request_brand
 from business.errors import ApplicationError
-
-SESSION_BRAND_KEY = "aicore_brand_id"
 
 
 def _error(exc: ApplicationError) -> JsonResponse:

@@ -23,6 +23,7 @@ from ai_core.signals import job_finished
 from ai_core.workflow import IllegalTransition, StaleAttempt
 from ai_providers.clients.base import CallAbandoned, ChatResult, ProviderError, TransientProviderError
 from business.errors import NotFound
+from config.logs import bind_log_context, reset_log_context
 
 logger = logging.getLogger(__name__)
 PROGRESS_WRITE_EVERY = 1.0  # seconds: a stream of 1 000 chunks must not become 1 000 updates
@@ -43,6 +44,8 @@ def run_from_message(job_pk: int, *, task_id: str = "", policy: RetryPolicy | No
 
 def execute(job_pk: int, attempt_number: int, *, policy: RetryPolicy | None = None) -> str | None:
     job = AIJob.objects.select_related("job_type", "brand").get(pk=job_pk)
+    # Every log line of this attempt (ours, the provider SDK's) carries the job, brand and attempt.
+    log_token = bind_log_context(job_id=job.job_id, brand=job.brand_id, attempt=attempt_number)
     timeout = min(job.job_type.timeout_seconds, settings.AICORE_MAX_JOB_SECONDS)
     attempt = Attempt(job_pk=job_pk, attempt=attempt_number, deadline=time.monotonic() + timeout)
     progress = _ProgressWriter(attempt)
@@ -73,6 +76,7 @@ def execute(job_pk: int, attempt_number: int, *, policy: RetryPolicy | None = No
     finally:
         in_flight.remove(attempt)
         connection.close()
+        reset_log_context(log_token)
 
 
 class _ProgressWriter:

@@ -1,0 +1,131 @@
+"""Prometheus metrics, read from the database at scrape time.
+
+The database is the truth shared by every API and worker process, so a scrape of any one API process gives
+the whole picture, with no multiprocess bookkeeping. Each family is one aggregate query: job counts and cost
+come from the JobDailyStat roll-up (thousands of rows, not millions), queue depth from the partial index on
+pending jobs, provider figures from the usage table.
+"""
+
+from django.db.models import Count, F, Q, Sum
+from django.utils import timezone
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
+
+from ai_core.models import AIJob, JobDailyStat, JobStatus
+from ai_usage.models import AIJobUsage
+
+MICROS = 1_000_000
+
+
+class DatabaseCollector:
+    def collect(self):
+        yield from _jobs()
+        yield from _queue()
+        yield from _usage()
+        yield from _webhooks()
+
+
+def _jobs():
+    jobs = GaugeMetricFamily(
+        "aicore_jobs", "Jobs by brand, job type and current status", labels=["brand", "job_type", "status"]
+    )
+    cost = CounterMetricFamily(
+        "aicore_job_cost_usd",
+        "Cost of jobs in US dollars, by brand and job type",
+        labels=["brand", "job_type"],
+    )
+    costs: dict[tuple[str, str], int] = {}
+    rows = (
+        JobDailyStat.objects.values(
+            brand_name=F("brand__name"), type_name=F("job_type__name"), st=F("status")
+        )
+        .annotate(n=Sum("jobs"), micros=Sum("cost_micros"))
+        .order_by("brand_name", "type_name", "st")
+    )
+    for row in rows:
+        jobs.add_metric([row["brand_name"], row["type_name"], row["st"]], int(row["n"] or 0))
+        key = (row["brand_name"], row["type_name"])
+        costs[key] = costs.get(key, 0) + int(row["micros"] or 0)
+    for (brand, job_type), micros in costs.items():
+        cost.add_metric([brand, job_type], micros / MICROS)
+    yield jobs
+    yield cost
+
+
+def _queue():
+    depth = GaugeMetricFamily(
+        "aicore_queue_depth", "Pending jobs that a worker may claim now, by priority", labels=["priority"]
+    )
+    waiting = GaugeMetricFamily("aicore_jobs_waiting_retry", "Pending jobs waiting for a retry backoff")
+    now = timezone.now()
+    counts = dict(
+        AIJob.objects.filter(status=JobStatus.PENDING, available_at__lte=now)
+        .values_list("priority")
+        .annotate(n=Count("id"))
+    )
+    for priority in ("urgent", "high", "normal", "low"):
+        depth.add_metric([priority], counts.get(priority, 0))
+    waiting.add_metric([], AIJob.objects.filter(status=JobStatus.PENDING, available_at__gt=now).count())
+    yield depth
+    yield waiting
+
+
+def _usage():
+    duration = SummaryMetricFamily(
+        "aicore_job_duration_seconds", "Execution time of finished jobs", labels=["job_type"]
+    )
+    latency = SummaryMetricFamily(
+        "aicore_provider_latency_seconds", "Provider call time per finished job", labels=["provider", "model"]
+    )
+    errors = CounterMetricFamily(
+        "aicore_provider_errors", "Failed provider calls (usage error_count)", labels=["provider", "model"]
+    )
+    tokens = CounterMetricFamily(
+        "aicore_provider_tokens", "Tokens used", labels=["provider", "model", "direction"]
+    )
+    timed = Q(execution_time_seconds__isnull=False)
+    for row in (
+        AIJobUsage.objects.values(type_name=F("job_type__name"))
+        .annotate(n=Count("id", filter=timed), total=Sum("execution_time_seconds", filter=timed))
+        .order_by("type_name")
+    ):
+        duration.add_metric([row["type_name"]], count_value=row["n"], sum_value=float(row["total"] or 0))
+    for row in (
+        AIJobUsage.objects.values("provider_name", "model_name")
+        .annotate(
+            n=Count("id", filter=timed),
+            total=Sum("execution_time_seconds", filter=timed),
+            failed=Sum("error_count"),
+            tin=Sum("input_tokens"),
+            tout=Sum("output_tokens"),
+        )
+        .order_by("provider_name", "model_name")
+    ):
+        labels = [row["provider_name"], row["model_name"]]
+        latency.add_metric(labels, count_value=row["n"], sum_value=float(row["total"] or 0))
+        errors.add_metric(labels, int(row["failed"] or 0))
+        tokens.add_metric([*labels, "input"], int(row["tin"] or 0))
+        tokens.add_metric([*labels, "output"], int(row["tout"] or 0))
+    yield duration
+    yield latency
+    yield errors
+    yield tokens
+
+
+def _webhooks():
+    from webhooks.models import WebhookDelivery
+
+    deliveries = GaugeMetricFamily(
+        "aicore_webhook_deliveries", "Webhook deliveries by status", labels=["status"]
+    )
+    counts = dict(WebhookDelivery.objects.values_list("status").annotate(n=Count("id")))
+    for status in WebhookDelivery.Status.values:
+        deliveries.add_metric([status], counts.get(status, 0))
+    yield deliveries
+
+
+def registry() -> CollectorRegistry:
+    """A registry per scrape: nothing is kept in process memory between scrapes."""
+    fresh = CollectorRegistry(auto_describe=False)
+    fresh.register(DatabaseCollector())
+    return fresh

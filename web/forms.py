@@ -1,0 +1,28 @@
+import json
+
+from django import forms
+
+from ai_core.models import JobPriority
+
+
+class SubmitJobForm(forms.Form):
+    job_type = forms.ChoiceField()
+    priority = forms.ChoiceField(choices=JobPriority.choices, initial=JobPriority.NORMAL)
+    description = forms.CharField(max_length=2000, required=False)
+    input_data = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 6, "spellcheck": "false"}),
+        initial=json.dumps({"messages": [{"role": "user", "content": "Hello!"}]}, indent=2),
+    )
+
+    def __init__(self, *args, job_types: list[str], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["job_type"].choices = [(name, name) for name in job_types]
+
+    def clean_input_data(self):
+        try:
+            value = json.loads(self.cleaned_data["input_data"])
+        except json.JSONDecodeError as exc:
+            raise forms.ValidationError(f"Not valid JSON: {exc.msg} (line {exc.lineno})") from None
+        if not isinstance(value, dict):
+            raise forms.ValidationError("input_data must be a JSON object")
+        return value

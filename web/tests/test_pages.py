@@ -1,0 +1,68 @@
+"""Dashboard pages rendered by Django (the browser flow is in test_browser.py)."""
+
+import pytest
+from django.test import Client
+
+from ai_core import services
+
+pytestmark = pytest.mark.usefixtures("job_types")
+CHAT = {"messages": [{"role": "user", "content": "hi"}]}
+
+
+def _login(user, password) -> Client:
+    client = Client()
+    assert client.post("/login/", {"username": user.username, "password": password}).status_code == 302
+    return client
+
+
+def test_pages_need_a_login(db):
+    assert Client().get("/dashboard/").status_code == 302
+    assert Client().get("/dashboard/").url.startswith("/login/")
+
+
+def test_dashboard_charts_switcher_and_company_breakdown(personas):
+    services.job_create(
+        brand=personas.brand_b, user=personas.bob, job_type="chat_completion", input_data=CHAT
+    )
+    ada = _login(personas.acme_admin, "ada-pass-1")
+    page = ada.get("/dashboard/").content.decode()
+    assert 'id="chart-daily-jobs"' in page and "<svg" in page and 'id="chart-brands"' in page
+    options = page[page.index('id="brand-select"') : page.index("</select>", page.index('id="brand-select"'))]
+    assert ">A<" in options and ">B<" in options and ">Z<" not in options  # only her company's brands
+
+    assert ada.post("/dashboard/brand/", {"brand": personas.brand_z.id}).status_code == 302
+    assert ada.get("/dashboard/").context["brand"] == personas.brand_a  # refused: still on her own brand
+    ada.post("/dashboard/brand/", {"brand": personas.brand_b.id})
+    assert ada.get("/dashboard/").context["brand"] == personas.brand_b
+
+    alice = _login(personas.alice, "alice-pass-1")
+    page = alice.get("/dashboard/").content.decode()
+    assert 'id="chart-brands"' not in page  # brand breakdown is for company admins
+
+
+def test_submit_job_page_and_cancel(personas):
+    alice = _login(personas.alice, "alice-pass-1")
+    answer = alice.post(
+        "/dashboard/submit/",
+        {
+            "job_type": "chat_completion",
+            "priority": "high",
+            "description": "from the page",
+            "input_data": '{"messages": [{"role": "user", "content": "hi"}]}',
+        },
+    )
+    assert answer.status_code == 302
+    job_id = answer.url.rstrip("/").rsplit("/", 1)[-1]
+    page = alice.get(answer.url).content.decode()
+    assert job_id in page and "from the page" in page and 'id="cancel-button"' in page
+    alice.post(f"/dashboard/jobs/{job_id}/cancel/")
+    assert 'class="badge cancelled"' in alice.get(answer.url).content.decode()
+
+    bad = alice.post(
+        "/dashboard/submit/",
+        {"job_type": "chat_completion", "priority": "normal", "input_data": "[1"},
+        follow=True,
+    )
+    assert "Not valid JSON" in bad.content.decode()
+    bob = _login(personas.bob, "bob-pass-1")
+    assert bob.get(answer.url).status_code == 404  # another brand's job
