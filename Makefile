@@ -6,7 +6,7 @@ PORT   ?= 8000
 PG_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: run test test-sqlite test-postgres bench lint worker venv migrate demo clean
+.PHONY: run test test-sqlite test-postgres bench lint worker venv migrate demo clean browser
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,8 +30,17 @@ run: demo
 worker: venv
 	$(PY) -m celery -A config worker -l info
 
+## Debian's Chromium for the dashboard's browser test (installed when we are root; else that test is skipped).
+browser:
+	@if ! command -v chromium >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing chromium for the browser test"; \
+		apt-get install -y -q chromium >/dev/null 2>&1 || \
+		{ apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1; } || \
+		echo "chromium could not be installed: the browser test will be skipped"; \
+	fi
+
 ## The whole suite on SQLite + embedded broker, then again on PostgreSQL + Redis where they answer.
-test: venv
+test: venv browser
 	$(MAKE) --no-print-directory test-sqlite
 	@if $(PY) -m scripts.services_up "$(PG_URL)" "$(REDIS_URL)"; then \
 		$(MAKE) --no-print-directory test-postgres; \

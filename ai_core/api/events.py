@@ -70,17 +70,21 @@ def _frame(data: dict, *, event: str, event_id: int | None = None) -> str:
     return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
 
 
-async def _closing(generator):
-    """Release this stream's DB connection when it ends or the client hangs up (honours CONN_MAX_AGE)."""
-    try:
-        async for chunk in generator:
-            yield chunk
-    finally:
-        await sync_to_async(close_old_connections)()
+def _released(tick):
+    """One poll, then the connection goes back (to the pool, or closed as CONN_MAX_AGE says): an open stream
+    holds no database connection between polls, so streams never exhaust a process's pool."""
+
+    def run(**kwargs):
+        try:
+            return tick(**kwargs)
+        finally:
+            close_old_connections()
+
+    return sync_to_async(run)
 
 
 def _stream_response(generator) -> StreamingHttpResponse:
-    response = StreamingHttpResponse(_closing(generator), content_type="text/event-stream")
+    response = StreamingHttpResponse(generator, content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # proxies must not hold events back
     return response
@@ -112,9 +116,7 @@ async def job_events(request: HttpRequest, pk: str):
     async def generate():
         yield f"retry: {settings.AICORE_SSE_RETRY_MS}\n\n"
         async for heartbeat in _ticker():
-            events, progress, final = await sync_to_async(streams.job_stream_tick)(
-                job_pk=job.pk, cursor=cursor
-            )
+            events, progress, final = await _released(streams.job_stream_tick)(job_pk=job.pk, cursor=cursor)
             for event in events:
                 yield _frame(event, event="status", event_id=event["event_id"])
             for item in progress:
@@ -143,7 +145,7 @@ async def brand_events(request: HttpRequest):
     async def generate():
         yield f"retry: {settings.AICORE_SSE_RETRY_MS}\n\n"
         async for heartbeat in _ticker():
-            events, progress = await sync_to_async(streams.brand_stream_tick)(brand=brand, cursor=cursor)
+            events, progress = await _released(streams.brand_stream_tick)(brand=brand, cursor=cursor)
             for event in events:
                 yield _frame(event, event="status", event_id=event["event_id"])
             for item in progress:
