@@ -231,8 +231,12 @@ def _status(status: str) -> str:
 def _jobs_table(jobs: list[dict], *, title: str = "Jobs") -> Table:
     table = Table(title=title)
     table.add_column("job_id", no_wrap=True, min_width=19)  # ids are copied from here: never cut them
-    for name in ("type", "status", "progress", "priority", "created", "description"):
-        table.add_column(name, justify="right" if name == "progress" else "left")
+    table.add_column("type", no_wrap=True)
+    table.add_column("status")
+    table.add_column("progress", justify="right")
+    table.add_column("priority")
+    table.add_column("created (UTC)", no_wrap=True)
+    table.add_column("description")
     for job in jobs:
         table.add_row(
             job["job_id"],
@@ -240,7 +244,7 @@ def _jobs_table(jobs: list[dict], *, title: str = "Jobs") -> Table:
             _status(job["status"]),
             f"{job['progress_percentage']}%",
             job["priority"],
-            job["created_at"][:19].replace("T", " "),
+            job["created_at"][5:19].replace("T", " "),
             (job.get("description") or "")[:40],
         )
     return table
