@@ -5,6 +5,7 @@ import hmac
 import json
 import socket
 import threading
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -187,3 +188,17 @@ def test_a_public_address_is_accepted_but_a_target_that_turned_private_is_never_
     delivery.refresh_from_db()
     assert delivery.status == "failed" and delivery.last_error.startswith("UNSAFE_WEBHOOK_URL")
     assert receiver.requests == []
+
+
+def test_the_sweep_republishes_only_overdue_deliveries(personas, receiver,
+                                                       django_capture_on_commit_callbacks):
+    services.endpoint_create(brand=personas.brand_a, user=personas.adam, url=receiver.url)
+    _finish_job(personas, django_capture_on_commit_callbacks)
+    _finish_job(personas, django_capture_on_commit_callbacks)
+    lost, fresh = WebhookDelivery.objects.order_by("id")
+    WebhookDelivery.objects.filter(pk=lost.pk).update(next_attempt_at=lost.created_at - timedelta(minutes=5))
+    assert services.deliveries_sweep() == 1
+    services.delivery_attempt(delivery_id=lost.pk)
+    assert services.deliveries_sweep() == 0
+    assert WebhookDelivery.objects.get(pk=lost.pk).status == "succeeded"
+    assert WebhookDelivery.objects.get(pk=fresh.pk).status == "pending"
