@@ -9,25 +9,22 @@ import logging
 import time
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection
 
 from ai_core.dispatch import publish_job
-from ai_core.engine import handlers
+from ai_core.engine import finish, handlers
 from ai_core.engine.claim import claim_next
+from ai_core.engine.finish import Discarded
 from ai_core.engine.providers import client_for_model
 from ai_core.engine.retry import RetryPolicy, default_policy
 from ai_core.engine.watch import Attempt, in_flight
 from ai_core.models import AIJob, JobStatus
-from ai_core.services import job_complete, job_fail, job_progress, job_requeue, job_timeout
-from ai_core.signals import job_finished
-from ai_core.workflow import IllegalTransition, StaleAttempt
-from ai_providers.clients.base import CallAbandoned, ChatResult, ProviderError, TransientProviderError
-from business.errors import NotFound
+from ai_core.services import job_progress, job_requeue
+from ai_providers.clients.base import CallAbandoned, ProviderError, TransientProviderError
 from config.logs import bind_log_context, reset_log_context
 
 logger = logging.getLogger(__name__)
 PROGRESS_WRITE_EVERY = 1.0  # seconds: a stream of 1 000 chunks must not become 1 000 updates
-Discarded = (IllegalTransition, StaleAttempt, NotFound)  # NotFound: the job was deleted meanwhile
 
 
 def run_from_message(job_pk: int, *, task_id: str = "", policy: RetryPolicy | None = None) -> str | None:
@@ -64,7 +61,7 @@ def execute(job_pk: int, attempt_number: int, *, policy: RetryPolicy | None = No
         except ProviderError as exc:
             if isinstance(exc, TransientProviderError):
                 return _retry_or_fail(attempt, job, exc.error_code, exc.message, policy or default_policy())
-            return _fail(attempt, exc.error_code, exc.message)
+            return finish.fail(attempt.job_pk, attempt.attempt, exc.error_code, exc.message)
         except Exception as exc:  # a bug or a broken dependency: retried like a transient error, then failed
             logger.exception("job %s attempt %s crashed", job_pk, attempt_number)
             return _retry_or_fail(
@@ -72,7 +69,7 @@ def execute(job_pk: int, attempt_number: int, *, policy: RetryPolicy | None = No
             )
         if attempt.should_stop():
             return _abandoned(attempt)
-        return _complete(attempt, result)
+        return finish.complete(attempt.job_pk, attempt.attempt, result)
     finally:
         in_flight.remove(attempt)
         connection.close()
@@ -103,67 +100,10 @@ class _ProgressWriter:
             self.attempt.halt("superseded")
 
 
-def _finish(
-    attempt: Attempt, status: str, write, *, result: ChatResult | None = None, error_code: str = ""
-) -> str | None:
-    """Write a final state and let accounting apps add their rows in the same transaction."""
-    try:
-        if not job_finished.has_listeners(AIJob):
-            write()  # already one transaction: no outer one, two round trips fewer per job
-        else:
-            with transaction.atomic():
-                write()
-                job_finished.send(
-                    sender=AIJob,
-                    job_pk=attempt.job_pk,
-                    attempt=attempt.attempt,
-                    status=status,
-                    result=result,
-                    error_code=error_code,
-                )
-    except Discarded as exc:
-        logger.info(
-            "job %s attempt %s: %s write discarded (%s)", attempt.job_pk, attempt.attempt, status, exc
-        )
-        return None
-    return status
-
-
-def _complete(attempt: Attempt, result: ChatResult) -> str | None:
-    return _finish(
-        attempt,
-        JobStatus.COMPLETED,
-        lambda: job_complete(
-            job_pk=attempt.job_pk, attempt=attempt.attempt, result_data=result.as_result_data()
-        ),
-        result=result,
-    )
-
-
-def _fail(attempt: Attempt, error_code: str, message: str) -> str | None:
-    return _finish(
-        attempt,
-        JobStatus.FAILED,
-        lambda: job_fail(
-            job_pk=attempt.job_pk, attempt=attempt.attempt, error_code=error_code, error_message=message
-        ),
-        error_code=error_code,
-    )
-
-
-def _timeout(attempt: Attempt) -> str | None:
-    return _finish(
-        attempt,
-        JobStatus.TIMEOUT,
-        lambda: job_timeout(job_pk=attempt.job_pk, attempt=attempt.attempt),
-        error_code="JOB_TIMEOUT",
-    )
-
-
 def _abandoned(attempt: Attempt) -> str | None:
     """The call stopped early: on timeout we end the job; on cancel or supersession others already did."""
     if attempt.stop_reason == "timeout":
-        return _timeout(attempt)
+        return finish.timeout(attempt.job_pk, attempt.attempt)
     return None
 
 
@@ -171,7 +111,9 @@ def _retry_or_fail(
     attempt: Attempt, job: AIJob, error_code: str, message: str, policy: RetryPolicy
 ) -> str | None:
     if not policy.should_retry(attempt=attempt.attempt, max_attempts=job.job_type.max_attempts):
-        return _fail(attempt, error_code, f"{message} (after {attempt.attempt} attempts)")
+        return finish.fail(
+            attempt.job_pk, attempt.attempt, error_code, f"{message} (after {attempt.attempt} attempts)"
+        )
     delay = policy.delay(attempt.attempt)
     try:
         job_requeue(

@@ -15,10 +15,10 @@ from django.db import connection
 from django.utils import timezone
 
 from ai_core.dispatch import publish_job
+from ai_core.engine import finish
+from ai_core.engine.finish import Discarded
 from ai_core.models import AIJob, AIJobType, JobStatus
-from ai_core.services import job_fail, job_requeue, job_timeout
-from ai_core.workflow import IllegalTransition, StaleAttempt
-from business.errors import NotFound
+from ai_core.services import job_requeue
 
 logger = logging.getLogger(__name__)
 BATCH = 1000
@@ -60,27 +60,33 @@ def reap(*, now=None) -> dict[str, int]:
         for pk, attempt, started_at, priority in (dead | overdue).values_list(
             "pk", "attempts", "started_at", "priority"
         )[:BATCH]:
-            try:
-                if started_at <= now - timedelta(seconds=limit):
-                    job_timeout(job_pk=pk, attempt=attempt)
-                    done["timeout"] += 1
-                elif attempt < job_type.max_attempts:
-                    job_requeue(job_pk=pk, attempt=attempt, reason="worker lost (no heartbeat)")
-                    publish_job(pk, priority=priority)
-                    done["requeued"] += 1
-                else:
-                    job_fail(
-                        job_pk=pk,
-                        attempt=attempt,
-                        error_code="WORKER_LOST",
-                        error_message=f"The worker running this job stopped responding ({attempt} attempts)",
-                    )
-                    done["failed"] += 1
-            except (IllegalTransition, StaleAttempt, NotFound):
-                continue  # the worker woke up and finished, or another reaper was faster
+            # Each write is fenced by the attempt: if the worker woke up and finished, or another reaper was
+            # faster, it is discarded (None) and not counted.
+            if started_at <= now - timedelta(seconds=limit):
+                outcome = finish.timeout(pk, attempt)
+            elif attempt < job_type.max_attempts:
+                outcome = _requeue(pk, attempt, priority)
+            else:
+                outcome = finish.fail(
+                    pk,
+                    attempt,
+                    "WORKER_LOST",
+                    f"The worker running this job stopped responding ({attempt} attempts)",
+                )
+            if outcome is not None:
+                done[outcome] += 1
     if any(done.values()):
         logger.warning("reaper: %s", done)
     return done
+
+
+def _requeue(pk: int, attempt: int, priority: str) -> str | None:
+    try:
+        job_requeue(job_pk=pk, attempt=attempt, reason="worker lost (no heartbeat)")
+    except Discarded:
+        return None
+    publish_job(pk, priority=priority)
+    return "requeued"
 
 
 class Upkeep:

@@ -339,3 +339,35 @@ def test_a_visibility_timeout_shorter_than_a_job_is_refused_at_boot():
 def test_execute_refuses_nothing_silently_for_a_missing_job(db):
     with pytest.raises(AIJob.DoesNotExist):
         execute(10**9, 1)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_final_writes_of_runner_and_reaper_tell_accounting_apps_in_the_same_transaction(
+    job_types, make_brands
+):
+    from django.db import connection as conn
+
+    from ai_core.signals import job_finished
+
+    (brand,) = make_brands(1)
+    heard = []
+
+    def receiver(sender, job_pk, attempt, status, result, error_code, **kwargs):
+        heard.append(
+            (job_pk, attempt, status, result and result.completion, error_code, conn.in_atomic_block)
+        )
+
+    job_finished.connect(receiver, sender=AIJob)
+    try:
+        done = submit(brand)
+        run_from_message(done.pk)
+        lost = submit(brand)
+        job_start(job_pk=lost.pk)
+        AIJob.objects.filter(pk=lost.pk).update(attempts=3, heartbeat_at=timezone.now() - timedelta(hours=1))
+        reap()
+    finally:
+        job_finished.disconnect(receiver, sender=AIJob)
+    assert heard == [
+        (done.pk, 1, "completed", "Echo: hello", "", True),
+        (lost.pk, 3, "failed", None, "WORKER_LOST", True),
+    ]

@@ -1,0 +1,80 @@
+"""The final writes of an attempt (runner and reaper alike), fenced by its attempt number.
+
+Each sends `job_finished` inside the same transaction, so accounting apps (usage, quota settlement) commit
+or roll back with the final state. A write that lost to a cancel, another attempt or a deletion is
+discarded: the function returns None instead of the status.
+"""
+
+import logging
+from collections.abc import Callable
+
+from django.db import transaction
+
+from ai_core.models import AIJob, JobStatus
+from ai_core.services import job_complete, job_fail, job_timeout
+from ai_core.signals import job_finished
+from ai_core.workflow import IllegalTransition, StaleAttempt
+from ai_providers.clients.base import ChatResult
+from business.errors import NotFound
+
+logger = logging.getLogger(__name__)
+Discarded = (IllegalTransition, StaleAttempt, NotFound)  # NotFound: the job was deleted meanwhile
+
+
+def _finish(
+    job_pk: int,
+    attempt: int,
+    status: str,
+    write: Callable[[], object],
+    *,
+    result: ChatResult | None = None,
+    error_code: str = "",
+) -> str | None:
+    try:
+        if not job_finished.has_listeners(AIJob):
+            write()  # already one transaction: no outer one, two round trips fewer per job
+        else:
+            with transaction.atomic():
+                write()
+                job_finished.send(
+                    sender=AIJob,
+                    job_pk=job_pk,
+                    attempt=attempt,
+                    status=status,
+                    result=result,
+                    error_code=error_code,
+                )
+    except Discarded as exc:
+        logger.info("job %s attempt %s: %s write discarded (%s)", job_pk, attempt, status, exc)
+        return None
+    return status
+
+
+def complete(job_pk: int, attempt: int, result: ChatResult) -> str | None:
+    return _finish(
+        job_pk,
+        attempt,
+        JobStatus.COMPLETED,
+        lambda: job_complete(job_pk=job_pk, attempt=attempt, result_data=result.as_result_data()),
+        result=result,
+    )
+
+
+def fail(job_pk: int, attempt: int, error_code: str, message: str) -> str | None:
+    return _finish(
+        job_pk,
+        attempt,
+        JobStatus.FAILED,
+        lambda: job_fail(job_pk=job_pk, attempt=attempt, error_code=error_code, error_message=message),
+        error_code=error_code,
+    )
+
+
+def timeout(job_pk: int, attempt: int) -> str | None:
+    return _finish(
+        job_pk,
+        attempt,
+        JobStatus.TIMEOUT,
+        lambda: job_timeout(job_pk=job_pk, attempt=attempt),
+        error_code="JOB_TIMEOUT",
+    )
