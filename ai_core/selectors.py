@@ -1,10 +1,13 @@
 """Reads on jobs. Every brand-scoped read starts from `jobs_of()`: the one access function for jobs."""
 
+import json
 import time
 from collections.abc import Iterable
 from datetime import timedelta
 from decimal import Decimal
 
+from django.conf import settings
+from django.db import connection
 from django.db.models import Prefetch, QuerySet, Sum
 from django.utils import timezone
 
@@ -27,11 +30,18 @@ def job_list(*, brand: Brand) -> QuerySet[AIJob]:
     return jobs_of(brand).select_related("job_type", "brand", "created_by")
 
 
+def _job_extensions() -> list[str]:
+    """The one-to-one extensions other apps hang on a job (usage, openai_job), for select_related."""
+    return [rel.get_accessor_name() for rel in AIJob._meta.related_objects if rel.one_to_one]
+
+
 def job_get(*, brand: Brand, lookup: str | int, for_detail: bool = False) -> AIJob:
     """One job of the brand by numeric id or by job_id ("ai_job_…"); another brand's job is a 404."""
     qs = job_list(brand=brand)
     if for_detail:
-        qs = qs.prefetch_related(Prefetch("events", queryset=AIJobEvent.objects.order_by("id")))
+        # Extensions ride along in the job's own query; events need a second one whatever we do.
+        qs = qs.select_related(*_job_extensions()).prefetch_related(
+            Prefetch("events", queryset=AIJobEvent.objects.order_by("id")))
     text = str(lookup)
     if text.startswith("ai_job_"):
         job = qs.filter(job_id=text).first()
@@ -42,6 +52,30 @@ def job_get(*, brand: Brand, lookup: str | int, for_detail: bool = False) -> AIJ
     if job is None:
         raise NotFound("Job not found", error_code="JOB_NOT_FOUND")
     return job
+
+
+def job_type_ids_matching(text: str) -> list[int]:
+    """Job types whose name contains the text: a search then tests the job's own indexed type id."""
+    return list(AIJobType.objects.filter(name__icontains=text).values_list("id", flat=True))
+
+
+def job_count_bounded(jobs: QuerySet[AIJob], *, limit: int | None = None) -> tuple[int, bool]:
+    """(count, exact) of a filtered job queryset, reading at most `limit` + 1 rows.
+
+    An exact COUNT(*) of a broad search would read most of a brand's rows; past `limit`
+    (AICORE_SEARCH_EXACT_COUNT_LIMIT) matches the pagination only needs an order of magnitude, so it gets
+    PostgreSQL's row estimate instead (never less than limit + 1; other databases report limit + 1).
+    """
+    limit = settings.AICORE_SEARCH_EXACT_COUNT_LIMIT if limit is None else limit
+    counted = jobs.order_by()[: limit + 1].count()
+    if counted <= limit or connection.vendor != "postgresql":
+        return counted, counted <= limit
+    sql, params = jobs.order_by().values("id").query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN (FORMAT JSON) " + sql, params)
+        plan = cursor.fetchone()[0]
+    plan = plan if isinstance(plan, list) else json.loads(plan)
+    return max(int(plan[0]["Plan"]["Plan Rows"]), limit + 1), False
 
 
 def job_types_active() -> QuerySet[AIJobType]:
@@ -77,55 +111,80 @@ def money(amount: Decimal) -> str:
     return str(cents) if cents == exact else str(exact.normalize())
 
 
+def _recent_jobs(brand_ids: list[int], limit: int) -> list[AIJob]:
+    """The newest jobs across brands without sorting all their rows.
+
+    One query per brand would be N round trips, and `brand_id IN (…) ORDER BY created_at` sorts every
+    matching row; a UNION ALL of each brand's newest `limit` ids walks each brand's (brand, created_at)
+    index for `limit` entries only. SQLite cannot order the parts of a compound query; its tables are small.
+    """
+    jobs = AIJob.objects.select_related("job_type", "brand", "created_by")
+    if len(brand_ids) == 1 or not connection.features.supports_slicing_ordering_in_compound:
+        return list(jobs.filter(brand_id__in=brand_ids)[:limit])
+    parts = [AIJob.objects.filter(brand_id=brand_id).values_list("id", flat=True)[:limit] for brand_id in brand_ids]
+    ids = parts[0].union(*parts[1:], all=True)
+    return list(jobs.filter(id__in=list(ids))[:limit])
+
+
 def dashboard(*, brands: list[Brand], recent_limit: int = 10) -> dict:
-    """The jobs dashboard of one brand or of a whole company, from the roll-up (a bounded number of queries)."""
+    """The jobs dashboard of one brand or of a whole company, from the roll-up: four queries for a brand.
+
+    One GROUP BY (brand, type, status) over the roll-up feeds stats, top job types and the brand breakdown;
+    one GROUP BY day over the last 30 days feeds daily_activity and jobs_today; one reads the type names
+    and one the recent jobs (two for several brands).
+    """
     brand_ids = [b.id for b in brands]
-    stats_rows = JobDailyStat.objects.filter(brand_id__in=brand_ids)
+    stats_rows = JobDailyStat.objects.filter(brand_id__in=brand_ids).order_by()
     today = timezone.localdate()
     first_day = today - timedelta(days=DASHBOARD_DAYS - 1)
 
-    by_status = dict(stats_rows.values("status").annotate(n=Sum("jobs")).values_list("status", "n"))
-    jobs_today = stats_rows.filter(day=today).aggregate(n=Sum("jobs"))["n"] or 0
-    stats = {"total_jobs": int(sum(by_status.values())), "jobs_today": int(jobs_today)}
-    stats.update({status: int(by_status.get(status, 0)) for status in JobStatus.values})
-
-    top_job_types = [
-        {"name": row["job_type__name"], "count": int(row["count"])}
-        for row in stats_rows.values("job_type__name").annotate(count=Sum("jobs")).order_by("-count", "job_type__name")
-        if row["count"]
-    ][:10]
+    by_status: dict[str, int] = {}
+    by_type: dict[str, int] = {}
+    by_brand: dict[int, list[int]] = {}
+    # Grouped by the type's id, not its name: the covering index (brand, job_type, status) then feeds the
+    # aggregate in order with no join; the handful of names come from the catalogue.
+    type_names = dict(AIJobType.objects.values_list("id", "name"))
+    for row in stats_rows.values("brand_id", "job_type_id", "status").annotate(
+            jobs=Sum("jobs"), cost=Sum("cost_micros")):
+        jobs, cost = int(row["jobs"] or 0), int(row["cost"] or 0)
+        name = type_names.get(row["job_type_id"], str(row["job_type_id"]))
+        by_status[row["status"]] = by_status.get(row["status"], 0) + jobs
+        by_type[name] = by_type.get(name, 0) + jobs
+        totals = by_brand.setdefault(row["brand_id"], [0, 0])
+        totals[0] += jobs
+        totals[1] += cost
 
     per_day = {
-        row["day"]: row
+        row["day"]: (int(row["jobs"] or 0), int(row["cost"] or 0))
         for row in stats_rows.filter(day__gte=first_day).values("day").annotate(jobs=Sum("jobs"), cost=Sum("cost_micros"))
     }
+    stats = {"total_jobs": sum(by_status.values()), "jobs_today": per_day.get(today, (0, 0))[0]}
+    stats.update({status: by_status.get(status, 0) for status in JobStatus.values})
+
+    top_job_types = [
+        {"name": name, "count": count}
+        for name, count in sorted(by_type.items(), key=lambda item: (-item[1], item[0]))
+        if count
+    ][:10]
+
     daily_activity = []
     for offset in range(DASHBOARD_DAYS):
         day = today - timedelta(days=offset)
-        row = per_day.get(day)
-        daily_activity.append({
-            "date": day.isoformat(),
-            "jobs": int(row["jobs"]) if row else 0,
-            "total_cost": money(from_micros(row["cost"] or 0)) if row else "0.00",
-        })
+        jobs, cost = per_day.get(day, (0, 0))
+        daily_activity.append({"date": day.isoformat(), "jobs": jobs, "total_cost": money(from_micros(cost))})
 
-    per_brand = {
-        row["brand_id"]: row
-        for row in stats_rows.values("brand_id").annotate(jobs=Sum("jobs"), cost=Sum("cost_micros"))
-    }
     brand_breakdown = sorted(
         (
-            {"brand_id": b.id, "brand_name": b.name, "jobs": int(per_brand[b.id]["jobs"]) if b.id in per_brand else 0,
-             "cost": money(from_micros(per_brand[b.id]["cost"] or 0)) if b.id in per_brand else "0.00"}
+            {"brand_id": b.id, "brand_name": b.name, "jobs": by_brand.get(b.id, (0, 0))[0],
+             "cost": money(from_micros(by_brand.get(b.id, (0, 0))[1]))}
             for b in brands
         ),
         key=lambda item: (-item["jobs"], item["brand_name"]),
     )
 
-    recent_jobs = list(jobs_of(brands).select_related("job_type", "brand", "created_by")[:recent_limit])
     return {
         "stats": stats,
-        "recent_jobs": recent_jobs,
+        "recent_jobs": _recent_jobs(brand_ids, recent_limit),
         "top_job_types": top_job_types,
         "daily_activity": daily_activity,
         "brand_breakdown": brand_breakdown,

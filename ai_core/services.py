@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import time
 from datetime import timedelta
 from decimal import Decimal
 from functools import lru_cache
@@ -64,10 +65,27 @@ def validate_input_data(job_type: AIJobType, input_data: Any) -> None:
                                  errors={"input_data": messages[:20]})
 
 
+# name -> (expires at, job type): the catalogue is tiny and read on every job creation.
+_job_type_cache: dict[str, tuple[float, AIJobType]] = {}
+
+
+def job_type_cache_clear(**_signal_kwargs: Any) -> None:
+    _job_type_cache.clear()
+
+
 def job_type_get(name: str) -> AIJobType:
-    job_type = AIJobType.objects.filter(name=name, is_active=True).first() if isinstance(name, str) else None
+    """The active job type of that name (cached AICORE_JOB_TYPE_CACHE_SECONDS; treat it as read-only)."""
+    if not isinstance(name, str):
+        raise NotFound(f"Job type '{name}' not found", error_code="JOB_TYPE_NOT_FOUND", status_code=400)
+    ttl = settings.AICORE_JOB_TYPE_CACHE_SECONDS
+    cached = _job_type_cache.get(name) if ttl else None
+    if cached is not None and cached[0] > time.monotonic():
+        return cached[1]
+    job_type = AIJobType.objects.filter(name=name, is_active=True).first()
     if job_type is None:
         raise NotFound(f"Job type '{name}' not found", error_code="JOB_TYPE_NOT_FOUND", status_code=400)
+    if ttl:
+        _job_type_cache[name] = (time.monotonic() + ttl, job_type)
     return job_type
 
 

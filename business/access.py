@@ -1,9 +1,10 @@
 """Which brands a user may act on, and the brand of a request (X-Brand-ID). The one place tenancy is decided."""
 
-from django.db.models import Q, QuerySet
+from django.db import connection
+from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from business.errors import AccessDenied
-from business.models import Brand, User
+from business.models import Brand, Membership, User
 
 BRAND_HEADER = "HTTP_X_BRAND_ID"
 # The brand a web-dashboard session acts on (chosen with the brand switcher, checked on every use).
@@ -29,15 +30,62 @@ def resolve_request_brand(user: User, header_value: str | None) -> Brand:
             return brands[0]
         raise AccessDenied("X-Brand-ID header is required (this user does not have exactly one brand)",
                            error_code="BRAND_REQUIRED")
-    text = header_value.strip()
-    # ASCII digits only: int() would also accept "١" or "1_0", which are not brand ids.
-    if not (text.isascii() and text.isdigit() and len(text) <= 18):
+    brand_id = parse_brand_header(header_value)
+    if brand_id is None:
         raise AccessDenied("X-Brand-ID must name a brand you can access", error_code="BRAND_ACCESS_DENIED")
-    brand_id = int(text)
-    brand = brands_for_user(user).filter(pk=brand_id).first()
+    brand = brand_for_user(user, brand_id)
     if brand is None:
         raise AccessDenied("You cannot act on this brand", error_code="BRAND_ACCESS_DENIED")
     return brand
+
+
+def brand_for_user(user: User, brand_id: int) -> Brand | None:
+    """The brand if the user may act on it (brands_for_user's rule), as a lookup by primary key.
+
+    An EXISTS on the membership keeps it one row, where joining memberships with DISTINCT would read
+    every membership of the brand.
+    """
+    if not user.company_id:
+        return None
+    brands = Brand.objects.select_related("company").filter(pk=brand_id, company_id=user.company_id)
+    if not user.is_company_admin:
+        brands = brands.filter(Exists(Membership.objects.filter(user_id=user.pk, brand_id=OuterRef("pk"))))
+    return brands.first()
+
+
+def parse_brand_header(header_value: str | None) -> int | None:
+    """The brand id an X-Brand-ID header names, or None when it names none a database could hold."""
+    text = (header_value or "").strip()
+    # ASCII digits only: int() would also accept "١" or "1_0", which are not brand ids.
+    if not (text.isascii() and text.isdigit() and len(text) <= 18):
+        return None
+    return int(text)
+
+
+def user_with_brand(user_id, brand_id: int) -> tuple[User | None, Brand | None]:
+    """The user and, when they may act on it, the brand: one query for what every /ai/ request needs first.
+
+    The access rule is brands_for_user's: a brand of the user's own company, and a membership of it unless
+    company admin. The brand and its company carry their ids and names; other fields load on first use.
+    """
+    user_table, brand_table = User._meta.db_table, Brand._meta.db_table
+    company_model = Brand._meta.get_field("company").related_model
+    membership_table, company_table = Membership._meta.db_table, company_model._meta.db_table
+    sql = (
+        f"SELECT u.*, b.id AS brand__id, b.company_id AS brand__company_id, b.name AS brand__name, "
+        f"c.name AS brand__company_name FROM {user_table} u "
+        f"LEFT JOIN {brand_table} b ON b.id = %s AND b.company_id = u.company_id AND (u.is_company_admin "
+        f"OR EXISTS (SELECT 1 FROM {membership_table} m WHERE m.user_id = u.id AND m.brand_id = b.id)) "
+        f"LEFT JOIN {company_table} c ON c.id = b.company_id WHERE u.id = %s"
+    )
+    user = next(iter(User.objects.raw(sql, [brand_id, user_id])), None)
+    if user is None or user.brand__id is None:
+        return user, None
+    brand = Brand.from_db(connection.alias, ["id", "company_id", "name"],
+                          [user.brand__id, user.brand__company_id, user.brand__name])
+    brand.company = company_model.from_db(connection.alias, ["id", "name"],
+                                          [user.brand__company_id, user.brand__company_name])
+    return user, brand
 
 
 def company_brands(user: User, brand: Brand) -> QuerySet[Brand]:

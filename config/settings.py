@@ -44,6 +44,10 @@ INSTALLED_APPS = [
     "webhooks",
     "web",
 ]
+# `make bench` only: a bare DRF ModelViewSet served beside the API as the benchmark's baseline.
+AICORE_BENCH_BASELINE = env_bool("AICORE_BENCH_BASELINE", default=False)
+if AICORE_BENCH_BASELINE:
+    INSTALLED_APPS.append("bench.baseline")
 
 MIDDLEWARE = [
     "business.middleware.RequestSizeLimitMiddleware",
@@ -124,11 +128,17 @@ STATIC_ROOT = VAR_DIR / "static"
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("AICORE_MAX_BODY_BYTES", 2 * 1024 * 1024, minimum=1024)
 AICORE_MAX_INPUT_BYTES = env_int("AICORE_MAX_INPUT_BYTES", 512 * 1024, minimum=1024)
 AICORE_MAX_JSON_DEPTH = env_int("AICORE_MAX_JSON_DEPTH", 32, minimum=4)
+# Job creation reuses an active job type read this many seconds ago (per process; a save in the admin clears
+# it at once in that process, elsewhere the change applies within this delay). 0 = always read (tests).
+AICORE_JOB_TYPE_CACHE_SECONDS = env_int("AICORE_JOB_TYPE_CACHE_SECONDS", 0 if AICORE_ENV == "test" else 5,
+                                        minimum=0)
+# A `?search=` count is exact up to this many matches; past it, PostgreSQL's estimate (X-Count-Estimated).
+AICORE_SEARCH_EXACT_COUNT_LIMIT = env_int("AICORE_SEARCH_EXACT_COUNT_LIMIT", 10_000, minimum=1)
 
 # --- REST API -----------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        "business.api.authentication.JWTBrandAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
@@ -16,3 +17,6 @@ urlpatterns = [
     path("readyz", ops.readyz, name="readyz"),
     path("", include("web.urls")),
 ]
+
+if settings.AICORE_BENCH_BASELINE:
+    urlpatterns.append(path("bench/", include("bench.baseline.urls")))

@@ -1,6 +1,8 @@
 import django_filters
-from django.db.models import Q
+from django.db.models import BigIntegerField, Q, Value
+from django.db.models.functions import Cast
 
+from ai_core import selectors
 from ai_core.models import AIJob, JobPriority, JobStatus
 
 
@@ -27,9 +29,16 @@ class JobFilter(django_filters.FilterSet):
         value = value.strip()
         if not value:
             return queryset
-        return queryset.filter(
-            Q(job_id__icontains=value) | Q(description__icontains=value) | Q(job_type__name__icontains=value)
-        )
+        # Matching type names are resolved first (a handful of rows) so the job query tests its own
+        # columns only, each of which has a trigram index on PostgreSQL (migration 0004).
+        condition = Q(job_id__icontains=value) | Q(description__icontains=value)
+        type_ids = selectors.job_type_ids_matching(value)
+        if type_ids:
+            condition |= Q(job_type_id__in=type_ids)
+        # The brand again, typed bigint like the column: those indexes lead with brand_id (btree_gin), whose
+        # operator class only matches bigint = bigint, so the scan reads this brand's matches, not everyone's.
+        same_brand = Q(brand_id=Cast(Value(self.request.brand.id), BigIntegerField()))
+        return queryset.filter(condition & same_brand)
 
     # Filters whose counts the roll-up can answer exactly (everything else counts the rows).
     ROLLUP_COUNTABLE = {"status", "job_type"}

@@ -65,7 +65,18 @@ class JobViewSet(BrandScopedMixin, mixins.ListModelMixin, viewsets.GenericViewSe
 
     def paginate_queryset(self, queryset):
         self.paginator.known_count = self._rollup_count()
+        self.count_estimated = False
+        if self.paginator.known_count is None and self.request.query_params.get("search", "").strip():
+            # A broad search matches tens of thousands of rows: count exactly up to a bound, else estimate.
+            self.paginator.known_count, exact = selectors.job_count_bounded(queryset)
+            self.count_estimated = not exact
         return super().paginate_queryset(queryset)
+
+    def list(self, request, *args, **kwargs):
+        response = super().list(request, *args, **kwargs)
+        if self.count_estimated:
+            response["X-Count-Estimated"] = "true"
+        return response
 
     def _rollup_count(self) -> int | None:
         params = self.request.query_params

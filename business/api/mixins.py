@@ -1,4 +1,5 @@
-from business.access import BRAND_HEADER, resolve_request_brand
+from business.access import BRAND_HEADER, parse_brand_header, resolve_request_brand
+from business.errors import AccessDenied
 
 
 class BrandScopedMixin:
@@ -6,4 +7,12 @@ class BrandScopedMixin:
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
-        request.brand = resolve_request_brand(request.user, request.META.get(BRAND_HEADER))
+        header = request.META.get(BRAND_HEADER)
+        found = getattr(request._request, "aicore_brand", None)
+        if found is not None and found[0] == parse_brand_header(header):
+            # JWTBrandAuthentication already read it with the user (None: the user may not act on it).
+            if found[1] is None:
+                raise AccessDenied("You cannot act on this brand", error_code="BRAND_ACCESS_DENIED")
+            request.brand = found[1]
+            return
+        request.brand = resolve_request_brand(request.user, header)

@@ -1,0 +1,139 @@
+"""The job API's hot paths issue a bounded number of queries, whatever the number of jobs (and the count
+of a broad search does not read every match). Each test measures with a few jobs and again with more."""
+
+import pytest
+
+from ai_core import selectors, services
+from ai_core.models import AIJobType
+
+pytestmark = pytest.mark.django_db
+
+CHAT = {"messages": [{"role": "user", "content": "hello"}]}
+
+
+def _jobs(personas, n, *, description="plain job"):
+    return [services.job_create(brand=personas.brand_a, user=personas.alice, job_type="chat_completion",
+                                input_data=CHAT, description=description)[0] for _ in range(n)]
+
+
+def _grow(personas, before, after, check):
+    """Run `check` with `before` jobs of brand A, then again with `after`: the same query budget holds."""
+    _jobs(personas, before)
+    check()
+    _jobs(personas, after - before)
+    check()
+
+
+def test_list_and_filters_have_a_fixed_query_budget(personas, client_for, django_assert_max_num_queries):
+    client = client_for(personas.alice, personas.brand_a)
+
+    def check():
+        # user with brand, count from the roll-up, the page (job types, brands and users joined in)
+        for url in ("/ai/jobs/", "/ai/jobs/?status=pending", "/ai/jobs/?job_type=chat_completion"):
+            with django_assert_max_num_queries(3):
+                assert client.get(url).status_code == 200
+        # + matching job type names, the count is a bounded one
+        with django_assert_max_num_queries(4):
+            assert client.get("/ai/jobs/?search=plain").status_code == 200
+
+    _grow(personas, 2, 25, check)
+
+
+def test_detail_has_a_fixed_query_budget(personas, client_for, django_assert_max_num_queries):
+    client = client_for(personas.alice, personas.brand_a)
+    job = _jobs(personas, 1)[0]
+    services.job_start(job_pk=job.pk)
+
+    def check():
+        # user with brand, the job with its type, brand, creator and one-to-one extensions, its events
+        with django_assert_max_num_queries(3):
+            response = client.get(f"/ai/jobs/{job.job_id}/")
+        assert response.status_code == 200
+        assert [e["to_status"] for e in response.json()["events"]][:2] == ["pending", "running"]
+
+    _grow(personas, 1, 12, check)
+
+
+def test_create_has_a_fixed_query_budget(personas, client_for, django_assert_max_num_queries):
+    client = client_for(personas.alice, personas.brand_a)
+
+    def check():
+        # user with brand, job type, savepoint, job, its event, the roll-up upsert, release
+        with django_assert_max_num_queries(7):
+            response = client.post("/ai/jobs/", {"job_type": "chat_completion", "input_data": CHAT}, format="json")
+        assert response.status_code == 201
+
+    _grow(personas, 1, 15, check)
+
+
+def test_dashboard_has_a_fixed_query_budget(personas, client_for, django_assert_max_num_queries):
+    brand_admin = client_for(personas.alice, personas.brand_a)
+    company_admin = client_for(personas.acme_admin, personas.brand_a)
+
+    def check():
+        # user with brand, type names, the roll-up by (brand, type, status), the roll-up by day, recent jobs
+        with django_assert_max_num_queries(5):
+            assert brand_admin.get("/ai/jobs/dashboard/").status_code == 200
+        # + the company's brands, + the newest ids per brand then their rows
+        with django_assert_max_num_queries(7):
+            response = company_admin.get("/ai/jobs/dashboard/?scope=company")
+        assert response.status_code == 200
+        stats, total = response.json()["stats"], selectors.jobs_of(personas.brand_a).count()
+        assert stats["total_jobs"] == stats["pending"] == stats["jobs_today"] == total
+        assert len(response.json()["recent_jobs"]) == min(total, 10)
+
+    _grow(personas, 2, 14, check)
+
+
+def test_company_dashboard_recent_jobs_are_the_newest_across_brands(personas, client_for):
+    older = _jobs(personas, 3)
+    newer = services.job_create(brand=personas.brand_b, user=personas.bob, job_type="chat_completion",
+                                input_data=CHAT)[0]
+    body = client_for(personas.acme_admin, personas.brand_a).get("/ai/jobs/dashboard/?scope=company").json()
+    assert [j["job_id"] for j in body["recent_jobs"]] == [newer.job_id] + [j.job_id for j in reversed(older)]
+    assert {b["brand_name"]: b["jobs"] for b in body["brand_breakdown"]} == {"A": 3, "B": 1}
+
+
+def test_search_count_is_exact_up_to_the_limit_then_flagged_as_estimated(personas, client_for, settings):
+    _jobs(personas, 4, description="quarterly invoice")
+    _jobs(personas, 2, description="something else")
+    client = client_for(personas.alice, personas.brand_a)
+
+    settings.AICORE_SEARCH_EXACT_COUNT_LIMIT = 10
+    exact = client.get("/ai/jobs/?search=invoice")
+    assert exact.json()["count"] == 4 and "X-Count-Estimated" not in exact
+
+    settings.AICORE_SEARCH_EXACT_COUNT_LIMIT = 2
+    estimated = client.get("/ai/jobs/?search=invoice&page_size=2")
+    assert estimated["X-Count-Estimated"] == "true"
+    assert estimated.json()["count"] >= 3 and len(estimated.json()["results"]) == 2
+    count, exact_flag = selectors.job_count_bounded(selectors.jobs_of(personas.brand_a), limit=100)
+    assert (count, exact_flag) == (6, True)
+
+
+def test_search_matches_job_type_names_job_ids_and_descriptions(personas, client_for):
+    job = _jobs(personas, 1, description="Quarterly INVOICE summary")[0]
+    client = client_for(personas.alice, personas.brand_a)
+    for term in ("invoice", "chat_compl", job.job_id[-6:].upper()):
+        assert [r["job_id"] for r in client.get(f"/ai/jobs/?search={term}").json()["results"]] == [job.job_id]
+    assert client.get("/ai/jobs/?search=nothing-like-this").json()["count"] == 0
+
+
+def test_job_type_cache_serves_creation_and_an_admin_save_clears_it(personas, client_for, settings,
+                                                                     django_assert_num_queries):
+    services.job_type_cache_clear()
+    settings.AICORE_JOB_TYPE_CACHE_SECONDS = 60
+    client = client_for(personas.alice, personas.brand_a)
+    body = {"job_type": "content_analysis", "input_data": {"content": "some text"}}
+    try:
+        assert client.post("/ai/jobs/", body, format="json").status_code == 201
+        # user with brand, savepoint, job, event, roll-up, release: the job type comes from the cache
+        with django_assert_num_queries(6):
+            assert client.post("/ai/jobs/", body, format="json").status_code == 201
+        job_type = AIJobType.objects.get(name="content_analysis")
+        job_type.is_active = False
+        job_type.save()
+        refused = client.post("/ai/jobs/", body, format="json")
+        assert refused.status_code == 400 and refused.json()["error_code"] == "JOB_TYPE_NOT_FOUND"
+    finally:
+        services.job_type_cache_clear()
