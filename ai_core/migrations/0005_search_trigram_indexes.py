@@ -29,5 +29,5 @@ def drop_indexes(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("ai_core", "0003_default_job_types")]
+    dependencies = [("ai_core", "0004_engine_claim_index")]
     operations = [migrations.RunPython(create_indexes, drop_indexes)]

@@ -4,7 +4,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("ai_core", "0004_search_trigram_indexes"),
+        ("ai_core", "0005_search_trigram_indexes"),
     ]
 
     operations = [
