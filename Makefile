@@ -54,7 +54,12 @@ test-sqlite: venv
 test-postgres: venv
 	DATABASE_URL=$(PG_URL) CELERY_BROKER_URL=$(REDIS_URL) $(PY) -m pytest -q $(PYTEST_ARGS)
 
+## Benchmarks (PostgreSQL + Redis; the API one drives gunicorn with wrk, a C load generator, installed here
+## with apt when missing and root): see bench/run.py. Not part of `make test`.
 bench: venv
+	@command -v wrk >/dev/null || { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get install -y -q wrk >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q wrk >/dev/null; }; \
+	else echo "wrk not found: install it (e.g. apt-get install wrk) for bench.api" >&2; fi; }
 	$(PY) -m bench.run
 
 lint: venv

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Prefetch, QuerySet, Sum
+from django.db.models import QuerySet, Sum
 from django.utils import timezone
 
 from ai_core.models import FINAL_STATUSES, AIJob, AIJobEvent, AIJobType, JobDailyStat, JobStatus
@@ -35,20 +35,29 @@ def _job_extensions() -> list[str]:
     return [rel.get_accessor_name() for rel in AIJob._meta.related_objects if rel.one_to_one]
 
 
+EVENT_FIELDS = ("id", "from_status", "to_status", "at", "attempt", "reason", "actor_id")
+
+
 def job_get(*, brand: Brand, lookup: str | int, for_detail: bool = False) -> AIJob:
-    """One job of the brand by numeric id or by job_id ("ai_job_…"); another brand's job is a 404."""
-    qs = job_list(brand=brand)
+    """One job of the brand by numeric id or by job_id ("ai_job_…"); another brand's job is a 404.
+
+    for_detail: its one-to-one extensions ride along in the job's query, and `job.event_rows` holds its
+    events as plain rows (a detail view only renders them; model instances and the prefetch machinery cost
+    more than the query).
+    """
+    # No ORDER BY: the lookup is unique, and ordering would only cost compiling it.
+    qs = job_list(brand=brand).order_by()
     if for_detail:
-        # Extensions ride along in the job's own query; events need a second one whatever we do.
-        qs = qs.select_related(*_job_extensions()).prefetch_related(
-            Prefetch("events", queryset=AIJobEvent.objects.order_by("id")))
+        qs = qs.select_related(*_job_extensions())
     text = str(lookup)
     if text.startswith("ai_job_"):
-        job = qs.filter(job_id=text).first()
+        job = next(iter(qs.filter(job_id=text)[:1]), None)
     elif text.isdigit() and len(text) < 19:
-        job = qs.filter(pk=int(text)).first()
+        job = next(iter(qs.filter(pk=int(text))[:1]), None)
     else:
         job = None
+    if job is not None and for_detail:
+        job.event_rows = list(AIJobEvent.objects.filter(job_id=job.pk).order_by("id").values(*EVENT_FIELDS))
     if job is None:
         raise NotFound("Job not found", error_code="JOB_NOT_FOUND")
     return job
@@ -121,7 +130,8 @@ def _recent_jobs(brand_ids: list[int], limit: int) -> list[AIJob]:
     jobs = AIJob.objects.select_related("job_type", "brand", "created_by")
     if len(brand_ids) == 1 or not connection.features.supports_slicing_ordering_in_compound:
         return list(jobs.filter(brand_id__in=brand_ids)[:limit])
-    parts = [AIJob.objects.filter(brand_id=brand_id).values_list("id", flat=True)[:limit] for brand_id in brand_ids]
+    parts = [AIJob.objects.filter(brand_id=brand_id).values_list("id", flat=True)[:limit]
+             for brand_id in brand_ids]
     ids = parts[0].union(*parts[1:], all=True)
     return list(jobs.filter(id__in=list(ids))[:limit])
 
@@ -156,7 +166,8 @@ def dashboard(*, brands: list[Brand], recent_limit: int = 10) -> dict:
 
     per_day = {
         row["day"]: (int(row["jobs"] or 0), int(row["cost"] or 0))
-        for row in stats_rows.filter(day__gte=first_day).values("day").annotate(jobs=Sum("jobs"), cost=Sum("cost_micros"))
+        for row in stats_rows.filter(day__gte=first_day).values("day").annotate(
+            jobs=Sum("jobs"), cost=Sum("cost_micros"))
     }
     stats = {"total_jobs": sum(by_status.values()), "jobs_today": per_day.get(today, (0, 0))[0]}
     stats.update({status: by_status.get(status, 0) for status in JobStatus.values})

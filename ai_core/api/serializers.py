@@ -116,8 +116,12 @@ class JobEventSerializer(serializers.ModelSerializer):
 
 
 def _events(job):
-    return [{"id": e.id, "from_status": e.from_status, "to_status": e.to_status, "at": _iso(e.at),
-             "attempt": e.attempt, "reason": e.reason, "actor": e.actor_id} for e in job.events.all()]
+    rows = getattr(job, "event_rows", None)  # plain rows from selectors.job_get(for_detail=True)
+    if rows is None:
+        rows = job.events.order_by("id").values("id", "from_status", "to_status", "at", "attempt", "reason",
+                                                "actor_id")
+    return [{"id": e["id"], "from_status": e["from_status"], "to_status": e["to_status"], "at": _iso(e["at"]),
+             "attempt": e["attempt"], "reason": e["reason"], "actor": e["actor_id"]} for e in rows]
 
 
 class JobDetailSerializer(JobSerializer):

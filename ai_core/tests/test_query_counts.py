@@ -60,7 +60,8 @@ def test_create_has_a_fixed_query_budget(personas, client_for, django_assert_max
     def check():
         # user with brand, job type, savepoint, job, its event, the roll-up upsert, release
         with django_assert_max_num_queries(7):
-            response = client.post("/ai/jobs/", {"job_type": "chat_completion", "input_data": CHAT}, format="json")
+            response = client.post("/ai/jobs/", {"job_type": "chat_completion", "input_data": CHAT},
+                                   format="json")
         assert response.status_code == 201
 
     _grow(personas, 1, 15, check)

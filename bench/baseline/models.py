@@ -17,3 +17,6 @@ class BareJob(models.Model):
 
     class Meta:
         ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return self.job_id
