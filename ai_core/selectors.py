@@ -123,17 +123,23 @@ def money(amount: Decimal) -> str:
 def _recent_jobs(brand_ids: list[int], limit: int) -> list[AIJob]:
     """The newest jobs across brands without sorting all their rows.
 
-    One query per brand would be N round trips, and `brand_id IN (…) ORDER BY created_at` sorts every
-    matching row; a UNION ALL of each brand's newest `limit` ids walks each brand's (brand, created_at)
-    index for `limit` entries only. SQLite cannot order the parts of a compound query; its tables are small.
+    `brand_id IN (…) ORDER BY created_at` sorts every row of those brands; on PostgreSQL a LATERAL join takes
+    each brand's newest `limit` ids from its (brand, created_at) index, then the rows of the overall newest.
+    Elsewhere (SQLite: development and tests, small tables) the plain query does.
     """
     jobs = AIJob.objects.select_related("job_type", "brand", "created_by")
-    if len(brand_ids) == 1 or not connection.features.supports_slicing_ordering_in_compound:
+    if len(brand_ids) == 1 or connection.vendor != "postgresql":
         return list(jobs.filter(brand_id__in=brand_ids)[:limit])
-    parts = [AIJob.objects.filter(brand_id=brand_id).values_list("id", flat=True)[:limit]
-             for brand_id in brand_ids]
-    ids = parts[0].union(*parts[1:], all=True)
-    return list(jobs.filter(id__in=list(ids))[:limit])
+    table = AIJob._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT j.id FROM unnest(%s::bigint[]) AS b(id) CROSS JOIN LATERAL ("
+            f"SELECT id, created_at FROM {table} WHERE brand_id = b.id ORDER BY created_at DESC, id DESC LIMIT %s"
+            f") AS j ORDER BY j.created_at DESC, j.id DESC LIMIT %s",
+            [brand_ids, limit, limit],
+        )
+        ids = [row[0] for row in cursor.fetchall()]
+    return list(jobs.filter(id__in=ids)[:limit])
 
 
 def dashboard(*, brands: list[Brand], recent_limit: int = 10) -> dict:
