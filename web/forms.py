@@ -1,8 +1,11 @@
 import json
 
 from django import forms
+from django.contrib.auth.forms import AuthenticationForm
 
 from ai_core.models import JobPriority
+from business.errors import ApplicationError
+from business.services import login_check
 
 
 class SubmitJobForm(forms.Form):
@@ -26,3 +29,21 @@ class SubmitJobForm(forms.Form):
         if not isinstance(value, dict):
             raise forms.ValidationError("input_data must be a JSON object")
         return value
+
+
+class ThrottledLoginForm(AuthenticationForm):
+    """The web login counts failures with the API's login (per username and per IP) and refuses alike."""
+
+    def clean(self):
+        username, password = self.cleaned_data.get("username"), self.cleaned_data.get("password")
+        if username is not None and password:
+            try:
+                self.user_cache = login_check(
+                    username=username,
+                    password=password,
+                    ip=self.request.META.get("REMOTE_ADDR") if self.request else None,
+                )
+            except ApplicationError as exc:
+                raise forms.ValidationError(exc.detail, code=exc.error_code.lower()) from None
+            self.confirm_login_allowed(self.user_cache)
+        return self.cleaned_data

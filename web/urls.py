@@ -3,12 +3,17 @@ from django.urls import path
 from django.views.generic import RedirectView
 
 from web import views
+from web.forms import ThrottledLoginForm
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="web-dashboard"), name="web-home"),
     path(
         "login/",
-        auth_views.LoginView.as_view(template_name="web/login.html", redirect_authenticated_user=True),
+        auth_views.LoginView.as_view(
+            template_name="web/login.html",
+            redirect_authenticated_user=True,
+            authentication_form=ThrottledLoginForm,
+        ),
         name="login",
     ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),

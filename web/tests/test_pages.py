@@ -66,3 +66,14 @@ def test_submit_job_page_and_cancel(personas):
     assert "Not valid JSON" in bad.content.decode()
     bob = _login(personas.bob, "bob-pass-1")
     assert bob.get(answer.url).status_code == 404  # another brand's job
+
+
+def test_web_login_failures_are_throttled_like_the_api(personas, settings):
+    settings.LOGIN_FAILURES_PER_USERNAME = 2
+    for _ in range(2):
+        wrong = Client().post("/login/", {"username": "alice", "password": "nope"})
+        assert wrong.status_code == 200 and "Invalid username or password" in wrong.content.decode()
+    refused = Client().post("/login/", {"username": "alice", "password": "alice-pass-1"})
+    assert refused.status_code == 200 and "Too many failed login attempts" in refused.content.decode()
+    assert Client().post("/auth/login/", {"username": "alice", "password": "alice-pass-1"},
+                         content_type="application/json").status_code == 429
