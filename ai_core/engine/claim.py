@@ -39,22 +39,41 @@ class BrandRotation:
 rotation = BrandRotation()
 
 
+def _best_level(now) -> str | None:
+    """The most urgent priority that has a claimable job, in one round trip (an index probe per level)."""
+    table = AIJob._meta.db_table
+    probe = (
+        f"SELECT %s WHERE EXISTS (SELECT 1 FROM {table} WHERE status = 'pending' AND priority = %s "
+        f"AND available_at <= %s)"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            " UNION ALL ".join([probe] * len(PRIORITY_ORDER)),
+            [value for level in PRIORITY_ORDER for value in (level.value, level.value, at)],
+        )
+        found = {row[0] for row in cursor.fetchall()}
+    return next((level for level in PRIORITY_ORDER if level in found), None)
+
+
 def _pick(*, lock: bool) -> int | None:
     """The pk of the best claimable job, locked (SKIP LOCKED) on PostgreSQL so racing workers spread out.
 
-    One index range scan per priority level (aijob_pending_claim: priority, brand, created_at, id): the
-    oldest job of the first brand after the last one served, wrapping around to the first brand.
+    At the most urgent non-empty level, one index range scan (aijob_pending_claim: priority, brand,
+    created_at, id) finds the oldest job of the first brand after the last one served, wrapping around.
     """
-    claimable = AIJob.objects.filter(status=JobStatus.PENDING, available_at__lte=timezone.now())
-    for priority in PRIORITY_ORDER:
-        level = claimable.filter(priority=priority).order_by("brand_id", "created_at", "id")
-        if lock:
-            level = level.select_for_update(skip_locked=True)
-        for queryset in (level.filter(brand_id__gt=rotation.after(priority)), level):
-            row = queryset.values_list("pk", "brand_id").first()
-            if row is not None:
-                rotation.served(priority, row[1])
-                return row[0]
+    now = timezone.now()
+    priority = _best_level(now)
+    if priority is None:
+        return None
+    level = AIJob.objects.filter(status=JobStatus.PENDING, available_at__lte=now, priority=priority)
+    level = level.order_by("brand_id", "created_at", "id")
+    if lock:
+        level = level.select_for_update(skip_locked=True)
+    for queryset in (level.filter(brand_id__gt=rotation.after(priority)), level):
+        row = queryset.values_list("pk", "brand_id").first()
+        if row is not None:
+            rotation.served(priority, row[1])
+            return row[0]
     return None
 
 

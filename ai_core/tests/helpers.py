@@ -1,9 +1,15 @@
 """Small helpers shared by the engine tests."""
 
 import time
+from collections import Counter
 
-from ai_core.models import FINAL_STATUSES, AIJob, AIJobEvent
+from django.db import transaction
+from django.utils import timezone
+
+from ai_core.dispatch import publish_job
+from ai_core.models import FINAL_STATUSES, AIJob, AIJobEvent, AIJobType
 from ai_core.services import job_create
+from ai_core.workflow import stat_move
 
 ECHO_CHAT = {"model": "echo-1", "messages": [{"role": "user", "content": "hello"}]}
 
@@ -18,6 +24,39 @@ def submit(
         data = {"prompt": "hello", **{k: v for k, v in data.items() if k != "messages"}}
     job, _ = job_create(brand=brand, user=None, job_type=job_type, input_data=data, priority=priority)
     return job
+
+
+def bulk_submit(brands_and_priorities, *, echo: dict | None = None) -> list[int]:
+    """Many pending chat jobs at once, as job_create leaves them (row, creation event, roll-up), then one
+    wake-up each: a fast way to queue thousands of jobs (the other tests use job_create one by one)."""
+    job_type = AIJobType.objects.get(name="chat_completion")
+    data = dict(ECHO_CHAT, echo=echo or {})
+    now = timezone.now()
+    with transaction.atomic():
+        jobs = AIJob.objects.bulk_create(
+            AIJob(
+                job_type=job_type,
+                brand=brand,
+                priority=priority,
+                input_data=data,
+                created_at=now,
+                available_at=now,
+            )
+            for brand, priority in brands_and_priorities
+        )
+        AIJobEvent.objects.bulk_create(
+            AIJobEvent(job=job, from_status="", to_status="pending", at=now, reason="created") for job in jobs
+        )
+        for brand_id, count in Counter(job.brand_id for job in jobs).items():
+            stat_move(
+                brand_id=brand_id,
+                day=timezone.localdate(now),
+                job_type_id=job_type.pk,
+                deltas={"pending": count},
+            )
+    for job in jobs:
+        publish_job(job.pk, priority=job.priority)
+    return [job.pk for job in jobs]
 
 
 def wait_for(predicate, *, timeout: float, what, every: float = 0.1):

@@ -11,11 +11,11 @@ from collections import Counter
 
 import pytest
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection
 
 from ai_core.models import AIJob, AIJobEvent
 from ai_core.services import job_cancel
-from ai_core.tests.helpers import all_final, assert_sane_history, submit, wait_for
+from ai_core.tests.helpers import all_final, assert_sane_history, bulk_submit, submit, wait_for
 from ai_core.tests.workers import purge_broker
 from business.errors import Conflict
 
@@ -26,12 +26,18 @@ PRIORITIES = ["low", "normal", "high", "urgent"]
 def test_three_workers_complete_2000_jobs_of_5_brands_exactly_once(workers, job_types, make_brands):
     purge_broker()
     brands = make_brands(5)
-    with transaction.atomic():
-        pks = [
-            submit(brands[i % 5], priority=PRIORITIES[i % 4], echo={"delay_ms": 0}).pk for i in range(2000)
-        ]
-    for _ in range(3):  # the backlog is legitimately old: no re-dispatch storm from a 2 s sweep threshold
-        workers.start(concurrency=8, AICORE_SWEEP_PENDING_AFTER_MS="30000")
+    pks = bulk_submit([(brands[i % 5], PRIORITIES[i % 4]) for i in range(2000)], echo={"delay_ms": 0})
+    # Nothing crashes here: the default engine periods (no 2 s re-dispatch of a legitimately old backlog).
+    defaults = {
+        "AICORE_HEARTBEAT_MS": "5000",
+        "AICORE_CANCEL_POLL_MS": "500",
+        "AICORE_REAP_AFTER_MS": "30000",
+        "AICORE_SWEEP_INTERVAL_MS": "5000",
+        "AICORE_SWEEP_PENDING_AFTER_MS": "30000",
+        "DB_POOL_MAX_SIZE": "8",
+    }
+    for _ in range(3):
+        workers.start(concurrency=8, **defaults)
     wait_for(lambda: all_final(pks), timeout=240, every=0.5, what="2000 jobs to finish")
     workers.stop_all()
 
