@@ -46,6 +46,7 @@ def _best_level(now) -> str | None:
         f"SELECT %s WHERE EXISTS (SELECT 1 FROM {table} WHERE status = 'pending' AND priority = %s "
         f"AND available_at <= %s)"
     )
+    at = connection.ops.adapt_datetimefield_value(now)  # raw SQL: stored as the ORM does (SQLite: naive UTC)
     with connection.cursor() as cursor:
         cursor.execute(
             " UNION ALL ".join([probe] * len(PRIORITY_ORDER)),
