@@ -214,6 +214,7 @@ def main() -> None:
     import django
 
     django.setup()
+    load_before = os.getloadavg()
     base = baseline()
     fast = ours_fast()
     slow = ours_io_bound()
@@ -224,6 +225,8 @@ def main() -> None:
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
             "note": "shared machine: other processes may run; figures are indicative",
+            "load_average_before": [round(x, 1) for x in load_before],
+            "load_average_after": [round(x, 1) for x in os.getloadavg()],
         },
         "broker": REDIS_URL.rsplit("@", 1)[-1],
         "database": DB_URL.rsplit("/", 1)[-1],
