@@ -93,13 +93,16 @@ def on_job_final(sender=None, *, job_pk: int, status: str, **_) -> list[int]:
     from ai_core.api.serializers import JobSerializer
 
     event = f"job.{status}"
-    job = AIJob.objects.select_related("job_type", "brand", "created_by").filter(pk=job_pk).first()
-    if job is None:
-        return []
+    # One query when the brand has no endpoint (most jobs): this runs after every final transition.
     endpoints = [
-        e for e in WebhookEndpoint.objects.filter(brand_id=job.brand_id, is_active=True) if event in e.events
+        e
+        for e in WebhookEndpoint.objects.filter(brand__ai_jobs__pk=job_pk, is_active=True)
+        if event in e.events
     ]
     if not endpoints:
+        return []
+    job = AIJob.objects.select_related("job_type", "brand", "created_by").filter(pk=job_pk).first()
+    if job is None:
         return []
     now = timezone.now()
     payload = {"event": event, "created_at": now.isoformat(), "data": {"job": JobSerializer(job).data}}
