@@ -333,8 +333,46 @@ class AICoreClient:
         """POST /ai/openai/chat/ (model, messages, temperature / reasoning_effort, max_tokens…)."""
         return self._send("POST", "/ai/openai/chat/", json=params)
 
+    def openai_models(self) -> Any:
+        return self._send("GET", "/ai/openai/chat/models/")
+
     def providers(self) -> Any:
+        """GET /ai/providers/: the catalogue with health and whether a key is configured."""
         return self._send("GET", "/ai/providers/")
+
+    def credentials(self) -> list[dict]:
+        return self._send("GET", "/ai/providers/credentials/")
+
+    def create_credential(self, **fields: Any) -> dict:
+        """provider, api_key (write-only: answers carry has_key), base_url…"""
+        return self._send("POST", "/ai/providers/credentials/", json=fields)
+
+    def update_credential(self, credential_id: int, **fields: Any) -> dict:
+        return self._send("PATCH", f"/ai/providers/credentials/{credential_id}/", json=fields)
+
+    def delete_credential(self, credential_id: int) -> None:
+        self._send("DELETE", f"/ai/providers/credentials/{credential_id}/")
+
+    def test_credential(self, credential_id: int) -> dict:
+        return self._send("POST", f"/ai/providers/credentials/{credential_id}/test_connection/")
+
+    def quotas(self) -> list[dict]:
+        return self._send("GET", "/ai/usage/quotas/")
+
+    def create_quota(self, **fields: Any) -> dict:
+        return self._send("POST", "/ai/usage/quotas/", json=fields)
+
+    def update_quota(self, quota_id: int, **fields: Any) -> dict:
+        return self._send("PATCH", f"/ai/usage/quotas/{quota_id}/", json=fields)
+
+    def delete_quota(self, quota_id: int) -> None:
+        self._send("DELETE", f"/ai/usage/quotas/{quota_id}/")
+
+    def quota_status(self, quota_id: int | None = None) -> Any:
+        """One quota's status (used, remaining, reset date, near_limit), or every quota of the brand."""
+        if quota_id is None:
+            return self._send("GET", "/ai/usage/quotas/status/")
+        return self._send("GET", f"/ai/usage/quotas/{quota_id}/quota_status/")
 
     def usage(self, **filters: Any) -> Iterator[dict]:
         return self.pages("/ai/usage/", **filters)
@@ -342,8 +380,8 @@ class AICoreClient:
     def usage_dashboard(self, *, days: int = 30) -> dict:
         return self._send("GET", "/ai/usage/dashboard/", params={"days": days})
 
-    def cost_breakdown(self, *, month: str | None = None) -> dict:
-        return self._send("GET", "/ai/usage/cost_breakdown/", params={"month": month})
+    def cost_breakdown(self, *, month: str | None = None, scope: str = "brand") -> dict:
+        return self._send("GET", "/ai/usage/cost_breakdown/", params={"month": month, "scope": scope})
 
     def webhooks(self) -> Iterator[dict]:
         return self.pages("/ai/webhooks/")

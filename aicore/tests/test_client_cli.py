@@ -97,7 +97,7 @@ def test_client_submits_waits_pages_and_cancels(live_asgi, personas, worker, con
     assert (hidden.value.status_code, hidden.value.error_code) == (404, "JOB_NOT_FOUND")
 
 
-def test_client_refreshes_an_expired_access_token_once(live_asgi, personas, connect):
+def test_client_refreshes_an_expired_token_and_manages_webhooks(live_asgi, personas, connect):
     refresh = RefreshToken.for_user(personas.alice)
     client = connect(live_asgi, access="expired-or-garbage", refresh=str(refresh))
     assert [t["name"] for t in client.job_types()][:1] == ["chat_completion"]
@@ -105,6 +105,17 @@ def test_client_refreshes_an_expired_access_token_once(live_asgi, personas, conn
     with pytest.raises(AICoreError) as bad_login:
         connect(live_asgi, username="alice", password="wrong")
     assert bad_login.value.status_code == 401
+
+    admin = connect(live_asgi, username="adam", password="adam-pass-1")
+    hook = admin.create_webhook(url="https://93.184.216.34/hooks", description="CRM")
+    assert hook["secret"].startswith("whsec_")
+    assert [(h["id"], "secret" in h) for h in admin.webhooks()] == [(hook["id"], False)]
+    assert list(admin.webhook_deliveries(hook["id"])) == []
+    with pytest.raises(AICoreError) as member:
+        client.create_webhook(url="https://93.184.216.34/other")
+    assert (member.value.status_code, member.value.error_code) == (403, "BRAND_ADMIN_REQUIRED")
+    admin.delete_webhook(hook["id"])
+    assert list(admin.webhooks()) == []
 
 
 def test_cli_submit_wait_list_show_cancel_dashboard(live_asgi, personas, worker, tmp_path, capsys):
