@@ -52,7 +52,7 @@ def job_get(*, brand: Brand, lookup: str | int, for_detail: bool = False) -> AIJ
     text = str(lookup)
     if text.startswith("ai_job_"):
         job = next(iter(qs.filter(job_id=text)[:1]), None)
-    elif text.isdigit() and len(text) < 19:
+    elif text.isascii() and text.isdigit() and len(text) < 19:
         job = next(iter(qs.filter(pk=int(text))[:1]), None)
     else:
         job = None

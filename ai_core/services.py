@@ -198,16 +198,17 @@ def job_update(*, job: AIJob, data: dict[str, Any]) -> AIJob:
 def job_delete(*, job: AIJob) -> None:
     """Delete a job that is not running. Its usage row (money spent) is kept."""
     with transaction.atomic():
-        if job.status == S.RUNNING:
+        # Lock the row: a worker claiming the job between our check and the delete would otherwise run a
+        # deleted job and leave the roll-up counting it in the wrong status.
+        status = AIJob.objects.select_for_update().filter(pk=job.pk).values_list("status", flat=True).first()
+        if status is None:
+            raise NotFound("Job not found", error_code="JOB_NOT_FOUND")
+        if status == S.RUNNING:
             raise Conflict("Cannot delete a running job; cancel it first", error_code="JOB_RUNNING",
-                           current_status=job.status)
-        deleted, _ = AIJob.objects.filter(pk=job.pk, status=job.status).delete()
-        if not deleted:
-            job.refresh_from_db(fields=["status"])
-            raise Conflict("Cannot delete a running job; cancel it first", error_code="JOB_RUNNING",
-                           current_status=job.status)
+                           current_status=status)
+        AIJob.objects.filter(pk=job.pk).delete()
         stat_move(brand_id=job.brand_id, day=timezone.localdate(job.created_at), job_type_id=job.job_type_id,
-                  deltas={job.status: -1})
+                  deltas={status: -1})
 
 
 # --- lifecycle ----------------------------------------------------------------------------------------

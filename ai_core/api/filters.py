@@ -1,9 +1,11 @@
 import django_filters
 from django.db.models import BigIntegerField, Q, Value
 from django.db.models.functions import Cast
+from django_filters.rest_framework import DjangoFilterBackend
 
 from ai_core import selectors
 from ai_core.models import AIJob, JobPriority, JobStatus
+from business.errors import ApplicationError
 
 
 class JobFilter(django_filters.FilterSet):
@@ -42,3 +44,25 @@ class JobFilter(django_filters.FilterSet):
 
     # Filters whose counts the roll-up can answer exactly (everything else counts the rows).
     ROLLUP_COUNTABLE = {"status", "job_type"}
+
+
+class JobFilterBackend(DjangoFilterBackend):
+    """django-filter, with a bad filter value answered as a 400 whose error_code names what was wrong."""
+
+    ERROR_CODES = {
+        "status": "INVALID_STATUS",
+        "ordering": "INVALID_ORDERING",
+        "created_at__gte": "INVALID_DATE",
+        "created_at__lte": "INVALID_DATE",
+    }
+
+    def filter_queryset(self, request, queryset, view):
+        filterset = self.get_filterset(request, queryset, view)
+        if filterset is None:
+            return queryset
+        if not filterset.is_valid():
+            errors = {field: [str(message) for message in messages] for field, messages in filterset.errors.items()}
+            field = next(iter(errors))
+            raise ApplicationError(f"{field}: {errors[field][0]}",
+                                   error_code=self.ERROR_CODES.get(field, "INVALID_FILTER"), errors=errors)
+        return filterset.qs

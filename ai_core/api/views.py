@@ -5,7 +5,8 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from ai_core import selectors, services
-from ai_core.api.filters import JobFilter
+from ai_core.api.filters import JobFilter, JobFilterBackend
+from ai_core.models import AIJob
 from ai_core.api.serializers import (
     STATUS_CHOICES,
     ByStatusResponseSerializer,
@@ -55,9 +56,12 @@ def _prefer_wait_seconds(request) -> float | None:
 @extend_schema(parameters=[BRAND_HEADER])
 class JobViewSet(BrandScopedMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
     filterset_class = JobFilter
+    filter_backends = [JobFilterBackend]
     lookup_value_regex = "[^/]+"
 
     def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # schema generation: there is no request brand
+            return AIJob.objects.none()
         return selectors.job_list(brand=self.request.brand)
 
     def get_serializer_class(self):
@@ -83,10 +87,13 @@ class JobViewSet(BrandScopedMixin, mixins.ListModelMixin, viewsets.GenericViewSe
         used = {key for key in params if key not in {"page", "page_size", "ordering"}}
         if not used <= JobFilter.ROLLUP_COUNTABLE:
             return None
+        # The same values the filters apply: the last one of a repeated parameter, and "" means no filter.
+        # (The paginator trusts this count to slice the page, so it must never differ from the rows.)
+        status, job_type = params.get("status"), params.get("job_type")
         return selectors.job_count_from_rollup(
             brand=self.request.brand,
-            statuses=params.getlist("status") or None,
-            job_type_names=params.getlist("job_type") or None,
+            statuses=[status] if status else None,
+            job_type_names=[job_type] if job_type else None,
         )
 
     def _job(self):
@@ -159,7 +166,8 @@ class JobViewSet(BrandScopedMixin, mixins.ListModelMixin, viewsets.GenericViewSe
         wanted = request.query_params.get("status")
         if wanted not in STATUS_CHOICES:
             raise ApplicationError(f"status must be one of {', '.join(STATUS_CHOICES)}", error_code="INVALID_STATUS")
-        jobs = self.get_queryset().filter(status=wanted)
+        # The list's filters apply too (status among them), so the roll-up count stays equal to the rows.
+        jobs = self.filter_queryset(self.get_queryset())
         page = self.paginate_queryset(jobs)
         count = self.paginator.page.paginator.count
         return Response({"jobs": JobSerializer(page, many=True).data, "count": count,
