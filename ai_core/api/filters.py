@@ -1,6 +1,11 @@
+from datetime import timezone as dt_timezone
+
 import django_filters
+from django import forms
 from django.db.models import BigIntegerField, Q, Value
 from django.db.models.functions import Cast
+from django.utils import timezone
+from django_filters.fields import IsoDateTimeField
 from django_filters.rest_framework import DjangoFilterBackend
 
 from ai_core import selectors
@@ -8,15 +13,44 @@ from ai_core.models import AIJob, JobPriority, JobStatus
 from business.errors import ApplicationError
 
 
+class IntegerFilter(django_filters.NumberFilter):
+    """Whole numbers in the database's range: "1.5" or "9" * 30 are a 400, not a rounded id or an overflow."""
+
+    field_class = forms.IntegerField
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("min_value", -(2**63))
+        kwargs.setdefault("max_value", 2**63 - 1)
+        super().__init__(*args, **kwargs)
+
+
+class UTCRepresentableDateTimeField(IsoDateTimeField):
+    """Refuses instants outside what the database stores in UTC (year 1 at +14:00 would overflow later)."""
+
+    def to_python(self, value):
+        value = super().to_python(value)
+        if value is not None and timezone.is_aware(value):
+            try:
+                value.astimezone(dt_timezone.utc)
+            except OverflowError:
+                raise forms.ValidationError("Date out of range.", code="invalid") from None
+        return value
+
+
+class DateTimeFilter(django_filters.IsoDateTimeFilter):
+    field_class = UTCRepresentableDateTimeField
+
+
 class JobFilter(django_filters.FilterSet):
     status = django_filters.ChoiceFilter(choices=JobStatus.choices)
     priority = django_filters.ChoiceFilter(choices=JobPriority.choices)
     job_type = django_filters.CharFilter(field_name="job_type__name", max_length=100)
-    created_by = django_filters.NumberFilter(field_name="created_by_id")
+    created_by = IntegerFilter(field_name="created_by_id", min_value=1)
     is_async = django_filters.BooleanFilter()
-    progress_percentage__gte = django_filters.NumberFilter(field_name="progress_percentage", lookup_expr="gte")
-    created_at__gte = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_at__lte = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lte")
+    progress_percentage__gte = IntegerFilter(field_name="progress_percentage", lookup_expr="gte",
+                                             min_value=0, max_value=100)
+    created_at__gte = DateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_at__lte = DateTimeFilter(field_name="created_at", lookup_expr="lte")
     search = django_filters.CharFilter(method="filter_search", max_length=200)
     ordering = django_filters.OrderingFilter(
         fields=["created_at", "updated_at", "started_at", "completed_at", "progress_percentage", "status",

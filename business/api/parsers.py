@@ -22,13 +22,18 @@ def json_depth_exceeds(value, limit: int) -> bool:
     return False
 
 
+def _reject_constant(name: str):
+    # NaN and Infinity are not JSON; PostgreSQL's jsonb would refuse them later, as a 500.
+    raise ValueError(f"{name} is not valid JSON")
+
+
 class SafeJSONParser(JSONParser):
     """JSONParser that turns pathological input (deep nesting, bad encodings) into a 400, never a 500."""
 
     def parse(self, stream, media_type=None, parser_context=None):
         raw = stream.read() if stream is not None else b""
         try:
-            data = json.loads(raw.decode("utf-8"))
+            data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
         except RecursionError:
             raise ParseError("JSON nested too deeply") from None
         except (ValueError, UnicodeDecodeError) as exc:
