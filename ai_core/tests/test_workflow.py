@@ -1,0 +1,206 @@
+"""The job state machine (SPEC §6): every pair of states, events, timestamps, DB constraints, attempt fencing,
+and the JobDailyStat roll-up staying equal to the job rows."""
+
+from collections import Counter
+from datetime import timedelta
+from itertools import product
+
+import pytest
+from django.db import IntegrityError, transaction
+from django.db.models import Count
+from django.utils import timezone
+
+from ai_core import services
+from ai_core.models import FINAL_STATUSES, AIJob, AIJobEvent, JobDailyStat, JobStatus
+from ai_core.tests.factories import AIJobFactory, AIJobTypeFactory
+from ai_core.workflow import TRANSITIONS, IllegalTransition, StaleAttempt, can_transition, transition
+
+S = JobStatus
+LEGAL = {(S.PENDING, S.RUNNING), (S.PENDING, S.CANCELLED), (S.RUNNING, S.COMPLETED), (S.RUNNING, S.FAILED),
+         (S.RUNNING, S.TIMEOUT), (S.RUNNING, S.CANCELLED), (S.RUNNING, S.PENDING)}
+ALL_PAIRS = list(product(S.values, S.values))
+
+
+def test_the_transition_table_is_exactly_the_specified_one():
+    assert {(a, b) for a, targets in TRANSITIONS.items() for b in targets} == LEGAL
+    assert all(not TRANSITIONS[final] for final in FINAL_STATUSES)
+
+
+@pytest.mark.parametrize("current,to", [pair for pair in ALL_PAIRS if pair in LEGAL])
+def test_a_legal_transition_writes_one_event_and_its_timestamps(personas, current, to):
+    job = AIJobFactory(brand=personas.brand_a, created_by=personas.alice, status=current)
+    events_before = job.events.count()
+
+    done = transition(job.pk, to=to, reason="test", actor_id=personas.adam.id)
+
+    job.refresh_from_db()
+    assert job.status == to == done.to_status and done.from_status == current
+    assert job.events.count() == events_before + 1
+    event = job.events.order_by("id").last()
+    assert (event.from_status, event.to_status, event.reason, event.actor_id) == (current, to, "test",
+                                                                                  personas.adam.id)
+    assert event.attempt == job.attempts
+    if to == S.RUNNING:
+        assert job.started_at == done.at and job.attempts == 1
+    if to in FINAL_STATUSES:
+        assert job.completed_at == done.at
+    else:
+        assert job.completed_at is None
+    assert (job.cancelled_at == done.at) if to == S.CANCELLED else job.cancelled_at is None
+    if to == S.COMPLETED:
+        assert job.progress_percentage == 100
+
+
+@pytest.mark.parametrize("current,to", [pair for pair in ALL_PAIRS if pair not in LEGAL])
+def test_an_illegal_transition_raises_and_changes_nothing(personas, current, to):
+    job = AIJobFactory(brand=personas.brand_a, created_by=personas.alice, status=current)
+    row_before = AIJob.objects.filter(pk=job.pk).values().get()
+    events_before = job.events.count()
+
+    assert not can_transition(current, to)
+    with pytest.raises(IllegalTransition) as raised:
+        transition(job.pk, to=to)
+
+    assert raised.value.current == current and raised.value.error_code == "ILLEGAL_TRANSITION"
+    assert AIJob.objects.filter(pk=job.pk).values().get() == row_before
+    assert job.events.count() == events_before
+
+
+def test_expected_states_narrow_what_a_caller_accepts(personas):
+    job = AIJobFactory(brand=personas.brand_a, status=S.RUNNING)
+
+    with pytest.raises(IllegalTransition):
+        services.job_start(job_pk=job.pk)  # running -> running is never legal; start expects pending
+
+
+def test_a_transition_of_a_missing_job_is_not_found(db):
+    from business.errors import NotFound
+
+    with pytest.raises(NotFound):
+        transition(987654, to=S.CANCELLED)
+
+
+# --- attempt fencing ----------------------------------------------------------------------------------
+
+
+def test_a_write_from_a_stale_attempt_is_rejected(personas):
+    job = AIJobFactory(brand=personas.brand_a)
+    first = services.job_start(job_pk=job.pk)
+    services.job_requeue(job_pk=job.pk, attempt=first.attempt, reason="worker lost")
+    second = services.job_start(job_pk=job.pk)
+    assert second.attempt == first.attempt + 1
+
+    with pytest.raises(StaleAttempt):
+        services.job_complete(job_pk=job.pk, attempt=first.attempt, result_data={"zombie": True})
+    assert services.job_progress(job_pk=job.pk, attempt=first.attempt, percentage=50) is False
+
+    services.job_complete(job_pk=job.pk, attempt=second.attempt, result_data={"ok": True})
+    job.refresh_from_db()
+    assert job.status == S.COMPLETED and job.result_data == {"ok": True}
+
+
+def test_progress_of_the_current_attempt_is_recorded_and_clamped(personas):
+    job = AIJobFactory(brand=personas.brand_a)
+    started = services.job_start(job_pk=job.pk)
+
+    assert services.job_progress(job_pk=job.pk, attempt=started.attempt, percentage=250) is True
+    job.refresh_from_db()
+    assert job.progress_percentage == 100
+
+
+def test_a_cancelled_running_job_refuses_its_workers_completion(personas):
+    job = AIJobFactory(brand=personas.brand_a)
+    started = services.job_start(job_pk=job.pk)
+    services.job_cancel(job_pk=job.pk)
+
+    with pytest.raises(IllegalTransition):
+        services.job_complete(job_pk=job.pk, attempt=started.attempt, result_data={})
+    assert AIJob.objects.get(pk=job.pk).status == S.CANCELLED
+
+
+# --- database constraints -----------------------------------------------------------------------------
+
+
+def _violates(job, **fields):
+    with pytest.raises(IntegrityError), transaction.atomic():
+        AIJob.objects.filter(pk=job.pk).update(**fields)
+
+
+def test_the_database_refuses_inconsistent_rows(personas):
+    pending = AIJobFactory(brand=personas.brand_a)
+    done = AIJobFactory(brand=personas.brand_a, status=S.COMPLETED)
+    now = timezone.now()
+
+    _violates(pending, progress_percentage=101)
+    _violates(pending, progress_percentage=-1)
+    _violates(pending, status=S.COMPLETED)  # final without completed_at
+    _violates(pending, completed_at=now)  # completed_at on a live job
+    _violates(pending, status=S.CANCELLED, completed_at=now)  # cancelled without cancelled_at
+    _violates(pending, cancelled_at=now)
+    _violates(pending, status=S.RUNNING)  # running without started_at / attempt
+    _violates(pending, status=S.RUNNING, started_at=now, attempts=0)
+    _violates(done, status=S.PENDING)  # a final job going back without clearing completed_at
+    _violates(pending, attempts=-1)
+
+    AIJob.objects.filter(pk=pending.pk).update(idempotency_key="k")
+    other = AIJobFactory(brand=personas.brand_a)
+    _violates(other, idempotency_key="k")
+    AIJob.objects.filter(pk=other.pk).update(idempotency_key=None)  # NULL keys never collide
+    AIJobFactory(brand=personas.brand_b, idempotency_key="k")  # nor keys of another brand
+
+
+def test_job_ids_are_unique_in_the_database(personas):
+    first = AIJobFactory(brand=personas.brand_a)
+    second = AIJobFactory(brand=personas.brand_a)
+
+    _violates(second, job_id=first.job_id)
+
+
+def test_job_types_refuse_zero_attempts_or_timeout(db):
+    with pytest.raises(IntegrityError), transaction.atomic():
+        AIJobTypeFactory(name="broken", max_attempts=0)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        AIJobTypeFactory(name="broken", timeout_seconds=0)
+
+
+# --- roll-up ------------------------------------------------------------------------------------------
+
+
+def rollup_matches_rows():
+    rollup = Counter()
+    for row in JobDailyStat.objects.values("brand_id", "day", "job_type_id", "status", "jobs"):
+        if row["jobs"]:
+            rollup[(row["brand_id"], row["day"], row["job_type_id"], row["status"])] += row["jobs"]
+    assert all(n >= 0 for n in rollup.values()), "a roll-up bucket went negative"
+    rows = Counter()
+    for row in AIJob.objects.values("brand_id", "job_type_id", "status", "created_at").annotate(n=Count("id")):
+        rows[(row["brand_id"], timezone.localdate(row["created_at"]), row["job_type_id"], row["status"])] += row["n"]
+    assert rollup == rows
+
+
+def test_the_rollup_equals_a_group_by_over_the_jobs_after_a_mixed_history(personas):
+    types = [AIJobTypeFactory(name="chat_completion"), AIJobTypeFactory(name="text_generation")]
+    jobs = []
+    for i in range(24):
+        created_at = timezone.now() - timedelta(days=i % 3) if i % 4 == 0 else None
+        jobs.append(AIJobFactory(brand=(personas.brand_a, personas.brand_b)[i % 2], job_type=types[i % 3 == 0],
+                                 status=S.values[i % len(S.values)], created_at=created_at))
+    rollup_matches_rows()
+
+    for job in jobs:
+        job.refresh_from_db()
+        if job.status == S.PENDING:
+            started = services.job_start(job_pk=job.pk)
+            services.job_requeue(job_pk=job.pk, attempt=started.attempt, reason="retry")
+        elif job.status == S.RUNNING:
+            services.job_fail(job_pk=job.pk, attempt=job.attempts, error_message="boom")
+    rollup_matches_rows()
+
+    for job in jobs[::3]:
+        if AIJob.objects.get(pk=job.pk).status != S.RUNNING:
+            services.job_delete(job=AIJob.objects.get(pk=job.pk))
+    for job in AIJob.objects.filter(status=S.PENDING):
+        services.job_cancel(job_pk=job.pk)
+    rollup_matches_rows()
+    assert AIJobEvent.objects.filter(to_status=S.CANCELLED).count() == AIJob.objects.filter(
+        status=S.CANCELLED).count()
