@@ -21,6 +21,7 @@ class UserAdmin(DjangoUserAdmin):
 @admin.register(Company)
 class CompanyAdmin(admin.ModelAdmin):
     list_display = ["name", "created_at"]
+    list_filter = ["created_at"]
     search_fields = ["name"]
 
 

@@ -64,3 +64,6 @@ class LoginFailure(models.Model):
             models.Index(fields=["username", "at"], name="loginfailure_user_at"),
             models.Index(fields=["ip", "at"], name="loginfailure_ip_at"),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.username} from {self.ip} at {self.at:%Y-%m-%d %H:%M:%S}"
