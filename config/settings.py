@@ -148,8 +148,11 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "business.api.pagination.StandardPagination",
     "PAGE_SIZE": 20,
     "EXCEPTION_HANDLER": "business.api.exception_handler.api_exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "business.api.schema.ErrorAwareAutoSchema",
     "UNAUTHENTICATED_USER": None,
+    # No OPTIONS metadata: it re-runs views on a cloned request that has no brand (a 500), and clients
+    # read the OpenAPI document instead. OPTIONS answers 405.
+    "DEFAULT_METADATA_CLASS": None,
 }
 if DEBUG:
     REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"].append("rest_framework.renderers.BrowsableAPIRenderer")
@@ -164,6 +167,7 @@ SPECTACULAR_SETTINGS = {
         "securitySchemes": {"jwtAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}
     },
     "SECURITY": [{"jwtAuth": []}],
+    "ENUM_NAME_OVERRIDES": {"JobStatusEnum": "ai_core.models.JobStatus"},
 }
 
 SIMPLE_JWT = {

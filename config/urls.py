@@ -20,3 +20,9 @@ urlpatterns = [
 
 if settings.AICORE_BENCH_BASELINE:
     urlpatterns.append(path("bench/", include("bench.baseline.urls")))
+
+# Errors outside DRF views (an unknown URL, a crash) answer JSON in the API's error shape, not HTML.
+handler400 = "business.api.errors.bad_request"
+handler403 = "business.api.errors.permission_denied"
+handler404 = "business.api.errors.not_found"
+handler500 = "business.api.errors.server_error"

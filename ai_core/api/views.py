@@ -27,6 +27,7 @@ BRAND_HEADER = OpenApiParameter("X-Brand-ID", OpenApiTypes.INT, OpenApiParameter
 MAX_WAIT_SECONDS = 60
 
 
+@extend_schema(parameters=[BRAND_HEADER])
 class JobTypeViewSet(BrandScopedMixin, viewsets.ReadOnlyModelViewSet):
     """The catalogue of job types (a bare array: it is small)."""
 
@@ -57,6 +58,12 @@ def _prefer_wait_seconds(request) -> float | None:
 class JobViewSet(BrandScopedMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
     filterset_class = JobFilter
     filter_backends = [JobFilterBackend]
+    # Error responses beyond the generic ones (see business.api.schema), per action, for the OpenAPI document.
+    error_codes = {
+        "create": ["409", "429"],  # Idempotency-Key reused with another body; quota
+        "update": ["409"], "partial_update": ["409"], "destroy": ["409"], "cancel": ["409"],
+        "by_status": ["400"], "dashboard": ["400"],
+    }
     lookup_value_regex = "[^/]+"
 
     def get_queryset(self):

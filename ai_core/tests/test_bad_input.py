@@ -189,3 +189,19 @@ def test_an_unknown_method_is_a_405_with_an_error_code(personas, alice):
 
     assert response.status_code == 405
     assert response.json()["error_code"] == "METHOD_NOT_ALLOWED"
+
+
+@pytest.mark.parametrize("url", ["/ai/jobs/", "/ai/jobs/1/", "/ai/jobs/dashboard/", "/ai/job-types/"])
+def test_options_is_a_405_in_the_error_shape(personas, alice, url):
+    response = alice.options(url)
+
+    assert response.status_code == 405
+    assert response.json()["error_code"] == "METHOD_NOT_ALLOWED"
+
+
+@pytest.mark.parametrize("url", ["/ai/nothing-here/", "/ai/job-types/0.5/", "/nowhere"])
+def test_an_unknown_url_is_a_json_404(alice, url):
+    response = alice.get(url)
+
+    assert response.status_code == 404
+    assert response.json()["error_code"] == "NOT_FOUND"

@@ -18,6 +18,7 @@ class LoginInputSerializer(serializers.Serializer):
 class LoginApi(APIView):
     authentication_classes = []
     permission_classes = [AllowAny]
+    error_codes = {"post": ["401", "429"]}  # bad credentials; too many failures
 
     @extend_schema(
         request=LoginInputSerializer,
@@ -36,3 +37,5 @@ class LoginApi(APIView):
 
 class RefreshApi(TokenRefreshView):
     """POST {refresh} -> {access, refresh}; the old refresh token is blacklisted (rotation)."""
+
+    error_codes = {"post": ["401"]}  # invalid, expired or already rotated token

@@ -1,0 +1,56 @@
+"""OpenAPI generation: every operation documents the error responses it can really give, in the one shape
+the exception handler produces ({detail, error_code, ...})."""
+
+from drf_spectacular.openapi import AutoSchema
+from rest_framework import serializers
+from rest_framework.permissions import IsAuthenticated
+
+
+class ErrorSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+    error_code = serializers.CharField()
+    errors = serializers.DictField(required=False, help_text="Field errors of a VALIDATION_ERROR")
+    current_status = serializers.CharField(required=False, help_text="The job's status, for conflicts")
+    error = serializers.CharField(required=False, help_text="Kept by cancel for compatibility")
+
+
+ERROR_DESCRIPTIONS = {
+    "400": "Invalid input (VALIDATION_ERROR, MALFORMED_JSON, JOB_TYPE_NOT_FOUND, INVALID_STATUS, ...)",
+    "401": "Missing, invalid or expired credentials",
+    "403": "BRAND_ACCESS_DENIED, BRAND_REQUIRED or COMPANY_ADMIN_REQUIRED",
+    "404": "Not found, or owned by another brand",
+    "409": "The job's state forbids this (JOB_RUNNING, JOB_NOT_PENDING, JOB_NOT_CANCELLABLE, ...)",
+    "413": "Body or input_data too large",
+    "415": "Body is not JSON",
+    "429": "Too many failed logins, or over quota",
+}
+
+
+class ErrorAwareAutoSchema(AutoSchema):
+    """AutoSchema that adds the error responses of our exception handler to each operation."""
+
+    def _error_codes(self) -> set[str]:
+        """The codes this operation can answer besides success; views add their own in `error_codes`."""
+        codes = set()
+        is_public = not any(isinstance(p, IsAuthenticated) for p in self.view.get_permissions())
+        has_body = self.method in {"POST", "PUT", "PATCH"} and self.get_request_serializer() is not None
+        paginated = getattr(self.view, "pagination_class", None) is not None and self.method == "GET"
+        if not is_public:
+            codes |= {"401", "403"}  # credentials; X-Brand-ID
+        if has_body:
+            codes |= {"400", "413", "415"}
+        if paginated and (self._is_list_view() or getattr(self.view, "action", None) == "by_status"):
+            codes |= {"400", "404"}  # bad page_size or filter; a page past the end
+        if "{" in self.path:
+            codes.add("404")
+        codes |= set(getattr(self.view, "error_codes", {}).get(getattr(self.view, "action", None)
+                                                                 or self.method.lower(), ()))
+        return codes
+
+    def _get_response_bodies(self, direction="response"):
+        responses = super()._get_response_bodies(direction)
+        for code in sorted(self._error_codes()):
+            if code not in responses:
+                responses[code] = self._get_response_for_code(ErrorSerializer, code, direction=direction)
+                responses[code]["description"] = ERROR_DESCRIPTIONS[code]
+        return responses

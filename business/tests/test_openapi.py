@@ -1,0 +1,97 @@
+"""The OpenAPI document and the API's conformance to it.
+
+The fuzzing pass loads /api/schema/ from the WSGI app itself, so every endpoint documented later is fuzzed
+too, as two users of two brands, with a fixed, derandomized example budget: no 5xx, and every status code,
+content type and body as documented.
+"""
+
+import itertools
+
+import pytest
+import schemathesis
+from django.core.signals import request_finished, request_started
+from django.core.wsgi import get_wsgi_application
+from django.db import close_old_connections
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from ai_core.tests.factories import AIJobFactory
+from conftest import make_client
+
+EXAMPLES_PER_OPERATION = 10  # in all, alternating between the two users
+
+# Fuzzing only (the coverage phase enumerates every boundary case of every parameter: minutes, not seconds).
+CONFIG = schemathesis.Config.from_dict({
+    "phases": {"coverage": {"enabled": False}},
+    "generation": {"max-examples": EXAMPLES_PER_OPERATION, "deterministic": True},
+})
+schema = schemathesis.openapi.from_wsgi("/api/schema/", get_wsgi_application(), config=CONFIG)
+
+
+def test_the_openapi_document_is_served(client):
+    response = client.get("/api/schema/", HTTP_ACCEPT="application/json")
+
+    assert response.status_code == 200
+    paths = response.json()["paths"]
+    assert {"/auth/login/", "/ai/jobs/", "/ai/jobs/{id}/cancel/", "/ai/jobs/dashboard/"} <= set(paths)
+    for path, operations in paths.items():
+        for method, operation in operations.items():
+            if path.startswith("/ai/"):
+                assert {"401", "403"} <= set(operation["responses"]), (method, path)
+                names = {p["name"] for p in operation.get("parameters", [])}
+                assert "X-Brand-ID" in names, (method, path)
+
+
+def test_the_swagger_ui_is_served(client):
+    response = client.get("/api/docs/")
+
+    assert response.status_code == 200
+    assert b"swagger" in response.content.lower()
+
+
+def test_error_responses_are_documented_in_the_error_shape(client):
+    paths = client.get("/api/schema/", HTTP_ACCEPT="application/json").json()["paths"]
+
+    cancel = paths["/ai/jobs/{id}/cancel/"]["post"]["responses"]["409"]
+    assert cancel["content"]["application/json"]["schema"]["$ref"].endswith("/Error")
+
+
+@pytest.fixture
+def wsgi_in_test_transaction():
+    """Like Django's test client: the WSGI handler must not close the connection holding the test's
+    transaction at the end of each request."""
+    for signal in (request_started, request_finished):
+        signal.disconnect(close_old_connections)
+    yield
+    for signal in (request_started, request_finished):
+        signal.connect(close_old_connections)
+
+
+@pytest.fixture
+def fuzz_headers(personas, wsgi_in_test_transaction):
+    """Credentials of two users of two brands, used in turn; each brand has jobs in several states, so the
+    small ids the fuzzer tries hit real jobs of one brand and 404s of the other."""
+    headers = []
+    for user, brand in ((personas.alice, personas.brand_a), (personas.bob, personas.brand_b)):
+        for status in ("pending", "running", "completed", "cancelled"):
+            AIJobFactory(brand=brand, created_by=user, status=status)
+        token = make_client(user)._credentials["HTTP_AUTHORIZATION"]
+        headers.append({"Authorization": token, "X-Brand-ID": str(brand.id)})
+    return itertools.cycle(headers)
+
+
+@schema.parametrize()
+@settings(max_examples=EXAMPLES_PER_OPERATION, derandomize=True, database=None, deadline=None,
+          suppress_health_check=list(HealthCheck))
+def test_the_api_answers_as_documented_and_never_with_a_5xx(case, fuzz_headers):
+    if case.headers and "Prefer" in case.headers:
+        # A valid "wait=N" would make the call wait N seconds for a worker the test does not run.
+        case.headers.pop("Prefer")
+    response = case.call(headers=next(fuzz_headers))
+    case.validate_response(response, checks=[not_a_server_error, status_code_conformance,
+                                              content_type_conformance, response_schema_conformance])
