@@ -14,6 +14,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections
 from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
+from django.views.decorators.http import require_GET
 from rest_framework.exceptions import APIException
 from rest_framework_simplejwt.authentication import JWTAuthentication
 
@@ -102,6 +103,7 @@ async def _ticker():
         await asyncio.sleep(settings.AICORE_SSE_POLL_MS / 1000)
 
 
+@require_GET
 async def job_events(request: HttpRequest, pk: str):
     """GET /ai/jobs/{id}/events/ — the job's transitions from the start (or after Last-Event-ID), its progress
     while running; the stream ends once the job is final and every event was sent."""
@@ -130,6 +132,7 @@ async def job_events(request: HttpRequest, pk: str):
     return _stream_response(generate())
 
 
+@require_GET
 async def brand_events(request: HttpRequest):
     """GET /ai/jobs/events/ — every transition and progress of the brand's jobs from now
     (or after Last-Event-ID)."""

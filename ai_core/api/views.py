@@ -6,7 +6,6 @@ from rest_framework.response import Response
 
 from ai_core import selectors, services
 from ai_core.api.filters import JobFilter, JobFilterBackend
-from ai_core.models import AIJob
 from ai_core.api.serializers import (
     STATUS_CHOICES,
     ByStatusResponseSerializer,
@@ -18,16 +17,14 @@ from ai_core.api.serializers import (
     JobTypeSerializer,
     JobUpdateSerializer,
 )
+from ai_core.models import AIJob
 from business.access import company_brands
 from business.api.mixins import BrandScopedMixin
 from business.errors import ApplicationError
 
-BRAND_HEADER = OpenApiParameter("X-Brand-ID", OpenApiTypes.INT, OpenApiParameter.HEADER, required=False,
-                                description="Brand to act on (required when the user has several brands)")
 MAX_WAIT_SECONDS = 60
 
 
-@extend_schema(parameters=[BRAND_HEADER])
 class JobTypeViewSet(BrandScopedMixin, viewsets.ReadOnlyModelViewSet):
     """The catalogue of job types (a bare array: it is small)."""
 
@@ -54,7 +51,6 @@ def _prefer_wait_seconds(request) -> float | None:
     return None
 
 
-@extend_schema(parameters=[BRAND_HEADER])
 class JobViewSet(BrandScopedMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
     filterset_class = JobFilter
     filter_backends = [JobFilterBackend]

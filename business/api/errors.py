@@ -21,3 +21,7 @@ def not_found(request, exception=None):
 
 def server_error(request):
     return _error("Internal server error", "SERVER_ERROR", 500)
+
+
+def csrf_failure(request, reason=""):
+    return _error(f"CSRF verification failed: {reason}", "CSRF_FAILED", 403)

@@ -2,8 +2,17 @@
 the exception handler produces ({detail, error_code, ...})."""
 
 from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter
 from rest_framework import serializers
 from rest_framework.permissions import IsAuthenticated
+
+from business.api.mixins import BrandScopedMixin
+
+BRAND_HEADER_PARAMETER = OpenApiParameter(
+    "X-Brand-ID", OpenApiTypes.INT, OpenApiParameter.HEADER, required=False,
+    description="Brand to act on (required when the user can act on several brands)",
+)
 
 
 class ErrorSerializer(serializers.Serializer):
@@ -27,7 +36,14 @@ ERROR_DESCRIPTIONS = {
 
 
 class ErrorAwareAutoSchema(AutoSchema):
-    """AutoSchema that adds the error responses of our exception handler to each operation."""
+    """AutoSchema that adds the error responses of our exception handler to each operation, and the
+    X-Brand-ID header to every brand-scoped view."""
+
+    def get_override_parameters(self):
+        parameters = list(super().get_override_parameters())
+        if isinstance(self.view, BrandScopedMixin):
+            parameters.insert(0, BRAND_HEADER_PARAMETER)  # a view's own declaration (later) wins
+        return parameters
 
     def _error_codes(self) -> set[str]:
         """The codes this operation can answer besides success; views add their own in `error_codes`."""
