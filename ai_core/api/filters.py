@@ -1,4 +1,4 @@
-from datetime import timezone as dt_timezone
+from datetime import UTC
 
 import django_filters
 from django import forms
@@ -31,7 +31,7 @@ class UTCRepresentableDateTimeField(IsoDateTimeField):
         value = super().to_python(value)
         if value is not None and timezone.is_aware(value):
             try:
-                value.astimezone(dt_timezone.utc)
+                value.astimezone(UTC)
             except OverflowError:
                 raise forms.ValidationError("Date out of range.", code="invalid") from None
         return value
@@ -95,7 +95,7 @@ class JobFilterBackend(DjangoFilterBackend):
         if filterset is None:
             return queryset
         if not filterset.is_valid():
-            errors = {field: [str(message) for message in messages] for field, messages in filterset.errors.items()}
+            errors = {field: [str(m) for m in messages] for field, messages in filterset.errors.items()}
             field = next(iter(errors))
             raise ApplicationError(f"{field}: {errors[field][0]}",
                                    error_code=self.ERROR_CODES.get(field, "INVALID_FILTER"), errors=errors)

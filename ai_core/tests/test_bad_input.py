@@ -30,8 +30,9 @@ def assert_refused(response, status, error_code=None):
     assert AIJobEvent.objects.count() == 0
 
 
-@pytest.mark.parametrize("body", ['{"job_type": ', "not json", "{'single': 'quotes'}", "\xff\xfe", "[1,]",
-                                  '{"a": NaN}'])
+@pytest.mark.parametrize(
+    "body", ['{"job_type": ', "not json", "{'single': 'quotes'}", "\xff\xfe", "[1,]", '{"a": NaN}']
+)
 def test_malformed_json_is_a_400(alice, body):
     assert_refused(post_raw(alice, body.encode("latin-1") if "\xff" in body else body), 400, "MALFORMED_JSON")
 
@@ -47,9 +48,11 @@ def test_input_data_nested_past_the_limit_is_a_400(alice):
     for _ in range(40):
         nested = {"n": nested}
 
-    response = alice.post("/ai/jobs/", {"job_type": "content_analysis", "input_data": {"content": "x",
-                                                                                       "extra": nested}},
-                          format="json")
+    response = alice.post(
+        "/ai/jobs/",
+        {"job_type": "content_analysis", "input_data": {"content": "x", "extra": nested}},
+        format="json",
+    )
 
     assert_refused(response, 400)
 
@@ -61,29 +64,41 @@ def test_a_twenty_megabyte_body_is_a_413(alice):
 
 
 def test_a_one_megabyte_prompt_is_refused(alice):
-    response = alice.post("/ai/jobs/", {"job_type": "text_generation", "input_data": {"prompt": "x" * 1_000_000}},
-                          format="json")
+    response = alice.post(
+        "/ai/jobs/", {"job_type": "text_generation", "input_data": {"prompt": "x" * 1_000_000}}, format="json"
+    )
 
     assert_refused(response, response.status_code)
     assert response.status_code in {400, 413}
 
 
-@pytest.mark.parametrize("body", [
-    [], "a string", 42, None,
-    {"job_type": 123, "input_data": {}},
-    {"job_type": ["chat_completion"], "input_data": input_for("chat_completion")},
-    {"job_type": {"name": "chat_completion"}, "input_data": input_for("chat_completion")},
-    {"job_type": "chat_completion", "input_data": "messages"},
-    {"job_type": "chat_completion", "input_data": None},
-    {"job_type": "chat_completion", "input_data": [1, 2]},
-    {"job_type": "chat_completion"},
-    {**CHAT, "priority": "asap"}, {**CHAT, "priority": ["high"]}, {**CHAT, "priority": None},
-    {**CHAT, "description": {"a": 1}}, {**CHAT, "description": "x" * 2001},
-    {"job_type": "chat_completion", "input_data": {"messages": "hello"}},
-    {"job_type": "chat_completion", "input_data": {"messages": [{"role": "robot", "content": "x"}]}},
-    {"job_type": "chat_completion", "input_data": {"messages": [{"role": "user", "content": "x"}],
-                                                   "temperature": "hot"}},
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        [],
+        "a string",
+        42,
+        None,
+        {"job_type": 123, "input_data": {}},
+        {"job_type": ["chat_completion"], "input_data": input_for("chat_completion")},
+        {"job_type": {"name": "chat_completion"}, "input_data": input_for("chat_completion")},
+        {"job_type": "chat_completion", "input_data": "messages"},
+        {"job_type": "chat_completion", "input_data": None},
+        {"job_type": "chat_completion", "input_data": [1, 2]},
+        {"job_type": "chat_completion"},
+        {**CHAT, "priority": "asap"},
+        {**CHAT, "priority": ["high"]},
+        {**CHAT, "priority": None},
+        {**CHAT, "description": {"a": 1}},
+        {**CHAT, "description": "x" * 2001},
+        {"job_type": "chat_completion", "input_data": {"messages": "hello"}},
+        {"job_type": "chat_completion", "input_data": {"messages": [{"role": "robot", "content": "x"}]}},
+        {
+            "job_type": "chat_completion",
+            "input_data": {"messages": [{"role": "user", "content": "x"}], "temperature": "hot"},
+        },
+    ],
+)
 def test_wrong_types_are_a_400(alice, body):
     response = alice.post("/ai/jobs/", body, format="json")
 
@@ -111,34 +126,38 @@ def test_an_inactive_job_type_is_not_found(alice):
 
 @pytest.mark.parametrize("content_type", ["text/plain", "application/xml", "multipart/form-data; boundary=x"])
 def test_a_body_that_is_not_json_is_a_415(alice, content_type):
-    assert_refused(post_raw(alice, "job_type=chat_completion", content_type=content_type), 415,
-                   "UNSUPPORTED_MEDIA_TYPE")
+    assert_refused(
+        post_raw(alice, "job_type=chat_completion", content_type=content_type), 415, "UNSUPPORTED_MEDIA_TYPE"
+    )
 
 
 # --- query parameters ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("params,error_code", [
-    ({"page_size": "1000000"}, "INVALID_PAGE_SIZE"),
-    ({"page_size": "0"}, "INVALID_PAGE_SIZE"),
-    ({"page_size": "-5"}, "INVALID_PAGE_SIZE"),
-    ({"page_size": "ten"}, "INVALID_PAGE_SIZE"),
-    ({"status": "done"}, "INVALID_STATUS"),
-    ({"status": "PENDING"}, "INVALID_STATUS"),
-    ({"ordering": "password"}, "INVALID_ORDERING"),
-    ({"ordering": "-created_by__password"}, "INVALID_ORDERING"),
-    ({"created_at__gte": "yesterday"}, "INVALID_DATE"),
-    ({"created_at__lte": "2024-13-45"}, "INVALID_DATE"),
-    ({"created_at__gte": "99999-01-01"}, "INVALID_DATE"),
-    ({"created_at__gte": "0001-01-01T00:00:00+14:00"}, "INVALID_DATE"),
-    ({"priority": "asap"}, "INVALID_FILTER"),
-    ({"created_by": "alice"}, "INVALID_FILTER"),
-    ({"created_by": "1.5"}, "INVALID_FILTER"),
-    ({"created_by": "9" * 30}, "INVALID_FILTER"),
-    ({"progress_percentage__gte": "101"}, "INVALID_FILTER"),
-    ({"progress_percentage__gte": "lots"}, "INVALID_FILTER"),
-    ({"search": "x" * 201}, "INVALID_FILTER"),
-])
+@pytest.mark.parametrize(
+    "params,error_code",
+    [
+        ({"page_size": "1000000"}, "INVALID_PAGE_SIZE"),
+        ({"page_size": "0"}, "INVALID_PAGE_SIZE"),
+        ({"page_size": "-5"}, "INVALID_PAGE_SIZE"),
+        ({"page_size": "ten"}, "INVALID_PAGE_SIZE"),
+        ({"status": "done"}, "INVALID_STATUS"),
+        ({"status": "PENDING"}, "INVALID_STATUS"),
+        ({"ordering": "password"}, "INVALID_ORDERING"),
+        ({"ordering": "-created_by__password"}, "INVALID_ORDERING"),
+        ({"created_at__gte": "yesterday"}, "INVALID_DATE"),
+        ({"created_at__lte": "2024-13-45"}, "INVALID_DATE"),
+        ({"created_at__gte": "99999-01-01"}, "INVALID_DATE"),
+        ({"created_at__gte": "0001-01-01T00:00:00+14:00"}, "INVALID_DATE"),
+        ({"priority": "asap"}, "INVALID_FILTER"),
+        ({"created_by": "alice"}, "INVALID_FILTER"),
+        ({"created_by": "1.5"}, "INVALID_FILTER"),
+        ({"created_by": "9" * 30}, "INVALID_FILTER"),
+        ({"progress_percentage__gte": "101"}, "INVALID_FILTER"),
+        ({"progress_percentage__gte": "lots"}, "INVALID_FILTER"),
+        ({"search": "x" * 201}, "INVALID_FILTER"),
+    ],
+)
 def test_bad_list_parameters_are_a_400_with_a_precise_error_code(personas, alice, params, error_code):
     AIJobFactory(brand=personas.brand_a, created_by=personas.alice)
 
@@ -156,9 +175,17 @@ def test_a_page_that_does_not_exist_is_a_404(personas, alice, params):
     assert response.json()["error_code"] == "NOT_FOUND"
 
 
-@pytest.mark.parametrize("params", [{"created_by": "1e400"}, {"search": "%_\\'\""}, {"search": "\x00"},
-                                    {"progress_percentage__gte": "1e400"}, {"is_async": "maybe"},
-                                    {"created_at__lte": "9999-12-31T23:59:59-12:00"}])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"created_by": "1e400"},
+        {"search": "%_\\'\""},
+        {"search": "\x00"},
+        {"progress_percentage__gte": "1e400"},
+        {"is_async": "maybe"},
+        {"created_at__lte": "9999-12-31T23:59:59-12:00"},
+    ],
+)
 def test_extreme_but_valid_values_are_never_a_500(personas, alice, params):
     response = alice.get("/ai/jobs/", params)
 
@@ -177,7 +204,9 @@ def test_an_unknown_dashboard_scope_is_a_400(personas, alice, scope):
 def test_an_update_with_malformed_json_changes_nothing(personas, alice):
     job = AIJobFactory(brand=personas.brand_a, created_by=personas.alice, description="kept")
 
-    response = alice.generic("PATCH", f"/ai/jobs/{job.pk}/", '{"description": ', content_type="application/json")
+    response = alice.generic(
+        "PATCH", f"/ai/jobs/{job.pk}/", '{"description": ', content_type="application/json"
+    )
 
     assert response.status_code == 400 and response.json()["error_code"] == "MALFORMED_JSON"
     job.refresh_from_db()

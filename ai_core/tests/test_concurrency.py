@@ -55,7 +55,9 @@ def test_cancel_racing_complete_ends_in_exactly_one_final_state_with_one_final_e
 
         cancel, complete = run_together(
             lambda pk=job.pk: services.job_cancel(job_pk=pk),
-            lambda pk=job.pk: services.job_complete(job_pk=pk, attempt=attempt, result_data={"text": "done"}),
+            lambda pk=job.pk, attempt=attempt: services.job_complete(
+                job_pk=pk, attempt=attempt, result_data={"text": "done"}
+            ),
         )
 
         job.refresh_from_db()
@@ -92,7 +94,8 @@ def test_concurrent_requests_with_the_same_idempotency_key_create_one_job():
 
     def submit():
         response = make_client(personas.alice, personas.brand_a).post(
-            "/ai/jobs/", body, format="json", HTTP_IDEMPOTENCY_KEY="same-key")
+            "/ai/jobs/", body, format="json", HTTP_IDEMPOTENCY_KEY="same-key"
+        )
         return response.status_code, response.json()["job_id"]
 
     from ai_core.tests.factories import AIJobTypeFactory

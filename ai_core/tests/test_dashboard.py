@@ -1,4 +1,4 @@
-"""GET /ai/jobs/dashboard/ (brand and company scope) and bounded query counts on list, detail and dashboard."""
+"""GET /ai/jobs/dashboard/ (brand and company scope); bounded query counts on list, detail and dashboard."""
 
 from datetime import timedelta
 from decimal import Decimal
@@ -30,16 +30,28 @@ def test_dashboard_shape_and_numbers_for_one_brand(personas, alice):
 
     body = alice.get("/ai/jobs/dashboard/").json()
 
-    assert body["stats"] == {"total_jobs": 9, "jobs_today": 7, "pending": 3, "running": 1, "completed": 2,
-                             "failed": 1, "cancelled": 1, "timeout": 1}
+    assert body["stats"] == {
+        "total_jobs": 9,
+        "jobs_today": 7,
+        "pending": 3,
+        "running": 1,
+        "completed": 2,
+        "failed": 1,
+        "cancelled": 1,
+        "timeout": 1,
+    }
     assert len(body["recent_jobs"]) == 9 and body["recent_jobs"][0]["brand"]["id"] == personas.brand_a.id
-    assert body["top_job_types"] == [{"name": "chat_completion", "count": 7}, {"name": "text_generation", "count": 2}]
+    assert body["top_job_types"] == [
+        {"name": "chat_completion", "count": 7},
+        {"name": "text_generation", "count": 2},
+    ]
     days = body["daily_activity"]
     assert len(days) == 30
     assert days[0] == {"date": timezone.localdate().isoformat(), "jobs": 7, "total_cost": "0.00"}
     assert days[3]["jobs"] == 1 and sum(d["jobs"] for d in days) == 8  # the 45-day-old job is outside
-    assert body["brand_breakdown"] == [{"brand_id": personas.brand_a.id, "brand_name": "A", "jobs": 9,
-                                        "cost": "0.00"}]
+    assert body["brand_breakdown"] == [
+        {"brand_id": personas.brand_a.id, "brand_name": "A", "jobs": 9, "cost": "0.00"}
+    ]
     assert body["scope"] == "brand"
 
 
@@ -69,7 +81,11 @@ def test_company_scope_aggregates_every_brand_of_the_company(personas, client_fo
     AIJobFactory(brand=personas.brand_b, status=S.FAILED)
     AIJobFactory(brand=personas.brand_z)
 
-    body = client_for(personas.acme_admin, personas.brand_b).get("/ai/jobs/dashboard/", {"scope": "company"}).json()
+    body = (
+        client_for(personas.acme_admin, personas.brand_b)
+        .get("/ai/jobs/dashboard/", {"scope": "company"})
+        .json()
+    )
 
     assert body["scope"] == "company"
     assert body["stats"]["total_jobs"] == 3
@@ -101,19 +117,30 @@ def queries(client, url, params=None) -> int:
     return len(captured)
 
 
-@pytest.mark.parametrize("url,params", [
-    ("/ai/jobs/", None), ("/ai/jobs/", {"status": "completed"}), ("/ai/jobs/", {"search": "job"}),
-    ("/ai/jobs/by_status/", {"status": "completed"}), ("/ai/jobs/dashboard/", None),
-    ("/ai/jobs/dashboard/", {"scope": "company"}), ("/ai/job-types/", None),
-])
-def test_list_and_dashboard_queries_do_not_grow_with_the_jobs(personas, client_for, django_assert_max_num_queries,
-                                                                url, params):
+@pytest.mark.parametrize(
+    "url,params",
+    [
+        ("/ai/jobs/", None),
+        ("/ai/jobs/", {"status": "completed"}),
+        ("/ai/jobs/", {"search": "job"}),
+        ("/ai/jobs/by_status/", {"status": "completed"}),
+        ("/ai/jobs/dashboard/", None),
+        ("/ai/jobs/dashboard/", {"scope": "company"}),
+        ("/ai/job-types/", None),
+    ],
+)
+def test_list_and_dashboard_queries_do_not_grow_with_the_jobs(
+    personas, client_for, django_assert_max_num_queries, url, params
+):
     client = client_for(personas.acme_admin, personas.brand_a)
     AIJobFactory(brand=personas.brand_a, status=S.COMPLETED)
     few = queries(client, url, params)
     for i in range(8):
-        AIJobFactory(brand=(personas.brand_a, personas.brand_b)[i % 2], status=S.COMPLETED,
-                     created_by=(personas.alice, personas.adam, personas.acme_admin)[i % 3])
+        AIJobFactory(
+            brand=(personas.brand_a, personas.brand_b)[i % 2],
+            status=S.COMPLETED,
+            created_by=(personas.alice, personas.adam, personas.acme_admin)[i % 3],
+        )
 
     with django_assert_max_num_queries(10):
         assert client.get(url, params).status_code == 200

@@ -4,7 +4,7 @@ Idempotency-Key and Prefer: wait."""
 import pytest
 
 from ai_core.models import AIJob, AIJobEvent, JobStatus
-from ai_core.tests.factories import AIJobFactory, input_for
+from ai_core.tests.factories import AIJobFactory, AIJobTypeFactory, input_for
 
 S = JobStatus
 CHAT = {"job_type": "chat_completion", "input_data": input_for("chat_completion", "hello")}
@@ -39,15 +39,17 @@ def test_create_answers_201_with_a_pending_job_of_the_brand(personas, alice):
 
 
 def test_is_async_follows_the_job_type(alice):
-    body = alice.post("/ai/jobs/", {"job_type": "text_generation", "input_data": {"prompt": "x"}},
-                      format="json").json()
+    body = alice.post(
+        "/ai/jobs/", {"job_type": "text_generation", "input_data": {"prompt": "x"}}, format="json"
+    ).json()
 
     assert body["is_async"] is True
 
 
 def test_input_data_invalid_for_the_type_is_a_400_with_field_errors(alice):
-    response = alice.post("/ai/jobs/", {"job_type": "chat_completion", "input_data": {"messages": []}},
-                          format="json")
+    response = alice.post(
+        "/ai/jobs/", {"job_type": "chat_completion", "input_data": {"messages": []}}, format="json"
+    )
 
     assert response.status_code == 400
     assert response.json()["error_code"] == "VALIDATION_ERROR"
@@ -55,21 +57,43 @@ def test_input_data_invalid_for_the_type_is_a_400_with_field_errors(alice):
     assert AIJob.objects.count() == 0
 
 
-@pytest.mark.parametrize("field,value", [
-    ("status", "completed"), ("brand", 999), ("brand_id", 999), ("created_by", 999), ("created_by_id", 999),
-    ("result_data", {"completion": "forged"}), ("job_id", "ai_job_forgedforged1"),
-    ("created_at", "2001-01-01T00:00:00Z"), ("updated_at", "2001-01-01T00:00:00Z"),
-    ("started_at", "2001-01-01T00:00:00Z"), ("completed_at", "2001-01-01T00:00:00Z"),
-    ("cancelled_at", "2001-01-01T00:00:00Z"), ("task_id", "forged"), ("attempts", 7), ("id", 424242),
-    ("progress_percentage", 90), ("error_message", "forged"), ("is_async", True), ("usage", {"total_cost": 0}),
-])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("status", "completed"),
+        ("brand", 999),
+        ("brand_id", 999),
+        ("created_by", 999),
+        ("created_by_id", 999),
+        ("result_data", {"completion": "forged"}),
+        ("job_id", "ai_job_forgedforged1"),
+        ("created_at", "2001-01-01T00:00:00Z"),
+        ("updated_at", "2001-01-01T00:00:00Z"),
+        ("started_at", "2001-01-01T00:00:00Z"),
+        ("completed_at", "2001-01-01T00:00:00Z"),
+        ("cancelled_at", "2001-01-01T00:00:00Z"),
+        ("task_id", "forged"),
+        ("attempts", 7),
+        ("id", 424242),
+        ("progress_percentage", 90),
+        ("error_message", "forged"),
+        ("is_async", True),
+        ("usage", {"total_cost": 0}),
+    ],
+)
 def test_create_never_takes_server_fields_from_the_body(personas, alice, field, value):
     response = alice.post("/ai/jobs/", {**CHAT, field: value}, format="json")
 
     assert response.status_code == 201
     job = AIJob.objects.get(job_id=response.json()["job_id"])
-    assert (job.status, job.brand_id, job.created_by_id) == ("pending", personas.brand_a.id, personas.alice.id)
-    assert job.result_data is None and job.task_id == "" and job.attempts == 0 and job.progress_percentage == 0
+    assert (job.status, job.brand_id, job.created_by_id) == (
+        "pending",
+        personas.brand_a.id,
+        personas.alice.id,
+    )
+    assert (
+        job.result_data is None and job.task_id == "" and job.attempts == 0 and job.progress_percentage == 0
+    )
     assert job.job_id != "ai_job_forgedforged1" and job.pk != 424242
     assert job.created_at.year > 2001 and job.started_at is job.completed_at is job.cancelled_at is None
     assert job.error_message == "" and job.is_async is False
@@ -79,10 +103,21 @@ def test_create_never_takes_server_fields_from_the_body(personas, alice, field, 
 def test_update_never_applies_server_fields_from_the_body(personas, alice, method):
     job = job_of(personas)
     before = AIJob.objects.filter(pk=job.pk).values().get()
-    forged = {"status": "completed", "brand": personas.brand_b.id, "created_by": personas.bob.id,
-              "result_data": {"x": 1}, "job_id": "ai_job_forgedforged1", "created_at": "2001-01-01T00:00:00Z",
-              "started_at": "2001-01-01T00:00:00Z", "completed_at": "2001-01-01T00:00:00Z", "task_id": "t",
-              "attempts": 9, "is_async": True, "error_message": "x", "cancelled_at": "2001-01-01T00:00:00Z"}
+    forged = {
+        "status": "completed",
+        "brand": personas.brand_b.id,
+        "created_by": personas.bob.id,
+        "result_data": {"x": 1},
+        "job_id": "ai_job_forgedforged1",
+        "created_at": "2001-01-01T00:00:00Z",
+        "started_at": "2001-01-01T00:00:00Z",
+        "completed_at": "2001-01-01T00:00:00Z",
+        "task_id": "t",
+        "attempts": 9,
+        "is_async": True,
+        "error_message": "x",
+        "cancelled_at": "2001-01-01T00:00:00Z",
+    }
 
     response = getattr(alice, method)(f"/ai/jobs/{job.pk}/", {**forged, "description": "new"}, format="json")
 
@@ -108,8 +143,7 @@ def test_list_is_paginated_newest_first(personas, alice):
 def test_filters_narrow_the_list_and_the_count_matches_the_rows(personas, alice):
     done = job_of(personas, S.COMPLETED, priority="high", description="quarterly report")
     job_of(personas, S.RUNNING)
-    gen = job_of(personas, job_type=__import__("ai_core.tests.factories", fromlist=["x"]).AIJobTypeFactory(
-        name="text_generation"))
+    gen = job_of(personas, job_type=AIJobTypeFactory(name="text_generation"))
     by_adam = AIJobFactory(brand=personas.brand_a, created_by=personas.adam)
 
     def ids(**params):
@@ -128,12 +162,20 @@ def test_filters_narrow_the_list_and_the_count_matches_the_rows(personas, alice)
     assert ids(search="text_gen") == {gen.job_id}
     assert ids(status="completed", job_type="chat_completion") == {done.job_id}
     assert ids(created_at__gte="2000-01-01T00:00:00Z", created_at__lte="2999-01-01") == {
-        j.job_id for j in AIJob.objects.all()}
+        j.job_id for j in AIJob.objects.all()
+    }
     assert ids(created_at__lte="2000-01-01T00:00:00Z") == set()
 
 
-@pytest.mark.parametrize("params", [{"status": ""}, {"job_type": ""}, {"status": ["pending", "running"]},
-                                    {"job_type": ["chat_completion", "text_generation"]}])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"status": ""},
+        {"job_type": ""},
+        {"status": ["pending", "running"]},
+        {"job_type": ["chat_completion", "text_generation"]},
+    ],
+)
 def test_the_count_always_equals_the_rows_listed(personas, alice, params):
     job_of(personas)
     job_of(personas, S.RUNNING)
@@ -147,10 +189,13 @@ def test_ordering(personas, alice):
     low = job_of(personas, S.RUNNING)
     high = job_of(personas, S.COMPLETED)
 
-    assert [j["job_id"] for j in alice.get("/ai/jobs/", {"ordering": "-progress_percentage"}).json()["results"]] == [
-        high.job_id, low.job_id]
+    assert [
+        j["job_id"] for j in alice.get("/ai/jobs/", {"ordering": "-progress_percentage"}).json()["results"]
+    ] == [high.job_id, low.job_id]
     assert [j["job_id"] for j in alice.get("/ai/jobs/", {"ordering": "created_at"}).json()["results"]] == [
-        low.job_id, high.job_id]
+        low.job_id,
+        high.job_id,
+    ]
 
 
 def test_detail_by_pk_or_job_id_has_events_usage_and_openai_job(personas, alice):
@@ -161,7 +206,10 @@ def test_detail_by_pk_or_job_id_has_events_usage_and_openai_job(personas, alice)
         assert body["job_id"] == job.job_id
         assert body["usage"] is None and body["openai_job"] is None
         assert [(e["from_status"], e["to_status"]) for e in body["events"]] == [
-            ("", "pending"), ("pending", "running"), ("running", "completed")]
+            ("", "pending"),
+            ("pending", "running"),
+            ("running", "completed"),
+        ]
         assert body["execution_time_seconds"] is not None
 
 
@@ -179,9 +227,11 @@ def test_unknown_job_is_a_404(personas, alice, lookup):
 def test_a_pending_job_accepts_description_priority_and_input_data(personas, alice):
     job = job_of(personas)
 
-    response = alice.patch(f"/ai/jobs/{job.pk}/", {"description": "d", "priority": "urgent",
-                                                   "input_data": input_for("chat_completion", "bye")},
-                           format="json")
+    response = alice.patch(
+        f"/ai/jobs/{job.pk}/",
+        {"description": "d", "priority": "urgent", "input_data": input_for("chat_completion", "bye")},
+        format="json",
+    )
 
     assert response.status_code == 200
     job.refresh_from_db()
@@ -214,8 +264,9 @@ def test_a_final_job_still_accepts_description_and_priority(personas, alice, sta
     assert alice.patch(f"/ai/jobs/{job.pk}/", {"description": "note"}, format="json").status_code == 200
 
 
-@pytest.mark.parametrize("body", [{"description": "x"}, {"priority": "low"},
-                                  {"input_data": input_for("chat_completion")}])
+@pytest.mark.parametrize(
+    "body", [{"description": "x"}, {"priority": "low"}, {"input_data": input_for("chat_completion")}]
+)
 def test_a_running_job_refuses_anything_but_progress(personas, alice, body):
     job = job_of(personas, S.RUNNING)
 
@@ -289,8 +340,12 @@ def test_cancel_of_a_pending_or_running_job(personas, alice, status):
     job.refresh_from_db()
     assert response.json() == {
         "message": "Job cancelled successfully",
-        "job": {"id": job.pk, "job_id": job.job_id, "status": "cancelled",
-                "cancelled_at": job.cancelled_at.isoformat().replace("+00:00", "Z")},
+        "job": {
+            "id": job.pk,
+            "job_id": job.job_id,
+            "status": "cancelled",
+            "cancelled_at": job.cancelled_at.isoformat().replace("+00:00", "Z"),
+        },
     }
     event = job.events.last()
     assert (event.from_status, event.to_status, event.actor_id) == (status, "cancelled", personas.alice.id)
@@ -335,8 +390,7 @@ def test_by_status_without_a_known_status_is_a_400(personas, alice, params):
 
 def test_by_status_count_matches_its_rows_with_other_filters(personas, alice):
     job_of(personas, S.RUNNING)
-    job_of(personas, S.RUNNING, job_type=__import__("ai_core.tests.factories", fromlist=["x"]).AIJobTypeFactory(
-        name="text_generation"))
+    job_of(personas, S.RUNNING, job_type=AIJobTypeFactory(name="text_generation"))
 
     body = alice.get("/ai/jobs/by_status/", {"status": "running", "job_type": "text_generation"}).json()
 
@@ -358,7 +412,9 @@ def test_the_same_idempotency_key_and_body_return_the_original_job(personas, ali
 def test_the_same_idempotency_key_with_another_body_is_a_409(personas, alice):
     alice.post("/ai/jobs/", CHAT, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
 
-    response = alice.post("/ai/jobs/", {**CHAT, "priority": "urgent"}, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
+    response = alice.post(
+        "/ai/jobs/", {**CHAT, "priority": "urgent"}, format="json", HTTP_IDEMPOTENCY_KEY="k-1"
+    )
 
     assert response.status_code == 409
     assert response.json()["error_code"] == "IDEMPOTENCY_KEY_REUSED"

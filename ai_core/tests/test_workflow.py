@@ -16,8 +16,15 @@ from ai_core.tests.factories import AIJobFactory, AIJobTypeFactory
 from ai_core.workflow import TRANSITIONS, IllegalTransition, StaleAttempt, can_transition, transition
 
 S = JobStatus
-LEGAL = {(S.PENDING, S.RUNNING), (S.PENDING, S.CANCELLED), (S.RUNNING, S.COMPLETED), (S.RUNNING, S.FAILED),
-         (S.RUNNING, S.TIMEOUT), (S.RUNNING, S.CANCELLED), (S.RUNNING, S.PENDING)}
+LEGAL = {
+    (S.PENDING, S.RUNNING),
+    (S.PENDING, S.CANCELLED),
+    (S.RUNNING, S.COMPLETED),
+    (S.RUNNING, S.FAILED),
+    (S.RUNNING, S.TIMEOUT),
+    (S.RUNNING, S.CANCELLED),
+    (S.RUNNING, S.PENDING),
+}
 ALL_PAIRS = list(product(S.values, S.values))
 
 
@@ -37,8 +44,12 @@ def test_a_legal_transition_writes_one_event_and_its_timestamps(personas, curren
     assert job.status == to == done.to_status and done.from_status == current
     assert job.events.count() == events_before + 1
     event = job.events.order_by("id").last()
-    assert (event.from_status, event.to_status, event.reason, event.actor_id) == (current, to, "test",
-                                                                                  personas.adam.id)
+    assert (event.from_status, event.to_status, event.reason, event.actor_id) == (
+        current,
+        to,
+        "test",
+        personas.adam.id,
+    )
     assert event.attempt == job.attempts
     if to == S.RUNNING:
         assert job.started_at == done.at and job.attempts == 1
@@ -173,8 +184,12 @@ def rollup_matches_rows():
             rollup[(row["brand_id"], row["day"], row["job_type_id"], row["status"])] += row["jobs"]
     assert all(n >= 0 for n in rollup.values()), "a roll-up bucket went negative"
     rows = Counter()
-    for row in AIJob.objects.values("brand_id", "job_type_id", "status", "created_at").annotate(n=Count("id")):
-        rows[(row["brand_id"], timezone.localdate(row["created_at"]), row["job_type_id"], row["status"])] += row["n"]
+    for row in AIJob.objects.values("brand_id", "job_type_id", "status", "created_at").annotate(
+        n=Count("id")
+    ):
+        rows[(row["brand_id"], timezone.localdate(row["created_at"]), row["job_type_id"], row["status"])] += (
+            row["n"]
+        )
     assert rollup == rows
 
 
@@ -183,8 +198,14 @@ def test_the_rollup_equals_a_group_by_over_the_jobs_after_a_mixed_history(person
     jobs = []
     for i in range(24):
         created_at = timezone.now() - timedelta(days=i % 3) if i % 4 == 0 else None
-        jobs.append(AIJobFactory(brand=(personas.brand_a, personas.brand_b)[i % 2], job_type=types[i % 3 == 0],
-                                 status=S.values[i % len(S.values)], created_at=created_at))
+        jobs.append(
+            AIJobFactory(
+                brand=(personas.brand_a, personas.brand_b)[i % 2],
+                job_type=types[i % 3 == 0],
+                status=S.values[i % len(S.values)],
+                created_at=created_at,
+            )
+        )
     rollup_matches_rows()
 
     for job in jobs:
@@ -202,5 +223,7 @@ def test_the_rollup_equals_a_group_by_over_the_jobs_after_a_mixed_history(person
     for job in AIJob.objects.filter(status=S.PENDING):
         services.job_cancel(job_pk=job.pk)
     rollup_matches_rows()
-    assert AIJobEvent.objects.filter(to_status=S.CANCELLED).count() == AIJob.objects.filter(
-        status=S.CANCELLED).count()
+    assert (
+        AIJobEvent.objects.filter(to_status=S.CANCELLED).count()
+        == AIJob.objects.filter(status=S.CANCELLED).count()
+    )

@@ -10,7 +10,10 @@ from rest_framework.permissions import IsAuthenticated
 from business.api.mixins import BrandScopedMixin
 
 BRAND_HEADER_PARAMETER = OpenApiParameter(
-    "X-Brand-ID", OpenApiTypes.INT, OpenApiParameter.HEADER, required=False,
+    "X-Brand-ID",
+    OpenApiTypes.INT,
+    OpenApiParameter.HEADER,
+    required=False,
     description="Brand to act on (required when the user can act on several brands)",
 )
 
@@ -59,8 +62,11 @@ class ErrorAwareAutoSchema(AutoSchema):
             codes |= {"400", "404"}  # bad page_size or filter; a page past the end
         if "{" in self.path:
             codes.add("404")
-        codes |= set(getattr(self.view, "error_codes", {}).get(getattr(self.view, "action", None)
-                                                                 or self.method.lower(), ()))
+        codes |= set(
+            getattr(self.view, "error_codes", {}).get(
+                getattr(self.view, "action", None) or self.method.lower(), ()
+            )
+        )
         return codes
 
     def _get_response_bodies(self, direction="response"):

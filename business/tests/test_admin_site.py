@@ -33,7 +33,7 @@ def superuser_client(personas, client):
 def test_every_changelist_search_filter_and_change_page_renders(superuser_client):
     for model, model_admin in admin.site._registry.items():
         info = model._meta.app_label, model._meta.model_name
-        changelist = reverse("admin:%s_%s_changelist" % info)
+        changelist = reverse("admin:{}_{}_changelist".format(*info))
         assert superuser_client.get(changelist).status_code == 200, changelist
         if model_admin.search_fields:
             assert superuser_client.get(changelist, {"q": "a"}).status_code == 200, changelist
@@ -44,12 +44,15 @@ def test_every_changelist_search_filter_and_change_page_renders(superuser_client
                     continue
                 value = model._meta.default_manager.values_list(spec, flat=True).first()
                 if value is not None:
-                    assert superuser_client.get(changelist, {spec: value}).status_code == 200, (changelist, spec)
+                    assert superuser_client.get(changelist, {spec: value}).status_code == 200, (
+                        changelist,
+                        spec,
+                    )
         if model_admin.has_add_permission(_request(superuser_client)):
-            assert superuser_client.get(reverse("admin:%s_%s_add" % info)).status_code == 200, info
+            assert superuser_client.get(reverse("admin:{}_{}_add".format(*info))).status_code == 200, info
         instance = model._meta.default_manager.first()
         if instance is not None:
-            url = reverse("admin:%s_%s_change" % info, args=[instance.pk])
+            url = reverse("admin:{}_{}_change".format(*info), args=[instance.pk])
             assert superuser_client.get(url).status_code == 200, url
 
 

@@ -18,8 +18,17 @@ def aicore_user(*args) -> dict:
 
 
 def test_it_creates_the_user_company_and_brands_and_prints_one_json_line(db):
-    out = aicore_user("zoe", "--password", "zoe-pass-1", "--company", "Initech", "--brand", "North",
-                      "--brand-admin", "South")
+    out = aicore_user(
+        "zoe",
+        "--password",
+        "zoe-pass-1",
+        "--company",
+        "Initech",
+        "--brand",
+        "North",
+        "--brand-admin",
+        "South",
+    )
 
     user = User.objects.get(username="zoe")
     company = Company.objects.get(name="Initech")
@@ -27,8 +36,10 @@ def test_it_creates_the_user_company_and_brands_and_prints_one_json_line(db):
     assert out == {
         "user_id": user.id,
         "company": {"id": company.id, "name": "Initech"},
-        "brands": [{"id": north.id, "name": "North", "role": "member"},
-                   {"id": south.id, "name": "South", "role": "admin"}],
+        "brands": [
+            {"id": north.id, "name": "North", "role": "member"},
+            {"id": south.id, "name": "South", "role": "admin"},
+        ],
     }
     assert user.check_password("zoe-pass-1")
     assert user.company == company and not user.is_company_admin and not user.is_staff

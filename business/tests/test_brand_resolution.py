@@ -85,8 +85,12 @@ def test_an_invalid_or_unknown_brand_header_is_denied_not_a_500(personas, client
 def test_the_brand_is_never_taken_from_the_request_body(personas, client_for):
     response = client_for(personas.alice, personas.brand_a).post(
         "/ai/jobs/",
-        {"job_type": "chat_completion", "input_data": {"messages": [{"role": "user", "content": "hi"}]},
-         "brand": personas.brand_b.id, "brand_id": personas.brand_b.id},
+        {
+            "job_type": "chat_completion",
+            "input_data": {"messages": [{"role": "user", "content": "hi"}]},
+            "brand": personas.brand_b.id,
+            "brand_id": personas.brand_b.id,
+        },
         format="json",
     )
 

@@ -28,10 +28,12 @@ from conftest import make_client
 EXAMPLES_PER_OPERATION = 10  # in all, alternating between the two users
 
 # Fuzzing only (the coverage phase enumerates every boundary case of every parameter: minutes, not seconds).
-CONFIG = schemathesis.Config.from_dict({
-    "phases": {"coverage": {"enabled": False}},
-    "generation": {"max-examples": EXAMPLES_PER_OPERATION, "deterministic": True},
-})
+CONFIG = schemathesis.Config.from_dict(
+    {
+        "phases": {"coverage": {"enabled": False}},
+        "generation": {"max-examples": EXAMPLES_PER_OPERATION, "deterministic": True},
+    }
+)
 schema = schemathesis.openapi.from_wsgi("/api/schema/", get_wsgi_application(), config=CONFIG)
 
 
@@ -98,8 +100,13 @@ def _routes_to_its_operation(case) -> bool:
 
 
 @schema.parametrize()
-@settings(max_examples=EXAMPLES_PER_OPERATION, derandomize=True, database=None, deadline=None,
-          suppress_health_check=list(HealthCheck))
+@settings(
+    max_examples=EXAMPLES_PER_OPERATION,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+)
 def test_the_api_answers_as_documented_and_never_with_a_5xx(case, fuzz_headers):
     if case.headers and "Prefer" in case.headers:
         # A valid "wait=N" would make the call wait N seconds for a worker the test does not run.
@@ -107,5 +114,12 @@ def test_the_api_answers_as_documented_and_never_with_a_5xx(case, fuzz_headers):
     if not _routes_to_its_operation(case):
         return  # e.g. /ai/jobs/{id}/ with id "events" is the SSE stream: another route, tested on its own
     response = case.call(headers=next(fuzz_headers))
-    case.validate_response(response, checks=[not_a_server_error, status_code_conformance,
-                                              content_type_conformance, response_schema_conformance])
+    case.validate_response(
+        response,
+        checks=[
+            not_a_server_error,
+            status_code_conformance,
+            content_type_conformance,
+            response_schema_conformance,
+        ],
+    )
