@@ -73,8 +73,8 @@ def _run_world(personas):
     services.job_complete(
         job_pk=charged.pk, attempt=started.attempt, result_data={}, cost=Decimal("0.012345")
     )
-    _usage(charged, cost="0.012345", seconds=1.5)
-    _usage(AIJob.objects.filter(status="failed").first(), cost="0", seconds=0.5, errors=1)
+    # Accounting as the provider layer writes it (the engine adds its own rows where that layer is wired in).
+    _usage(charged, cost="0.012345", seconds=1.5, errors=1)
 
 
 # The engine closes its connection around provider calls, so runs happen outside a test transaction.
@@ -102,12 +102,27 @@ def test_metrics_match_the_database_after_a_run(personas):
     assert sum(v for (name, _), v in metrics.items() if name == "aicore_queue_depth") == pending_now
     assert metrics[("aicore_queue_depth", (("priority", "normal"),))] == pending_now
 
-    provider = (("model", "echo-1"), ("provider", "echo"))
-    usage = AIJobUsage.objects.aggregate(n=Count("id"), s=Sum("execution_time_seconds"), e=Sum("error_count"))
-    assert metrics[("aicore_provider_latency_seconds_count", provider)] == usage["n"]
-    assert metrics[("aicore_provider_latency_seconds_sum", provider)] == pytest.approx(usage["s"])
-    assert metrics[("aicore_provider_errors_total", provider)] == usage["e"] == 1
-    assert metrics[("aicore_job_duration_seconds_count", (("job_type", "text_generation"),))] == 1
+    per_model = (
+        AIJobUsage.objects.filter(execution_time_seconds__isnull=False)
+        .values("provider_name", "model_name")
+        .annotate(n=Count("id"), s=Sum("execution_time_seconds"), e=Sum("error_count"))
+    )
+    assert per_model
+    for row in per_model:
+        provider = (("model", row["model_name"]), ("provider", row["provider_name"]))
+        assert metrics[("aicore_provider_latency_seconds_count", provider)] == row["n"]
+        assert metrics[("aicore_provider_latency_seconds_sum", provider)] == pytest.approx(row["s"])
+        assert metrics[("aicore_provider_errors_total", provider)] == row["e"]
+    assert sum(v for (name, _), v in metrics.items() if name == "aicore_provider_errors_total") >= 1
+    per_type = (
+        AIJobUsage.objects.filter(execution_time_seconds__isnull=False)
+        .values("job_type__name")
+        .annotate(n=Count("id"))
+    )
+    for row in per_type:
+        assert (
+            metrics[("aicore_job_duration_seconds_count", (("job_type", row["job_type__name"]),))] == row["n"]
+        )
 
 
 def test_metrics_can_require_a_token(db, settings):
@@ -157,6 +172,8 @@ def test_purge_removes_old_finished_jobs_and_keeps_every_total(personas):
     )
     cost_before = JobDailyStat.objects.aggregate(c=Sum("cost_micros"))["c"]
     expected_gone = finals.exclude(pk=keep_final.pk).count()
+    usage_of_purged = AIJobUsage.objects.filter(job__in=finals.exclude(pk=keep_final.pk)).count()
+    assert usage_of_purged >= 1
 
     call_command("purge_jobs", "--older-than", "30d", "--dry-run")
     assert AIJob.objects.filter(completed_at=old).count() == expected_gone
@@ -171,7 +188,7 @@ def test_purge_removes_old_finished_jobs_and_keeps_every_total(personas):
         AIJobUsage.objects.aggregate(n=Count("id"), cost=Sum("total_cost"), tokens=Sum("total_tokens"))
         == usage_before
     )
-    assert AIJobUsage.objects.filter(job__isnull=True).count() == 2
+    assert AIJobUsage.objects.filter(job__isnull=True).count() == usage_of_purged
     assert JobDailyStat.objects.aggregate(c=Sum("cost_micros"))["c"] == cost_before
     rollup = {
         (r["brand_id"], r["job_type_id"], r["status"]): r["n"]
