@@ -29,22 +29,25 @@ def _submit(brand, job_type="chat_completion", **extra):
 
 
 def _usage(job, *, cost: str, seconds: float, errors: int = 0):
-    return AIJobUsage.objects.create(
+    """The job's accounting row (created, or completed where the provider layer already wrote one)."""
+    return AIJobUsage.objects.update_or_create(
         job=job,
-        brand=job.brand,
-        job_type=job.job_type,
-        provider_name="echo",
-        model_name="echo-1",
-        input_tokens=10,
-        output_tokens=5,
-        total_tokens=15,
-        input_cost=Decimal(cost),
-        output_cost=0,
-        total_cost=Decimal(cost),
-        execution_time_seconds=seconds,
-        error_count=errors,
-        job_created_at=job.created_at,
-    )
+        defaults=dict(
+            brand=job.brand,
+            job_type=job.job_type,
+            provider_name="echo",
+            model_name="echo-1",
+            input_tokens=10,
+            output_tokens=5,
+            total_tokens=15,
+            input_cost=Decimal(cost),
+            output_cost=0,
+            total_cost=Decimal(cost),
+            execution_time_seconds=seconds,
+            error_count=errors,
+            job_created_at=job.created_at,
+        ),
+    )[0]
 
 
 def _scrape(client=None) -> dict[tuple[str, tuple], float]:
