@@ -271,3 +271,5 @@ AICORE_READYZ_TIMEOUT_SECONDS = env_int("AICORE_READYZ_TIMEOUT_SECONDS", 2, mini
 LOGIN_URL = "/login/"
 LOGIN_REDIRECT_URL = "/dashboard/"
 LOGOUT_REDIRECT_URL = "/login/"
+# The ASGI app serves /static/ itself (admin CSS under `make run`); put a web server in front in production.
+AICORE_SERVE_STATIC = env_bool("AICORE_SERVE_STATIC", default=not PRODUCTION)

@@ -206,3 +206,10 @@ def test_purge_removes_old_finished_jobs_and_keeps_every_total(personas):
     assert (
         dashboard(brands=[personas.brand_a, personas.brand_b])["stats"]["total_jobs"] == AIJob.objects.count()
     )
+
+
+def test_the_asgi_app_serves_the_admin_styles(live_asgi):
+    import httpx
+
+    answer = httpx.get(f"{live_asgi}/static/admin/css/base.css", timeout=10)
+    assert answer.status_code == 200 and "text/css" in answer.headers["content-type"]
