@@ -26,16 +26,17 @@ def test_killing_workers_mid_job_loses_nothing_and_runs_nothing_twice(workers, j
     for job in doomed:  # cancelled while pending, their wake-ups still queued: they must never run
         job_cancel(job_pk=job.pk)
     live = [workers.start(concurrency=8), workers.start(concurrency=8)]
-    jobs = [submit(brand, echo={"delay_ms": 2500, "chunks": 10}) for _ in range(20)]
+    workers.wait_ready(*live)  # both consume from the start, so each one runs some of the jobs
+    jobs = [submit(brand, echo={"delay_ms": 3000, "chunks": 10}) for _ in range(24)]
     rounds = 3 if connection.vendor == "postgresql" else 1
     for _ in range(rounds):
         wait_for(
-            lambda: AIJob.objects.filter(status="running").count() >= 4,
+            lambda: AIJob.objects.filter(status="running").count() > 8,
             timeout=60,
             what="jobs running on the workers",
         )
-        time.sleep(rng.uniform(0, 0.8))
-        victim = rng.choice(live)
+        time.sleep(rng.uniform(0, 0.5))
+        victim = rng.choice(live)  # over 8 jobs running on 8-thread workers: each worker runs some
         workers.kill(victim)
         live.remove(victim)
         live.append(workers.start(concurrency=8))

@@ -62,7 +62,7 @@ class WorkerProcesses:
         name = f"w{self.started}-{os.getpid()}"
         with open(self.log_dir / f"{name}.log", "wb") as log:  # the child keeps its own descriptor
             argv = worker_command(
-                *f"-P threads -c {concurrency} -l warning -n {name}@%h".split(),
+                *f"-P threads -c {concurrency} -l info -n {name}@%h".split(),
                 "--without-gossip",
                 "--without-mingle",
                 "--without-heartbeat",
@@ -71,7 +71,17 @@ class WorkerProcesses:
                 argv, env=self.env(**env), stdout=log, stderr=subprocess.STDOUT, cwd=settings.BASE_DIR
             )
         self.procs.append(proc)
+        proc.log_path = self.log_dir / f"{name}.log"
         return proc
+
+    def wait_ready(self, *procs: subprocess.Popen, timeout: float = 60) -> None:
+        """Until each worker logged Celery's "ready." line (connected, consuming)."""
+        deadline = time.monotonic() + timeout
+        for proc in procs:
+            while b" ready." not in proc.log_path.read_bytes():
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"worker did not start:\n{self.logs()}")
+                time.sleep(0.1)
 
     def kill(self, proc: subprocess.Popen) -> None:
         """kill -9: no shutdown code runs, unacknowledged messages and running attempts are abandoned."""
