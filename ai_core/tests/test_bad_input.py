@@ -228,9 +228,16 @@ def test_options_is_a_405_in_the_error_shape(personas, alice, url):
     assert response.json()["error_code"] == "METHOD_NOT_ALLOWED"
 
 
-@pytest.mark.parametrize("url", ["/ai/nothing-here/", "/ai/job-types/0.5/", "/nowhere"])
+@pytest.mark.parametrize("url", ["/ai/nothing-here/", "/ai/job-types/0.5/", "/auth/nowhere/", "/api/nowhere"])
 def test_an_unknown_url_is_a_json_404(alice, url):
     response = alice.get(url)
 
     assert response.status_code == 404
     assert response.json()["error_code"] == "NOT_FOUND"
+
+
+def test_an_unknown_web_page_keeps_an_html_404(client):
+    response = client.get("/no-such-page/")
+
+    assert response.status_code == 404
+    assert response["Content-Type"].startswith("text/html")

@@ -25,7 +25,7 @@ from schemathesis.specs.openapi.checks import (
 from ai_core.tests.factories import AIJobFactory
 from conftest import make_client
 
-EXAMPLES_PER_OPERATION = 10  # in all, alternating between the two users
+EXAMPLES_PER_OPERATION = 8  # in all, alternating between the two users
 
 # Fuzzing only (the coverage phase enumerates every boundary case of every parameter: minutes, not seconds).
 CONFIG = schemathesis.Config.from_dict(
