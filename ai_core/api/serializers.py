@@ -178,14 +178,47 @@ class CancelResponseSerializer(serializers.Serializer):
 class ByStatusResponseSerializer(serializers.Serializer):
     jobs = JobSerializer(many=True)
     count = serializers.IntegerField()
+    next = serializers.URLField(allow_null=True, required=False)
+    previous = serializers.URLField(allow_null=True, required=False)
+
+
+class DashboardStatsSerializer(serializers.Serializer):
+    total_jobs = serializers.IntegerField()
+    jobs_today = serializers.IntegerField()
+    pending = serializers.IntegerField()
+    running = serializers.IntegerField()
+    completed = serializers.IntegerField()
+    failed = serializers.IntegerField()
+    cancelled = serializers.IntegerField()
+    timeout = serializers.IntegerField()
+
+
+class TopJobTypeSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    count = serializers.IntegerField()
+
+
+class DailyActivitySerializer(serializers.Serializer):
+    date = serializers.DateField()
+    jobs = serializers.IntegerField()
+    total_cost = serializers.DecimalField(max_digits=20, decimal_places=6, coerce_to_string=True)
+
+
+class BrandBreakdownSerializer(serializers.Serializer):
+    brand_id = serializers.IntegerField()
+    brand_name = serializers.CharField()
+    jobs = serializers.IntegerField()
+    cost = serializers.DecimalField(max_digits=20, decimal_places=6, coerce_to_string=True)
 
 
 class DashboardSerializer(serializers.Serializer):
-    stats = serializers.DictField(child=serializers.IntegerField())
+    """Documents the dashboard's shape (the view renders the selector's dict directly)."""
+
+    stats = DashboardStatsSerializer()
     recent_jobs = JobSerializer(many=True)
-    top_job_types = serializers.ListField(child=serializers.DictField())
-    daily_activity = serializers.ListField(child=serializers.DictField())
-    brand_breakdown = serializers.ListField(child=serializers.DictField())
+    top_job_types = TopJobTypeSerializer(many=True)
+    daily_activity = DailyActivitySerializer(many=True)
+    brand_breakdown = BrandBreakdownSerializer(many=True)
     scope = serializers.ChoiceField(choices=["brand", "company"])
 
 

@@ -10,6 +10,26 @@ from business.selectors import user_profile
 from business.services import login_check
 
 
+class BrandRoleSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    role = serializers.ChoiceField(choices=["member", "admin"])
+
+
+class CompanyRefSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+
+
+class UserProfileSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    username = serializers.CharField()
+    email = serializers.CharField(allow_blank=True)
+    company = CompanyRefSerializer(allow_null=True)
+    is_company_admin = serializers.BooleanField()
+    brands = BrandRoleSerializer(many=True)
+
+
 class LoginInputSerializer(serializers.Serializer):
     username = serializers.CharField(max_length=150)
     password = serializers.CharField(max_length=1024, trim_whitespace=False)
@@ -24,7 +44,7 @@ class LoginApi(APIView):
         request=LoginInputSerializer,
         responses=inline_serializer(
             "LoginOutput", {"access": serializers.CharField(), "refresh": serializers.CharField(),
-                            "user": serializers.DictField()}
+                            "user": UserProfileSerializer()}
         ),
     )
     def post(self, request):
