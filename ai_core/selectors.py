@@ -8,7 +8,8 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import QuerySet, Sum
+from django.db.models import BigIntegerField, QuerySet, Sum, Value
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from ai_core.models import FINAL_STATUSES, AIJob, AIJobEvent, AIJobType, JobDailyStat, JobStatus
@@ -22,7 +23,9 @@ DASHBOARD_DAYS = 30
 def jobs_of(brands: Brand | Iterable[Brand]) -> QuerySet[AIJob]:
     """All jobs the caller may see: those of the given brand (or brands). Nothing else, ever."""
     if isinstance(brands, Brand):
-        return AIJob.objects.filter(brand_id=brands.id)
+        # Typed bigint like the column: a bare integer literal is int4, and PostgreSQL then folds the brand
+        # condition to int8 = int4, which the trigram search indexes (btree_gin, int8 = int8 only) cannot use.
+        return AIJob.objects.filter(brand_id=Cast(Value(brands.id), BigIntegerField()))
     return AIJob.objects.filter(brand_id__in=[b.id for b in brands])
 
 
