@@ -3,17 +3,19 @@
 Modules: bench.api (job API vs a bare DRF ModelViewSet), bench.engine (execution engine vs raw Celery),
 bench.providers (provider layer). Each prints its own table and writes bench/results/<name>.json.
 Benchmarks measure, they do not assert: the exit status is non-zero only when a module crashed.
+BENCH_MODULES=api,engine picks some of them.
 """
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-MODULES = ["api", "engine", "providers"]
+MODULES = [m.strip() for m in os.environ.get("BENCH_MODULES", "api,engine,providers").split(",") if m.strip()]
 
 
 def _scalars(data, prefix=""):
