@@ -65,7 +65,7 @@ class JobFilter(django_filters.FilterSet):
         if not value:
             return queryset
         # Matching type names are resolved first (a handful of rows) so the job query tests its own
-        # columns only, each of which has a trigram index on PostgreSQL (migration 0004).
+        # columns only, each of which has a trigram index on PostgreSQL (migration 0005).
         condition = Q(job_id__icontains=value) | Q(description__icontains=value)
         type_ids = selectors.job_type_ids_matching(value)
         if type_ids:
