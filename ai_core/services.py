@@ -16,6 +16,10 @@ from django.utils import timezone
 from ai_core.dispatch import dispatch_job_on_commit
 from ai_core.models import AIJob, AIJobEvent, AIJobType, JobDailyStat, JobPriority, JobStatus
 from ai_core.workflow import IllegalTransition, Transitioned, stat_move, transition
+from ai_openai.services import openai_job_create
+from ai_providers.selectors import key_source, model_resolve
+from ai_providers.services import ProviderNotConfigured
+from ai_usage.services import quota_release, quota_reserve, usage_charge, usage_record
 from business.api.parsers import json_depth_exceeds
 from business.errors import ApplicationError, Conflict, NotFound
 from business.models import Brand, User
@@ -105,16 +109,25 @@ def job_create(
     priority: str = JobPriority.NORMAL,
     description: str = "",
     idempotency_key: str | None = None,
+    openai_extension: bool = False,
 ) -> tuple[AIJob, bool]:
     """Create a pending job and wake a worker after commit. Returns (job, created).
 
     With an idempotency key, the same key and body within 24 h return the original job (created=False);
-    the same key with another body is a 409.
+    the same key with another body is a 409. The job's model must be in the catalogue (MODEL_NOT_SUPPORTED)
+    with a key for its provider (PROVIDER_NOT_CONFIGURED); its maximum cost is reserved on the brand's
+    quotas in the creating transaction (QUOTA_EXCEEDED, 429).
     """
     type_ = job_type_get(job_type)
     validate_input_data(type_, input_data)
     if priority not in JobPriority.values:
         raise JobValidationError(f"Unknown priority '{priority}'", errors={"priority": ["Invalid choice."]})
+    model = input_data.get("model") or type_.default_model
+    choice = model_resolve(model)
+    if key_source(company_id=brand.company_id, provider=choice.provider) is None:
+        raise ProviderNotConfigured(f"Provider '{choice.provider.name}' (model '{model}') has no API key: store a "
+                                    f"credential for your company or ask the operator to set one",
+                                    provider=choice.provider.name, model=model)
     fingerprint = ""
     if idempotency_key is not None:
         fingerprint = _fingerprint(job_type=job_type, input_data=input_data, priority=priority,
@@ -130,6 +143,9 @@ def job_create(
                 idempotency_key=idempotency_key, idempotency_fingerprint=fingerprint,
             )
             _record_creation(job, user)
+            job.job_type = type_
+            quota_reserve(job=job, choice=choice, input_data=input_data)
+            openai_job_create(job=job, choice=choice, input_data=input_data, always=openai_extension)
             dispatch_job_on_commit(job.pk, priority=priority)
     except IntegrityError:
         # Two requests with the same key raced; the loser answers with the winner's job.
@@ -228,6 +244,8 @@ def job_delete(*, job: AIJob) -> None:
         if status == S.RUNNING:
             raise Conflict("Cannot delete a running job; cancel it first", error_code="JOB_RUNNING",
                            current_status=status)
+        if status == S.PENDING:
+            quota_release(job_pk=job.pk)  # a pending job never ran: its reservation goes back
         AIJob.objects.filter(pk=job.pk).delete()
         stat_move(brand_id=job.brand_id, day=timezone.localdate(job.created_at), job_type_id=job.job_type_id,
                   deltas={status: -1})
@@ -238,10 +256,27 @@ def job_delete(*, job: AIJob) -> None:
 
 def job_cancel(*, job_pk: int, actor: User | None = None, reason: str = "cancelled by user") -> Transitioned:
     try:
-        return transition(job_pk, to=S.CANCELLED, reason=reason, actor_id=actor.pk if actor else None)
+        return _finalize(job_pk, to=S.CANCELLED, reason=reason, actor_id=actor.pk if actor else None)
     except IllegalTransition as exc:
         raise Conflict("Job cannot be cancelled", error_code="JOB_NOT_CANCELLABLE", error="Job cannot be cancelled",
                        current_status=exc.current) from None
+
+
+def _finalize(job_pk: int, *, to: str, attempt: int | None = None, input_tokens: int = 0, output_tokens: int = 0,
+              cost: Decimal | None = None, **transition_args: Any) -> Transitioned:
+    """A final transition and its accounting in ONE transaction: usage row (completed, failed, timeout),
+    quota settle (completed) or release (otherwise), roll-up cost, OpenAI token counts. A duplicate delivery
+    loses the transition's compare-and-set, which rolls the whole thing back: a job is charged once.
+    """
+    with transaction.atomic():
+        job = AIJob.objects.select_related("job_type").filter(pk=job_pk).first()
+        if job is None:
+            raise NotFound("Job not found", error_code="JOB_NOT_FOUND")
+        charge = usage_charge(job=job, input_tokens=input_tokens, output_tokens=output_tokens)
+        total = charge.cost.total_cost if cost is None else Decimal(cost)
+        done = transition(job_pk, to=to, attempt=attempt, cost=total or None, **transition_args)
+        usage_record(job_pk=job_pk, status=to, charge=charge)
+    return done
 
 
 def job_start(*, job_pk: int, task_id: str = "") -> Transitioned:
@@ -264,21 +299,24 @@ def job_heartbeat(*, job_pk: int, attempt: int) -> bool:
     return AIJob.objects.filter(pk=job_pk, status=S.RUNNING, attempts=attempt).update(heartbeat_at=now) == 1
 
 
-def job_complete(*, job_pk: int, attempt: int, result_data: dict, cost: Decimal | None = None) -> Transitioned:
-    return transition(job_pk, to=S.COMPLETED, attempt=attempt, reason="completed", cost=cost,
-                      fields={"result_data": result_data, "error_message": "", "error_code": ""})
+def job_complete(*, job_pk: int, attempt: int, result_data: dict, input_tokens: int = 0, output_tokens: int = 0,
+                 cost: Decimal | None = None) -> Transitioned:
+    """running -> completed, charging input/output tokens at the price in effect when the job started."""
+    return _finalize(job_pk, to=S.COMPLETED, attempt=attempt, input_tokens=input_tokens, output_tokens=output_tokens,
+                     cost=cost, reason="completed",
+                     fields={"result_data": result_data, "error_message": "", "error_code": ""})
 
 
 def job_fail(*, job_pk: int, attempt: int | None, error_message: str, error_code: str = "JOB_FAILED",
              cost: Decimal | None = None) -> Transitioned:
-    return transition(job_pk, to=S.FAILED, attempt=attempt, reason=error_code, cost=cost,
-                      fields={"error_message": error_message[:10_000], "error_code": error_code[:64]})
+    return _finalize(job_pk, to=S.FAILED, attempt=attempt, cost=cost, reason=error_code,
+                     fields={"error_message": error_message[:10_000], "error_code": error_code[:64]})
 
 
 def job_timeout(*, job_pk: int, attempt: int | None, error_message: str = "The job exceeded its time limit",
                 cost: Decimal | None = None) -> Transitioned:
-    return transition(job_pk, to=S.TIMEOUT, attempt=attempt, reason="timeout", cost=cost,
-                      fields={"error_message": error_message, "error_code": "JOB_TIMEOUT"})
+    return _finalize(job_pk, to=S.TIMEOUT, attempt=attempt, cost=cost, reason="timeout",
+                     fields={"error_message": error_message, "error_code": "JOB_TIMEOUT"})
 
 
 def job_requeue(*, job_pk: int, attempt: int, reason: str, delay_seconds: float = 0) -> Transitioned:

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from ai_usage.models import AIJobUsage
+from ai_usage.models import AIJobUsage, Quota, QuotaPeriod
 
 
 @admin.register(AIJobUsage)
@@ -10,3 +10,17 @@ class AIJobUsageAdmin(admin.ModelAdmin):
     list_filter = ["provider_name", "model_name", "brand", "success_rate"]
     search_fields = ["job__job_id", "model_name"]
     raw_id_fields = ["job", "user"]
+
+
+class QuotaPeriodInline(admin.TabularInline):
+    model = QuotaPeriod
+    extra = 0
+    readonly_fields = ["month", "used_tokens", "reserved_tokens", "used_cost_micros", "reserved_cost_micros"]
+    can_delete = False
+
+
+@admin.register(Quota)
+class QuotaAdmin(admin.ModelAdmin):
+    list_display = ["id", "company", "brand", "provider", "monthly_token_limit", "monthly_cost_limit", "is_active"]
+    list_filter = ["company", "provider", "is_active"]
+    inlines = [QuotaPeriodInline]

@@ -8,6 +8,18 @@ from django.core.exceptions import ImproperlyConfigured
 
 from config.env import env_bool, env_choice, env_int, env_list, env_str
 
+
+def _check_fernet_keys(keys: list[str]) -> None:
+    from cryptography.fernet import Fernet
+
+    for key in keys:
+        try:
+            Fernet(key)
+        except ValueError:
+            raise ImproperlyConfigured(
+                "AICORE_CREDENTIALS_KEY must be Fernet keys (32 url-safe base64-encoded bytes), comma-separated"
+            ) from None
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("AICORE_VAR_DIR", str(BASE_DIR / "var")))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
@@ -40,6 +52,7 @@ INSTALLED_APPS = [
     "business",
     "ai_core",
     "ai_providers",
+    "ai_openai",
     "ai_usage",
     "webhooks",
     "web",
@@ -185,6 +198,28 @@ LOGIN_FAILURES_PER_USERNAME = env_int("LOGIN_FAILURES_PER_USERNAME", 5, minimum=
 LOGIN_FAILURES_PER_IP = env_int("LOGIN_FAILURES_PER_IP", 20, minimum=1)
 LOGIN_FAILURE_WINDOW_SECONDS = env_int("LOGIN_FAILURE_WINDOW_SECONDS", 15 * 60, minimum=1)
 
+# --- Providers -----------------------------------------------------------------------------------------
+# Global fallback credentials: used for a company that has not stored its own key.
+OPENAI_API_KEY = env_str("OPENAI_API_KEY", "")
+OPENAI_BASE_URL = env_str("OPENAI_BASE_URL", "")  # vLLM, Ollama, LiteLLM, Azure-style OpenAI-compatible servers
+OPENAI_ORGANIZATION = env_str("OPENAI_ORGANIZATION", "")
+ANTHROPIC_API_KEY = env_str("ANTHROPIC_API_KEY", "")
+ANTHROPIC_BASE_URL = env_str("ANTHROPIC_BASE_URL", "")
+# Fernet key(s) encrypting company credentials at rest; comma-separated for rotation (the first encrypts).
+# Outside production a key is derived from SECRET_KEY so `make run` needs no set-up; production must set it.
+AICORE_CREDENTIALS_KEYS = env_list("AICORE_CREDENTIALS_KEY")
+if PRODUCTION and not AICORE_CREDENTIALS_KEYS:
+    raise ImproperlyConfigured("AICORE_CREDENTIALS_KEY (a Fernet key) is required in production")
+_check_fernet_keys(AICORE_CREDENTIALS_KEYS)
+# A company-supplied base URL resolving to a private, loopback or link-local address is refused (SSRF)
+# unless the operator allows it here (on-premises vLLM/Ollama). Hosts listed are allowed whatever they resolve to.
+AICORE_ALLOW_PRIVATE_PROVIDER_URLS = env_bool("AICORE_ALLOW_PRIVATE_PROVIDER_URLS", default=False)
+AICORE_PROVIDER_HOST_ALLOWLIST = env_list("AICORE_PROVIDER_HOST_ALLOWLIST", [])
+# Connect timeout of provider calls; the whole call is bounded by the job type's timeout.
+AICORE_PROVIDER_CONNECT_TIMEOUT = env_int("AICORE_PROVIDER_CONNECT_TIMEOUT", 10, minimum=1)
+# Output tokens reserved against quotas when neither the request nor the catalogue bounds them.
+AICORE_DEFAULT_MAX_OUTPUT_TOKENS = env_int("AICORE_DEFAULT_MAX_OUTPUT_TOKENS", 4096, minimum=1)
+
 # --- Celery -------------------------------------------------------------------------------------------
 # With no broker configured, an embedded one (kombu's SQLAlchemy transport on a SQLite file) needs no server.
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", f"sqla+sqlite:///{VAR_DIR / 'celery-broker.sqlite3'}")
@@ -242,7 +277,8 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT,
                              "filters": ["job_context"]}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.request": {"level": "ERROR"}},
+    # The SDKs' HTTP clients log every request at INFO: noise at our volume (they never log keys either way).
+    "loggers": {"django.request": {"level": "ERROR"}, "httpx2": {"level": "WARNING"}, "httpx": {"level": "WARNING"}},
 }
 
 # --- Live events (SSE) --------------------------------------------------------------------------------

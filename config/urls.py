@@ -8,6 +8,9 @@ from ops import views as ops
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("auth/", include("business.api.urls")),
+    path("ai/providers/", include("ai_providers.api.urls")),
+    path("ai/usage/", include("ai_usage.api.urls")),
+    path("ai/openai/", include("ai_openai.api.urls")),
     path("ai/", include("ai_core.api.urls")),
     path("ai/", include("webhooks.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -1,0 +1,76 @@
+"""The OpenAI extension of jobs: parameter rules per model family, and the OpenAIJob row."""
+
+from typing import Any
+
+from ai_core.models import AIJob
+from ai_openai.models import OpenAIJob
+from ai_providers.models import ProviderKind
+from ai_providers.selectors import ModelChoice, model_resolve
+from business.errors import ApplicationError
+
+REASONING_ONLY = {"reasoning_effort", "max_completion_tokens"}
+STANDARD_ONLY = {"temperature", "max_tokens", "top_p"}
+OPENAI_PARAMS = (
+    "temperature",
+    "max_tokens",
+    "max_completion_tokens",
+    "reasoning_effort",
+    "response_format",
+    "tools",
+    "tool_choice",
+    "top_p",
+)
+
+
+def openai_params_validate(*, model: str, params: dict[str, Any]) -> ModelChoice:
+    """o-series models refuse temperature/top_p/max_tokens (they take reasoning_effort and max_completion_tokens);
+    other models refuse the reasoning parameters. Raises INVALID_PARAMETER_FOR_MODEL listing every offender.
+    """
+    choice = model_resolve(model)
+    if choice.provider.kind not in {ProviderKind.OPENAI, ProviderKind.ECHO}:
+        raise ApplicationError(
+            f"Model '{model}' is not an OpenAI model",
+            error_code="MODEL_NOT_SUPPORTED",
+            provider=choice.provider.name,
+        )
+    given = {key for key, value in params.items() if value is not None}
+    invalid = sorted(given & (STANDARD_ONLY if choice.is_reasoning else REASONING_ONLY))
+    if invalid:
+        family = "reasoning (o-series)" if choice.is_reasoning else "standard"
+        hint = (
+            "use max_completion_tokens and reasoning_effort; temperature is fixed"
+            if choice.is_reasoning
+            else "use max_tokens and temperature"
+        )
+        raise ApplicationError(
+            f"{', '.join(invalid)} not accepted by {family} model '{model}': {hint}",
+            error_code="INVALID_PARAMETER_FOR_MODEL",
+            invalid_params=invalid,
+            model=model,
+            model_family=choice.family,
+        )
+    return choice
+
+
+def openai_job_create(
+    *, job: AIJob, choice: ModelChoice, input_data: dict, always: bool = False
+) -> OpenAIJob | None:
+    """The OpenAIJob row of a job whose model runs on an OpenAI-format provider (`always`: any job submitted
+    through /ai/openai/, echo included)."""
+    if choice.provider.kind != ProviderKind.OPENAI and not always:
+        return None
+
+    def number(key):
+        value = input_data.get(key)
+        return value if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+    return OpenAIJob.objects.create(
+        job=job,
+        model=choice.name,
+        temperature=number("temperature"),
+        max_tokens=number("max_tokens"),
+        max_completion_tokens=number("max_completion_tokens"),
+        reasoning_effort=str(input_data.get("reasoning_effort") or "")[:10],
+        response_format=input_data.get("response_format"),
+        tools=input_data.get("tools"),
+    )

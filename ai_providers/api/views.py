@@ -1,0 +1,112 @@
+from drf_spectacular.utils import extend_schema
+from rest_framework import status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from ai_providers import selectors, services
+from ai_providers.api.serializers import (
+    ConnectionTestSerializer,
+    CredentialCreateSerializer,
+    CredentialSerializer,
+    CredentialUpdateSerializer,
+)
+from ai_usage.selectors import provider_health
+from business.api.mixins import BrandScopedMixin
+from business.errors import AccessDenied
+
+
+def require_company_admin(request) -> None:
+    """Credentials and quotas bind a whole company: only its company admins change them."""
+    user = request.user
+    if not (user.is_company_admin and user.company_id == request.brand.company_id):
+        raise AccessDenied(
+            "Only a company admin may change provider credentials and quotas",
+            error_code="COMPANY_ADMIN_REQUIRED",
+        )
+
+
+class ProviderListView(BrandScopedMixin, APIView):
+    """The provider catalogue with, for the request's brand: whether a key is available, and health."""
+
+    @extend_schema(responses={200: dict})
+    def get(self, request):
+        providers = list(selectors.providers_active())
+        health = provider_health(brand=request.brand, providers=providers)
+        data = []
+        for provider in providers:
+            data.append(
+                {
+                    "name": provider.name,
+                    "display_name": provider.display_name,
+                    "kind": provider.kind,
+                    "default_model": provider.default_model,
+                    "has_key": selectors.key_source(company_id=request.brand.company_id, provider=provider)
+                    is not None,
+                    "key_source": selectors.key_source(
+                        company_id=request.brand.company_id, provider=provider
+                    ),
+                    "models": [
+                        selectors.model_as_dict(model) for model in provider.models.all() if model.is_active
+                    ],
+                    "health": health[provider.pk],
+                }
+            )
+        return Response(data)
+
+
+class CredentialViewSet(BrandScopedMixin, viewsets.ViewSet):
+    """Your company's provider credentials. The key is write-only: responses carry `has_key` only."""
+
+    def _credential(self, pk):
+        return selectors.credential_get(brand=self.request.brand, pk=pk)
+
+    @extend_schema(responses=CredentialSerializer(many=True))
+    def list(self, request):
+        return Response(CredentialSerializer(selectors.credentials_of(request.brand), many=True).data)
+
+    @extend_schema(responses=CredentialSerializer)
+    def retrieve(self, request, pk=None):
+        return Response(CredentialSerializer(self._credential(pk)).data)
+
+    @extend_schema(request=CredentialCreateSerializer, responses={201: CredentialSerializer})
+    def create(self, request):
+        require_company_admin(request)
+        payload = CredentialCreateSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        data = payload.validated_data
+        credential = services.credential_create(
+            company=request.brand.company,
+            provider=selectors.provider_get(data["provider"]),
+            api_key=data["api_key"],
+            base_url=data["base_url"],
+            organization=data["organization"],
+        )
+        return Response(CredentialSerializer(credential).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=CredentialUpdateSerializer, responses=CredentialSerializer)
+    def partial_update(self, request, pk=None):
+        credential = self._credential(pk)
+        require_company_admin(request)
+        payload = CredentialUpdateSerializer(data=request.data, partial=True)
+        payload.is_valid(raise_exception=True)
+        credential = services.credential_update(credential=credential, data=payload.validated_data)
+        return Response(CredentialSerializer(credential).data)
+
+    @extend_schema(request=CredentialUpdateSerializer, responses=CredentialSerializer)
+    def update(self, request, pk=None):
+        return self.partial_update(request, pk)
+
+    @extend_schema(responses={204: None})
+    def destroy(self, request, pk=None):
+        credential = self._credential(pk)
+        require_company_admin(request)
+        services.credential_delete(credential=credential)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(request=None, responses=ConnectionTestSerializer)
+    @action(detail=True, methods=["post"])
+    def test_connection(self, request, pk=None):
+        credential = self._credential(pk)
+        require_company_admin(request)
+        return Response(services.credential_test(credential=credential))

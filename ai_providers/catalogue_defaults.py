@@ -1,0 +1,118 @@
+"""The catalogue loaded by a data migration (editable afterwards in the admin): providers, models, list prices.
+
+Prices are USD per million tokens, effective from PRICES_FROM; a later price is added as a new dated row.
+"""
+
+PRICES_FROM = "2025-01-01T00:00:00Z"
+
+CHAT = ["chat", "streaming"]
+FULL = ["chat", "streaming", "json", "tools"]
+
+PROVIDERS = [
+    {
+        "name": "openai",
+        "display_name": "OpenAI",
+        "kind": "openai",
+        "default_model": "gpt-4o-mini",
+        "model_prefixes": ["gpt-", "chatgpt-", "o1", "o3", "o4"],
+        "requires_key": True,
+    },
+    {
+        "name": "anthropic",
+        "display_name": "Anthropic",
+        "kind": "anthropic",
+        "default_model": "claude-sonnet-4-5",
+        "model_prefixes": ["claude-"],
+        "requires_key": True,
+    },
+    {
+        "name": "echo",
+        "display_name": "Echo (offline)",
+        "kind": "echo",
+        "default_model": "echo-1",
+        "model_prefixes": ["echo-"],
+        "requires_key": False,
+    },
+]
+
+# (provider, model, family, capabilities, context window, max output tokens, input $/1M, output $/1M)
+MODELS = [
+    ("openai", "gpt-4o", "standard", FULL, 128_000, 16_384, "2.50", "10.00"),
+    ("openai", "gpt-4o-mini", "standard", FULL, 128_000, 16_384, "0.15", "0.60"),
+    ("openai", "gpt-4.1", "standard", FULL, 1_047_576, 32_768, "2.00", "8.00"),
+    ("openai", "gpt-4.1-mini", "standard", FULL, 1_047_576, 32_768, "0.40", "1.60"),
+    ("openai", "gpt-4.1-nano", "standard", FULL, 1_047_576, 32_768, "0.10", "0.40"),
+    ("openai", "gpt-3.5-turbo", "standard", FULL, 16_385, 4_096, "0.50", "1.50"),
+    ("openai", "o1", "reasoning", FULL, 200_000, 100_000, "15.00", "60.00"),
+    ("openai", "o3", "reasoning", FULL, 200_000, 100_000, "2.00", "8.00"),
+    ("openai", "o3-mini", "reasoning", FULL, 200_000, 100_000, "1.10", "4.40"),
+    ("openai", "o4-mini", "reasoning", FULL, 200_000, 100_000, "1.10", "4.40"),
+    (
+        "anthropic",
+        "claude-opus-4-1",
+        "standard",
+        ["chat", "streaming", "tools"],
+        200_000,
+        32_000,
+        "15.00",
+        "75.00",
+    ),
+    (
+        "anthropic",
+        "claude-sonnet-4-5",
+        "standard",
+        ["chat", "streaming", "tools"],
+        200_000,
+        64_000,
+        "3.00",
+        "15.00",
+    ),
+    (
+        "anthropic",
+        "claude-haiku-4-5",
+        "standard",
+        ["chat", "streaming", "tools"],
+        200_000,
+        64_000,
+        "1.00",
+        "5.00",
+    ),
+    (
+        "anthropic",
+        "claude-3-5-haiku-latest",
+        "standard",
+        ["chat", "streaming", "tools"],
+        200_000,
+        8_192,
+        "0.80",
+        "4.00",
+    ),
+    ("echo", "echo-1", "standard", CHAT, 1_000_000, 100_000, "0", "0"),
+]
+
+
+def load_catalogue(Provider, ProviderModel, ModelPrice) -> None:
+    """Idempotent: creates what is missing, never overwrites an operator's edits."""
+    from django.utils.dateparse import parse_datetime
+
+    providers = {}
+    for spec in PROVIDERS:
+        providers[spec["name"]], _ = Provider.objects.get_or_create(name=spec["name"], defaults=spec)
+    for provider, name, family, capabilities, context, max_output, price_in, price_out in MODELS:
+        model, created = ProviderModel.objects.get_or_create(
+            name=name,
+            defaults={
+                "provider": providers[provider],
+                "family": family,
+                "capabilities": capabilities,
+                "context_window": context,
+                "max_output_tokens": max_output,
+            },
+        )
+        if created:
+            ModelPrice.objects.create(
+                model=model,
+                effective_from=parse_datetime(PRICES_FROM),
+                input_per_million=price_in,
+                output_per_million=price_out,
+            )

@@ -1,0 +1,166 @@
+"""Anthropic through the official `anthropic` SDK (messages API), behind the same interface as OpenAI."""
+
+from functools import lru_cache
+from typing import Any
+
+import anthropic
+from django.conf import settings
+
+from ai_providers.clients.base import (
+    ChatRequest,
+    ChatResult,
+    PermanentProviderError,
+    ProgressCallback,
+    ProviderError,
+    StopCheck,
+    TransientProviderError,
+)
+from ai_providers.clients.common import CallGuard, StreamProgress, error_message
+
+SYSTEM_ROLES = {"system", "developer"}
+
+
+def messages_params(request: ChatRequest) -> dict[str, Any]:
+    """System/developer messages become the `system` parameter; max_tokens is mandatory on this API."""
+    system = "\n\n".join(
+        str(m.get("content") or "") for m in request.messages if m.get("role") in SYSTEM_ROLES
+    )
+    messages = [
+        {"role": m["role"], "content": m.get("content") or ""}
+        for m in request.messages
+        if m.get("role") not in SYSTEM_ROLES
+    ]
+    params: dict[str, Any] = {
+        "model": request.model,
+        "messages": messages,
+        "max_tokens": request.max_tokens
+        or request.options.get("max_output_tokens")
+        or settings.AICORE_DEFAULT_MAX_OUTPUT_TOKENS,
+    }
+    if system:
+        params["system"] = system
+    if request.temperature is not None:
+        params["extra_body"] = {"temperature": request.temperature}
+    if request.tools:
+        params["tools"] = request.tools
+    return params
+
+
+def map_error(exc: Exception, provider: str) -> ProviderError:
+    """429, 408/409, 5xx and 529 (overloaded), timeouts and connection trouble are transient; other 4xx final."""
+    if isinstance(exc, anthropic.APITimeoutError):
+        return TransientProviderError(f"{provider}: request timed out", error_code="PROVIDER_TIMEOUT")
+    if isinstance(exc, anthropic.APIConnectionError):
+        return TransientProviderError(
+            f"{provider}: connection failed ({error_message(exc, 'unreachable')})",
+            error_code="PROVIDER_UNREACHABLE",
+        )
+    status = getattr(exc, "status_code", None)
+    message = f"{provider}: {error_message(exc, 'error')}"
+    if status == 429:
+        return TransientProviderError(message, error_code="PROVIDER_RATE_LIMITED", status_code=status)
+    if status is None or status in {408, 409} or status >= 500:
+        return TransientProviderError(message, error_code="PROVIDER_UNAVAILABLE", status_code=status)
+    if status in {401, 403}:
+        return PermanentProviderError(message, error_code="PROVIDER_AUTH_FAILED", status_code=status)
+    if status == 404:
+        return PermanentProviderError(message, error_code="PROVIDER_NOT_FOUND", status_code=status)
+    return PermanentProviderError(message, error_code="PROVIDER_REJECTED", status_code=status)
+
+
+class AnthropicClient:
+    def __init__(self, *, api_key: str, base_url: str | None = None, name: str = "anthropic"):
+        self.name = name
+        self._sdk = anthropic.Anthropic(
+            api_key=api_key,
+            base_url=base_url or None,
+            max_retries=0,  # the engine owns retries
+            timeout=anthropic.Timeout(60.0, connect=float(settings.AICORE_PROVIDER_CONNECT_TIMEOUT)),
+        )
+
+    def __repr__(self) -> str:  # never the key
+        return f"<AnthropicClient {self.name} {self._sdk.base_url}>"
+
+    def _timeout(self, guard: CallGuard) -> anthropic.Timeout:
+        return anthropic.Timeout(
+            guard.remaining(), connect=min(guard.remaining(), float(settings.AICORE_PROVIDER_CONNECT_TIMEOUT))
+        )
+
+    def chat(
+        self, request: ChatRequest, *, on_progress: ProgressCallback, should_stop: StopCheck
+    ) -> ChatResult:
+        guard = CallGuard(
+            provider=self.name, timeout_seconds=request.timeout_seconds, should_stop=should_stop
+        )
+        params = messages_params(request)
+        try:
+            if request.stream:
+                return self._chat_streamed(params, guard, on_progress)
+            raw = self._sdk.messages.with_raw_response.create(**params, timeout=self._timeout(guard))
+            message = raw.parse()
+            guard.check()
+            text = "".join(block.text for block in message.content if block.type == "text")
+            extra: dict[str, Any] = {"provider_response_id": message.id}
+            tool_uses = [
+                block.model_dump(mode="json") for block in message.content if block.type == "tool_use"
+            ]
+            if tool_uses:
+                extra["tool_calls"] = tool_uses
+            return ChatResult(
+                completion=text,
+                finish_reason=message.stop_reason or "stop",
+                model=message.model,
+                request_id=raw.headers.get("request-id"),
+                input_tokens=message.usage.input_tokens,
+                output_tokens=message.usage.output_tokens,
+                extra=extra,
+            )
+        except anthropic.AnthropicError as exc:
+            raise map_error(exc, self.name) from None
+
+    def _chat_streamed(self, params: dict, guard: CallGuard, on_progress: ProgressCallback) -> ChatResult:
+        progress = StreamProgress(on_progress, params["max_tokens"])
+        stream = self._sdk.messages.create(**params, stream=True, timeout=self._timeout(guard))
+        parts: list[str] = []
+        length = 0
+        input_tokens = output_tokens = 0
+        finish, model, message_id = None, params["model"], None
+        with stream:
+            for event in stream:
+                guard.check()
+                if event.type == "message_start":
+                    message_id, model = event.message.id, event.message.model or model
+                    input_tokens = event.message.usage.input_tokens or 0
+                    output_tokens = event.message.usage.output_tokens or 0
+                elif event.type == "content_block_delta" and event.delta.type == "text_delta":
+                    parts.append(event.delta.text)
+                    length += len(event.delta.text)
+                    progress.update(length)
+                elif event.type == "message_delta":
+                    finish = event.delta.stop_reason or finish
+                    output_tokens = event.usage.output_tokens or output_tokens
+            request_id = stream.response.headers.get("request-id")
+        return ChatResult(
+            completion="".join(parts),
+            finish_reason=finish or "end_turn",
+            model=model,
+            request_id=request_id,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            extra={"provider_response_id": message_id},
+        )
+
+    def check(self, *, timeout_seconds: float = 10.0) -> dict[str, Any]:
+        """A real, cheap call (list models) proving the key and the URL work."""
+        try:
+            page = self._sdk.models.list(
+                timeout=anthropic.Timeout(timeout_seconds, connect=min(timeout_seconds, 5.0))
+            )
+            return {"models": len(page.data)}
+        except anthropic.AnthropicError as exc:
+            raise map_error(exc, self.name) from None
+
+
+@lru_cache(maxsize=64)
+def anthropic_client(api_key: str, base_url: str = "", name: str = "anthropic") -> AnthropicClient:
+    return AnthropicClient(api_key=api_key, base_url=base_url, name=name)

@@ -1,0 +1,72 @@
+"""What the real provider clients share: the call deadline, progress reporting and error messages."""
+
+import time
+
+from ai_providers.clients.base import CallAbandoned, ProgressCallback, StopCheck, TransientProviderError
+
+PROGRESS_INTERVAL_SECONDS = 0.25
+
+
+class CallGuard:
+    """The whole call's deadline and the caller's stop request, checked between streamed chunks.
+
+    The HTTP read timeout alone cannot bound a call: a server trickling one byte per second never trips it.
+    """
+
+    def __init__(self, *, provider: str, timeout_seconds: float, should_stop: StopCheck):
+        self.provider = provider
+        self.timeout_seconds = timeout_seconds
+        self.deadline = time.monotonic() + timeout_seconds
+        self.should_stop = should_stop
+
+    def remaining(self) -> float:
+        return max(0.001, self.deadline - time.monotonic())
+
+    def check(self) -> None:
+        if self.should_stop():
+            raise CallAbandoned(f"{self.provider}: call abandoned")
+        if time.monotonic() > self.deadline:
+            raise self.timed_out()
+
+    def timed_out(self) -> TransientProviderError:
+        return TransientProviderError(
+            f"{self.provider}: no complete answer within {self.timeout_seconds:g} s",
+            error_code="PROVIDER_TIMEOUT",
+        )
+
+
+class StreamProgress:
+    """Maps a growing answer to a rising percentage (the final size is unknown: estimated from max tokens),
+    reported when it changes and at most every PROGRESS_INTERVAL_SECONDS, since each report is a database write.
+    """
+
+    def __init__(self, on_progress: ProgressCallback, expected_tokens: int | None):
+        self.on_progress = on_progress
+        self.expected_tokens = max(1, expected_tokens or 1024)
+        self.reported = -1
+        self.reported_at = 0.0
+
+    def update(self, output_chars: int) -> None:
+        percent = min(99, (output_chars // 4 + 1) * 100 // self.expected_tokens)
+        now = time.monotonic()
+        if percent > self.reported and (
+            self.reported < 0 or now - self.reported_at >= PROGRESS_INTERVAL_SECONDS
+        ):
+            self.reported, self.reported_at = percent, now
+            self.on_progress(percent)
+
+
+def error_message(exc: Exception, default: str) -> str:
+    """The provider's own message out of an SDK error body ({"message": …} or {"error": {"message": …}})."""
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        inner = body.get("error") if isinstance(body.get("error"), dict) else body
+        message = inner.get("message")
+        if isinstance(message, str) and message:
+            return message[:2000]
+    return (getattr(exc, "message", None) or str(exc) or default)[:2000]
+
+
+def estimate_tokens(text: str) -> int:
+    """A rough token count (4 characters a token) when a server does not report usage."""
+    return (len(text) + 3) // 4

@@ -1,0 +1,250 @@
+"""OpenAI (and any OpenAI-compatible server) through the official `openai` SDK."""
+
+import json
+import re
+from functools import lru_cache
+from typing import Any
+
+import openai
+from django.conf import settings
+
+from ai_providers.clients.base import (
+    ChatRequest,
+    ChatResult,
+    PermanentProviderError,
+    ProgressCallback,
+    ProviderError,
+    StopCheck,
+    TransientProviderError,
+)
+from ai_providers.clients.common import CallGuard, StreamProgress, error_message, estimate_tokens
+
+# o1, o3, o4-mini…: reasoning models take reasoning_effort and max_completion_tokens, no temperature,
+# and a "developer" message instead of "system".
+REASONING_MODEL = re.compile(r"^o\d")
+
+
+def is_reasoning_model(model: str, options: dict | None = None) -> bool:
+    family = (options or {}).get("model_family")
+    if family:
+        return family == "reasoning"
+    return bool(REASONING_MODEL.match(model))
+
+
+def chat_params(request: ChatRequest) -> dict[str, Any]:
+    """The chat.completions arguments for the request under its model family's rules."""
+    options = request.options
+    params: dict[str, Any] = {"model": request.model, "messages": request.messages}
+    if is_reasoning_model(request.model, options):
+        params["messages"] = [
+            {**m, "role": "developer"} if m.get("role") == "system" else m for m in request.messages
+        ]
+        limit = options.get("max_completion_tokens") or request.max_tokens
+        if limit is not None:
+            params["max_completion_tokens"] = limit
+        if options.get("reasoning_effort"):
+            params["reasoning_effort"] = options["reasoning_effort"]
+    else:
+        if request.max_tokens is not None:
+            params["max_tokens"] = request.max_tokens
+        if request.temperature is not None:
+            params["temperature"] = request.temperature
+    if request.response_format:
+        params["response_format"] = request.response_format
+    if request.tools:
+        params["tools"] = request.tools
+        if options.get("tool_choice") is not None:
+            params["tool_choice"] = options["tool_choice"]
+    return params
+
+
+def map_error(exc: Exception, provider: str) -> ProviderError:
+    """429, 408/409, 5xx, timeouts and connection trouble are worth a retry; any other 4xx is final."""
+    if isinstance(exc, openai.APITimeoutError):
+        return TransientProviderError(f"{provider}: request timed out", error_code="PROVIDER_TIMEOUT")
+    if isinstance(exc, openai.APIConnectionError):
+        return TransientProviderError(
+            f"{provider}: connection failed ({error_message(exc, 'unreachable')})",
+            error_code="PROVIDER_UNREACHABLE",
+        )
+    status = getattr(exc, "status_code", None)
+    message = f"{provider}: {error_message(exc, 'error')}"
+    if status == 429:
+        return TransientProviderError(message, error_code="PROVIDER_RATE_LIMITED", status_code=status)
+    if status is None or status in {408, 409} or status >= 500:
+        return TransientProviderError(message, error_code="PROVIDER_UNAVAILABLE", status_code=status)
+    if status in {401, 403}:
+        return PermanentProviderError(message, error_code="PROVIDER_AUTH_FAILED", status_code=status)
+    if status == 404:
+        return PermanentProviderError(message, error_code="PROVIDER_NOT_FOUND", status_code=status)
+    return PermanentProviderError(message, error_code="PROVIDER_REJECTED", status_code=status)
+
+
+class OpenAIClient:
+    """One SDK client per (key, base URL): its connection pool is shared by every call on every thread."""
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        base_url: str | None = None,
+        organization: str | None = None,
+        name: str = "openai",
+    ):
+        self.name = name
+        self._sdk = openai.OpenAI(
+            api_key=api_key,
+            base_url=base_url or None,
+            organization=organization or None,
+            max_retries=0,  # the engine owns retries (backoff, attempts, fencing); the SDK must not add its own
+            timeout=openai.Timeout(60.0, connect=float(settings.AICORE_PROVIDER_CONNECT_TIMEOUT)),
+        )
+
+    def __repr__(self) -> str:  # never the key
+        return f"<OpenAIClient {self.name} {self._sdk.base_url}>"
+
+    def _timeout(self, guard: CallGuard) -> openai.Timeout:
+        return openai.Timeout(
+            guard.remaining(), connect=min(guard.remaining(), float(settings.AICORE_PROVIDER_CONNECT_TIMEOUT))
+        )
+
+    def chat(
+        self, request: ChatRequest, *, on_progress: ProgressCallback, should_stop: StopCheck
+    ) -> ChatResult:
+        guard = CallGuard(
+            provider=self.name, timeout_seconds=request.timeout_seconds, should_stop=should_stop
+        )
+        params = chat_params(request)
+        try:
+            if request.stream:
+                return self._chat_streamed(request, params, guard, on_progress)
+            return self._chat_whole(request, params, guard)
+        except openai.OpenAIError as exc:
+            raise map_error(exc, self.name) from None
+
+    def _chat_whole(self, request: ChatRequest, params: dict, guard: CallGuard) -> ChatResult:
+        raw = self._sdk.chat.completions.with_raw_response.create(**params, timeout=self._timeout(guard))
+        response = raw.parse()
+        guard.check()
+        choice = response.choices[0] if response.choices else None
+        message = choice.message if choice else None
+        text = (message.content if message else None) or ""
+        extra: dict[str, Any] = {"provider_response_id": response.id}
+        if message is not None and message.tool_calls:
+            extra["tool_calls"] = [call.model_dump(mode="json") for call in message.tool_calls]
+        usage = response.usage
+        return self._result(
+            request,
+            text=text,
+            finish=(choice.finish_reason if choice else None) or "stop",
+            model=response.model,
+            request_id=raw.headers.get("x-request-id"),
+            input_tokens=usage.prompt_tokens if usage else None,
+            output_tokens=usage.completion_tokens if usage else None,
+            extra=extra,
+        )
+
+    def _chat_streamed(
+        self, request: ChatRequest, params: dict, guard: CallGuard, on_progress: ProgressCallback
+    ) -> ChatResult:
+        progress = StreamProgress(
+            on_progress, request.options.get("max_completion_tokens") or request.max_tokens
+        )
+        stream = self._sdk.chat.completions.create(
+            **params, stream=True, stream_options={"include_usage": True}, timeout=self._timeout(guard)
+        )
+        parts: list[str] = []
+        length = 0
+        tool_calls: dict[int, dict[str, Any]] = {}
+        finish, model, response_id, usage = None, request.model, None, None
+        with stream:
+            for chunk in stream:
+                guard.check()
+                response_id = response_id or chunk.id
+                model = chunk.model or model
+                if chunk.usage is not None:
+                    usage = chunk.usage
+                for choice in chunk.choices:
+                    delta = choice.delta
+                    if delta is not None and delta.content:
+                        parts.append(delta.content)
+                        length += len(delta.content)
+                    if delta is not None and delta.tool_calls:
+                        _merge_tool_calls(tool_calls, delta.tool_calls)
+                    finish = choice.finish_reason or finish
+                progress.update(length)
+            request_id = stream.response.headers.get("x-request-id")
+        extra: dict[str, Any] = {"provider_response_id": response_id}
+        if tool_calls:
+            extra["tool_calls"] = [tool_calls[i] for i in sorted(tool_calls)]
+        return self._result(
+            request,
+            text="".join(parts),
+            finish=finish or "stop",
+            model=model,
+            request_id=request_id,
+            input_tokens=usage.prompt_tokens if usage else None,
+            output_tokens=usage.completion_tokens if usage else None,
+            extra=extra,
+        )
+
+    def _result(
+        self,
+        request: ChatRequest,
+        *,
+        text: str,
+        finish: str,
+        model: str,
+        request_id: str | None,
+        input_tokens: int | None,
+        output_tokens: int | None,
+        extra: dict[str, Any],
+    ) -> ChatResult:
+        if input_tokens is None or output_tokens is None:
+            # Some compatible servers omit usage: estimate, and say so in the result.
+            extra["usage_estimated"] = True
+            input_tokens = estimate_tokens("".join(str(m.get("content") or "") for m in request.messages))
+            output_tokens = estimate_tokens(text)
+        if request.response_format and request.response_format.get("type") in {"json_object", "json_schema"}:
+            try:
+                extra["json"] = json.loads(text)
+            except ValueError:
+                extra["json_error"] = "the completion is not valid JSON"
+        return ChatResult(
+            completion=text,
+            finish_reason=finish,
+            model=model,
+            request_id=request_id,
+            input_tokens=int(input_tokens),
+            output_tokens=int(output_tokens),
+            extra=extra,
+        )
+
+    def check(self, *, timeout_seconds: float = 10.0) -> dict[str, Any]:
+        """A real, cheap call (list models) proving the key and the URL work."""
+        try:
+            page = self._sdk.models.list(
+                timeout=openai.Timeout(timeout_seconds, connect=min(timeout_seconds, 5.0))
+            )
+            return {"models": len(page.data)}
+        except openai.OpenAIError as exc:
+            raise map_error(exc, self.name) from None
+
+
+def _merge_tool_calls(calls: dict[int, dict[str, Any]], deltas) -> None:
+    for delta in deltas:
+        call = calls.setdefault(
+            delta.index, {"id": None, "type": "function", "function": {"name": "", "arguments": ""}}
+        )
+        if delta.id:
+            call["id"] = delta.id
+        if delta.function is not None:
+            call["function"]["name"] += delta.function.name or ""
+            call["function"]["arguments"] += delta.function.arguments or ""
+
+
+@lru_cache(maxsize=64)
+def openai_client(
+    api_key: str, base_url: str = "", organization: str = "", name: str = "openai"
+) -> OpenAIClient:
+    return OpenAIClient(api_key=api_key, base_url=base_url, organization=organization, name=name)

@@ -1,0 +1,115 @@
+"""The provider catalogue (providers, models, dated prices) and per-company credentials (encrypted at rest)."""
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class ProviderKind(models.TextChoices):
+    """Which client speaks to the provider: several providers may share a wire format (vLLM speaks OpenAI)."""
+
+    OPENAI = "openai"
+    ANTHROPIC = "anthropic"
+    ECHO = "echo"
+
+
+class Provider(models.Model):
+    name = models.SlugField(max_length=50, unique=True)
+    display_name = models.CharField(max_length=100)
+    kind = models.CharField(max_length=20, choices=ProviderKind.choices)
+    default_model = models.CharField(max_length=100, blank=True)
+    # Model names starting with one of these belong to this provider even when not in the catalogue.
+    model_prefixes = models.JSONField(default=list, blank=True)
+    requires_key = models.BooleanField(default=True)
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.display_name
+
+
+class ModelFamily(models.TextChoices):
+    STANDARD = "standard"  # temperature, max_tokens, system role
+    REASONING = "reasoning"  # OpenAI o-series: reasoning_effort, max_completion_tokens, developer role
+
+
+class ProviderModel(models.Model):
+    provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="models")
+    name = models.CharField(max_length=100, unique=True)
+    family = models.CharField(max_length=20, choices=ModelFamily.choices, default=ModelFamily.STANDARD)
+    capabilities = models.JSONField(
+        default=list, blank=True, help_text='e.g. ["chat", "streaming", "json", "tools"]'
+    )
+    context_window = models.PositiveIntegerField(default=128_000)
+    max_output_tokens = models.PositiveIntegerField(default=16_384)
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["provider__name", "name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_reasoning(self) -> bool:
+        return self.family == ModelFamily.REASONING
+
+
+class ModelPrice(models.Model):
+    """USD per million tokens from `effective_from` on, until the model's next price. Past usage keeps its price."""
+
+    model = models.ForeignKey(ProviderModel, on_delete=models.CASCADE, related_name="prices")
+    effective_from = models.DateTimeField(default=timezone.now)
+    input_per_million = models.DecimalField(max_digits=12, decimal_places=6)
+    output_per_million = models.DecimalField(max_digits=12, decimal_places=6)
+
+    class Meta:
+        ordering = ["model", "-effective_from"]
+        constraints = [
+            models.UniqueConstraint(fields=["model", "effective_from"], name="modelprice_one_per_instant"),
+            models.CheckConstraint(
+                condition=Q(input_per_million__gte=0, output_per_million__gte=0),
+                name="modelprice_not_negative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model}: ${self.input_per_million}/${self.output_per_million} per 1M from {self.effective_from:%Y-%m-%d}"
+
+
+class ProviderCredential(models.Model):
+    """A company's own key for a provider. The key is stored only as a Fernet token and never leaves the server."""
+
+    company = models.ForeignKey(
+        "business.Company", on_delete=models.CASCADE, related_name="provider_credentials"
+    )
+    provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="credentials")
+    api_key_encrypted = models.TextField(editable=False)
+    base_url = models.URLField(max_length=500, blank=True)
+    organization = models.CharField(max_length=200, blank=True)
+    is_active = models.BooleanField(default=True)
+    last_tested_at = models.DateTimeField(null=True, blank=True)
+    last_test_ok = models.BooleanField(null=True, blank=True)
+    last_test_message = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["provider__name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["company", "provider"], name="credential_one_per_company_provider"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.company} / {self.provider}"
+
+    def __repr__(self) -> str:
+        return f"<ProviderCredential {self.pk} {self.company_id}/{self.provider_id}>"
+
+    @property
+    def has_key(self) -> bool:
+        return bool(self.api_key_encrypted)

@@ -1,0 +1,203 @@
+"""Reads on the catalogue, prices and credentials. Credentials are read through `credentials_of()` only."""
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
+
+from django.conf import settings
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from ai_providers.models import (
+    ModelFamily,
+    ModelPrice,
+    Provider,
+    ProviderCredential,
+    ProviderKind,
+    ProviderModel,
+)
+from business.errors import ApplicationError, NotFound
+from business.models import Brand
+
+MICRO = Decimal("0.000001")
+MILLION = Decimal(1_000_000)
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """A model name resolved through the catalogue: which provider runs it, under which rules."""
+
+    name: str
+    provider: Provider
+    family: str
+    max_output_tokens: int
+    model_id: int | None  # None: a name matched by the provider's prefixes only (no price known)
+
+    @property
+    def is_reasoning(self) -> bool:
+        return self.family == ModelFamily.REASONING
+
+
+def model_resolve(name: str) -> ModelChoice:
+    """The catalogue entry of `name`, else the active provider whose prefixes match it (echo-* → echo)."""
+    if not isinstance(name, str) or not name:
+        raise ApplicationError("model must be a non-empty string", error_code="MODEL_NOT_SUPPORTED")
+    model = (
+        ProviderModel.objects.select_related("provider")
+        .filter(name=name, is_active=True, provider__is_active=True)
+        .first()
+    )
+    if model is not None:
+        return ModelChoice(
+            name=name,
+            provider=model.provider,
+            family=model.family,
+            max_output_tokens=model.max_output_tokens,
+            model_id=model.pk,
+        )
+    for provider in Provider.objects.filter(is_active=True).order_by("name"):
+        if any(name.startswith(prefix) for prefix in provider.model_prefixes or []):
+            family = ModelFamily.STANDARD
+            if provider.kind == ProviderKind.OPENAI:
+                from ai_providers.clients.openai_client import is_reasoning_model
+
+                family = ModelFamily.REASONING if is_reasoning_model(name) else ModelFamily.STANDARD
+            return ModelChoice(
+                name=name,
+                provider=provider,
+                family=family,
+                max_output_tokens=settings.AICORE_DEFAULT_MAX_OUTPUT_TOKENS,
+                model_id=None,
+            )
+    raise ApplicationError(
+        f"Model '{name}' is not in the provider catalogue", error_code="MODEL_NOT_SUPPORTED"
+    )
+
+
+@dataclass(frozen=True)
+class Price:
+    input_per_million: Decimal
+    output_per_million: Decimal
+    effective_from: datetime | None = None
+
+
+FREE = Price(Decimal(0), Decimal(0))
+
+
+def price_at(model_name: str, at: datetime | None = None) -> Price:
+    """The price in effect at `at` (now by default): the latest price whose date is not after it."""
+    row = (
+        ModelPrice.objects.filter(model__name=model_name, effective_from__lte=at or timezone.now())
+        .order_by("-effective_from")
+        .values("input_per_million", "output_per_million", "effective_from")
+        .first()
+    )
+    if row is None:
+        return FREE
+    return Price(Decimal(row["input_per_million"]), Decimal(row["output_per_million"]), row["effective_from"])
+
+
+@dataclass(frozen=True)
+class Cost:
+    input_cost: Decimal
+    output_cost: Decimal
+
+    @property
+    def total_cost(self) -> Decimal:
+        return self.input_cost + self.output_cost
+
+
+def cost_of(*, input_tokens: int, output_tokens: int, price: Price) -> Cost:
+    """tokens × price per million, each side rounded half-up to the micro-dollar (6 places)."""
+    return Cost(
+        input_cost=(Decimal(int(input_tokens)) * price.input_per_million / MILLION).quantize(
+            MICRO, ROUND_HALF_UP
+        ),
+        output_cost=(Decimal(int(output_tokens)) * price.output_per_million / MILLION).quantize(
+            MICRO, ROUND_HALF_UP
+        ),
+    )
+
+
+def providers_active() -> QuerySet[Provider]:
+    return Provider.objects.filter(is_active=True).prefetch_related("models__prices").order_by("name")
+
+
+def provider_get(name: str) -> Provider:
+    provider = Provider.objects.filter(name=name, is_active=True).first()
+    if provider is None:
+        raise NotFound(f"Provider '{name}' not found", error_code="PROVIDER_NOT_FOUND")
+    return provider
+
+
+def credentials_of(brand: Brand) -> QuerySet[ProviderCredential]:
+    """The credentials a request acting on `brand` may see: those of the brand's company, nothing else."""
+    return ProviderCredential.objects.filter(company_id=brand.company_id).select_related("provider")
+
+
+def credential_get(*, brand: Brand, pk) -> ProviderCredential:
+    credential = credentials_of(brand).filter(pk=pk).first() if str(pk).isdigit() else None
+    if credential is None:
+        raise NotFound("Credential not found", error_code="CREDENTIAL_NOT_FOUND")
+    return credential
+
+
+def environment_key(provider: Provider) -> str:
+    """The operator's global key for the provider's wire format (the fallback when a company has none)."""
+    if provider.kind == ProviderKind.OPENAI:
+        return settings.OPENAI_API_KEY
+    if provider.kind == ProviderKind.ANTHROPIC:
+        return settings.ANTHROPIC_API_KEY
+    return ""
+
+
+def key_source(*, company_id: int | None, provider: Provider) -> str | None:
+    """Where a call for this company would take its key: "company", "environment", "builtin", or None."""
+    if not provider.requires_key:
+        return "builtin"
+    if (
+        company_id
+        and ProviderCredential.objects.filter(
+            company_id=company_id, provider=provider, is_active=True
+        ).exists()
+    ):
+        return "company"
+    if environment_key(provider):
+        return "environment"
+    return None
+
+
+def current_price(model: ProviderModel, at: datetime | None = None) -> Price:
+    """Like price_at, from the model's prefetched prices (lists show many models without a query each)."""
+    at = at or timezone.now()
+    dated = [p for p in model.prices.all() if p.effective_from <= at]
+    if not dated:
+        return FREE
+    latest = max(dated, key=lambda p: p.effective_from)
+    return Price(latest.input_per_million, latest.output_per_million, latest.effective_from)
+
+
+def model_as_dict(model: ProviderModel) -> dict:
+    price = current_price(model)
+    return {
+        "name": model.name,
+        "family": model.family,
+        "capabilities": model.capabilities,
+        "context_window": model.context_window,
+        "max_output_tokens": model.max_output_tokens,
+        "price": {
+            "input_per_million": str(price.input_per_million),
+            "output_per_million": str(price.output_per_million),
+            "effective_from": price.effective_from.isoformat() if price.effective_from else None,
+            "currency": "USD",
+        },
+    }
+
+
+def models_of_kind(kinds: set[str]) -> QuerySet[ProviderModel]:
+    return (
+        ProviderModel.objects.filter(is_active=True, provider__is_active=True, provider__kind__in=kinds)
+        .select_related("provider")
+        .prefetch_related("prices")
+        .order_by("provider__name", "name")
+    )

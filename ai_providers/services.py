@@ -1,0 +1,233 @@
+"""Writes on credentials and prices, and the seam the engine calls: a model name → a ready provider client."""
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from ai_providers.clients.anthropic_client import anthropic_client
+from ai_providers.clients.base import ProviderClient, ProviderError
+from ai_providers.clients.echo import EchoClient
+from ai_providers.clients.openai_client import openai_client
+from ai_providers.crypto import decrypt_secret, encrypt_secret
+from ai_providers.models import ModelPrice, Provider, ProviderCredential, ProviderKind, ProviderModel
+from ai_providers.selectors import ModelChoice, environment_key, model_resolve
+from ai_providers.urls_safety import check_base_url
+from business.errors import ApplicationError, Conflict
+from business.models import Company
+
+logger = logging.getLogger(__name__)
+
+_ECHO = EchoClient()
+
+
+class ProviderNotConfigured(ApplicationError):
+    error_code = "PROVIDER_NOT_CONFIGURED"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    api_key: str
+    base_url: str
+    organization: str
+    source: str  # "company" | "environment" | "builtin"
+
+    def __repr__(self) -> str:  # never the key
+        return f"Endpoint(base_url={self.base_url!r}, source={self.source!r})"
+
+
+def provider_endpoint(*, company_id: int | None, provider: Provider) -> Endpoint | None:
+    """The key and URL a call for this company uses: its own credential, else the operator's environment."""
+    if not provider.requires_key:
+        return Endpoint(api_key="", base_url="", organization="", source="builtin")
+    credential = None
+    if company_id:
+        credential = ProviderCredential.objects.filter(
+            company_id=company_id, provider=provider, is_active=True
+        ).first()
+    if credential is not None:
+        base_url = (
+            check_base_url(credential.base_url) if credential.base_url else _environment_base_url(provider)
+        )
+        return Endpoint(
+            api_key=decrypt_secret(credential.api_key_encrypted),
+            base_url=base_url,
+            organization=credential.organization,
+            source="company",
+        )
+    key = environment_key(provider)
+    if key:
+        organization = settings.OPENAI_ORGANIZATION if provider.kind == ProviderKind.OPENAI else ""
+        return Endpoint(
+            api_key=key,
+            base_url=_environment_base_url(provider),
+            organization=organization,
+            source="environment",
+        )
+    return None
+
+
+def _environment_base_url(provider: Provider) -> str:
+    if provider.kind == ProviderKind.OPENAI:
+        return settings.OPENAI_BASE_URL
+    if provider.kind == ProviderKind.ANTHROPIC:
+        return settings.ANTHROPIC_BASE_URL
+    return ""
+
+
+def client_for(provider: Provider, endpoint: Endpoint) -> ProviderClient:
+    if provider.kind == ProviderKind.ECHO:
+        return _ECHO
+    if provider.kind == ProviderKind.ANTHROPIC:
+        return anthropic_client(endpoint.api_key, endpoint.base_url, provider.name)
+    return openai_client(endpoint.api_key, endpoint.base_url, endpoint.organization, provider.name)
+
+
+def client_for_model(*, model: str, company_id: int | None) -> tuple[ProviderClient, ModelChoice]:
+    """The engine's seam: the client that runs `model` for this company, and the model's catalogue entry.
+
+    Raises ApplicationError MODEL_NOT_SUPPORTED (unknown model) or PROVIDER_NOT_CONFIGURED (no key anywhere).
+    """
+    choice = model_resolve(model)
+    endpoint = provider_endpoint(company_id=company_id, provider=choice.provider)
+    if endpoint is None:
+        raise ProviderNotConfigured(
+            f"Provider '{choice.provider.name}' has no API key: store a credential for your company or set "
+            f"the operator's environment key",
+            provider=choice.provider.name,
+        )
+    return client_for(choice.provider, endpoint), choice
+
+
+def effective_max_tokens(input_data: dict, choice: ModelChoice) -> int:
+    """The output bound a call runs with, also the one quotas reserve: the request's, else a default."""
+    asked = input_data.get("max_completion_tokens") or input_data.get("max_tokens")
+    if isinstance(asked, int) and asked > 0:
+        return asked
+    return min(choice.max_output_tokens, settings.AICORE_DEFAULT_MAX_OUTPUT_TOKENS)
+
+
+# --- credentials --------------------------------------------------------------------------------------
+
+
+def credential_create(
+    *, company: Company, provider: Provider, api_key: str, base_url: str = "", organization: str = ""
+) -> ProviderCredential:
+    if not api_key or not api_key.strip():
+        raise ApplicationError(
+            "api_key is required", error_code="VALIDATION_ERROR", errors={"api_key": ["Required."]}
+        )
+    if not provider.requires_key:
+        raise ApplicationError(
+            f"Provider '{provider.name}' needs no credential", error_code="VALIDATION_ERROR"
+        )
+    base_url = check_base_url(base_url) if base_url else ""
+    with transaction.atomic():
+        if ProviderCredential.objects.filter(company=company, provider=provider).exists():
+            raise Conflict(
+                f"Your company already has a credential for '{provider.name}'; update it",
+                error_code="CREDENTIAL_EXISTS",
+            )
+        credential = ProviderCredential.objects.create(
+            company=company,
+            provider=provider,
+            api_key_encrypted=encrypt_secret(api_key.strip()),
+            base_url=base_url,
+            organization=organization,
+        )
+    logger.info("provider credential %s stored for company %s (%s)", credential.pk, company.pk, provider.name)
+    return credential
+
+
+def credential_update(*, credential: ProviderCredential, data: dict[str, Any]) -> ProviderCredential:
+    if "api_key" in data:
+        if not data["api_key"] or not str(data["api_key"]).strip():
+            raise ApplicationError(
+                "api_key cannot be empty",
+                error_code="VALIDATION_ERROR",
+                errors={"api_key": ["May not be blank."]},
+            )
+        credential.api_key_encrypted = encrypt_secret(str(data["api_key"]).strip())
+        credential.last_tested_at = credential.last_test_ok = None
+        credential.last_test_message = ""
+    if "base_url" in data:
+        credential.base_url = check_base_url(data["base_url"]) if data["base_url"] else ""
+    for field in ("organization", "is_active"):
+        if field in data:
+            setattr(credential, field, data[field])
+    credential.save()
+    logger.info("provider credential %s updated", credential.pk)
+    return credential
+
+
+def credential_delete(*, credential: ProviderCredential) -> None:
+    logger.info("provider credential %s deleted", credential.pk)
+    credential.delete()
+
+
+def credential_test(*, credential: ProviderCredential) -> dict[str, Any]:
+    """A real call with the stored key (outside any transaction: it waits on the network)."""
+    provider = credential.provider
+    try:
+        base_url = (
+            check_base_url(credential.base_url) if credential.base_url else _environment_base_url(provider)
+        )
+        endpoint = Endpoint(
+            api_key=decrypt_secret(credential.api_key_encrypted),
+            base_url=base_url,
+            organization=credential.organization,
+            source="company",
+        )
+    except ApplicationError as exc:
+        return _record_test(credential, ok=False, message=exc.detail, latency_ms=None)
+    client = client_for(provider, endpoint)
+    started = time.monotonic()
+    try:
+        details = client.check(timeout_seconds=10.0)
+    except ProviderError as exc:
+        return _record_test(
+            credential,
+            ok=False,
+            message=exc.message,
+            latency_ms=_ms_since(started),
+            error_code=exc.error_code,
+        )
+    return _record_test(
+        credential, ok=True, message="Connection succeeded", latency_ms=_ms_since(started), **details
+    )
+
+
+def _ms_since(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)
+
+
+def _record_test(
+    credential: ProviderCredential, *, ok: bool, message: str, latency_ms: int | None, **details: Any
+) -> dict[str, Any]:
+    now = timezone.now()
+    ProviderCredential.objects.filter(pk=credential.pk).update(
+        last_tested_at=now, last_test_ok=ok, last_test_message=message[:500]
+    )
+    credential.last_tested_at, credential.last_test_ok, credential.last_test_message = now, ok, message[:500]
+    return {"ok": ok, "message": message, "latency_ms": latency_ms, "tested_at": now, **details}
+
+
+# --- prices -------------------------------------------------------------------------------------------
+
+
+def price_set(
+    *, model: ProviderModel, input_per_million: Decimal, output_per_million: Decimal, effective_from: datetime
+) -> ModelPrice:
+    """A new price from a date on. Usage already recorded keeps its price until an explicit `reprice`."""
+    price, _ = ModelPrice.objects.update_or_create(
+        model=model,
+        effective_from=effective_from,
+        defaults={"input_per_million": input_per_million, "output_per_million": output_per_million},
+    )
+    return price

@@ -1,0 +1,190 @@
+"""The OpenAI and Anthropic clients against the local fake server, through the real SDKs over real HTTP."""
+
+import pytest
+
+from ai_providers.clients.anthropic_client import AnthropicClient
+from ai_providers.clients.base import (
+    CallAbandoned,
+    ChatRequest,
+    PermanentProviderError,
+    TransientProviderError,
+)
+from ai_providers.clients.openai_client import OpenAIClient
+
+pytestmark = pytest.mark.filterwarnings("error")
+
+
+@pytest.fixture(params=["openai", "anthropic"])
+def client(request, fake_llm):
+    if request.param == "openai":
+        return OpenAIClient(api_key="sk-test", base_url=fake_llm.openai_base_url)
+    return AnthropicClient(api_key="sk-test", base_url=fake_llm.base_url)
+
+
+def ask(client, text, *, model=None, progress=None, should_stop=lambda: False, **kwargs):
+    model = model or ("gpt-4o-mini" if isinstance(client, OpenAIClient) else "claude-haiku-4-5")
+    request = ChatRequest(
+        model=model,
+        messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": text}],
+        **kwargs,
+    )
+    return client.chat(
+        request,
+        on_progress=(progress.append if progress is not None else lambda p: None),
+        should_stop=should_stop,
+    )
+
+
+def last_request(fake_llm, marker):
+    return next(r for r in reversed(fake_llm.requests) if marker in str(r["body"].get("messages")))
+
+
+def test_a_streamed_answer_drives_progress_and_reads_usage_from_the_stream(client, fake_llm):
+    progress = []
+    result = ask(
+        client, "stream me [fake chunks=4 delay=0.3 usage=1200,345]", progress=progress, max_tokens=100
+    )
+    assert result.completion == "Fake: stream me [fake chunks=4 delay=0.3 usage=1200,345]"
+    assert (result.input_tokens, result.output_tokens) == (1200, 345)
+    assert result.finish_reason in {"stop", "end_turn"}
+    assert result.request_id and result.request_id.startswith("req_fake")
+    assert result.extra["provider_response_id"]
+    assert len(progress) >= 2 and progress == sorted(progress) and progress[-1] < 100
+    body = last_request(fake_llm, "stream me")["body"]
+    assert body["stream"] is True
+    if isinstance(client, OpenAIClient):
+        assert body["stream_options"] == {"include_usage": True}
+
+
+def test_a_whole_answer_reads_usage_and_request_id(client):
+    result = ask(client, "whole [fake usage=10,20]", stream=False)
+    assert result.completion == "Fake: whole [fake usage=10,20]"
+    assert (result.input_tokens, result.output_tokens) == (10, 20)
+    assert result.request_id.startswith("req_fake")
+
+
+def test_json_mode_is_sent_and_the_answer_parsed(fake_llm):
+    client = OpenAIClient(api_key="sk-test", base_url=fake_llm.openai_base_url)
+    result = ask(client, "json please", response_format={"type": "json_object"})
+    assert result.extra["json"] == {"answer": "json please"}
+    assert last_request(fake_llm, "json please")["body"]["response_format"] == {"type": "json_object"}
+
+
+def test_tools_are_passed_through(fake_llm):
+    client = OpenAIClient(api_key="sk-test", base_url=fake_llm.openai_base_url)
+    tools = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}]
+    ask(client, "tools please", tools=tools, options={"tool_choice": "auto"})
+    body = last_request(fake_llm, "tools please")["body"]
+    assert body["tools"] == tools and body["tool_choice"] == "auto"
+
+
+def test_o_series_rules_developer_role_max_completion_tokens_reasoning_effort_no_temperature(fake_llm):
+    client = OpenAIClient(api_key="sk-test", base_url=fake_llm.openai_base_url)
+    ask(
+        client,
+        "reason [fake]",
+        model="o3-mini",
+        max_tokens=50,
+        temperature=0.3,
+        options={"reasoning_effort": "high"},
+    )
+    body = last_request(fake_llm, "reason [fake]")["body"]
+    assert body["messages"][0]["role"] == "developer"
+    assert body["max_completion_tokens"] == 50 and "max_tokens" not in body
+    assert body["reasoning_effort"] == "high" and "temperature" not in body
+
+
+def test_standard_model_rules_system_role_max_tokens_temperature(fake_llm):
+    client = OpenAIClient(api_key="sk-test", base_url=fake_llm.openai_base_url)
+    ask(
+        client,
+        "legacy [fake]",
+        model="gpt-3.5-turbo",
+        max_tokens=50,
+        temperature=0.3,
+        options={"reasoning_effort": "high"},
+    )
+    body = last_request(fake_llm, "legacy [fake]")["body"]
+    assert body["messages"][0]["role"] == "system"
+    assert body["max_tokens"] == 50 and body["temperature"] == 0.3
+    assert "reasoning_effort" not in body and "max_completion_tokens" not in body
+
+
+def test_anthropic_takes_system_messages_as_the_system_parameter(fake_llm):
+    client = AnthropicClient(api_key="sk-test", base_url=fake_llm.base_url)
+    ask(client, "anthropic system [fake]", max_tokens=64)
+    body = last_request(fake_llm, "anthropic system [fake]")["body"]
+    assert body["system"] == "Be brief." and [m["role"] for m in body["messages"]] == ["user"]
+    assert body["max_tokens"] == 64
+
+
+def test_429_is_transient_and_the_next_attempt_succeeds(client, fake_llm):
+    with pytest.raises(TransientProviderError) as raised:
+        ask(client, "[fake status=429 times=1 key=r429-%s]" % client.name)
+    assert raised.value.error_code == "PROVIDER_RATE_LIMITED" and "fake failure 429" in raised.value.message
+    result = ask(client, "[fake status=429 times=1 key=r429-%s]" % client.name, attempt=2)
+    assert result.completion.startswith("Fake:")
+
+
+def test_500_is_transient_and_the_sdk_does_not_retry_on_its_own(client, fake_llm):
+    before = len(fake_llm.requests)
+    with pytest.raises(TransientProviderError) as raised:
+        ask(client, "[fake status=500]")
+    assert raised.value.status_code == 500 and not raised.value.permanent
+    assert len(fake_llm.requests) == before + 1  # max_retries=0: the engine owns retries
+
+
+@pytest.mark.parametrize("status, code", [(400, "PROVIDER_REJECTED"), (404, "PROVIDER_NOT_FOUND")])
+def test_4xx_is_permanent_with_the_providers_message(client, status, code):
+    with pytest.raises(PermanentProviderError) as raised:
+        ask(client, f"[fake status={status}]")
+    assert raised.value.error_code == code and f"fake failure {status}" in raised.value.message
+
+
+def test_a_bad_key_is_permanent(fake_llm):
+    for client in (
+        OpenAIClient(api_key="bad-key", base_url=fake_llm.openai_base_url),
+        AnthropicClient(api_key="bad-key", base_url=fake_llm.base_url),
+    ):
+        with pytest.raises(PermanentProviderError) as raised:
+            ask(client, "hello")
+        assert (
+            raised.value.error_code == "PROVIDER_AUTH_FAILED" and "Incorrect API key" in raised.value.message
+        )
+
+
+def test_a_hung_server_ends_in_a_timeout(client):
+    with pytest.raises(TransientProviderError) as raised:
+        ask(client, "[fake hang]", timeout_seconds=1)
+    assert raised.value.error_code == "PROVIDER_TIMEOUT"
+
+
+def test_a_slow_trickle_cannot_outlive_the_timeout(client):
+    progress = []
+    with pytest.raises(TransientProviderError) as raised:
+        ask(client, "[fake trickle=0.1]", timeout_seconds=1, progress=progress)
+    assert raised.value.error_code == "PROVIDER_TIMEOUT"
+
+
+def test_a_stop_request_abandons_the_stream(client):
+    seen = []
+
+    def should_stop():
+        seen.append(1)
+        return len(seen) > 3
+
+    with pytest.raises(CallAbandoned):
+        ask(client, "[fake trickle=0.05]", timeout_seconds=30, should_stop=should_stop)
+
+
+def test_an_unreachable_server_is_transient():
+    client = OpenAIClient(api_key="sk-test", base_url="http://127.0.0.1:9/v1")
+    with pytest.raises(TransientProviderError) as raised:
+        ask(client, "hello", timeout_seconds=2)
+    assert raised.value.error_code in {"PROVIDER_UNREACHABLE", "PROVIDER_TIMEOUT"}
+
+
+def test_repr_never_shows_the_key(fake_llm):
+    client = OpenAIClient(api_key="sk-very-secret", base_url=fake_llm.openai_base_url)
+    assert "sk-very-secret" not in repr(client)
+    assert "sk-very-secret" not in repr(AnthropicClient(api_key="sk-very-secret", base_url=fake_llm.base_url))

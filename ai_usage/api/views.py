@@ -1,0 +1,119 @@
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from ai_providers.api.views import require_company_admin
+from ai_providers.selectors import provider_get
+from ai_usage import selectors, services
+from ai_usage.api.filters import UsageFilter
+from ai_usage.api.serializers import QuotaSerializer, QuotaWriteSerializer, UsageSerializer
+from business.access import company_brands
+from business.api.mixins import BrandScopedMixin
+from business.errors import ApplicationError
+
+MAX_DAYS = 366
+
+
+class UsageViewSet(BrandScopedMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
+    """Tokens and cost of the brand's finished jobs."""
+
+    serializer_class = UsageSerializer
+    filterset_class = UsageFilter
+
+    def get_queryset(self):
+        return selectors.usage_list(brand=self.request.brand)
+
+    @extend_schema(
+        parameters=[OpenApiParameter("days", OpenApiTypes.INT, required=False)], responses={200: dict}
+    )
+    @action(detail=False, methods=["get"])
+    def dashboard(self, request):
+        raw = request.query_params.get("days", "30")
+        if not raw.isdigit() or not 1 <= int(raw) <= MAX_DAYS:
+            raise ApplicationError(f"days must be an integer from 1 to {MAX_DAYS}", error_code="INVALID_DAYS")
+        return Response(selectors.usage_dashboard(brand=request.brand, days=int(raw)))
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("month", OpenApiTypes.STR, required=False, description="YYYY-MM"),
+            OpenApiParameter("scope", OpenApiTypes.STR, enum=["brand", "company"], required=False),
+        ],
+        responses={200: dict},
+    )
+    @action(detail=False, methods=["get"])
+    def cost_breakdown(self, request):
+        month = selectors.parse_month(request.query_params.get("month"))
+        scope = request.query_params.get("scope", "brand")
+        if scope not in {"brand", "company"}:
+            raise ApplicationError("scope must be 'brand' or 'company'", error_code="INVALID_SCOPE")
+        brands = list(company_brands(request.user, request.brand)) if scope == "company" else [request.brand]
+        return Response({**selectors.cost_breakdown(brands=brands, month=month), "scope": scope})
+
+
+class QuotaViewSet(BrandScopedMixin, viewsets.ViewSet):
+    """Monthly quotas that apply to the brand (its own and company-wide ones); company admins change them."""
+
+    @extend_schema(responses=QuotaSerializer(many=True))
+    def list(self, request):
+        return Response(QuotaSerializer(selectors.quotas_of(request.brand), many=True).data)
+
+    @extend_schema(responses=QuotaSerializer)
+    def retrieve(self, request, pk=None):
+        return Response(QuotaSerializer(selectors.quota_get(brand=request.brand, pk=pk)).data)
+
+    def _data(self, validated: dict) -> dict:
+        data = {
+            k: v
+            for k, v in validated.items()
+            if k in {"monthly_token_limit", "monthly_cost_limit", "is_active"}
+        }
+        if "scope" in validated:
+            data["brand"] = self.request.brand if validated["scope"] == "brand" else None
+        if "provider" in validated:
+            data["provider"] = provider_get(validated["provider"]) if validated["provider"] else None
+        return data
+
+    @extend_schema(request=QuotaWriteSerializer, responses={201: QuotaSerializer})
+    def create(self, request):
+        require_company_admin(request)
+        payload = QuotaWriteSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        quota = services.quota_save(
+            quota=None, company_id=request.brand.company_id, data=self._data(payload.validated_data)
+        )
+        return Response(QuotaSerializer(quota).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=QuotaWriteSerializer, responses=QuotaSerializer)
+    def partial_update(self, request, pk=None):
+        quota = selectors.quota_get(brand=request.brand, pk=pk)
+        require_company_admin(request)
+        payload = QuotaWriteSerializer(data=request.data, partial=True)
+        payload.is_valid(raise_exception=True)
+        quota = services.quota_save(
+            quota=quota, company_id=request.brand.company_id, data=self._data(payload.validated_data)
+        )
+        return Response(QuotaSerializer(quota).data)
+
+    @extend_schema(request=QuotaWriteSerializer, responses=QuotaSerializer)
+    def update(self, request, pk=None):
+        return self.partial_update(request, pk)
+
+    @extend_schema(responses={204: None})
+    def destroy(self, request, pk=None):
+        quota = selectors.quota_get(brand=request.brand, pk=pk)
+        require_company_admin(request)
+        quota.delete()
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(responses={200: dict})
+    @action(detail=True, methods=["get"])
+    def quota_status(self, request, pk=None):
+        return Response(services.quota_status(quota=selectors.quota_get(brand=request.brand, pk=pk)))
+
+    @extend_schema(responses={200: dict})
+    @action(detail=False, methods=["get"], url_path="status")
+    def status_all(self, request):
+        """The status of every quota that applies to the brand this month."""
+        return Response([services.quota_status(quota=q) for q in selectors.quotas_of(request.brand)])

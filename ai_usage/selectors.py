@@ -1,0 +1,193 @@
+"""Reads on usage and quotas. Every brand-scoped read starts from `usage_of()` / `quotas_of()`."""
+
+from collections.abc import Iterable
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models.functions import TruncDate
+from django.utils import timezone
+
+from ai_core.selectors import money
+from ai_usage.models import AIJobUsage, Quota
+from ai_usage.services import month_start, next_month, quota_status
+from business.errors import ApplicationError, NotFound
+from business.models import Brand
+
+HEALTH_WINDOW = timedelta(minutes=15)
+
+
+def usage_of(brands: Brand | Iterable[Brand]) -> QuerySet[AIJobUsage]:
+    """All usage rows the caller may see: those of the given brand (or brands). Nothing else."""
+    if isinstance(brands, Brand):
+        return AIJobUsage.objects.filter(brand_id=brands.id)
+    return AIJobUsage.objects.filter(brand_id__in=[b.id for b in brands])
+
+
+def usage_list(*, brand: Brand) -> QuerySet[AIJobUsage]:
+    return usage_of(brand).select_related("job", "job_type", "user")
+
+
+def _sum_decimal(value) -> Decimal:
+    return Decimal(value or 0).quantize(Decimal("0.000001"))
+
+
+def _totals(rows: QuerySet[AIJobUsage]) -> dict[str, Any]:
+    agg = rows.aggregate(
+        jobs=Count("id"),
+        succeeded=Count("id", filter=Q(success_rate__gte=1)),
+        input_tokens=Sum("input_tokens"),
+        output_tokens=Sum("output_tokens"),
+        total_tokens=Sum("total_tokens"),
+        cost=Sum("total_cost"),
+    )
+    jobs = agg["jobs"] or 0
+    return {
+        "jobs": jobs,
+        "input_tokens": int(agg["input_tokens"] or 0),
+        "output_tokens": int(agg["output_tokens"] or 0),
+        "total_tokens": int(agg["total_tokens"] or 0),
+        "total_cost": str(_sum_decimal(agg["cost"])),
+        "success_rate": round((agg["succeeded"] or 0) / jobs, 4) if jobs else None,
+    }
+
+
+def _grouped(rows: QuerySet[AIJobUsage], *fields: str) -> list[dict[str, Any]]:
+    out = []
+    for row in (
+        rows.values(*fields)
+        .annotate(jobs=Count("id"), total_tokens=Sum("total_tokens"), cost=Sum("total_cost"))
+        .order_by("-cost", *fields)
+    ):
+        item = {key: row[key] for key in fields}
+        item.update(
+            jobs=row["jobs"],
+            total_tokens=int(row["total_tokens"] or 0),
+            total_cost=str(_sum_decimal(row["cost"])),
+        )
+        out.append(item)
+    return out
+
+
+def usage_dashboard(*, brand: Brand, days: int) -> dict[str, Any]:
+    """Totals, a daily series (every day present, oldest first), breakdowns and quota status for `days` days."""
+    today = timezone.localdate()
+    first_day = today - timedelta(days=days - 1)
+    since = timezone.make_aware(datetime.combine(first_day, time.min))
+    rows = usage_of(brand).filter(created_at__gte=since)
+    per_day = {
+        row["day"]: row
+        for row in rows.annotate(day=TruncDate("created_at"))
+        .values("day")
+        .annotate(jobs=Count("id"), total_tokens=Sum("total_tokens"), cost=Sum("total_cost"))
+    }
+    daily = []
+    for offset in range(days - 1, -1, -1):
+        day = today - timedelta(days=offset)
+        row = per_day.get(day)
+        daily.append(
+            {
+                "date": day.isoformat(),
+                "jobs": row["jobs"] if row else 0,
+                "total_tokens": int(row["total_tokens"] or 0) if row else 0,
+                "total_cost": money(_sum_decimal(row["cost"])) if row else "0.00",
+            }
+        )
+    return {
+        "days": days,
+        "since": first_day.isoformat(),
+        "totals": _totals(rows),
+        "daily": daily,
+        "by_provider": _grouped(rows, "provider_name"),
+        "by_model": _grouped(rows, "provider_name", "model_name"),
+        "quotas": [quota_status(quota=q) for q in quotas_of(brand)],
+    }
+
+
+def parse_month(value: str | None) -> date:
+    if value is None or value == "":
+        return month_start()
+    try:
+        return datetime.strptime(value, "%Y-%m").date()
+    except ValueError:
+        raise ApplicationError("month must be YYYY-MM", error_code="INVALID_MONTH") from None
+
+
+def cost_breakdown(*, brands: list[Brand], month: date) -> dict[str, Any]:
+    """One calendar month's money by provider, model, job type, user and brand."""
+    start = timezone.make_aware(datetime.combine(month, time.min))
+    end = timezone.make_aware(datetime.combine(next_month(month), time.min))
+    rows = usage_of(brands).filter(created_at__gte=start, created_at__lt=end)
+    by_user = _grouped(rows, "user_id", "user__username")
+    return {
+        "month": month.strftime("%Y-%m"),
+        "totals": _totals(rows),
+        "by_provider": _grouped(rows, "provider_name"),
+        "by_model": _grouped(rows, "provider_name", "model_name"),
+        "by_job_type": [{"job_type": r.pop("job_type__name"), **r} for r in _grouped(rows, "job_type__name")],
+        "by_user": [{"user_id": r.pop("user_id"), "username": r.pop("user__username"), **r} for r in by_user],
+        "by_brand": [
+            {"brand_id": r.pop("brand_id"), "brand_name": r.pop("brand__name"), **r}
+            for r in _grouped(rows, "brand_id", "brand__name")
+        ],
+    }
+
+
+def provider_health(*, brand: Brand, providers: list) -> dict[int, dict[str, Any]]:
+    """Per provider: configured?, last connection test, and this brand's recent success rate (15 minutes)."""
+    from ai_providers.models import ProviderCredential
+    from ai_providers.selectors import key_source
+
+    since = timezone.now() - HEALTH_WINDOW
+    recent = {
+        row["provider_name"]: row
+        for row in usage_of(brand)
+        .filter(created_at__gte=since)
+        .values("provider_name")
+        .annotate(jobs=Count("id"), failed=Count("id", filter=Q(success_rate__lt=1)))
+    }
+    tests = {c.provider_id: c for c in ProviderCredential.objects.filter(company_id=brand.company_id)}
+    health = {}
+    for provider in providers:
+        source = key_source(company_id=brand.company_id, provider=provider)
+        stats = recent.get(provider.name, {"jobs": 0, "failed": 0})
+        credential = tests.get(provider.pk)
+        if source is None:
+            state = "unconfigured"
+        elif stats["jobs"] and stats["failed"] * 2 >= stats["jobs"]:
+            state = "degraded"
+        elif credential is not None and credential.last_test_ok is False and source == "company":
+            state = "failing"
+        else:
+            state = "ok"
+        health[provider.pk] = {
+            "status": state,
+            "recent_jobs": stats["jobs"],
+            "recent_failures": stats["failed"],
+            "window_minutes": int(HEALTH_WINDOW.total_seconds() // 60),
+            "last_test": None
+            if credential is None or credential.last_tested_at is None
+            else {
+                "ok": credential.last_test_ok,
+                "at": credential.last_tested_at.isoformat(),
+                "message": credential.last_test_message,
+            },
+        }
+    return health
+
+
+def quotas_of(brand: Brand) -> QuerySet[Quota]:
+    """The quotas a request acting on `brand` may see: the brand's own and its company's company-wide ones."""
+    return (
+        Quota.objects.filter(company_id=brand.company_id)
+        .filter(Q(brand_id=brand.id) | Q(brand__isnull=True))
+        .select_related("provider", "brand")
+    )
+
+
+def quota_get(*, brand: Brand, pk) -> Quota:
+    quota = quotas_of(brand).filter(pk=pk).first() if str(pk).isdigit() else None
+    if quota is None:
+        raise NotFound("Quota not found", error_code="QUOTA_NOT_FOUND")
+    return quota

@@ -1,0 +1,389 @@
+"""Writes on usage and quotas: the charge of a finished job, and quota reservations (reserve, settle, release).
+
+Money in quota counters is integer micro-dollars; AIJobUsage keeps Decimal with 6 places.
+"""
+
+import json
+import math
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from django.db.models import F, Q
+from django.utils import timezone
+
+from ai_core.models import AIJob, JobStatus
+from ai_core.workflow import to_micros
+from ai_providers.selectors import FREE, Cost, ModelChoice, cost_of, model_resolve, price_at
+from ai_providers.services import effective_max_tokens
+from ai_usage.models import AIJobUsage, Quota, QuotaPeriod, QuotaReservation, ReservationState
+from business.errors import ApplicationError
+from business.models import Brand
+
+S = JobStatus
+
+
+def month_start(day: date | None = None) -> date:
+    return (day or timezone.localdate()).replace(day=1)
+
+
+def next_month(month: date) -> date:
+    return date(month.year + (month.month == 12), month.month % 12 + 1, 1)
+
+
+def job_model_name(job: AIJob) -> str:
+    model = (job.input_data or {}).get("model") if isinstance(job.input_data, dict) else None
+    return model if isinstance(model, str) and model else job.job_type.default_model
+
+
+# --- the charge of a finished job ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Charge:
+    provider_name: str
+    model_name: str
+    input_tokens: int
+    output_tokens: int
+    cost: Cost
+    priced_at: Any
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+def usage_charge(*, job: AIJob, input_tokens: int = 0, output_tokens: int = 0) -> Charge:
+    """Tokens × the price in effect when the job ran (its last start). Never raises: a model that left the
+    catalogue is charged at zero rather than losing the job's final state.
+    """
+    model_name = job_model_name(job)
+    priced_at = job.started_at or timezone.now()
+    try:
+        provider_name = model_resolve(model_name).provider.name
+        price = price_at(model_name, priced_at)
+    except ApplicationError:
+        provider_name, price = "unknown", FREE
+    input_tokens, output_tokens = max(0, int(input_tokens or 0)), max(0, int(output_tokens or 0))
+    return Charge(
+        provider_name=provider_name,
+        model_name=model_name,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        cost=cost_of(input_tokens=input_tokens, output_tokens=output_tokens, price=price),
+        priced_at=priced_at,
+    )
+
+
+def usage_record(*, job_pk: int, status: str, charge: Charge) -> AIJobUsage | None:
+    """Write the job's usage row and settle (completed) or release (other final states) its quota reservations.
+
+    Call inside the transaction of the job's final transition, after it: if the transition lost a race
+    (a duplicate delivery), the whole transaction rolls back and nothing is charged twice.
+    """
+    job = AIJob.objects.select_related("job_type").get(pk=job_pk)
+    if status == S.COMPLETED:
+        quota_settle(job_pk=job_pk, tokens=charge.total_tokens, cost_micros=to_micros(charge.cost.total_cost))
+    else:
+        quota_release(job_pk=job_pk)
+    _openai_job_record(job_pk=job_pk, charge=charge, status=status, result=job.result_data)
+    if status == S.CANCELLED:
+        return None  # nothing ran to its end: the reservation is released, no usage row
+    attempts = max(1, job.attempts)
+    return AIJobUsage.objects.create(
+        job=job,
+        brand_id=job.brand_id,
+        job_type_id=job.job_type_id,
+        user_id=job.created_by_id,
+        provider_name=charge.provider_name,
+        model_name=charge.model_name,
+        input_tokens=charge.input_tokens,
+        output_tokens=charge.output_tokens,
+        total_tokens=charge.total_tokens,
+        input_cost=charge.cost.input_cost,
+        output_cost=charge.cost.output_cost,
+        total_cost=charge.cost.total_cost,
+        execution_time_seconds=job.execution_time_seconds,
+        success_rate=1.0 if status == S.COMPLETED else 0.0,
+        error_count=attempts - 1 if status == S.COMPLETED else attempts,
+        job_created_at=job.created_at,
+        final_status=status,
+        priced_at=charge.priced_at,
+    )
+
+
+def _openai_job_record(*, job_pk: int, charge: Charge, status: str, result: Any) -> None:
+    from ai_openai.models import OpenAIJob
+
+    response_id = (result or {}).get("provider_response_id") if isinstance(result, dict) else None
+    updates: dict[str, Any] = {
+        "prompt_tokens": charge.input_tokens,
+        "completion_tokens": charge.output_tokens,
+        "total_tokens": charge.total_tokens,
+    }
+    if response_id:
+        updates["openai_id"] = str(response_id)[:255]
+    OpenAIJob.objects.filter(job_id=job_pk).update(**updates)
+
+
+# --- quotas -------------------------------------------------------------------------------------------
+
+
+class QuotaExceeded(ApplicationError):
+    status_code = 429
+    error_code = "QUOTA_EXCEEDED"
+
+
+def quotas_applicable(*, brand: Brand, provider_id: int | None) -> list[Quota]:
+    """The active quotas a job of this brand on this provider must fit: the brand's and the company-wide ones,
+    for this provider or for every provider. Ordered by id so concurrent reservations lock rows in one order.
+    """
+    return list(
+        Quota.objects.filter(company_id=brand.company_id, is_active=True)
+        .filter(Q(brand_id=brand.id) | Q(brand__isnull=True))
+        .filter(Q(provider__isnull=True) | Q(provider_id=provider_id))
+        .order_by("id")
+    )
+
+
+def estimate_prompt_tokens(input_data: dict) -> int:
+    """An upper bound of the prompt's tokens: one per UTF-8 byte (no tokenizer packs less than a byte into a
+    token) plus a per-message overhead, so a reservation is never smaller than the real charge.
+    """
+    parts: list[str] = []
+    messages = input_data.get("messages") if isinstance(input_data.get("messages"), list) else []
+    for message in messages:
+        content = message.get("content") if isinstance(message, dict) else message
+        parts.append(content if isinstance(content, str) else json.dumps(content))
+    for key in ("prompt", "content", "instructions", "analysis_type"):
+        if isinstance(input_data.get(key), str):
+            parts.append(input_data[key])
+    if input_data.get("tools"):
+        parts.append(json.dumps(input_data["tools"]))
+    return sum(len(p.encode()) for p in parts) + 4 * len(messages) + 16
+
+
+@dataclass(frozen=True)
+class Reservation:
+    tokens: int
+    cost_micros: int
+
+
+def reservation_for(*, input_data: dict, choice: ModelChoice) -> Reservation:
+    """The job's maximum: prompt upper bound + its output bound, at the current price, rounded up."""
+    prompt = estimate_prompt_tokens(input_data)
+    output = effective_max_tokens(input_data, choice)
+    price = price_at(choice.name)
+    micros = Decimal(prompt) * price.input_per_million + Decimal(output) * price.output_per_million
+    return Reservation(tokens=prompt + output, cost_micros=math.ceil(micros))  # $/1M × tokens = micro-dollars
+
+
+def quota_reserve(*, job: AIJob, choice: ModelChoice, input_data: dict) -> list[QuotaReservation]:
+    """Reserve the job's maximum on every applicable quota of the current month, or raise QUOTA_EXCEEDED.
+
+    Each reservation is one conditional UPDATE (`… WHERE used + reserved + need <= limit`): concurrent
+    submits queue on the row lock and each re-checks the condition against the committed counters, so when
+    one more job fits, exactly one is admitted. Must run inside the job's creation transaction: a refusal
+    rolls back the job and any reservation already made on another quota.
+    """
+    quotas = quotas_applicable(brand=job.brand, provider_id=choice.provider.pk)
+    if not quotas:
+        return []
+    need = reservation_for(input_data=input_data, choice=choice)
+    month = month_start()
+    QuotaPeriod.objects.bulk_create(
+        [QuotaPeriod(quota=q, month=month) for q in quotas], ignore_conflicts=True
+    )
+    periods = {p.quota_id: p for p in QuotaPeriod.objects.filter(quota__in=quotas, month=month)}
+    reservations = []
+    for quota in quotas:
+        period = periods[quota.pk]
+        guarded = QuotaPeriod.objects.filter(pk=period.pk)
+        if quota.monthly_token_limit is not None:
+            guarded = guarded.filter(
+                used_tokens__lte=(quota.monthly_token_limit - need.tokens) - F("reserved_tokens")
+            )
+        if quota.monthly_cost_limit is not None:
+            limit = to_micros(quota.monthly_cost_limit)
+            guarded = guarded.filter(
+                used_cost_micros__lte=(limit - need.cost_micros) - F("reserved_cost_micros")
+            )
+        if (
+            guarded.update(
+                reserved_tokens=F("reserved_tokens") + need.tokens,
+                reserved_cost_micros=F("reserved_cost_micros") + need.cost_micros,
+            )
+            != 1
+        ):
+            period.refresh_from_db()
+            raise QuotaExceeded(
+                f"This job needs up to {need.tokens} tokens / ${_dollars(need.cost_micros)}; "
+                f"quota {quota.pk} does not have that much left this month",
+                remaining_quota=_remaining(quota, period),
+                required={"tokens": need.tokens, "cost": _dollars(need.cost_micros)},
+            )
+        reservations.append(
+            QuotaReservation(job=job, period=period, tokens=need.tokens, cost_micros=need.cost_micros)
+        )
+    return QuotaReservation.objects.bulk_create(reservations)
+
+
+def quota_settle(*, job_pk: int, tokens: int, cost_micros: int) -> None:
+    """Replace the job's reservations by its real charge, exactly once (a compare-and-set on each state)."""
+    _close_reservations(job_pk=job_pk, to=ReservationState.SETTLED, tokens=tokens, cost_micros=cost_micros)
+
+
+def quota_release(*, job_pk: int) -> None:
+    """Give the job's reservations back (failed, timeout, cancelled, deleted while pending), exactly once."""
+    _close_reservations(job_pk=job_pk, to=ReservationState.RELEASED, tokens=0, cost_micros=0)
+
+
+def _close_reservations(*, job_pk: int, to: str, tokens: int, cost_micros: int) -> None:
+    now = timezone.now()
+    for reservation in QuotaReservation.objects.filter(
+        job_id=job_pk, state=ReservationState.RESERVED
+    ).order_by("period__quota_id"):
+        won = QuotaReservation.objects.filter(pk=reservation.pk, state=ReservationState.RESERVED).update(
+            state=to, settled_tokens=tokens, settled_cost_micros=cost_micros, closed_at=now
+        )
+        if won != 1:
+            continue  # another writer closed it first
+        QuotaPeriod.objects.filter(pk=reservation.period_id).update(
+            reserved_tokens=F("reserved_tokens") - reservation.tokens,
+            reserved_cost_micros=F("reserved_cost_micros") - reservation.cost_micros,
+            used_tokens=F("used_tokens") + tokens,
+            used_cost_micros=F("used_cost_micros") + cost_micros,
+        )
+
+
+def _dollars(micros: int) -> str:
+    return str((Decimal(int(micros)) / Decimal(1_000_000)).quantize(Decimal("0.000001")))
+
+
+NEAR_LIMIT_RATIO = Decimal("0.8")
+
+
+def _remaining(quota: Quota, period: QuotaPeriod | None) -> dict[str, Any]:
+    used_t = period.used_tokens + period.reserved_tokens if period else 0
+    used_c = period.used_cost_micros + period.reserved_cost_micros if period else 0
+    return {
+        "tokens": max(0, quota.monthly_token_limit - used_t)
+        if quota.monthly_token_limit is not None
+        else None,
+        "cost": _dollars(max(0, to_micros(quota.monthly_cost_limit) - used_c))
+        if quota.monthly_cost_limit is not None
+        else None,
+    }
+
+
+def quota_status(*, quota: Quota, month: date | None = None) -> dict[str, Any]:
+    """Used, reserved and remaining for the month, whether it is near its limit (80 %), and when it resets."""
+    month = month_start(month)
+    period = QuotaPeriod.objects.filter(quota=quota, month=month).first()
+    used_t = period.used_tokens if period else 0
+    reserved_t = period.reserved_tokens if period else 0
+    used_c = period.used_cost_micros if period else 0
+    reserved_c = period.reserved_cost_micros if period else 0
+    ratios = []
+    if quota.monthly_token_limit:
+        ratios.append(Decimal(used_t + reserved_t) / Decimal(quota.monthly_token_limit))
+    if quota.monthly_cost_limit:
+        ratios.append(Decimal(used_c + reserved_c) / Decimal(to_micros(quota.monthly_cost_limit)))
+    ratio = max(ratios) if ratios else Decimal(0)
+    return {
+        "quota_id": quota.pk,
+        "scope": "brand" if quota.brand_id else "company",
+        "brand_id": quota.brand_id,
+        "provider": quota.provider.name if quota.provider_id else None,
+        "month": month.strftime("%Y-%m"),
+        "limits": {
+            "tokens": quota.monthly_token_limit,
+            "cost": str(quota.monthly_cost_limit) if quota.monthly_cost_limit is not None else None,
+        },
+        "used": {"tokens": used_t, "cost": _dollars(used_c)},
+        "reserved": {"tokens": reserved_t, "cost": _dollars(reserved_c)},
+        "remaining": _remaining(quota, period),
+        "percent_used": float(round(ratio * 100, 2)),
+        "near_limit": ratio >= NEAR_LIMIT_RATIO,
+        "exceeded": ratio >= 1,
+        "reset_at": next_month(month).isoformat(),
+    }
+
+
+# --- quota administration (company admins) ------------------------------------------------------------
+
+
+def quota_save(*, quota: Quota | None, company_id: int, data: dict[str, Any]) -> Quota:
+    quota = quota or Quota(company_id=company_id)
+    for field in ("brand", "provider", "monthly_token_limit", "monthly_cost_limit", "is_active"):
+        if field in data:
+            setattr(quota, field, data[field])
+    if quota.brand is not None and quota.brand.company_id != company_id:
+        raise ApplicationError(
+            "brand must belong to your company",
+            error_code="VALIDATION_ERROR",
+            errors={"brand": ["Unknown brand."]},
+        )
+    if quota.monthly_token_limit is None and quota.monthly_cost_limit is None:
+        raise ApplicationError(
+            "Set a monthly token limit, a monthly cost limit, or both",
+            error_code="VALIDATION_ERROR",
+            errors={"monthly_token_limit": ["One limit needed."]},
+        )
+    quota.save()
+    return quota
+
+
+# --- repricing ----------------------------------------------------------------------------------------
+
+
+def usage_reprice(*, since, until, model_name: str | None = None, dry_run: bool = False) -> dict[str, Any]:
+    """Recompute the cost of usage priced in [since, until) at the prices now in effect at each row's
+    priced_at, moving the difference into the jobs roll-up and the quota counters the job was settled on.
+    """
+    from django.db import transaction
+
+    from ai_core.workflow import stat_move
+
+    rows = AIJobUsage.objects.filter(priced_at__gte=since, priced_at__lt=until).order_by("id")
+    if model_name:
+        rows = rows.filter(model_name=model_name)
+    changed, delta_total = 0, Decimal(0)
+    for usage in rows.iterator():
+        cost = cost_of(
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            price=price_at(usage.model_name, usage.priced_at),
+        )
+        delta = cost.total_cost - usage.total_cost
+        if not delta and cost.input_cost == usage.input_cost:
+            continue
+        changed += 1
+        delta_total += delta
+        if dry_run:
+            continue
+        with transaction.atomic():
+            AIJobUsage.objects.filter(pk=usage.pk).update(
+                input_cost=cost.input_cost, output_cost=cost.output_cost, total_cost=cost.total_cost
+            )
+            if delta and usage.final_status:
+                stat_move(
+                    brand_id=usage.brand_id,
+                    day=timezone.localdate(usage.job_created_at),
+                    job_type_id=usage.job_type_id,
+                    deltas={},
+                    cost={usage.final_status: delta},
+                )
+            if delta and usage.job_id:
+                micros = to_micros(delta)
+                for reservation in QuotaReservation.objects.filter(
+                    job_id=usage.job_id, state=ReservationState.SETTLED
+                ):
+                    QuotaReservation.objects.filter(pk=reservation.pk).update(
+                        settled_cost_micros=F("settled_cost_micros") + micros
+                    )
+                    QuotaPeriod.objects.filter(pk=reservation.period_id).update(
+                        used_cost_micros=F("used_cost_micros") + micros
+                    )
+    return {"rows": changed, "delta": str(delta_total.quantize(Decimal("0.000001"))), "dry_run": dry_run}
