@@ -1,6 +1,7 @@
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Round
 from django.utils import timezone
 
 
@@ -42,7 +43,8 @@ class AIJobUsage(models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(total_tokens=models.F("input_tokens") + models.F("output_tokens")),
                                    name="usage_total_tokens_sum"),
-            models.CheckConstraint(condition=Q(total_cost=models.F("input_cost") + models.F("output_cost")),
+            # Rounded: SQLite keeps decimals as floats, where 0.00015 + 0.00003 != 0.00018 exactly.
+            models.CheckConstraint(condition=Q(total_cost=Round(models.F("input_cost") + models.F("output_cost"), 6)),
                                    name="usage_total_cost_sum"),
         ]
 
