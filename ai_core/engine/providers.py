@@ -1,16 +1,38 @@
-"""Which provider client answers a model. The provider catalogue extends this one function."""
+"""Which provider client answers a model: the provider catalogue decides (ai_providers.services)."""
 
-from ai_providers.clients.base import PermanentProviderError, ProviderClient
-from ai_providers.clients.echo import EchoClient
+from dataclasses import replace
+
+from ai_providers.clients.base import ChatRequest, ChatResult, PermanentProviderError, ProviderClient
+from ai_providers.selectors import ModelChoice
+from ai_providers.services import client_for_model as catalogue_client_for_model
+from business.errors import ApplicationError
+
+
+class CatalogueBound:
+    """The model's client, calling it under the catalogue's rules: the model family, and the output bound
+    the job's quota reservation assumed when the request sets none (so no charge can exceed what was reserved).
+    """
+
+    def __init__(self, client: ProviderClient, choice: ModelChoice) -> None:
+        self.client, self.choice, self.name = client, choice, client.name
+
+    def chat(self, request: ChatRequest, *, on_progress, should_stop) -> ChatResult:
+        from ai_providers.services import effective_max_tokens
+
+        limit = request.max_tokens or effective_max_tokens(request.options, self.choice)
+        options = {"model_family": self.choice.family, "max_output_tokens": limit, **request.options}
+        return self.client.chat(replace(request, max_tokens=limit, options=options),
+                                on_progress=on_progress, should_stop=should_stop)
 
 
 def client_for_model(model: str, brand=None) -> ProviderClient:
     """The client for `model` on behalf of `brand` (whose company may bring its own credentials).
 
-    Raises PermanentProviderError for a model nobody serves: another attempt would not change that.
+    Raises PermanentProviderError for a model nobody serves or a provider without a key: another attempt
+    would not change that.
     """
-    if model.startswith("echo"):
-        return EchoClient()
-    raise PermanentProviderError(
-        f"No provider serves the model '{model}'", error_code="MODEL_NOT_FOUND", status_code=400
-    )
+    try:
+        client, choice = catalogue_client_for_model(model=model, company_id=brand.company_id if brand else None)
+    except ApplicationError as exc:
+        raise PermanentProviderError(exc.detail, error_code=exc.error_code, status_code=400) from None
+    return CatalogueBound(client, choice)

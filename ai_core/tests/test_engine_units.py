@@ -21,7 +21,7 @@ from ai_core.services import job_cancel, job_complete, job_progress, job_start
 from ai_core.tests.helpers import event_trail, submit
 from ai_core.workflow import StaleAttempt
 from ai_providers.clients.base import ChatRequest, PermanentProviderError
-from ai_providers.clients.echo import EchoClient
+from business.errors import ApplicationError
 from config.celery_app import app
 
 NO_WAIT = RetryPolicy(base_seconds=0)
@@ -88,11 +88,12 @@ def test_a_type_without_handler_is_a_permanent_error(job_types, make_brands):
     assert err.value.error_code == "NO_HANDLER"
 
 
+@pytest.mark.django_db
 def test_echo_models_resolve_to_the_echo_client_and_unknown_models_fail_permanently():
-    assert isinstance(client_for_model("echo-1"), EchoClient)
+    assert client_for_model("echo-1").name == "echo"  # through the catalogue (ai_providers)
     with pytest.raises(PermanentProviderError) as err:
-        client_for_model("gpt-nonexistent")
-    assert err.value.error_code == "MODEL_NOT_FOUND"
+        client_for_model("llama-nonexistent")
+    assert err.value.error_code == "MODEL_NOT_SUPPORTED"
 
 
 # --- the claim: priority, fairness, compare-and-set ---------------------------------------------------
@@ -194,7 +195,12 @@ def test_transient_errors_fail_the_job_once_attempts_run_out(job_types, make_bra
 def test_permanent_errors_fail_at_once_with_the_providers_message(job_types, make_brands):
     (brand,) = make_brands(1)
     job = submit(brand, echo={"fail": "permanent"})
-    unknown_model = submit(brand, model="nobody-serves-this")
+    with pytest.raises(ApplicationError) as refused:  # the catalogue refuses unknown models at submit …
+        submit(brand, model="nobody-serves-this")
+    assert refused.value.error_code == "MODEL_NOT_SUPPORTED"
+    unknown_model = submit(brand)  # … and a model that left the catalogue since fails at once in the runner
+    AIJob.objects.filter(pk=unknown_model.pk).update(input_data={**unknown_model.input_data,
+                                                                 "model": "nobody-serves-this"})
     assert run_from_message(job.pk) == "failed"
     assert run_from_message(unknown_model.pk) == "failed"
     job.refresh_from_db()
@@ -204,7 +210,7 @@ def test_permanent_errors_fail_at_once_with_the_providers_message(job_types, mak
         "ECHO_PERMANENT",
         "echo: permanent failure requested",
     )
-    assert unknown_model.error_code == "MODEL_NOT_FOUND" and unknown_model.attempts == 1
+    assert unknown_model.error_code == "MODEL_NOT_SUPPORTED" and unknown_model.attempts == 1
 
 
 @pytest.mark.django_db(transaction=True)

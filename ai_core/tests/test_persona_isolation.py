@@ -16,6 +16,7 @@ from drf_spectacular.generators import SchemaGenerator
 
 from ai_core.models import AIJob, JobStatus
 from ai_core.tests.factories import AIJobFactory
+from ai_usage.models import Quota
 from conftest import Personas
 from webhooks.models import WebhookEndpoint
 
@@ -56,6 +57,9 @@ class World:
         self.z_jobs = [AIJobFactory(brand=personas.brand_z, created_by=personas.carol, description="zulu")]
         self.a_webhook = WebhookEndpoint.objects.create(brand=personas.brand_a, url="https://93.184.216.34/a",
                                                         description=f"{SECRET} webhook")
+        # (completed and failed jobs of A also carry usage rows: the services write them with the final state)
+        self.a_quota = Quota.objects.create(company=personas.brand_a.company, brand=personas.brand_a,
+                                            monthly_token_limit=1000)
         self.a_pending = next(j for j in self.a_jobs if j.status == JobStatus.PENDING)
         self.a_running = next(j for j in self.a_jobs if j.status == JobStatus.RUNNING)
 
@@ -97,8 +101,14 @@ WEBHOOK_OF_A: dict[str, Callable[[World], dict[str, str]]] = {
 SHARED = {"/ai/job-types/{id}/"}
 
 
+# Catalogues and company-level resources: they hold no row of any brand.
+WITHOUT_BRAND_ROWS = {"/ai/job-types/", "/ai/openai/chat/models/", "/ai/providers/", "/ai/providers/credentials/"}
+
+
 def test_every_operation_with_an_id_is_covered():
-    uncovered = {path for _, path in WITH_ID} - set(OBJECT_OF_A) - set(WEBHOOK_OF_A) - SHARED
+    from ai_usage.tests.test_isolation import ISOLATED_PATHS  # quotas and credentials: tested there
+
+    uncovered = {path for _, path in WITH_ID} - set(OBJECT_OF_A) - set(WEBHOOK_OF_A) - SHARED - ISOLATED_PATHS
     assert not uncovered, f"add these paths to OBJECT_OF_A or SHARED: {sorted(uncovered)}"
 
 
@@ -222,7 +232,7 @@ def test_the_leak_detector_sees_brand_a_rows_from_inside_brand_a(world, client_f
     """Control: for the owning brand these endpoints do show A's rows (except catalogues with no rows)."""
     responses = [client_for(world.p.alice).get(path, params) for params in _query_variants(world)]
     leaked = [r for r in responses if r.status_code == 200 and _leaks(world, r)]
-    if path == "/ai/job-types/":
+    if path in WITHOUT_BRAND_ROWS:
         assert not leaked
     else:
         assert leaked
@@ -272,7 +282,8 @@ def test_an_outsider_cannot_reach_brand_a_by_naming_it(world, client_for):
         for method, path in OPERATIONS:
             if path in SHARED:
                 continue
-            url = _url(path, (OBJECT_OF_A.get(path) or WEBHOOK_OF_A.get(path) or (lambda w: {}))(world))
+            default = lambda w: {"id": str(w.a_quota.pk)}  # noqa: E731 - quota and credential paths
+            url = _url(path, (OBJECT_OF_A.get(path) or WEBHOOK_OF_A.get(path) or default)(world))
             response = _call(client_for(user, world.p.brand_a), method, url)
             assert response.status_code == 403, (user, method, path, response.content)
             assert response.json()["error_code"] == "BRAND_ACCESS_DENIED"

@@ -1,1 +1,2 @@
-from ai_providers.tests.fixtures import fake_llm, fast_password_hasher, llm_env  # noqa: F401
+from ai_core.tests.conftest import make_brands, workers  # noqa: F401
+from ai_providers.tests.fixtures import catalogue, fake_llm, llm_env  # noqa: F401

@@ -116,6 +116,7 @@ class AnthropicClient:
                 extra=extra,
             )
         except anthropic.AnthropicError as exc:
+            guard.abandon_if_stopped()  # the caller stopped us (cancel, job deadline) while we waited
             raise map_error(exc, self.name) from None
 
     def _chat_streamed(self, params: dict, guard: CallGuard, on_progress: ProgressCallback) -> ChatResult:

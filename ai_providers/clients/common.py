@@ -22,9 +22,12 @@ class CallGuard:
     def remaining(self) -> float:
         return max(0.001, self.deadline - time.monotonic())
 
-    def check(self) -> None:
+    def abandon_if_stopped(self) -> None:
         if self.should_stop():
             raise CallAbandoned(f"{self.provider}: call abandoned")
+
+    def check(self) -> None:
+        self.abandon_if_stopped()
         if time.monotonic() > self.deadline:
             raise self.timed_out()
 

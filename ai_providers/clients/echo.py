@@ -21,24 +21,18 @@ def echo_token_count(text: str) -> int:
 class EchoClient:
     name = "echo"
 
-    def chat(
-        self, request: ChatRequest, *, on_progress: ProgressCallback, should_stop: StopCheck
-    ) -> ChatResult:
+    def chat(self, request: ChatRequest, *, on_progress: ProgressCallback, should_stop: StopCheck) -> ChatResult:
         options = request.options.get("echo") or {}
         fail = options.get("fail")
         # Without fail_times, every attempt fails (a transient failure then exhausts max_attempts).
         if fail and ("fail_times" not in options or request.attempt <= int(options["fail_times"])):
             if fail == "permanent":
-                raise PermanentProviderError(
-                    "echo: permanent failure requested", error_code="ECHO_PERMANENT", status_code=400
-                )
-            raise TransientProviderError(
-                "echo: transient failure requested", error_code="ECHO_TRANSIENT", status_code=503
-            )
+                raise PermanentProviderError("echo: permanent failure requested", error_code="ECHO_PERMANENT",
+                                             status_code=400)
+            raise TransientProviderError("echo: transient failure requested", error_code="ECHO_TRANSIENT",
+                                         status_code=503)
 
-        last_user = next(
-            (m.get("content", "") for m in reversed(request.messages) if m.get("role") == "user"), ""
-        )
+        last_user = next((m.get("content", "") for m in reversed(request.messages) if m.get("role") == "user"), "")
         completion = f"Echo: {last_user}"
         chunks = max(1, int(options.get("chunks", 1)))
         delay = max(0, int(options.get("delay_ms", 0))) / 1000

@@ -120,6 +120,7 @@ class OpenAIClient:
                 return self._chat_streamed(request, params, guard, on_progress)
             return self._chat_whole(request, params, guard)
         except openai.OpenAIError as exc:
+            guard.abandon_if_stopped()  # the caller stopped us (cancel, job deadline) while we waited
             raise map_error(exc, self.name) from None
 
     def _chat_whole(self, request: ChatRequest, params: dict, guard: CallGuard) -> ChatResult:

@@ -12,7 +12,16 @@ def fake_llm():
 
 
 @pytest.fixture
-def llm_env(settings, fake_llm):
+def catalogue(db):
+    """The provider catalogue, again: a transactional test's flush removes what the data migration loaded."""
+    from ai_providers.catalogue_defaults import load_catalogue
+    from ai_providers.models import ModelPrice, Provider, ProviderModel
+
+    load_catalogue(Provider, ProviderModel, ModelPrice)
+
+
+@pytest.fixture
+def llm_env(settings, fake_llm, catalogue, job_types):
     """The operator's environment points both providers at the local fake server."""
     settings.OPENAI_API_KEY = "sk-env-test-key"
     settings.OPENAI_BASE_URL = fake_llm.openai_base_url
@@ -20,11 +29,3 @@ def llm_env(settings, fake_llm):
     settings.ANTHROPIC_BASE_URL = fake_llm.base_url
     return fake_llm
 
-
-@pytest.fixture(autouse=True, scope="session")
-def fast_password_hasher():
-    """The personas hash five passwords per test: with the production hasher that alone takes seconds."""
-    from django.test import override_settings
-
-    with override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]):
-        yield

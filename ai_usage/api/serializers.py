@@ -36,8 +36,14 @@ class UsageSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class BrandRefSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+
+
 class QuotaSerializer(serializers.ModelSerializer):
     provider = serializers.CharField(source="provider.name", read_only=True, allow_null=True, default=None)
+    brand = BrandRefSerializer(read_only=True, allow_null=True)
     scope = serializers.SerializerMethodField()
 
     class Meta:

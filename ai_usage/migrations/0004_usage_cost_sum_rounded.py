@@ -9,7 +9,6 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('ai_core', '0004_usage_cost_sum_rounded'),
         ('ai_usage', '0003_usage_status_and_quotas'),
         ('business', '0001_initial'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
