@@ -117,6 +117,9 @@ class QuotaPeriod(models.Model):
                                    name="quotaperiod_counters_not_negative"),
         ]
 
+    def __str__(self) -> str:
+        return f"quota {self.quota_id} in {self.month:%Y-%m}"
+
 
 class ReservationState(models.TextChoices):
     RESERVED = "reserved"
@@ -142,3 +145,6 @@ class QuotaReservation(models.Model):
         ordering = ["id"]
         constraints = [models.UniqueConstraint(fields=["job", "period"], name="reservation_one_per_job_period")]
         indexes = [models.Index(fields=["job", "state"], name="reservation_job_state")]
+
+    def __str__(self) -> str:
+        return f"reservation of job {self.job_id} on period {self.period_id}: {self.state}"

@@ -35,17 +35,15 @@ class ProviderListView(BrandScopedMixin, APIView):
         health = provider_health(brand=request.brand, providers=providers)
         data = []
         for provider in providers:
+            source = selectors.key_source(company_id=request.brand.company_id, provider=provider)
             data.append(
                 {
                     "name": provider.name,
                     "display_name": provider.display_name,
                     "kind": provider.kind,
                     "default_model": provider.default_model,
-                    "has_key": selectors.key_source(company_id=request.brand.company_id, provider=provider)
-                    is not None,
-                    "key_source": selectors.key_source(
-                        company_id=request.brand.company_id, provider=provider
-                    ),
+                    "has_key": source is not None,
+                    "key_source": source,
                     "models": [
                         selectors.model_as_dict(model) for model in provider.models.all() if model.is_active
                     ],

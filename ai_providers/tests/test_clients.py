@@ -120,9 +120,9 @@ def test_anthropic_takes_system_messages_as_the_system_parameter(fake_llm):
 
 def test_429_is_transient_and_the_next_attempt_succeeds(client, fake_llm):
     with pytest.raises(TransientProviderError) as raised:
-        ask(client, "[fake status=429 times=1 key=r429-%s]" % client.name)
+        ask(client, f"[fake status=429 times=1 key=r429-{client.name}]")
     assert raised.value.error_code == "PROVIDER_RATE_LIMITED" and "fake failure 429" in raised.value.message
-    result = ask(client, "[fake status=429 times=1 key=r429-%s]" % client.name, attempt=2)
+    result = ask(client, f"[fake status=429 times=1 key=r429-{client.name}]", attempt=2)
     assert result.completion.startswith("Fake:")
 
 

@@ -1,0 +1,174 @@
+"""Provider-layer benchmark: the whole job path with the real OpenAI client vs. the offline echo provider.
+
+    python -m bench.providers        (or `make bench`)
+
+Both runs push N jobs (default 2 000) through the complete path — job_create (catalogue, quota reservation,
+OpenAIJob), broker, 2 worker processes (threads pool, 8 threads each), claim, provider call, completion with
+usage, cost, quota settlement and roll-up — on PostgreSQL + Redis:
+
+1. echo: model `echo-1`, answering at 0 ms in process.
+2. openai: model `gpt-4o-mini` through the official SDK (streaming, usage) over real HTTP to the local fake
+   OpenAI-compatible server answering at 0 ms; a brand quota is active so reservations are exercised too.
+
+The target is openai ≥ 0.7 × echo in jobs/s. Rates run from the first to the last completion after
+everything was queued. Environment: BENCH_DATABASE_URL (postgres://…/aicore_bench_providers, created if
+missing), BENCH_REDIS_URL (redis://127.0.0.1:6379/2; flushed), BENCH_PROVIDER_JOBS. The machine may be
+shared: figures are indicative.
+"""
+
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results" / "providers.json"
+DB_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/aicore_bench_providers")
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/2")
+N_JOBS = int(os.environ.get("BENCH_PROVIDER_JOBS", "2000"))
+TARGET_RATIO = 0.7
+
+os.environ.update({
+    "DATABASE_URL": DB_URL,
+    "CELERY_BROKER_URL": REDIS_URL,
+    "AICORE_ENV": "development",
+    "LOG_LEVEL": "WARNING",
+    "PYTHONWARNINGS": "ignore",
+})
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+
+def ensure_database() -> None:
+    import psycopg
+
+    admin_url, name = DB_URL.rsplit("/", 1)
+    with psycopg.connect(f"{admin_url}/postgres", autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+            conn.execute(f'CREATE DATABASE "{name}"')
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, check=True)
+
+
+def start_workers(count: int, env: dict) -> list[subprocess.Popen]:
+    from ai_core.engine.worker import worker_command
+
+    procs = []
+    for index in range(count):
+        argv = worker_command("-P", "threads", "-c", "8", "-n", f"prov{index}@%h", "-l", "warning",
+                              "--without-gossip", "--without-mingle", "--without-heartbeat")
+        procs.append(subprocess.Popen(argv, cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL))
+    return procs
+
+
+def stop(workers: list[subprocess.Popen]) -> None:
+    for proc in workers:
+        proc.send_signal(signal.SIGTERM)
+    for proc in workers:
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def drain_rate(count, total: int, timeout: float = 600) -> dict:
+    first = last = None
+    deadline = time.monotonic() + timeout
+    done = 0
+    while done < total and time.monotonic() < deadline:
+        done = count()
+        now = time.monotonic()
+        if done and first is None:
+            first = now
+        last = now
+        time.sleep(0.02)
+    seconds = (last - first) if first is not None else float("nan")
+    return {"jobs": done, "seconds": round(seconds, 2), "per_second": round((done - 1) / seconds, 1)}
+
+
+def fresh_state():
+    import redis
+    from django.db import connection
+
+    from ai_core.models import AIJob
+    from ai_usage.models import Quota
+    from business.models import Brand, Company
+
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    with connection.cursor() as cursor:
+        cursor.execute("TRUNCATE ai_core_aijobevent, ai_core_jobdailystat, ai_core_aijob, ai_usage_aijobusage, "
+                       "ai_usage_quotareservation, ai_usage_quotaperiod, ai_usage_quota CASCADE")
+    company, _ = Company.objects.get_or_create(name="Bench")
+    brands = [Brand.objects.get_or_create(company=company, name=f"bench-{i}")[0] for i in range(5)]
+    for brand in brands:  # generous: exercised, never binding
+        Quota.objects.create(company=company, brand=brand, monthly_token_limit=10**12)
+    return AIJob, brands
+
+
+def run(model: str, worker_env: dict) -> dict:
+    from django.db import connection, transaction
+
+    from ai_core.services import job_create
+
+    AIJob, brands = fresh_state()
+    data = {"model": model, "messages": [{"role": "user", "content": "bench"}], "max_tokens": 32}
+    if model.startswith("echo"):
+        data["echo"] = {"delay_ms": 0}
+    with transaction.atomic():  # one commit; the wake-ups are published right after it
+        for index in range(N_JOBS):
+            job_create(brand=brands[index % len(brands)], user=None, job_type="chat_completion", input_data=data)
+    connection.close()
+    workers = start_workers(2, worker_env)
+    try:
+        result = drain_rate(lambda: AIJob.objects.filter(status__in=["completed", "failed"]).count(), N_JOBS)
+    finally:
+        stop(workers)
+    result["not_completed"] = AIJob.objects.exclude(status="completed").count()
+    return result
+
+
+def main() -> int:
+    import django
+
+    ensure_database()
+    django.setup()
+    from ai_providers.tests.fake_llm import FakeLLM
+
+    started = datetime.now(UTC)
+    with FakeLLM() as fake:
+        env = {"OPENAI_API_KEY": "sk-bench", "OPENAI_BASE_URL": fake.openai_base_url}
+        echo = run("echo-1", env)
+        openai = run("gpt-4o-mini", env)
+    ratio = round(openai["per_second"] / echo["per_second"], 2) if echo["per_second"] else None
+    rows = [
+        {"benchmark": f"echo 0 ms, full path ({N_JOBS} jobs), jobs/s", "value": echo["per_second"], "target": ""},
+        {"benchmark": f"openai SDK → fake server 0 ms ({N_JOBS} jobs), jobs/s", "value": openai["per_second"],
+         "target": ""},
+        {"benchmark": "openai / echo", "value": ratio, "target": f">= {TARGET_RATIO}",
+         "ok": ratio is not None and ratio >= TARGET_RATIO},
+    ]
+    document = {
+        "benchmark": "providers",
+        "when": started.isoformat(),
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
+        "setup": "PostgreSQL + Redis, 2 worker processes × 8 threads; a brand quota active in both runs",
+        "echo": echo,
+        "openai": openai,
+        "ratio": ratio,
+        "target_ratio": TARGET_RATIO,
+        "rows": rows,
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(document, indent=2) + "\n")
+    print(f"{'benchmark':<52}{'value':>10}  target")
+    for row in rows:
+        print(f"{row['benchmark']:<52}{row['value']!s:>10}  {row['target']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
