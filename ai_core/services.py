@@ -272,9 +272,8 @@ def _finalize(job_pk: int, *, to: str, attempt: int | None = None, input_tokens:
         job = AIJob.objects.select_related("job_type").filter(pk=job_pk).first()
         if job is None:
             raise NotFound("Job not found", error_code="JOB_NOT_FOUND")
-        charge = usage_charge(job=job, input_tokens=input_tokens, output_tokens=output_tokens)
-        total = charge.cost.total_cost if cost is None else Decimal(cost)
-        done = transition(job_pk, to=to, attempt=attempt, cost=total or None, **transition_args)
+        charge = usage_charge(job=job, input_tokens=input_tokens, output_tokens=output_tokens, cost=cost)
+        done = transition(job_pk, to=to, attempt=attempt, cost=charge.cost.total_cost or None, **transition_args)
         usage_record(job_pk=job_pk, status=to, charge=charge)
     return done
 

@@ -23,8 +23,14 @@ MICRO = Decimal("0.000001")
 MILLION = Decimal(1_000_000)
 
 
-BUILTIN_ECHO = Provider(name="echo", display_name="Echo (offline)", kind=ProviderKind.ECHO, default_model="echo-1",
-                        model_prefixes=["echo-"], requires_key=False)
+BUILTIN_ECHO = Provider(
+    name="echo",
+    display_name="Echo (offline)",
+    kind=ProviderKind.ECHO,
+    default_model="echo-1",
+    model_prefixes=["echo-"],
+    requires_key=False,
+)
 
 
 @dataclass(frozen=True)
@@ -75,9 +81,16 @@ def model_resolve(name: str) -> ModelChoice:
             )
     if name.startswith("echo-") and not Provider.objects.filter(kind=ProviderKind.ECHO).exists():
         # The offline provider needs no row to work (demos and tests on an emptied catalogue).
-        return ModelChoice(name=name, provider=BUILTIN_ECHO, family=ModelFamily.STANDARD,
-                           max_output_tokens=settings.AICORE_DEFAULT_MAX_OUTPUT_TOKENS, model_id=None)
-    raise ApplicationError(f"Model '{name}' is not in the provider catalogue", error_code="MODEL_NOT_SUPPORTED")
+        return ModelChoice(
+            name=name,
+            provider=BUILTIN_ECHO,
+            family=ModelFamily.STANDARD,
+            max_output_tokens=settings.AICORE_DEFAULT_MAX_OUTPUT_TOKENS,
+            model_id=None,
+        )
+    raise ApplicationError(
+        f"Model '{name}' is not in the provider catalogue", error_code="MODEL_NOT_SUPPORTED"
+    )
 
 
 @dataclass(frozen=True)

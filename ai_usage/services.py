@@ -54,9 +54,12 @@ class Charge:
         return self.input_tokens + self.output_tokens
 
 
-def usage_charge(*, job: AIJob, input_tokens: int = 0, output_tokens: int = 0) -> Charge:
-    """Tokens × the price in effect when the job ran (its last start). Never raises: a model that left the
-    catalogue is charged at zero rather than losing the job's final state.
+def usage_charge(
+    *, job: AIJob, input_tokens: int = 0, output_tokens: int = 0, cost: Decimal | None = None
+) -> Charge:
+    """Tokens × the price in effect when the job ran (its last start), or `cost` when the caller knows the
+    amount billed. Never raises: a model that left the catalogue is charged at zero rather than losing the
+    job's final state.
     """
     model_name = job_model_name(job)
     priced_at = job.started_at or timezone.now()
@@ -66,6 +69,16 @@ def usage_charge(*, job: AIJob, input_tokens: int = 0, output_tokens: int = 0) -
     except ApplicationError:
         provider_name, price = "unknown", FREE
     input_tokens, output_tokens = max(0, int(input_tokens or 0)), max(0, int(output_tokens or 0))
+    if cost is not None:
+        billed = Cost(input_cost=Decimal(cost).quantize(Decimal("0.000001")), output_cost=Decimal("0.000000"))
+        return Charge(
+            provider_name=provider_name,
+            model_name=model_name,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cost=billed,
+            priced_at=priced_at,
+        )
     return Charge(
         provider_name=provider_name,
         model_name=model_name,

@@ -33,13 +33,15 @@ REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/2")
 N_JOBS = int(os.environ.get("BENCH_PROVIDER_JOBS", "2000"))
 TARGET_RATIO = 0.7
 
-os.environ.update({
-    "DATABASE_URL": DB_URL,
-    "CELERY_BROKER_URL": REDIS_URL,
-    "AICORE_ENV": "development",
-    "LOG_LEVEL": "WARNING",
-    "PYTHONWARNINGS": "ignore",
-})
+os.environ.update(
+    {
+        "DATABASE_URL": DB_URL,
+        "CELERY_BROKER_URL": REDIS_URL,
+        "AICORE_ENV": "development",
+        "LOG_LEVEL": "WARNING",
+        "PYTHONWARNINGS": "ignore",
+    }
+)
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 
@@ -58,8 +60,19 @@ def start_workers(count: int, env: dict) -> list[subprocess.Popen]:
 
     procs = []
     for index in range(count):
-        argv = worker_command("-P", "threads", "-c", "8", "-n", f"prov{index}@%h", "-l", "warning",
-                              "--without-gossip", "--without-mingle", "--without-heartbeat")
+        argv = worker_command(
+            "-P",
+            "threads",
+            "-c",
+            "8",
+            "-n",
+            f"prov{index}@%h",
+            "-l",
+            "warning",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        )
         procs.append(subprocess.Popen(argv, cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL))
     return procs
 
@@ -100,8 +113,10 @@ def fresh_state():
 
     redis.Redis.from_url(REDIS_URL).flushdb()
     with connection.cursor() as cursor:
-        cursor.execute("TRUNCATE ai_core_aijobevent, ai_core_jobdailystat, ai_core_aijob, ai_usage_aijobusage, "
-                       "ai_usage_quotareservation, ai_usage_quotaperiod, ai_usage_quota CASCADE")
+        cursor.execute(
+            "TRUNCATE ai_core_aijobevent, ai_core_jobdailystat, ai_core_aijob, ai_usage_aijobusage, "
+            "ai_usage_quotareservation, ai_usage_quotaperiod, ai_usage_quota CASCADE"
+        )
     company, _ = Company.objects.get_or_create(name="Bench")
     brands = [Brand.objects.get_or_create(company=company, name=f"bench-{i}")[0] for i in range(5)]
     for brand in brands:  # generous: exercised, never binding
@@ -120,7 +135,9 @@ def run(model: str, worker_env: dict) -> dict:
         data["echo"] = {"delay_ms": 0}
     with transaction.atomic():  # one commit; the wake-ups are published right after it
         for index in range(N_JOBS):
-            job_create(brand=brands[index % len(brands)], user=None, job_type="chat_completion", input_data=data)
+            job_create(
+                brand=brands[index % len(brands)], user=None, job_type="chat_completion", input_data=data
+            )
     connection.close()
     workers = start_workers(2, worker_env)
     try:
@@ -145,16 +162,31 @@ def main() -> int:
         openai = run("gpt-4o-mini", env)
     ratio = round(openai["per_second"] / echo["per_second"], 2) if echo["per_second"] else None
     rows = [
-        {"benchmark": f"echo 0 ms, full path ({N_JOBS} jobs), jobs/s", "value": echo["per_second"], "target": ""},
-        {"benchmark": f"openai SDK → fake server 0 ms ({N_JOBS} jobs), jobs/s", "value": openai["per_second"],
-         "target": ""},
-        {"benchmark": "openai / echo", "value": ratio, "target": f">= {TARGET_RATIO}",
-         "ok": ratio is not None and ratio >= TARGET_RATIO},
+        {
+            "benchmark": f"echo 0 ms, full path ({N_JOBS} jobs), jobs/s",
+            "value": echo["per_second"],
+            "target": "",
+        },
+        {
+            "benchmark": f"openai SDK → fake server 0 ms ({N_JOBS} jobs), jobs/s",
+            "value": openai["per_second"],
+            "target": "",
+        },
+        {
+            "benchmark": "openai / echo",
+            "value": ratio,
+            "target": f">= {TARGET_RATIO}",
+            "ok": ratio is not None and ratio >= TARGET_RATIO,
+        },
     ]
     document = {
         "benchmark": "providers",
         "when": started.isoformat(),
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+        },
         "setup": "PostgreSQL + Redis, 2 worker processes × 8 threads; a brand quota active in both runs",
         "echo": echo,
         "openai": openai,

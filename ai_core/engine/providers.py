@@ -21,8 +21,11 @@ class CatalogueBound:
 
         limit = request.max_tokens or effective_max_tokens(request.options, self.choice)
         options = {"model_family": self.choice.family, "max_output_tokens": limit, **request.options}
-        return self.client.chat(replace(request, max_tokens=limit, options=options),
-                                on_progress=on_progress, should_stop=should_stop)
+        return self.client.chat(
+            replace(request, max_tokens=limit, options=options),
+            on_progress=on_progress,
+            should_stop=should_stop,
+        )
 
 
 def client_for_model(model: str, brand=None) -> ProviderClient:
@@ -32,7 +35,9 @@ def client_for_model(model: str, brand=None) -> ProviderClient:
     would not change that.
     """
     try:
-        client, choice = catalogue_client_for_model(model=model, company_id=brand.company_id if brand else None)
+        client, choice = catalogue_client_for_model(
+            model=model, company_id=brand.company_id if brand else None
+        )
     except ApplicationError as exc:
         raise PermanentProviderError(exc.detail, error_code=exc.error_code, status_code=400) from None
     return CatalogueBound(client, choice)

@@ -60,8 +60,9 @@ def test_create_has_a_fixed_query_budget(personas, client_for, django_assert_max
     client = client_for(personas.alice, personas.brand_a)
 
     def check():
-        # user with brand, job type, savepoint, job, its event, the roll-up upsert, release
-        with django_assert_max_num_queries(7):
+        # user with brand, job type, the model's catalogue entry, savepoint, job, its event, the roll-up upsert,
+        # the brand's quotas (none here), release
+        with django_assert_max_num_queries(9):
             response = client.post("/ai/jobs/", {"job_type": "chat_completion", "input_data": CHAT},
                                    format="json")
         assert response.status_code == 201

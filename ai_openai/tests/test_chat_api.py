@@ -13,7 +13,9 @@ def post(client, **body):
 
 
 def test_o_series_refuses_temperature_and_max_tokens(personas, client_for, llm_env):
-    response = post(client_for(personas.alice, personas.brand_a), model="o3-mini", temperature=0.2, max_tokens=10)
+    response = post(
+        client_for(personas.alice, personas.brand_a), model="o3-mini", temperature=0.2, max_tokens=10
+    )
     assert response.status_code == 400
     body = response.json()
     assert body["error_code"] == "INVALID_PARAMETER_FOR_MODEL"
@@ -21,18 +23,31 @@ def test_o_series_refuses_temperature_and_max_tokens(personas, client_for, llm_e
 
 
 def test_standard_models_refuse_reasoning_parameters(personas, client_for, llm_env):
-    response = post(client_for(personas.alice, personas.brand_a), model="gpt-4o", reasoning_effort="high",
-                    max_completion_tokens=5)
+    response = post(
+        client_for(personas.alice, personas.brand_a),
+        model="gpt-4o",
+        reasoning_effort="high",
+        max_completion_tokens=5,
+    )
     assert response.status_code == 400
     assert response.json()["invalid_params"] == ["max_completion_tokens", "reasoning_effort"]
 
 
 def test_a_valid_request_creates_the_job_and_its_openai_extension(personas, client_for, llm_env):
-    response = post(client_for(personas.alice, personas.brand_a), model="o3-mini", reasoning_effort="low",
-                    max_completion_tokens=64, run_async=True)
+    response = post(
+        client_for(personas.alice, personas.brand_a),
+        model="o3-mini",
+        reasoning_effort="low",
+        max_completion_tokens=64,
+        run_async=True,
+    )
     assert response.status_code == 202, response.content
     extension = OpenAIJob.objects.get(job__job_id=response.json()["job_id"])
-    assert (extension.model, extension.reasoning_effort, extension.max_completion_tokens) == ("o3-mini", "low", 64)
+    assert (extension.model, extension.reasoning_effort, extension.max_completion_tokens) == (
+        "o3-mini",
+        "low",
+        64,
+    )
     assert extension.temperature is None
     assert extension.job.input_data["max_completion_tokens"] == 64
 

@@ -28,4 +28,3 @@ def llm_env(settings, fake_llm, catalogue, job_types):
     settings.ANTHROPIC_API_KEY = "sk-ant-env-test-key"
     settings.ANTHROPIC_BASE_URL = fake_llm.base_url
     return fake_llm
-

@@ -26,17 +26,21 @@ def _call(client, method, url):
 
 @pytest.fixture
 def objects_of_a(personas, catalogue):
-    quota = Quota.objects.create(company=personas.brand_a.company, brand=personas.brand_a, monthly_token_limit=7)
-    credential = credential_create(company=personas.brand_a.company, provider=Provider.objects.get(name="openai"),
-                                   api_key="sk-a-secret")
+    quota = Quota.objects.create(
+        company=personas.brand_a.company, brand=personas.brand_a, monthly_token_limit=7
+    )
+    credential = credential_create(
+        company=personas.brand_a.company, provider=Provider.objects.get(name="openai"), api_key="sk-a-secret"
+    )
     return quota, credential
 
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("method,path", sorted(op for op in WITH_ID if op[1] in ISOLATED_PATHS))
 @pytest.mark.parametrize("outsider", ["bob", "carol"])
-def test_another_brands_quota_or_another_companys_credential_is_a_404(personas, client_for, objects_of_a, method,
-                                                                      path, outsider):
+def test_another_brands_quota_or_another_companys_credential_is_a_404(
+    personas, client_for, objects_of_a, method, path, outsider
+):
     quota, credential = objects_of_a
     if path in CREDENTIAL_PATHS and outsider == "bob":
         pytest.skip("credentials are shared by the brands of one company")

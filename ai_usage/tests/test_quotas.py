@@ -22,15 +22,21 @@ def need():
 
 
 def submit(personas, data=MESSAGE):
-    job, _ = jobs.job_create(brand=personas.brand_a, user=personas.alice, job_type="chat_completion",
-                             input_data=dict(data))
+    job, _ = jobs.job_create(
+        brand=personas.brand_a, user=personas.alice, job_type="chat_completion", input_data=dict(data)
+    )
     return job
 
 
 def run(job, *, input_tokens=10, output_tokens=20):
     started = jobs.job_start(job_pk=job.pk)
-    jobs.job_complete(job_pk=job.pk, attempt=started.attempt, result_data={"completion": "ok"},
-                      input_tokens=input_tokens, output_tokens=output_tokens)
+    jobs.job_complete(
+        job_pk=job.pk,
+        attempt=started.attempt,
+        result_data={"completion": "ok"},
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+    )
     return started.attempt
 
 
@@ -40,8 +46,9 @@ def period(quota):
 
 @pytest.mark.django_db
 def test_when_exactly_one_more_job_fits_the_next_is_refused_with_the_remaining_quota(personas, llm_env):
-    quota = Quota.objects.create(company=personas.brand_a.company, brand=personas.brand_a,
-                                 monthly_token_limit=need().tokens * 2)
+    quota = Quota.objects.create(
+        company=personas.brand_a.company, brand=personas.brand_a, monthly_token_limit=need().tokens * 2
+    )
     submit(personas)
     submit(personas)  # exactly fits
     with pytest.raises(ApplicationError) as raised:
@@ -52,28 +59,48 @@ def test_when_exactly_one_more_job_fits_the_next_is_refused_with_the_remaining_q
 
 
 @pytest.mark.django_db
-def test_the_api_answers_429_quota_exceeded_and_400_provider_not_configured(personas, client_for, llm_env,
-                                                                          settings):
+def test_the_api_answers_429_quota_exceeded_and_400_provider_not_configured(
+    personas, client_for, llm_env, settings
+):
     Quota.objects.create(company=personas.brand_a.company, monthly_cost_limit=Decimal("0.000001"))
     alice = client_for(personas.alice, personas.brand_a)
     refused = alice.post("/ai/jobs/", {"job_type": "chat_completion", "input_data": MESSAGE}, format="json")
     assert refused.status_code == 429
     assert refused.json()["error_code"] == "QUOTA_EXCEEDED" and refused.json()["remaining_quota"]["cost"]
     settings.ANTHROPIC_API_KEY = ""
-    unconfigured = alice.post("/ai/jobs/", {"job_type": "chat_completion", "input_data": {
-        "messages": [{"role": "user", "content": "x"}], "model": "claude-haiku-4-5"}}, format="json")
+    unconfigured = alice.post(
+        "/ai/jobs/",
+        {
+            "job_type": "chat_completion",
+            "input_data": {"messages": [{"role": "user", "content": "x"}], "model": "claude-haiku-4-5"},
+        },
+        format="json",
+    )
     assert unconfigured.status_code == 400 and unconfigured.json()["error_code"] == "PROVIDER_NOT_CONFIGURED"
-    unknown = alice.post("/ai/jobs/", {"job_type": "chat_completion", "input_data": {
-        "messages": [{"role": "user", "content": "x"}], "model": "no-such-model"}}, format="json")
+    unknown = alice.post(
+        "/ai/jobs/",
+        {
+            "job_type": "chat_completion",
+            "input_data": {"messages": [{"role": "user", "content": "x"}], "model": "no-such-model"},
+        },
+        format="json",
+    )
     assert unknown.status_code == 400 and unknown.json()["error_code"] == "MODEL_NOT_SUPPORTED"
 
 
 @pytest.mark.django_db
 def test_completion_settles_the_reservation_to_the_real_cost(personas, llm_env):
-    quota = Quota.objects.create(company=personas.brand_a.company, brand=personas.brand_a,
-                                 monthly_token_limit=100_000, monthly_cost_limit=Decimal("10"))
+    quota = Quota.objects.create(
+        company=personas.brand_a.company,
+        brand=personas.brand_a,
+        monthly_token_limit=100_000,
+        monthly_cost_limit=Decimal("10"),
+    )
     job = submit(personas)
-    assert (period(quota).reserved_tokens, period(quota).reserved_cost_micros) == (need().tokens, need().cost_micros)
+    assert (period(quota).reserved_tokens, period(quota).reserved_cost_micros) == (
+        need().tokens,
+        need().cost_micros,
+    )
     run(job, input_tokens=1000, output_tokens=50)
     counters = period(quota)
     # 1000 × 0.15 + 50 × 0.60 = 180 micro-dollars
@@ -90,7 +117,9 @@ def test_failed_timed_out_cancelled_and_deleted_jobs_release_their_reservation(p
     quota = Quota.objects.create(company=personas.brand_a.company, monthly_token_limit=1_000_000)
     failed, timed_out, cancelled, deleted = (submit(personas) for _ in range(4))
     attempt = jobs.job_start(job_pk=failed.pk).attempt
-    jobs.job_fail(job_pk=failed.pk, attempt=attempt, error_message="provider said no", error_code="PROVIDER_REJECTED")
+    jobs.job_fail(
+        job_pk=failed.pk, attempt=attempt, error_message="provider said no", error_code="PROVIDER_REJECTED"
+    )
     attempt = jobs.job_start(job_pk=timed_out.pk).attempt
     jobs.job_timeout(job_pk=timed_out.pk, attempt=attempt)
     jobs.job_cancel(job_pk=cancelled.pk)
@@ -101,7 +130,11 @@ def test_failed_timed_out_cancelled_and_deleted_jobs_release_their_reservation(p
     # failed and timeout jobs still get a usage row (success_rate 0); a cancelled job does not
     rows = {u.final_status: u for u in AIJobUsage.objects.all()}
     assert set(rows) == {"failed", "timeout"}
-    assert rows["failed"].success_rate == 0 and rows["failed"].error_count == 1 and rows["failed"].total_cost == 0
+    assert (
+        rows["failed"].success_rate == 0
+        and rows["failed"].error_count == 1
+        and rows["failed"].total_cost == 0
+    )
 
 
 @pytest.mark.django_db
@@ -110,8 +143,13 @@ def test_a_duplicate_delivery_charges_once(personas, llm_env):
     job = submit(personas)
     attempt = run(job, input_tokens=100, output_tokens=10)
     with pytest.raises((IllegalTransition, StaleAttempt)):
-        jobs.job_complete(job_pk=job.pk, attempt=attempt, result_data={"completion": "again"},
-                          input_tokens=100, output_tokens=10)
+        jobs.job_complete(
+            job_pk=job.pk,
+            attempt=attempt,
+            result_data={"completion": "again"},
+            input_tokens=100,
+            output_tokens=10,
+        )
     with pytest.raises(IllegalTransition):
         jobs.job_fail(job_pk=job.pk, attempt=attempt, error_message="late failure")
     assert AIJobUsage.objects.filter(job=job).count() == 1
@@ -121,8 +159,9 @@ def test_a_duplicate_delivery_charges_once(personas, llm_env):
 @pytest.mark.django_db
 def test_no_month_ever_ends_above_its_limit(personas, llm_env):
     limit = need().tokens * 3 + need().tokens // 2
-    quota = Quota.objects.create(company=personas.brand_a.company, brand=personas.brand_a,
-                                 monthly_token_limit=limit)
+    quota = Quota.objects.create(
+        company=personas.brand_a.company, brand=personas.brand_a, monthly_token_limit=limit
+    )
     admitted = 0
     for _ in range(10):
         try:
@@ -146,12 +185,16 @@ def test_quota_status_is_near_the_limit_at_80_percent_and_months_roll_over(perso
     assert quota_status(quota=quota, month=last_month)["exceeded"] is True
     QuotaPeriod.objects.create(quota=quota, month=month_start(), used_tokens=790, reserved_tokens=10)
     assert quota_status(quota=quota)["near_limit"] is True
-    assert next_month(date(2026, 12, 1)) == date(2027, 1, 1) and month_start(date(2027, 1, 31)) == date(2027, 1, 1)
+    assert next_month(date(2026, 12, 1)) == date(2027, 1, 1) and month_start(date(2027, 1, 31)) == date(
+        2027, 1, 1
+    )
 
 
 @pytest.mark.django_db
 def test_quotas_of_another_brand_or_company_are_404(personas, client_for):
-    quota_b = Quota.objects.create(company=personas.brand_b.company, brand=personas.brand_b, monthly_token_limit=5)
+    quota_b = Quota.objects.create(
+        company=personas.brand_b.company, brand=personas.brand_b, monthly_token_limit=5
+    )
     alice = client_for(personas.alice, personas.brand_a)
     assert alice.get(f"/ai/providers/quotas/{quota_b.pk}/").status_code == 404
     assert alice.get(f"/ai/providers/quotas/{quota_b.pk}/quota_status/").status_code == 404
@@ -159,8 +202,11 @@ def test_quotas_of_another_brand_or_company_are_404(personas, client_for):
     bob = client_for(personas.bob, personas.brand_b)
     assert bob.get(f"/ai/providers/quotas/{quota_b.pk}/quota_status/").json()["limits"]["tokens"] == 5
     admin = client_for(personas.acme_admin, personas.brand_a)
-    created = admin.post("/ai/providers/quotas/", {"scope": "company", "provider": "openai",
-                                                   "monthly_cost_limit": "25.50"}, format="json")
+    created = admin.post(
+        "/ai/providers/quotas/",
+        {"scope": "company", "provider": "openai", "monthly_cost_limit": "25.50"},
+        format="json",
+    )
     assert created.status_code == 201 and created.json()["scope"] == "company"
     assert alice.post("/ai/providers/quotas/", {"monthly_token_limit": 1}, format="json").status_code == 403
     status = alice.get("/ai/providers/quotas/status/").json()
@@ -173,8 +219,11 @@ def test_quotas_of_another_brand_or_company_are_404(personas, client_for):
 def test_fifty_parallel_submits_admit_exactly_one_when_one_fits(personas, llm_env):
     if connection.vendor != "postgresql":
         pytest.skip("SQLite serialises every writer: the race this test exercises only exists on PostgreSQL")
-    quota = Quota.objects.create(company=personas.brand_a.company, brand=personas.brand_a,
-                                 monthly_token_limit=need().tokens + need().tokens // 2)
+    quota = Quota.objects.create(
+        company=personas.brand_a.company,
+        brand=personas.brand_a,
+        monthly_token_limit=need().tokens + need().tokens // 2,
+    )
     barrier = threading.Barrier(50)
     outcomes = []
 

@@ -9,14 +9,23 @@ pytestmark = pytest.mark.django_db
 
 
 def finished(brand, user, *, model, tokens=(100, 50), fail=False):
-    job, _ = jobs.job_create(brand=brand, user=user, job_type="chat_completion",
-                             input_data={"messages": [{"role": "user", "content": "x"}], "model": model})
+    job, _ = jobs.job_create(
+        brand=brand,
+        user=user,
+        job_type="chat_completion",
+        input_data={"messages": [{"role": "user", "content": "x"}], "model": model},
+    )
     attempt = jobs.job_start(job_pk=job.pk).attempt
     if fail:
         jobs.job_fail(job_pk=job.pk, attempt=attempt, error_message="no")
     else:
-        jobs.job_complete(job_pk=job.pk, attempt=attempt, result_data={"completion": "ok"},
-                          input_tokens=tokens[0], output_tokens=tokens[1])
+        jobs.job_complete(
+            job_pk=job.pk,
+            attempt=attempt,
+            result_data={"completion": "ok"},
+            input_tokens=tokens[0],
+            output_tokens=tokens[1],
+        )
     return job
 
 
@@ -47,35 +56,67 @@ def test_the_usage_dashboard_sums_the_days_and_breaks_down_by_provider_and_model
     assert body["totals"]["success_rate"] == round(2 / 3, 4)
     assert len(body["daily"]) == 7 and body["daily"][-1]["date"] == timezone.localdate().isoformat()
     assert body["daily"][-1]["total_cost"] == "1.15"
-    assert {r["provider_name"]: r["total_cost"] for r in body["by_provider"]} == {"openai": "1.150000",
-                                                                                 "echo": "0.000000"}
+    assert {r["provider_name"]: r["total_cost"] for r in body["by_provider"]} == {
+        "openai": "1.150000",
+        "echo": "0.000000",
+    }
     bad = client_for(usage_world.alice, usage_world.brand_a).get("/ai/usage/dashboard/", {"days": "0"})
     assert bad.status_code == 400 and bad.json()["error_code"] == "INVALID_DAYS"
 
 
 def test_the_cost_breakdown_of_a_month_by_provider_model_type_user_and_brand(usage_world, client_for):
     month = timezone.localdate().strftime("%Y-%m")
-    body = client_for(usage_world.alice, usage_world.brand_a).get("/ai/usage/cost_breakdown/", {"month": month}).json()
+    body = (
+        client_for(usage_world.alice, usage_world.brand_a)
+        .get("/ai/usage/cost_breakdown/", {"month": month})
+        .json()
+    )
     assert body["month"] == month and body["totals"]["total_cost"] == "1.150000"
     assert [(m["model_name"], m["total_cost"]) for m in body["by_model"]] == [
-        ("gpt-4o", "1.000000"), ("gpt-4o-mini", "0.150000"), ("echo-1", "0.000000")]
-    assert {u["username"]: u["total_cost"] for u in body["by_user"]} == {"adam": "1.000000", "alice": "0.150000"}
-    assert body["by_job_type"] == [{"job_type": "chat_completion", "jobs": 3, "total_tokens": 1_100_000,
-                                    "total_cost": "1.150000"}]
+        ("gpt-4o", "1.000000"),
+        ("gpt-4o-mini", "0.150000"),
+        ("echo-1", "0.000000"),
+    ]
+    assert {u["username"]: u["total_cost"] for u in body["by_user"]} == {
+        "adam": "1.000000",
+        "alice": "0.150000",
+    }
+    assert body["by_job_type"] == [
+        {"job_type": "chat_completion", "jobs": 3, "total_tokens": 1_100_000, "total_cost": "1.150000"}
+    ]
     assert [b["brand_name"] for b in body["by_brand"]] == ["A"]
-    company = client_for(usage_world.acme_admin, usage_world.brand_a).get(
-        "/ai/usage/cost_breakdown/", {"month": month, "scope": "company"}).json()
-    assert {b["brand_name"]: b["total_cost"] for b in company["by_brand"]} == {"A": "1.150000", "B": "2.500000"}
-    assert client_for(usage_world.alice, usage_world.brand_a).get(
-        "/ai/usage/cost_breakdown/", {"scope": "company"}).status_code == 403
-    empty = client_for(usage_world.alice, usage_world.brand_a).get("/ai/usage/cost_breakdown/", {"month": "2001-01"})
+    company = (
+        client_for(usage_world.acme_admin, usage_world.brand_a)
+        .get("/ai/usage/cost_breakdown/", {"month": month, "scope": "company"})
+        .json()
+    )
+    assert {b["brand_name"]: b["total_cost"] for b in company["by_brand"]} == {
+        "A": "1.150000",
+        "B": "2.500000",
+    }
+    assert (
+        client_for(usage_world.alice, usage_world.brand_a)
+        .get("/ai/usage/cost_breakdown/", {"scope": "company"})
+        .status_code
+        == 403
+    )
+    empty = client_for(usage_world.alice, usage_world.brand_a).get(
+        "/ai/usage/cost_breakdown/", {"month": "2001-01"}
+    )
     assert empty.json()["totals"]["jobs"] == 0
-    assert client_for(usage_world.alice, usage_world.brand_a).get(
-        "/ai/usage/cost_breakdown/", {"month": "2026-13"}).json()["error_code"] == "INVALID_MONTH"
+    assert (
+        client_for(usage_world.alice, usage_world.brand_a)
+        .get("/ai/usage/cost_breakdown/", {"month": "2026-13"})
+        .json()["error_code"]
+        == "INVALID_MONTH"
+    )
 
 
 def test_the_jobs_dashboard_now_shows_money(usage_world, client_for):
-    body = client_for(usage_world.acme_admin, usage_world.brand_a).get("/ai/jobs/dashboard/",
-                                                                       {"scope": "company"}).json()
+    body = (
+        client_for(usage_world.acme_admin, usage_world.brand_a)
+        .get("/ai/jobs/dashboard/", {"scope": "company"})
+        .json()
+    )
     assert body["daily_activity"][0]["total_cost"] == "3.65"
     assert {b["brand_name"]: b["cost"] for b in body["brand_breakdown"]} == {"A": "1.15", "B": "2.50"}
