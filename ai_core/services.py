@@ -269,12 +269,13 @@ def _finalize(job_pk: int, *, to: str, attempt: int | None = None, input_tokens:
     loses the transition's compare-and-set, which rolls the whole thing back: a job is charged once.
     """
     with transaction.atomic():
-        job = AIJob.objects.select_related("job_type").filter(pk=job_pk).first()
+        job = AIJob.objects.select_related("job_type", "openai_job").filter(pk=job_pk).first()
         if job is None:
             raise NotFound("Job not found", error_code="JOB_NOT_FOUND")
         charge = usage_charge(job=job, input_tokens=input_tokens, output_tokens=output_tokens, cost=cost)
         done = transition(job_pk, to=to, attempt=attempt, cost=charge.cost.total_cost or None, **transition_args)
-        usage_record(job_pk=job_pk, status=to, charge=charge)
+        result = (transition_args.get("fields") or {}).get("result_data")
+        usage_record(job=job, done=done, status=to, charge=charge, result=result)
     return done
 
 

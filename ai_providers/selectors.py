@@ -65,7 +65,8 @@ def model_resolve(name: str) -> ModelChoice:
             max_output_tokens=model.max_output_tokens,
             model_id=model.pk,
         )
-    for provider in Provider.objects.filter(is_active=True).order_by("name"):
+    providers = list(Provider.objects.all().order_by("name"))
+    for provider in (p for p in providers if p.is_active):
         if any(name.startswith(prefix) for prefix in provider.model_prefixes or []):
             family = ModelFamily.STANDARD
             if provider.kind == ProviderKind.OPENAI:
@@ -79,7 +80,7 @@ def model_resolve(name: str) -> ModelChoice:
                 max_output_tokens=settings.AICORE_DEFAULT_MAX_OUTPUT_TOKENS,
                 model_id=None,
             )
-    if name.startswith("echo-") and not Provider.objects.filter(kind=ProviderKind.ECHO).exists():
+    if name.startswith("echo-") and not any(p.kind == ProviderKind.ECHO for p in providers):
         # The offline provider needs no row to work (demos and tests on an emptied catalogue).
         return ModelChoice(
             name=name,
@@ -103,8 +104,13 @@ class Price:
 FREE = Price(Decimal(0), Decimal(0))
 
 
-def price_at(model_name: str, at: datetime | None = None) -> Price:
-    """The price in effect at `at` (now by default): the latest price whose date is not after it."""
+def price_at(model_name: str, at: datetime | None = None, *, choice: ModelChoice | None = None) -> Price:
+    """The price in effect at `at` (now by default): the latest price whose date is not after it.
+
+    With the model's resolved `choice`: a model outside the catalogue has no price row, so no query.
+    """
+    if choice is not None and choice.model_id is None:
+        return FREE
     row = (
         ModelPrice.objects.filter(model__name=model_name, effective_from__lte=at or timezone.now())
         .order_by("-effective_from")

@@ -64,8 +64,9 @@ def usage_charge(
     model_name = job_model_name(job)
     priced_at = job.started_at or timezone.now()
     try:
-        provider_name = model_resolve(model_name).provider.name
-        price = price_at(model_name, priced_at)
+        choice = model_resolve(model_name)
+        provider_name = choice.provider.name
+        price = price_at(model_name, priced_at, choice=choice) if cost is None else FREE
     except ApplicationError:
         provider_name, price = "unknown", FREE
     input_tokens, output_tokens = max(0, int(input_tokens or 0)), max(0, int(output_tokens or 0))
@@ -89,21 +90,25 @@ def usage_charge(
     )
 
 
-def usage_record(*, job_pk: int, status: str, charge: Charge) -> AIJobUsage | None:
+def usage_record(
+    *, job: AIJob, done: Any, status: str, charge: Charge, result: Any = None
+) -> AIJobUsage | None:
     """Write the job's usage row and settle (completed) or release (other final states) its quota reservations.
 
     Call inside the transaction of the job's final transition, after it: if the transition lost a race
     (a duplicate delivery), the whole transaction rolls back and nothing is charged twice.
     """
-    job = AIJob.objects.select_related("job_type").get(pk=job_pk)
+    job_pk = job.pk  # `job` as read before the transition; `done` is the transition (its instant, attempt)
     if status == S.COMPLETED:
         quota_settle(job_pk=job_pk, tokens=charge.total_tokens, cost_micros=to_micros(charge.cost.total_cost))
     else:
         quota_release(job_pk=job_pk)
-    _openai_job_record(job_pk=job_pk, charge=charge, status=status, result=job.result_data)
+    if _has_openai_job(job):
+        _openai_job_record(job_pk=job_pk, charge=charge, result=result)
     if status == S.CANCELLED:
         return None  # nothing ran to its end: the reservation is released, no usage row
-    attempts = max(1, job.attempts)
+    attempts = max(1, done.attempt)
+    execution = round((done.at - job.started_at).total_seconds(), 3) if job.started_at else None
     return AIJobUsage.objects.create(
         job=job,
         brand_id=job.brand_id,
@@ -117,7 +122,7 @@ def usage_record(*, job_pk: int, status: str, charge: Charge) -> AIJobUsage | No
         input_cost=charge.cost.input_cost,
         output_cost=charge.cost.output_cost,
         total_cost=charge.cost.total_cost,
-        execution_time_seconds=job.execution_time_seconds,
+        execution_time_seconds=execution,
         success_rate=1.0 if status == S.COMPLETED else 0.0,
         error_count=attempts - 1 if status == S.COMPLETED else attempts,
         job_created_at=job.created_at,
@@ -126,7 +131,16 @@ def usage_record(*, job_pk: int, status: str, charge: Charge) -> AIJobUsage | No
     )
 
 
-def _openai_job_record(*, job_pk: int, charge: Charge, status: str, result: Any) -> None:
+def _has_openai_job(job: AIJob) -> bool:
+    from django.core.exceptions import ObjectDoesNotExist
+
+    try:
+        return job.openai_job is not None
+    except ObjectDoesNotExist:
+        return False
+
+
+def _openai_job_record(*, job_pk: int, charge: Charge, result: Any) -> None:
     from ai_openai.models import OpenAIJob
 
     response_id = (result or {}).get("provider_response_id") if isinstance(result, dict) else None
@@ -187,7 +201,7 @@ def reservation_for(*, input_data: dict, choice: ModelChoice) -> Reservation:
     """The job's maximum: prompt upper bound + its output bound, at the current price, rounded up."""
     prompt = estimate_prompt_tokens(input_data)
     output = effective_max_tokens(input_data, choice)
-    price = price_at(choice.name)
+    price = price_at(choice.name, choice=choice)
     micros = Decimal(prompt) * price.input_per_million + Decimal(output) * price.output_per_million
     return Reservation(tokens=prompt + output, cost_micros=math.ceil(micros))  # $/1M × tokens = micro-dollars
 
