@@ -111,7 +111,9 @@ IS_POSTGRES = DATABASES["default"]["ENGINE"].startswith("django.db.backends.post
 if IS_POSTGRES:
     DATABASES["default"]["TEST"] = {"NAME": f"test_aicore_{env_str('AICORE_TEST_TAG', 'main')}"}
 
-if IS_POSTGRES and env_bool("DB_POOL", default=True):
+# Off by default in the test process itself (its threads and the test database teardown expect plain
+# connections); worker processes started by the tests turn it on (DB_POOL=1).
+if IS_POSTGRES and env_bool("DB_POOL", default=AICORE_ENV != "test"):
     # Django's psycopg pool: a thread holds a connection only while it queries (the engine hands it back
     # before every provider call), so hundreds of in-flight calls share a handful of connections.
     DATABASES["default"]["CONN_MAX_AGE"] = 0

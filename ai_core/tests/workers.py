@@ -51,6 +51,7 @@ class WorkerProcesses:
             DATABASE_URL=database_url_of_tests(),
             CELERY_BROKER_URL=settings.CELERY_BROKER_URL,
             AICORE_ENV="test",
+            DB_POOL="1",
             DB_POOL_MAX_SIZE="4",
             PYTHONWARNINGS="ignore",
         )
