@@ -79,6 +79,12 @@ def live_asgi(django_db_setup, django_db_blocker):
         yield f"http://127.0.0.1:{port}"
         server.should_exit = True
         thread.join(10)
+        if connections["default"].vendor == "postgresql":
+            # A connection the server's request threads took from the pool may outlive the server; the test
+            # database can only be dropped once no other session uses it.
+            with connections["default"].cursor() as cursor:
+                cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                               "WHERE datname = current_database() AND pid <> pg_backend_pid()")
 
 
 @pytest.fixture
