@@ -360,6 +360,13 @@ class _Server(ThreadingHTTPServer):
         self.requests: list[dict] = []
         self.failures: dict[str, int] = {}
 
+    def handle_error(self, request, client_address):
+        # A client closing a kept-alive connection (a worker stopping) is normal here, not worth a traceback.
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
     def record(self, path: str, headers: dict, body: dict) -> None:
         with self.lock:
             self.requests.append({"path": path, "headers": headers, "body": body})
