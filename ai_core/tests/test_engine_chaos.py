@@ -27,8 +27,8 @@ def test_killing_workers_mid_job_loses_nothing_and_runs_nothing_twice(workers, j
         job_cancel(job_pk=job.pk)
     live = [workers.start(concurrency=8), workers.start(concurrency=8)]
     workers.wait_ready(*live)  # both consume from the start, so each one runs some of the jobs
-    jobs = [submit(brand, echo={"delay_ms": 3000, "chunks": 10}) for _ in range(24)]
     rounds = 3 if connection.vendor == "postgresql" else 1
+    jobs = [submit(brand, echo={"delay_ms": 3000, "chunks": 10}) for _ in range(8 + 8 * rounds)]
     for _ in range(rounds):
         wait_for(
             lambda: AIJob.objects.filter(status="running").count() > 8,
