@@ -162,3 +162,14 @@ def test_failures_older_than_the_window_no_longer_count(personas):
     LoginFailure.objects.update(at=timezone.now() - window - timedelta(seconds=1))
 
     assert login("alice", "alice-pass-1").status_code == 200
+
+
+def test_a_deactivated_user_cannot_refresh_their_tokens(personas):
+    refresh = login("alice", "alice-pass-1").json()["refresh"]
+    personas.alice.is_active = False
+    personas.alice.save()
+
+    response = APIClient().post("/auth/refresh/", {"refresh": refresh}, format="json")
+
+    assert response.status_code == 401
+    assert "access" not in response.json()
