@@ -24,13 +24,14 @@ class IntegerFilter(django_filters.NumberFilter):
 
 
 class UTCRepresentableDateTimeField(IsoDateTimeField):
-    """Refuses instants outside what the database stores in UTC (year 1 at +14:00 would overflow later)."""
+    """An instant in UTC, or a 400: year 1 at +14:00 overflows, and PostgreSQL refuses offsets past ±16 h
+    that Python accepts (+21:57 was a 500)."""
 
     def to_python(self, value):
         value = super().to_python(value)
         if value is not None and timezone.is_aware(value):
             try:
-                value.astimezone(UTC)
+                value = value.astimezone(UTC)
             except OverflowError:
                 raise forms.ValidationError("Date out of range.", code="invalid") from None
         return value

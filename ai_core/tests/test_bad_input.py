@@ -184,6 +184,8 @@ def test_a_page_that_does_not_exist_is_a_404(personas, alice, params):
         {"progress_percentage__gte": "1e400"},
         {"is_async": "maybe"},
         {"created_at__lte": "9999-12-31T23:59:59-12:00"},
+        {"created_at__gte": "0098-06-19T11:32:25.5+21:57"},  # PostgreSQL refuses offsets past 16 h
+        {"created_at__lte": "2024-01-01T00:00:00-23:59"},
     ],
 )
 def test_extreme_but_valid_values_are_never_a_500(personas, alice, params):
