@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from ai_usage.models import AIJobUsage, Quota, QuotaPeriod
+from ai_usage.models import AIJobUsage, Quota, QuotaPeriod, QuotaReservation
 
 
 @admin.register(AIJobUsage)
@@ -24,3 +24,18 @@ class QuotaAdmin(admin.ModelAdmin):
     list_display = ["id", "company", "brand", "provider", "monthly_token_limit", "monthly_cost_limit", "is_active"]
     list_filter = ["company", "provider", "is_active"]
     inlines = [QuotaPeriodInline]
+
+
+@admin.register(QuotaPeriod)
+class QuotaPeriodAdmin(admin.ModelAdmin):
+    list_display = ["quota", "month", "used_tokens", "reserved_tokens", "used_cost_micros",
+                    "reserved_cost_micros"]
+    list_filter = ["month"]
+    raw_id_fields = ["quota"]
+
+
+@admin.register(QuotaReservation)
+class QuotaReservationAdmin(admin.ModelAdmin):
+    list_display = ["job", "period", "state", "tokens", "cost_micros", "created_at", "closed_at"]
+    list_filter = ["state", "created_at"]
+    raw_id_fields = ["job", "period"]

@@ -29,7 +29,7 @@ def require_company_admin(request) -> None:
 class ProviderListView(BrandScopedMixin, APIView):
     """The provider catalogue with, for the request's brand: whether a key is available, and health."""
 
-    @extend_schema(responses={200: dict})
+    @extend_schema(responses={200: list[dict]})
     def get(self, request):
         providers = list(selectors.providers_active())
         health = provider_health(brand=request.brand, providers=providers)

@@ -1,3 +1,5 @@
+import builtins
+
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
@@ -112,7 +114,7 @@ class QuotaViewSet(BrandScopedMixin, viewsets.ViewSet):
     def quota_status(self, request, pk=None):
         return Response(services.quota_status(quota=selectors.quota_get(brand=request.brand, pk=pk)))
 
-    @extend_schema(responses={200: dict})
+    @extend_schema(responses={200: builtins.list[dict]})  # `list` is the viewset's list action here
     @action(detail=False, methods=["get"], url_path="status")
     def status_all(self, request):
         """The status of every quota that applies to the brand this month."""

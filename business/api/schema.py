@@ -60,6 +60,8 @@ class ErrorAwareAutoSchema(AutoSchema):
             codes |= {"400", "413", "415"}
         if paginated and (self._is_list_view() or getattr(self.view, "action", None) == "by_status"):
             codes |= {"400", "404"}  # bad page_size or filter; a page past the end
+        if self.method == "GET" and any(p.get("in") == "query" for p in self._get_parameters()):
+            codes.add("400")  # a query parameter out of range
         if "{" in self.path:
             codes.add("404")
         codes |= set(
