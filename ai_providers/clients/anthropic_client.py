@@ -9,13 +9,11 @@ from django.conf import settings
 from ai_providers.clients.base import (
     ChatRequest,
     ChatResult,
-    PermanentProviderError,
     ProgressCallback,
     ProviderError,
     StopCheck,
-    TransientProviderError,
 )
-from ai_providers.clients.common import CallGuard, StreamProgress, error_message
+from ai_providers.clients.common import CallGuard, StreamProgress, map_sdk_error
 
 SYSTEM_ROLES = {"system", "developer"}
 
@@ -47,25 +45,7 @@ def messages_params(request: ChatRequest) -> dict[str, Any]:
 
 
 def map_error(exc: Exception, provider: str) -> ProviderError:
-    """429, 408/409, 5xx and 529 (overloaded), timeouts and connection trouble are transient; other 4xx final."""
-    if isinstance(exc, anthropic.APITimeoutError):
-        return TransientProviderError(f"{provider}: request timed out", error_code="PROVIDER_TIMEOUT")
-    if isinstance(exc, anthropic.APIConnectionError):
-        return TransientProviderError(
-            f"{provider}: connection failed ({error_message(exc, 'unreachable')})",
-            error_code="PROVIDER_UNREACHABLE",
-        )
-    status = getattr(exc, "status_code", None)
-    message = f"{provider}: {error_message(exc, 'error')}"
-    if status == 429:
-        return TransientProviderError(message, error_code="PROVIDER_RATE_LIMITED", status_code=status)
-    if status is None or status in {408, 409} or status >= 500:
-        return TransientProviderError(message, error_code="PROVIDER_UNAVAILABLE", status_code=status)
-    if status in {401, 403}:
-        return PermanentProviderError(message, error_code="PROVIDER_AUTH_FAILED", status_code=status)
-    if status == 404:
-        return PermanentProviderError(message, error_code="PROVIDER_NOT_FOUND", status_code=status)
-    return PermanentProviderError(message, error_code="PROVIDER_REJECTED", status_code=status)
+    return map_sdk_error(exc, provider, timeout_error=anthropic.APITimeoutError, connection_error=anthropic.APIConnectionError)
 
 
 class AnthropicClient:

@@ -2,7 +2,14 @@
 
 import time
 
-from ai_providers.clients.base import CallAbandoned, ProgressCallback, StopCheck, TransientProviderError
+from ai_providers.clients.base import (
+    CallAbandoned,
+    PermanentProviderError,
+    ProgressCallback,
+    ProviderError,
+    StopCheck,
+    TransientProviderError,
+)
 
 PROGRESS_INTERVAL_SECONDS = 0.25
 
@@ -73,3 +80,26 @@ def error_message(exc: Exception, default: str) -> str:
 def estimate_tokens(text: str) -> int:
     """A rough token count (4 characters a token) when a server does not report usage."""
     return (len(text) + 3) // 4
+
+
+def map_sdk_error(exc: Exception, provider: str, *, timeout_error: type, connection_error: type) -> ProviderError:
+    """Shared by the OpenAI and Anthropic SDKs (same error shapes): 429, 408/409, 5xx (529 overloaded included),
+    timeouts and connection trouble are worth a retry; any other 4xx is final."""
+    if isinstance(exc, timeout_error):
+        return TransientProviderError(f"{provider}: request timed out", error_code="PROVIDER_TIMEOUT")
+    if isinstance(exc, connection_error):
+        return TransientProviderError(
+            f"{provider}: connection failed ({error_message(exc, 'unreachable')})",
+            error_code="PROVIDER_UNREACHABLE",
+        )
+    status = getattr(exc, "status_code", None)
+    message = f"{provider}: {error_message(exc, 'error')}"
+    if status == 429:
+        return TransientProviderError(message, error_code="PROVIDER_RATE_LIMITED", status_code=status)
+    if status is None or status in {408, 409} or status >= 500:
+        return TransientProviderError(message, error_code="PROVIDER_UNAVAILABLE", status_code=status)
+    if status in {401, 403}:
+        return PermanentProviderError(message, error_code="PROVIDER_AUTH_FAILED", status_code=status)
+    if status == 404:
+        return PermanentProviderError(message, error_code="PROVIDER_NOT_FOUND", status_code=status)
+    return PermanentProviderError(message, error_code="PROVIDER_REJECTED", status_code=status)

@@ -11,13 +11,16 @@ from django.conf import settings
 from ai_providers.clients.base import (
     ChatRequest,
     ChatResult,
-    PermanentProviderError,
     ProgressCallback,
     ProviderError,
     StopCheck,
-    TransientProviderError,
 )
-from ai_providers.clients.common import CallGuard, StreamProgress, error_message, estimate_tokens
+from ai_providers.clients.common import (
+    CallGuard,
+    StreamProgress,
+    estimate_tokens,
+    map_sdk_error,
+)
 
 # o1, o3, o4-mini…: reasoning models take reasoning_effort and max_completion_tokens, no temperature,
 # and a "developer" message instead of "system".
@@ -59,25 +62,7 @@ def chat_params(request: ChatRequest) -> dict[str, Any]:
 
 
 def map_error(exc: Exception, provider: str) -> ProviderError:
-    """429, 408/409, 5xx, timeouts and connection trouble are worth a retry; any other 4xx is final."""
-    if isinstance(exc, openai.APITimeoutError):
-        return TransientProviderError(f"{provider}: request timed out", error_code="PROVIDER_TIMEOUT")
-    if isinstance(exc, openai.APIConnectionError):
-        return TransientProviderError(
-            f"{provider}: connection failed ({error_message(exc, 'unreachable')})",
-            error_code="PROVIDER_UNREACHABLE",
-        )
-    status = getattr(exc, "status_code", None)
-    message = f"{provider}: {error_message(exc, 'error')}"
-    if status == 429:
-        return TransientProviderError(message, error_code="PROVIDER_RATE_LIMITED", status_code=status)
-    if status is None or status in {408, 409} or status >= 500:
-        return TransientProviderError(message, error_code="PROVIDER_UNAVAILABLE", status_code=status)
-    if status in {401, 403}:
-        return PermanentProviderError(message, error_code="PROVIDER_AUTH_FAILED", status_code=status)
-    if status == 404:
-        return PermanentProviderError(message, error_code="PROVIDER_NOT_FOUND", status_code=status)
-    return PermanentProviderError(message, error_code="PROVIDER_REJECTED", status_code=status)
+    return map_sdk_error(exc, provider, timeout_error=openai.APITimeoutError, connection_error=openai.APIConnectionError)
 
 
 class OpenAIClient:
