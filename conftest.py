@@ -17,10 +17,10 @@ class Personas:
         self.alice = user_provision(username="alice", password="alice-pass-1", company_name="Acme", member_of=["A"])
         self.adam = user_provision(username="adam", password="adam-pass-1", company_name="Acme", admin_of=["A"])
         self.bob = user_provision(username="bob", password="bob-pass-1", company_name="Acme", member_of=["B"])
-        self.carol = user_provision(username="carol", password="carol-pass-1", company_name="Zeta",
-                                    member_of=["Z"], company_admin=True)
-        self.acme_admin = user_provision(username="ada", password="ada-pass-1", company_name="Acme",
-                                         company_admin=True)
+        self.carol = user_provision(
+            username="carol", password="carol-pass-1", company_name="Zeta", member_of=["Z"], company_admin=True
+        )
+        self.acme_admin = user_provision(username="ada", password="ada-pass-1", company_name="Acme", company_admin=True)
         from business.models import Brand
 
         self.brand_a = Brand.objects.get(name="A")
@@ -67,8 +67,9 @@ def live_asgi(django_db_setup, django_db_blocker):
                 break
     from config.asgi import application
 
-    config = uvicorn.Config(application, host="127.0.0.1", port=port, log_level="warning", lifespan="off",
-                            timeout_graceful_shutdown=2)
+    config = uvicorn.Config(
+        application, host="127.0.0.1", port=port, log_level="warning", lifespan="off", timeout_graceful_shutdown=2
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     with django_db_blocker.unblock():
@@ -83,8 +84,10 @@ def live_asgi(django_db_setup, django_db_blocker):
             # A connection the server's request threads took from the pool may outlive the server; the test
             # database can only be dropped once no other session uses it.
             with connections["default"].cursor() as cursor:
-                cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                               "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+                cursor.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
 
 
 @pytest.fixture

@@ -5,8 +5,15 @@ from ai_core.models import AIJob, AIJobEvent, AIJobType, JobDailyStat
 
 @admin.register(AIJobType)
 class AIJobTypeAdmin(admin.ModelAdmin):
-    list_display = ["name", "category", "requires_async", "default_model", "timeout_seconds", "max_attempts",
-                    "is_active"]
+    list_display = [
+        "name",
+        "category",
+        "requires_async",
+        "default_model",
+        "timeout_seconds",
+        "max_attempts",
+        "is_active",
+    ]
     list_filter = ["category", "requires_async", "is_active"]
     search_fields = ["name", "description"]
 
@@ -23,8 +30,17 @@ class AIJobEventInline(admin.TabularInline):
 
 @admin.register(AIJob)
 class AIJobAdmin(admin.ModelAdmin):
-    list_display = ["job_id", "job_type", "brand", "status", "priority", "progress_percentage", "attempts",
-                    "created_by", "created_at"]
+    list_display = [
+        "job_id",
+        "job_type",
+        "brand",
+        "status",
+        "priority",
+        "progress_percentage",
+        "attempts",
+        "created_by",
+        "created_at",
+    ]
     list_filter = ["status", "priority", "job_type", "is_async", "brand__company", "brand", "created_at"]
     search_fields = ["job_id", "description"]
     list_select_related = ["job_type", "brand", "created_by"]
@@ -32,9 +48,25 @@ class AIJobAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     show_full_result_count = False
     # Status and lifecycle fields change only through the workflow, never by editing the row.
-    readonly_fields = ["job_id", "status", "progress_percentage", "result_data", "error_message", "error_code",
-                       "started_at", "completed_at", "cancelled_at", "task_id", "attempts", "heartbeat_at",
-                       "available_at", "idempotency_key", "idempotency_fingerprint", "created_at", "updated_at"]
+    readonly_fields = [
+        "job_id",
+        "status",
+        "progress_percentage",
+        "result_data",
+        "error_message",
+        "error_code",
+        "started_at",
+        "completed_at",
+        "cancelled_at",
+        "task_id",
+        "attempts",
+        "heartbeat_at",
+        "available_at",
+        "idempotency_key",
+        "idempotency_fingerprint",
+        "created_at",
+        "updated_at",
+    ]
     inlines = [AIJobEventInline]
 
     def has_add_permission(self, request):

@@ -16,5 +16,6 @@ def job_extension(job, related_name: str) -> dict | None:
     if hasattr(extension, "as_api_dict"):
         return extension.as_api_dict()
     data = model_to_dict(extension)
-    return {key: (str(value) if hasattr(value, "quantize") else value)
-            for key, value in data.items() if key not in _HIDDEN}
+    return {
+        key: (str(value) if hasattr(value, "quantize") else value) for key, value in data.items() if key not in _HIDDEN
+    }

@@ -25,17 +25,14 @@ def jobs_purge(*, older_than: timedelta, batch_size: int = 1000, dry_run: bool =
     while True:
         with transaction.atomic():
             rows = list(
-                candidates.order_by("id").values("id", "brand_id", "job_type_id", "status", "created_at")[
-                    :batch_size
-                ]
+                candidates.order_by("id").values("id", "brand_id", "job_type_id", "status", "created_at")[:batch_size]
             )
             if not rows:
                 return purged
             # Final jobs never change status again, so the rows read here are the rows deleted.
             AIJob.objects.filter(pk__in=[r["id"] for r in rows], status__in=list(FINAL_STATUSES)).delete()
             buckets = Counter(
-                (r["brand_id"], timezone.localdate(r["created_at"]), r["job_type_id"], r["status"])
-                for r in rows
+                (r["brand_id"], timezone.localdate(r["created_at"]), r["job_type_id"], r["status"]) for r in rows
             )
             for (brand_id, day, job_type_id, status), count in sorted(buckets.items(), key=str):
                 stat_move(brand_id=brand_id, day=day, job_type_id=job_type_id, deltas={status: -count})

@@ -107,13 +107,14 @@ class AIJob(models.Model):
             models.Index(fields=["brand", "status", "-created_at", "-id"], name="aijob_brand_status_created"),
             models.Index(fields=["brand", "job_type", "-created_at"], name="aijob_brand_type_created"),
             models.Index(fields=["brand", "created_by", "-created_at"], name="aijob_brand_user_created"),
-            models.Index(fields=["available_at"], name="aijob_pending_available",
-                         condition=Q(status="pending")),
+            models.Index(fields=["available_at"], name="aijob_pending_available", condition=Q(status="pending")),
             # The engine's claim: per priority, brand by brand, oldest first (ai_core.engine.claim).
-            models.Index(fields=["priority", "brand", "created_at", "id"], name="aijob_pending_claim",
-                         condition=Q(status="pending")),
-            models.Index(fields=["heartbeat_at"], name="aijob_running_heartbeat",
-                         condition=Q(status="running")),
+            models.Index(
+                fields=["priority", "brand", "created_at", "id"],
+                name="aijob_pending_claim",
+                condition=Q(status="pending"),
+            ),
+            models.Index(fields=["heartbeat_at"], name="aijob_running_heartbeat", condition=Q(status="running")),
         ]
         constraints = [
             models.CheckConstraint(condition=Q(progress_percentage__lte=100), name="aijob_progress_0_100"),
@@ -194,6 +195,10 @@ class JobDailyStat(models.Model):
             models.Index(fields=["brand", "status"], name="jobdailystat_brand_status"),
             # The dashboard's totals per (brand, type, status) read this index only (PostgreSQL INCLUDE),
             # already in group order: a company's 20 brands x a year of days stay a short index walk.
-            models.Index(fields=["brand", "job_type", "status"], include=["jobs", "cost_micros"],
-                         name="jobdailystat_totals"),
+            models.Index(
+                fields=["brand", "job_type", "status"], include=["jobs", "cost_micros"], name="jobdailystat_totals"
+            ),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.brand_id} {self.day} {self.job_type_id} {self.status}: {self.jobs} jobs"

@@ -94,8 +94,9 @@ def job_types_active() -> QuerySet[AIJobType]:
     return AIJobType.objects.filter(is_active=True).order_by("id")
 
 
-def job_count_from_rollup(*, brand: Brand, statuses: list[str] | None = None,
-                          job_type_names: list[str] | None = None) -> int:
+def job_count_from_rollup(
+    *, brand: Brand, statuses: list[str] | None = None, job_type_names: list[str] | None = None
+) -> int:
     """Exact count of a brand's jobs by status / type, read from the roll-up instead of the job table."""
     stats = JobDailyStat.objects.filter(brand_id=brand.id)
     if statuses:
@@ -164,7 +165,8 @@ def dashboard(*, brands: list[Brand], recent_limit: int = 10) -> dict:
     # aggregate in order with no join; the handful of names come from the catalogue.
     type_names = dict(AIJobType.objects.values_list("id", "name"))
     for row in stats_rows.values("brand_id", "job_type_id", "status").annotate(
-            jobs=Sum("jobs"), cost=Sum("cost_micros")):
+        jobs=Sum("jobs"), cost=Sum("cost_micros")
+    ):
         jobs, cost = int(row["jobs"] or 0), int(row["cost"] or 0)
         name = type_names.get(row["job_type_id"], str(row["job_type_id"]))
         by_status[row["status"]] = by_status.get(row["status"], 0) + jobs
@@ -175,8 +177,9 @@ def dashboard(*, brands: list[Brand], recent_limit: int = 10) -> dict:
 
     per_day = {
         row["day"]: (int(row["jobs"] or 0), int(row["cost"] or 0))
-        for row in stats_rows.filter(day__gte=first_day).values("day").annotate(
-            jobs=Sum("jobs"), cost=Sum("cost_micros"))
+        for row in stats_rows.filter(day__gte=first_day)
+        .values("day")
+        .annotate(jobs=Sum("jobs"), cost=Sum("cost_micros"))
     }
     stats = {"total_jobs": sum(by_status.values()), "jobs_today": per_day.get(today, (0, 0))[0]}
     stats.update({status: by_status.get(status, 0) for status in JobStatus.values})
@@ -195,8 +198,12 @@ def dashboard(*, brands: list[Brand], recent_limit: int = 10) -> dict:
 
     brand_breakdown = sorted(
         (
-            {"brand_id": b.id, "brand_name": b.name, "jobs": by_brand.get(b.id, (0, 0))[0],
-             "cost": money(from_micros(by_brand.get(b.id, (0, 0))[1]))}
+            {
+                "brand_id": b.id,
+                "brand_name": b.name,
+                "jobs": by_brand.get(b.id, (0, 0))[0],
+                "cost": money(from_micros(by_brand.get(b.id, (0, 0))[1])),
+            }
             for b in brands
         ),
         key=lambda item: (-item["jobs"], item["brand_name"]),

@@ -43,8 +43,7 @@ def _validator_for(schema_json: str) -> jsonschema.Draft202012Validator:
 def validate_input_data(job_type: AIJobType, input_data: Any) -> None:
     """input_data must be an object of bounded size and depth that matches the job type's JSON Schema."""
     if not isinstance(input_data, dict):
-        raise JobValidationError("input_data must be a JSON object",
-                                 errors={"input_data": ["Must be a JSON object."]})
+        raise JobValidationError("input_data must be a JSON object", errors={"input_data": ["Must be a JSON object."]})
     if json_depth_exceeds(input_data, settings.AICORE_MAX_JSON_DEPTH):
         raise JobValidationError(
             f"input_data nests deeper than {settings.AICORE_MAX_JSON_DEPTH} levels",
@@ -54,7 +53,9 @@ def validate_input_data(job_type: AIJobType, input_data: Any) -> None:
     if size > settings.AICORE_MAX_INPUT_BYTES:
         raise ApplicationError(
             f"input_data is {size} bytes; the limit is {settings.AICORE_MAX_INPUT_BYTES}",
-            error_code="INPUT_TOO_LARGE", status_code=413, errors={"input_data": ["Too large."]},
+            error_code="INPUT_TOO_LARGE",
+            status_code=413,
+            errors={"input_data": ["Too large."]},
         )
     if not job_type.input_schema:
         return
@@ -65,8 +66,10 @@ def validate_input_data(job_type: AIJobType, input_data: Any) -> None:
         message = error.message if len(error.message) <= 300 else error.message[:300] + "…"
         messages.append(f"{where}: {message}" if where else message)
     if messages:
-        raise JobValidationError(f"input_data does not match the '{job_type.name}' schema: {messages[0]}",
-                                 errors={"input_data": messages[:20]})
+        raise JobValidationError(
+            f"input_data does not match the '{job_type.name}' schema: {messages[0]}",
+            errors={"input_data": messages[:20]},
+        )
 
 
 # name -> (expires at, job type): the catalogue is tiny and read on every job creation.
@@ -125,22 +128,30 @@ def job_create(
     model = input_data.get("model") or type_.default_model
     choice = model_resolve(model)
     if key_source(company_id=brand.company_id, provider=choice.provider) is None:
-        raise ProviderNotConfigured(f"Provider '{choice.provider.name}' (model '{model}') has no API key: store a "
-                                    f"credential for your company or ask the operator to set one",
-                                    provider=choice.provider.name, model=model)
+        raise ProviderNotConfigured(
+            f"Provider '{choice.provider.name}' (model '{model}') has no API key: store a "
+            f"credential for your company or ask the operator to set one",
+            provider=choice.provider.name,
+            model=model,
+        )
     fingerprint = ""
     if idempotency_key is not None:
-        fingerprint = _fingerprint(job_type=job_type, input_data=input_data, priority=priority,
-                                   description=description)
+        fingerprint = _fingerprint(job_type=job_type, input_data=input_data, priority=priority, description=description)
         existing = _idempotent_replay(brand, idempotency_key, fingerprint)
         if existing is not None:
             return existing, False
     try:
         with transaction.atomic():
             job = AIJob.objects.create(
-                job_type=type_, brand=brand, created_by=user, priority=priority, description=description,
-                input_data=input_data, is_async=type_.requires_async,
-                idempotency_key=idempotency_key, idempotency_fingerprint=fingerprint,
+                job_type=type_,
+                brand=brand,
+                created_by=user,
+                priority=priority,
+                description=description,
+                input_data=input_data,
+                is_async=type_.requires_async,
+                idempotency_key=idempotency_key,
+                idempotency_fingerprint=fingerprint,
             )
             _record_creation(job, user)
             job.job_type = type_
@@ -166,8 +177,9 @@ def _record_creation(job: AIJob, user: User | None) -> None:
     """
     day = timezone.localdate(job.created_at)
     if connection.vendor != "postgresql":
-        AIJobEvent.objects.create(job=job, from_status="", to_status=S.PENDING, at=job.created_at,
-                                  reason="created", actor=user)
+        AIJobEvent.objects.create(
+            job=job, from_status="", to_status=S.PENDING, at=job.created_at, reason="created", actor=user
+        )
         stat_move(brand_id=job.brand_id, day=day, job_type_id=job.job_type_id, deltas={S.PENDING: +1})
         return
     events, stats = AIJobEvent._meta.db_table, JobDailyStat._meta.db_table
@@ -179,8 +191,16 @@ def _record_creation(job: AIJob, user: User | None) -> None:
             f"INSERT INTO {stats} (brand_id, day, job_type_id, status, jobs, cost_micros) "
             f"VALUES (%s, %s, %s, %s, 1, 0) ON CONFLICT (brand_id, day, job_type_id, status) "
             f"DO UPDATE SET jobs = {stats}.jobs + 1",
-            [job.pk, S.PENDING, job.created_at, user.pk if user else None,
-             job.brand_id, day, job.job_type_id, S.PENDING],
+            [
+                job.pk,
+                S.PENDING,
+                job.created_at,
+                user.pk if user else None,
+                job.brand_id,
+                day,
+                job.job_type_id,
+                S.PENDING,
+            ],
         )
 
 
@@ -193,8 +213,11 @@ def _idempotent_replay(brand: Brand, key: str, fingerprint: str) -> AIJob | None
         AIJob.objects.filter(pk=job.pk, idempotency_key=key).update(idempotency_key=None)
         return None
     if job.idempotency_fingerprint != fingerprint:
-        raise Conflict("Idempotency-Key was already used with a different request body",
-                       error_code="IDEMPOTENCY_KEY_REUSED", job_id=job.job_id)
+        raise Conflict(
+            "Idempotency-Key was already used with a different request body",
+            error_code="IDEMPOTENCY_KEY_REUSED",
+            job_id=job.job_id,
+        )
     return job
 
 
@@ -217,17 +240,26 @@ def job_update(*, job: AIJob, data: dict[str, Any]) -> AIJob:
         raise Conflict("Cannot modify running job", error_code="JOB_RUNNING", current_status=status)
     if "input_data" in changes:
         if status != S.PENDING:
-            raise Conflict("input_data can only change while the job is pending", error_code="JOB_NOT_PENDING",
-                           current_status=status)
+            raise Conflict(
+                "input_data can only change while the job is pending",
+                error_code="JOB_NOT_PENDING",
+                current_status=status,
+            )
         validate_input_data(job.job_type, changes["input_data"])
     if "progress_percentage" in changes and status != S.RUNNING:
-        raise Conflict("progress_percentage can only change while the job is running",
-                       error_code="JOB_NOT_RUNNING", current_status=status)
+        raise Conflict(
+            "progress_percentage can only change while the job is running",
+            error_code="JOB_NOT_RUNNING",
+            current_status=status,
+        )
     changes["updated_at"] = timezone.now()
     if AIJob.objects.filter(pk=job.pk, status=status).update(**changes) != 1:
         job.refresh_from_db(fields=["status"])
-        raise Conflict(f"The job changed to {job.status} meanwhile; reload and retry",
-                       error_code="JOB_STATE_CHANGED", current_status=job.status)
+        raise Conflict(
+            f"The job changed to {job.status} meanwhile; reload and retry",
+            error_code="JOB_STATE_CHANGED",
+            current_status=job.status,
+        )
     for field, value in changes.items():
         setattr(job, field, value)
     return job
@@ -242,13 +274,18 @@ def job_delete(*, job: AIJob) -> None:
         if status is None:
             raise NotFound("Job not found", error_code="JOB_NOT_FOUND")
         if status == S.RUNNING:
-            raise Conflict("Cannot delete a running job; cancel it first", error_code="JOB_RUNNING",
-                           current_status=status)
+            raise Conflict(
+                "Cannot delete a running job; cancel it first", error_code="JOB_RUNNING", current_status=status
+            )
         if status == S.PENDING:
             quota_release(job_pk=job.pk)  # a pending job never ran: its reservation goes back
         AIJob.objects.filter(pk=job.pk).delete()
-        stat_move(brand_id=job.brand_id, day=timezone.localdate(job.created_at), job_type_id=job.job_type_id,
-                  deltas={status: -1})
+        stat_move(
+            brand_id=job.brand_id,
+            day=timezone.localdate(job.created_at),
+            job_type_id=job.job_type_id,
+            deltas={status: -1},
+        )
 
 
 # --- lifecycle ----------------------------------------------------------------------------------------
@@ -258,12 +295,24 @@ def job_cancel(*, job_pk: int, actor: User | None = None, reason: str = "cancell
     try:
         return _finalize(job_pk, to=S.CANCELLED, reason=reason, actor_id=actor.pk if actor else None)
     except IllegalTransition as exc:
-        raise Conflict("Job cannot be cancelled", error_code="JOB_NOT_CANCELLABLE", error="Job cannot be cancelled",
-                       current_status=exc.current) from None
+        raise Conflict(
+            "Job cannot be cancelled",
+            error_code="JOB_NOT_CANCELLABLE",
+            error="Job cannot be cancelled",
+            current_status=exc.current,
+        ) from None
 
 
-def _finalize(job_pk: int, *, to: str, attempt: int | None = None, input_tokens: int = 0, output_tokens: int = 0,
-              cost: Decimal | None = None, **transition_args: Any) -> Transitioned:
+def _finalize(
+    job_pk: int,
+    *,
+    to: str,
+    attempt: int | None = None,
+    input_tokens: int = 0,
+    output_tokens: int = 0,
+    cost: Decimal | None = None,
+    **transition_args: Any,
+) -> Transitioned:
     """A final transition and its accounting in ONE transaction: usage row (completed, failed, timeout),
     quota settle (completed) or release (otherwise), roll-up cost, OpenAI token counts. A duplicate delivery
     loses the transition's compare-and-set, which rolls the whole thing back: a job is charged once.
@@ -281,17 +330,21 @@ def _finalize(job_pk: int, *, to: str, attempt: int | None = None, input_tokens:
 
 def job_start(*, job_pk: int, task_id: str = "") -> Transitioned:
     """Claim a pending job for one attempt: pending -> running, attempts + 1."""
-    return transition(job_pk, to=S.RUNNING, expected={S.PENDING}, reason="claimed by worker",
-                      fields={"task_id": task_id[:255]})
+    return transition(
+        job_pk, to=S.RUNNING, expected={S.PENDING}, reason="claimed by worker", fields={"task_id": task_id[:255]}
+    )
 
 
 def job_progress(*, job_pk: int, attempt: int, percentage: int) -> bool:
     """Record progress of the current attempt (also a heartbeat). False when the attempt is no longer current."""
     percentage = max(0, min(100, int(percentage)))
     now = timezone.now()
-    return AIJob.objects.filter(pk=job_pk, status=S.RUNNING, attempts=attempt).update(
-        progress_percentage=percentage, heartbeat_at=now, updated_at=now
-    ) == 1
+    return (
+        AIJob.objects.filter(pk=job_pk, status=S.RUNNING, attempts=attempt).update(
+            progress_percentage=percentage, heartbeat_at=now, updated_at=now
+        )
+        == 1
+    )
 
 
 def job_heartbeat(*, job_pk: int, attempt: int) -> bool:
@@ -299,28 +352,68 @@ def job_heartbeat(*, job_pk: int, attempt: int) -> bool:
     return AIJob.objects.filter(pk=job_pk, status=S.RUNNING, attempts=attempt).update(heartbeat_at=now) == 1
 
 
-def job_complete(*, job_pk: int, attempt: int, result_data: dict, input_tokens: int = 0, output_tokens: int = 0,
-                 cost: Decimal | None = None) -> Transitioned:
+def job_complete(
+    *,
+    job_pk: int,
+    attempt: int,
+    result_data: dict,
+    input_tokens: int = 0,
+    output_tokens: int = 0,
+    cost: Decimal | None = None,
+) -> Transitioned:
     """running -> completed, charging input/output tokens at the price in effect when the job started."""
-    return _finalize(job_pk, to=S.COMPLETED, attempt=attempt, input_tokens=input_tokens, output_tokens=output_tokens,
-                     cost=cost, reason="completed",
-                     fields={"result_data": result_data, "error_message": "", "error_code": ""})
+    return _finalize(
+        job_pk,
+        to=S.COMPLETED,
+        attempt=attempt,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        cost=cost,
+        reason="completed",
+        fields={"result_data": result_data, "error_message": "", "error_code": ""},
+    )
 
 
-def job_fail(*, job_pk: int, attempt: int | None, error_message: str, error_code: str = "JOB_FAILED",
-             cost: Decimal | None = None) -> Transitioned:
-    return _finalize(job_pk, to=S.FAILED, attempt=attempt, cost=cost, reason=error_code,
-                     fields={"error_message": error_message[:10_000], "error_code": error_code[:64]})
+def job_fail(
+    *, job_pk: int, attempt: int | None, error_message: str, error_code: str = "JOB_FAILED", cost: Decimal | None = None
+) -> Transitioned:
+    return _finalize(
+        job_pk,
+        to=S.FAILED,
+        attempt=attempt,
+        cost=cost,
+        reason=error_code,
+        fields={"error_message": error_message[:10_000], "error_code": error_code[:64]},
+    )
 
 
-def job_timeout(*, job_pk: int, attempt: int | None, error_message: str = "The job exceeded its time limit",
-                cost: Decimal | None = None) -> Transitioned:
-    return _finalize(job_pk, to=S.TIMEOUT, attempt=attempt, cost=cost, reason="timeout",
-                     fields={"error_message": error_message, "error_code": "JOB_TIMEOUT"})
+def job_timeout(
+    *,
+    job_pk: int,
+    attempt: int | None,
+    error_message: str = "The job exceeded its time limit",
+    cost: Decimal | None = None,
+) -> Transitioned:
+    return _finalize(
+        job_pk,
+        to=S.TIMEOUT,
+        attempt=attempt,
+        cost=cost,
+        reason="timeout",
+        fields={"error_message": error_message, "error_code": "JOB_TIMEOUT"},
+    )
 
 
 def job_requeue(*, job_pk: int, attempt: int, reason: str, delay_seconds: float = 0) -> Transitioned:
     """running -> pending for another attempt (transient error or lost worker), claimable after a delay."""
-    return transition(job_pk, to=S.PENDING, attempt=attempt, reason=reason[:500],
-                      fields={"available_at": timezone.now() + timedelta(seconds=delay_seconds),
-                              "progress_percentage": 0, "heartbeat_at": None})
+    return transition(
+        job_pk,
+        to=S.PENDING,
+        attempt=attempt,
+        reason=reason[:500],
+        fields={
+            "available_at": timezone.now() + timedelta(seconds=delay_seconds),
+            "progress_percentage": 0,
+            "heartbeat_at": None,
+        },
+    )

@@ -80,9 +80,7 @@ def job_stream_tick(*, job_pk: int, cursor: EventCursor) -> tuple[list[dict], li
     if job is None:  # deleted while watched
         return [], [], True
     rows = list(
-        AIJobEvent.objects.filter(job_id=job_pk, id__gt=cursor.floor())
-        .order_by("id")
-        .values(*_EVENT_FIELDS)[:BATCH]
+        AIJobEvent.objects.filter(job_id=job_pk, id__gt=cursor.floor()).order_by("id").values(*_EVENT_FIELDS)[:BATCH]
     )
     events = [event_payload(r) for r in cursor.take(rows)]
     progress = []

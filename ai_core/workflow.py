@@ -120,15 +120,26 @@ def transition(
             raise Conflict("The job changed too often while being updated; retry", error_code="CONCURRENT_UPDATE")
 
         AIJobEvent.objects.create(
-            job_id=job_pk, from_status=current, to_status=to, at=now, attempt=new_attempt,
-            reason=reason[:500], actor_id=actor_id,
+            job_id=job_pk,
+            from_status=current,
+            to_status=to,
+            at=now,
+            attempt=new_attempt,
+            reason=reason[:500],
+            actor_id=actor_id,
         )
         day = timezone.localdate(row["created_at"])
-        stat_move(brand_id=row["brand_id"], day=day, job_type_id=row["job_type_id"],
-                  deltas={current: -1, to: +1}, cost={to: cost} if cost else None)
+        stat_move(
+            brand_id=row["brand_id"],
+            day=day,
+            job_type_id=row["job_type_id"],
+            deltas={current: -1, to: +1},
+            cost={to: cost} if cost else None,
+        )
         if to in FINAL_STATUSES:
-            transaction.on_commit(partial(job_final_committed.send, sender=AIJob, job_pk=job_pk, status=to),
-                                  robust=True)
+            transaction.on_commit(
+                partial(job_final_committed.send, sender=AIJob, job_pk=job_pk, status=to), robust=True
+            )
     return Transitioned(job_pk=job_pk, from_status=current, to_status=to, attempt=new_attempt, at=now)
 
 

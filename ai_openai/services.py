@@ -52,9 +52,7 @@ def openai_params_validate(*, model: str, params: dict[str, Any]) -> ModelChoice
     return choice
 
 
-def openai_job_create(
-    *, job: AIJob, choice: ModelChoice, input_data: dict, always: bool = False
-) -> OpenAIJob | None:
+def openai_job_create(*, job: AIJob, choice: ModelChoice, input_data: dict, always: bool = False) -> OpenAIJob | None:
     """The OpenAIJob row of a job whose model runs on an OpenAI-format provider (`always`: any job submitted
     through /ai/openai/, echo included)."""
     if choice.provider.kind != ProviderKind.OPENAI and not always:

@@ -14,9 +14,7 @@ from business.errors import ApplicationError
 def _fernet(keys: tuple[str, ...], secret_key: str) -> MultiFernet:
     if not keys:
         # Development only (settings refuse production without a key): a stable key derived from SECRET_KEY.
-        derived = base64.urlsafe_b64encode(
-            hashlib.sha256(b"aicore-credentials:" + secret_key.encode()).digest()
-        )
+        derived = base64.urlsafe_b64encode(hashlib.sha256(b"aicore-credentials:" + secret_key.encode()).digest())
         keys = (derived.decode(),)
     return MultiFernet([Fernet(key) for key in keys])
 

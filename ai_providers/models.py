@@ -39,9 +39,7 @@ class ProviderModel(models.Model):
     provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="models")
     name = models.CharField(max_length=100, unique=True)
     family = models.CharField(max_length=20, choices=ModelFamily.choices, default=ModelFamily.STANDARD)
-    capabilities = models.JSONField(
-        default=list, blank=True, help_text='e.g. ["chat", "streaming", "json", "tools"]'
-    )
+    capabilities = models.JSONField(default=list, blank=True, help_text='e.g. ["chat", "streaming", "json", "tools"]')
     context_window = models.PositiveIntegerField(default=128_000)
     max_output_tokens = models.PositiveIntegerField(default=16_384)
     is_active = models.BooleanField(default=True)
@@ -76,15 +74,14 @@ class ModelPrice(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.model}: ${self.input_per_million}/${self.output_per_million} per 1M from {self.effective_from:%Y-%m-%d}"
+        prices = f"${self.input_per_million}/${self.output_per_million}"
+        return f"{self.model}: {prices} per 1M from {self.effective_from:%Y-%m-%d}"
 
 
 class ProviderCredential(models.Model):
     """A company's own key for a provider. The key is stored only as a Fernet token and never leaves the server."""
 
-    company = models.ForeignKey(
-        "business.Company", on_delete=models.CASCADE, related_name="provider_credentials"
-    )
+    company = models.ForeignKey("business.Company", on_delete=models.CASCADE, related_name="provider_credentials")
     provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="credentials")
     api_key_encrypted = models.TextField(editable=False)
     base_url = models.URLField(max_length=500, blank=True)
@@ -99,9 +96,7 @@ class ProviderCredential(models.Model):
     class Meta:
         ordering = ["provider__name"]
         constraints = [
-            models.UniqueConstraint(
-                fields=["company", "provider"], name="credential_one_per_company_provider"
-            ),
+            models.UniqueConstraint(fields=["company", "provider"], name="credential_one_per_company_provider"),
         ]
 
     def __str__(self) -> str:

@@ -89,9 +89,7 @@ def model_resolve(name: str) -> ModelChoice:
             max_output_tokens=settings.AICORE_DEFAULT_MAX_OUTPUT_TOKENS,
             model_id=None,
         )
-    raise ApplicationError(
-        f"Model '{name}' is not in the provider catalogue", error_code="MODEL_NOT_SUPPORTED"
-    )
+    raise ApplicationError(f"Model '{name}' is not in the provider catalogue", error_code="MODEL_NOT_SUPPORTED")
 
 
 @dataclass(frozen=True)
@@ -135,12 +133,8 @@ class Cost:
 def cost_of(*, input_tokens: int, output_tokens: int, price: Price) -> Cost:
     """tokens × price per million, each side rounded half-up to the micro-dollar (6 places)."""
     return Cost(
-        input_cost=(Decimal(int(input_tokens)) * price.input_per_million / MILLION).quantize(
-            MICRO, ROUND_HALF_UP
-        ),
-        output_cost=(Decimal(int(output_tokens)) * price.output_per_million / MILLION).quantize(
-            MICRO, ROUND_HALF_UP
-        ),
+        input_cost=(Decimal(int(input_tokens)) * price.input_per_million / MILLION).quantize(MICRO, ROUND_HALF_UP),
+        output_cost=(Decimal(int(output_tokens)) * price.output_per_million / MILLION).quantize(MICRO, ROUND_HALF_UP),
     )
 
 
@@ -182,9 +176,7 @@ def key_source(*, company_id: int | None, provider: Provider) -> str | None:
         return "builtin"
     if (
         company_id
-        and ProviderCredential.objects.filter(
-            company_id=company_id, provider=provider, is_active=True
-        ).exists()
+        and ProviderCredential.objects.filter(company_id=company_id, provider=provider, is_active=True).exists()
     ):
         return "company"
     if environment_key(provider):

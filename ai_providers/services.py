@@ -48,13 +48,9 @@ def provider_endpoint(*, company_id: int | None, provider: Provider) -> Endpoint
         return Endpoint(api_key="", base_url="", organization="", source="builtin")
     credential = None
     if company_id:
-        credential = ProviderCredential.objects.filter(
-            company_id=company_id, provider=provider, is_active=True
-        ).first()
+        credential = ProviderCredential.objects.filter(company_id=company_id, provider=provider, is_active=True).first()
     if credential is not None:
-        base_url = (
-            check_base_url(credential.base_url) if credential.base_url else _environment_base_url(provider)
-        )
+        base_url = check_base_url(credential.base_url) if credential.base_url else _environment_base_url(provider)
         return Endpoint(
             api_key=decrypt_secret(credential.api_key_encrypted),
             base_url=base_url,
@@ -120,13 +116,9 @@ def credential_create(
     *, company: Company, provider: Provider, api_key: str, base_url: str = "", organization: str = ""
 ) -> ProviderCredential:
     if not api_key or not api_key.strip():
-        raise ApplicationError(
-            "api_key is required", error_code="VALIDATION_ERROR", errors={"api_key": ["Required."]}
-        )
+        raise ApplicationError("api_key is required", error_code="VALIDATION_ERROR", errors={"api_key": ["Required."]})
     if not provider.requires_key:
-        raise ApplicationError(
-            f"Provider '{provider.name}' needs no credential", error_code="VALIDATION_ERROR"
-        )
+        raise ApplicationError(f"Provider '{provider.name}' needs no credential", error_code="VALIDATION_ERROR")
     base_url = check_base_url(base_url) if base_url else ""
     with transaction.atomic():
         if ProviderCredential.objects.filter(company=company, provider=provider).exists():
@@ -175,9 +167,7 @@ def credential_test(*, credential: ProviderCredential) -> dict[str, Any]:
     """A real call with the stored key (outside any transaction: it waits on the network)."""
     provider = credential.provider
     try:
-        base_url = (
-            check_base_url(credential.base_url) if credential.base_url else _environment_base_url(provider)
-        )
+        base_url = check_base_url(credential.base_url) if credential.base_url else _environment_base_url(provider)
         endpoint = Endpoint(
             api_key=decrypt_secret(credential.api_key_encrypted),
             base_url=base_url,
@@ -198,9 +188,7 @@ def credential_test(*, credential: ProviderCredential) -> dict[str, Any]:
             latency_ms=_ms_since(started),
             error_code=exc.error_code,
         )
-    return _record_test(
-        credential, ok=True, message="Connection succeeded", latency_ms=_ms_since(started), **details
-    )
+    return _record_test(credential, ok=True, message="Connection succeeded", latency_ms=_ms_since(started), **details)
 
 
 def _ms_since(started: float) -> int:

@@ -17,14 +17,7 @@ def _is_internal(address: str) -> bool:
     ip = ipaddress.ip_address(address.split("%", 1)[0])
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
         ip = ip.ipv4_mapped
-    return (
-        ip.is_private
-        or ip.is_loopback
-        or ip.is_link_local
-        or ip.is_reserved
-        or ip.is_multicast
-        or ip.is_unspecified
-    )
+    return ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved or ip.is_multicast or ip.is_unspecified
 
 
 def check_base_url(url: str) -> str:
@@ -33,13 +26,9 @@ def check_base_url(url: str) -> str:
     """
     parts = urlsplit(url)
     if parts.scheme not in {"http", "https"} or not parts.hostname:
-        raise UnsafeBaseURL(
-            "base_url must be an http(s) URL with a host", errors={"base_url": ["Invalid URL."]}
-        )
+        raise UnsafeBaseURL("base_url must be an http(s) URL with a host", errors={"base_url": ["Invalid URL."]})
     if parts.username or parts.password:
-        raise UnsafeBaseURL(
-            "base_url must not embed credentials", errors={"base_url": ["No user:password@."]}
-        )
+        raise UnsafeBaseURL("base_url must not embed credentials", errors={"base_url": ["No user:password@."]})
     host = parts.hostname
     if settings.AICORE_ALLOW_PRIVATE_PROVIDER_URLS or host in settings.AICORE_PROVIDER_HOST_ALLOWLIST:
         return url.rstrip("/")

@@ -5,8 +5,16 @@ from ai_usage.models import AIJobUsage, Quota, QuotaPeriod, QuotaReservation
 
 @admin.register(AIJobUsage)
 class AIJobUsageAdmin(admin.ModelAdmin):
-    list_display = ["job", "brand", "provider_name", "model_name", "total_tokens", "total_cost", "success_rate",
-                    "created_at"]
+    list_display = [
+        "job",
+        "brand",
+        "provider_name",
+        "model_name",
+        "total_tokens",
+        "total_cost",
+        "success_rate",
+        "created_at",
+    ]
     list_filter = ["provider_name", "model_name", "brand", "success_rate"]
     search_fields = ["job__job_id", "model_name"]
     raw_id_fields = ["job", "user"]
@@ -28,8 +36,7 @@ class QuotaAdmin(admin.ModelAdmin):
 
 @admin.register(QuotaPeriod)
 class QuotaPeriodAdmin(admin.ModelAdmin):
-    list_display = ["quota", "month", "used_tokens", "reserved_tokens", "used_cost_micros",
-                    "reserved_cost_micros"]
+    list_display = ["quota", "month", "used_tokens", "reserved_tokens", "used_cost_micros", "reserved_cost_micros"]
     list_filter = ["month"]
     raw_id_fields = ["quota"]
 

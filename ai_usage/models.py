@@ -11,13 +11,12 @@ class AIJobUsage(models.Model):
     Kept when the job is deleted or purged (job becomes NULL) so money totals never shrink.
     """
 
-    job = models.OneToOneField(
-        "ai_core.AIJob", on_delete=models.SET_NULL, null=True, blank=True, related_name="usage"
-    )
+    job = models.OneToOneField("ai_core.AIJob", on_delete=models.SET_NULL, null=True, blank=True, related_name="usage")
     brand = models.ForeignKey("business.Brand", on_delete=models.PROTECT, related_name="+")
     job_type = models.ForeignKey("ai_core.AIJobType", on_delete=models.PROTECT, related_name="+")
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
-                             related_name="+")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
     provider_name = models.CharField(max_length=50)
     model_name = models.CharField(max_length=100)
     input_tokens = models.PositiveIntegerField(default=0)
@@ -41,11 +40,15 @@ class AIJobUsage(models.Model):
             models.Index(fields=["brand", "provider_name", "model_name"], name="usage_brand_provider_model"),
         ]
         constraints = [
-            models.CheckConstraint(condition=Q(total_tokens=models.F("input_tokens") + models.F("output_tokens")),
-                                   name="usage_total_tokens_sum"),
+            models.CheckConstraint(
+                condition=Q(total_tokens=models.F("input_tokens") + models.F("output_tokens")),
+                name="usage_total_tokens_sum",
+            ),
             # Rounded: SQLite keeps decimals as floats, where 0.00015 + 0.00003 != 0.00018 exactly.
-            models.CheckConstraint(condition=Q(total_cost=Round(models.F("input_cost") + models.F("output_cost"), 6)),
-                                   name="usage_total_cost_sum"),
+            models.CheckConstraint(
+                condition=Q(total_cost=Round(models.F("input_cost") + models.F("output_cost"), 6)),
+                name="usage_total_cost_sum",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -53,11 +56,18 @@ class AIJobUsage(models.Model):
 
     def as_api_dict(self) -> dict:
         return {
-            "input_tokens": self.input_tokens, "output_tokens": self.output_tokens, "total_tokens": self.total_tokens,
-            "input_cost": str(self.input_cost), "output_cost": str(self.output_cost),
-            "total_cost": str(self.total_cost), "execution_time_seconds": self.execution_time_seconds,
-            "provider_name": self.provider_name, "model_name": self.model_name, "success_rate": self.success_rate,
-            "error_count": self.error_count, "final_status": self.final_status,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "total_tokens": self.total_tokens,
+            "input_cost": str(self.input_cost),
+            "output_cost": str(self.output_cost),
+            "total_cost": str(self.total_cost),
+            "execution_time_seconds": self.execution_time_seconds,
+            "provider_name": self.provider_name,
+            "model_name": self.model_name,
+            "success_rate": self.success_rate,
+            "error_count": self.error_count,
+            "final_status": self.final_status,
         }
 
 
@@ -67,10 +77,22 @@ class Quota(models.Model):
     """
 
     company = models.ForeignKey("business.Company", on_delete=models.CASCADE, related_name="quotas")
-    brand = models.ForeignKey("business.Brand", on_delete=models.CASCADE, null=True, blank=True,
-                              related_name="quotas", help_text="empty: company-wide")
-    provider = models.ForeignKey("ai_providers.Provider", on_delete=models.CASCADE, null=True, blank=True,
-                                 related_name="quotas", help_text="empty: every provider")
+    brand = models.ForeignKey(
+        "business.Brand",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="quotas",
+        help_text="empty: company-wide",
+    )
+    provider = models.ForeignKey(
+        "ai_providers.Provider",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="quotas",
+        help_text="empty: every provider",
+    )
     monthly_token_limit = models.BigIntegerField(null=True, blank=True)
     monthly_cost_limit = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
     is_active = models.BooleanField(default=True)
@@ -82,11 +104,16 @@ class Quota(models.Model):
         constraints = [
             models.CheckConstraint(
                 condition=Q(monthly_token_limit__isnull=False) | Q(monthly_cost_limit__isnull=False),
-                name="quota_has_a_limit"),
-            models.CheckConstraint(condition=Q(monthly_token_limit__isnull=True) | Q(monthly_token_limit__gte=0),
-                                   name="quota_token_limit_not_negative"),
-            models.CheckConstraint(condition=Q(monthly_cost_limit__isnull=True) | Q(monthly_cost_limit__gte=0),
-                                   name="quota_cost_limit_not_negative"),
+                name="quota_has_a_limit",
+            ),
+            models.CheckConstraint(
+                condition=Q(monthly_token_limit__isnull=True) | Q(monthly_token_limit__gte=0),
+                name="quota_token_limit_not_negative",
+            ),
+            models.CheckConstraint(
+                condition=Q(monthly_cost_limit__isnull=True) | Q(monthly_cost_limit__gte=0),
+                name="quota_cost_limit_not_negative",
+            ),
         ]
         indexes = [models.Index(fields=["company", "is_active"], name="quota_company_active")]
 
@@ -112,9 +139,12 @@ class QuotaPeriod(models.Model):
         ordering = ["-month"]
         constraints = [
             models.UniqueConstraint(fields=["quota", "month"], name="quotaperiod_one_per_month"),
-            models.CheckConstraint(condition=Q(reserved_tokens__gte=0, reserved_cost_micros__gte=0,
-                                               used_tokens__gte=0, used_cost_micros__gte=0),
-                                   name="quotaperiod_counters_not_negative"),
+            models.CheckConstraint(
+                condition=Q(
+                    reserved_tokens__gte=0, reserved_cost_micros__gte=0, used_tokens__gte=0, used_cost_micros__gte=0
+                ),
+                name="quotaperiod_counters_not_negative",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -130,8 +160,9 @@ class ReservationState(models.TextChoices):
 class QuotaReservation(models.Model):
     """What one job holds on one quota period: reserved at submit, then settled or released exactly once."""
 
-    job = models.ForeignKey("ai_core.AIJob", on_delete=models.SET_NULL, null=True, blank=True,
-                            related_name="quota_reservations")
+    job = models.ForeignKey(
+        "ai_core.AIJob", on_delete=models.SET_NULL, null=True, blank=True, related_name="quota_reservations"
+    )
     period = models.ForeignKey(QuotaPeriod, on_delete=models.CASCADE, related_name="reservations")
     tokens = models.BigIntegerField()
     cost_micros = models.BigIntegerField()

@@ -54,9 +54,7 @@ class Charge:
         return self.input_tokens + self.output_tokens
 
 
-def usage_charge(
-    *, job: AIJob, input_tokens: int = 0, output_tokens: int = 0, cost: Decimal | None = None
-) -> Charge:
+def usage_charge(*, job: AIJob, input_tokens: int = 0, output_tokens: int = 0, cost: Decimal | None = None) -> Charge:
     """Tokens × the price in effect when the job ran (its last start), or `cost` when the caller knows the
     amount billed. Never raises: a model that left the catalogue is charged at zero rather than losing the
     job's final state.
@@ -90,9 +88,7 @@ def usage_charge(
     )
 
 
-def usage_record(
-    *, job: AIJob, done: Any, status: str, charge: Charge, result: Any = None
-) -> AIJobUsage | None:
+def usage_record(*, job: AIJob, done: Any, status: str, charge: Charge, result: Any = None) -> AIJobUsage | None:
     """Write the job's usage row and settle (completed) or release (other final states) its quota reservations.
 
     Call inside the transaction of the job's final transition, after it: if the transition lost a race
@@ -219,23 +215,17 @@ def quota_reserve(*, job: AIJob, choice: ModelChoice, input_data: dict) -> list[
         return []
     need = reservation_for(input_data=input_data, choice=choice)
     month = month_start()
-    QuotaPeriod.objects.bulk_create(
-        [QuotaPeriod(quota=q, month=month) for q in quotas], ignore_conflicts=True
-    )
+    QuotaPeriod.objects.bulk_create([QuotaPeriod(quota=q, month=month) for q in quotas], ignore_conflicts=True)
     periods = {p.quota_id: p for p in QuotaPeriod.objects.filter(quota__in=quotas, month=month)}
     reservations = []
     for quota in quotas:
         period = periods[quota.pk]
         guarded = QuotaPeriod.objects.filter(pk=period.pk)
         if quota.monthly_token_limit is not None:
-            guarded = guarded.filter(
-                used_tokens__lte=(quota.monthly_token_limit - need.tokens) - F("reserved_tokens")
-            )
+            guarded = guarded.filter(used_tokens__lte=(quota.monthly_token_limit - need.tokens) - F("reserved_tokens"))
         if quota.monthly_cost_limit is not None:
             limit = to_micros(quota.monthly_cost_limit)
-            guarded = guarded.filter(
-                used_cost_micros__lte=(limit - need.cost_micros) - F("reserved_cost_micros")
-            )
+            guarded = guarded.filter(used_cost_micros__lte=(limit - need.cost_micros) - F("reserved_cost_micros"))
         if (
             guarded.update(
                 reserved_tokens=F("reserved_tokens") + need.tokens,
@@ -250,9 +240,7 @@ def quota_reserve(*, job: AIJob, choice: ModelChoice, input_data: dict) -> list[
                 remaining_quota=_remaining(quota, period),
                 required={"tokens": need.tokens, "cost": _dollars(need.cost_micros)},
             )
-        reservations.append(
-            QuotaReservation(job=job, period=period, tokens=need.tokens, cost_micros=need.cost_micros)
-        )
+        reservations.append(QuotaReservation(job=job, period=period, tokens=need.tokens, cost_micros=need.cost_micros))
     return QuotaReservation.objects.bulk_create(reservations)
 
 
@@ -268,9 +256,9 @@ def quota_release(*, job_pk: int) -> None:
 
 def _close_reservations(*, job_pk: int, to: str, tokens: int, cost_micros: int) -> None:
     now = timezone.now()
-    for reservation in QuotaReservation.objects.filter(
-        job_id=job_pk, state=ReservationState.RESERVED
-    ).order_by("period__quota_id"):
+    for reservation in QuotaReservation.objects.filter(job_id=job_pk, state=ReservationState.RESERVED).order_by(
+        "period__quota_id"
+    ):
         won = QuotaReservation.objects.filter(pk=reservation.pk, state=ReservationState.RESERVED).update(
             state=to, settled_tokens=tokens, settled_cost_micros=cost_micros, closed_at=now
         )
@@ -295,9 +283,7 @@ def _remaining(quota: Quota, period: QuotaPeriod | None) -> dict[str, Any]:
     used_t = period.used_tokens + period.reserved_tokens if period else 0
     used_c = period.used_cost_micros + period.reserved_cost_micros if period else 0
     return {
-        "tokens": max(0, quota.monthly_token_limit - used_t)
-        if quota.monthly_token_limit is not None
-        else None,
+        "tokens": max(0, quota.monthly_token_limit - used_t) if quota.monthly_token_limit is not None else None,
         "cost": _dollars(max(0, to_micros(quota.monthly_cost_limit) - used_c))
         if quota.monthly_cost_limit is not None
         else None,
@@ -404,9 +390,7 @@ def usage_reprice(*, since, until, model_name: str | None = None, dry_run: bool 
                 )
             if delta and usage.job_id:
                 micros = to_micros(delta)
-                for reservation in QuotaReservation.objects.filter(
-                    job_id=usage.job_id, state=ReservationState.SETTLED
-                ):
+                for reservation in QuotaReservation.objects.filter(job_id=usage.job_id, state=ReservationState.SETTLED):
                     QuotaReservation.objects.filter(pk=reservation.pk).update(
                         settled_cost_micros=F("settled_cost_micros") + micros
                     )

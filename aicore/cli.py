@@ -40,9 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--url", default=os.environ.get("AICORE_URL", "http://127.0.0.1:8000"))
     parser.add_argument("--username", default=os.environ.get("AICORE_USERNAME"))
     parser.add_argument("--password", default=os.environ.get("AICORE_PASSWORD"))
-    parser.add_argument(
-        "--token", default=os.environ.get("AICORE_TOKEN"), help="an access token instead of a login"
-    )
+    parser.add_argument("--token", default=os.environ.get("AICORE_TOKEN"), help="an access token instead of a login")
     parser.add_argument("--brand", default=os.environ.get("AICORE_BRAND"), help="brand id (X-Brand-ID)")
     parser.add_argument("--json", action="store_true", help="print raw JSON instead of tables")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -56,9 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     submit.add_argument("--wait", action="store_true", help="follow the job to its end with a progress bar")
     submit.add_argument("--timeout", type=float, default=None, help="give up waiting after this many seconds")
 
-    jobs = commands.add_parser("jobs", help="list, show or cancel jobs").add_subparsers(
-        dest="action", required=True
-    )
+    jobs = commands.add_parser("jobs", help="list, show or cancel jobs").add_subparsers(dest="action", required=True)
     listing = jobs.add_parser("list")
     for name in ("status", "priority", "job-type", "search", "ordering"):
         listing.add_argument(f"--{name}")
@@ -67,9 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     jobs.add_parser("cancel").add_argument("job_id")
 
     dashboard = commands.add_parser("dashboard", help="the brand's (or company's) activity")
-    dashboard.add_argument(
-        "--company", action="store_true", help="all brands of the company (company admins)"
-    )
+    dashboard.add_argument("--company", action="store_true", help="all brands of the company (company admins)")
     commands.add_parser("job-types", help="the job catalogue")
     return parser
 

@@ -140,9 +140,7 @@ class AICoreClient:
 
     def login(self, username: str, password: str) -> dict:
         """POST /auth/login/ → keeps the tokens; returns the user profile (id, company, brands)."""
-        body = self._send(
-            "POST", "/auth/login/", json={"username": username, "password": password}, auth=False
-        )
+        body = self._send("POST", "/auth/login/", json={"username": username, "password": password}, auth=False)
         self.access, self.refresh_token = body["access"], body["refresh"]
         if self.brand is None and len(body["user"].get("brands", [])) == 1:
             self.brand = body["user"]["brands"][0]["id"]
@@ -151,9 +149,7 @@ class AICoreClient:
     def refresh(self) -> None:
         """POST /auth/refresh/ (rotation: both tokens are replaced)."""
         if not self.refresh_token:
-            raise AICoreError(
-                401, {"detail": "No refresh token; log in first", "error_code": "NOT_AUTHENTICATED"}
-            )
+            raise AICoreError(401, {"detail": "No refresh token; log in first", "error_code": "NOT_AUTHENTICATED"})
         body = self._send("POST", "/auth/refresh/", json={"refresh": self.refresh_token}, auth=False)
         self.access = body["access"]
         self.refresh_token = body.get("refresh", self.refresh_token)
@@ -318,9 +314,7 @@ class AICoreClient:
     def _follow_until_final(stream, job, deadline, timeout, on_progress) -> None:
         for event in stream:
             if on_progress is not None and event.event in {"status", "progress"}:
-                percent = event.data.get(
-                    "progress_percentage", 100 if event.data.get("status") == "completed" else 0
-                )
+                percent = event.data.get("progress_percentage", 100 if event.data.get("status") == "completed" else 0)
                 on_progress(int(percent), event.data["status"])
             if event.event == "end" or event.data.get("status") in FINAL_STATUSES:
                 break

@@ -64,13 +64,7 @@ REUSE_HOURS = 12  # data is spread over the year before its load; older than thi
 
 def db_url(size: int) -> str:
     """One database per size, so a loaded size can be measured again without loading it again."""
-    label = (
-        f"{size // 1_000_000}m"
-        if size % 1_000_000 == 0
-        else f"{size // 1000}k"
-        if size % 1000 == 0
-        else str(size)
-    )
+    label = f"{size // 1_000_000}m" if size % 1_000_000 == 0 else f"{size // 1000}k" if size % 1000 == 0 else str(size)
     return f"{DB_URL}_{label}"
 
 
@@ -88,9 +82,7 @@ def ensure_database(url: str) -> None:
         env={**os.environ, "DATABASE_URL": url},
     )
     with pg(url) as conn:
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS bench_load (size bigint, version text, loaded_at timestamptz)"
-        )
+        conn.execute("CREATE TABLE IF NOT EXISTS bench_load (size bigint, version text, loaded_at timestamptz)")
 
 
 def pg(url: str):
@@ -202,8 +194,7 @@ JOB_COLUMNS = (
     "created_by_id, job_type_id"
 )
 BARE_COLUMNS = (
-    "job_id, status, priority, progress_percentage, description, input_data, result_data, "
-    "created_at, updated_at"
+    "job_id, status, priority, progress_percentage, description, input_data, result_data, created_at, updated_at"
 )
 
 
@@ -322,8 +313,7 @@ def prepare(url: str, ctx: dict) -> dict:
         detail_ids = [
             r[0]
             for r in conn.execute(
-                "SELECT id FROM ai_core_aijob WHERE brand_id = %s AND status = 'completed' "
-                "ORDER BY id LIMIT 200",
+                "SELECT id FROM ai_core_aijob WHERE brand_id = %s AND status = 'completed' ORDER BY id LIMIT 200",
                 [ctx["brand_ids"][0]],
             )
         ]
@@ -336,9 +326,7 @@ def prepare(url: str, ctx: dict) -> dict:
             [detail_ids],
         )
         ctx["detail_ids"] = detail_ids
-        ctx["bare_ids"] = [
-            r[0] for r in conn.execute("SELECT id FROM bench_baseline_barejob ORDER BY id LIMIT 200")
-        ]
+        ctx["bare_ids"] = [r[0] for r in conn.execute("SELECT id FROM bench_baseline_barejob ORDER BY id LIMIT 200")]
         ctx["rows"] = conn.execute("SELECT count(*) FROM ai_core_aijob").fetchone()[0]
     return {k: round(v, 1) for k, v in timings.items()}
 
@@ -374,9 +362,7 @@ def provision_here() -> None:
             {
                 "brand_ids": [brands[n] for n in names],
                 "user_ids": [u.id for u in users],
-                "types": {
-                    t.name: (t.id, t.requires_async) for t in AIJobType.objects.filter(name__in=TYPE_WEIGHTS)
-                },
+                "types": {t.name: (t.id, t.requires_async) for t in AIJobType.objects.filter(name__in=TYPE_WEIGHTS)},
                 "token": str(RefreshToken.for_user(admin).access_token),
             }
         )

@@ -59,9 +59,7 @@ def ensure_database() -> None:
 def start_worker(*options: str, **env: str) -> subprocess.Popen:
     from ai_core.engine.worker import worker_command
 
-    argv = worker_command(
-        "-l", "warning", "--without-gossip", "--without-mingle", "--without-heartbeat", *options
-    )
+    argv = worker_command("-l", "warning", "--without-gossip", "--without-mingle", "--without-heartbeat", *options)
     return subprocess.Popen(argv, cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL)
 
 
@@ -158,8 +156,7 @@ def pg_connections() -> int:
 
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-            "AND pid <> pg_backend_pid()"
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
         )
         return cursor.fetchone()[0]
 

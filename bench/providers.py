@@ -136,9 +136,7 @@ def run(model: str, worker_env: dict) -> dict:
         data["echo"] = {"delay_ms": 0}
     with transaction.atomic():  # one commit; the wake-ups are published right after it
         for index in range(N_JOBS):
-            job_create(
-                brand=brands[index % len(brands)], user=None, job_type="chat_completion", input_data=data
-            )
+            job_create(brand=brands[index % len(brands)], user=None, job_type="chat_completion", input_data=data)
     connection.close()
     workers = start_workers(2, worker_env)
     try:

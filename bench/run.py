@@ -39,8 +39,7 @@ def summarize(name: str) -> list[str]:
         for row in rows:
             met = {True: "yes", False: "NO"}.get(row.get("ok"), "")
             lines.append(
-                f"  {row.get('benchmark', ''):<44}{row.get('value', '')!s:>10}  "
-                f"{row.get('target', '')!s:<10} {met}"
+                f"  {row.get('benchmark', ''):<44}{row.get('value', '')!s:>10}  {row.get('target', '')!s:<10} {met}"
             )
         return lines
     return [

@@ -28,8 +28,9 @@ def resolve_request_brand(user: User, header_value: str | None) -> Brand:
         brands = list(brands_for_user(user)[:2])
         if len(brands) == 1:
             return brands[0]
-        raise AccessDenied("X-Brand-ID header is required (this user does not have exactly one brand)",
-                           error_code="BRAND_REQUIRED")
+        raise AccessDenied(
+            "X-Brand-ID header is required (this user does not have exactly one brand)", error_code="BRAND_REQUIRED"
+        )
     brand_id = parse_brand_header(header_value)
     if brand_id is None:
         raise AccessDenied("X-Brand-ID must name a brand you can access", error_code="BRAND_ACCESS_DENIED")
@@ -81,10 +82,12 @@ def user_with_brand(user_id, brand_id: int) -> tuple[User | None, Brand | None]:
     user = next(iter(User.objects.raw(sql, [brand_id, user_id])), None)
     if user is None or user.brand__id is None:
         return user, None
-    brand = Brand.from_db(connection.alias, ["id", "company_id", "name"],
-                          [user.brand__id, user.brand__company_id, user.brand__name])
-    brand.company = company_model.from_db(connection.alias, ["id", "name"],
-                                          [user.brand__company_id, user.brand__company_name])
+    brand = Brand.from_db(
+        connection.alias, ["id", "company_id", "name"], [user.brand__id, user.brand__company_id, user.brand__name]
+    )
+    brand.company = company_model.from_db(
+        connection.alias, ["id", "name"], [user.brand__company_id, user.brand__company_name]
+    )
     return user, brand
 
 

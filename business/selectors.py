@@ -6,8 +6,11 @@ def user_profile(user: User) -> dict:
     """The user as login returns it: identity, company, and each brand with the user's role on it."""
     roles = dict(Membership.objects.filter(user=user).values_list("brand_id", "role"))
     brands = [
-        {"id": brand.id, "name": brand.name,
-         "role": "admin" if user.is_company_admin else roles.get(brand.id, Membership.Role.MEMBER)}
+        {
+            "id": brand.id,
+            "name": brand.name,
+            "role": "admin" if user.is_company_admin else roles.get(brand.id, Membership.Role.MEMBER),
+        }
         for brand in brands_for_user(user).order_by("id")
     ]
     company = {"id": user.company.id, "name": user.company.name} if user.company_id else None

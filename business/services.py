@@ -54,8 +54,7 @@ def user_provision(
     elif user.company_id:
         company = user.company
     if (member_of or admin_of or company_admin) and company is None:
-        raise ApplicationError("Brands and company admin rights need --company",
-                               error_code="COMPANY_REQUIRED")
+        raise ApplicationError("Brands and company admin rights need --company", error_code="COMPANY_REQUIRED")
     if user.pk and company is not None and user.company_id not in (None, company.id):
         # Memberships and company-admin rights are tied to one company; moving would leave them dangling.
         raise ApplicationError(f"User '{username}' belongs to another company", error_code="COMPANY_MISMATCH")

@@ -20,6 +20,7 @@ def _check_fernet_keys(keys: list[str]) -> None:
                 "AICORE_CREDENTIALS_KEY must be Fernet keys (32 url-safe base64-encoded bytes), comma-separated"
             ) from None
 
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("AICORE_VAR_DIR", str(BASE_DIR / "var")))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
@@ -146,8 +147,7 @@ AICORE_MAX_INPUT_BYTES = env_int("AICORE_MAX_INPUT_BYTES", 512 * 1024, minimum=1
 AICORE_MAX_JSON_DEPTH = env_int("AICORE_MAX_JSON_DEPTH", 32, minimum=4)
 # Job creation reuses an active job type read this many seconds ago (per process; a save in the admin clears
 # it at once in that process, elsewhere the change applies within this delay). 0 = always read (tests).
-AICORE_JOB_TYPE_CACHE_SECONDS = env_int("AICORE_JOB_TYPE_CACHE_SECONDS", 0 if AICORE_ENV == "test" else 5,
-                                        minimum=0)
+AICORE_JOB_TYPE_CACHE_SECONDS = env_int("AICORE_JOB_TYPE_CACHE_SECONDS", 0 if AICORE_ENV == "test" else 5, minimum=0)
 # A `?search=` count is exact up to this many matches; past it, PostgreSQL's estimate (X-Count-Estimated).
 AICORE_SEARCH_EXACT_COUNT_LIMIT = env_int("AICORE_SEARCH_EXACT_COUNT_LIMIT", 10_000, minimum=1)
 
@@ -179,9 +179,7 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
-    "APPEND_COMPONENTS": {
-        "securitySchemes": {"jwtAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}
-    },
+    "APPEND_COMPONENTS": {"securitySchemes": {"jwtAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}},
     "SECURITY": [{"jwtAuth": []}],
     "ENUM_NAME_OVERRIDES": {"JobStatusEnum": "ai_core.models.JobStatus"},
 }
@@ -237,8 +235,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 # Publishing happens in API requests: with the broker down it must give up fast (the sweeper re-dispatches).
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
-CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.25,
-                                    "interval_max": 0.25}
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.25, "interval_max": 0.25}
 # Provider calls wait on the network: many threads per process, few database connections (see the pool).
 CELERY_WORKER_POOL = env_choice("AICORE_WORKER_POOL", "threads", {"threads", "prefork", "solo"})
 CELERY_WORKER_CONCURRENCY = env_int("AICORE_WORKER_CONCURRENCY", 64 if IS_POSTGRES else 8, minimum=1)
@@ -264,8 +261,11 @@ if CELERY_VISIBILITY_TIMEOUT <= AICORE_MAX_JOB_SECONDS + AICORE_REAP_AFTER_MS //
     raise ImproperlyConfigured("CELERY_VISIBILITY_TIMEOUT must exceed AICORE_MAX_JOB_SECONDS + reaper delay")
 CELERY_BROKER_TRANSPORT_OPTIONS = {}
 if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT,
-                                       "socket_connect_timeout": 2, "socket_timeout": 10}
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": CELERY_VISIBILITY_TIMEOUT,
+        "socket_connect_timeout": 2,
+        "socket_timeout": 10,
+    }
 
 LOG_FORMAT = env_choice("LOG_FORMAT", "json" if PRODUCTION else "plain", {"json", "plain"})
 LOGGING = {
@@ -276,8 +276,7 @@ LOGGING = {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s %(context)s"},
         "json": {"()": "config.logs.JsonFormatter"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT,
-                             "filters": ["job_context"]}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["job_context"]}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     # The SDKs' HTTP clients log every request at INFO: noise at our volume (they never log keys either way).
     "loggers": {"django.request": {"level": "ERROR"}, "httpx2": {"level": "WARNING"}, "httpx": {"level": "WARNING"}},

@@ -36,9 +36,7 @@ def _jobs():
     )
     costs: dict[tuple[str, str], int] = {}
     rows = (
-        JobDailyStat.objects.values(
-            brand_name=F("brand__name"), type_name=F("job_type__name"), st=F("status")
-        )
+        JobDailyStat.objects.values(brand_name=F("brand__name"), type_name=F("job_type__name"), st=F("status"))
         .annotate(n=Sum("jobs"), micros=Sum("cost_micros"))
         .order_by("brand_name", "type_name", "st")
     )
@@ -80,9 +78,7 @@ def _usage():
     errors = CounterMetricFamily(
         "aicore_provider_errors", "Failed provider calls (usage error_count)", labels=["provider", "model"]
     )
-    tokens = CounterMetricFamily(
-        "aicore_provider_tokens", "Tokens used", labels=["provider", "model", "direction"]
-    )
+    tokens = CounterMetricFamily("aicore_provider_tokens", "Tokens used", labels=["provider", "model", "direction"])
     timed = Q(execution_time_seconds__isnull=False)
     for row in (
         AIJobUsage.objects.values(type_name=F("job_type__name"))
@@ -115,9 +111,7 @@ def _usage():
 def _webhooks():
     from webhooks.models import WebhookDelivery
 
-    deliveries = GaugeMetricFamily(
-        "aicore_webhook_deliveries", "Webhook deliveries by status", labels=["status"]
-    )
+    deliveries = GaugeMetricFamily("aicore_webhook_deliveries", "Webhook deliveries by status", labels=["status"])
     counts = dict(WebhookDelivery.objects.values_list("status").annotate(n=Count("id")))
     for status in WebhookDelivery.Status.values:
         deliveries.add_metric([status], counts.get(status, 0))

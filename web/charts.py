@@ -48,9 +48,7 @@ def _render(chart) -> str:
 
 def daily_jobs(daily_activity: list[dict]) -> str:
     days = list(reversed(daily_activity))  # oldest first, left to right
-    chart = pygal.Bar(
-        **_options(title="Jobs per day (30 days)", x_label_rotation=45, show_minor_x_labels=False)
-    )
+    chart = pygal.Bar(**_options(title="Jobs per day (30 days)", x_label_rotation=45, show_minor_x_labels=False))
     chart.x_labels = [d["date"][5:] for d in days]
     chart.x_labels_major = [d["date"][5:] for d in days[::5]]
     chart.add("jobs", [d["jobs"] for d in days])
@@ -79,9 +77,7 @@ def status_breakdown(stats: dict[str, int]) -> str:
     statuses = [s for s in STATUS_COLORS if stats.get(s)]
     style = Style(**{**STYLE.to_dict(), "colors": tuple(STATUS_COLORS[s] for s in statuses) or ("#cbd5e1",)})
     chart = pygal.Pie(
-        **_options(
-            title="Jobs by status", inner_radius=0.45, show_legend=True, legend_at_bottom=True, style=style
-        )
+        **_options(title="Jobs by status", inner_radius=0.45, show_legend=True, legend_at_bottom=True, style=style)
     )
     for status in statuses:
         chart.add(status, stats[status])

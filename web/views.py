@@ -86,9 +86,7 @@ def switch_brand(request):
     else:
         request.session[SESSION_BRAND_KEY] = brand.id
         messages.success(request, f"Now working on {brand.name}.")
-    return redirect(
-        request.POST.get("next") if request.POST.get("next", "").startswith("/") else "web-dashboard"
-    )
+    return redirect(request.POST.get("next") if request.POST.get("next", "").startswith("/") else "web-dashboard")
 
 
 @login_required

@@ -48,9 +48,7 @@ class WebhookDelivery(models.Model):
         FAILED = "failed"
 
     endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries")
-    job = models.ForeignKey(
-        "ai_core.AIJob", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
-    )
+    job = models.ForeignKey("ai_core.AIJob", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     job_ref = models.CharField(max_length=19, help_text="job_id, kept when the job is deleted")
     event = models.CharField(max_length=40)
     payload = models.JSONField()
@@ -68,9 +66,7 @@ class WebhookDelivery(models.Model):
         verbose_name_plural = "webhook deliveries"
         indexes = [
             models.Index(fields=["endpoint", "-created_at"], name="webhookdelivery_endpoint"),
-            models.Index(
-                fields=["next_attempt_at"], name="webhookdelivery_due", condition=models.Q(status="pending")
-            ),
+            models.Index(fields=["next_attempt_at"], name="webhookdelivery_due", condition=models.Q(status="pending")),
         ]
 
     def __str__(self) -> str:

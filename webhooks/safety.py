@@ -45,18 +45,14 @@ def check_target(url: str) -> str:
     if parts.scheme not in {"http", "https"} or not parts.hostname:
         raise UnsafeTarget("The webhook URL must be http(s) with a host", errors={"url": ["Invalid URL."]})
     if parts.username or parts.password:
-        raise UnsafeTarget(
-            "The webhook URL must not embed credentials", errors={"url": ["No user:password@."]}
-        )
+        raise UnsafeTarget("The webhook URL must not embed credentials", errors={"url": ["No user:password@."]})
     host = parts.hostname
     try:
         infos = socket.getaddrinfo(
             host, parts.port or (443 if parts.scheme == "https" else 80), proto=socket.IPPROTO_TCP
         )
     except (socket.gaierror, UnicodeError, ValueError):
-        raise UnsafeTarget(
-            f"The webhook host '{host}' does not resolve", errors={"url": ["Unknown host."]}
-        ) from None
+        raise UnsafeTarget(f"The webhook host '{host}' does not resolve", errors={"url": ["Unknown host."]}) from None
     addresses = [ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in infos]
     if all(_public(a) for a in addresses) or _allowed_by_operator(host, addresses):
         return url

@@ -95,9 +95,7 @@ def on_job_final(sender=None, *, job_pk: int, status: str, **_) -> list[int]:
     event = f"job.{status}"
     # One query when the brand has no endpoint (most jobs): this runs after every final transition.
     endpoints = [
-        e
-        for e in WebhookEndpoint.objects.filter(brand__ai_jobs__pk=job_pk, is_active=True)
-        if event in e.events
+        e for e in WebhookEndpoint.objects.filter(brand__ai_jobs__pk=job_pk, is_active=True) if event in e.events
     ]
     if not endpoints:
         return []
@@ -109,9 +107,7 @@ def on_job_final(sender=None, *, job_pk: int, status: str, **_) -> list[int]:
     payload = json.loads(json.dumps(payload, default=str))  # dates and decimals as the API writes them
     deliveries = WebhookDelivery.objects.bulk_create(
         [
-            WebhookDelivery(
-                endpoint=e, job=job, job_ref=job.job_id, event=event, payload=payload, next_attempt_at=now
-            )
+            WebhookDelivery(endpoint=e, job=job, job_ref=job.job_id, event=event, payload=payload, next_attempt_at=now)
             for e in endpoints
         ]
     )

@@ -24,9 +24,7 @@ from business.errors import ApplicationError
 
 
 def _error(exc: ApplicationError) -> JsonResponse:
-    return JsonResponse(
-        {"detail": exc.detail, "error_code": exc.error_code, **exc.extra}, status=exc.status_code
-    )
+    return JsonResponse({"detail": exc.detail, "error_code": exc.error_code, **exc.extra}, status=exc.status_code)
 
 
 def _authenticate_and_scope(request: HttpRequest):

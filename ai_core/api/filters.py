@@ -47,14 +47,23 @@ class JobFilter(django_filters.FilterSet):
     job_type = django_filters.CharFilter(field_name="job_type__name", max_length=100)
     created_by = IntegerFilter(field_name="created_by_id", min_value=1)
     is_async = django_filters.BooleanFilter()
-    progress_percentage__gte = IntegerFilter(field_name="progress_percentage", lookup_expr="gte",
-                                             min_value=0, max_value=100)
+    progress_percentage__gte = IntegerFilter(
+        field_name="progress_percentage", lookup_expr="gte", min_value=0, max_value=100
+    )
     created_at__gte = DateTimeFilter(field_name="created_at", lookup_expr="gte")
     created_at__lte = DateTimeFilter(field_name="created_at", lookup_expr="lte")
     search = django_filters.CharFilter(method="filter_search", max_length=200)
     ordering = django_filters.OrderingFilter(
-        fields=["created_at", "updated_at", "started_at", "completed_at", "progress_percentage", "status",
-                "priority", "id"]
+        fields=[
+            "created_at",
+            "updated_at",
+            "started_at",
+            "completed_at",
+            "progress_percentage",
+            "status",
+            "priority",
+            "id",
+        ]
     )
 
     class Meta:
@@ -96,6 +105,7 @@ class JobFilterBackend(DjangoFilterBackend):
         if not filterset.is_valid():
             errors = {field: [str(m) for m in messages] for field, messages in filterset.errors.items()}
             field = next(iter(errors))
-            raise ApplicationError(f"{field}: {errors[field][0]}",
-                                   error_code=self.ERROR_CODES.get(field, "INVALID_FILTER"), errors=errors)
+            raise ApplicationError(
+                f"{field}: {errors[field][0]}", error_code=self.ERROR_CODES.get(field, "INVALID_FILTER"), errors=errors
+            )
         return filterset.qs

@@ -57,8 +57,18 @@ class LeanRepresentationMixin:
 class JobTypeSerializer(serializers.ModelSerializer):
     class Meta:
         model = AIJobType
-        fields = ["id", "name", "description", "category", "estimated_duration_seconds", "requires_async",
-                  "default_model", "timeout_seconds", "max_attempts", "input_schema"]
+        fields = [
+            "id",
+            "name",
+            "description",
+            "category",
+            "estimated_duration_seconds",
+            "requires_async",
+            "default_model",
+            "timeout_seconds",
+            "max_attempts",
+            "input_schema",
+        ]
         read_only_fields = fields
 
 
@@ -82,14 +92,27 @@ class JobSerializer(LeanRepresentationMixin, serializers.ModelSerializer):
     """A job as lists show it (the original's list example, plus the lifecycle additions)."""
 
     fast_fields = {
-        **{name: _attr(name) for name in (
-            "id", "job_id", "status", "priority", "progress_percentage", "description", "input_data",
-            "result_data", "error_message", "error_code", "is_async", "attempts", "task_id",
-            "execution_time_seconds")},
-        **{name: _when(name) for name in (
-            "created_at", "updated_at", "started_at", "completed_at", "cancelled_at")},
-        "job_type": lambda job: {"id": job.job_type.id, "name": job.job_type.name,
-                                 "category": job.job_type.category},
+        **{
+            name: _attr(name)
+            for name in (
+                "id",
+                "job_id",
+                "status",
+                "priority",
+                "progress_percentage",
+                "description",
+                "input_data",
+                "result_data",
+                "error_message",
+                "error_code",
+                "is_async",
+                "attempts",
+                "task_id",
+                "execution_time_seconds",
+            )
+        },
+        **{name: _when(name) for name in ("created_at", "updated_at", "started_at", "completed_at", "cancelled_at")},
+        "job_type": lambda job: {"id": job.job_type.id, "name": job.job_type.name, "category": job.job_type.category},
         "brand": lambda job: {"id": job.brand.id, "name": job.brand.name},
         "created_by": _user_ref,
     }
@@ -101,10 +124,29 @@ class JobSerializer(LeanRepresentationMixin, serializers.ModelSerializer):
 
     class Meta:
         model = AIJob
-        fields = ["id", "job_id", "job_type", "status", "priority", "progress_percentage", "brand", "created_by",
-                  "created_at", "updated_at", "started_at", "completed_at", "cancelled_at", "description",
-                  "input_data", "result_data", "error_message", "error_code", "is_async", "attempts",
-                  "execution_time_seconds"]
+        fields = [
+            "id",
+            "job_id",
+            "job_type",
+            "status",
+            "priority",
+            "progress_percentage",
+            "brand",
+            "created_by",
+            "created_at",
+            "updated_at",
+            "started_at",
+            "completed_at",
+            "cancelled_at",
+            "description",
+            "input_data",
+            "result_data",
+            "error_message",
+            "error_code",
+            "is_async",
+            "attempts",
+            "execution_time_seconds",
+        ]
         read_only_fields = fields
 
 
@@ -118,10 +160,19 @@ class JobEventSerializer(serializers.ModelSerializer):
 def _events(job):
     rows = getattr(job, "event_rows", None)  # plain rows from selectors.job_get(for_detail=True)
     if rows is None:
-        rows = job.events.order_by("id").values("id", "from_status", "to_status", "at", "attempt", "reason",
-                                                "actor_id")
-    return [{"id": e["id"], "from_status": e["from_status"], "to_status": e["to_status"], "at": _iso(e["at"]),
-             "attempt": e["attempt"], "reason": e["reason"], "actor": e["actor_id"]} for e in rows]
+        rows = job.events.order_by("id").values("id", "from_status", "to_status", "at", "attempt", "reason", "actor_id")
+    return [
+        {
+            "id": e["id"],
+            "from_status": e["from_status"],
+            "to_status": e["to_status"],
+            "at": _iso(e["at"]),
+            "attempt": e["attempt"],
+            "reason": e["reason"],
+            "actor": e["actor_id"],
+        }
+        for e in rows
+    ]
 
 
 class JobDetailSerializer(JobSerializer):

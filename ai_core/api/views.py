@@ -45,8 +45,9 @@ def _prefer_wait_seconds(request) -> float | None:
             except ValueError:
                 seconds = -1
             if not 0 <= seconds <= MAX_WAIT_SECONDS:
-                raise ApplicationError(f"Prefer: wait must be between 0 and {MAX_WAIT_SECONDS} seconds",
-                                       error_code="INVALID_PREFER_WAIT")
+                raise ApplicationError(
+                    f"Prefer: wait must be between 0 and {MAX_WAIT_SECONDS} seconds", error_code="INVALID_PREFER_WAIT"
+                )
             return seconds
     return None
 
@@ -57,8 +58,12 @@ class JobViewSet(BrandScopedMixin, mixins.ListModelMixin, viewsets.GenericViewSe
     # Error responses beyond the generic ones (see business.api.schema), per action, for the OpenAPI document.
     error_codes = {
         "create": ["409", "429"],  # Idempotency-Key reused with another body; quota
-        "update": ["409"], "partial_update": ["409"], "destroy": ["409"], "cancel": ["409"],
-        "by_status": ["400"], "dashboard": ["400"],
+        "update": ["409"],
+        "partial_update": ["409"],
+        "destroy": ["409"],
+        "cancel": ["409"],
+        "by_status": ["400"],
+        "dashboard": ["400"],
     }
     lookup_value_regex = "[^/]+"
 
@@ -111,8 +116,13 @@ class JobViewSet(BrandScopedMixin, mixins.ListModelMixin, viewsets.GenericViewSe
         responses={201: JobSerializer, 200: JobSerializer},
         parameters=[
             OpenApiParameter("Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER, required=False),
-            OpenApiParameter("Prefer", OpenApiTypes.STR, OpenApiParameter.HEADER, required=False,
-                             description="wait=N (N <= 60): answer when the job is final or N seconds pass"),
+            OpenApiParameter(
+                "Prefer",
+                OpenApiTypes.STR,
+                OpenApiParameter.HEADER,
+                required=False,
+                description="wait=N (N <= 60): answer when the job is final or N seconds pass",
+            ),
         ],
     )
     def create(self, request):
@@ -155,10 +165,12 @@ class JobViewSet(BrandScopedMixin, mixins.ListModelMixin, viewsets.GenericViewSe
     def cancel(self, request, pk=None):
         job = selectors.job_get(brand=request.brand, lookup=pk)
         done = services.job_cancel(job_pk=job.pk, actor=request.user)
-        return Response({
-            "message": "Job cancelled successfully",
-            "job": {"id": job.pk, "job_id": job.job_id, "status": done.to_status, "cancelled_at": done.at},
-        })
+        return Response(
+            {
+                "message": "Job cancelled successfully",
+                "job": {"id": job.pk, "job_id": job.job_id, "status": done.to_status, "cancelled_at": done.at},
+            }
+        )
 
     @extend_schema(
         parameters=[OpenApiParameter("status", OpenApiTypes.STR, enum=STATUS_CHOICES, required=True)],
@@ -173,8 +185,14 @@ class JobViewSet(BrandScopedMixin, mixins.ListModelMixin, viewsets.GenericViewSe
         jobs = self.filter_queryset(self.get_queryset())
         page = self.paginate_queryset(jobs)
         count = self.paginator.page.paginator.count
-        return Response({"jobs": JobSerializer(page, many=True).data, "count": count,
-                         "next": self.paginator.get_next_link(), "previous": self.paginator.get_previous_link()})
+        return Response(
+            {
+                "jobs": JobSerializer(page, many=True).data,
+                "count": count,
+                "next": self.paginator.get_next_link(),
+                "previous": self.paginator.get_previous_link(),
+            }
+        )
 
     @extend_schema(
         parameters=[OpenApiParameter("scope", OpenApiTypes.STR, enum=["brand", "company"], required=False)],
@@ -190,5 +208,3 @@ class JobViewSet(BrandScopedMixin, mixins.ListModelMixin, viewsets.GenericViewSe
         data["recent_jobs"] = JobSerializer(data["recent_jobs"], many=True).data
         data["scope"] = scope
         return Response(data)
-
-

@@ -55,8 +55,13 @@ def complete(job_pk: int, attempt: int, result: ChatResult) -> str | None:
         job_pk,
         attempt,
         JobStatus.COMPLETED,
-        lambda: job_complete(job_pk=job_pk, attempt=attempt, result_data=result.as_result_data(),
-                             input_tokens=result.input_tokens, output_tokens=result.output_tokens),
+        lambda: job_complete(
+            job_pk=job_pk,
+            attempt=attempt,
+            result_data=result.as_result_data(),
+            input_tokens=result.input_tokens,
+            output_tokens=result.output_tokens,
+        ),
         result=result,
     )
 

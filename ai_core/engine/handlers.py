@@ -14,8 +14,16 @@ Handler = Callable[[AIJob], ChatRequest]
 _HANDLERS: dict[str, Handler] = {}
 
 # Fields of input_data that reach the provider as they are (the provider validates them per model).
-PASSTHROUGH_OPTIONS = ("echo", "response_format", "tools", "tool_choice", "reasoning_effort", "top_p", "stop",
-                       "max_completion_tokens")
+PASSTHROUGH_OPTIONS = (
+    "echo",
+    "response_format",
+    "tools",
+    "tool_choice",
+    "reasoning_effort",
+    "top_p",
+    "stop",
+    "max_completion_tokens",
+)
 
 
 def register(job_type_name: str) -> Callable[[Handler], Handler]:

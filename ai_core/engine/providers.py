@@ -35,9 +35,7 @@ def client_for_model(model: str, brand=None) -> ProviderClient:
     would not change that.
     """
     try:
-        client, choice = catalogue_client_for_model(
-            model=model, company_id=brand.company_id if brand else None
-        )
+        client, choice = catalogue_client_for_model(model=model, company_id=brand.company_id if brand else None)
     except ApplicationError as exc:
         raise PermanentProviderError(exc.detail, error_code=exc.error_code, status_code=400) from None
     return CatalogueBound(client, choice)

@@ -90,9 +90,7 @@ class _ProgressWriter:
         if percentage >= 100 or percentage == self.written or now - self.at < PROGRESS_WRITE_EVERY:
             return
         try:
-            current = job_progress(
-                job_pk=self.attempt.job_pk, attempt=self.attempt.attempt, percentage=int(percentage)
-            )
+            current = job_progress(job_pk=self.attempt.job_pk, attempt=self.attempt.attempt, percentage=int(percentage))
         finally:
             connection.close()  # back to the pool before the stream goes on
         self.written, self.at = percentage, now
@@ -107,13 +105,9 @@ def _abandoned(attempt: Attempt) -> str | None:
     return None
 
 
-def _retry_or_fail(
-    attempt: Attempt, job: AIJob, error_code: str, message: str, policy: RetryPolicy
-) -> str | None:
+def _retry_or_fail(attempt: Attempt, job: AIJob, error_code: str, message: str, policy: RetryPolicy) -> str | None:
     if not policy.should_retry(attempt=attempt.attempt, max_attempts=job.job_type.max_attempts):
-        return finish.fail(
-            attempt.job_pk, attempt.attempt, error_code, f"{message} (after {attempt.attempt} attempts)"
-        )
+        return finish.fail(attempt.job_pk, attempt.attempt, error_code, f"{message} (after {attempt.attempt} attempts)")
     delay = policy.delay(attempt.attempt)
     try:
         job_requeue(

@@ -16,9 +16,7 @@ def pytest_runtest_setup(item):
 def make_brands(db):
     def make(count: int, company: str = "Acme") -> list[Brand]:
         owner, _ = Company.objects.get_or_create(name=company)
-        return [
-            Brand.objects.get_or_create(company=owner, name=f"{company}-{index}")[0] for index in range(count)
-        ]
+        return [Brand.objects.get_or_create(company=owner, name=f"{company}-{index}")[0] for index in range(count)]
 
     return make
 

@@ -77,9 +77,7 @@ def all_final(pks) -> bool:
 
 def event_trail(job_pk: int) -> list[tuple[str, str, int]]:
     return list(
-        AIJobEvent.objects.filter(job_id=job_pk)
-        .order_by("id")
-        .values_list("from_status", "to_status", "attempt")
+        AIJobEvent.objects.filter(job_id=job_pk).order_by("id").values_list("from_status", "to_status", "attempt")
     )
 
 

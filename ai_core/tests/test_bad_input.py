@@ -206,9 +206,7 @@ def test_an_unknown_dashboard_scope_is_a_400(personas, alice, scope):
 def test_an_update_with_malformed_json_changes_nothing(personas, alice):
     job = AIJobFactory(brand=personas.brand_a, created_by=personas.alice, description="kept")
 
-    response = alice.generic(
-        "PATCH", f"/ai/jobs/{job.pk}/", '{"description": ', content_type="application/json"
-    )
+    response = alice.generic("PATCH", f"/ai/jobs/{job.pk}/", '{"description": ', content_type="application/json")
 
     assert response.status_code == 400 and response.json()["error_code"] == "MALFORMED_JSON"
     job.refresh_from_db()

@@ -49,9 +49,7 @@ def test_dashboard_shape_and_numbers_for_one_brand(personas, alice):
     assert len(days) == 30
     assert days[0] == {"date": timezone.localdate().isoformat(), "jobs": 7, "total_cost": "0.00"}
     assert days[3]["jobs"] == 1 and sum(d["jobs"] for d in days) == 8  # the 45-day-old job is outside
-    assert body["brand_breakdown"] == [
-        {"brand_id": personas.brand_a.id, "brand_name": "A", "jobs": 9, "cost": "0.00"}
-    ]
+    assert body["brand_breakdown"] == [{"brand_id": personas.brand_a.id, "brand_name": "A", "jobs": 9, "cost": "0.00"}]
     assert body["scope"] == "brand"
 
 
@@ -81,11 +79,7 @@ def test_company_scope_aggregates_every_brand_of_the_company(personas, client_fo
     AIJobFactory(brand=personas.brand_b, status=S.FAILED)
     AIJobFactory(brand=personas.brand_z)
 
-    body = (
-        client_for(personas.acme_admin, personas.brand_b)
-        .get("/ai/jobs/dashboard/", {"scope": "company"})
-        .json()
-    )
+    body = client_for(personas.acme_admin, personas.brand_b).get("/ai/jobs/dashboard/", {"scope": "company"}).json()
 
     assert body["scope"] == "company"
     assert body["stats"]["total_jobs"] == 3

@@ -40,9 +40,7 @@ def test_killing_workers_mid_job_loses_nothing_and_runs_nothing_twice(workers, j
         workers.kill(victim)
         live.remove(victim)
         live.append(workers.start(concurrency=8))
-    wait_for(
-        lambda: all_final(j.pk for j in jobs), timeout=120, what=lambda: f"every job to end\n{workers.logs()}"
-    )
+    wait_for(lambda: all_final(j.pk for j in jobs), timeout=120, what=lambda: f"every job to end\n{workers.logs()}")
 
     assert not AIJob.objects.filter(status="running").exists()
     reaped = 0

@@ -41,14 +41,10 @@ def test_three_workers_complete_2000_jobs_of_5_brands_exactly_once(workers, job_
     wait_for(lambda: all_final(pks), timeout=240, every=0.5, what="2000 jobs to finish")
     workers.stop_all()
 
-    assert Counter(AIJob.objects.filter(pk__in=pks).values_list("status", "attempts")) == {
-        ("completed", 1): 2000
-    }
+    assert Counter(AIJob.objects.filter(pk__in=pks).values_list("status", "attempts")) == {("completed", 1): 2000}
     events = Counter(AIJobEvent.objects.filter(job_id__in=pks).values_list("to_status", flat=True))
     assert events == {"pending": 2000, "running": 2000, "completed": 2000}
-    per_job = Counter(
-        AIJobEvent.objects.filter(job_id__in=pks, to_status="completed").values_list("job_id", flat=True)
-    )
+    per_job = Counter(AIJobEvent.objects.filter(job_id__in=pks, to_status="completed").values_list("job_id", flat=True))
     assert set(per_job.values()) == {1}
     assert len(set(AIJob.objects.filter(pk__in=pks).values_list("task_id", flat=True))) > 1
 
@@ -152,9 +148,7 @@ def test_jobs_submitted_while_the_broker_is_down_all_complete_after_it_returns(
     env = {"CELERY_BROKER_URL": private_redis["url"]}
     workers.start(concurrency=4, **env)
     before = submit_via(brand, count=3, every=0, env=workers.env(**env))
-    wait_for(
-        lambda: all_final(before["pks"]), timeout=60, what=lambda: f"jobs before the outage\n{workers.logs()}"
-    )
+    wait_for(lambda: all_final(before["pks"]), timeout=60, what=lambda: f"jobs before the outage\n{workers.logs()}")
 
     private_redis["server"]["proc"].terminate()  # the broker goes away for 20 s
     private_redis["server"]["proc"].wait()
@@ -163,9 +157,7 @@ def test_jobs_submitted_while_the_broker_is_down_all_complete_after_it_returns(
     after = submit_via(brand, count=2, every=0, env=workers.env(**env))
 
     every = before["pks"] + outage["pks"] + after["pks"]
-    wait_for(
-        lambda: all_final(every), timeout=90, what=lambda: f"every job after the outage\n{workers.logs()}"
-    )
+    wait_for(lambda: all_final(every), timeout=90, what=lambda: f"every job after the outage\n{workers.logs()}")
     workers.stop_all()
     assert len(outage["pks"]) == 8  # submitting never failed while the broker was down
     assert set(AIJob.objects.filter(pk__in=every).values_list("status", flat=True)) == {"completed"}

@@ -63,9 +63,7 @@ def test_each_default_job_type_maps_its_input_to_a_chat_request(job_types, make_
     assert request.messages[-1] == {"role": "user", "content": "hi"}
     assert request.options == {"echo": {"delay_ms": 3}}
 
-    text = AIJob(
-        job_type=AIJobType.objects.get(name="text_generation"), brand=brand, input_data={"prompt": "write"}
-    )
+    text = AIJob(job_type=AIJobType.objects.get(name="text_generation"), brand=brand, input_data={"prompt": "write"})
     request = handlers.build_request(text)
     assert request.messages == [{"role": "user", "content": "write"}]
     assert request.model == AIJobType.objects.get(name="text_generation").default_model
@@ -114,9 +112,7 @@ def test_a_brand_with_a_backlog_does_not_starve_a_single_job_of_another_brand(jo
     first_two = {claim_next().job_pk for _ in range(2)}
     assert single.pk in first_two
     rest = [claim_next().job_pk for _ in range(29)]
-    assert rest == sorted(rest) and set(rest) | first_two == {j.pk for j in backlog} | {
-        single.pk
-    }  # oldest first
+    assert rest == sorted(rest) and set(rest) | first_two == {j.pk for j in backlog} | {single.pk}  # oldest first
 
 
 def test_cancelled_or_not_yet_available_jobs_are_never_claimed(job_types, make_brands):
@@ -199,8 +195,9 @@ def test_permanent_errors_fail_at_once_with_the_providers_message(job_types, mak
         submit(brand, model="nobody-serves-this")
     assert refused.value.error_code == "MODEL_NOT_SUPPORTED"
     unknown_model = submit(brand)  # … and a model that left the catalogue since fails at once in the runner
-    AIJob.objects.filter(pk=unknown_model.pk).update(input_data={**unknown_model.input_data,
-                                                                 "model": "nobody-serves-this"})
+    AIJob.objects.filter(pk=unknown_model.pk).update(
+        input_data={**unknown_model.input_data, "model": "nobody-serves-this"}
+    )
     assert run_from_message(job.pk) == "failed"
     assert run_from_message(unknown_model.pk) == "failed"
     job.refresh_from_db()
@@ -230,9 +227,7 @@ def test_new_job_types_plug_in_through_the_registry(job_types, make_brands):
 
     @handlers.register("shout")
     def shout(job):
-        return ChatRequest(
-            model="echo-1", messages=[{"role": "user", "content": job.input_data["text"].upper()}]
-        )
+        return ChatRequest(model="echo-1", messages=[{"role": "user", "content": job.input_data["text"].upper()}])
 
     from ai_core.services import job_create
 
@@ -348,9 +343,7 @@ def test_execute_refuses_nothing_silently_for_a_missing_job(db):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_final_writes_of_runner_and_reaper_tell_accounting_apps_in_the_same_transaction(
-    job_types, make_brands
-):
+def test_final_writes_of_runner_and_reaper_tell_accounting_apps_in_the_same_transaction(job_types, make_brands):
     from django.db import connection as conn
 
     from ai_core.signals import job_finished
@@ -359,9 +352,7 @@ def test_final_writes_of_runner_and_reaper_tell_accounting_apps_in_the_same_tran
     heard = []
 
     def receiver(sender, job_pk, attempt, status, result, error_code, **kwargs):
-        heard.append(
-            (job_pk, attempt, status, result and result.completion, error_code, conn.in_atomic_block)
-        )
+        heard.append((job_pk, attempt, status, result and result.completion, error_code, conn.in_atomic_block))
 
     job_finished.connect(receiver, sender=AIJob)
     try:

@@ -67,9 +67,7 @@ def test_retries_permanent_failures_and_timeouts_end_in_the_right_state(worker, 
 
 def test_cancel_reaches_running_jobs_and_frees_their_slots(worker, personas, job_types):
     client = make_client(personas.alice, personas.brand_a)
-    long_jobs = [
-        submit(personas.brand_a, echo={"delay_ms": 120_000, "chunks": 1000}) for _ in range(CONCURRENCY)
-    ]
+    long_jobs = [submit(personas.brand_a, echo={"delay_ms": 120_000, "chunks": 1000}) for _ in range(CONCURRENCY)]
     wait_for(lambda: all(status_of(j) == "running" for j in long_jobs), timeout=30, what="all slots busy")
     for job in long_jobs:
         response = client.post(f"/ai/jobs/{job.job_id}/cancel/")

@@ -155,9 +155,7 @@ def test_streams_are_scoped_like_the_rest_api(live_asgi, personas):
     url = f"{live_asgi}/ai/jobs/{job.job_id}/events/"
     assert httpx.get(url, headers=_headers(personas.bob), timeout=10).status_code == 404
     assert httpx.get(url, headers=_headers(personas.carol), timeout=10).status_code == 404
-    denied = httpx.get(
-        f"{live_asgi}/ai/jobs/events/", headers=_headers(personas.bob, personas.brand_a), timeout=10
-    )
+    denied = httpx.get(f"{live_asgi}/ai/jobs/events/", headers=_headers(personas.bob, personas.brand_a), timeout=10)
     assert (denied.status_code, denied.json()["error_code"]) == (403, "BRAND_ACCESS_DENIED")
     anonymous = httpx.get(url, timeout=10)
     assert (anonymous.status_code, anonymous.json()["error_code"]) == (401, "NOT_AUTHENTICATED")

@@ -39,17 +39,13 @@ def test_create_answers_201_with_a_pending_job_of_the_brand(personas, alice):
 
 
 def test_is_async_follows_the_job_type(alice):
-    body = alice.post(
-        "/ai/jobs/", {"job_type": "text_generation", "input_data": {"prompt": "x"}}, format="json"
-    ).json()
+    body = alice.post("/ai/jobs/", {"job_type": "text_generation", "input_data": {"prompt": "x"}}, format="json").json()
 
     assert body["is_async"] is True
 
 
 def test_input_data_invalid_for_the_type_is_a_400_with_field_errors(alice):
-    response = alice.post(
-        "/ai/jobs/", {"job_type": "chat_completion", "input_data": {"messages": []}}, format="json"
-    )
+    response = alice.post("/ai/jobs/", {"job_type": "chat_completion", "input_data": {"messages": []}}, format="json")
 
     assert response.status_code == 400
     assert response.json()["error_code"] == "VALIDATION_ERROR"
@@ -91,9 +87,7 @@ def test_create_never_takes_server_fields_from_the_body(personas, alice, field, 
         personas.brand_a.id,
         personas.alice.id,
     )
-    assert (
-        job.result_data is None and job.task_id == "" and job.attempts == 0 and job.progress_percentage == 0
-    )
+    assert job.result_data is None and job.task_id == "" and job.attempts == 0 and job.progress_percentage == 0
     assert job.job_id != "ai_job_forgedforged1" and job.pk != 424242
     assert job.created_at.year > 2001 and job.started_at is job.completed_at is job.cancelled_at is None
     assert job.error_message == "" and job.is_async is False
@@ -189,9 +183,10 @@ def test_ordering(personas, alice):
     low = job_of(personas, S.RUNNING)
     high = job_of(personas, S.COMPLETED)
 
-    assert [
-        j["job_id"] for j in alice.get("/ai/jobs/", {"ordering": "-progress_percentage"}).json()["results"]
-    ] == [high.job_id, low.job_id]
+    assert [j["job_id"] for j in alice.get("/ai/jobs/", {"ordering": "-progress_percentage"}).json()["results"]] == [
+        high.job_id,
+        low.job_id,
+    ]
     assert [j["job_id"] for j in alice.get("/ai/jobs/", {"ordering": "created_at"}).json()["results"]] == [
         low.job_id,
         high.job_id,
@@ -412,9 +407,7 @@ def test_the_same_idempotency_key_and_body_return_the_original_job(personas, ali
 def test_the_same_idempotency_key_with_another_body_is_a_409(personas, alice):
     alice.post("/ai/jobs/", CHAT, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
 
-    response = alice.post(
-        "/ai/jobs/", {**CHAT, "priority": "urgent"}, format="json", HTTP_IDEMPOTENCY_KEY="k-1"
-    )
+    response = alice.post("/ai/jobs/", {**CHAT, "priority": "urgent"}, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
 
     assert response.status_code == 409
     assert response.json()["error_code"] == "IDEMPOTENCY_KEY_REUSED"

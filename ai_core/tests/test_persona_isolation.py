@@ -44,9 +44,7 @@ class World:
     def __init__(self, personas):
         self.p = personas
         self.a_jobs = [
-            AIJobFactory(
-                brand=personas.brand_a, created_by=user, status=status, description=f"{SECRET} {status}"
-            )
+            AIJobFactory(brand=personas.brand_a, created_by=user, status=status, description=f"{SECRET} {status}")
             for status in JobStatus.values
             for user in (personas.alice, personas.adam)
         ]
@@ -55,11 +53,13 @@ class World:
             for s in (JobStatus.PENDING, JobStatus.COMPLETED)
         ]
         self.z_jobs = [AIJobFactory(brand=personas.brand_z, created_by=personas.carol, description="zulu")]
-        self.a_webhook = WebhookEndpoint.objects.create(brand=personas.brand_a, url="https://93.184.216.34/a",
-                                                        description=f"{SECRET} webhook")
+        self.a_webhook = WebhookEndpoint.objects.create(
+            brand=personas.brand_a, url="https://93.184.216.34/a", description=f"{SECRET} webhook"
+        )
         # (completed and failed jobs of A also carry usage rows: the services write them with the final state)
-        self.a_quota = Quota.objects.create(company=personas.brand_a.company, brand=personas.brand_a,
-                                            monthly_token_limit=1000)
+        self.a_quota = Quota.objects.create(
+            company=personas.brand_a.company, brand=personas.brand_a, monthly_token_limit=1000
+        )
         self.a_pending = next(j for j in self.a_jobs if j.status == JobStatus.PENDING)
         self.a_running = next(j for j in self.a_jobs if j.status == JobStatus.RUNNING)
 
@@ -130,9 +130,7 @@ def _snapshot(job: AIJob) -> tuple:
 @pytest.mark.parametrize("method,path", [op for op in WITH_ID if op[1] in OBJECT_OF_A])
 @pytest.mark.parametrize("outsider", ["bob", "carol"])
 @pytest.mark.parametrize("id_form", ["pk", "job_id"])
-def test_another_brands_object_is_a_404_and_stays_untouched(
-    world, client_for, method, path, outsider, id_form
-):
+def test_another_brands_object_is_a_404_and_stays_untouched(world, client_for, method, path, outsider, id_form):
     params = OBJECT_OF_A[path](world)
     if id_form == "job_id":
         params = {k: AIJob.objects.get(pk=v).job_id for k, v in params.items()}
@@ -156,8 +154,9 @@ def test_another_brands_webhook_is_a_404_and_stays_untouched(world, client_for, 
 
     assert response.status_code == 404, response.content
     assert response.json()["error_code"] == "WEBHOOK_NOT_FOUND"
-    assert WebhookEndpoint.objects.filter(pk=world.a_webhook.pk).values_list(
-        "url", "secret", "description")[0] == before
+    assert (
+        WebhookEndpoint.objects.filter(pk=world.a_webhook.pk).values_list("url", "secret", "description")[0] == before
+    )
 
 
 @pytest.mark.parametrize("method,path", [op for op in WITH_ID if op[1] in OBJECT_OF_A])

@@ -14,8 +14,16 @@ CHAT = {"messages": [{"role": "user", "content": "hello"}]}
 
 
 def _jobs(personas, n, *, description="plain job"):
-    return [services.job_create(brand=personas.brand_a, user=personas.alice, job_type="chat_completion",
-                                input_data=CHAT, description=description)[0] for _ in range(n)]
+    return [
+        services.job_create(
+            brand=personas.brand_a,
+            user=personas.alice,
+            job_type="chat_completion",
+            input_data=CHAT,
+            description=description,
+        )[0]
+        for _ in range(n)
+    ]
 
 
 def _grow(personas, before, after, check):
@@ -63,8 +71,7 @@ def test_create_has_a_fixed_query_budget(personas, client_for, django_assert_max
         # user with brand, job type, the model's catalogue entry, savepoint, job, its event, the roll-up upsert,
         # the brand's quotas (none here), release
         with django_assert_max_num_queries(9):
-            response = client.post("/ai/jobs/", {"job_type": "chat_completion", "input_data": CHAT},
-                                   format="json")
+            response = client.post("/ai/jobs/", {"job_type": "chat_completion", "input_data": CHAT}, format="json")
         assert response.status_code == 201
 
     _grow(personas, 1, 15, check)
@@ -91,8 +98,9 @@ def test_dashboard_has_a_fixed_query_budget(personas, client_for, django_assert_
 
 def test_company_dashboard_recent_jobs_are_the_newest_across_brands(personas, client_for):
     older = _jobs(personas, 3)
-    newer = services.job_create(brand=personas.brand_b, user=personas.bob, job_type="chat_completion",
-                                input_data=CHAT)[0]
+    newer = services.job_create(brand=personas.brand_b, user=personas.bob, job_type="chat_completion", input_data=CHAT)[
+        0
+    ]
     body = client_for(personas.acme_admin, personas.brand_a).get("/ai/jobs/dashboard/?scope=company").json()
     assert [j["job_id"] for j in body["recent_jobs"]] == [newer.job_id] + [j.job_id for j in reversed(older)]
     assert {b["brand_name"]: b["jobs"] for b in body["brand_breakdown"]} == {"A": 3, "B": 1}

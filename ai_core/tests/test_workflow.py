@@ -184,12 +184,8 @@ def rollup_matches_rows():
             rollup[(row["brand_id"], row["day"], row["job_type_id"], row["status"])] += row["jobs"]
     assert all(n >= 0 for n in rollup.values()), "a roll-up bucket went negative"
     rows = Counter()
-    for row in AIJob.objects.values("brand_id", "job_type_id", "status", "created_at").annotate(
-        n=Count("id")
-    ):
-        rows[(row["brand_id"], timezone.localdate(row["created_at"]), row["job_type_id"], row["status"])] += (
-            row["n"]
-        )
+    for row in AIJob.objects.values("brand_id", "job_type_id", "status", "created_at").annotate(n=Count("id")):
+        rows[(row["brand_id"], timezone.localdate(row["created_at"]), row["job_type_id"], row["status"])] += row["n"]
     assert rollup == rows
 
 
@@ -223,7 +219,4 @@ def test_the_rollup_equals_a_group_by_over_the_jobs_after_a_mixed_history(person
     for job in AIJob.objects.filter(status=S.PENDING):
         services.job_cancel(job_pk=job.pk)
     rollup_matches_rows()
-    assert (
-        AIJobEvent.objects.filter(to_status=S.CANCELLED).count()
-        == AIJob.objects.filter(status=S.CANCELLED).count()
-    )
+    assert AIJobEvent.objects.filter(to_status=S.CANCELLED).count() == AIJob.objects.filter(status=S.CANCELLED).count()

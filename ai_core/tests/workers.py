@@ -103,6 +103,4 @@ class WorkerProcesses:
         self.procs.clear()
 
     def logs(self) -> str:
-        return "\n".join(
-            path.read_text(errors="replace")[-3000:] for path in sorted(self.log_dir.glob("*.log"))
-        )
+        return "\n".join(path.read_text(errors="replace")[-3000:] for path in sorted(self.log_dir.glob("*.log")))

@@ -17,16 +17,12 @@ class ChatRequestSerializer(serializers.Serializer):
     temperature = serializers.FloatField(min_value=0, max_value=2, required=False, allow_null=True)
     top_p = serializers.FloatField(min_value=0, max_value=1, required=False, allow_null=True)
     max_tokens = serializers.IntegerField(min_value=1, max_value=200_000, required=False, allow_null=True)
-    max_completion_tokens = serializers.IntegerField(
-        min_value=1, max_value=200_000, required=False, allow_null=True
-    )
+    max_completion_tokens = serializers.IntegerField(min_value=1, max_value=200_000, required=False, allow_null=True)
     reasoning_effort = serializers.ChoiceField(
         choices=["minimal", "low", "medium", "high"], required=False, allow_null=True
     )
     response_format = serializers.JSONField(required=False, allow_null=True)
-    tools = serializers.ListField(
-        child=serializers.JSONField(), required=False, allow_null=True, max_length=128
-    )
+    tools = serializers.ListField(child=serializers.JSONField(), required=False, allow_null=True, max_length=128)
     tool_choice = serializers.JSONField(required=False, allow_null=True)
     priority = serializers.ChoiceField(choices=JobPriority.choices, default=JobPriority.NORMAL)
     description = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
@@ -38,7 +34,5 @@ class ChatRequestSerializer(serializers.Serializer):
         if value is not None and (
             not isinstance(value, dict) or value.get("type") not in {"text", "json_object", "json_schema"}
         ):
-            raise serializers.ValidationError(
-                'Expected {"type": "text" | "json_object" | "json_schema", ...}.'
-            )
+            raise serializers.ValidationError('Expected {"type": "text" | "json_object" | "json_schema", ...}.')
         return value

@@ -89,9 +89,7 @@ class ChatView(BrandScopedMixin, APIView):
     def _completed(self, job) -> dict:
         result = job.result_data or {}
         usage = getattr(job, "usage", None)
-        execution_ms = (
-            int((job.completed_at - job.started_at).total_seconds() * 1000) if job.started_at else None
-        )
+        execution_ms = int((job.completed_at - job.started_at).total_seconds() * 1000) if job.started_at else None
         return {
             "job_id": job.job_id,
             "status": "completed",
@@ -118,9 +116,7 @@ class ChatModelsView(BrandScopedMixin, APIView):
         for model in models:
             provider = model.provider
             if provider.pk not in available:
-                available[provider.pk] = (
-                    key_source(company_id=request.brand.company_id, provider=provider) is not None
-                )
+                available[provider.pk] = key_source(company_id=request.brand.company_id, provider=provider) is not None
             reasoning = model.is_reasoning
             out.append(
                 {

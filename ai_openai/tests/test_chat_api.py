@@ -13,9 +13,7 @@ def post(client, **body):
 
 
 def test_o_series_refuses_temperature_and_max_tokens(personas, client_for, llm_env):
-    response = post(
-        client_for(personas.alice, personas.brand_a), model="o3-mini", temperature=0.2, max_tokens=10
-    )
+    response = post(client_for(personas.alice, personas.brand_a), model="o3-mini", temperature=0.2, max_tokens=10)
     assert response.status_code == 400
     body = response.json()
     assert body["error_code"] == "INVALID_PARAMETER_FOR_MODEL"

@@ -119,9 +119,7 @@ def test_transient_errors_retry_permanent_ones_fail_at_once_and_a_hung_server_ti
     # failures released their reservations; only the two completed jobs count
     counters = QuotaPeriod.objects.get(quota=quota, month=month_start())
     assert counters.reserved_tokens == 0 and counters.reserved_cost_micros == 0
-    assert (
-        counters.used_cost_micros == 2500 + AIJobUsage.objects.get(job=final["flaky"]).total_cost * 1_000_000
-    )
+    assert counters.used_cost_micros == 2500 + AIJobUsage.objects.get(job=final["flaky"]).total_cost * 1_000_000
 
 
 def test_an_async_chat_answers_202_with_where_to_follow_it(ready, personas):

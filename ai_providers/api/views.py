@@ -44,9 +44,7 @@ class ProviderListView(BrandScopedMixin, APIView):
                     "default_model": provider.default_model,
                     "has_key": source is not None,
                     "key_source": source,
-                    "models": [
-                        selectors.model_as_dict(model) for model in provider.models.all() if model.is_active
-                    ],
+                    "models": [selectors.model_as_dict(model) for model in provider.models.all() if model.is_active],
                     "health": health[provider.pk],
                 }
             )

@@ -20,9 +20,7 @@ SYSTEM_ROLES = {"system", "developer"}
 
 def messages_params(request: ChatRequest) -> dict[str, Any]:
     """System/developer messages become the `system` parameter; max_tokens is mandatory on this API."""
-    system = "\n\n".join(
-        str(m.get("content") or "") for m in request.messages if m.get("role") in SYSTEM_ROLES
-    )
+    system = "\n\n".join(str(m.get("content") or "") for m in request.messages if m.get("role") in SYSTEM_ROLES)
     messages = [
         {"role": m["role"], "content": m.get("content") or ""}
         for m in request.messages
@@ -45,7 +43,9 @@ def messages_params(request: ChatRequest) -> dict[str, Any]:
 
 
 def map_error(exc: Exception, provider: str) -> ProviderError:
-    return map_sdk_error(exc, provider, timeout_error=anthropic.APITimeoutError, connection_error=anthropic.APIConnectionError)
+    return map_sdk_error(
+        exc, provider, timeout_error=anthropic.APITimeoutError, connection_error=anthropic.APIConnectionError
+    )
 
 
 class AnthropicClient:
@@ -66,12 +66,8 @@ class AnthropicClient:
             guard.remaining(), connect=min(guard.remaining(), float(settings.AICORE_PROVIDER_CONNECT_TIMEOUT))
         )
 
-    def chat(
-        self, request: ChatRequest, *, on_progress: ProgressCallback, should_stop: StopCheck
-    ) -> ChatResult:
-        guard = CallGuard(
-            provider=self.name, timeout_seconds=request.timeout_seconds, should_stop=should_stop
-        )
+    def chat(self, request: ChatRequest, *, on_progress: ProgressCallback, should_stop: StopCheck) -> ChatResult:
+        guard = CallGuard(provider=self.name, timeout_seconds=request.timeout_seconds, should_stop=should_stop)
         params = messages_params(request)
         try:
             if request.stream:
@@ -81,9 +77,7 @@ class AnthropicClient:
             guard.check()
             text = "".join(block.text for block in message.content if block.type == "text")
             extra: dict[str, Any] = {"provider_response_id": message.id}
-            tool_uses = [
-                block.model_dump(mode="json") for block in message.content if block.type == "tool_use"
-            ]
+            tool_uses = [block.model_dump(mode="json") for block in message.content if block.type == "tool_use"]
             if tool_uses:
                 extra["tool_calls"] = tool_uses
             return ChatResult(
@@ -134,9 +128,7 @@ class AnthropicClient:
     def check(self, *, timeout_seconds: float = 10.0) -> dict[str, Any]:
         """A real, cheap call (list models) proving the key and the URL work."""
         try:
-            page = self._sdk.models.list(
-                timeout=anthropic.Timeout(timeout_seconds, connect=min(timeout_seconds, 5.0))
-            )
+            page = self._sdk.models.list(timeout=anthropic.Timeout(timeout_seconds, connect=min(timeout_seconds, 5.0)))
             return {"models": len(page.data)}
         except anthropic.AnthropicError as exc:
             raise map_error(exc, self.name) from None

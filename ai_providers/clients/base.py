@@ -36,8 +36,13 @@ class ChatResult:
     extra: dict[str, Any] = field(default_factory=dict)  # e.g. tool_calls
 
     def as_result_data(self) -> dict[str, Any]:
-        return {"completion": self.completion, "finish_reason": self.finish_reason, "model": self.model,
-                "request_id": self.request_id, **self.extra}
+        return {
+            "completion": self.completion,
+            "finish_reason": self.finish_reason,
+            "model": self.model,
+            "request_id": self.request_id,
+            **self.extra,
+        }
 
 
 class ProviderError(Exception):
@@ -76,5 +81,4 @@ StopCheck = Callable[[], bool]
 class ProviderClient(Protocol):
     name: str
 
-    def chat(self, request: ChatRequest, *, on_progress: ProgressCallback, should_stop: StopCheck) -> ChatResult:
-        ...
+    def chat(self, request: ChatRequest, *, on_progress: ProgressCallback, should_stop: StopCheck) -> ChatResult: ...

@@ -59,9 +59,7 @@ class StreamProgress:
     def update(self, output_chars: int) -> None:
         percent = min(99, (output_chars // 4 + 1) * 100 // self.expected_tokens)
         now = time.monotonic()
-        if percent > self.reported and (
-            self.reported < 0 or now - self.reported_at >= PROGRESS_INTERVAL_SECONDS
-        ):
+        if percent > self.reported and (self.reported < 0 or now - self.reported_at >= PROGRESS_INTERVAL_SECONDS):
             self.reported, self.reported_at = percent, now
             self.on_progress(percent)
 

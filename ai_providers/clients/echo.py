@@ -27,10 +27,12 @@ class EchoClient:
         # Without fail_times, every attempt fails (a transient failure then exhausts max_attempts).
         if fail and ("fail_times" not in options or request.attempt <= int(options["fail_times"])):
             if fail == "permanent":
-                raise PermanentProviderError("echo: permanent failure requested", error_code="ECHO_PERMANENT",
-                                             status_code=400)
-            raise TransientProviderError("echo: transient failure requested", error_code="ECHO_TRANSIENT",
-                                         status_code=503)
+                raise PermanentProviderError(
+                    "echo: permanent failure requested", error_code="ECHO_PERMANENT", status_code=400
+                )
+            raise TransientProviderError(
+                "echo: transient failure requested", error_code="ECHO_TRANSIENT", status_code=503
+            )
 
         last_user = next((m.get("content", "") for m in reversed(request.messages) if m.get("role") == "user"), "")
         completion = f"Echo: {last_user}"

@@ -39,9 +39,7 @@ def chat_params(request: ChatRequest) -> dict[str, Any]:
     options = request.options
     params: dict[str, Any] = {"model": request.model, "messages": request.messages}
     if is_reasoning_model(request.model, options):
-        params["messages"] = [
-            {**m, "role": "developer"} if m.get("role") == "system" else m for m in request.messages
-        ]
+        params["messages"] = [{**m, "role": "developer"} if m.get("role") == "system" else m for m in request.messages]
         limit = options.get("max_completion_tokens") or request.max_tokens
         if limit is not None:
             params["max_completion_tokens"] = limit
@@ -62,7 +60,9 @@ def chat_params(request: ChatRequest) -> dict[str, Any]:
 
 
 def map_error(exc: Exception, provider: str) -> ProviderError:
-    return map_sdk_error(exc, provider, timeout_error=openai.APITimeoutError, connection_error=openai.APIConnectionError)
+    return map_sdk_error(
+        exc, provider, timeout_error=openai.APITimeoutError, connection_error=openai.APIConnectionError
+    )
 
 
 class OpenAIClient:
@@ -93,12 +93,8 @@ class OpenAIClient:
             guard.remaining(), connect=min(guard.remaining(), float(settings.AICORE_PROVIDER_CONNECT_TIMEOUT))
         )
 
-    def chat(
-        self, request: ChatRequest, *, on_progress: ProgressCallback, should_stop: StopCheck
-    ) -> ChatResult:
-        guard = CallGuard(
-            provider=self.name, timeout_seconds=request.timeout_seconds, should_stop=should_stop
-        )
+    def chat(self, request: ChatRequest, *, on_progress: ProgressCallback, should_stop: StopCheck) -> ChatResult:
+        guard = CallGuard(provider=self.name, timeout_seconds=request.timeout_seconds, should_stop=should_stop)
         params = chat_params(request)
         try:
             if request.stream:
@@ -133,9 +129,7 @@ class OpenAIClient:
     def _chat_streamed(
         self, request: ChatRequest, params: dict, guard: CallGuard, on_progress: ProgressCallback
     ) -> ChatResult:
-        progress = StreamProgress(
-            on_progress, request.options.get("max_completion_tokens") or request.max_tokens
-        )
+        progress = StreamProgress(on_progress, request.options.get("max_completion_tokens") or request.max_tokens)
         stream = self._sdk.chat.completions.create(
             **params, stream=True, stream_options={"include_usage": True}, timeout=self._timeout(guard)
         )
@@ -209,9 +203,7 @@ class OpenAIClient:
     def check(self, *, timeout_seconds: float = 10.0) -> dict[str, Any]:
         """A real, cheap call (list models) proving the key and the URL work."""
         try:
-            page = self._sdk.models.list(
-                timeout=openai.Timeout(timeout_seconds, connect=min(timeout_seconds, 5.0))
-            )
+            page = self._sdk.models.list(timeout=openai.Timeout(timeout_seconds, connect=min(timeout_seconds, 5.0)))
             return {"models": len(page.data)}
         except openai.OpenAIError as exc:
             raise map_error(exc, self.name) from None
@@ -230,7 +222,5 @@ def _merge_tool_calls(calls: dict[int, dict[str, Any]], deltas) -> None:
 
 
 @lru_cache(maxsize=64)
-def openai_client(
-    api_key: str, base_url: str = "", organization: str = "", name: str = "openai"
-) -> OpenAIClient:
+def openai_client(api_key: str, base_url: str = "", organization: str = "", name: str = "openai") -> OpenAIClient:
     return OpenAIClient(api_key=api_key, base_url=base_url, organization=organization, name=name)

@@ -114,9 +114,7 @@ class _Handler(BaseHTTPRequestHandler):
                     200,
                     {
                         "object": "list",
-                        "data": [
-                            {"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in models
-                        ],
+                        "data": [{"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in models],
                     },
                 )
             return
@@ -164,20 +162,14 @@ class _Handler(BaseHTTPRequestHandler):
     # --- answers -------------------------------------------------------------------------------------------
     def _answer(self, body: dict, messages: list, last_user: str, directive: dict, max_tokens: int | None):
         fmt = (body.get("response_format") or {}).get("type")
-        text = (
-            json.dumps({"answer": last_user})
-            if fmt in {"json_object", "json_schema"}
-            else f"Fake: {last_user}"
-        )
+        text = json.dumps({"answer": last_user}) if fmt in {"json_object", "json_schema"} else f"Fake: {last_user}"
         finish = "stop"
         if max_tokens is not None and _tokens(text) > max_tokens:
             text, finish = text[: max_tokens * 4], "length"
         if "usage" in directive and "," in directive["usage"]:
             prompt, completion = (int(x) for x in directive["usage"].split(","))
         else:
-            prompt_text = "".join(str(m.get("content") or "") for m in messages) + str(
-                body.get("system") or ""
-            )
+            prompt_text = "".join(str(m.get("content") or "") for m in messages) + str(body.get("system") or "")
             prompt, completion = _tokens(prompt_text), _tokens(text)
         return text, finish, prompt, completion
 
@@ -261,9 +253,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _anthropic(self, body, messages, last_user, directive):
         number = next(self.server.counter)
-        text, finish, prompt, completion = self._answer(
-            body, messages, last_user, directive, body.get("max_tokens")
-        )
+        text, finish, prompt, completion = self._answer(body, messages, last_user, directive, body.get("max_tokens"))
         finish = "max_tokens" if finish == "length" else "end_turn"
         model, mid = body.get("model", "fake"), f"msg_fake{number}"
         headers = {"request-id": f"req_fake{number}"}
@@ -306,14 +296,10 @@ class _Handler(BaseHTTPRequestHandler):
                     },
                 )
             )
-            self._send_chunk(
-                event("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}})
-            )
+            self._send_chunk(event("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}))
             if "trickle" in directive:
                 self._trickle(
-                    lambda: event(
-                        "content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": "."}}
-                    ),
+                    lambda: event("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": "."}}),
                     float(directive["trickle"]),
                 )
                 return

@@ -54,9 +54,7 @@ def test_cost_arithmetic_to_six_decimals_by_hand():
     )
     # half-up at the sixth place: 5 × 0.15 / 1e6 = 0.00000075 → 0.000001
     assert cost_of(input_tokens=5, output_tokens=0, price=price).input_cost == Decimal("0.000001")
-    big = cost_of(
-        input_tokens=1_000_000, output_tokens=500_000, price=Price(Decimal("2.50"), Decimal("10.00"))
-    )
+    big = cost_of(input_tokens=1_000_000, output_tokens=500_000, price=Price(Decimal("2.50"), Decimal("10.00")))
     assert big.total_cost == Decimal("7.500000")
 
 

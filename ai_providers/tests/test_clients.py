@@ -41,9 +41,7 @@ def last_request(fake_llm, marker):
 
 def test_a_streamed_answer_drives_progress_and_reads_usage_from_the_stream(client, fake_llm):
     progress = []
-    result = ask(
-        client, "stream me [fake chunks=4 delay=0.3 usage=1200,345]", progress=progress, max_tokens=100
-    )
+    result = ask(client, "stream me [fake chunks=4 delay=0.3 usage=1200,345]", progress=progress, max_tokens=100)
     assert result.completion == "Fake: stream me [fake chunks=4 delay=0.3 usage=1200,345]"
     assert (result.input_tokens, result.output_tokens) == (1200, 345)
     assert result.finish_reason in {"stop", "end_turn"}
@@ -148,9 +146,7 @@ def test_a_bad_key_is_permanent(fake_llm):
     ):
         with pytest.raises(PermanentProviderError) as raised:
             ask(client, "hello")
-        assert (
-            raised.value.error_code == "PROVIDER_AUTH_FAILED" and "Incorrect API key" in raised.value.message
-        )
+        assert raised.value.error_code == "PROVIDER_AUTH_FAILED" and "Incorrect API key" in raised.value.message
 
 
 def test_a_hung_server_ends_in_a_timeout(client):

@@ -32,9 +32,7 @@ def create_credential(client, fake_llm, key=SECRET):
 
 
 @pytest.mark.django_db
-def test_the_key_is_encrypted_at_rest_and_never_returned(
-    personas, client_for, fake_llm, allow_loopback, caplog
-):
+def test_the_key_is_encrypted_at_rest_and_never_returned(personas, client_for, fake_llm, allow_loopback, caplog):
     caplog.set_level(logging.DEBUG)
     admin = client_for(personas.acme_admin, personas.brand_a)
     responses = [create_credential(admin, fake_llm)]
@@ -87,9 +85,7 @@ def test_test_connection_makes_a_real_call(personas, client_for, fake_llm, allow
 
 
 @pytest.mark.django_db
-def test_the_company_key_is_used_before_the_environment(
-    personas, client_for, fake_llm, allow_loopback, settings
-):
+def test_the_company_key_is_used_before_the_environment(personas, client_for, fake_llm, allow_loopback, settings):
     settings.OPENAI_API_KEY = "sk-env"
     create_credential(client_for(personas.acme_admin, personas.brand_a), fake_llm)
     client, _ = client_for_model(model="gpt-4o-mini", company_id=personas.brand_a.company_id)
@@ -99,18 +95,14 @@ def test_the_company_key_is_used_before_the_environment(
 
 
 @pytest.mark.django_db
-def test_only_company_admins_write_and_other_companies_see_nothing(
-    personas, client_for, fake_llm, allow_loopback
-):
+def test_only_company_admins_write_and_other_companies_see_nothing(personas, client_for, fake_llm, allow_loopback):
     member = client_for(personas.alice, personas.brand_a)
     assert create_credential(member, fake_llm).json()["error_code"] == "COMPANY_ADMIN_REQUIRED"
     brand_admin = client_for(personas.adam, personas.brand_a)
     assert create_credential(brand_admin, fake_llm).status_code == 403
     pk = create_credential(client_for(personas.acme_admin, personas.brand_a), fake_llm).json()["id"]
     # the same company's other brand sees it (credentials are per company) …
-    assert (
-        client_for(personas.bob, personas.brand_b).get(f"/ai/providers/credentials/{pk}/").status_code == 200
-    )
+    assert client_for(personas.bob, personas.brand_b).get(f"/ai/providers/credentials/{pk}/").status_code == 200
     # … another company gets 404 on every verb
     carol = client_for(personas.carol, personas.brand_z)
     assert carol.get("/ai/providers/credentials/").json() == []

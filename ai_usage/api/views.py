@@ -27,9 +27,7 @@ class UsageViewSet(BrandScopedMixin, mixins.ListModelMixin, viewsets.GenericView
     def get_queryset(self):
         return selectors.usage_list(brand=self.request.brand)
 
-    @extend_schema(
-        parameters=[OpenApiParameter("days", OpenApiTypes.INT, required=False)], responses={200: dict}
-    )
+    @extend_schema(parameters=[OpenApiParameter("days", OpenApiTypes.INT, required=False)], responses={200: dict})
     @action(detail=False, methods=["get"])
     def dashboard(self, request):
         raw = request.query_params.get("days", "30")
@@ -66,11 +64,7 @@ class QuotaViewSet(BrandScopedMixin, viewsets.ViewSet):
         return Response(QuotaSerializer(selectors.quota_get(brand=request.brand, pk=pk)).data)
 
     def _data(self, validated: dict) -> dict:
-        data = {
-            k: v
-            for k, v in validated.items()
-            if k in {"monthly_token_limit", "monthly_cost_limit", "is_active"}
-        }
+        data = {k: v for k, v in validated.items() if k in {"monthly_token_limit", "monthly_cost_limit", "is_active"}}
         if "scope" in validated:
             data["brand"] = self.request.brand if validated["scope"] == "brand" else None
         if "provider" in validated:

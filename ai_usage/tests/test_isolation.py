@@ -26,9 +26,7 @@ def _call(client, method, url):
 
 @pytest.fixture
 def objects_of_a(personas, catalogue):
-    quota = Quota.objects.create(
-        company=personas.brand_a.company, brand=personas.brand_a, monthly_token_limit=7
-    )
+    quota = Quota.objects.create(company=personas.brand_a.company, brand=personas.brand_a, monthly_token_limit=7)
     credential = credential_create(
         company=personas.brand_a.company, provider=Provider.objects.get(name="openai"), api_key="sk-a-secret"
     )

@@ -59,9 +59,7 @@ def test_when_exactly_one_more_job_fits_the_next_is_refused_with_the_remaining_q
 
 
 @pytest.mark.django_db
-def test_the_api_answers_429_quota_exceeded_and_400_provider_not_configured(
-    personas, client_for, llm_env, settings
-):
+def test_the_api_answers_429_quota_exceeded_and_400_provider_not_configured(personas, client_for, llm_env, settings):
     Quota.objects.create(company=personas.brand_a.company, monthly_cost_limit=Decimal("0.000001"))
     alice = client_for(personas.alice, personas.brand_a)
     refused = alice.post("/ai/jobs/", {"job_type": "chat_completion", "input_data": MESSAGE}, format="json")
@@ -117,9 +115,7 @@ def test_failed_timed_out_cancelled_and_deleted_jobs_release_their_reservation(p
     quota = Quota.objects.create(company=personas.brand_a.company, monthly_token_limit=1_000_000)
     failed, timed_out, cancelled, deleted = (submit(personas) for _ in range(4))
     attempt = jobs.job_start(job_pk=failed.pk).attempt
-    jobs.job_fail(
-        job_pk=failed.pk, attempt=attempt, error_message="provider said no", error_code="PROVIDER_REJECTED"
-    )
+    jobs.job_fail(job_pk=failed.pk, attempt=attempt, error_message="provider said no", error_code="PROVIDER_REJECTED")
     attempt = jobs.job_start(job_pk=timed_out.pk).attempt
     jobs.job_timeout(job_pk=timed_out.pk, attempt=attempt)
     jobs.job_cancel(job_pk=cancelled.pk)
@@ -130,11 +126,7 @@ def test_failed_timed_out_cancelled_and_deleted_jobs_release_their_reservation(p
     # failed and timeout jobs still get a usage row (success_rate 0); a cancelled job does not
     rows = {u.final_status: u for u in AIJobUsage.objects.all()}
     assert set(rows) == {"failed", "timeout"}
-    assert (
-        rows["failed"].success_rate == 0
-        and rows["failed"].error_count == 1
-        and rows["failed"].total_cost == 0
-    )
+    assert rows["failed"].success_rate == 0 and rows["failed"].error_count == 1 and rows["failed"].total_cost == 0
 
 
 @pytest.mark.django_db
@@ -159,9 +151,7 @@ def test_a_duplicate_delivery_charges_once(personas, llm_env):
 @pytest.mark.django_db
 def test_no_month_ever_ends_above_its_limit(personas, llm_env):
     limit = need().tokens * 3 + need().tokens // 2
-    quota = Quota.objects.create(
-        company=personas.brand_a.company, brand=personas.brand_a, monthly_token_limit=limit
-    )
+    quota = Quota.objects.create(company=personas.brand_a.company, brand=personas.brand_a, monthly_token_limit=limit)
     admitted = 0
     for _ in range(10):
         try:
@@ -185,16 +175,12 @@ def test_quota_status_is_near_the_limit_at_80_percent_and_months_roll_over(perso
     assert quota_status(quota=quota, month=last_month)["exceeded"] is True
     QuotaPeriod.objects.create(quota=quota, month=month_start(), used_tokens=790, reserved_tokens=10)
     assert quota_status(quota=quota)["near_limit"] is True
-    assert next_month(date(2026, 12, 1)) == date(2027, 1, 1) and month_start(date(2027, 1, 31)) == date(
-        2027, 1, 1
-    )
+    assert next_month(date(2026, 12, 1)) == date(2027, 1, 1) and month_start(date(2027, 1, 31)) == date(2027, 1, 1)
 
 
 @pytest.mark.django_db
 def test_quotas_of_another_brand_or_company_are_404(personas, client_for):
-    quota_b = Quota.objects.create(
-        company=personas.brand_b.company, brand=personas.brand_b, monthly_token_limit=5
-    )
+    quota_b = Quota.objects.create(company=personas.brand_b.company, brand=personas.brand_b, monthly_token_limit=5)
     alice = client_for(personas.alice, personas.brand_a)
     assert alice.get(f"/ai/providers/quotas/{quota_b.pk}/").status_code == 404
     assert alice.get(f"/ai/providers/quotas/{quota_b.pk}/quota_status/").status_code == 404

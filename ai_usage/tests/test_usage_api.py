@@ -66,11 +66,7 @@ def test_the_usage_dashboard_sums_the_days_and_breaks_down_by_provider_and_model
 
 def test_the_cost_breakdown_of_a_month_by_provider_model_type_user_and_brand(usage_world, client_for):
     month = timezone.localdate().strftime("%Y-%m")
-    body = (
-        client_for(usage_world.alice, usage_world.brand_a)
-        .get("/ai/usage/cost_breakdown/", {"month": month})
-        .json()
-    )
+    body = client_for(usage_world.alice, usage_world.brand_a).get("/ai/usage/cost_breakdown/", {"month": month}).json()
     assert body["month"] == month and body["totals"]["total_cost"] == "1.150000"
     assert [(m["model_name"], m["total_cost"]) for m in body["by_model"]] == [
         ("gpt-4o", "1.000000"),
@@ -100,9 +96,7 @@ def test_the_cost_breakdown_of_a_month_by_provider_model_type_user_and_brand(usa
         .status_code
         == 403
     )
-    empty = client_for(usage_world.alice, usage_world.brand_a).get(
-        "/ai/usage/cost_breakdown/", {"month": "2001-01"}
-    )
+    empty = client_for(usage_world.alice, usage_world.brand_a).get("/ai/usage/cost_breakdown/", {"month": "2001-01"})
     assert empty.json()["totals"]["jobs"] == 0
     assert (
         client_for(usage_world.alice, usage_world.brand_a)
@@ -114,9 +108,7 @@ def test_the_cost_breakdown_of_a_month_by_provider_model_type_user_and_brand(usa
 
 def test_the_jobs_dashboard_now_shows_money(usage_world, client_for):
     body = (
-        client_for(usage_world.acme_admin, usage_world.brand_a)
-        .get("/ai/jobs/dashboard/", {"scope": "company"})
-        .json()
+        client_for(usage_world.acme_admin, usage_world.brand_a).get("/ai/jobs/dashboard/", {"scope": "company"}).json()
     )
     assert body["daily_activity"][0]["total_cost"] == "3.65"
     assert {b["brand_name"]: b["cost"] for b in body["brand_breakdown"]} == {"A": "1.15", "B": "2.50"}

@@ -133,10 +133,7 @@ def test_cli_submit_wait_list_show_cancel_dashboard(live_asgi, personas, worker,
     assert main([*connect, "--json", "jobs", "show", job.job_id]) == 0
     assert json.loads(capsys.readouterr().out)["result_data"] == {"completion": "echo: Bonjour"}
 
-    assert (
-        main([*connect, "submit", "chat_completion", "--input", str(prompt), "--description", "stay pending"])
-        == 0
-    )
+    assert main([*connect, "submit", "chat_completion", "--input", str(prompt), "--description", "stay pending"]) == 0
     waiting = AIJob.objects.get(status="pending")
     assert waiting.job_id in capsys.readouterr().out
     assert main([*connect, "jobs", "cancel", waiting.job_id]) == 0

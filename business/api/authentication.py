@@ -28,7 +28,8 @@ class JWTBrandAuthentication(JWTAuthentication):
         if api_settings.CHECK_USER_IS_ACTIVE and not user.is_active:
             raise AuthenticationFailed("User is inactive", code="user_inactive")
         if api_settings.CHECK_REVOKE_TOKEN and validated_token.get(
-                api_settings.REVOKE_TOKEN_CLAIM) != get_md5_hash_password(user.password):
+            api_settings.REVOKE_TOKEN_CLAIM
+        ) != get_md5_hash_password(user.password):
             raise AuthenticationFailed("The user's password has been changed.", code="password_changed")
         self.request._request.aicore_brand = (brand_id, brand)
         return user

@@ -20,8 +20,9 @@ class StandardPagination(PageNumberPagination):
         if raw is None:
             return self.page_size
         if not raw.isdigit() or not 1 <= int(raw) <= self.max_page_size:
-            raise ApplicationError(f"page_size must be an integer from 1 to {self.max_page_size}",
-                                   error_code="INVALID_PAGE_SIZE")
+            raise ApplicationError(
+                f"page_size must be an integer from 1 to {self.max_page_size}", error_code="INVALID_PAGE_SIZE"
+            )
         return int(raw)
 
     def django_paginator_class(self, object_list, per_page):

@@ -65,9 +65,7 @@ class ErrorAwareAutoSchema(AutoSchema):
         if "{" in self.path:
             codes.add("404")
         codes |= set(
-            getattr(self.view, "error_codes", {}).get(
-                getattr(self.view, "action", None) or self.method.lower(), ()
-            )
+            getattr(self.view, "error_codes", {}).get(getattr(self.view, "action", None) or self.method.lower(), ())
         )
         return codes
 

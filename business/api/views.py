@@ -43,8 +43,8 @@ class LoginApi(APIView):
     @extend_schema(
         request=LoginInputSerializer,
         responses=inline_serializer(
-            "LoginOutput", {"access": serializers.CharField(), "refresh": serializers.CharField(),
-                            "user": UserProfileSerializer()}
+            "LoginOutput",
+            {"access": serializers.CharField(), "refresh": serializers.CharField(), "user": UserProfileSerializer()},
         ),
     )
     def post(self, request):

@@ -11,9 +11,7 @@ from business.models import LoginFailure
 
 
 def login(username, password, ip="10.0.0.1"):
-    return APIClient().post(
-        "/auth/login/", {"username": username, "password": password}, format="json", REMOTE_ADDR=ip
-    )
+    return APIClient().post("/auth/login/", {"username": username, "password": password}, format="json", REMOTE_ADDR=ip)
 
 
 def test_login_returns_tokens_and_the_users_company_and_brands(personas):

@@ -7,10 +7,10 @@ pytestmark = pytest.mark.django_db
 
 def test_brand_header_grants_exactly_the_brands_the_user_may_act_on(personas, client_for):
     cases = [
-        (personas.alice, personas.brand_a, 200),       # member
-        (personas.bob, personas.brand_a, 403),         # member of another brand of the same company
+        (personas.alice, personas.brand_a, 200),  # member
+        (personas.bob, personas.brand_a, 403),  # member of another brand of the same company
         (personas.acme_admin, personas.brand_b, 200),  # company admin, no membership
-        (personas.carol, personas.brand_a, 403),       # company admin of another company
+        (personas.carol, personas.brand_a, 403),  # company admin of another company
     ]
     for user, brand, expected in cases:
         response = client_for(user, brand).get("/ai/jobs/")

@@ -73,9 +73,7 @@ def _run_world(personas):
     _submit(personas.brand_b)
     charged = _submit(personas.brand_a, job_type="text_generation")
     started = services.job_start(job_pk=charged.pk)
-    services.job_complete(
-        job_pk=charged.pk, attempt=started.attempt, result_data={}, cost=Decimal("0.012345")
-    )
+    services.job_complete(job_pk=charged.pk, attempt=started.attempt, result_data={}, cost=Decimal("0.012345"))
     # Accounting as the provider layer writes it (the engine adds its own rows where that layer is wired in).
     _usage(charged, cost="0.012345", seconds=1.5, errors=1)
 
@@ -97,9 +95,9 @@ def test_metrics_match_the_database_after_a_run(personas):
         assert metrics[("aicore_jobs", labels)] == row["n"]
     assert sum(v for (name, _), v in metrics.items() if name == "aicore_jobs") == AIJob.objects.count()
 
-    assert metrics[
-        ("aicore_job_cost_usd_total", (("brand", "A"), ("job_type", "text_generation")))
-    ] == pytest.approx(0.012345)
+    assert metrics[("aicore_job_cost_usd_total", (("brand", "A"), ("job_type", "text_generation")))] == pytest.approx(
+        0.012345
+    )
     pending_now = AIJob.objects.filter(status="pending", available_at__lte=timezone.now()).count()
     assert pending_now == 2
     assert sum(v for (name, _), v in metrics.items() if name == "aicore_queue_depth") == pending_now
@@ -118,14 +116,10 @@ def test_metrics_match_the_database_after_a_run(personas):
         assert metrics[("aicore_provider_errors_total", provider)] == row["e"]
     assert sum(v for (name, _), v in metrics.items() if name == "aicore_provider_errors_total") >= 1
     per_type = (
-        AIJobUsage.objects.filter(execution_time_seconds__isnull=False)
-        .values("job_type__name")
-        .annotate(n=Count("id"))
+        AIJobUsage.objects.filter(execution_time_seconds__isnull=False).values("job_type__name").annotate(n=Count("id"))
     )
     for row in per_type:
-        assert (
-            metrics[("aicore_job_duration_seconds_count", (("job_type", row["job_type__name"]),))] == row["n"]
-        )
+        assert metrics[("aicore_job_duration_seconds_count", (("job_type", row["job_type__name"]),))] == row["n"]
 
 
 def test_metrics_can_require_a_token(db, settings):
@@ -170,9 +164,7 @@ def test_purge_removes_old_finished_jobs_and_keeps_every_total(personas):
     finals = AIJob.objects.filter(status__in=["completed", "failed", "cancelled"])
     keep_final = finals.order_by("id").first()
     finals.exclude(pk=keep_final.pk).update(completed_at=old)
-    usage_before = AIJobUsage.objects.aggregate(
-        n=Count("id"), cost=Sum("total_cost"), tokens=Sum("total_tokens")
-    )
+    usage_before = AIJobUsage.objects.aggregate(n=Count("id"), cost=Sum("total_cost"), tokens=Sum("total_tokens"))
     cost_before = JobDailyStat.objects.aggregate(c=Sum("cost_micros"))["c"]
     expected_gone = finals.exclude(pk=keep_final.pk).count()
     usage_of_purged = AIJobUsage.objects.filter(job__in=finals.exclude(pk=keep_final.pk)).count()
@@ -188,8 +180,7 @@ def test_purge_removes_old_finished_jobs_and_keeps_every_total(personas):
     assert not AIJobEvent.objects.exclude(job__in=AIJob.objects.all()).exists()
     # Usage and money stay; the roll-up counts exactly the jobs that remain.
     assert (
-        AIJobUsage.objects.aggregate(n=Count("id"), cost=Sum("total_cost"), tokens=Sum("total_tokens"))
-        == usage_before
+        AIJobUsage.objects.aggregate(n=Count("id"), cost=Sum("total_cost"), tokens=Sum("total_tokens")) == usage_before
     )
     assert AIJobUsage.objects.filter(job__isnull=True).count() == usage_of_purged
     assert JobDailyStat.objects.aggregate(c=Sum("cost_micros"))["c"] == cost_before
@@ -203,9 +194,7 @@ def test_purge_removes_old_finished_jobs_and_keeps_every_total(personas):
         for r in AIJob.objects.values("brand_id", "job_type_id", "status").annotate(n=Count("id"))
     }
     assert rollup == actual
-    assert (
-        dashboard(brands=[personas.brand_a, personas.brand_b])["stats"]["total_jobs"] == AIJob.objects.count()
-    )
+    assert dashboard(brands=[personas.brand_a, personas.brand_b])["stats"]["total_jobs"] == AIJob.objects.count()
 
 
 def test_the_asgi_app_serves_the_admin_styles(live_asgi):

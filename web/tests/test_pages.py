@@ -21,9 +21,7 @@ def test_pages_need_a_login(db):
 
 
 def test_dashboard_charts_switcher_and_company_breakdown(personas):
-    services.job_create(
-        brand=personas.brand_b, user=personas.bob, job_type="chat_completion", input_data=CHAT
-    )
+    services.job_create(brand=personas.brand_b, user=personas.bob, job_type="chat_completion", input_data=CHAT)
     ada = _login(personas.acme_admin, "ada-pass-1")
     page = ada.get("/dashboard/").content.decode()
     assert 'id="chart-daily-jobs"' in page and "<svg" in page and 'id="chart-brands"' in page
@@ -75,5 +73,9 @@ def test_web_login_failures_are_throttled_like_the_api(personas, settings):
         assert wrong.status_code == 200 and "Invalid username or password" in wrong.content.decode()
     refused = Client().post("/login/", {"username": "alice", "password": "alice-pass-1"})
     assert refused.status_code == 200 and "Too many failed login attempts" in refused.content.decode()
-    assert Client().post("/auth/login/", {"username": "alice", "password": "alice-pass-1"},
-                         content_type="application/json").status_code == 429
+    assert (
+        Client()
+        .post("/auth/login/", {"username": "alice", "password": "alice-pass-1"}, content_type="application/json")
+        .status_code
+        == 429
+    )

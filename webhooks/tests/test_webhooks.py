@@ -61,18 +61,14 @@ def receiver(settings):
 
 
 def _finish_job(personas, django_capture_on_commit_callbacks):
-    job, _ = jobs.job_create(
-        brand=personas.brand_a, user=personas.alice, job_type="chat_completion", input_data=CHAT
-    )
+    job, _ = jobs.job_create(brand=personas.brand_a, user=personas.alice, job_type="chat_completion", input_data=CHAT)
     with django_capture_on_commit_callbacks(execute=True):
         started = jobs.job_start(job_pk=job.pk)
         jobs.job_complete(job_pk=job.pk, attempt=started.attempt, result_data={"completion": "hello"})
     return job
 
 
-def test_final_state_is_delivered_signed_and_logged(
-    personas, client_for, receiver, django_capture_on_commit_callbacks
-):
+def test_final_state_is_delivered_signed_and_logged(personas, client_for, receiver, django_capture_on_commit_callbacks):
     admin = client_for(personas.adam, personas.brand_a)
     created = admin.post("/ai/webhooks/", {"url": receiver.url, "description": "CRM"}, format="json")
     assert created.status_code == 201, created.json()
@@ -89,9 +85,7 @@ def test_final_state_is_delivered_signed_and_logged(
     headers, body = request["headers"], request["body"]
     expected = hmac.new(secret.encode(), f"{headers['X-AICore-Timestamp']}.".encode() + body, hashlib.sha256)
     assert headers["X-AICore-Signature"] == "v1=" + expected.hexdigest()
-    assert verify(
-        secret, timestamp=headers["X-AICore-Timestamp"], body=body, signature=headers["X-AICore-Signature"]
-    )
+    assert verify(secret, timestamp=headers["X-AICore-Timestamp"], body=body, signature=headers["X-AICore-Signature"])
     assert not verify(
         secret,
         timestamp=headers["X-AICore-Timestamp"],
@@ -104,10 +98,7 @@ def test_final_state_is_delivered_signed_and_logged(
 
     log = admin.get(f"/ai/webhooks/{created.json()['id']}/deliveries/").json()["results"]
     assert [(d["status"], d["attempts"], d["last_status_code"]) for d in log] == [("succeeded", 1, 200)]
-    assert (
-        client_for(personas.bob, personas.brand_b).get(f"/ai/webhooks/{created.json()['id']}/").status_code
-        == 404
-    )
+    assert client_for(personas.bob, personas.brand_b).get(f"/ai/webhooks/{created.json()['id']}/").status_code == 404
 
 
 def test_a_failing_receiver_is_retried_with_backoff_until_it_answers(
@@ -172,9 +163,7 @@ def test_a_public_address_is_accepted_but_a_target_that_turned_private_is_never_
     personas, client_for, receiver, settings, django_capture_on_commit_callbacks
 ):
     admin = client_for(personas.adam, personas.brand_a)
-    assert (
-        admin.post("/ai/webhooks/", {"url": "https://93.184.216.34/hook"}, format="json").status_code == 201
-    )
+    assert admin.post("/ai/webhooks/", {"url": "https://93.184.216.34/hook"}, format="json").status_code == 201
     admin.patch(
         f"/ai/webhooks/{admin.get('/ai/webhooks/').json()['results'][0]['id']}/",
         {"is_active": False},
@@ -190,8 +179,7 @@ def test_a_public_address_is_accepted_but_a_target_that_turned_private_is_never_
     assert receiver.requests == []
 
 
-def test_the_sweep_republishes_only_overdue_deliveries(personas, receiver,
-                                                       django_capture_on_commit_callbacks):
+def test_the_sweep_republishes_only_overdue_deliveries(personas, receiver, django_capture_on_commit_callbacks):
     services.endpoint_create(brand=personas.brand_a, user=personas.adam, url=receiver.url)
     _finish_job(personas, django_capture_on_commit_callbacks)
     _finish_job(personas, django_capture_on_commit_callbacks)

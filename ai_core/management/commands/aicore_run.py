@@ -26,8 +26,7 @@ class Command(BaseCommand):
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if probe.connect_ex((host, port)) == 0:
                 raise CommandError(
-                    f"{host}:{port} is already in use (is `make run` already running? "
-                    f"stop it, or pass PORT=…)"
+                    f"{host}:{port} is already in use (is `make run` already running? stop it, or pass PORT=…)"
                 )
         api = ["-m", "uvicorn", "config.asgi:application", "--host", host, "--port", str(port)]
         commands = {"api": [sys.executable, *api]}
@@ -55,9 +54,7 @@ class Command(BaseCommand):
             exited = [name for name, child in children.items() if child.poll() is not None]
             if exited:
                 exit_code = children[exited[0]].returncode or 1
-                self.stderr.write(
-                    f"{exited[0]} stopped (exit {children[exited[0]].returncode}); stopping the rest"
-                )
+                self.stderr.write(f"{exited[0]} stopped (exit {children[exited[0]].returncode}); stopping the rest")
                 break
             time.sleep(0.2)
         self._stop_all(children)

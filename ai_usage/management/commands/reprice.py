@@ -34,8 +34,6 @@ class Command(BaseCommand):
         since, until = _day(options["since"]), _day(options["until"])
         if until <= since:
             raise CommandError("--until must be after --since")
-        report = usage_reprice(
-            since=since, until=until, model_name=options["model"], dry_run=options["dry_run"]
-        )
+        report = usage_reprice(since=since, until=until, model_name=options["model"], dry_run=options["dry_run"])
         verb = "would change" if report["dry_run"] else "changed"
         self.stdout.write(f"{report['rows']} usage row(s) {verb}; cost delta ${report['delta']}")

@@ -19,6 +19,8 @@ class Command(BaseCommand):
             staff=True,
         )
         self.stdout.write(
-            self.style.SUCCESS(f"Demo ready: user '{user.username}' / password '{password}' "
-                               "(company admin of Humari and Academy, Django admin at /admin/)")
+            self.style.SUCCESS(
+                f"Demo ready: user '{user.username}' / password '{password}' "
+                "(company admin of Humari and Academy, Django admin at /admin/)"
+            )
         )
