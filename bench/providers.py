@@ -19,12 +19,12 @@ shared: figures are indicative.
 import json
 import os
 import platform
-import signal
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime
 from pathlib import Path
+
+from bench.engine import drain_rate, stop  # the same worker shutdown and drain measurement as the engine bench
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "providers.json"
@@ -76,32 +76,6 @@ def start_workers(count: int, env: dict) -> list[subprocess.Popen]:
         )
         procs.append(subprocess.Popen(argv, cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL))
     return procs
-
-
-def stop(workers: list[subprocess.Popen]) -> None:
-    for proc in workers:
-        proc.send_signal(signal.SIGTERM)
-    for proc in workers:
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def drain_rate(count, total: int, timeout: float = 600) -> dict:
-    first = last = None
-    deadline = time.monotonic() + timeout
-    done = 0
-    while done < total and time.monotonic() < deadline:
-        done = count()
-        now = time.monotonic()
-        if done and first is None:
-            first = now
-        last = now
-        time.sleep(0.02)
-    seconds = (last - first) if first is not None else float("nan")
-    return {"jobs": done, "seconds": round(seconds, 2), "per_second": round((done - 1) / seconds, 1)}
 
 
 def fresh_state():
