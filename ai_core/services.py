@@ -21,6 +21,7 @@ from ai_providers.selectors import key_source, model_resolve
 from ai_providers.services import ProviderNotConfigured
 from ai_usage.services import quota_release, quota_reserve, usage_charge, usage_record
 from business.api.parsers import json_depth_exceeds
+from business.memo import TTLMemo
 from business.errors import ApplicationError, Conflict, NotFound
 from business.models import Brand, User
 
@@ -72,27 +73,18 @@ def validate_input_data(job_type: AIJobType, input_data: Any) -> None:
         )
 
 
-# name -> (expires at, job type): the catalogue is tiny and read on every job creation.
-_job_type_cache: dict[str, tuple[float, AIJobType]] = {}
-
-
-def job_type_cache_clear(**_signal_kwargs: Any) -> None:
-    _job_type_cache.clear()
+# The catalogue of job types is tiny and read on every job creation.
+job_types_memo = TTLMemo("AICORE_JOB_TYPE_CACHE_SECONDS")
+job_type_cache_clear = job_types_memo.clear
 
 
 def job_type_get(name: str) -> AIJobType:
     """The active job type of that name (cached AICORE_JOB_TYPE_CACHE_SECONDS; treat it as read-only)."""
     if not isinstance(name, str):
         raise NotFound(f"Job type '{name}' not found", error_code="JOB_TYPE_NOT_FOUND", status_code=400)
-    ttl = settings.AICORE_JOB_TYPE_CACHE_SECONDS
-    cached = _job_type_cache.get(name) if ttl else None
-    if cached is not None and cached[0] > time.monotonic():
-        return cached[1]
-    job_type = AIJobType.objects.filter(name=name, is_active=True).first()
+    job_type = job_types_memo.get(name, lambda: AIJobType.objects.filter(name=name, is_active=True).first())
     if job_type is None:
         raise NotFound(f"Job type '{name}' not found", error_code="JOB_TYPE_NOT_FOUND", status_code=400)
-    if ttl:
-        _job_type_cache[name] = (time.monotonic() + ttl, job_type)
     return job_type
 
 
@@ -311,21 +303,37 @@ def _finalize(
     input_tokens: int = 0,
     output_tokens: int = 0,
     cost: Decimal | None = None,
+    job: AIJob | None = None,
     **transition_args: Any,
 ) -> Transitioned:
     """A final transition and its accounting in ONE transaction: usage row (completed, failed, timeout),
     quota settle (completed) or release (otherwise), roll-up cost, OpenAI token counts. A duplicate delivery
     loses the transition's compare-and-set, which rolls the whole thing back: a job is charged once.
+
+    The accounting is written first and the transition last, right before the commit: the transition locks
+    the brand's roll-up rows, which every claim and end of that brand's jobs also needs, so it holds them
+    for one round trip, not four.
+
+    `job`: the caller's copy when it has one (the engine, read right after its claim). Only fields that do
+    not change while a job runs are used from it; the status is the transition's business.
     """
     with transaction.atomic():
-        job = AIJob.objects.select_related("job_type", "openai_job").filter(pk=job_pk).first()
+        if job is None:
+            job = AIJob.objects.select_related("job_type", "openai_job").filter(pk=job_pk).first()
         if job is None:
             raise NotFound("Job not found", error_code="JOB_NOT_FOUND")
         charge = usage_charge(job=job, input_tokens=input_tokens, output_tokens=output_tokens, cost=cost)
-        done = transition(job_pk, to=to, attempt=attempt, cost=charge.cost.total_cost or None, **transition_args)
+        at = timezone.now()
         result = (transition_args.get("fields") or {}).get("result_data")
-        usage_record(job=job, done=done, status=to, charge=charge, result=result)
-    return done
+        usage_record(
+            job=job,
+            attempt=job.attempts if attempt is None else attempt,
+            at=at,
+            status=to,
+            charge=charge,
+            result=result,
+        )
+        return transition(job_pk, to=to, attempt=attempt, cost=charge.cost.total_cost or None, at=at, **transition_args)
 
 
 def job_start(*, job_pk: int, task_id: str = "") -> Transitioned:
@@ -360,6 +368,7 @@ def job_complete(
     input_tokens: int = 0,
     output_tokens: int = 0,
     cost: Decimal | None = None,
+    job: AIJob | None = None,
 ) -> Transitioned:
     """running -> completed, charging input/output tokens at the price in effect when the job started."""
     return _finalize(
@@ -369,6 +378,7 @@ def job_complete(
         input_tokens=input_tokens,
         output_tokens=output_tokens,
         cost=cost,
+        job=job,
         reason="completed",
         fields={"result_data": result_data, "error_message": "", "error_code": ""},
     )

@@ -1,6 +1,7 @@
 """The job lifecycle: the transition table and the one function that performs a transition.
 
-Every status change in AI Core goes through `transition()`: one compare-and-set
+Every status change in AI Core goes through `transition()` (or `claim_pending()`, the engine's claim, which
+picks its job itself): one compare-and-set
 (`UPDATE ai_job SET status = <to> WHERE id = %s AND status = <from> [AND attempts = <attempt>]`),
 one AIJobEvent row, the timestamps, and the dashboard roll-up — all in one transaction.
 """
@@ -10,6 +11,7 @@ from decimal import Decimal
 from functools import partial
 from typing import Any
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F
 from django.dispatch import Signal
@@ -65,6 +67,39 @@ def can_transition(current: str, to: str) -> bool:
     return to in TRANSITIONS.get(current, frozenset())
 
 
+def allowed_from(to: str, expected: frozenset[str] | set[str] | None = None) -> frozenset[str]:
+    """The statuses a job may be in for a move to `to` (narrowed by `expected` when given)."""
+    sources = frozenset(status for status, targets in TRANSITIONS.items() if to in targets)
+    return sources if expected is None else sources & frozenset(expected)
+
+
+@dataclass(frozen=True)
+class _Change:
+    """What one transition writes, whatever picks the job."""
+
+    to: str
+    allowed: frozenset[str]
+    attempt: int | None
+    reason: str
+    actor_id: int | None
+    fields: dict[str, Any]
+    cost: Decimal | None
+    now: Any
+
+    def updates(self) -> dict[str, Any]:
+        """Column values of the job (`attempts` excepted: +1 on a claim, written by each path its own way)."""
+        updates: dict[str, Any] = {"status": self.to, "updated_at": self.now, **self.fields}
+        if self.to == S.RUNNING:
+            updates.update(started_at=self.now, heartbeat_at=self.now, progress_percentage=0)
+        if self.to in FINAL_STATUSES:
+            updates["completed_at"] = self.now
+        if self.to == S.CANCELLED:
+            updates["cancelled_at"] = self.now
+        if self.to == S.COMPLETED:
+            updates["progress_percentage"] = 100
+        return updates
+
+
 def transition(
     job_pk: int,
     *,
@@ -75,14 +110,127 @@ def transition(
     actor_id: int | None = None,
     fields: dict[str, Any] | None = None,
     cost: Decimal | None = None,
+    at: Any = None,
 ) -> Transitioned:
     """Move one job to `to`, or raise IllegalTransition / StaleAttempt. Never overwrites silently.
 
-    1. Read the job's current status (and the immutable roll-up key).
+    1. Read the job's current status (locked, on PostgreSQL).
     2. Check the table (and `expected`, and the attempt fence when given).
-    3. Compare-and-set on exactly that status; if another writer won in between, re-read and decide again.
+    3. Compare-and-set on exactly that status.
     4. Write the event and move the job between roll-up buckets, in the same transaction.
+
+    On PostgreSQL the four steps are one statement: one round trip, atomic on its own (see _cas_statement).
     """
+    change = _Change(
+        to=to,
+        allowed=allowed_from(to, expected),
+        attempt=attempt,
+        reason=reason[:500],
+        actor_id=actor_id,
+        fields=fields or {},
+        cost=cost,
+        now=at or timezone.now(),
+    )
+    if connection.vendor == "postgresql":
+        done = _cas_statement(change, pick="id = %s FOR UPDATE", pick_params=[job_pk])
+        if done is None:
+            raise NotFound("Job not found", error_code="JOB_NOT_FOUND")
+    else:
+        done = _cas_portable(job_pk, change)
+    if to in FINAL_STATUSES:
+        # After commit, so receivers never announce a state that was rolled back (in autocommit: at once).
+        transaction.on_commit(partial(job_final_committed.send, sender=AIJob, job_pk=job_pk, status=to), robust=True)
+    return done
+
+
+def claim_pending(*, priority: str, after_brand: int, task_id: str) -> tuple[Transitioned, int] | None:
+    """PostgreSQL: claim the oldest claimable job of `priority` of the first brand after `after_brand`.
+
+    The same compare-and-set statement as transition(), its row picked with SKIP LOCKED so racing workers
+    spread out instead of queueing on one row. Returns (the transition, the job's brand) or None.
+    """
+    change = _Change(
+        to=S.RUNNING,
+        allowed=frozenset({S.PENDING}),
+        attempt=None,
+        reason="claimed by worker",
+        actor_id=None,
+        fields={"task_id": task_id[:255]},
+        cost=None,
+        now=timezone.now(),
+    )
+    pick = (
+        "status = 'pending' AND priority = %s AND available_at <= %s AND brand_id > %s "
+        "ORDER BY brand_id, created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED"
+    )
+    return _cas_statement(change, pick=pick, pick_params=[priority, change.now, after_brand], with_brand=True)
+
+
+def _raise_refusal(current: str, current_attempt: int, change: _Change) -> None:
+    if current not in change.allowed:
+        raise IllegalTransition(current, change.to)
+    if change.attempt is not None and current_attempt != change.attempt:
+        raise StaleAttempt(f"Attempt {change.attempt} is stale (job is on attempt {current_attempt})")
+
+
+def _cas_statement(change: _Change, *, pick: str, pick_params: list[Any], with_brand: bool = False):
+    """PostgreSQL: the whole transition in one statement of data-modifying CTEs.
+
+    `cur` locks the picked row (FOR UPDATE waits for a concurrent writer, then sees its committed version),
+    `moved` is the compare-and-set (status still the one read, allowed, attempt fence), `event` and `rollup`
+    only see a row when `moved` does. Returns None when nothing was picked.
+    """
+    job, event, stat = AIJob._meta, AIJobEvent._meta.db_table, JobDailyStat._meta.db_table
+    assignments, values = [], []
+    for name, value in change.updates().items():
+        field = job.get_field(name)
+        assignments.append(f"{connection.ops.quote_name(field.column)} = %s")
+        values.append(field.get_db_prep_save(value, connection))
+    if change.to == S.RUNNING:
+        assignments.append("attempts = job.attempts + 1")
+    fence = "AND cur.attempts = %s" if change.attempt is not None else ""
+    sql = f"""
+        WITH cur AS (SELECT id, status, attempts FROM {job.db_table} WHERE {pick}),
+        moved AS (
+            UPDATE {job.db_table} AS job SET {", ".join(assignments)} FROM cur
+            WHERE job.id = cur.id AND job.status = cur.status AND cur.status = ANY(%s::text[]) {fence}
+            RETURNING job.id, cur.status AS from_status, job.attempts, job.brand_id, job.job_type_id, job.created_at
+        ),
+        event AS (
+            INSERT INTO {event} (job_id, from_status, to_status, at, attempt, reason, actor_id)
+            SELECT id, from_status, %s, %s, attempts, %s, %s FROM moved
+        ),
+        rollup AS (
+            INSERT INTO {stat} AS s (brand_id, day, job_type_id, status, jobs, cost_micros)
+            SELECT moved.brand_id, (moved.created_at AT TIME ZONE %s)::date, moved.job_type_id, d.status, d.jobs, d.cost
+            FROM moved CROSS JOIN LATERAL (VALUES (moved.from_status, -1, 0::bigint), (%s, 1, %s::bigint))
+                AS d (status, jobs, cost)
+            ORDER BY d.status
+            ON CONFLICT (brand_id, day, job_type_id, status)
+            DO UPDATE SET jobs = s.jobs + excluded.jobs, cost_micros = s.cost_micros + excluded.cost_micros
+        )
+        SELECT cur.id, cur.status, cur.attempts, moved.attempts, moved.brand_id FROM cur LEFT JOIN moved ON true
+    """
+    params = [*pick_params, *values, list(change.allowed)]  # in the order of the placeholders
+    if change.attempt is not None:
+        params.append(change.attempt)
+    params += [change.to, change.now, change.reason, change.actor_id]
+    params += [settings.TIME_ZONE, change.to, to_micros(change.cost) if change.cost else 0]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    job_pk, current, current_attempt, new_attempt, brand_id = row
+    if new_attempt is None:
+        _raise_refusal(current, current_attempt, change)
+        raise Conflict("The job changed while being updated; retry", error_code="CONCURRENT_UPDATE")
+    done = Transitioned(job_pk=job_pk, from_status=current, to_status=change.to, attempt=new_attempt, at=change.now)
+    return (done, brand_id) if with_brand else done
+
+
+def _cas_portable(job_pk: int, change: _Change) -> Transitioned:
+    """Other databases (SQLite): the same steps as separate statements in one transaction."""
     with transaction.atomic():
         for _ in range(5):
             row = (
@@ -93,27 +241,15 @@ def transition(
             if row is None:
                 raise NotFound("Job not found", error_code="JOB_NOT_FOUND")
             current = row["status"]
-            if not can_transition(current, to) or (expected is not None and current not in expected):
-                raise IllegalTransition(current, to)
-            if attempt is not None and row["attempts"] != attempt:
-                raise StaleAttempt(f"Attempt {attempt} is stale (job is on attempt {row['attempts']})")
-
-            now = timezone.now()
-            updates: dict[str, Any] = {"status": to, "updated_at": now, **(fields or {})}
+            _raise_refusal(current, row["attempts"], change)
+            updates = change.updates()
             new_attempt = row["attempts"]
-            if to == S.RUNNING:
-                updates.update(started_at=now, attempts=F("attempts") + 1, heartbeat_at=now, progress_percentage=0)
+            if change.to == S.RUNNING:
+                updates["attempts"] = F("attempts") + 1
                 new_attempt += 1
-            if to in FINAL_STATUSES:
-                updates["completed_at"] = now
-            if to == S.CANCELLED:
-                updates["cancelled_at"] = now
-            if to == S.COMPLETED:
-                updates["progress_percentage"] = 100
-
             guarded = AIJob.objects.filter(pk=job_pk, status=current)
-            if attempt is not None:
-                guarded = guarded.filter(attempts=attempt)
+            if change.attempt is not None:
+                guarded = guarded.filter(attempts=change.attempt)
             if guarded.update(**updates) == 1:
                 break
         else:  # pragma: no cover - five lost races in a row means something is badly wrong
@@ -122,25 +258,20 @@ def transition(
         AIJobEvent.objects.create(
             job_id=job_pk,
             from_status=current,
-            to_status=to,
-            at=now,
+            to_status=change.to,
+            at=change.now,
             attempt=new_attempt,
-            reason=reason[:500],
-            actor_id=actor_id,
+            reason=change.reason,
+            actor_id=change.actor_id,
         )
-        day = timezone.localdate(row["created_at"])
         stat_move(
             brand_id=row["brand_id"],
-            day=day,
+            day=timezone.localdate(row["created_at"]),
             job_type_id=row["job_type_id"],
-            deltas={current: -1, to: +1},
-            cost={to: cost} if cost else None,
+            deltas={current: -1, change.to: +1},
+            cost={change.to: change.cost} if change.cost else None,
         )
-        if to in FINAL_STATUSES:
-            transaction.on_commit(
-                partial(job_final_committed.send, sender=AIJob, job_pk=job_pk, status=to), robust=True
-            )
-    return Transitioned(job_pk=job_pk, from_status=current, to_status=to, attempt=new_attempt, at=now)
+    return Transitioned(job_pk=job_pk, from_status=current, to_status=change.to, attempt=new_attempt, at=change.now)
 
 
 MICROS = Decimal("1000000")

@@ -17,6 +17,7 @@ from ai_providers.models import (
     ProviderModel,
 )
 from business.errors import ApplicationError, NotFound
+from business.memo import TTLMemo
 from business.models import Brand
 
 MICRO = Decimal("0.000001")
@@ -48,10 +49,21 @@ class ModelChoice:
         return self.family == ModelFamily.REASONING
 
 
+# Read on every job creation and every job's end; cleared by any local save of a provider, model or price.
+catalogue_memo = TTLMemo("AICORE_CATALOGUE_CACHE_SECONDS")
+
+
 def model_resolve(name: str) -> ModelChoice:
     """The catalogue entry of `name`, else the active provider whose prefixes match it (echo-* → echo)."""
     if not isinstance(name, str) or not name:
         raise ApplicationError("model must be a non-empty string", error_code="MODEL_NOT_SUPPORTED")
+    choice = catalogue_memo.get(("model", name), lambda: _model_resolve(name))
+    if choice is None:
+        raise ApplicationError(f"Model '{name}' is not in the provider catalogue", error_code="MODEL_NOT_SUPPORTED")
+    return choice
+
+
+def _model_resolve(name: str) -> ModelChoice | None:
     model = (
         ProviderModel.objects.select_related("provider")
         .filter(name=name, is_active=True, provider__is_active=True)
@@ -89,7 +101,7 @@ def model_resolve(name: str) -> ModelChoice:
             max_output_tokens=settings.AICORE_DEFAULT_MAX_OUTPUT_TOKENS,
             model_id=None,
         )
-    raise ApplicationError(f"Model '{name}' is not in the provider catalogue", error_code="MODEL_NOT_SUPPORTED")
+    return None
 
 
 @dataclass(frozen=True)
@@ -109,15 +121,21 @@ def price_at(model_name: str, at: datetime | None = None, *, choice: ModelChoice
     """
     if choice is not None and choice.model_id is None:
         return FREE
-    row = (
-        ModelPrice.objects.filter(model__name=model_name, effective_from__lte=at or timezone.now())
-        .order_by("-effective_from")
-        .values("input_per_million", "output_per_million", "effective_from")
-        .first()
-    )
-    if row is None:
-        return FREE
-    return Price(Decimal(row["input_per_million"]), Decimal(row["output_per_million"]), row["effective_from"])
+    at = at or timezone.now()
+    return next((price for price in _prices(model_name) if price.effective_from <= at), FREE)
+
+
+def _prices(model_name: str) -> list[Price]:
+    """Every dated price of the model, latest first (a handful of rows)."""
+
+    def load() -> list[Price]:
+        rows = ModelPrice.objects.filter(model__name=model_name).order_by("-effective_from")
+        return [
+            Price(Decimal(row["input_per_million"]), Decimal(row["output_per_million"]), row["effective_from"])
+            for row in rows.values("input_per_million", "output_per_million", "effective_from")
+        ]
+
+    return catalogue_memo.get(("prices", model_name), load)
 
 
 @dataclass(frozen=True)

@@ -88,13 +88,16 @@ def usage_charge(*, job: AIJob, input_tokens: int = 0, output_tokens: int = 0, c
     )
 
 
-def usage_record(*, job: AIJob, done: Any, status: str, charge: Charge, result: Any = None) -> AIJobUsage | None:
+def usage_record(
+    *, job: AIJob, attempt: int, at: Any, status: str, charge: Charge, result: Any = None
+) -> AIJobUsage | None:
     """Write the job's usage row and settle (completed) or release (other final states) its quota reservations.
 
-    Call inside the transaction of the job's final transition, after it: if the transition lost a race
-    (a duplicate delivery), the whole transaction rolls back and nothing is charged twice.
+    Call inside the transaction of the job's final transition (`attempt`, at the instant `at`): if the
+    transition loses its race (a duplicate delivery), the whole transaction rolls back and nothing is
+    charged twice.
     """
-    job_pk = job.pk  # `job` as read before the transition; `done` is the transition (its instant, attempt)
+    job_pk = job.pk
     if status == S.COMPLETED:
         quota_settle(job_pk=job_pk, tokens=charge.total_tokens, cost_micros=to_micros(charge.cost.total_cost))
     else:
@@ -103,9 +106,9 @@ def usage_record(*, job: AIJob, done: Any, status: str, charge: Charge, result: 
         _openai_job_record(job_pk=job_pk, charge=charge, result=result)
     if status == S.CANCELLED:
         return None  # nothing ran to its end: the reservation is released, no usage row
-    attempts = max(1, done.attempt)
-    execution = round((done.at - job.started_at).total_seconds(), 3) if job.started_at else None
-    return AIJobUsage.objects.create(
+    attempts = max(1, attempt)
+    execution = round((at - job.started_at).total_seconds(), 3) if job.started_at else None
+    usage = AIJobUsage(
         job=job,
         brand_id=job.brand_id,
         job_type_id=job.job_type_id,
@@ -125,6 +128,10 @@ def usage_record(*, job: AIJob, done: Any, status: str, charge: Charge, result: 
         final_status=status,
         priced_at=charge.priced_at,
     )
+    # A duplicate delivery of the job's end finds its row there and writes nothing; its transition then
+    # loses the compare-and-set and rolls the whole transaction back.
+    AIJobUsage.objects.bulk_create([usage], ignore_conflicts=True)
+    return usage
 
 
 def _has_openai_job(job: AIJob) -> bool:

@@ -148,6 +148,8 @@ AICORE_MAX_JSON_DEPTH = env_int("AICORE_MAX_JSON_DEPTH", 32, minimum=4)
 # Job creation reuses an active job type read this many seconds ago (per process; a save in the admin clears
 # it at once in that process, elsewhere the change applies within this delay). 0 = always read (tests).
 AICORE_JOB_TYPE_CACHE_SECONDS = env_int("AICORE_JOB_TYPE_CACHE_SECONDS", 0 if AICORE_ENV == "test" else 5, minimum=0)
+# Provider catalogue and prices, read at every job's creation and end (business.memo).
+AICORE_CATALOGUE_CACHE_SECONDS = env_int("AICORE_CATALOGUE_CACHE_SECONDS", 0 if AICORE_ENV == "test" else 5, minimum=0)
 # A `?search=` count is exact up to this many matches; past it, PostgreSQL's estimate (X-Count-Estimated).
 AICORE_SEARCH_EXACT_COUNT_LIMIT = env_int("AICORE_SEARCH_EXACT_COUNT_LIMIT", 10_000, minimum=1)
 

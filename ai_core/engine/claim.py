@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from ai_core.models import AIJob, JobPriority, JobStatus
 from ai_core.services import job_start
-from ai_core.workflow import IllegalTransition, Transitioned
+from ai_core.workflow import IllegalTransition, Transitioned, claim_pending
 from business.errors import NotFound
 
 PRIORITY_ORDER = (JobPriority.URGENT, JobPriority.HIGH, JobPriority.NORMAL, JobPriority.LOW)
@@ -56,8 +56,8 @@ def _best_level(now) -> str | None:
     return next((level for level in PRIORITY_ORDER if level in found), None)
 
 
-def _pick(*, lock: bool) -> int | None:
-    """The pk of the best claimable job, locked (SKIP LOCKED) on PostgreSQL so racing workers spread out.
+def _pick() -> int | None:
+    """The pk of the best claimable job (databases without SKIP LOCKED; PostgreSQL claims in one statement).
 
     At the most urgent non-empty level, one index range scan (aijob_pending_claim: priority, brand,
     created_at, id) finds the oldest job of the first brand after the last one served, wrapping around.
@@ -68,8 +68,6 @@ def _pick(*, lock: bool) -> int | None:
         return None
     level = AIJob.objects.filter(status=JobStatus.PENDING, available_at__lte=now, priority=priority)
     level = level.order_by("brand_id", "created_at", "id")
-    if lock:
-        level = level.select_for_update(skip_locked=True)
     for queryset in (level.filter(brand_id__gt=rotation.after(priority)), level):
         row = queryset.values_list("pk", "brand_id").first()
         if row is not None:
@@ -81,17 +79,34 @@ def _pick(*, lock: bool) -> int | None:
 def claim_next(*, task_id: str = "") -> Transitioned | None:
     """Claim the best pending job (pending→running, attempts+1) or return None when there is none.
 
-    The claim is the compare-and-set of job_start: a job cancelled meanwhile, or taken by another worker,
+    The claim is a compare-and-set (workflow): a job cancelled meanwhile, or taken by another worker,
     fails it and we look again.
     """
-    lock = connection.features.has_select_for_update_skip_locked
+    if connection.vendor == "postgresql":
+        return _claim_in_one_statement(task_id)
     for _ in range(MAX_LOST_RACES):
         with transaction.atomic():
-            pk = _pick(lock=lock)
+            pk = _pick()
             if pk is None:
                 return None
             try:
                 return job_start(job_pk=pk, task_id=task_id)
             except (IllegalTransition, NotFound):
                 continue
+    return None
+
+
+def _claim_in_one_statement(task_id: str) -> Transitioned | None:
+    """PostgreSQL: probe the most urgent level, then pick-and-claim in one statement (SKIP LOCKED)."""
+    for _ in range(MAX_LOST_RACES):
+        priority = _best_level(timezone.now())
+        if priority is None:
+            return None
+        # The first brand after the last one served at this level, else wrap around to the first brand.
+        for after in dict.fromkeys((rotation.after(priority), 0)):
+            claimed = claim_pending(priority=priority, after_brand=after, task_id=task_id)
+            if claimed is not None:
+                done, brand_id = claimed
+                rotation.served(priority, brand_id)
+                return done
     return None

@@ -50,7 +50,7 @@ def _finish(
     return status
 
 
-def complete(job_pk: int, attempt: int, result: ChatResult) -> str | None:
+def complete(job_pk: int, attempt: int, result: ChatResult, job: AIJob | None = None) -> str | None:
     return _finish(
         job_pk,
         attempt,
@@ -61,6 +61,7 @@ def complete(job_pk: int, attempt: int, result: ChatResult) -> str | None:
             result_data=result.as_result_data(),
             input_tokens=result.input_tokens,
             output_tokens=result.output_tokens,
+            job=job,
         ),
         result=result,
     )

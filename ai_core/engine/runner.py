@@ -40,7 +40,7 @@ def run_from_message(job_pk: int, *, task_id: str = "", policy: RetryPolicy | No
 
 
 def execute(job_pk: int, attempt_number: int, *, policy: RetryPolicy | None = None) -> str | None:
-    job = AIJob.objects.select_related("job_type", "brand").get(pk=job_pk)
+    job = AIJob.objects.select_related("job_type", "brand", "openai_job").get(pk=job_pk)
     # Every log line of this attempt (ours, the provider SDK's) carries the job, brand and attempt.
     log_token = bind_log_context(job_id=job.job_id, brand=job.brand_id, attempt=attempt_number)
     timeout = min(job.job_type.timeout_seconds, settings.AICORE_MAX_JOB_SECONDS)
@@ -69,7 +69,7 @@ def execute(job_pk: int, attempt_number: int, *, policy: RetryPolicy | None = No
             )
         if attempt.should_stop():
             return _abandoned(attempt)
-        return finish.complete(attempt.job_pk, attempt.attempt, result)
+        return finish.complete(attempt.job_pk, attempt.attempt, result, job=job)
     finally:
         in_flight.remove(attempt)
         connection.close()
