@@ -2,7 +2,6 @@
 
 import hashlib
 import json
-import time
 from datetime import timedelta
 from decimal import Decimal
 from functools import lru_cache
@@ -21,8 +20,8 @@ from ai_providers.selectors import key_source, model_resolve
 from ai_providers.services import ProviderNotConfigured
 from ai_usage.services import quota_release, quota_reserve, usage_charge, usage_record
 from business.api.parsers import json_depth_exceeds
-from business.memo import TTLMemo
 from business.errors import ApplicationError, Conflict, NotFound
+from business.memo import TTLMemo
 from business.models import Brand, User
 
 S = JobStatus
