@@ -19,12 +19,11 @@ from ai_core.engine.providers import client_for_model
 from ai_core.engine.retry import RetryPolicy, default_policy
 from ai_core.engine.watch import Attempt, in_flight
 from ai_core.models import AIJob, JobStatus
-from ai_core.services import job_progress, job_requeue
+from ai_core.services import job_requeue
 from ai_providers.clients.base import CallAbandoned, ProviderError, TransientProviderError
 from config.logs import bind_log_context, reset_log_context
 
 logger = logging.getLogger(__name__)
-PROGRESS_WRITE_EVERY = 1.0  # seconds: a stream of 1 000 chunks must not become 1 000 updates
 
 
 def run_from_message(job_pk: int, *, task_id: str = "", policy: RetryPolicy | None = None) -> str | None:
@@ -45,7 +44,6 @@ def execute(job_pk: int, attempt_number: int, *, policy: RetryPolicy | None = No
     log_token = bind_log_context(job_id=job.job_id, brand=job.brand_id, attempt=attempt_number)
     timeout = min(job.job_type.timeout_seconds, settings.AICORE_MAX_JOB_SECONDS)
     attempt = Attempt(job_pk=job_pk, attempt=attempt_number, deadline=time.monotonic() + timeout)
-    progress = _ProgressWriter(attempt)
     in_flight.add(attempt)
     try:
         try:
@@ -55,7 +53,8 @@ def execute(job_pk: int, attempt_number: int, *, policy: RetryPolicy | None = No
             # Provider calls never run inside a transaction nor hold a connection: they wait on the network
             # for seconds, and the pooled connection serves other threads meanwhile.
             connection.close()
-            result = client.chat(request, on_progress=progress, should_stop=attempt.should_stop)
+            # Progress is only noted here: the watcher writes it with its next round (watch.py).
+            result = client.chat(request, on_progress=attempt.report, should_stop=attempt.should_stop)
         except CallAbandoned:
             return _abandoned(attempt)
         except ProviderError as exc:
@@ -74,28 +73,6 @@ def execute(job_pk: int, attempt_number: int, *, policy: RetryPolicy | None = No
         in_flight.remove(attempt)
         connection.close()
         reset_log_context(log_token)
-
-
-class _ProgressWriter:
-    """on_progress for the provider: throttled writes, and a stop when the attempt turns out to be stale."""
-
-    def __init__(self, attempt: Attempt) -> None:
-        self.attempt = attempt
-        self.written = -1
-        self.at = 0.0
-
-    def __call__(self, percentage: int) -> None:
-        now = time.monotonic()
-        # 100 % is written by the completion itself, right after.
-        if percentage >= 100 or percentage == self.written or now - self.at < PROGRESS_WRITE_EVERY:
-            return
-        try:
-            current = job_progress(job_pk=self.attempt.job_pk, attempt=self.attempt.attempt, percentage=int(percentage))
-        finally:
-            connection.close()  # back to the pool before the stream goes on
-        self.written, self.at = percentage, now
-        if not current:
-            self.attempt.halt("superseded")
 
 
 def _abandoned(attempt: Attempt) -> str | None:

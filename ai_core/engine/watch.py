@@ -2,7 +2,9 @@
 
 Every AICORE_CANCEL_POLL_MS the watcher reads the status of all in-flight jobs in one query: a job that is
 no longer running on our attempt (cancelled, or re-queued by a reaper) gets its stop flag set, which makes
-the provider call return. Every AICORE_HEARTBEAT_MS it stamps heartbeat_at on all of them in one update.
+the provider call return. In the same round it writes the progress the calls reported since the last one,
+and every AICORE_HEARTBEAT_MS it stamps heartbeat_at on all of them: one statement per CHUNK attempts,
+whatever the number of calls in flight, instead of one per call.
 """
 
 import logging
@@ -10,12 +12,9 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
-from functools import reduce
-from operator import or_
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Q
 from django.utils import timezone
 
 from ai_core.models import AIJob, JobStatus
@@ -33,6 +32,11 @@ class Attempt:
     deadline: float  # time.monotonic()
     stop: threading.Event = field(default_factory=threading.Event)
     stop_reason: str = ""
+    progress: int | None = None  # the last percentage the provider reported
+    progress_written: int | None = None  # the last one written (by the watcher)
+
+    def report(self, percentage: int) -> None:
+        self.progress = max(0, min(100, int(percentage)))
 
     def halt(self, reason: str) -> None:
         if not self.stop.is_set():
@@ -81,8 +85,10 @@ class InFlight:
             try:
                 stop_the_gone(attempts)
                 if time.monotonic() - last_beat >= beat_every:
-                    heartbeat(attempts)
+                    beat(attempts)  # all of them: heartbeat, and progress where it moved
                     last_beat = time.monotonic()
+                else:
+                    beat([a for a in attempts if a.progress != a.progress_written])
             except Exception:  # the database may be briefly away: try again next round
                 logger.warning("in-flight watcher round failed", exc_info=True)
             finally:
@@ -111,11 +117,26 @@ def stop_the_gone(attempts: list[Attempt]) -> None:
                 attempt.halt("superseded")
 
 
-def heartbeat(attempts: list[Attempt]) -> None:
-    now = timezone.now()
+def beat(attempts: list[Attempt]) -> None:
+    """Stamp heartbeat_at (and the reported progress) on the jobs still running on these attempts."""
+    job = AIJob._meta.db_table
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
     for chunk in _chunks(attempts):
-        fence = reduce(or_, (Q(pk=a.job_pk, attempts=a.attempt) for a in chunk))
-        AIJob.objects.filter(fence, status=JobStatus.RUNNING).update(heartbeat_at=now)
+        rows = [(a.job_pk, a.attempt, a.progress) for a in chunk]
+        # A row source both PostgreSQL and SQLite read: SELECT ... UNION ALL SELECT ...
+        values = " UNION ALL ".join(["SELECT %s AS pk, %s AS attempt, CAST(%s AS integer) AS progress"] * len(rows))
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {job} SET heartbeat_at = %s, "
+                f"progress_percentage = COALESCE(beat.progress, {job}.progress_percentage), "
+                f"updated_at = CASE WHEN beat.progress IS NULL OR beat.progress = {job}.progress_percentage "
+                f"THEN {job}.updated_at ELSE %s END "
+                f"FROM ({values}) AS beat "
+                f"WHERE {job}.id = beat.pk AND {job}.attempts = beat.attempt AND {job}.status = 'running'",
+                [now, now, *[value for row in rows for value in row]],
+            )
+        for attempt, (_, _, progress) in zip(chunk, rows, strict=True):
+            attempt.progress_written = progress
 
 
 in_flight = InFlight()

@@ -15,7 +15,7 @@ from ai_core.engine.providers import client_for_model
 from ai_core.engine.retry import RetryPolicy
 from ai_core.engine.runner import execute, run_from_message
 from ai_core.engine.upkeep import TRICKLE, reap, sweep
-from ai_core.engine.watch import Attempt, heartbeat, stop_the_gone
+from ai_core.engine.watch import Attempt, beat, stop_the_gone
 from ai_core.models import AIJob, AIJobType
 from ai_core.services import job_cancel, job_complete, job_progress, job_start
 from ai_core.tests.helpers import event_trail, submit
@@ -254,10 +254,18 @@ def test_the_watcher_stops_cancelled_attempts_and_beats_only_current_ones(job_ty
     stop_the_gone([current, zombie, gone])
     assert not current.stop.is_set()
     assert (zombie.stop_reason, gone.stop_reason) == ("superseded", "cancelled")
-    heartbeat([zombie])
-    assert AIJob.objects.get(pk=running.pk).heartbeat_at == past  # a zombie keeps nothing alive
-    heartbeat([current])
-    assert AIJob.objects.get(pk=running.pk).heartbeat_at > past
+    zombie.report(90)
+    beat([zombie])
+    row = AIJob.objects.get(pk=running.pk)
+    assert (row.heartbeat_at, row.progress_percentage) == (past, 0)  # a zombie keeps nothing alive, writes nothing
+    beat([current])  # nothing reported yet: a heartbeat only, progress and updated_at untouched
+    row = AIJob.objects.get(pk=running.pk)
+    assert (row.heartbeat_at > past, row.progress_percentage) == (True, 0)
+    current.report(40)
+    beat([current])
+    moved = AIJob.objects.get(pk=running.pk)
+    assert (moved.progress_percentage, current.progress_written) == (40, 40)
+    assert moved.updated_at > row.updated_at
 
 
 def test_the_reaper_requeues_then_fails_silent_jobs_and_times_out_overdue_ones(job_types, make_brands):

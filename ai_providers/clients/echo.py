@@ -56,7 +56,8 @@ class EchoClient:
         )
 
 
-def _sleep_unless_stopped(seconds: float, should_stop: StopCheck, slice_seconds: float = 0.05) -> None:
+def _sleep_unless_stopped(seconds: float, should_stop: StopCheck, slice_seconds: float = 0.2) -> None:
+    # Slices short next to the 2 s a cancel may take, long enough that hundreds of sleeping calls cost no CPU.
     deadline = time.monotonic() + seconds
     while True:
         if should_stop():
