@@ -47,6 +47,8 @@ SERVER_ENV = {
     "AICORE_BENCH_BASELINE": "1",
     "AICORE_ENV": "production",
     "SECRET_KEY": SECRET,
+    # Production refuses to boot without a credentials key; the bench stores no credentials (echo provider).
+    "AICORE_CREDENTIALS_KEY": "YmVuY2gtb25seS1jcmVkZW50aWFscy1rZXktMDEyMyE=",
     "DEBUG": "0",
     "JWT_ACCESS_MINUTES": "600",
     "LOG_LEVEL": "WARNING",
