@@ -1,8 +1,13 @@
 """The /ai/jobs/ API of SPEC §5: create, mass assignment, filters, update and delete rules, cancel, by_status,
 Idempotency-Key and Prefer: wait."""
 
-import pytest
+import json
 
+import pytest
+from django.core.serializers.json import DjangoJSONEncoder
+
+from ai_core import services
+from ai_core.api.serializers import JobDetailSerializer
 from ai_core.models import AIJob, AIJobEvent, JobStatus
 from ai_core.tests.factories import AIJobFactory, AIJobTypeFactory, input_for
 
@@ -206,6 +211,28 @@ def test_detail_by_pk_or_job_id_has_events_usage_and_openai_job(personas, alice)
             ("running", "completed"),
         ]
         assert body["execution_time_seconds"] is not None
+
+
+def test_detail_reads_what_the_orm_reads_extensions_included(personas, alice):
+    """The detail's one hand-written query renders exactly what select_related and a query per relation do."""
+    job, _ = services.job_create(
+        brand=personas.brand_a,
+        user=personas.alice,
+        job_type="chat_completion",
+        input_data={**input_for("chat_completion"), "temperature": 0.5, "max_tokens": 64},
+        openai_extension=True,
+    )
+    started = services.job_start(job_pk=job.pk, task_id="task-1")
+    services.job_complete(
+        job_pk=job.pk, attempt=started.attempt, result_data={"completion": "done"}, input_tokens=7, output_tokens=3
+    )
+    orm_job = AIJob.objects.select_related("job_type", "brand", "created_by", "openai_job", "usage").get(pk=job.pk)
+
+    body = alice.get(f"/ai/jobs/{job.job_id}/").json()
+
+    assert body["openai_job"]["temperature"] == 0.5 and body["openai_job"]["max_tokens"] == 64
+    assert body["usage"]["total_tokens"] == 10 and len(body["events"]) == 3
+    assert body == json.loads(json.dumps(JobDetailSerializer(orm_job).data, cls=DjangoJSONEncoder))
 
 
 @pytest.mark.parametrize("lookup", ["999999", "ai_job_doesnotexist", "abc", "١", "9" * 30])

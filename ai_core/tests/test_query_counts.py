@@ -55,8 +55,8 @@ def test_detail_has_a_fixed_query_budget(personas, client_for, django_assert_max
     services.job_start(job_pk=job.pk)
 
     def check():
-        # user with brand, the job with its type, brand, creator and one-to-one extensions, its events
-        with django_assert_max_num_queries(3):
+        # user with brand; the job with its type, creator, one-to-one extensions and events
+        with django_assert_max_num_queries(2):
             response = client.get(f"/ai/jobs/{job.job_id}/")
         assert response.status_code == 200
         assert [e["to_status"] for e in response.json()["events"]][:2] == ["pending", "running"]

@@ -1,0 +1,66 @@
+"""Hand-written reads for the few queries every API request runs.
+
+Compiling an ORM query costs more than running it: the job detail's joins took ~0.7 ms of Python to turn
+into SQL and ~0.2 ms in the database. These reads are written once as SQL instead; `Columns` keeps them
+tied to the models (the column list comes from the model's fields) and turns each row back into a model
+instance through the same converters the ORM applies, so values read the same either way.
+"""
+
+from functools import cached_property
+from typing import Any
+
+from django.db import connections
+from django.db.models import Model
+
+
+class Columns:
+    """The concrete columns of a model under a table alias: a SELECT list, and instances from its values."""
+
+    def __init__(self, model: type[Model], alias: str, fields: list[str] | None = None) -> None:
+        self.model = model
+        self.alias = alias
+        concrete = model._meta.concrete_fields
+        self.fields = [f for f in concrete if f.attname in fields or f.name in fields] if fields else list(concrete)
+        self.attnames = [f.attname for f in self.fields]
+        self.sql = ", ".join(f'{alias}."{f.column}"' for f in self.fields)
+        self._converters: dict[str, list] = {}
+
+    def __len__(self) -> int:
+        return len(self.fields)
+
+    def present(self, row: tuple, start: int = 0) -> bool:
+        """Whether the row holds this model's row (a LEFT JOIN that found none reads a NULL primary key)."""
+        return row[start + self._pk_position] is not None
+
+    @cached_property
+    def _pk_position(self) -> int:
+        return self.attnames.index(self.model._meta.pk.attname)
+
+    def _converters_for(self, using: str) -> list:
+        """Per column, the (converter, expression) pairs the ORM's compiler would apply on this database."""
+        found = self._converters.get(using)
+        if found is None:
+            connection = connections[using]
+            found = []
+            for field in self.fields:
+                column = field.get_col(self.alias)
+                found.append(
+                    [
+                        (converter, column)
+                        for converter in connection.ops.get_db_converters(column) + column.get_db_converters(connection)
+                    ]
+                )
+            self._converters[using] = found
+        return found
+
+    def values(self, row: tuple, start: int = 0, using: str = "default") -> list[Any]:
+        """This model's values out of a row, from position `start`, converted as the ORM would."""
+        connection = connections[using]
+        values = list(row[start : start + len(self.fields)])
+        for i, converters in enumerate(self._converters_for(using)):
+            for converter, column in converters:
+                values[i] = converter(values[i], column, connection)
+        return values
+
+    def instance(self, row: tuple, start: int = 0, using: str = "default") -> Model:
+        return self.model.from_db(using, self.attnames, self.values(row, start, using))
