@@ -52,10 +52,15 @@ def openai_params_validate(*, model: str, params: dict[str, Any]) -> ModelChoice
     return choice
 
 
+def openai_job_wanted(*, choice: ModelChoice, always: bool = False) -> bool:
+    """Whether a job gets an OpenAIJob row: its model runs on an OpenAI-format provider, or (`always`) it was
+    submitted through /ai/openai/, echo included."""
+    return always or choice.provider.kind == ProviderKind.OPENAI
+
+
 def openai_job_create(*, job: AIJob, choice: ModelChoice, input_data: dict, always: bool = False) -> OpenAIJob | None:
-    """The OpenAIJob row of a job whose model runs on an OpenAI-format provider (`always`: any job submitted
-    through /ai/openai/, echo included)."""
-    if choice.provider.kind != ProviderKind.OPENAI and not always:
+    """The OpenAIJob row of a job that wants one (openai_job_wanted)."""
+    if not openai_job_wanted(choice=choice, always=always):
         return None
 
     def number(key):

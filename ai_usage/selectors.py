@@ -5,6 +5,7 @@ from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
+from django.db import connection
 from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
@@ -175,6 +176,23 @@ def provider_health(*, brand: Brand, providers: list) -> dict[int, dict[str, Any
             },
         }
     return health
+
+
+def company_has_active_quota(company_id: int | None) -> bool:
+    """Whether any active quota exists in the company: false means no job of its brands has one to fit
+    (every quota belongs to a company; quotas_applicable() picks among its active ones).
+
+    Job creation asks on every request, so this is one indexed probe written as SQL: the ORM's compiling of
+    it cost several times its execution.
+    """
+    if not company_id:
+        return False
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT 1 FROM {Quota._meta.db_table} WHERE company_id = %s AND is_active LIMIT 1",  # noqa: S608
+            [company_id],
+        )
+        return cursor.fetchone() is not None
 
 
 def quotas_of(brand: Brand) -> QuerySet[Quota]:
