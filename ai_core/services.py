@@ -42,6 +42,22 @@ def _validator_for(schema_json: str) -> jsonschema.Draft202012Validator:
     return jsonschema.Draft202012Validator(json.loads(schema_json))
 
 
+def _holds_nul(value: Any) -> bool:
+    """Whether any string or key in a JSON value holds a NUL character (iterative, like json_depth_exceeds)."""
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str):
+            if "\x00" in node:
+                return True
+        elif isinstance(node, dict):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return False
+
+
 def validate_input_data(job_type: AIJobType, input_data: Any) -> None:
     """input_data must be an object of bounded size and depth that matches the job type's JSON Schema."""
     if not isinstance(input_data, dict):
@@ -51,7 +67,13 @@ def validate_input_data(job_type: AIJobType, input_data: Any) -> None:
             f"input_data nests deeper than {settings.AICORE_MAX_JSON_DEPTH} levels",
             errors={"input_data": [f"Nesting deeper than {settings.AICORE_MAX_JSON_DEPTH} levels."]},
         )
-    size = len(json.dumps(input_data, ensure_ascii=False).encode())
+    text = json.dumps(input_data, ensure_ascii=False)
+    # JSON escapes a NUL as \u0000 (a cheap first test); PostgreSQL's jsonb cannot store one: a 500 otherwise.
+    if "\\u0000" in text and _holds_nul(input_data):
+        raise JobValidationError(
+            "input_data cannot contain NUL characters (\\u0000)", errors={"input_data": ["Contains a NUL character."]}
+        )
+    size = len(text.encode())
     if size > settings.AICORE_MAX_INPUT_BYTES:
         raise ApplicationError(
             f"input_data is {size} bytes; the limit is {settings.AICORE_MAX_INPUT_BYTES}",

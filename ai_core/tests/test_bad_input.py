@@ -116,6 +116,32 @@ def test_an_unknown_job_type_is_a_400_job_type_not_found(alice, name):
         assert response.json()["error_code"] == "JOB_TYPE_NOT_FOUND"
 
 
+@pytest.mark.parametrize(
+    "input_data",
+    [
+        {"messages": [{"role": "user", "content": "a\x00b"}]},
+        {"messages": [{"role": "user", "content": "hi"}], "x\x00": 1},
+    ],
+)
+def test_a_nul_character_in_input_data_is_a_400(alice, input_data):
+    # PostgreSQL's jsonb cannot store one (found by the fuzzer as a 500 on /ai/openai/chat/)
+    response = alice.post("/ai/jobs/", {"job_type": "chat_completion", "input_data": input_data}, format="json")
+
+    assert_refused(response, 400, "VALIDATION_ERROR")
+
+
+def test_a_nul_escape_written_as_text_is_accepted(alice):
+    text = "a backslash then u0000: \\u0000"
+    response = alice.post(
+        "/ai/jobs/",
+        {"job_type": "chat_completion", "input_data": {"messages": [{"role": "user", "content": text}]}},
+        format="json",
+    )
+
+    assert response.status_code == 201
+    assert response.json()["input_data"]["messages"][0]["content"] == text
+
+
 def test_an_inactive_job_type_is_not_found(alice):
     from ai_core.models import AIJobType
 
