@@ -1,16 +1,17 @@
 """The catalogue picks a job's provider; cost is tokens × the price in effect when the job ran, to 6 places."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from io import StringIO
 
 import pytest
 from django.core.management import call_command
+from django.utils import timezone
 
 from ai_core import services as jobs
 from ai_core.models import JobDailyStat
 from ai_providers.models import ModelPrice, ProviderModel
-from ai_providers.selectors import Price, cost_of, model_resolve, price_at
+from ai_providers.selectors import Price, catalogue_memo, cost_of, model_resolve, price_at
 from ai_providers.services import client_for_model, price_set
 from ai_usage.models import AIJobUsage
 from business.errors import ApplicationError
@@ -70,6 +71,33 @@ def test_a_price_change_applies_from_its_date():
     assert price_at("gpt-4o-mini", at(14, 23)).input_per_million == Decimal("0.15")
     assert price_at("gpt-4o-mini", at(15, 0)).input_per_million == Decimal("0.30")
     assert price_at("echo-1").input_per_million == 0
+
+
+@pytest.mark.django_db
+def test_the_catalogue_memo_saves_queries_and_a_local_save_clears_it(settings, django_assert_num_queries):
+    settings.AICORE_CATALOGUE_CACHE_SECONDS = 60
+    catalogue_memo.clear()
+    try:
+        model_resolve("gpt-4o-mini"), price_at("gpt-4o-mini")
+        with django_assert_num_queries(0):  # memoised: a job's start and end read no catalogue row
+            assert model_resolve("gpt-4o-mini").provider.name == "openai"
+            assert price_at("gpt-4o-mini").input_per_million == Decimal("0.15")
+        model = ProviderModel.objects.get(name="gpt-4o-mini")
+        price_set(
+            model=model,
+            input_per_million=Decimal("0.30"),
+            output_per_million=Decimal("1.20"),
+            effective_from=timezone.now() - timedelta(seconds=1),
+        )
+        assert price_at("gpt-4o-mini").input_per_million == Decimal("0.30")  # the save cleared the memo
+        assert model_resolve("gpt-4o-mini").model_id == model.pk
+        ProviderModel.objects.filter(pk=model.pk).update(is_active=False)  # no signal: seen after the TTL only
+        assert model_resolve("gpt-4o-mini").model_id == model.pk
+        model.refresh_from_db()
+        model.save()
+        assert model_resolve("gpt-4o-mini").model_id is None  # inactive row: matched by prefix only
+    finally:
+        catalogue_memo.clear()
 
 
 def _completed_job(personas, *, started: datetime, input_tokens: int, output_tokens: int):
