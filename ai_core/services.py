@@ -111,6 +111,11 @@ def job_type_get(name: str) -> AIJobType:
     return job_type
 
 
+def job_type_by_pk(pk: int) -> AIJobType:
+    """A job type by primary key, active or not (the engine runs what was accepted); memoised like job_type_get."""
+    return job_types_memo.get(("pk", pk), lambda: AIJobType.objects.get(pk=pk))
+
+
 def _fingerprint(**request: Any) -> str:
     return hashlib.sha256(json.dumps(request, sort_keys=True, default=str).encode()).hexdigest()
 

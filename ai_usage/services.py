@@ -10,6 +10,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
+from django.db import connection
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -263,20 +264,32 @@ def quota_release(*, job_pk: int) -> None:
 
 def _close_reservations(*, job_pk: int, to: str, tokens: int, cost_micros: int) -> None:
     now = timezone.now()
-    for reservation in QuotaReservation.objects.filter(job_id=job_pk, state=ReservationState.RESERVED).order_by(
-        "period__quota_id"
-    ):
-        won = QuotaReservation.objects.filter(pk=reservation.pk, state=ReservationState.RESERVED).update(
+    for reservation_pk, period_pk, reserved_tokens, reserved_micros in _open_reservations(job_pk):
+        won = QuotaReservation.objects.filter(pk=reservation_pk, state=ReservationState.RESERVED).update(
             state=to, settled_tokens=tokens, settled_cost_micros=cost_micros, closed_at=now
         )
         if won != 1:
             continue  # another writer closed it first
-        QuotaPeriod.objects.filter(pk=reservation.period_id).update(
-            reserved_tokens=F("reserved_tokens") - reservation.tokens,
-            reserved_cost_micros=F("reserved_cost_micros") - reservation.cost_micros,
+        QuotaPeriod.objects.filter(pk=period_pk).update(
+            reserved_tokens=F("reserved_tokens") - reserved_tokens,
+            reserved_cost_micros=F("reserved_cost_micros") - reserved_micros,
             used_tokens=F("used_tokens") + tokens,
             used_cost_micros=F("used_cost_micros") + cost_micros,
         )
+
+
+def _open_reservations(job_pk: int) -> list[tuple[int, int, int, int]]:
+    """(reservation, period, tokens, cost_micros) of the job's open reservations, in quota order (no deadlock
+    between two jobs settling on the same quotas). Runs at every job's end, most often to find none: one
+    plain statement."""
+    reservation, period = QuotaReservation._meta.db_table, QuotaPeriod._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT r.id, r.period_id, r.tokens, r.cost_micros FROM {reservation} r "
+            f"JOIN {period} p ON p.id = r.period_id WHERE r.job_id = %s AND r.state = %s ORDER BY p.quota_id, r.id",
+            [job_pk, ReservationState.RESERVED],
+        )
+        return cursor.fetchall()
 
 
 def _dollars(micros: int) -> str:

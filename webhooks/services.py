@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import httpx
 from django.conf import settings
+from django.db import connection
 from django.db.models import F
 from django.utils import timezone
 
@@ -93,12 +94,10 @@ def on_job_final(sender=None, *, job_pk: int, status: str, **_) -> list[int]:
     from ai_core.api.serializers import JobSerializer
 
     event = f"job.{status}"
-    # One query when the brand has no endpoint (most jobs): this runs after every final transition.
-    endpoints = [
-        e for e in WebhookEndpoint.objects.filter(brand__ai_jobs__pk=job_pk, is_active=True) if event in e.events
-    ]
-    if not endpoints:
+    wanted = _endpoints_wanting(job_pk, event)
+    if not wanted:
         return []
+    endpoints = list(WebhookEndpoint.objects.filter(pk__in=wanted))
     job = AIJob.objects.select_related("job_type", "brand", "created_by").filter(pk=job_pk).first()
     if job is None:
         return []
@@ -115,6 +114,23 @@ def on_job_final(sender=None, *, job_pk: int, status: str, **_) -> list[int]:
     for delivery_id in ids:
         publish_delivery(delivery_id)
     return ids
+
+
+def _endpoints_wanting(job_pk: int, event: str) -> list[int]:
+    """The active endpoints of the job's brand subscribed to `event`.
+
+    This runs after every final transition, and most brands have no endpoint: one plain statement, no ORM.
+    """
+    endpoint, job = WebhookEndpoint._meta.db_table, AIJob._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT e.id, e.events FROM {endpoint} e JOIN {job} j ON j.brand_id = e.brand_id "
+            f"WHERE j.id = %s AND e.is_active",
+            [job_pk],
+        )
+        rows = cursor.fetchall()
+    field = WebhookEndpoint._meta.get_field("events")
+    return [pk for pk, events in rows if event in (field.from_db_value(events, None, connection) or [])]
 
 
 def publish_delivery(delivery_id: int, *, countdown: float | None = None) -> None:

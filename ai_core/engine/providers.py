@@ -28,14 +28,14 @@ class CatalogueBound:
         )
 
 
-def client_for_model(model: str, brand=None) -> ProviderClient:
-    """The client for `model` on behalf of `brand` (whose company may bring its own credentials).
+def client_for_model(model: str, company_id: int | None = None) -> ProviderClient:
+    """The client for `model` on behalf of a company (which may bring its own credentials).
 
     Raises PermanentProviderError for a model nobody serves or a provider without a key: another attempt
     would not change that.
     """
     try:
-        client, choice = catalogue_client_for_model(model=model, company_id=brand.company_id if brand else None)
+        client, choice = catalogue_client_for_model(model=model, company_id=company_id)
     except ApplicationError as exc:
         raise PermanentProviderError(exc.detail, error_code=exc.error_code, status_code=400) from None
     return CatalogueBound(client, choice)

@@ -19,8 +19,10 @@ from ai_core.engine.providers import client_for_model
 from ai_core.engine.retry import RetryPolicy, default_policy
 from ai_core.engine.watch import Attempt, in_flight
 from ai_core.models import AIJob, JobStatus
-from ai_core.services import job_requeue
+from ai_core.services import job_requeue, job_type_by_pk
+from ai_openai.models import OpenAIJob
 from ai_providers.clients.base import CallAbandoned, ProviderError, TransientProviderError
+from business.models import Brand
 from config.logs import bind_log_context, reset_log_context
 
 logger = logging.getLogger(__name__)
@@ -39,7 +41,7 @@ def run_from_message(job_pk: int, *, task_id: str = "", policy: RetryPolicy | No
 
 
 def execute(job_pk: int, attempt_number: int, *, policy: RetryPolicy | None = None) -> str | None:
-    job = AIJob.objects.select_related("job_type", "brand", "openai_job").get(pk=job_pk)
+    job = _load(job_pk)
     # Every log line of this attempt (ours, the provider SDK's) carries the job, brand and attempt.
     log_token = bind_log_context(job_id=job.job_id, brand=job.brand_id, attempt=attempt_number)
     timeout = min(job.job_type.timeout_seconds, settings.AICORE_MAX_JOB_SECONDS)
@@ -49,7 +51,7 @@ def execute(job_pk: int, attempt_number: int, *, policy: RetryPolicy | None = No
         try:
             request = handlers.build_request(job)
             request.attempt, request.timeout_seconds = attempt_number, float(timeout)
-            client = client_for_model(request.model, job.brand)
+            client = client_for_model(request.model, job.company_id)
             # Provider calls never run inside a transaction nor hold a connection: they wait on the network
             # for seconds, and the pooled connection serves other threads meanwhile.
             connection.close()
@@ -73,6 +75,26 @@ def execute(job_pk: int, attempt_number: int, *, policy: RetryPolicy | None = No
         in_flight.remove(attempt)
         connection.close()
         reset_log_context(log_token)
+
+
+def _load(job_pk: int) -> AIJob:
+    """The job as an attempt needs it, in one plain statement (this runs for every job): its row, its brand's
+    company and whether it came through the OpenAI endpoint (so its end need not look); the job type from the
+    per-process memo."""
+    job_table, brand_table, openai_table = (m._meta.db_table for m in (AIJob, Brand, OpenAIJob))
+    rows = AIJob.objects.raw(
+        f"SELECT j.*, b.company_id AS company_id, "
+        f"EXISTS (SELECT 1 FROM {openai_table} o WHERE o.job_id = j.id) AS has_openai_job "
+        f"FROM {job_table} j JOIN {brand_table} b ON b.id = j.brand_id WHERE j.id = %s",
+        [job_pk],
+    )
+    job = next(iter(rows), None)
+    if job is None:
+        raise AIJob.DoesNotExist(f"Job {job_pk} does not exist")
+    job.job_type = job_type_by_pk(job.job_type_id)
+    if not job.has_openai_job:
+        AIJob.openai_job.related.set_cached_value(job, None)  # job.openai_job: DoesNotExist, no query
+    return job
 
 
 def _abandoned(attempt: Attempt) -> str | None:
