@@ -18,7 +18,7 @@ from ai_core.models import FINAL_STATUSES, AIJob, AIJobEvent, AIJobType, JobDail
 from ai_core.workflow import from_micros
 from business.errors import NotFound
 from business.models import Brand
-from business.sql import Columns
+from business.sql import Columns, prepared_cursor
 
 DASHBOARD_DAYS = 30
 
@@ -142,7 +142,7 @@ class JobDetailRead:
         )
 
     def get(self, *, brand: Brand, field: str, value: str | int) -> AIJob | None:
-        with connection.cursor() as cursor:
+        with prepared_cursor() as cursor:
             cursor.execute(self.sql(field, connection.vendor), [brand.id, value])
             row = cursor.fetchone()
         if row is None:

@@ -25,6 +25,7 @@ from business.api.parsers import json_depth_exceeds
 from business.errors import ApplicationError, Conflict, NotFound
 from business.memo import TTLMemo
 from business.models import Brand, User
+from business.sql import prepared_cursor
 
 S = JobStatus
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
@@ -222,7 +223,7 @@ def _insert_created_job(job: AIJob) -> None:
     sql, fields = _creation_statement()
     # What the ORM's insert does per field: defaults are set, auto_now is applied, values adapted (JSON…).
     values = [field.get_db_prep_save(field.pre_save(job, add=True), connection) for field in fields]
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(
             sql,
             [*values, S.PENDING, job.created_at, job.created_by_id, job.brand_id, day, job.job_type_id, S.PENDING],
@@ -241,7 +242,7 @@ def _creation_statement() -> tuple[str, list]:
         f"WITH job AS (INSERT INTO {jobs} ({', '.join(f.column for f in fields)}) "
         f"VALUES ({', '.join(['%s'] * len(fields))}) RETURNING id), "
         f"event AS (INSERT INTO {events} (job_id, from_status, to_status, at, attempt, reason, actor_id) "
-        f"SELECT id, '', %s, %s, 0, 'created', %s FROM job), "
+        f"SELECT id, '', %s, %s::timestamptz, 0, 'created', %s::bigint FROM job), "
         f"stat AS (INSERT INTO {stats} (brand_id, day, job_type_id, status, jobs, cost_micros) "
         f"VALUES (%s, %s, %s, %s, 1, 0) ON CONFLICT (brand_id, day, job_type_id, status) "
         f"DO UPDATE SET jobs = {stats}.jobs + 1) "

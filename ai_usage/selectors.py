@@ -5,7 +5,6 @@ from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db import connection
 from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
@@ -15,6 +14,7 @@ from ai_usage.models import AIJobUsage, Quota
 from ai_usage.services import month_start, next_month, quota_status
 from business.errors import ApplicationError, NotFound
 from business.models import Brand
+from business.sql import prepared_cursor
 
 HEALTH_WINDOW = timedelta(minutes=15)
 
@@ -187,7 +187,7 @@ def company_has_active_quota(company_id: int | None) -> bool:
     """
     if not company_id:
         return False
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(
             f"SELECT 1 FROM {Quota._meta.db_table} WHERE company_id = %s AND is_active LIMIT 1",  # noqa: S608
             [company_id],

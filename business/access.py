@@ -3,12 +3,11 @@
 from dataclasses import dataclass
 from functools import cache
 
-from django.db import connection
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from business.errors import AccessDenied
 from business.models import Brand, Company, Membership, User
-from business.sql import Columns
+from business.sql import Columns, prepared_cursor
 
 BRAND_HEADER = "HTTP_X_BRAND_ID"
 # The brand a web-dashboard session acts on (chosen with the brand switcher, checked on every use).
@@ -75,7 +74,7 @@ def user_with_brand(user_id, brand_id: int) -> tuple[User | None, Brand | None]:
     Hand-written (business.sql) because every API request runs it: as a raw() queryset it cost ~3x the Python.
     """
     read = _user_with_brand_read()
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(read.sql, [brand_id, user_id])
         row = cursor.fetchone()
     if row is None:

@@ -1,16 +1,56 @@
-"""Hand-written reads for the few queries every API request runs.
+"""Hand-written statements for the few queries every API request runs.
 
 Compiling an ORM query costs more than running it: the job detail's joins took ~0.7 ms of Python to turn
-into SQL and ~0.2 ms in the database. These reads are written once as SQL instead; `Columns` keeps them
-tied to the models (the column list comes from the model's fields) and turns each row back into a model
-instance through the same converters the ORM applies, so values read the same either way.
+into SQL, and PostgreSQL ~0.3 ms to plan it, for ~0.06 ms of execution. These statements are written once as
+SQL instead; `Columns` keeps them tied to the models (the column list comes from the model's fields) and turns
+each row back into a model instance through the same converters the ORM applies, so values read the same
+either way. `prepared_cursor` runs them as prepared statements, planned once per database connection.
 """
 
-from functools import cached_property
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cache, cached_property
 from typing import Any
 
-from django.db import connections
+from django.conf import settings
+from django.db import connection, connections
 from django.db.models import Model
+
+
+@contextmanager
+def prepared_cursor() -> Iterator[Any]:
+    """A cursor for the hand-written hot statements.
+
+    On PostgreSQL its parameters are bound server-side, so psycopg prepares each statement on the connection
+    (DB_PREPARE_HOT_STATEMENTS, on by default) and PostgreSQL plans it once per pooled connection rather than
+    on every request. Django's own queries keep client-side binding: only these few, written for it (typed
+    parameters, see their casts), are prepared. Elsewhere a plain cursor.
+    """
+    if connection.vendor != "postgresql" or not settings.DB_PREPARE_HOT_STATEMENTS:
+        with connection.cursor() as cursor:
+            yield cursor
+        return
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    with connection.wrap_database_errors:
+        cursor = connection._prepare_cursor(_preparing_cursor_class()(connection.connection))
+    with cursor:
+        yield cursor
+
+
+@cache
+def _preparing_cursor_class():
+    from django.db.backends.postgresql.base import ServerBindingCursor
+
+    class PreparingCursor(ServerBindingCursor):
+        def _convert_query(self, query, params=None):
+            # Django's query log (debug, assertNumQueries) reads the statement from `_query`, which psycopg
+            # leaves unset when it runs a prepared one: logged with its placeholders ($1…).
+            converted = super()._convert_query(query, params)
+            self._query = converted
+            return converted
+
+    return PreparingCursor
 
 
 class Columns:

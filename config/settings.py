@@ -124,6 +124,15 @@ if IS_POSTGRES and env_bool("DB_POOL", default=AICORE_ENV != "test"):
         "timeout": env_int("DB_POOL_TIMEOUT_SECONDS", 60, minimum=1),
     }
 
+# The hot hand-written statements (business.sql.prepared_cursor) run prepared on PostgreSQL: planned once per
+# connection. Turn off behind a pooler that cannot keep prepared statements (PgBouncer in transaction mode
+# before 1.21).
+DB_PREPARE_HOT_STATEMENTS = env_bool("DB_PREPARE_HOT_STATEMENTS", default=True)
+if IS_POSTGRES and DB_PREPARE_HOT_STATEMENTS:
+    # Only server-side-bound cursors can prepare, and Django binds its own queries client-side: 0 prepares
+    # those few statements on their first run.
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 0
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "business.User"
 
