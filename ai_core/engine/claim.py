@@ -43,7 +43,7 @@ def _best_level(now) -> str | None:
     """The most urgent priority that has a claimable job, in one round trip (an index probe per level)."""
     table = AIJob._meta.db_table
     probe = (
-        f"SELECT %s WHERE EXISTS (SELECT 1 FROM {table} WHERE status = 'pending' AND priority = %s "
+        f"SELECT CAST(%s AS text) WHERE EXISTS (SELECT 1 FROM {table} WHERE status = 'pending' AND priority = %s "
         f"AND available_at <= %s)"
     )
     at = connection.ops.adapt_datetimefield_value(now)  # raw SQL: stored as the ORM does (SQLite: naive UTC)
