@@ -1,5 +1,8 @@
 """Fixtures shared by the provider, OpenAI and usage tests (imported by each app's tests/conftest.py)."""
 
+import gc
+import warnings
+
 import pytest
 
 from ai_providers.tests.fake_llm import FakeLLM
@@ -9,6 +12,21 @@ from ai_providers.tests.fake_llm import FakeLLM
 def fake_llm():
     with FakeLLM() as server:
         yield server
+        _drop_clients()
+
+
+def _drop_clients() -> None:
+    """SDK clients built by the tests (and the engine's cached ones) keep keep-alive sockets to the fake server
+    until they are collected. Collect them here, quietly, while the server still runs: otherwise pytest's last
+    garbage collection finds them and turns their ResourceWarning into an error of the whole session."""
+    from ai_providers.clients.anthropic_client import anthropic_client
+    from ai_providers.clients.openai_client import openai_client
+
+    openai_client.cache_clear()
+    anthropic_client.cache_clear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
 
 
 @pytest.fixture
