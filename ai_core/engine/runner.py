@@ -23,6 +23,7 @@ from ai_core.services import job_requeue, job_type_by_pk
 from ai_openai.models import OpenAIJob
 from ai_providers.clients.base import CallAbandoned, ProviderError, TransientProviderError
 from business.models import Brand
+from business.sql import Columns
 from config.logs import bind_log_context, reset_log_context
 
 logger = logging.getLogger(__name__)
@@ -77,22 +78,27 @@ def execute(job_pk: int, attempt_number: int, *, policy: RetryPolicy | None = No
         reset_log_context(log_token)
 
 
+JOB_COLUMNS = Columns(AIJob, "j")
+
+
 def _load(job_pk: int) -> AIJob:
     """The job as an attempt needs it, in one plain statement (this runs for every job): its row, its brand's
     company and whether it came through the OpenAI endpoint (so its end need not look); the job type from the
     per-process memo."""
     job_table, brand_table, openai_table = (m._meta.db_table for m in (AIJob, Brand, OpenAIJob))
-    rows = AIJob.objects.raw(
-        f"SELECT j.*, b.company_id AS company_id, "
-        f"EXISTS (SELECT 1 FROM {openai_table} o WHERE o.job_id = j.id) AS has_openai_job "
-        f"FROM {job_table} j JOIN {brand_table} b ON b.id = j.brand_id WHERE j.id = %s",
-        [job_pk],
-    )
-    job = next(iter(rows), None)
-    if job is None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {JOB_COLUMNS.sql}, b.company_id, EXISTS (SELECT 1 FROM {openai_table} o WHERE o.job_id = j.id) "
+            f"FROM {job_table} j JOIN {brand_table} b ON b.id = j.brand_id WHERE j.id = %s",
+            [job_pk],
+        )
+        row = cursor.fetchone()
+    if row is None:
         raise AIJob.DoesNotExist(f"Job {job_pk} does not exist")
+    job = JOB_COLUMNS.instance(row)
+    job.company_id, has_openai_job = row[len(JOB_COLUMNS)], row[len(JOB_COLUMNS) + 1]
     job.job_type = job_type_by_pk(job.job_type_id)
-    if not job.has_openai_job:
+    if not has_openai_job:
         AIJob.openai_job.related.set_cached_value(job, None)  # job.openai_job: DoesNotExist, no query
     return job
 
