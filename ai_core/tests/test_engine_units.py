@@ -329,6 +329,26 @@ def test_the_broker_redelivers_only_after_any_job_could_have_finished(job_types)
     assert app.conf.worker_prefetch_multiplier == 1
 
 
+def test_the_redis_channel_shares_one_client_per_pool_and_a_new_pool_gets_a_new_one():
+    """config.broker: kombu would build a Redis client per publish and per ack; ours keeps one per pool."""
+    from kombu import Connection
+
+    from config.broker import RedisTransport
+
+    redis_url = settings.CELERY_BROKER_URL
+    if not redis_url.startswith("redis://"):
+        pytest.skip("needs the Redis broker (the PostgreSQL pass)")
+    with Connection(redis_url, transport=RedisTransport) as conn:
+        channel = conn.default_channel
+        with channel.conn_or_acquire() as first, channel.conn_or_acquire() as second:
+            assert first is second and first.connection_pool is channel.pool
+            assert first.ping()
+        channel._disconnect_pools()  # what a fork or a reconnect does
+        with channel.conn_or_acquire() as third:
+            assert third is not first and third.connection_pool is channel.pool
+            assert third.ping()
+
+
 def test_a_visibility_timeout_shorter_than_a_job_is_refused_at_boot():
     env = {"CELERY_VISIBILITY_TIMEOUT": "600", "AICORE_MAX_JOB_SECONDS": "3600", "PATH": "/usr/bin:/bin"}
     done = subprocess.run(
