@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from ai_core.dispatch import dispatch_job_on_commit
 from ai_core.models import AIJob, AIJobEvent, AIJobType, JobDailyStat, JobPriority, JobStatus
-from ai_core.workflow import IllegalTransition, Transitioned, stat_move, transition
+from ai_core.workflow import IllegalTransition, Transitioned, claim_pending, stat_move, transition
 from ai_openai.services import openai_job_create, openai_job_wanted
 from ai_providers.selectors import key_source, model_resolve
 from ai_providers.services import ProviderNotConfigured
@@ -391,28 +391,47 @@ def _finalize(
         return transition(job_pk, to=to, attempt=attempt, cost=charge.cost.total_cost or None, at=at, **transition_args)
 
 
+def _claim(task_id: str) -> dict[str, Any]:
+    """What a claim writes besides the move to running, whichever way the job was picked."""
+    return {"reason": "claimed by worker", "fields": {"task_id": task_id[:255]}}
+
+
 def job_start(*, job_pk: int, task_id: str = "") -> Transitioned:
     """Claim a pending job for one attempt: pending -> running, attempts + 1."""
-    return transition(
-        job_pk, to=S.RUNNING, expected={S.PENDING}, reason="claimed by worker", fields={"task_id": task_id[:255]}
-    )
+    return transition(job_pk, to=S.RUNNING, expected={S.PENDING}, **_claim(task_id))
+
+
+def job_claim_pending(*, priority: str, after_brand: int, task_id: str = "") -> Transitioned | None:
+    """PostgreSQL: claim the oldest claimable job of `priority` of the first brand after `after_brand`."""
+    return claim_pending(priority=priority, after_brand=after_brand, **_claim(task_id))
 
 
 def job_progress(*, job_pk: int, attempt: int, percentage: int) -> bool:
     """Record progress of the current attempt (also a heartbeat). False when the attempt is no longer current."""
-    percentage = max(0, min(100, int(percentage)))
-    now = timezone.now()
-    return (
-        AIJob.objects.filter(pk=job_pk, status=S.RUNNING, attempts=attempt).update(
-            progress_percentage=percentage, heartbeat_at=now, updated_at=now
+    return jobs_beat([(job_pk, attempt, max(0, min(100, int(percentage))))]) == 1
+
+
+def jobs_beat(beats: list[tuple[int, int, int | None]]) -> int:
+    """Stamp heartbeat_at, and the progress when one is given, on jobs still running on these attempts:
+    (job pk, attempt, progress or None), in one statement. Returns the number of jobs stamped.
+
+    updated_at moves only with the progress (the brand's event stream looks for progress by it).
+    """
+    job = AIJob._meta.db_table
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    # A row source both PostgreSQL and SQLite read: SELECT ... UNION ALL SELECT ...
+    values = " UNION ALL ".join(["SELECT %s AS pk, %s AS attempt, CAST(%s AS integer) AS progress"] * len(beats))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {job} SET heartbeat_at = %s, "
+            f"progress_percentage = COALESCE(beat.progress, {job}.progress_percentage), "
+            f"updated_at = CASE WHEN beat.progress IS NULL OR beat.progress = {job}.progress_percentage "
+            f"THEN {job}.updated_at ELSE %s END "
+            f"FROM ({values}) AS beat "
+            f"WHERE {job}.id = beat.pk AND {job}.attempts = beat.attempt AND {job}.status = 'running'",
+            [now, now, *[value for beat in beats for value in beat]],
         )
-        == 1
-    )
-
-
-def job_heartbeat(*, job_pk: int, attempt: int) -> bool:
-    now = timezone.now()
-    return AIJob.objects.filter(pk=job_pk, status=S.RUNNING, attempts=attempt).update(heartbeat_at=now) == 1
+        return cursor.rowcount
 
 
 def job_complete(

@@ -61,6 +61,7 @@ class Transitioned:
     to_status: str
     attempt: int
     at: Any
+    brand_id: int
 
 
 def can_transition(current: str, to: str) -> bool:
@@ -143,19 +144,19 @@ def transition(
     return done
 
 
-def claim_pending(*, priority: str, after_brand: int, task_id: str) -> tuple[Transitioned, int] | None:
+def claim_pending(*, priority: str, after_brand: int, reason: str, fields: dict[str, Any]) -> Transitioned | None:
     """PostgreSQL: claim the oldest claimable job of `priority` of the first brand after `after_brand`.
 
     The same compare-and-set statement as transition(), its row picked with SKIP LOCKED so racing workers
-    spread out instead of queueing on one row. Returns (the transition, the job's brand) or None.
+    spread out instead of queueing on one row. None when there is no such job.
     """
     change = _Change(
         to=S.RUNNING,
         allowed=frozenset({S.PENDING}),
         attempt=None,
-        reason="claimed by worker",
+        reason=reason[:500],
         actor_id=None,
-        fields={"task_id": task_id[:255]},
+        fields=fields,
         cost=None,
         now=timezone.now(),
     )
@@ -163,7 +164,7 @@ def claim_pending(*, priority: str, after_brand: int, task_id: str) -> tuple[Tra
         "status = 'pending' AND priority = %s AND available_at <= %s AND brand_id > %s "
         "ORDER BY brand_id, created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED"
     )
-    return _cas_statement(change, pick=pick, pick_params=[priority, change.now, after_brand], with_brand=True)
+    return _cas_statement(change, pick=pick, pick_params=[priority, change.now, after_brand])
 
 
 def _raise_refusal(current: str, current_attempt: int, change: _Change) -> None:
@@ -173,7 +174,7 @@ def _raise_refusal(current: str, current_attempt: int, change: _Change) -> None:
         raise StaleAttempt(f"Attempt {change.attempt} is stale (job is on attempt {current_attempt})")
 
 
-def _cas_statement(change: _Change, *, pick: str, pick_params: list[Any], with_brand: bool = False):
+def _cas_statement(change: _Change, *, pick: str, pick_params: list[Any]) -> Transitioned | None:
     """PostgreSQL: the whole transition in one statement of data-modifying CTEs.
 
     `cur` locks the picked row (FOR UPDATE waits for a concurrent writer, then sees its committed version),
@@ -228,8 +229,14 @@ def _cas_statement(change: _Change, *, pick: str, pick_params: list[Any], with_b
     if new_attempt is None:
         _raise_refusal(current, current_attempt, change)
         raise Conflict("The job changed while being updated; retry", error_code="CONCURRENT_UPDATE")
-    done = Transitioned(job_pk=job_pk, from_status=current, to_status=change.to, attempt=new_attempt, at=change.now)
-    return (done, brand_id) if with_brand else done
+    return Transitioned(
+        job_pk=job_pk,
+        from_status=current,
+        to_status=change.to,
+        attempt=new_attempt,
+        at=change.now,
+        brand_id=brand_id,
+    )
 
 
 def _cas_portable(job_pk: int, change: _Change) -> Transitioned:
@@ -274,7 +281,14 @@ def _cas_portable(job_pk: int, change: _Change) -> Transitioned:
             deltas={current: -1, change.to: +1},
             cost={change.to: change.cost} if change.cost else None,
         )
-    return Transitioned(job_pk=job_pk, from_status=current, to_status=change.to, attempt=new_attempt, at=change.now)
+    return Transitioned(
+        job_pk=job_pk,
+        from_status=current,
+        to_status=change.to,
+        attempt=new_attempt,
+        at=change.now,
+        brand_id=row["brand_id"],
+    )
 
 
 MICROS = Decimal("1000000")

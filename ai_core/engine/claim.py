@@ -12,8 +12,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from ai_core.models import AIJob, JobPriority, JobStatus
-from ai_core.services import job_start
-from ai_core.workflow import IllegalTransition, Transitioned, claim_pending
+from ai_core.services import job_claim_pending, job_start
+from ai_core.workflow import IllegalTransition, Transitioned
 from business.errors import NotFound
 
 PRIORITY_ORDER = (JobPriority.URGENT, JobPriority.HIGH, JobPriority.NORMAL, JobPriority.LOW)
@@ -104,9 +104,8 @@ def _claim_in_one_statement(task_id: str) -> Transitioned | None:
             return None
         # The first brand after the last one served at this level, else wrap around to the first brand.
         for after in dict.fromkeys((rotation.after(priority), 0)):
-            claimed = claim_pending(priority=priority, after_brand=after, task_id=task_id)
+            claimed = job_claim_pending(priority=priority, after_brand=after, task_id=task_id)
             if claimed is not None:
-                done, brand_id = claimed
-                rotation.served(priority, brand_id)
-                return done
+                rotation.served(priority, claimed.brand_id)
+                return claimed
     return None

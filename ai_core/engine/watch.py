@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import connection
-from django.utils import timezone
 
 from ai_core.models import AIJob, JobStatus
+from ai_core.services import jobs_beat
 
 logger = logging.getLogger(__name__)
 CHUNK = 200  # bounded statement size whatever the number of calls in flight
@@ -119,23 +119,10 @@ def stop_the_gone(attempts: list[Attempt]) -> None:
 
 def beat(attempts: list[Attempt]) -> None:
     """Stamp heartbeat_at (and the reported progress) on the jobs still running on these attempts."""
-    job = AIJob._meta.db_table
-    now = connection.ops.adapt_datetimefield_value(timezone.now())
     for chunk in _chunks(attempts):
-        rows = [(a.job_pk, a.attempt, a.progress) for a in chunk]
-        # A row source both PostgreSQL and SQLite read: SELECT ... UNION ALL SELECT ...
-        values = " UNION ALL ".join(["SELECT %s AS pk, %s AS attempt, CAST(%s AS integer) AS progress"] * len(rows))
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"UPDATE {job} SET heartbeat_at = %s, "
-                f"progress_percentage = COALESCE(beat.progress, {job}.progress_percentage), "
-                f"updated_at = CASE WHEN beat.progress IS NULL OR beat.progress = {job}.progress_percentage "
-                f"THEN {job}.updated_at ELSE %s END "
-                f"FROM ({values}) AS beat "
-                f"WHERE {job}.id = beat.pk AND {job}.attempts = beat.attempt AND {job}.status = 'running'",
-                [now, now, *[value for row in rows for value in row]],
-            )
-        for attempt, (_, _, progress) in zip(chunk, rows, strict=True):
+        beats = [(a.job_pk, a.attempt, a.progress) for a in chunk]
+        jobs_beat(beats)
+        for attempt, (_, _, progress) in zip(chunk, beats, strict=True):
             attempt.progress_written = progress
 
 
