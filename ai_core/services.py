@@ -25,7 +25,7 @@ from business.api.parsers import json_depth_exceeds
 from business.errors import ApplicationError, Conflict, NotFound
 from business.memo import TTLMemo
 from business.models import Brand, User
-from business.sql import prepared_cursor
+from business.sql import Insert, prepared_cursor
 
 S = JobStatus
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
@@ -220,27 +220,34 @@ def _insert_created_job(job: AIJob) -> None:
         )
         stat_move(brand_id=job.brand_id, day=day, job_type_id=job.job_type_id, deltas={S.PENDING: +1})
         return
-    sql, fields = _creation_statement()
-    # What the ORM's insert does per field: defaults are set, auto_now is applied, values adapted (JSON…).
-    values = [field.get_db_prep_save(field.pre_save(job, add=True), connection) for field in fields]
     with prepared_cursor() as cursor:
         cursor.execute(
-            sql,
-            [*values, S.PENDING, job.created_at, job.created_by_id, job.brand_id, day, job.job_type_id, S.PENDING],
+            _creation_statement(),
+            [
+                *JOB_INSERT.values(job),
+                S.PENDING,
+                job.created_at,
+                job.created_by_id,
+                job.brand_id,
+                day,
+                job.job_type_id,
+                S.PENDING,
+            ],
         )
         job.pk = cursor.fetchone()[0]
     job._state.adding = False
     job._state.db = connection.alias
 
 
+JOB_INSERT = Insert(AIJob)
+
+
 @cache
-def _creation_statement() -> tuple[str, list]:
-    """(SQL, the job fields its first placeholders take) of PostgreSQL's one-statement creation."""
-    fields = [field for field in AIJob._meta.concrete_fields if not field.primary_key]
+def _creation_statement() -> str:
+    """PostgreSQL's one-statement creation; its first placeholders take JOB_INSERT's values."""
     jobs, events, stats = AIJob._meta.db_table, AIJobEvent._meta.db_table, JobDailyStat._meta.db_table
-    sql = (
-        f"WITH job AS (INSERT INTO {jobs} ({', '.join(f.column for f in fields)}) "
-        f"VALUES ({', '.join(['%s'] * len(fields))}) RETURNING id), "
+    return (
+        f"WITH job AS (INSERT INTO {jobs} ({JOB_INSERT.columns}) VALUES ({JOB_INSERT.placeholders}) RETURNING id), "
         f"event AS (INSERT INTO {events} (job_id, from_status, to_status, at, attempt, reason, actor_id) "
         f"SELECT id, '', %s, %s::timestamptz, 0, 'created', %s::bigint FROM job), "
         f"stat AS (INSERT INTO {stats} (brand_id, day, job_type_id, status, jobs, cost_micros) "
@@ -248,7 +255,6 @@ def _creation_statement() -> tuple[str, list]:
         f"DO UPDATE SET jobs = {stats}.jobs + 1) "
         f"SELECT id FROM job"
     )
-    return sql, fields
 
 
 def _idempotent_replay(brand: Brand, key: str, fingerprint: str) -> AIJob | None:

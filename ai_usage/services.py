@@ -21,6 +21,7 @@ from ai_providers.services import effective_max_tokens
 from ai_usage.models import AIJobUsage, Quota, QuotaPeriod, QuotaReservation, ReservationState
 from business.errors import ApplicationError
 from business.models import Brand
+from business.sql import Insert
 
 S = JobStatus
 
@@ -135,17 +136,17 @@ def usage_record(
     return usage
 
 
+USAGE_INSERT = Insert(AIJobUsage)
+
+
 def _insert_unless_there(usage: AIJobUsage) -> None:
     """INSERT … ON CONFLICT DO NOTHING as one plain statement: this runs at every job's end (bulk_create with
     ignore_conflicts writes the same SQL at three times the CPU)."""
-    fields = [f for f in AIJobUsage._meta.concrete_fields if not f.primary_key]
-    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
-    values = [f.get_db_prep_save(f.pre_save(usage, add=True), connection) for f in fields]
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {AIJobUsage._meta.db_table} ({columns}) VALUES ({', '.join(['%s'] * len(fields))}) "
+            f"INSERT INTO {AIJobUsage._meta.db_table} ({USAGE_INSERT.columns}) VALUES ({USAGE_INSERT.placeholders}) "
             f"ON CONFLICT DO NOTHING",
-            values,
+            USAGE_INSERT.values(usage),
         )
 
 

@@ -104,3 +104,17 @@ class Columns:
 
     def instance(self, row: tuple, start: int = 0, using: str = "default") -> Model:
         return self.model.from_db(using, self.attnames, self.values(row, start, using))
+
+
+class Insert:
+    """A model's INSERT column list (every concrete field but the primary key), and an instance's values for
+    it prepared as the ORM's own insert prepares them: defaults and auto_now applied, JSON and decimals
+    adapted to the database."""
+
+    def __init__(self, model: type[Model]) -> None:
+        self.fields = [f for f in model._meta.concrete_fields if not f.primary_key]
+        self.columns = ", ".join(f'"{f.column}"' for f in self.fields)
+        self.placeholders = ", ".join(["%s"] * len(self.fields))
+
+    def values(self, instance: Model) -> list[Any]:
+        return [f.get_db_prep_save(f.pre_save(instance, add=True), connection) for f in self.fields]
