@@ -11,6 +11,7 @@ from collections.abc import Callable, Hashable
 from typing import Any
 
 from django.conf import settings
+from django.db.models.signals import post_delete, post_save
 
 
 class TTLMemo:
@@ -33,3 +34,10 @@ class TTLMemo:
 
     def clear(self, **_signal_kwargs: Any) -> None:
         self._entries.clear()
+
+    def clear_on_change(self, *models: type) -> None:
+        """Clear the memo whenever a row of these models is saved or deleted in this process (call from ready())."""
+        for model in models:
+            uid = f"{self.ttl_setting}:{model._meta.label}"
+            post_save.connect(self.clear, sender=model, dispatch_uid=f"{uid}:save")
+            post_delete.connect(self.clear, sender=model, dispatch_uid=f"{uid}:delete")
