@@ -50,14 +50,16 @@ os.environ.update(ENV)
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 
-def ensure_database() -> None:
+def ensure_database(url: str = DB_URL) -> None:
+    """Create the bench database `url` if missing, and migrate it."""
     import psycopg
 
-    admin_url, name = DB_URL.rsplit("/", 1)
+    admin_url, name = url.rsplit("/", 1)
     with psycopg.connect(f"{admin_url}/postgres", autocommit=True) as conn:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
             conn.execute(f'CREATE DATABASE "{name}"')
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, check=True)
+    migrate = [sys.executable, "manage.py", "migrate", "--noinput", "-v0"]
+    subprocess.run(migrate, cwd=ROOT, check=True, env={**os.environ, "DATABASE_URL": url})
 
 
 def start_worker(*options: str, **env: str) -> subprocess.Popen:

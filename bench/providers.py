@@ -24,7 +24,8 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.engine import drain_rate, stop  # the same worker shutdown and drain measurement as the engine bench
+# The same database set-up, worker shutdown and drain measurement as the engine bench.
+from bench.engine import drain_rate, ensure_database, stop
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "providers.json"
@@ -44,16 +45,6 @@ os.environ.update(
     }
 )
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-
-
-def ensure_database() -> None:
-    import psycopg
-
-    admin_url, name = DB_URL.rsplit("/", 1)
-    with psycopg.connect(f"{admin_url}/postgres", autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, check=True)
 
 
 def start_workers(count: int, env: dict) -> list[subprocess.Popen]:
@@ -124,7 +115,7 @@ def run(model: str, worker_env: dict) -> dict:
 def main() -> int:
     import django
 
-    ensure_database()
+    ensure_database(DB_URL)
     django.setup()
     from ai_providers.tests.fake_llm import FakeLLM
 
