@@ -173,10 +173,15 @@ class AIJobEvent(models.Model):
 
 
 class JobDailyStat(models.Model):
-    """Roll-up maintained in the same transaction as every job write: jobs and cost per brand, day, type, status.
+    """Roll-up written in the same transaction as every job write: jobs and cost per brand, day, type, status.
 
     The dashboard and list counts read these few thousand rows instead of scanning a million jobs.
     `day` is the job's creation date (settings.TIME_ZONE).
+
+    Append-only: each write adds a row of deltas (+1 pending, -1 pending +1 running, …) and readers SUM per
+    key. Updating one row per key in place made every claim and end of a brand's jobs queue on that row's
+    lock through each other's commit; the engine's upkeep folds a key's rows back into one
+    (workflow.stats_compact), so the table stays a few rows per key.
     """
 
     brand = models.ForeignKey("business.Brand", on_delete=models.CASCADE, related_name="+")
@@ -188,10 +193,8 @@ class JobDailyStat(models.Model):
     cost_micros = models.BigIntegerField(default=0)
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["brand", "day", "job_type", "status"], name="jobdailystat_key"),
-        ]
         indexes = [
+            models.Index(fields=["brand", "day", "job_type", "status"], name="jobdailystat_key"),
             models.Index(fields=["brand", "status"], name="jobdailystat_brand_status"),
             # The dashboard's totals per (brand, type, status) read this index only (PostgreSQL INCLUDE),
             # already in group order: a company's 20 brands x a year of days stay a short index walk.

@@ -20,7 +20,15 @@ from ai_openai.services import openai_job_create, openai_job_wanted
 from ai_providers.selectors import key_source, model_resolve
 from ai_providers.services import ProviderNotConfigured
 from ai_usage.selectors import company_has_active_quota
-from ai_usage.services import quota_release, quota_reserve, usage_charge, usage_record
+from ai_usage.services import (
+    quota_release,
+    quota_reserve,
+    usage_charge,
+    usage_insert_along,
+    usage_is_one_row,
+    usage_record,
+    usage_row,
+)
 from business.api.parsers import json_depth_exceeds
 from business.errors import ApplicationError, Conflict, NotFound
 from business.memo import TTLMemo
@@ -251,8 +259,7 @@ def _creation_statement() -> str:
         f"event AS (INSERT INTO {events} (job_id, from_status, to_status, at, attempt, reason, actor_id) "
         f"SELECT id, '', %s, %s::timestamptz, 0, 'created', %s::bigint FROM job), "
         f"stat AS (INSERT INTO {stats} (brand_id, day, job_type_id, status, jobs, cost_micros) "
-        f"VALUES (%s, %s, %s, %s, 1, 0) ON CONFLICT (brand_id, day, job_type_id, status) "
-        f"DO UPDATE SET jobs = {stats}.jobs + 1) "
+        f"VALUES (%s, %s, %s, %s, 1, 0)) "
         f"SELECT id FROM job"
     )
 
@@ -378,6 +385,23 @@ def _finalize(
     `job`: the caller's copy when it has one (the engine, read right after its claim). Only fields that do
     not change while a job runs are used from it; the status is the transition's business.
     """
+    if job is not None and connection.vendor == "postgresql" and usage_is_one_row(job):
+        # The engine's usual end: the usage row is written by the transition's own statement, atomic on its
+        # own, so the brand's roll-up rows stay locked for that statement only.
+        charge = usage_charge(job=job, input_tokens=input_tokens, output_tokens=output_tokens, cost=cost)
+        at = timezone.now()
+        usage = usage_row(
+            job=job, attempt=job.attempts if attempt is None else attempt, at=at, status=to, charge=charge
+        )
+        return transition(
+            job_pk,
+            to=to,
+            attempt=attempt,
+            cost=charge.cost.total_cost or None,
+            at=at,
+            along=[usage_insert_along(usage)] if usage is not None else [],
+            **transition_args,
+        )
     with transaction.atomic():
         if job is None:
             job = AIJob.objects.select_related("job_type", "openai_job").filter(pk=job_pk).first()

@@ -6,6 +6,7 @@ picks its job itself): one compare-and-set
 one AIJobEvent row, the timestamps, and the dashboard roll-up — all in one transaction.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import partial
@@ -19,6 +20,7 @@ from django.utils import timezone
 
 from ai_core.models import FINAL_STATUSES, AIJob, AIJobEvent, JobDailyStat, JobStatus
 from business.errors import Conflict, NotFound
+from business.sql import prepared_cursor
 
 S = JobStatus
 
@@ -112,6 +114,7 @@ def transition(
     fields: dict[str, Any] | None = None,
     cost: Decimal | None = None,
     at: Any = None,
+    along: Sequence[tuple[str, list[Any]]] = (),
 ) -> Transitioned:
     """Move one job to `to`, or raise IllegalTransition / StaleAttempt. Never overwrites silently.
 
@@ -121,6 +124,9 @@ def transition(
     4. Write the event and move the job between roll-up buckets, in the same transaction.
 
     On PostgreSQL the four steps are one statement: one round trip, atomic on its own (see _cas_statement).
+    `along` (PostgreSQL only): writes of other apps that belong to this move, as (SQL, params) parts of the
+    same statement that read the moved row from `moved` (id, from_status, attempts, brand_id, job_type_id,
+    created_at); they write nothing when the compare-and-set fails.
     """
     change = _Change(
         to=to,
@@ -133,10 +139,12 @@ def transition(
         now=at or timezone.now(),
     )
     if connection.vendor == "postgresql":
-        done = _cas_statement(change, pick="id = %s FOR UPDATE", pick_params=[job_pk])
+        done = _cas_statement(change, pick="id = %s FOR UPDATE", pick_params=[job_pk], along=along)
         if done is None:
             raise NotFound("Job not found", error_code="JOB_NOT_FOUND")
     else:
+        if along:
+            raise ValueError("`along` writes need PostgreSQL's one-statement transition")
         done = _cas_portable(job_pk, change)
     if to in FINAL_STATUSES:
         # After commit, so receivers never announce a state that was rolled back (in autocommit: at once).
@@ -174,7 +182,9 @@ def _raise_refusal(current: str, current_attempt: int, change: _Change) -> None:
         raise StaleAttempt(f"Attempt {change.attempt} is stale (job is on attempt {current_attempt})")
 
 
-def _cas_statement(change: _Change, *, pick: str, pick_params: list[Any]) -> Transitioned | None:
+def _cas_statement(
+    change: _Change, *, pick: str, pick_params: list[Any], along: Sequence[tuple[str, list[Any]]] = ()
+) -> Transitioned | None:
     """PostgreSQL: the whole transition in one statement of data-modifying CTEs.
 
     `cur` locks the picked row (FOR UPDATE waits for a concurrent writer, then sees its committed version),
@@ -202,15 +212,12 @@ def _cas_statement(change: _Change, *, pick: str, pick_params: list[Any]) -> Tra
             SELECT id, from_status, %s::text, %s::timestamptz, attempts, %s::text, %s::bigint FROM moved
         ),
         rollup AS (
-            INSERT INTO {stat} AS s (brand_id, day, job_type_id, status, jobs, cost_micros)
+            INSERT INTO {stat} (brand_id, day, job_type_id, status, jobs, cost_micros)
             SELECT moved.brand_id, (moved.created_at AT TIME ZONE %s::text)::date, moved.job_type_id, d.status, d.jobs,
                 d.cost
             FROM moved CROSS JOIN LATERAL (VALUES (moved.from_status::text, -1, 0::bigint), (%s::text, 1, %s::bigint))
                 AS d (status, jobs, cost)
-            ORDER BY d.status
-            ON CONFLICT (brand_id, day, job_type_id, status)
-            DO UPDATE SET jobs = s.jobs + excluded.jobs, cost_micros = s.cost_micros + excluded.cost_micros
-        )
+        ){"".join(f", along{i} AS ({part})" for i, (part, _) in enumerate(along))}
         SELECT cur.id, cur.status, cur.attempts, moved.attempts, moved.brand_id FROM cur LEFT JOIN moved ON true
     """
     params = [*pick_params, *values, list(change.allowed)]  # in the order of the placeholders
@@ -218,9 +225,12 @@ def _cas_statement(change: _Change, *, pick: str, pick_params: list[Any]) -> Tra
         params.append(change.attempt)
     params += [change.to, change.now, change.reason, change.actor_id]
     params += [settings.TIME_ZONE, change.to, to_micros(change.cost) if change.cost else 0]
-    # Not a prepared statement (business.sql.prepared_cursor): measured that way, the engine's throughput
-    # halved (113 against 229 jobs/s; the cause, likely a generic plan for the claim's pick, is unconfirmed).
-    with connection.cursor() as cursor:
+    for _, part_params in along:
+        params += part_params
+    # Prepared (business.sql.prepared_cursor): planning this statement cost PostgreSQL more than running it.
+    # (Tried while the roll-up was updated in place, preparing halved the engine's throughput: the faster
+    # statements only queued harder on the roll-up rows' locks. With the append-only roll-up it pays.)
+    with prepared_cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
     if row is None:
@@ -305,22 +315,57 @@ def from_micros(micros: int) -> Decimal:
 def stat_move(
     *, brand_id: int, day, job_type_id: int, deltas: dict[str, int], cost: dict[str, Decimal] | None = None
 ) -> None:
-    """Apply job-count (and cost) deltas to the roll-up rows of one (brand, day, type).
-
-    Rows are touched in a fixed order (by status name) so two transactions moving jobs in opposite
-    directions (pending->running vs running->pending) cannot deadlock on each other's rows.
-    """
+    """Add job-count (and cost) deltas to the roll-up of one (brand, day, type): a row per status, appended
+    (JobDailyStat is append-only; stats_compact folds them)."""
     cost = cost or {}
-    keys = sorted(set(deltas) | set(cost))
+    JobDailyStat.objects.bulk_create(
+        [
+            JobDailyStat(
+                brand_id=brand_id,
+                day=day,
+                job_type_id=job_type_id,
+                status=status,
+                jobs=deltas.get(status, 0),
+                cost_micros=to_micros(cost.get(status, Decimal(0))),
+            )
+            for status in sorted(set(deltas) | set(cost))
+        ]
+    )
+
+
+COMPACT_KEYS = 500  # roll-up keys folded per round
+
+
+def stats_compact(*, keys: int = COMPACT_KEYS) -> int:
+    """Fold the roll-up's delta rows: each (brand, day, type, status) with several rows becomes one row of
+    their sums, in one transaction, so the sums readers see never change. Returns the keys folded.
+
+    Safe beside writers and other compactions: rows appended meanwhile are simply left for the next round;
+    on PostgreSQL a row two compactions both delete is counted by the one whose DELETE returned it only.
+    """
     table = JobDailyStat._meta.db_table
-    placeholders = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(keys))
-    params: list[Any] = []
-    for status in keys:
-        params += [brand_id, day, job_type_id, status, deltas.get(status, 0), to_micros(cost.get(status, Decimal(0)))]
-    with connection.cursor() as cursor:
+    key = "brand_id, day, job_type_id, status"
+    duplicated = f"SELECT {key} FROM {table} GROUP BY {key} HAVING count(*) > 1 LIMIT %s"
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"WITH gone AS (DELETE FROM {table} WHERE ({key}) IN ({duplicated}) "
+                f"RETURNING {key}, jobs, cost_micros) "
+                f"INSERT INTO {table} ({key}, jobs, cost_micros) "
+                f"SELECT {key}, sum(jobs), sum(cost_micros) FROM gone GROUP BY {key}",
+                [keys],
+            )
+            return cursor.rowcount
+    with transaction.atomic(), connection.cursor() as cursor:  # SQLite: one writer at a time
         cursor.execute(
-            f"INSERT INTO {table} (brand_id, day, job_type_id, status, jobs, cost_micros) VALUES {placeholders} "
-            f"ON CONFLICT (brand_id, day, job_type_id, status) DO UPDATE "
-            f"SET jobs = {table}.jobs + excluded.jobs, cost_micros = {table}.cost_micros + excluded.cost_micros",
-            params,
+            f"SELECT {key}, sum(jobs), sum(cost_micros), group_concat(id) FROM {table} "
+            f"WHERE ({key}) IN ({duplicated}) GROUP BY {key}",
+            [keys],
         )
+        folded = cursor.fetchall()
+        for brand_id, day, job_type_id, status, jobs, micros, ids in folded:
+            JobDailyStat.objects.filter(pk__in=[int(i) for i in ids.split(",")]).delete()
+            JobDailyStat.objects.create(
+                brand_id=brand_id, day=day, job_type_id=job_type_id, status=status, jobs=jobs, cost_micros=micros
+            )
+        return len(folded)

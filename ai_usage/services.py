@@ -10,7 +10,6 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from django.db import connection
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -21,7 +20,7 @@ from ai_providers.services import effective_max_tokens
 from ai_usage.models import AIJobUsage, Quota, QuotaPeriod, QuotaReservation, ReservationState
 from business.errors import ApplicationError
 from business.models import Brand
-from business.sql import Insert
+from business.sql import Insert, prepared_cursor
 
 S = JobStatus
 
@@ -106,11 +105,45 @@ def usage_record(
         quota_release(job_pk=job_pk)
     if _has_openai_job(job):
         _openai_job_record(job_pk=job_pk, charge=charge, result=result)
+    usage = usage_row(job=job, attempt=attempt, at=at, status=status, charge=charge)
+    if usage is not None:
+        # A duplicate delivery of the job's end finds its row there and writes nothing; its transition then
+        # loses the compare-and-set and rolls the whole transaction back.
+        with prepared_cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {AIJobUsage._meta.db_table} ({USAGE_INSERT.columns}) "
+                f"VALUES ({USAGE_INSERT.placeholders}) ON CONFLICT DO NOTHING",
+                USAGE_INSERT.values(usage),
+            )
+    return usage
+
+
+def usage_is_one_row(job: AIJob) -> bool:
+    """Whether the accounting of this job's end is its usage row alone: no open quota reservation to settle and
+    no OpenAI row to update. Known without a query only for a job read by the engine's load (reservations are
+    made at creation only, so what it read still holds); otherwise False."""
+    return getattr(job, "holds_quota_reservation", True) is False and not _has_openai_job(job)
+
+
+def usage_insert_along(usage: AIJobUsage) -> tuple[str, list[Any]]:
+    """The usage row's INSERT as a part of the job's final transition statement (workflow.transition's
+    `along`): it inserts only when the transition moved the job (`moved` has its row), so a duplicate delivery
+    that loses the compare-and-set writes nothing."""
+    return (
+        f"INSERT INTO {AIJobUsage._meta.db_table} ({USAGE_INSERT.columns}) "
+        f"SELECT {USAGE_INSERT.typed_placeholders} FROM moved ON CONFLICT DO NOTHING",
+        USAGE_INSERT.values(usage),
+    )
+
+
+def usage_row(*, job: AIJob, attempt: int, at: Any, status: str, charge: Charge) -> AIJobUsage | None:
+    """The usage row of a job that ended `status` on `attempt` at `at`; None for a cancelled job (nothing ran
+    to its end: no usage row)."""
     if status == S.CANCELLED:
-        return None  # nothing ran to its end: the reservation is released, no usage row
+        return None
     attempts = max(1, attempt)
     execution = round((at - job.started_at).total_seconds(), 3) if job.started_at else None
-    usage = AIJobUsage(
+    return AIJobUsage(
         job=job,
         brand_id=job.brand_id,
         job_type_id=job.job_type_id,
@@ -130,24 +163,9 @@ def usage_record(
         final_status=status,
         priced_at=charge.priced_at,
     )
-    # A duplicate delivery of the job's end finds its row there and writes nothing; its transition then
-    # loses the compare-and-set and rolls the whole transaction back.
-    _insert_unless_there(usage)
-    return usage
 
 
 USAGE_INSERT = Insert(AIJobUsage)
-
-
-def _insert_unless_there(usage: AIJobUsage) -> None:
-    """INSERT … ON CONFLICT DO NOTHING as one plain statement: this runs at every job's end (bulk_create with
-    ignore_conflicts writes the same SQL at three times the CPU)."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {AIJobUsage._meta.db_table} ({USAGE_INSERT.columns}) VALUES ({USAGE_INSERT.placeholders}) "
-            f"ON CONFLICT DO NOTHING",
-            USAGE_INSERT.values(usage),
-        )
 
 
 def _has_openai_job(job: AIJob) -> bool:
@@ -298,7 +316,7 @@ def _open_reservations(job_pk: int) -> list[tuple[int, int, int, int]]:
     between two jobs settling on the same quotas). Runs at every job's end, most often to find none: one
     plain statement."""
     reservation, period = QuotaReservation._meta.db_table, QuotaPeriod._meta.db_table
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(
             f"SELECT r.id, r.period_id, r.tokens, r.cost_micros FROM {reservation} r "
             f"JOIN {period} p ON p.id = r.period_id WHERE r.job_id = %s AND r.state = %s ORDER BY p.quota_id, r.id",

@@ -118,3 +118,9 @@ class Insert:
 
     def values(self, instance: Model) -> list[Any]:
         return [f.get_db_prep_save(f.pre_save(instance, add=True), connection) for f in self.fields]
+
+    @cached_property
+    def typed_placeholders(self) -> str:
+        """Placeholders cast to their column's type, for an `INSERT … SELECT` (where PostgreSQL does not infer a
+        parameter's type from the column it lands in)."""
+        return ", ".join(f"CAST(%s AS {f.db_type(connection)})" for f in self.fields)

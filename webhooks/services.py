@@ -17,6 +17,7 @@ from ai_core.models import AIJob
 from aicore.webhooks import sign
 from business.errors import ApplicationError
 from business.models import Brand, User
+from business.sql import prepared_cursor
 from webhooks.models import FINAL_EVENTS, WebhookDelivery, WebhookEndpoint, new_secret
 from webhooks.safety import UnsafeTarget, check_target
 
@@ -122,7 +123,7 @@ def _endpoints_wanting(job_pk: int, event: str) -> list[int]:
     This runs after every final transition, and most brands have no endpoint: one plain statement, no ORM.
     """
     endpoint, job = WebhookEndpoint._meta.db_table, AIJob._meta.db_table
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(
             f"SELECT e.id, e.events FROM {endpoint} e JOIN {job} j ON j.brand_id = e.brand_id "
             f"WHERE j.id = %s AND e.is_active",

@@ -15,6 +15,7 @@ from ai_core.models import AIJob, JobPriority, JobStatus
 from ai_core.services import job_claim_pending, job_start
 from ai_core.workflow import IllegalTransition, Transitioned
 from business.errors import NotFound
+from business.sql import prepared_cursor
 
 PRIORITY_ORDER = (JobPriority.URGENT, JobPriority.HIGH, JobPriority.NORMAL, JobPriority.LOW)
 MAX_LOST_RACES = 8
@@ -47,7 +48,7 @@ def _best_level(now) -> str | None:
         f"AND available_at <= %s)"
     )
     at = connection.ops.adapt_datetimefield_value(now)  # raw SQL: stored as the ORM does (SQLite: naive UTC)
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(
             " UNION ALL ".join([probe] * len(PRIORITY_ORDER)),
             [value for level in PRIORITY_ORDER for value in (level.value, level.value, at)],

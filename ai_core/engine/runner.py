@@ -22,8 +22,9 @@ from ai_core.models import AIJob, JobStatus
 from ai_core.services import job_requeue, job_type_by_pk
 from ai_openai.models import OpenAIJob
 from ai_providers.clients.base import CallAbandoned, ProviderError, TransientProviderError
+from ai_usage.models import QuotaReservation
 from business.models import Brand
-from business.sql import Columns
+from business.sql import Columns, prepared_cursor
 from config.logs import bind_log_context, reset_log_context
 
 logger = logging.getLogger(__name__)
@@ -83,12 +84,14 @@ JOB_COLUMNS = Columns(AIJob, "j")
 
 def _load(job_pk: int) -> AIJob:
     """The job as an attempt needs it, in one plain statement (this runs for every job): its row, its brand's
-    company and whether it came through the OpenAI endpoint (so its end need not look); the job type from the
-    per-process memo."""
-    job_table, brand_table, openai_table = (m._meta.db_table for m in (AIJob, Brand, OpenAIJob))
-    with connection.cursor() as cursor:
+    company, whether it came through the OpenAI endpoint and whether it holds a quota reservation (so its end
+    need not look: ai_usage.services.usage_is_one_row); the job type from the per-process memo."""
+    tables = (m._meta.db_table for m in (AIJob, Brand, OpenAIJob, QuotaReservation))
+    job_table, brand_table, openai_table, reservation_table = tables
+    with prepared_cursor() as cursor:
         cursor.execute(
-            f"SELECT {JOB_COLUMNS.sql}, b.company_id, EXISTS (SELECT 1 FROM {openai_table} o WHERE o.job_id = j.id) "
+            f"SELECT {JOB_COLUMNS.sql}, b.company_id, EXISTS (SELECT 1 FROM {openai_table} o WHERE o.job_id = j.id), "
+            f"EXISTS (SELECT 1 FROM {reservation_table} r WHERE r.job_id = j.id AND r.state = 'reserved') "
             f"FROM {job_table} j JOIN {brand_table} b ON b.id = j.brand_id WHERE j.id = %s",
             [job_pk],
         )
@@ -96,7 +99,7 @@ def _load(job_pk: int) -> AIJob:
     if row is None:
         raise AIJob.DoesNotExist(f"Job {job_pk} does not exist")
     job = JOB_COLUMNS.instance(row)
-    job.company_id, has_openai_job = row[len(JOB_COLUMNS)], row[len(JOB_COLUMNS) + 1]
+    job.company_id, has_openai_job, job.holds_quota_reservation = row[len(JOB_COLUMNS) :]
     job.job_type = job_type_by_pk(job.job_type_id)
     if not has_openai_job:
         AIJob.openai_job.related.set_cached_value(job, None)  # job.openai_job: DoesNotExist, no query

@@ -1,7 +1,9 @@
-"""Sweeper and reaper: the periodic repairs that make "never lost" hold when messages or workers vanish.
+"""Sweeper and reaper: the periodic repairs that make "never lost" hold when messages or workers vanish;
+and the roll-up's compaction (its writers append deltas: workflow.stats_compact).
 
 Every worker process runs them (several at once is safe: each repair is a compare-and-set fenced by the
-attempt number, and a duplicate wake-up message is harmless because a message only wakes a worker).
+attempt number, a duplicate wake-up message is harmless because a message only wakes a worker, and a
+compaction only folds rows its own transaction deleted).
 """
 
 import logging
@@ -19,6 +21,7 @@ from ai_core.engine import finish
 from ai_core.engine.finish import Discarded
 from ai_core.models import AIJob, AIJobType, JobStatus
 from ai_core.services import job_requeue
+from ai_core.workflow import stats_compact
 
 logger = logging.getLogger(__name__)
 BATCH = 1000
@@ -90,7 +93,8 @@ def _requeue(pk: int, attempt: int, priority: str) -> str | None:
 
 
 class Upkeep:
-    """A daemon thread running reap() then sweep() every AICORE_SWEEP_INTERVAL_MS (with jitter)."""
+    """A daemon thread running reap(), sweep() and stats_compact() every AICORE_SWEEP_INTERVAL_MS (with
+    jitter)."""
 
     def __init__(self) -> None:
         self._stop = threading.Event()
@@ -112,6 +116,7 @@ class Upkeep:
             try:
                 reap()
                 sweep()
+                stats_compact()
             except Exception:  # database or broker briefly away: the next round repairs what this one missed
                 logger.warning("upkeep round failed", exc_info=True)
             finally:

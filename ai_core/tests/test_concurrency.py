@@ -106,3 +106,29 @@ def test_concurrent_requests_with_the_same_idempotency_key_create_one_job():
     assert sorted(code for code, _ in outcomes) == [200] * 5 + [201]
     assert len({job_id for _, job_id in outcomes}) == 1
     assert AIJob.objects.count() == 1
+
+
+@needs_postgres
+@pytest.mark.django_db(transaction=True)
+def test_compactions_racing_each_other_and_new_writes_keep_every_sum():
+    """Three compactions at once while jobs are created, started and finished: no delta is lost or counted
+    twice (a row two DELETEs race for is folded by the one that removed it)."""
+    from ai_core.tests.test_workflow import rollup_matches_rows
+    from ai_core.workflow import stats_compact
+
+    personas = Personas()
+    for _ in range(4):
+        for job in [AIJobFactory(brand=personas.brand_a, created_by=personas.alice) for _ in range(6)]:
+            services.job_start(job_pk=job.pk)
+
+        def churn():
+            job = AIJobFactory(brand=personas.brand_a, created_by=personas.alice)
+            started = services.job_start(job_pk=job.pk)
+            return services.job_complete(job_pk=job.pk, attempt=started.attempt, result_data={"text": "ok"})
+
+        outcomes = run_together(stats_compact, stats_compact, stats_compact, churn, churn)
+
+        assert all(not isinstance(o, ApplicationError) for o in outcomes), outcomes
+        rollup_matches_rows()
+    stats_compact()
+    rollup_matches_rows()

@@ -103,6 +103,34 @@ def test_a_creation_without_quota_or_extension_is_one_statement_and_needs_no_tra
     assert JobDailyStat.objects.get(brand=personas.brand_a, day=day, status="pending").jobs == 1
 
 
+@pytest.mark.skipif(not settings.IS_POSTGRES, reason="the one-statement end is PostgreSQL's")
+def test_an_engine_end_without_quota_is_one_statement_with_its_usage_row(personas):
+    """A worker's completion of a job with no quota reservation and no OpenAI row: transition, event, roll-up
+    and usage row in one statement, no transaction around it; a duplicate of it writes nothing."""
+    from ai_core.engine import finish, runner
+    from ai_core.engine.claim import claim_next
+    from ai_providers.clients.base import ChatResult
+    from ai_usage.models import AIJobUsage
+
+    _jobs(personas, 1)
+    claimed = claim_next(task_id="t-1")
+    job = runner._load(claimed.job_pk)
+    result = ChatResult(
+        completion="hi", finish_reason="stop", model="echo-1", request_id=None, input_tokens=3, output_tokens=2
+    )
+    with CaptureQueriesContext(connection) as queries:
+        assert finish.complete(claimed.job_pk, claimed.attempt, result, job=job) == "completed"
+    writes = [q["sql"] for q in queries.captured_queries if not q["sql"].startswith("SELECT")]
+    assert len(writes) == 1 and "INSERT INTO ai_usage_aijobusage" in writes[0]
+    assert not any(q["sql"] in ("BEGIN", "COMMIT") for q in queries.captured_queries)
+    usage = AIJobUsage.objects.get(job_id=claimed.job_pk)
+    assert (usage.input_tokens, usage.output_tokens, usage.final_status) == (3, 2, "completed")
+    assert AIJob.objects.get(pk=claimed.job_pk).status == "completed"
+
+    assert finish.complete(claimed.job_pk, claimed.attempt, result, job=job) is None  # a duplicate delivery
+    assert AIJobUsage.objects.filter(job_id=claimed.job_pk).count() == 1
+
+
 def test_dashboard_has_a_fixed_query_budget(personas, client_for, django_assert_max_num_queries):
     brand_admin = client_for(personas.alice, personas.brand_a)
     company_admin = client_for(personas.acme_admin, personas.brand_a)

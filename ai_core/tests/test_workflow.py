@@ -13,7 +13,7 @@ from django.utils import timezone
 from ai_core import services
 from ai_core.models import FINAL_STATUSES, AIJob, AIJobEvent, JobDailyStat, JobStatus
 from ai_core.tests.factories import AIJobFactory, AIJobTypeFactory
-from ai_core.workflow import TRANSITIONS, IllegalTransition, StaleAttempt, can_transition, transition
+from ai_core.workflow import TRANSITIONS, IllegalTransition, StaleAttempt, can_transition, stats_compact, transition
 
 S = JobStatus
 LEGAL = {
@@ -220,3 +220,24 @@ def test_the_rollup_equals_a_group_by_over_the_jobs_after_a_mixed_history(person
         services.job_cancel(job_pk=job.pk)
     rollup_matches_rows()
     assert AIJobEvent.objects.filter(to_status=S.CANCELLED).count() == AIJob.objects.filter(status=S.CANCELLED).count()
+
+
+def test_compaction_folds_each_key_into_one_row_and_keeps_every_sum(personas):
+    """The roll-up is append-only (a row of deltas per write); stats_compact folds a key's rows into one."""
+    job_type = AIJobTypeFactory(name="chat_completion")
+    for i in range(6):
+        job = AIJobFactory(brand=(personas.brand_a, personas.brand_b)[i % 2], job_type=job_type)
+        started = services.job_start(job_pk=job.pk)
+        if i % 3:
+            services.job_complete(job_pk=job.pk, attempt=started.attempt, result_data={"text": "ok"})
+    keys = JobDailyStat.objects.values("brand_id", "day", "job_type_id", "status")
+    several = keys.annotate(n=Count("id")).filter(n__gt=1).count()
+    assert several > 0, "the writes appended several rows per key"
+    rollup_matches_rows()
+
+    folded = stats_compact()
+
+    assert folded == several
+    assert keys.count() == keys.distinct().count()
+    rollup_matches_rows()
+    assert stats_compact() == 0
