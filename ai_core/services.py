@@ -431,9 +431,11 @@ def job_start(*, job_pk: int, task_id: str = "") -> Transitioned:
     return transition(job_pk, to=S.RUNNING, expected={S.PENDING}, **_claim(task_id))
 
 
-def job_claim_pending(*, priority: str, after_brand: int, task_id: str = "") -> Transitioned | None:
-    """PostgreSQL: claim the oldest claimable job of `priority` of the first brand after `after_brand`."""
-    return claim_pending(priority=priority, after_brand=after_brand, **_claim(task_id))
+def job_claim_pending(
+    *, levels: list[tuple[str, int]], task_id: str = "", also_return: str = ""
+) -> Transitioned | None:
+    """PostgreSQL: claim the first claimable job along `levels` ((priority, after brand), in order)."""
+    return claim_pending(levels=levels, also_return=also_return, **_claim(task_id))
 
 
 def job_progress(*, job_pk: int, attempt: int, percentage: int) -> bool:

@@ -64,6 +64,7 @@ class Transitioned:
     attempt: int
     at: Any
     brand_id: int
+    extra: tuple = ()  # what the caller asked the statement to return besides (claim_pending's also_return)
 
 
 def can_transition(current: str, to: str) -> bool:
@@ -139,7 +140,8 @@ def transition(
         now=at or timezone.now(),
     )
     if connection.vendor == "postgresql":
-        done = _cas_statement(change, pick="id = %s FOR UPDATE", pick_params=[job_pk], along=along)
+        pick = f"SELECT id, status, attempts FROM {AIJob._meta.db_table} WHERE id = %s FOR UPDATE"
+        done = _cas_statement(change, pick=pick, pick_params=[job_pk], along=along)
         if done is None:
             raise NotFound("Job not found", error_code="JOB_NOT_FOUND")
     else:
@@ -152,11 +154,15 @@ def transition(
     return done
 
 
-def claim_pending(*, priority: str, after_brand: int, reason: str, fields: dict[str, Any]) -> Transitioned | None:
-    """PostgreSQL: claim the oldest claimable job of `priority` of the first brand after `after_brand`.
+def claim_pending(
+    *, levels: Sequence[tuple[str, int]], reason: str, fields: dict[str, Any], also_return: str = ""
+) -> Transitioned | None:
+    """PostgreSQL: claim the first claimable job found along `levels`, in one statement. None when none is.
 
-    The same compare-and-set statement as transition(), its row picked with SKIP LOCKED so racing workers
-    spread out instead of queueing on one row. None when there is no such job.
+    `levels` are (priority, after brand) in the order to look: at each, the oldest job of the first brand
+    after that one. The same compare-and-set statement as transition(), its row picked with SKIP LOCKED so
+    racing workers spread out instead of queueing on one row. `also_return`: more columns for
+    Transitioned.extra, read from `moved` (the job's row as claimed: every column of the job table).
     """
     change = _Change(
         to=S.RUNNING,
@@ -168,11 +174,18 @@ def claim_pending(*, priority: str, after_brand: int, reason: str, fields: dict[
         cost=None,
         now=timezone.now(),
     )
+    # A nested loop over the levels, in their order, that stops at the first level yielding a row: one
+    # index range scan (aijob_pending_claim: priority, brand, created_at, id) per level looked at.
+    table = AIJob._meta.db_table
     pick = (
-        "status = 'pending' AND priority = %s AND available_at <= %s AND brand_id > %s "
-        "ORDER BY brand_id, created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED"
+        f"SELECT c.id, c.status, c.attempts FROM (VALUES {', '.join(['(%s, %s::bigint)'] * len(levels))}) "
+        f"AS level (priority, after_brand) CROSS JOIN LATERAL ("
+        f"SELECT id, status, attempts FROM {table} WHERE status = 'pending' AND priority = level.priority "
+        f"AND available_at <= %s AND brand_id > level.after_brand ORDER BY brand_id, created_at, id "
+        f"LIMIT 1 FOR UPDATE SKIP LOCKED) AS c LIMIT 1"
     )
-    return _cas_statement(change, pick=pick, pick_params=[priority, change.now, after_brand])
+    params = [value for level in levels for value in level] + [change.now]
+    return _cas_statement(change, pick=pick, pick_params=params, also_return=also_return)
 
 
 def _raise_refusal(current: str, current_attempt: int, change: _Change) -> None:
@@ -183,7 +196,12 @@ def _raise_refusal(current: str, current_attempt: int, change: _Change) -> None:
 
 
 def _cas_statement(
-    change: _Change, *, pick: str, pick_params: list[Any], along: Sequence[tuple[str, list[Any]]] = ()
+    change: _Change,
+    *,
+    pick: str,
+    pick_params: list[Any],
+    along: Sequence[tuple[str, list[Any]]] = (),
+    also_return: str = "",
 ) -> Transitioned | None:
     """PostgreSQL: the whole transition in one statement of data-modifying CTEs.
 
@@ -201,11 +219,11 @@ def _cas_statement(
         assignments.append("attempts = job.attempts + 1")
     fence = "AND cur.attempts = %s" if change.attempt is not None else ""
     sql = f"""
-        WITH cur AS (SELECT id, status, attempts FROM {job.db_table} WHERE {pick}),
+        WITH cur AS ({pick}),
         moved AS (
             UPDATE {job.db_table} AS job SET {", ".join(assignments)} FROM cur
             WHERE job.id = cur.id AND job.status = cur.status AND cur.status = ANY(%s::text[]) {fence}
-            RETURNING job.id, cur.status AS from_status, job.attempts, job.brand_id, job.job_type_id, job.created_at
+            RETURNING cur.status AS from_status, job.*
         ),
         event AS (
             INSERT INTO {event} (job_id, from_status, to_status, at, attempt, reason, actor_id)
@@ -218,7 +236,8 @@ def _cas_statement(
             FROM moved CROSS JOIN LATERAL (VALUES (moved.from_status::text, -1, 0::bigint), (%s::text, 1, %s::bigint))
                 AS d (status, jobs, cost)
         ){"".join(f", along{i} AS ({part})" for i, (part, _) in enumerate(along))}
-        SELECT cur.id, cur.status, cur.attempts, moved.attempts, moved.brand_id FROM cur LEFT JOIN moved ON true
+        SELECT cur.id, cur.status, cur.attempts, moved.attempts, moved.brand_id{also_return and ", "}{also_return}
+        FROM cur LEFT JOIN moved ON true
     """
     params = [*pick_params, *values, list(change.allowed)]  # in the order of the placeholders
     if change.attempt is not None:
@@ -235,7 +254,7 @@ def _cas_statement(
         row = cursor.fetchone()
     if row is None:
         return None
-    job_pk, current, current_attempt, new_attempt, brand_id = row
+    job_pk, current, current_attempt, new_attempt, brand_id, *extra = row
     if new_attempt is None:
         _raise_refusal(current, current_attempt, change)
         raise Conflict("The job changed while being updated; retry", error_code="CONCURRENT_UPDATE")
@@ -246,6 +265,7 @@ def _cas_statement(
         attempt=new_attempt,
         at=change.now,
         brand_id=brand_id,
+        extra=tuple(extra),
     )
 
 

@@ -7,6 +7,7 @@ by more than one claim per brand, and message order in the broker does not matte
 """
 
 import threading
+from dataclasses import replace
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -14,7 +15,7 @@ from django.utils import timezone
 from ai_core.models import AIJob, JobPriority, JobStatus
 from ai_core.services import job_claim_pending, job_start
 from ai_core.workflow import IllegalTransition, Transitioned
-from business.errors import NotFound
+from business.errors import Conflict, NotFound
 from business.sql import prepared_cursor
 
 PRIORITY_ORDER = (JobPriority.URGENT, JobPriority.HIGH, JobPriority.NORMAL, JobPriority.LOW)
@@ -77,14 +78,15 @@ def _pick() -> int | None:
     return None
 
 
-def claim_next(*, task_id: str = "") -> Transitioned | None:
+def claim_next(*, task_id: str = "", also_return: str = "") -> Transitioned | None:
     """Claim the best pending job (pending→running, attempts+1) or return None when there is none.
 
     The claim is a compare-and-set (workflow): a job cancelled meanwhile, or taken by another worker,
-    fails it and we look again.
+    fails it and we look again. `also_return` (PostgreSQL): columns of the claimed row (`moved`) the claim
+    statement returns in Transitioned.extra, so the caller need not read the job again.
     """
     if connection.vendor == "postgresql":
-        return _claim_in_one_statement(task_id)
+        return _claim_in_one_statement(task_id, also_return)
     for _ in range(MAX_LOST_RACES):
         with transaction.atomic():
             pk = _pick()
@@ -97,16 +99,21 @@ def claim_next(*, task_id: str = "") -> Transitioned | None:
     return None
 
 
-def _claim_in_one_statement(task_id: str) -> Transitioned | None:
-    """PostgreSQL: probe the most urgent level, then pick-and-claim in one statement (SKIP LOCKED)."""
+def _claim_in_one_statement(task_id: str, also_return: str) -> Transitioned | None:
+    """PostgreSQL: one statement looks at each priority level in order (at each, the first brand after the
+    last one served there, then from the first brand) and claims the first job it finds (SKIP LOCKED)."""
+    levels = []
+    for priority in PRIORITY_ORDER:
+        levels += [(priority.value, after) for after in dict.fromkeys((rotation.after(priority), 0))]
     for _ in range(MAX_LOST_RACES):
-        priority = _best_level(timezone.now())
-        if priority is None:
+        try:
+            claimed = job_claim_pending(
+                levels=levels, task_id=task_id, also_return=", ".join(filter(None, ["moved.priority", also_return]))
+            )
+        except Conflict:  # the row changed between its pick and its compare-and-set: look again
+            continue
+        if claimed is None:
             return None
-        # The first brand after the last one served at this level, else wrap around to the first brand.
-        for after in dict.fromkeys((rotation.after(priority), 0)):
-            claimed = job_claim_pending(priority=priority, after_brand=after, task_id=task_id)
-            if claimed is not None:
-                rotation.served(priority, claimed.brand_id)
-                return claimed
+        rotation.served(claimed.extra[0], claimed.brand_id)
+        return replace(claimed, extra=claimed.extra[1:])
     return None

@@ -36,14 +36,19 @@ def run_from_message(job_pk: int, *, task_id: str = "", policy: RetryPolicy | No
     Returns the status the attempt left the job in, or None when there was nothing to claim (a duplicate
     delivery, a job cancelled while pending, a job another worker took).
     """
-    claimed = claim_next(task_id=task_id)
+    claimed = claim_next(task_id=task_id, also_return=CLAIMED_READ)
     if claimed is None:
         return None
-    return execute(claimed.job_pk, claimed.attempt, policy=policy)
+    job = _job_from(CLAIMED_COLUMNS, claimed.extra) if claimed.extra else None
+    return execute(claimed.job_pk, claimed.attempt, policy=policy, job=job)
 
 
-def execute(job_pk: int, attempt_number: int, *, policy: RetryPolicy | None = None) -> str | None:
-    job = _load(job_pk)
+def execute(
+    job_pk: int, attempt_number: int, *, policy: RetryPolicy | None = None, job: AIJob | None = None
+) -> str | None:
+    """Run attempt `attempt_number` of a claimed job (`job`: as the claim returned it, else read here)."""
+    if job is None:
+        job = _load(job_pk)
     # Every log line of this attempt (ours, the provider SDK's) carries the job, brand and attempt.
     log_token = bind_log_context(job_id=job.job_id, brand=job.brand_id, attempt=attempt_number)
     timeout = min(job.job_type.timeout_seconds, settings.AICORE_MAX_JOB_SECONDS)
@@ -79,27 +84,37 @@ def execute(job_pk: int, attempt_number: int, *, policy: RetryPolicy | None = No
         reset_log_context(log_token)
 
 
-JOB_COLUMNS = Columns(AIJob, "j")
+def _what_an_attempt_reads(alias: str) -> tuple[Columns, str]:
+    """The job's columns under `alias`, then its brand's company, whether it came through the OpenAI endpoint
+    and whether it holds a quota reservation (so its end need not look: ai_usage.services.usage_is_one_row)."""
+    columns = Columns(AIJob, alias)
+    brand, openai, reservation = (m._meta.db_table for m in (Brand, OpenAIJob, QuotaReservation))
+    return columns, (
+        f"{columns.sql}, (SELECT b.company_id FROM {brand} b WHERE b.id = {alias}.brand_id), "
+        f"EXISTS (SELECT 1 FROM {openai} o WHERE o.job_id = {alias}.id), "
+        f"EXISTS (SELECT 1 FROM {reservation} r WHERE r.job_id = {alias}.id AND r.state = 'reserved')"
+    )
+
+
+JOB_COLUMNS, JOB_READ = _what_an_attempt_reads("j")
+# On PostgreSQL the claim statement returns the same, read from the row it claimed (workflow: `moved`).
+CLAIMED_COLUMNS, CLAIMED_READ = _what_an_attempt_reads("moved")
 
 
 def _load(job_pk: int) -> AIJob:
-    """The job as an attempt needs it, in one plain statement (this runs for every job): its row, its brand's
-    company, whether it came through the OpenAI endpoint and whether it holds a quota reservation (so its end
-    need not look: ai_usage.services.usage_is_one_row); the job type from the per-process memo."""
-    tables = (m._meta.db_table for m in (AIJob, Brand, OpenAIJob, QuotaReservation))
-    job_table, brand_table, openai_table, reservation_table = tables
+    """The job as an attempt needs it, in one plain statement (where the claim did not return it)."""
     with prepared_cursor() as cursor:
-        cursor.execute(
-            f"SELECT {JOB_COLUMNS.sql}, b.company_id, EXISTS (SELECT 1 FROM {openai_table} o WHERE o.job_id = j.id), "
-            f"EXISTS (SELECT 1 FROM {reservation_table} r WHERE r.job_id = j.id AND r.state = 'reserved') "
-            f"FROM {job_table} j JOIN {brand_table} b ON b.id = j.brand_id WHERE j.id = %s",
-            [job_pk],
-        )
+        cursor.execute(f"SELECT {JOB_READ} FROM {AIJob._meta.db_table} j WHERE j.id = %s", [job_pk])
         row = cursor.fetchone()
     if row is None:
         raise AIJob.DoesNotExist(f"Job {job_pk} does not exist")
-    job = JOB_COLUMNS.instance(row)
-    job.company_id, has_openai_job, job.holds_quota_reservation = row[len(JOB_COLUMNS) :]
+    return _job_from(JOB_COLUMNS, row)
+
+
+def _job_from(columns: Columns, row: tuple) -> AIJob:
+    """The job out of a row of _what_an_attempt_reads; the job type from the per-process memo."""
+    job = columns.instance(row)
+    job.company_id, has_openai_job, job.holds_quota_reservation = row[len(columns) :]
     job.job_type = job_type_by_pk(job.job_type_id)
     if not has_openai_job:
         AIJob.openai_job.related.set_cached_value(job, None)  # job.openai_job: DoesNotExist, no query

@@ -113,8 +113,16 @@ def test_an_engine_end_without_quota_is_one_statement_with_its_usage_row(persona
     from ai_usage.models import AIJobUsage
 
     _jobs(personas, 1)
-    claimed = claim_next(task_id="t-1")
-    job = runner._load(claimed.job_pk)
+    with CaptureQueriesContext(connection) as claim:
+        claimed = claim_next(task_id="t-1", also_return=runner.CLAIMED_READ)
+    assert len(claim) == 1  # levels, pick, compare-and-set, event, roll-up and the job's row: one statement
+    job = runner._job_from(runner.CLAIMED_COLUMNS, claimed.extra)
+    loaded = runner._load(claimed.job_pk)
+    assert [getattr(job, f.attname) for f in AIJob._meta.concrete_fields] == [
+        getattr(loaded, f.attname) for f in AIJob._meta.concrete_fields
+    ]
+    assert (job.status, job.attempts, job.task_id, job.company_id) == ("running", 1, "t-1", personas.brand_a.company_id)
+    assert job.holds_quota_reservation is False
     result = ChatResult(
         completion="hi", finish_reason="stop", model="echo-1", request_id=None, input_tokens=3, output_tokens=2
     )
