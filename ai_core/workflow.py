@@ -13,7 +13,7 @@ from functools import partial
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.models import F
 from django.dispatch import Signal
 from django.utils import timezone
@@ -211,10 +211,11 @@ def _cas_statement(
     """
     job, event, stat = AIJob._meta, AIJobEvent._meta.db_table, JobDailyStat._meta.db_table
     assignments, values = [], []
+    conn = connections[DEFAULT_DB_ALIAS]  # not the `connection` proxy: each field reads it several times
     for name, value in change.updates().items():
         field = job.get_field(name)
-        assignments.append(f"{connection.ops.quote_name(field.column)} = %s")
-        values.append(field.get_db_prep_save(value, connection))
+        assignments.append(f"{conn.ops.quote_name(field.column)} = %s")
+        values.append(field.get_db_prep_save(value, conn))
     if change.to == S.RUNNING:
         assignments.append("attempts = job.attempts + 1")
     fence = "AND cur.attempts = %s" if change.attempt is not None else ""

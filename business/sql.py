@@ -13,7 +13,7 @@ from functools import cache, cached_property
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, connections
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.models import Model
 
 
@@ -117,7 +117,9 @@ class Insert:
         self.placeholders = ", ".join(["%s"] * len(self.fields))
 
     def values(self, instance: Model) -> list[Any]:
-        return [f.get_db_prep_save(f.pre_save(instance, add=True), connection) for f in self.fields]
+        # The connection itself, not the `connection` proxy: each field reads it several times.
+        conn = connections[instance._state.db or DEFAULT_DB_ALIAS]
+        return [f.get_db_prep_save(f.pre_save(instance, add=True), conn) for f in self.fields]
 
     @cached_property
     def typed_placeholders(self) -> str:
