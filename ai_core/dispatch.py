@@ -22,7 +22,7 @@ class WakeUpMessage(NamedTuple):
 
     queue: Queue
     headers: dict  # protocol 2; each message sets its own id, root_id and argsrepr
-    embed: dict  # the body's third part (callbacks, errbacks, chain, chord: all None)
+    embed: str  # the body's third part as JSON (callbacks, errbacks, chain, chord: all None)
     options: dict  # exchange, routing key, delivery mode
     keep_idle: int  # producers kept between publishes, at most (the broker pool limit)
     send_sent_event: bool  # task_send_sent_event: send_task then also publishes a task-sent event
@@ -84,12 +84,12 @@ class WakeUps:
 
     def _send(self, producer, message: WakeUpMessage, job_pk: int) -> None:
         task_id = uuid()
-        args = [job_pk]
+        args = f"[{int(job_pk)}]"  # what json.dumps and repr make of [job_pk]
         producer.publish(
-            json.dumps((args, {}, message.embed)),
+            f"[{args}, {{}}, {message.embed}]",  # protocol 2: args, kwargs, embed
             content_type="application/json",
             content_encoding="utf-8",
-            headers={**message.headers, "id": task_id, "root_id": task_id, "argsrepr": repr(args)},
+            headers={**message.headers, "id": task_id, "root_id": task_id, "argsrepr": args},
             correlation_id=task_id,
             reply_to=self.app.thread_oid,
             **message.options,
@@ -115,7 +115,7 @@ class WakeUps:
         self._message = WakeUpMessage(
             queue=queue,
             headers=headers,
-            embed=embed,
+            embed=json.dumps(embed),
             options={
                 "exchange": exchange,
                 "routing_key": routing_key,

@@ -53,6 +53,7 @@ def test_a_wake_up_is_the_message_send_task_sends(broker):
 
     assert without_ids(ours) == without_ids(celerys)
     assert ours.decode() == [[42], {}, {"callbacks": None, "errbacks": None, "chain": None, "chord": None}]
+    assert ours.body.replace(b"[[42]", b"[[41]") == celerys.body  # the same bytes
     assert ours.decode()[2] == celerys.decode()[2]
     assert ours.headers["task"] == RUN_JOB_TASK and ours.headers["argsrepr"] == "[42]"
     assert ours.headers["id"] == ours.headers["root_id"] == ours.properties["correlation_id"]
