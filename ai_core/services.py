@@ -51,6 +51,17 @@ def _validator_for(schema_json: str) -> jsonschema.Draft202012Validator:
     return jsonschema.Draft202012Validator(json.loads(schema_json))
 
 
+def _validator_of(job_type: AIJobType) -> jsonschema.Draft202012Validator:
+    """The job type's schema validator, kept on the job type for as long as it holds the same schema object:
+    a memoised job type (job_type_get) serves many creations, and serialising its schema as the key of
+    _validator_for cost more than the validation."""
+    schema = job_type.input_schema
+    kept = job_type.__dict__.get("_schema_validator")
+    if kept is None or kept[0] is not schema:
+        kept = job_type._schema_validator = (schema, _validator_for(json.dumps(schema, sort_keys=True)))
+    return kept[1]
+
+
 def _holds_nul(value: Any) -> bool:
     """Whether any string or key in a JSON value holds a NUL character (iterative, like json_depth_exceeds)."""
     stack = [value]
@@ -92,7 +103,7 @@ def validate_input_data(job_type: AIJobType, input_data: Any) -> None:
         )
     if not job_type.input_schema:
         return
-    validator = _validator_for(json.dumps(job_type.input_schema, sort_keys=True))
+    validator = _validator_of(job_type)
     messages = []
     for error in sorted(validator.iter_errors(input_data), key=lambda e: list(e.absolute_path)):
         where = ".".join(str(p) for p in error.absolute_path)

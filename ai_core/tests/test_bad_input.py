@@ -267,3 +267,16 @@ def test_an_unknown_web_page_keeps_an_html_404(client):
 
     assert response.status_code == 404
     assert response["Content-Type"].startswith("text/html")
+
+
+def test_a_job_type_given_another_schema_validates_against_the_new_one(job_types):
+    """validate_input_data keeps a job type's validator on it: only for as long as the schema is the same."""
+    from ai_core.models import AIJobType
+    from ai_core.services import JobValidationError, validate_input_data
+
+    job_type = AIJobType.objects.get(name="chat_completion")
+    validate_input_data(job_type, input_for("chat_completion"))
+    job_type.input_schema = {"type": "object", "required": ["prompt_id"]}
+
+    with pytest.raises(JobValidationError, match="prompt_id"):
+        validate_input_data(job_type, input_for("chat_completion"))

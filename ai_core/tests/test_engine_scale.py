@@ -174,3 +174,39 @@ def submit_via(brand, *, count: int, every: float, env: dict) -> dict:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_wake_ups_reach_a_redis_that_restarted_under_their_kept_connection(private_redis):
+    from celery import Celery
+
+    from ai_core.dispatch import WakeUps
+
+    private = Celery("private-broker", set_as_current=False)
+    private.config_from_object("django.conf:settings", namespace="CELERY")
+    private.conf.broker_url = private.conf.broker_read_url = private.conf.broker_write_url = private_redis["url"]
+    server = private_redis["server"]
+
+    def restart(*, publishing_while_down: int | None = None):
+        server["proc"].terminate()  # the kept connection's socket dies, and the queue with it
+        server["proc"].wait()
+        if publishing_while_down is not None:
+            with pytest.raises(Exception):  # noqa: B017 - whatever the transport raises; publish_job logs it
+                wake_ups.publish(publishing_while_down)
+        server["proc"] = private_redis["start"]()
+
+    wake_ups = WakeUps(private)
+    wake_ups.publish(1)
+    restart()
+    wake_ups.publish(2)  # through the kept connection, reconnected
+    restart(publishing_while_down=3)
+    wake_ups.publish(4)  # the failed connection was dropped: a new one
+
+    with private.connection_for_read() as connection:
+        queue = connection.SimpleQueue(private.conf.task_default_queue)
+        received = [queue.get(timeout=10) for _ in range(queue.qsize())]
+        for message in received:
+            message.ack()
+        queue.close()
+    assert [m.decode()[0] for m in received] == [[4]]  # 2 was lost with the second restart, as Redis forgets
+    assert len(wake_ups._idle) == 1
+    wake_ups._idle.pop().connection.release()

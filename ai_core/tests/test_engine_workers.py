@@ -48,6 +48,20 @@ def test_prefer_wait_returns_the_finished_job_from_a_worker(worker, personas, jo
     assert [e["to_status"] for e in detail["events"]] == ["pending", "running", "completed"]
 
 
+def test_the_worker_runs_the_wake_up_the_api_process_published(worker, job_types, make_brands, monkeypatch):
+    """The lean wake-up (ai_core.dispatch.WakeUps) is consumed as is: the job records its task id."""
+    from ai_core import dispatch
+
+    published = []
+    monkeypatch.setattr(dispatch, "uuid", lambda: published.append(f"wake-{len(published)}") or published[-1])
+    (brand,) = make_brands(1)
+    job = submit(brand)
+    wait_for(lambda: all_final([job.pk]), timeout=30, what=lambda: f"the job to finish\n{worker.logs()}")
+    job.refresh_from_db()
+    assert job.status == "completed"
+    assert job.task_id in published
+
+
 def test_retries_permanent_failures_and_timeouts_end_in_the_right_state(worker, job_types, make_brands):
     (brand,) = make_brands(1)
     AIJobType.objects.filter(name="text_generation").update(timeout_seconds=1)

@@ -1,7 +1,10 @@
+import functools
+
 from rest_framework_simplejwt.authentication import JWTAuthentication
-from rest_framework_simplejwt.exceptions import AuthenticationFailed
+from rest_framework_simplejwt.exceptions import AuthenticationFailed, TokenError
 from rest_framework_simplejwt.settings import api_settings
-from rest_framework_simplejwt.utils import get_md5_hash_password
+from rest_framework_simplejwt.tokens import Token
+from rest_framework_simplejwt.utils import aware_utcnow, get_md5_hash_password
 
 from business.access import BRAND_HEADER, parse_brand_header, user_with_brand
 
@@ -12,6 +15,24 @@ class JWTBrandAuthentication(JWTAuthentication):
     Every /ai/ request needs both; BrandScopedMixin uses the brand found here (or refuses it) and resolves
     the brand itself when the header is absent or unusable. The user checks are simplejwt's own.
     """
+
+    def get_validated_token(self, raw_token: bytes) -> Token:
+        """simplejwt's validation, with the signature of a token string checked once per process.
+
+        Decoding and verifying a JWT (base64, JSON, HMAC) is most of the authentication's CPU, and a client
+        sends the same token for up to its lifetime. What can turn a verified token invalid later is time,
+        so its claims are kept (_signed_claims) and every request still runs the token class's verify():
+        expiry, token type, jti (and the blacklist, for classes that have one); get_user() checks the user.
+        A failing token goes through simplejwt's full path again, so its error is simplejwt's own.
+        """
+        token_class, claims = _signed_claims(raw_token)
+        token = token_class.__new__(token_class)  # Token.__init__ would decode it again
+        token.token, token.current_time, token.payload = raw_token, aware_utcnow(), dict(claims)
+        try:
+            token.verify()
+        except TokenError:
+            return super().get_validated_token(raw_token)  # raises InvalidToken, as for a token never seen
+        return token
 
     def authenticate(self, request):
         self.request = request
@@ -33,3 +54,11 @@ class JWTBrandAuthentication(JWTAuthentication):
             raise AuthenticationFailed("The user's password has been changed.", code="password_changed")
         self.request._request.aicore_brand = (brand_id, brand)
         return user
+
+
+@functools.lru_cache(maxsize=4096)
+def _signed_claims(raw_token: bytes) -> tuple[type[Token], dict]:
+    """The token class and claims of a token whose signature and claims simplejwt accepted (an invalid token
+    raises and is not remembered). Bounded: the least recently used tokens are verified again."""
+    token = JWTAuthentication().get_validated_token(raw_token)
+    return type(token), token.payload
