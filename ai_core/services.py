@@ -2,7 +2,6 @@
 
 import hashlib
 import json
-from contextlib import nullcontext
 from datetime import timedelta
 from decimal import Decimal
 from functools import cache, lru_cache
@@ -19,7 +18,7 @@ from ai_core.workflow import IllegalTransition, Transitioned, claim_pending, sta
 from ai_openai.services import openai_job_create, openai_job_wanted
 from ai_providers.selectors import key_source, model_resolve
 from ai_providers.services import ProviderNotConfigured
-from ai_usage.selectors import company_has_active_quota
+from ai_usage.selectors import active_quota_exists_sql, company_has_active_quota
 from ai_usage.services import (
     quota_release,
     quota_reserve,
@@ -192,9 +191,17 @@ def job_create(
         idempotency_fingerprint=fingerprint,
     )
     extension = openai_job_wanted(choice=choice, always=openai_extension)
-    quotas = company_has_active_quota(brand.company_id)
     try:
-        with _creation_transaction(several_writes=extension or quotas):
+        if not extension and _creation_in_one_statement():
+            # The usual job: one statement that writes it unless its company has an active quota.
+            if _insert_created_job(job, unless_quota_of=brand.company_id):
+                dispatch_job_on_commit(job.pk, priority=priority)  # no transaction: published at once
+                return job, True
+            quotas = True  # it has one: reserve on it, in a transaction
+        else:
+            quotas = company_has_active_quota(brand.company_id)
+        # A savepoint inside a caller's transaction: a failed insert (an Idempotency-Key race) won't break it.
+        with transaction.atomic():
             _insert_created_job(job)
             if quotas:
                 quota_reserve(job=job, choice=choice, input_data=input_data)
@@ -212,24 +219,19 @@ def job_create(
     return job, True
 
 
-def _creation_transaction(*, several_writes: bool):
-    """The transaction of a job's creation, when it needs one.
-
-    On PostgreSQL the job, its creation event and the roll-up's +1 are one statement, atomic on its own: a job
-    with no quota to reserve and no OpenAI row to write skips the BEGIN and COMMIT round trips (the worker is
-    woken right after the statement). Inside a caller's transaction a savepoint still keeps a failed insert
-    (an Idempotency-Key race) from breaking it.
-    """
-    if several_writes or connection.vendor != "postgresql" or connection.in_atomic_block:
-        return transaction.atomic()
-    return nullcontext()
+def _creation_in_one_statement() -> bool:
+    """Whether a job with nothing else to write (no quota to reserve, no OpenAI row) is created by one
+    statement, atomic on its own, with no BEGIN and COMMIT round trips: on PostgreSQL, outside a transaction."""
+    return connection.vendor == "postgresql" and not connection.in_atomic_block
 
 
-def _insert_created_job(job: AIJob) -> None:
-    """Insert the new job with its creation event and the roll-up's +1 pending.
+def _insert_created_job(job: AIJob, *, unless_quota_of: int | None = None) -> bool:
+    """Insert the new job with its creation event and the roll-up's +1 pending. Returns whether it did.
 
     On PostgreSQL one statement does all three (data-modifying CTEs), written once per process: job creation is
-    the API's hottest write, and the ORM's insert cost more to compile than to run.
+    the API's hottest write, and the ORM's insert cost more to compile than to run. `unless_quota_of` (a
+    company id, PostgreSQL): the statement writes nothing when that company has an active quota (the caller
+    then reserves on it in a transaction), saving the separate probe on every creation.
     """
     day = timezone.localdate(job.created_at)
     if connection.vendor != "postgresql":
@@ -238,39 +240,37 @@ def _insert_created_job(job: AIJob) -> None:
             job=job, from_status="", to_status=S.PENDING, at=job.created_at, reason="created", actor=job.created_by
         )
         stat_move(brand_id=job.brand_id, day=day, job_type_id=job.job_type_id, deltas={S.PENDING: +1})
-        return
+        return True
+    guarded = unless_quota_of is not None
+    params = [*JOB_INSERT.values(job), *([unless_quota_of] if guarded else [])]
+    params += [S.PENDING, job.created_at, job.created_by_id, job.brand_id, day, job.job_type_id, S.PENDING]
     with prepared_cursor() as cursor:
-        cursor.execute(
-            _creation_statement(),
-            [
-                *JOB_INSERT.values(job),
-                S.PENDING,
-                job.created_at,
-                job.created_by_id,
-                job.brand_id,
-                day,
-                job.job_type_id,
-                S.PENDING,
-            ],
-        )
-        job.pk = cursor.fetchone()[0]
+        cursor.execute(_creation_statement(guarded=guarded), params)
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    job.pk = row[0]
     job._state.adding = False
     job._state.db = connection.alias
+    return True
 
 
 JOB_INSERT = Insert(AIJob)
 
 
 @cache
-def _creation_statement() -> str:
-    """PostgreSQL's one-statement creation; its first placeholders take JOB_INSERT's values."""
+def _creation_statement(*, guarded: bool) -> str:
+    """PostgreSQL's one-statement creation; its first placeholders take JOB_INSERT's values, then (guarded)
+    the company whose active quota stops it."""
     jobs, events, stats = AIJob._meta.db_table, AIJobEvent._meta.db_table, JobDailyStat._meta.db_table
+    unless = f"WHERE NOT {active_quota_exists_sql()} " if guarded else ""
     return (
-        f"WITH job AS (INSERT INTO {jobs} ({JOB_INSERT.columns}) VALUES ({JOB_INSERT.placeholders}) RETURNING id), "
+        f"WITH job AS (INSERT INTO {jobs} ({JOB_INSERT.columns}) SELECT {JOB_INSERT.typed_placeholders} "
+        f"{unless}RETURNING id), "
         f"event AS (INSERT INTO {events} (job_id, from_status, to_status, at, attempt, reason, actor_id) "
         f"SELECT id, '', %s, %s::timestamptz, 0, 'created', %s::bigint FROM job), "
         f"stat AS (INSERT INTO {stats} (brand_id, day, job_type_id, status, jobs, cost_micros) "
-        f"VALUES (%s, %s, %s, %s, 1, 0)) "
+        f"SELECT %s::bigint, %s::date, %s::bigint, %s::text, 1, 0 FROM job) "
         f"SELECT id FROM job"
     )
 

@@ -188,11 +188,14 @@ def company_has_active_quota(company_id: int | None) -> bool:
     if not company_id:
         return False
     with prepared_cursor() as cursor:
-        cursor.execute(
-            f"SELECT 1 FROM {Quota._meta.db_table} WHERE company_id = %s AND is_active LIMIT 1",  # noqa: S608
-            [company_id],
-        )
-        return cursor.fetchone() is not None
+        cursor.execute(f"SELECT {active_quota_exists_sql()}", [company_id])
+        return bool(cursor.fetchone()[0])
+
+
+def active_quota_exists_sql() -> str:
+    """company_has_active_quota as an SQL condition on one placeholder (the company id), for statements that
+    check it on their way (job creation on PostgreSQL)."""
+    return f"EXISTS (SELECT 1 FROM {Quota._meta.db_table} WHERE company_id = %s AND is_active)"  # noqa: S608
 
 
 def quotas_of(brand: Brand) -> QuerySet[Quota]:

@@ -4,6 +4,7 @@ of a broad search does not read every match). Each test measures with a few jobs
 import pytest
 from django.conf import settings
 from django.db import connection
+from django.db.models import Sum
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -95,12 +96,33 @@ def test_a_creation_without_quota_or_extension_is_one_statement_and_needs_no_tra
     writes = [q["sql"] for q in queries.captured_queries if not q["sql"].startswith("SELECT")]
     assert created and len(writes) == 1 and writes[0].startswith("WITH job AS (INSERT")
     assert not any(q["sql"] in ("BEGIN", "COMMIT") for q in queries.captured_queries)
+    # the statement itself checks that the company has no active quota: no separate probe
+    assert [q["sql"] for q in queries.captured_queries if "ai_usage_quota" in q["sql"]] == writes
     stored = AIJob.objects.get(pk=job.pk)
     assert (stored.job_id, stored.status, stored.created_by_id) == (job.job_id, "pending", personas.alice.pk)
     assert list(stored.events.values_list("to_status", "reason", "actor_id")) == [
         ("pending", "created", personas.alice.pk)
     ]
     assert JobDailyStat.objects.get(brand=personas.brand_a, day=day, status="pending").jobs == 1
+
+
+@pytest.mark.skipif(not settings.IS_POSTGRES, reason="the one-statement creation is PostgreSQL's")
+@pytest.mark.django_db(transaction=True)
+def test_a_creation_in_a_company_with_a_quota_writes_nothing_in_one_statement_then_reserves():
+    from ai_usage.models import Quota, QuotaReservation
+
+    personas = Personas()
+    AIJobTypeFactory(name="chat_completion")
+    Quota.objects.create(company=personas.brand_a.company, monthly_token_limit=1_000_000)
+    with CaptureQueriesContext(connection) as queries:
+        job, created = services.job_create(
+            brand=personas.brand_a, user=personas.alice, job_type="chat_completion", input_data=CHAT
+        )
+    sql = [q["sql"] for q in queries.captured_queries]
+    assert created and sql.count("BEGIN") == 1 and sql.count("COMMIT") == 1
+    assert AIJob.objects.filter(brand=personas.brand_a).count() == 1  # the guarded statement wrote nothing
+    assert JobDailyStat.objects.filter(brand=personas.brand_a).aggregate(n=Sum("jobs"))["n"] == 1
+    assert QuotaReservation.objects.get(job=job).tokens > 0
 
 
 @pytest.mark.skipif(not settings.IS_POSTGRES, reason="the one-statement end is PostgreSQL's")
