@@ -357,16 +357,19 @@ def stat_move(
 COMPACT_KEYS = 500  # roll-up keys folded per round
 
 
-def stats_compact(*, keys: int = COMPACT_KEYS) -> int:
+def stats_compact(*, keys: int = COMPACT_KEYS, since_id: int = 0) -> int:
     """Fold the roll-up's delta rows: each (brand, day, type, status) with several rows becomes one row of
     their sums, in one transaction, so the sums readers see never change. Returns the keys folded.
 
-    Safe beside writers and other compactions: rows appended meanwhile are simply left for the next round;
-    on PostgreSQL a row two compactions both delete is counted by the one whose DELETE returned it only.
+    `since_id`: only keys with a row above that id (the recent writes; 0 looks at every key, a scan of the
+    whole roll-up). Safe beside writers and other compactions: rows appended meanwhile are simply left for the
+    next round; on PostgreSQL a row two compactions both delete is counted by the one whose DELETE returned it.
     """
     table = JobDailyStat._meta.db_table
     key = "brand_id, day, job_type_id, status"
-    duplicated = f"SELECT {key} FROM {table} GROUP BY {key} HAVING count(*) > 1 LIMIT %s"
+    recent = f"WHERE ({key}) IN (SELECT {key} FROM {table} WHERE id > %s) " if since_id else ""
+    duplicated = f"SELECT {key} FROM {table} {recent}GROUP BY {key} HAVING count(*) > 1 LIMIT %s"
+    params = [since_id, keys] if since_id else [keys]
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(
@@ -374,14 +377,14 @@ def stats_compact(*, keys: int = COMPACT_KEYS) -> int:
                 f"RETURNING {key}, jobs, cost_micros) "
                 f"INSERT INTO {table} ({key}, jobs, cost_micros) "
                 f"SELECT {key}, sum(jobs), sum(cost_micros) FROM gone GROUP BY {key}",
-                [keys],
+                params,
             )
             return cursor.rowcount
     with transaction.atomic(), connection.cursor() as cursor:  # SQLite: one writer at a time
         cursor.execute(
             f"SELECT {key}, sum(jobs), sum(cost_micros), group_concat(id) FROM {table} "
             f"WHERE ({key}) IN ({duplicated}) GROUP BY {key}",
-            [keys],
+            params,
         )
         folded = cursor.fetchall()
         for brand_id, day, job_type_id, status, jobs, micros, ids in folded:

@@ -241,3 +241,28 @@ def test_compaction_folds_each_key_into_one_row_and_keeps_every_sum(personas):
     assert keys.count() == keys.distinct().count()
     rollup_matches_rows()
     assert stats_compact() == 0
+
+
+def test_the_upkeep_folds_the_recent_writes_each_round_and_every_key_in_a_full_round(personas):
+    from ai_core.engine.upkeep import StatsCompaction
+
+    job_type = AIJobTypeFactory(name="chat_completion")
+    compaction = StatsCompaction()
+    compaction.MARGIN = 0
+    rows_of = JobDailyStat.objects.filter(status=S.PENDING)
+
+    def pending_rows(brand):
+        return rows_of.filter(brand=brand).count()
+
+    AIJobFactory.create_batch(2, brand=personas.brand_a, job_type=job_type)
+    assert compaction.run() == 1  # the first round looks at every key
+    AIJobFactory.create_batch(2, brand=personas.brand_b, job_type=job_type)
+    compaction._since = JobDailyStat.objects.order_by("-id").values_list("id", flat=True)[0]  # as if older
+    assert compaction.run() == 0 and pending_rows(personas.brand_b) == 2
+    AIJobFactory(brand=personas.brand_a, job_type=job_type)
+    assert compaction.run() == 1  # brand A's new row, not brand B's older ones
+    assert (pending_rows(personas.brand_a), pending_rows(personas.brand_b)) == (1, 2)
+    rollup_matches_rows()
+    compaction._rounds = compaction.FULL_EVERY
+    assert compaction.run() == 1 and pending_rows(personas.brand_b) == 1
+    rollup_matches_rows()
