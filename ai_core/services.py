@@ -389,16 +389,14 @@ def _finalize(
     quota settle (completed) or release (otherwise), roll-up cost, OpenAI token counts. A duplicate delivery
     loses the transition's compare-and-set, which rolls the whole thing back: a job is charged once.
 
-    The accounting is written first and the transition last, right before the commit: the transition locks
-    the brand's roll-up rows, which every claim and end of that brand's jobs also needs, so it holds them
-    for one round trip, not four.
+    The engine's usual end on PostgreSQL (no quota reservation, no OpenAI row: usage_is_one_row) needs no
+    transaction: the usage row is one more part of the transition's own statement, written only if the
+    compare-and-set moved the job. Otherwise the accounting is written first and the transition last.
 
     `job`: the caller's copy when it has one (the engine, read right after its claim). Only fields that do
     not change while a job runs are used from it; the status is the transition's business.
     """
     if job is not None and connection.vendor == "postgresql" and usage_is_one_row(job):
-        # The engine's usual end: the usage row is written by the transition's own statement, atomic on its
-        # own, so the brand's roll-up rows stay locked for that statement only.
         charge = usage_charge(job=job, input_tokens=input_tokens, output_tokens=output_tokens, cost=cost)
         at = timezone.now()
         usage = usage_row(
