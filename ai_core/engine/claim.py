@@ -42,7 +42,8 @@ rotation = BrandRotation()
 
 
 def _best_level(now) -> str | None:
-    """The most urgent priority that has a claimable job, in one round trip (an index probe per level)."""
+    """The most urgent priority that has a claimable job, in one round trip (an index probe per level).
+    SQLite's pick needs it; PostgreSQL's one-statement claim looks at the levels itself."""
     table = AIJob._meta.db_table
     probe = (
         f"SELECT CAST(%s AS text) WHERE EXISTS (SELECT 1 FROM {table} WHERE status = 'pending' AND priority = %s "
