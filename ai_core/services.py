@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+from contextlib import nullcontext
 from datetime import timedelta
 from decimal import Decimal
 from functools import cache, lru_cache
@@ -396,38 +397,25 @@ def _finalize(
     `job`: the caller's copy when it has one (the engine, read right after its claim). Only fields that do
     not change while a job runs are used from it; the status is the transition's business.
     """
-    if job is not None and connection.vendor == "postgresql" and usage_is_one_row(job):
-        charge = usage_charge(job=job, input_tokens=input_tokens, output_tokens=output_tokens, cost=cost)
-        at = timezone.now()
-        usage = usage_row(
-            job=job, attempt=job.attempts if attempt is None else attempt, at=at, status=to, charge=charge
-        )
-        return transition(
-            job_pk,
-            to=to,
-            attempt=attempt,
-            cost=charge.cost.total_cost or None,
-            at=at,
-            along=[usage_insert_along(usage)] if usage is not None else [],
-            **transition_args,
-        )
-    with transaction.atomic():
+    one_statement = job is not None and connection.vendor == "postgresql" and usage_is_one_row(job)
+    with nullcontext() if one_statement else transaction.atomic():
         if job is None:
             job = AIJob.objects.select_related("job_type", "openai_job").filter(pk=job_pk).first()
         if job is None:
             raise NotFound("Job not found", error_code="JOB_NOT_FOUND")
         charge = usage_charge(job=job, input_tokens=input_tokens, output_tokens=output_tokens, cost=cost)
         at = timezone.now()
-        result = (transition_args.get("fields") or {}).get("result_data")
-        usage_record(
-            job=job,
-            attempt=job.attempts if attempt is None else attempt,
-            at=at,
-            status=to,
-            charge=charge,
-            result=result,
+        on_attempt = job.attempts if attempt is None else attempt
+        along = []
+        if one_statement:
+            usage = usage_row(job=job, attempt=on_attempt, at=at, status=to, charge=charge)
+            along = [usage_insert_along(usage)] if usage is not None else []
+        else:
+            result = (transition_args.get("fields") or {}).get("result_data")
+            usage_record(job=job, attempt=on_attempt, at=at, status=to, charge=charge, result=result)
+        return transition(
+            job_pk, to=to, attempt=attempt, cost=charge.cost.total_cost or None, at=at, along=along, **transition_args
         )
-        return transition(job_pk, to=to, attempt=attempt, cost=charge.cost.total_cost or None, at=at, **transition_args)
 
 
 def _claim(task_id: str) -> dict[str, Any]:
