@@ -6,15 +6,22 @@ PORT   ?= 8000
 PG_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: run test test-sqlite test-postgres bench lint worker venv migrate demo clean browser
+.PHONY: run test test-sqlite test-postgres bench lint worker venv venv-test migrate demo clean browser
 
+# Two stamps: `make run` installs the runtime dependencies only; `make test` / `make lint` add the test and
+# tool extras (pytest, schemathesis, playwright, ruff…) on top, once.
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
 venv: $(VENV)/.installed
+
+venv-test: $(VENV)/.installed-test
 
 migrate: venv
 	$(PY) manage.py migrate --noinput
@@ -22,9 +29,10 @@ migrate: venv
 demo: migrate
 	$(PY) manage.py aicore_demo
 
-## API + dashboard on 127.0.0.1:$(PORT) and a worker; Ctrl-C stops both.
-run: demo
-	$(PY) manage.py aicore_run --port $(PORT)
+## API + dashboard on 127.0.0.1:$(PORT) and a supervised worker; one process migrates, loads the demo data and
+## serves. Ctrl-C stops both.
+run: venv
+	$(PY) manage.py aicore_run --setup --port $(PORT)
 
 ## A worker only (for scale-out: point it at the shared DATABASE_URL and CELERY_BROKER_URL).
 worker: venv
@@ -40,7 +48,7 @@ browser:
 	fi
 
 ## The whole suite on SQLite + embedded broker, then again on PostgreSQL + Redis where they answer.
-test: venv browser
+test: venv-test browser
 	$(MAKE) --no-print-directory test-sqlite
 	@if $(PY) -m scripts.services_up "$(PG_URL)" "$(REDIS_URL)"; then \
 		$(MAKE) --no-print-directory test-postgres; \
@@ -48,10 +56,10 @@ test: venv browser
 		echo "PostgreSQL/Redis pass required but the services do not answer" >&2; exit 1; \
 	else echo "PostgreSQL or Redis not reachable: skipping the PostgreSQL pass"; fi
 
-test-sqlite: venv
+test-sqlite: venv-test
 	env -u DATABASE_URL -u CELERY_BROKER_URL $(PY) -m pytest -q $(PYTEST_ARGS)
 
-test-postgres: venv
+test-postgres: venv-test
 	DATABASE_URL=$(PG_URL) CELERY_BROKER_URL=$(REDIS_URL) $(PY) -m pytest -q $(PYTEST_ARGS)
 
 ## Benchmarks (PostgreSQL + Redis; the API one drives gunicorn with wrk, a C load generator, installed here
@@ -62,7 +70,7 @@ bench: venv
 	else echo "wrk not found: install it (e.g. apt-get install wrk) for bench.api" >&2; fi; }
 	$(PY) -m bench.run
 
-lint: venv
+lint: venv-test
 	$(PY) -m ruff check . && $(PY) -m ruff format --check .
 
 clean:

@@ -82,7 +82,7 @@ def _model_resolve(name: str) -> ModelChoice | None:
         if any(name.startswith(prefix) for prefix in provider.model_prefixes or []):
             family = ModelFamily.STANDARD
             if provider.kind == ProviderKind.OPENAI:
-                from ai_providers.clients.openai_client import is_reasoning_model
+                from ai_providers.clients.families import is_reasoning_model
 
                 family = ModelFamily.REASONING if is_reasoning_model(name) else ModelFamily.STANDARD
             return ModelChoice(

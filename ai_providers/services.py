@@ -11,10 +11,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from ai_providers.clients.anthropic_client import anthropic_client
 from ai_providers.clients.base import ProviderClient, ProviderError
 from ai_providers.clients.echo import EchoClient
-from ai_providers.clients.openai_client import openai_client
 from ai_providers.crypto import decrypt_secret, encrypt_secret
 from ai_providers.models import ModelPrice, Provider, ProviderCredential, ProviderKind, ProviderModel
 from ai_providers.selectors import ModelChoice, environment_key, model_resolve
@@ -80,8 +78,13 @@ def _environment_base_url(provider: Provider) -> str:
 def client_for(provider: Provider, endpoint: Endpoint) -> ProviderClient:
     if provider.kind == ProviderKind.ECHO:
         return _ECHO
+    # The SDKs are imported on the first call that needs one: importing them costs every process ~2 s of start-up.
     if provider.kind == ProviderKind.ANTHROPIC:
+        from ai_providers.clients.anthropic_client import anthropic_client
+
         return anthropic_client(endpoint.api_key, endpoint.base_url, provider.name)
+    from ai_providers.clients.openai_client import openai_client
+
     return openai_client(endpoint.api_key, endpoint.base_url, endpoint.organization, provider.name)
 
 

@@ -1,7 +1,6 @@
 """OpenAI (and any OpenAI-compatible server) through the official `openai` SDK."""
 
 import json
-import re
 from functools import lru_cache
 from typing import Any
 
@@ -21,17 +20,7 @@ from ai_providers.clients.common import (
     estimate_tokens,
     map_sdk_error,
 )
-
-# o1, o3, o4-mini…: reasoning models take reasoning_effort and max_completion_tokens, no temperature,
-# and a "developer" message instead of "system".
-REASONING_MODEL = re.compile(r"^o\d")
-
-
-def is_reasoning_model(model: str, options: dict | None = None) -> bool:
-    family = (options or {}).get("model_family")
-    if family:
-        return family == "reasoning"
-    return bool(REASONING_MODEL.match(model))
+from ai_providers.clients.families import is_reasoning_model
 
 
 def chat_params(request: ChatRequest) -> dict[str, Any]:

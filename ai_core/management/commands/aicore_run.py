@@ -1,38 +1,68 @@
-"""`make run`: the API (uvicorn, ASGI) and a Celery worker side by side; Ctrl-C stops both."""
+"""`make run`: the API (uvicorn, in this process) and a supervised Celery worker; Ctrl-C stops both.
+
+One process sets up (with --setup: migrate, demo data) and serves, because every further `manage.py` process
+pays Django's start-up again. The worker is a child process, restarted with backoff when it dies
+(`ai_core/engine/supervisor.py`).
+"""
 
 import signal
 import socket
-import subprocess
-import sys
-import time
 
+import uvicorn
+from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
+from ai_core.engine.supervisor import WorkerSupervisor
 from ai_core.engine.worker import worker_command
 
-STOP_GRACE_SECONDS = 10
+# Open streams (SSE) would otherwise hold a Ctrl-C until their clients leave.
+GRACEFUL_SHUTDOWN_SECONDS = 5
+
+
+def api_server(host: str, port: int) -> uvicorn.Server:
+    """The API's ASGI server. Its logs go through Django's LOGGING (log_config=None), like every other log."""
+    config = uvicorn.Config(
+        "config.asgi:application",
+        host=host,
+        port=port,
+        log_config=None,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+    )
+    return uvicorn.Server(config)
 
 
 class Command(BaseCommand):
-    help = "Run the API on --host:--port and a job worker; stop both with Ctrl-C (or SIGTERM)."
+    help = "Run the API on --host:--port and a supervised job worker; stop both with Ctrl-C (or SIGTERM)."
 
     def add_arguments(self, parser):
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=8000)
         parser.add_argument("--no-worker", action="store_true", help="API only (workers run elsewhere)")
+        parser.add_argument("--setup", action="store_true", help="migrate and create the demo data first")
 
-    def handle(self, *args, host: str, port: int, no_worker: bool, **options):
+    def handle(self, *args, host: str, port: int, no_worker: bool, setup: bool, **options):
         with socket.socket() as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if probe.connect_ex((host, port)) == 0:
                 raise CommandError(
                     f"{host}:{port} is already in use (is `make run` already running? stop it, or pass PORT=…)"
                 )
-        api = ["-m", "uvicorn", "config.asgi:application", "--host", host, "--port", str(port)]
-        commands = {"api": [sys.executable, *api]}
+        if setup:
+            call_command("migrate", interactive=False, verbosity=0)
+            call_command("aicore_demo", stdout=self.stdout, stderr=self.stderr)
+
+        stop_signals: list[int] = []
+
+        def request_stop(signum, _frame):
+            # Before and after uvicorn serves (it handles the signals itself meanwhile, and re-raises them here).
+            stop_signals.append(signum)
+
+        signal.signal(signal.SIGINT, request_stop)
+        signal.signal(signal.SIGTERM, request_stop)
+        supervisor = None
         if not no_worker:
-            commands["worker"] = worker_command("-l", "info", "-n", f"aicore-run-{port}@%h")
-        children = {name: subprocess.Popen(argv) for name, argv in commands.items()}
+            supervisor = WorkerSupervisor(worker_command("-l", "info", "-n", f"aicore-run-{port}@%h"))
+            supervisor.start()
         self.stdout.write(
             self.style.SUCCESS(
                 f"AI Core on http://{host}:{port}/ (API docs at /api/docs/)"
@@ -40,36 +70,13 @@ class Command(BaseCommand):
                 + " — Ctrl-C stops everything"
             )
         )
-
-        stopping = False
-
-        def request_stop(signum, _frame):
-            nonlocal stopping
-            stopping = True
-
-        signal.signal(signal.SIGINT, request_stop)
-        signal.signal(signal.SIGTERM, request_stop)
-        exit_code = 0
-        while not stopping:
-            exited = [name for name, child in children.items() if child.poll() is not None]
-            if exited:
-                exit_code = children[exited[0]].returncode or 1
-                self.stderr.write(f"{exited[0]} stopped (exit {children[exited[0]].returncode}); stopping the rest")
-                break
-            time.sleep(0.2)
-        self._stop_all(children)
-        if exit_code:
-            raise CommandError(f"stopped with exit code {exit_code}")
-
-    @staticmethod
-    def _stop_all(children: dict[str, subprocess.Popen]) -> None:
-        for child in children.values():
-            if child.poll() is None:
-                child.terminate()
-        deadline = time.monotonic() + STOP_GRACE_SECONDS
-        for child in children.values():
-            try:
-                child.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
+        self.stdout.flush()
+        server = api_server(host, port)
+        try:
+            if not stop_signals:
+                server.run()
+        finally:
+            if supervisor is not None:
+                supervisor.stop()
+        if not stop_signals and not server.started:
+            raise CommandError("the API server did not start")
