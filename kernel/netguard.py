@@ -339,9 +339,17 @@ class GuardedTransport(httpx2.BaseTransport):
         self._pool.close()
 
 
-def guarded_client(policy: PolicySource, **kwargs) -> httpx2.Client:
+def guarded_client(
+    policy: PolicySource,
+    *,
+    limits: httpx2.Limits | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    **kwargs,
+) -> httpx2.Client:
     """An httpx client that connects only to addresses `policy` allows, and never follows a redirect."""
-    limits = kwargs.pop("limits", None)
     return httpx2.Client(
-        transport=GuardedTransport(policy, limits=limits), follow_redirects=False, trust_env=False, **kwargs
+        transport=GuardedTransport(policy, limits=limits, ssl_context=ssl_context),
+        follow_redirects=False,
+        trust_env=False,
+        **kwargs,
     )
