@@ -9,7 +9,7 @@ import pytest
 from ai_core.engine.runner import run_from_message
 from ai_core.tests.helpers import submit
 from ai_providers.clients.anthropic_client import AnthropicClient
-from ai_providers.clients.base import PermanentProviderError
+from ai_providers.clients.base import ChatRequest, PermanentProviderError
 from ai_providers.clients.openai_client import OpenAIClient
 from ai_providers.crypto import encrypt_secret
 from ai_providers.models import Provider, ProviderCredential
@@ -121,3 +121,17 @@ def test_no_client_follows_a_redirect_not_even_on_the_operators_own_url(kind, gu
             client.check(timeout_seconds=5)
     assert raised.value.error_code == "PROVIDER_REDIRECT_REFUSED" and raised.value.status_code == 308
     assert len(redirector.requests) == 1 and refused.requests == []
+
+
+@pytest.mark.parametrize("kind", ["openai", "anthropic"])
+@pytest.mark.parametrize("stream", [True, False])
+def test_a_call_to_a_refused_address_is_a_permanent_error_and_sends_nothing(kind, stream, only_127_0_0_1, refused):
+    request = ChatRequest(model="m", messages=[{"role": "user", "content": "hi"}], max_tokens=5, stream=stream)
+    if kind == "openai":
+        client = OpenAIClient(api_key="sk-x", base_url=refused.url + "/v1")
+    else:
+        client = AnthropicClient(api_key="sk-x", base_url=refused.url)
+    with pytest.raises(PermanentProviderError) as raised:
+        client.chat(request, on_progress=lambda percent: None, should_stop=lambda: False)
+    assert raised.value.error_code == "PROVIDER_ADDRESS_REFUSED" and "127.0.0.2" in raised.value.message
+    assert refused.requests == []
