@@ -35,6 +35,7 @@ class Endpoint:
     base_url: str
     organization: str
     source: str  # "company" | "environment" | "builtin"
+    guarded: bool = False  # the base URL is the company's own (tenant input): calls go through the network guard
 
     def __repr__(self) -> str:  # never the key
         return f"Endpoint(base_url={self.base_url!r}, source={self.source!r})"
@@ -48,13 +49,7 @@ def provider_endpoint(*, company_id: int | None, provider: Provider) -> Endpoint
     if company_id:
         credential = ProviderCredential.objects.filter(company_id=company_id, provider=provider, is_active=True).first()
     if credential is not None:
-        base_url = check_base_url(credential.base_url) if credential.base_url else _environment_base_url(provider)
-        return Endpoint(
-            api_key=decrypt_secret(credential.api_key_encrypted),
-            base_url=base_url,
-            organization=credential.organization,
-            source="company",
-        )
+        return _company_endpoint(credential)
     key = environment_key(provider)
     if key:
         organization = settings.OPENAI_ORGANIZATION if provider.kind == ProviderKind.OPENAI else ""
@@ -65,6 +60,19 @@ def provider_endpoint(*, company_id: int | None, provider: Provider) -> Endpoint
             source="environment",
         )
     return None
+
+
+def _company_endpoint(credential: ProviderCredential) -> Endpoint:
+    # A company's base URL was checked when saved; the transport checks each connection's address again
+    # (kernel.netguard), so no lookup here: that one would not be the one the call connects with.
+    own_url = bool(credential.base_url)
+    return Endpoint(
+        api_key=decrypt_secret(credential.api_key_encrypted),
+        base_url=credential.base_url if own_url else _environment_base_url(credential.provider),
+        organization=credential.organization,
+        source="company",
+        guarded=own_url,
+    )
 
 
 def _environment_base_url(provider: Provider) -> str:
@@ -82,10 +90,10 @@ def client_for(provider: Provider, endpoint: Endpoint) -> ProviderClient:
     if provider.kind == ProviderKind.ANTHROPIC:
         from ai_providers.clients.anthropic_client import anthropic_client
 
-        return anthropic_client(endpoint.api_key, endpoint.base_url, provider.name)
+        return anthropic_client(endpoint.api_key, endpoint.base_url, provider.name, endpoint.guarded)
     from ai_providers.clients.openai_client import openai_client
 
-    return openai_client(endpoint.api_key, endpoint.base_url, endpoint.organization, provider.name)
+    return openai_client(endpoint.api_key, endpoint.base_url, endpoint.organization, provider.name, endpoint.guarded)
 
 
 def client_for_model(*, model: str, company_id: int | None) -> tuple[ProviderClient, ModelChoice]:
@@ -168,18 +176,11 @@ def credential_delete(*, credential: ProviderCredential) -> None:
 
 def credential_test(*, credential: ProviderCredential) -> dict[str, Any]:
     """A real call with the stored key (outside any transaction: it waits on the network)."""
-    provider = credential.provider
     try:
-        base_url = check_base_url(credential.base_url) if credential.base_url else _environment_base_url(provider)
-        endpoint = Endpoint(
-            api_key=decrypt_secret(credential.api_key_encrypted),
-            base_url=base_url,
-            organization=credential.organization,
-            source="company",
-        )
+        endpoint = _company_endpoint(credential)
     except ApplicationError as exc:
         return _record_test(credential, ok=False, message=exc.detail, latency_ms=None)
-    client = client_for(provider, endpoint)
+    client = client_for(credential.provider, endpoint)
     started = time.monotonic()
     try:
         details = client.check(timeout_seconds=10.0)

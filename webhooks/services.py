@@ -7,7 +7,7 @@ import random
 import time
 from datetime import timedelta
 
-import httpx
+import httpx2
 from django.conf import settings
 from django.db import connection
 from django.db.models import F
@@ -18,14 +18,17 @@ from aicore.webhooks import sign
 from business.errors import ApplicationError
 from business.models import Brand, User
 from business.sql import prepared_cursor
+from kernel.netguard import AddressRefused, guarded_client
 from webhooks.models import FINAL_EVENTS, WebhookDelivery, WebhookEndpoint, new_secret
-from webhooks.safety import UnsafeTarget, check_target
+from webhooks.safety import check_target, webhook_policy
 
 logger = logging.getLogger(__name__)
 DELIVER_TASK = "webhooks.deliver"
 # While one attempt is in flight its delivery is not due, so a duplicate message cannot send it twice at once.
 ATTEMPT_LEASE = timedelta(minutes=2)
 EARLY_TOLERANCE = timedelta(seconds=5)  # a message may arrive a little before next_attempt_at (clock skew)
+UNSAFE = "UNSAFE_WEBHOOK_URL"  # the guard refused the address: final, no retry
+REDIRECT_REFUSED = "WEBHOOK_REDIRECT_REFUSED"  # retried like any other non-2xx answer: the receiver may fix it
 
 D = WebhookDelivery.Status
 
@@ -164,7 +167,6 @@ def delivery_attempt(*, delivery_id: int) -> float | None:
     status_code, error = None, ""
     started = time.monotonic()
     try:
-        check_target(endpoint.url)  # again: the host may resolve elsewhere since the endpoint was saved
         timestamp = int(time.time())
         headers = {
             "Content-Type": "application/json",
@@ -174,27 +176,26 @@ def delivery_attempt(*, delivery_id: int) -> float | None:
             "X-AICore-Timestamp": str(timestamp),
             "X-AICore-Signature": sign(endpoint.secret, timestamp, body),
         }
-        # Outside any transaction: a slow receiver must not hold database locks. No redirects: a redirect
-        # could lead to an internal address the check above never saw.
-        response = httpx.post(
-            endpoint.url,
-            content=body,
-            headers=headers,
-            follow_redirects=False,
-            timeout=settings.AICORE_WEBHOOK_TIMEOUT_SECONDS,
-        )
+        # Outside any transaction: a slow receiver must not hold database locks. The guarded client checks the
+        # address it connects to (the host may resolve elsewhere since the endpoint was saved) and never follows
+        # a redirect: that would be a second request to a place nobody checked.
+        with guarded_client(webhook_policy, timeout=settings.AICORE_WEBHOOK_TIMEOUT_SECONDS) as client:
+            response = client.post(endpoint.url, content=body, headers=headers)
         status_code = response.status_code
-        if not 200 <= status_code < 300:
+        if 300 <= status_code < 400:
+            location = response.headers.get("location", "")[:300]
+            error = f"{REDIRECT_REFUSED}: HTTP {status_code} to '{location}'; redirects are not followed"
+        elif not 200 <= status_code < 300:
             error = f"HTTP {status_code}: {response.text[:500]}"
-    except UnsafeTarget as exc:
-        error = f"UNSAFE_WEBHOOK_URL: {exc.detail}"
-    except httpx.HTTPError as exc:
+    except AddressRefused as exc:
+        error = f"{UNSAFE}: {exc}"
+    except httpx2.HTTPError as exc:
         error = f"{type(exc).__name__}: {exc}"[:1000]
     return _record(
         delivery,
         status_code=status_code,
         error=error,
-        unsafe=error.startswith("UNSAFE"),
+        unsafe=error.startswith(UNSAFE),
         duration_ms=int((time.monotonic() - started) * 1000),
     )
 

@@ -13,7 +13,8 @@ from ai_providers.clients.base import (
     ProviderError,
     StopCheck,
 )
-from ai_providers.clients.common import CallGuard, StreamProgress, map_sdk_error
+from ai_providers.clients.common import CallGuard, StreamProgress, map_sdk_error, sdk_http_client
+from kernel.netguard import AddressRefused
 
 SYSTEM_ROLES = {"system", "developer"}
 
@@ -49,13 +50,16 @@ def map_error(exc: Exception, provider: str) -> ProviderError:
 
 
 class AnthropicClient:
-    def __init__(self, *, api_key: str, base_url: str | None = None, name: str = "anthropic"):
+    """As OpenAIClient: one SDK client per (key, base URL); `guarded` for a company's base URL."""
+
+    def __init__(self, *, api_key: str, base_url: str | None = None, name: str = "anthropic", guarded: bool = True):
         self.name = name
         self._sdk = anthropic.Anthropic(
             api_key=api_key,
             base_url=base_url or None,
             max_retries=0,  # the engine owns retries
             timeout=anthropic.Timeout(60.0, connect=float(settings.AICORE_PROVIDER_CONNECT_TIMEOUT)),
+            http_client=sdk_http_client(self, guarded=guarded),
         )
 
     def __repr__(self) -> str:  # never the key
@@ -89,7 +93,7 @@ class AnthropicClient:
                 output_tokens=message.usage.output_tokens,
                 extra=extra,
             )
-        except anthropic.AnthropicError as exc:
+        except (anthropic.AnthropicError, AddressRefused) as exc:
             guard.abandon_if_stopped()  # the caller stopped us (cancel, job deadline) while we waited
             raise map_error(exc, self.name) from None
 
@@ -130,10 +134,12 @@ class AnthropicClient:
         try:
             page = self._sdk.models.list(timeout=anthropic.Timeout(timeout_seconds, connect=min(timeout_seconds, 5.0)))
             return {"models": len(page.data)}
-        except anthropic.AnthropicError as exc:
+        except (anthropic.AnthropicError, AddressRefused) as exc:
             raise map_error(exc, self.name) from None
 
 
 @lru_cache(maxsize=64)
-def anthropic_client(api_key: str, base_url: str = "", name: str = "anthropic") -> AnthropicClient:
-    return AnthropicClient(api_key=api_key, base_url=base_url, name=name)
+def anthropic_client(
+    api_key: str, base_url: str = "", name: str = "anthropic", guarded: bool = True
+) -> AnthropicClient:
+    return AnthropicClient(api_key=api_key, base_url=base_url, name=name, guarded=guarded)

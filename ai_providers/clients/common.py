@@ -1,6 +1,9 @@
 """What the real provider clients share: the call deadline, progress reporting and error messages."""
 
 import time
+import weakref
+
+import httpx2
 
 from ai_providers.clients.base import (
     CallAbandoned,
@@ -10,8 +13,28 @@ from ai_providers.clients.base import (
     StopCheck,
     TransientProviderError,
 )
+from ai_providers.urls_safety import provider_policy
+from kernel.netguard import guarded_client, refused_in
 
 PROGRESS_INTERVAL_SECONDS = 0.25
+SDK_LIMITS = httpx2.Limits(max_connections=1000, max_keepalive_connections=100)  # the SDKs' own defaults
+
+
+def sdk_http_client(owner: object, *, guarded: bool) -> httpx2.Client:
+    """The HTTP client under `owner`'s provider SDK, one per client (its pool serves every call on every thread),
+    closed with its owner (the SDK closes only the clients it made itself).
+
+    It never follows a redirect: the SDKs' own client does, and an allowed host answering 302 would send the
+    call, key included, wherever it says. A company's base URL (`guarded`) is tenant input: its connections go
+    through the network guard, to checked addresses only. The operator's own base URLs keep the environment's
+    proxy settings.
+    """
+    if guarded:
+        client = guarded_client(provider_policy, limits=SDK_LIMITS)
+    else:
+        client = httpx2.Client(follow_redirects=False, limits=SDK_LIMITS)
+    weakref.finalize(owner, client.close)
+    return client
 
 
 class CallGuard:
@@ -82,7 +105,13 @@ def estimate_tokens(text: str) -> int:
 
 def map_sdk_error(exc: Exception, provider: str, *, timeout_error: type, connection_error: type) -> ProviderError:
     """Shared by the OpenAI and Anthropic SDKs (same error shapes): 429, 408/409, 5xx (529 overloaded included),
-    timeouts and connection trouble are worth a retry; any other 4xx is final."""
+    timeouts and connection trouble are worth a retry; any other 4xx is final, and so are a redirect (never
+    followed) and an address the network guard refused."""
+    refused = refused_in(exc)
+    if refused is not None:
+        return PermanentProviderError(
+            f"{provider}: refused to connect to {refused}", error_code="PROVIDER_ADDRESS_REFUSED"
+        )
     if isinstance(exc, timeout_error):
         return TransientProviderError(f"{provider}: request timed out", error_code="PROVIDER_TIMEOUT")
     if isinstance(exc, connection_error):
@@ -92,6 +121,15 @@ def map_sdk_error(exc: Exception, provider: str, *, timeout_error: type, connect
         )
     status = getattr(exc, "status_code", None)
     message = f"{provider}: {error_message(exc, 'error')}"
+    if status is not None and 300 <= status < 400:
+        response = getattr(exc, "response", None)
+        location = response.headers.get("location", "") if response is not None else ""
+        return PermanentProviderError(
+            f"{provider}: the server answered HTTP {status} (a redirect to '{location[:200]}'); redirects are not "
+            f"followed: the base URL must be the final one",
+            error_code="PROVIDER_REDIRECT_REFUSED",
+            status_code=status,
+        )
     if status == 429:
         return TransientProviderError(message, error_code="PROVIDER_RATE_LIMITED", status_code=status)
     if status is None or status in {408, 409} or status >= 500:

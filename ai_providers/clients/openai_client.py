@@ -19,8 +19,10 @@ from ai_providers.clients.common import (
     StreamProgress,
     estimate_tokens,
     map_sdk_error,
+    sdk_http_client,
 )
 from ai_providers.clients.families import is_reasoning_model
+from kernel.netguard import AddressRefused
 
 
 def chat_params(request: ChatRequest) -> dict[str, Any]:
@@ -55,7 +57,10 @@ def map_error(exc: Exception, provider: str) -> ProviderError:
 
 
 class OpenAIClient:
-    """One SDK client per (key, base URL): its connection pool is shared by every call on every thread."""
+    """One SDK client per (key, base URL): its connection pool is shared by every call on every thread.
+
+    `guarded`: the base URL is a company's (tenant input), so connections go through the network guard.
+    """
 
     def __init__(
         self,
@@ -64,6 +69,7 @@ class OpenAIClient:
         base_url: str | None = None,
         organization: str | None = None,
         name: str = "openai",
+        guarded: bool = True,
     ):
         self.name = name
         self._sdk = openai.OpenAI(
@@ -72,6 +78,7 @@ class OpenAIClient:
             organization=organization or None,
             max_retries=0,  # the engine owns retries (backoff, attempts, fencing); the SDK must not add its own
             timeout=openai.Timeout(60.0, connect=float(settings.AICORE_PROVIDER_CONNECT_TIMEOUT)),
+            http_client=sdk_http_client(self, guarded=guarded),
         )
 
     def __repr__(self) -> str:  # never the key
@@ -89,7 +96,7 @@ class OpenAIClient:
             if request.stream:
                 return self._chat_streamed(request, params, guard, on_progress)
             return self._chat_whole(request, params, guard)
-        except openai.OpenAIError as exc:
+        except (openai.OpenAIError, AddressRefused) as exc:
             guard.abandon_if_stopped()  # the caller stopped us (cancel, job deadline) while we waited
             raise map_error(exc, self.name) from None
 
@@ -194,7 +201,7 @@ class OpenAIClient:
         try:
             page = self._sdk.models.list(timeout=openai.Timeout(timeout_seconds, connect=min(timeout_seconds, 5.0)))
             return {"models": len(page.data)}
-        except openai.OpenAIError as exc:
+        except (openai.OpenAIError, AddressRefused) as exc:
             raise map_error(exc, self.name) from None
 
 
@@ -211,5 +218,7 @@ def _merge_tool_calls(calls: dict[int, dict[str, Any]], deltas) -> None:
 
 
 @lru_cache(maxsize=64)
-def openai_client(api_key: str, base_url: str = "", organization: str = "", name: str = "openai") -> OpenAIClient:
-    return OpenAIClient(api_key=api_key, base_url=base_url, organization=organization, name=name)
+def openai_client(
+    api_key: str, base_url: str = "", organization: str = "", name: str = "openai", guarded: bool = True
+) -> OpenAIClient:
+    return OpenAIClient(api_key=api_key, base_url=base_url, organization=organization, name=name, guarded=guarded)

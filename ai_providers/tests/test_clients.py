@@ -14,6 +14,13 @@ from ai_providers.clients.openai_client import OpenAIClient
 pytestmark = pytest.mark.filterwarnings("error")
 
 
+@pytest.fixture(autouse=True)
+def guard_allows_the_fake_server(settings):
+    """The clients here are built as for a company's base URL (guarded): the operator allows the local fake, so
+    every call below also goes through the network guard's transport."""
+    settings.AICORE_PROVIDER_HOST_ALLOWLIST = ["127.0.0.1"]
+
+
 @pytest.fixture(params=["openai", "anthropic"])
 def client(request, fake_llm):
     if request.param == "openai":

@@ -12,8 +12,9 @@ import pytest
 
 from ai_core import services as jobs
 from aicore.webhooks import verify
+from kernel.tests.loopback import Listener, ScriptedResolver
 from webhooks import services
-from webhooks.models import WebhookDelivery
+from webhooks.models import WebhookDelivery, WebhookEndpoint
 from webhooks.tasks import deliver
 
 CHAT = {"messages": [{"role": "user", "content": "hi"}]}
@@ -190,3 +191,41 @@ def test_the_sweep_republishes_only_overdue_deliveries(personas, receiver, djang
     assert services.deliveries_sweep() == 0
     assert WebhookDelivery.objects.get(pk=lost.pk).status == "succeeded"
     assert WebhookDelivery.objects.get(pk=fresh.pk).status == "pending"
+
+
+def test_a_redirect_is_a_failed_attempt_and_its_target_is_never_called(
+    personas, receiver, django_capture_on_commit_callbacks
+):
+    # 307 keeps the method and body: following it would POST the signed payload to 127.0.0.2, which the
+    # operator never allowed (only 127.0.0.1).
+    with Listener("127.0.0.2") as refused, Listener("127.0.0.1", redirect_to=refused.url, redirect_status=307) as hop:
+        services.endpoint_create(brand=personas.brand_a, user=personas.adam, url=hop.url + "/hook")
+        _finish_job(personas, django_capture_on_commit_callbacks)
+        delivery = WebhookDelivery.objects.get()
+        assert services.delivery_attempt(delivery_id=delivery.pk) is not None  # retried: the receiver may fix it
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.last_status_code) == ("pending", 307)
+    assert (
+        delivery.last_error == f"WEBHOOK_REDIRECT_REFUSED: HTTP 307 to '{refused.url}/hook'; redirects are not followed"
+    )
+    assert len(hop.requests) == 1 and refused.requests == []
+
+
+def test_the_delivery_connects_to_the_address_that_was_checked(
+    personas, receiver, monkeypatch, django_capture_on_commit_callbacks
+):
+    """The brand's host answers 127.0.0.1 (allowed) first, then 127.0.0.2 (refused) to whoever asks again, as a
+    rebinding DNS server would: the delivery must go where the checked answer pointed."""
+    port = receiver.server.server_address[1]
+    with Listener("127.0.0.2", port) as rebound:
+        resolver = ScriptedResolver("hooks.rebind.test", ["127.0.0.1", "127.0.0.2"])
+        monkeypatch.setattr(socket, "getaddrinfo", resolver)
+        WebhookEndpoint.objects.create(brand=personas.brand_a, url=f"http://hooks.rebind.test:{port}/hooks/aicore")
+        _finish_job(personas, django_capture_on_commit_callbacks)
+        delivery = WebhookDelivery.objects.get()
+        assert services.delivery_attempt(delivery_id=delivery.pk) is None
+    assert rebound.requests == []  # the refused address never saw the payload
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.last_status_code) == ("succeeded", 200)
+    assert resolver.lookups == 1 and len(receiver.requests) == 1
+    assert receiver.requests[0]["headers"]["Host"] == f"hooks.rebind.test:{port}"
