@@ -17,6 +17,7 @@ from ai_core.workflow import to_micros
 from ai_providers.money import FREE, Cost, TokenUsage, cost_ceiling_micros, cost_of
 from ai_providers.selectors import ModelChoice, model_resolve, price_at
 from ai_providers.services import effective_max_tokens
+from ai_usage.alerts import clean_thresholds, crossings_of, thresholds_check, use_ratio
 from ai_usage.models import AIJobUsage, Quota, QuotaPeriod, QuotaReservation, ReservationState
 from business.errors import ApplicationError
 from business.models import Brand
@@ -298,8 +299,11 @@ def quota_reserve(*, job: AIJob, choice: ModelChoice, input_data: dict) -> list[
 
 
 def quota_settle(*, job_pk: int, tokens: int, cost_micros: int) -> None:
-    """Replace the job's reservations by its real charge, exactly once (a compare-and-set on each state)."""
-    _close_reservations(job_pk=job_pk, to=ReservationState.SETTLED, tokens=tokens, cost_micros=cost_micros)
+    """Replace the job's reservations by its real charge, exactly once (a compare-and-set on each state), and
+    record the budget alerts (thresholds) the real use now reaches."""
+    settled = _close_reservations(job_pk=job_pk, to=ReservationState.SETTLED, tokens=tokens, cost_micros=cost_micros)
+    if settled:
+        thresholds_check(period_pks=settled)
 
 
 def quota_release(*, job_pk: int) -> None:
@@ -307,8 +311,10 @@ def quota_release(*, job_pk: int) -> None:
     _close_reservations(job_pk=job_pk, to=ReservationState.RELEASED, tokens=0, cost_micros=0)
 
 
-def _close_reservations(*, job_pk: int, to: str, tokens: int, cost_micros: int) -> None:
+def _close_reservations(*, job_pk: int, to: str, tokens: int, cost_micros: int) -> list[int]:
+    """Close the job's open reservations; returns the periods whose counters this call moved."""
     now = timezone.now()
+    moved = []
     for reservation_pk, period_pk, reserved_tokens, reserved_micros in _open_reservations(job_pk):
         won = QuotaReservation.objects.filter(pk=reservation_pk, state=ReservationState.RESERVED).update(
             state=to, settled_tokens=tokens, settled_cost_micros=cost_micros, closed_at=now
@@ -321,6 +327,8 @@ def _close_reservations(*, job_pk: int, to: str, tokens: int, cost_micros: int) 
             used_tokens=F("used_tokens") + tokens,
             used_cost_micros=F("used_cost_micros") + cost_micros,
         )
+        moved.append(period_pk)
+    return moved
 
 
 def _open_reservations(job_pk: int) -> list[tuple[int, int, int, int]]:
@@ -363,12 +371,7 @@ def quota_status(*, quota: Quota, month: date | None = None) -> dict[str, Any]:
     reserved_t = period.reserved_tokens if period else 0
     used_c = period.used_cost_micros if period else 0
     reserved_c = period.reserved_cost_micros if period else 0
-    ratios = []
-    if quota.monthly_token_limit:
-        ratios.append(Decimal(used_t + reserved_t) / Decimal(quota.monthly_token_limit))
-    if quota.monthly_cost_limit:
-        ratios.append(Decimal(used_c + reserved_c) / Decimal(to_micros(quota.monthly_cost_limit)))
-    ratio = max(ratios) if ratios else Decimal(0)
+    ratio = use_ratio(quota, tokens=used_t + reserved_t, cost_micros=used_c + reserved_c)
     return {
         "quota_id": quota.pk,
         "scope": "brand" if quota.brand_id else "company",
@@ -386,6 +389,8 @@ def quota_status(*, quota: Quota, month: date | None = None) -> dict[str, Any]:
         "near_limit": ratio >= NEAR_LIMIT_RATIO,
         "exceeded": ratio >= 1,
         "reset_at": next_month(month).isoformat(),
+        "alert_thresholds": list(quota.alert_thresholds or []),
+        "crossed_thresholds": crossings_of(quota, month),  # budget alerts of the month (settled use)
     }
 
 
@@ -397,6 +402,8 @@ def quota_save(*, quota: Quota | None, company_id: int, data: dict[str, Any]) ->
     for field in ("brand", "provider", "monthly_token_limit", "monthly_cost_limit", "is_active"):
         if field in data:
             setattr(quota, field, data[field])
+    if "alert_thresholds" in data:
+        quota.alert_thresholds = clean_thresholds(data["alert_thresholds"])
     if quota.brand is not None and quota.brand.company_id != company_id:
         raise ApplicationError(
             "brand must belong to your company",
@@ -458,4 +465,5 @@ def usage_reprice(*, since, until, model_name: str | None = None, dry_run: bool 
                     QuotaPeriod.objects.filter(pk=reservation.period_id).update(
                         used_cost_micros=F("used_cost_micros") + micros
                     )
+                    thresholds_check(period_pks=[reservation.period_id])  # a correction upwards may cross one
     return {"rows": changed, "delta": str(delta_total.quantize(Decimal("0.000001"))), "dry_run": dry_run}
