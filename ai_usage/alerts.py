@@ -18,7 +18,7 @@ from django.dispatch import Signal
 from django.utils import timezone
 
 from ai_core.workflow import from_micros, to_micros
-from ai_usage.models import Quota, QuotaPeriod, QuotaThresholdCrossing
+from ai_usage.models import Quota, QuotaPeriod, QuotaThresholdCrossing, normalise_thresholds
 from business.errors import ApplicationError
 from business.sql import Insert, prepared_cursor
 
@@ -40,16 +40,13 @@ def use_ratio(quota: Quota, *, tokens: int, cost_micros: int) -> Decimal:
 
 
 def clean_thresholds(value: Any) -> list[int]:
-    """A quota's thresholds as given by a client: whole percentages 1-100, at most 10, each once, ascending."""
-    if not isinstance(value, list) or len(value) > 10:
-        raise _bad_thresholds("alert_thresholds must be a list of at most 10 percentages")
-    if any(isinstance(t, bool) or not isinstance(t, int) or not 1 <= t <= 100 for t in value):
-        raise _bad_thresholds("each alert threshold must be a whole percentage from 1 to 100")
-    return sorted(set(value))
-
-
-def _bad_thresholds(message: str) -> ApplicationError:
-    return ApplicationError(message, error_code="VALIDATION_ERROR", errors={"alert_thresholds": [message]})
+    """A quota's thresholds as given by a client, normalised (models.normalise_thresholds), or a 400."""
+    try:
+        return normalise_thresholds(value)
+    except ValueError as exc:
+        raise ApplicationError(
+            str(exc), error_code="VALIDATION_ERROR", errors={"alert_thresholds": [str(exc)]}
+        ) from None
 
 
 def thresholds_check(*, period_pks: list[int]) -> list[QuotaThresholdCrossing]:
@@ -64,7 +61,9 @@ def thresholds_check(*, period_pks: list[int]) -> list[QuotaThresholdCrossing]:
     ):
         quota = period.quota
         percent = use_ratio(quota, tokens=period.used_tokens, cost_micros=period.used_cost_micros) * 100
-        due = [t for t in quota.alert_thresholds or [] if percent >= t]
+        # Only well-formed thresholds count: a value written past the API's and the admin's checks must not
+        # break the settlement of a job.
+        due = [t for t in quota.alert_thresholds or [] if type(t) is int and 1 <= t <= 100 and percent >= t]
         if not due:
             continue
         known = set(

@@ -1,4 +1,5 @@
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Round
@@ -107,6 +108,16 @@ def default_alert_thresholds() -> list[int]:
     return [50, 80, 100]
 
 
+def normalise_thresholds(value) -> list[int]:
+    """Budget-alert thresholds as stored: whole percentages 1-100, at most 10, each once, ascending.
+    Raises ValueError with the reason otherwise."""
+    if not isinstance(value, list) or len(value) > 10:
+        raise ValueError("alert_thresholds must be a list of at most 10 percentages")
+    if any(isinstance(t, bool) or not isinstance(t, int) or not 1 <= t <= 100 for t in value):
+        raise ValueError("each alert threshold must be a whole percentage from 1 to 100")
+    return sorted(set(value))
+
+
 class Quota(models.Model):
     """Monthly token and/or cost limits. Scope: one brand, or (brand empty) every brand of the company together;
     one provider, or (provider empty) all of them. A job must fit every quota that applies to it.
@@ -161,6 +172,12 @@ class Quota(models.Model):
     def __str__(self) -> str:
         scope = self.brand.name if self.brand_id else "company-wide"
         return f"quota {self.pk} ({scope}{', ' + self.provider.name if self.provider_id else ''})"
+
+    def clean(self) -> None:
+        try:
+            self.alert_thresholds = normalise_thresholds(self.alert_thresholds)
+        except ValueError as exc:
+            raise ValidationError({"alert_thresholds": str(exc)}) from None
 
 
 class QuotaPeriod(models.Model):

@@ -209,3 +209,20 @@ def test_settlements_racing_past_a_threshold_record_and_announce_it_once(persona
         quota_threshold_crossed.disconnect(dispatch_uid="test-heard")
     assert QuotaPeriod.objects.get(quota=quota).used_tokens == 49_000 + 20 * 1500  # 79 %
     assert crossed(quota) == [50] and announced == [50]
+
+
+@pytest.mark.django_db
+def test_a_malformed_stored_threshold_never_breaks_a_settlement_and_the_admin_refuses_it(personas, llm_env):
+    from django.core.exceptions import ValidationError
+
+    quota = Quota.objects.create(
+        company=personas.brand_a.company, brand=personas.brand_a, monthly_token_limit=1000, alert_thresholds=["x", 50]
+    )
+    run(submit(personas.brand_a), input_tokens=600)
+    assert crossed(quota) == [50]
+    with pytest.raises(ValidationError) as raised:
+        quota.full_clean()
+    assert "alert_thresholds" in raised.value.message_dict
+    quota.alert_thresholds = [80, 20, 80]
+    quota.full_clean()
+    assert quota.alert_thresholds == [20, 80]
