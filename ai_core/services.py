@@ -17,7 +17,7 @@ from ai_core.dispatch import dispatch_job_on_commit
 from ai_core.models import AIJob, AIJobEvent, AIJobType, JobDailyStat, JobPriority, JobStatus
 from ai_core.workflow import IllegalTransition, Transitioned, claim_pending, stat_move, transition
 from ai_openai.services import openai_job_create, openai_job_wanted
-from ai_providers.money import TokenUsage
+from ai_providers.money import NO_TOKENS, TokenUsage
 from ai_providers.selectors import key_source, model_resolve
 from ai_providers.services import ProviderNotConfigured
 from ai_usage.selectors import active_quota_exists_sql, company_has_active_quota
@@ -35,8 +35,6 @@ from business.errors import ApplicationError, Conflict, NotFound
 from business.memo import TTLMemo
 from business.models import Brand, User
 from business.sql import Insert, prepared_cursor
-
-NO_TOKENS = TokenUsage()
 
 S = JobStatus
 IDEMPOTENCY_WINDOW = timedelta(hours=24)

@@ -143,6 +143,9 @@ class TokenUsage:
         return self.input_tokens + self.output_tokens
 
 
+NO_TOKENS = TokenUsage()
+
+
 @dataclass(frozen=True)
 class Cost:
     input_cost: Decimal

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from ai_core.models import AIJob, JobStatus
 from ai_core.workflow import to_micros
-from ai_providers.money import FREE, Cost, TokenUsage, cost_ceiling_micros, cost_of
+from ai_providers.money import FREE, NO_TOKENS, Cost, TokenUsage, cost_ceiling_micros, cost_of
 from ai_providers.selectors import ModelChoice, model_resolve, price_at
 from ai_providers.services import effective_max_tokens
 from ai_usage.alerts import clean_thresholds, crossings_of, thresholds_check, use_ratio
@@ -24,7 +24,6 @@ from business.models import Brand
 from business.sql import Insert, prepared_cursor
 
 S = JobStatus
-NO_TOKENS = TokenUsage()
 
 
 def month_start(day: date | None = None) -> date:
