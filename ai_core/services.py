@@ -17,6 +17,7 @@ from ai_core.dispatch import dispatch_job_on_commit
 from ai_core.models import AIJob, AIJobEvent, AIJobType, JobDailyStat, JobPriority, JobStatus
 from ai_core.workflow import IllegalTransition, Transitioned, claim_pending, stat_move, transition
 from ai_openai.services import openai_job_create, openai_job_wanted
+from ai_providers.money import NO_TOKENS, TokenUsage
 from ai_providers.selectors import key_source, model_resolve
 from ai_providers.services import ProviderNotConfigured
 from ai_usage.selectors import active_quota_exists_sql, company_has_active_quota
@@ -380,8 +381,7 @@ def _finalize(
     *,
     to: str,
     attempt: int | None = None,
-    input_tokens: int = 0,
-    output_tokens: int = 0,
+    tokens: TokenUsage = NO_TOKENS,
     cost: Decimal | None = None,
     job: AIJob | None = None,
     **transition_args: Any,
@@ -403,7 +403,7 @@ def _finalize(
             job = AIJob.objects.select_related("job_type", "openai_job").filter(pk=job_pk).first()
         if job is None:
             raise NotFound("Job not found", error_code="JOB_NOT_FOUND")
-        charge = usage_charge(job=job, input_tokens=input_tokens, output_tokens=output_tokens, cost=cost)
+        charge = usage_charge(job=job, tokens=tokens, cost=cost)
         at = timezone.now()
         on_attempt = job.attempts if attempt is None else attempt
         along = []
@@ -470,16 +470,18 @@ def job_complete(
     result_data: dict,
     input_tokens: int = 0,
     output_tokens: int = 0,
+    tokens: TokenUsage | None = None,
     cost: Decimal | None = None,
     job: AIJob | None = None,
 ) -> Transitioned:
-    """running -> completed, charging input/output tokens at the price in effect when the job started."""
+    """running -> completed, charging the tokens at the price in effect when the job started.
+
+    `tokens`: every kind of token the call reported; without it, `input_tokens` and `output_tokens` (plain)."""
     return _finalize(
         job_pk,
         to=S.COMPLETED,
         attempt=attempt,
-        input_tokens=input_tokens,
-        output_tokens=output_tokens,
+        tokens=tokens or TokenUsage(input_tokens=input_tokens, output_tokens=output_tokens),
         cost=cost,
         job=job,
         reason="completed",

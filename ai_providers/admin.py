@@ -29,7 +29,15 @@ class ProviderModelAdmin(admin.ModelAdmin):
 
 @admin.register(ModelPrice)
 class ModelPriceAdmin(admin.ModelAdmin):
-    list_display = ["model", "effective_from", "input_per_million", "output_per_million"]
+    list_display = [
+        "model",
+        "effective_from",
+        "input_per_million",
+        "output_per_million",
+        "cached_input_per_million",
+        "cache_write_5m_per_million",
+        "batch_ratio",
+    ]
     list_filter = ["model__provider"]
     search_fields = ["model__name"]
 

@@ -3,6 +3,8 @@
 Prices are USD per million tokens, effective from PRICES_FROM; a later price is added as a new dated row.
 """
 
+from decimal import Decimal
+
 PRICES_FROM = "2025-01-01T00:00:00Z"
 
 CHAT = ["chat", "streaming"]
@@ -91,8 +93,69 @@ MODELS = [
 ]
 
 
-def load_catalogue(Provider, ProviderModel, ModelPrice) -> None:
-    """Idempotent: creates what is missing, never overwrites an operator's edits."""
+# The rates of the other token kinds, published list prices (USD per 1M) of the same date. OpenAI: cached input
+# (no charge for cache writes), Batch API at 50 %. Anthropic: cache read 10 % of input, 5-minute write 125 %,
+# 1-hour write 200 %, Message Batches at 50 %; Sonnet 4.5 above 200 000 prompt tokens (1M-context beta):
+# $6 in / $22.50 out. A model absent here has none of these rates (echo).
+OPENAI_BATCH = ANTHROPIC_BATCH = "0.5"
+
+
+def _anthropic(input_rate: str, **long_context) -> dict:
+    rate = Decimal(input_rate)
+    return {
+        "cached_input_per_million": str(rate * Decimal("0.10")),
+        "cache_write_5m_per_million": str(rate * Decimal("1.25")),
+        "cache_write_1h_per_million": str(rate * 2),
+        "batch_ratio": ANTHROPIC_BATCH,
+        **long_context,
+    }
+
+
+TOKEN_RATES = {
+    "gpt-4o": {"cached_input_per_million": "1.25", "batch_ratio": OPENAI_BATCH},
+    "gpt-4o-mini": {"cached_input_per_million": "0.075", "batch_ratio": OPENAI_BATCH},
+    "gpt-4.1": {"cached_input_per_million": "0.50", "batch_ratio": OPENAI_BATCH},
+    "gpt-4.1-mini": {"cached_input_per_million": "0.10", "batch_ratio": OPENAI_BATCH},
+    "gpt-4.1-nano": {"cached_input_per_million": "0.025", "batch_ratio": OPENAI_BATCH},
+    "gpt-3.5-turbo": {"batch_ratio": OPENAI_BATCH},  # no prompt caching
+    "o1": {"cached_input_per_million": "7.50", "batch_ratio": OPENAI_BATCH},
+    "o3": {"cached_input_per_million": "0.50", "batch_ratio": OPENAI_BATCH},
+    "o3-mini": {"cached_input_per_million": "0.55", "batch_ratio": OPENAI_BATCH},
+    "o4-mini": {"cached_input_per_million": "0.275", "batch_ratio": OPENAI_BATCH},
+    "claude-opus-4-1": _anthropic("15.00"),
+    "claude-sonnet-4-5": _anthropic(
+        "3.00",
+        long_context_threshold_tokens=200_000,
+        long_context_input_per_million="6.00",
+        long_context_output_per_million="22.50",
+    ),
+    "claude-haiku-4-5": _anthropic("1.00"),
+    "claude-3-5-haiku-latest": _anthropic("0.80"),
+}
+
+
+def load_token_rates(ModelPrice) -> None:
+    """Give the catalogue's own price rows (dated PRICES_FROM, list input/output rates unchanged) the rates of
+    the other token kinds. A row an operator edited or added keeps what it has."""
+    from django.utils.dateparse import parse_datetime
+
+    listed = {name: (Decimal(price_in), Decimal(price_out)) for _, name, *_, price_in, price_out in MODELS}
+    rows = ModelPrice.objects.filter(
+        effective_from=parse_datetime(PRICES_FROM), model__name__in=list(TOKEN_RATES)
+    ).select_related("model")
+    for row in rows:
+        untouched = (Decimal(str(row.input_per_million)), Decimal(str(row.output_per_million))) == listed.get(
+            row.model.name
+        )
+        if untouched and row.cached_input_per_million is None and row.batch_ratio is None:
+            ModelPrice.objects.filter(pk=row.pk).update(**TOKEN_RATES[row.model.name])
+
+
+def load_catalogue(Provider, ProviderModel, ModelPrice, *, token_rates: bool = True) -> None:
+    """Idempotent: creates what is missing, never overwrites an operator's edits.
+
+    `token_rates=False`: only the input/output rates (the catalogue's first migration, before the other rates'
+    columns existed; the next one fills them)."""
     from django.utils.dateparse import parse_datetime
 
     providers = {}
@@ -116,3 +179,5 @@ def load_catalogue(Provider, ProviderModel, ModelPrice) -> None:
                 input_per_million=price_in,
                 output_per_million=price_out,
             )
+    if token_rates:
+        load_token_rates(ModelPrice)

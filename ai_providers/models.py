@@ -55,13 +55,45 @@ class ProviderModel(models.Model):
         return self.family == ModelFamily.REASONING
 
 
+def _rate(help_text: str) -> models.DecimalField:
+    return models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True, help_text=help_text)
+
+
+# The optional rates: null when the provider has no such rate (the arithmetic is ai_providers/money.py).
+OPTIONAL_RATES = [
+    "cached_input_per_million",
+    "cache_write_5m_per_million",
+    "cache_write_1h_per_million",
+    "long_context_input_per_million",
+    "long_context_output_per_million",
+]
+
+
 class ModelPrice(models.Model):
-    """USD per million tokens from `effective_from` on, until the model's next price. Past usage keeps its price."""
+    """USD per million tokens from `effective_from` on, until the model's next price. Past usage keeps its price.
+
+    Every kind of token has its rate here, dated together: a provider's price change is one new row.
+    """
 
     model = models.ForeignKey(ProviderModel, on_delete=models.CASCADE, related_name="prices")
     effective_from = models.DateTimeField(default=timezone.now)
     input_per_million = models.DecimalField(max_digits=12, decimal_places=6)
     output_per_million = models.DecimalField(max_digits=12, decimal_places=6)
+    cached_input_per_million = _rate("prompt tokens read from the provider's cache; empty: the input rate")
+    cache_write_5m_per_million = _rate("prompt tokens written to a 5-minute cache; empty: the input rate")
+    cache_write_1h_per_million = _rate("prompt tokens written to a 1-hour cache; empty: the input rate")
+    batch_ratio = models.DecimalField(
+        max_digits=5,
+        decimal_places=4,
+        null=True,
+        blank=True,
+        help_text="the Batch API's price as a fraction of every rate (0.5 = half); empty: no batch API",
+    )
+    long_context_threshold_tokens = models.PositiveIntegerField(
+        null=True, blank=True, help_text="above this many prompt tokens the long-context rates apply"
+    )
+    long_context_input_per_million = _rate("input rate above the threshold (cache rates scale with it)")
+    long_context_output_per_million = _rate("output rate above the threshold")
 
     class Meta:
         ordering = ["model", "-effective_from"]
@@ -70,6 +102,28 @@ class ModelPrice(models.Model):
             models.CheckConstraint(
                 condition=Q(input_per_million__gte=0, output_per_million__gte=0),
                 name="modelprice_not_negative",
+            ),
+            models.CheckConstraint(
+                condition=Q(*[Q(**{f"{rate}__isnull": True}) | Q(**{f"{rate}__gte": 0}) for rate in OPTIONAL_RATES]),
+                name="modelprice_optional_rates_not_negative",
+            ),
+            models.CheckConstraint(
+                condition=Q(batch_ratio__isnull=True) | Q(batch_ratio__gt=0, batch_ratio__lte=1),
+                name="modelprice_batch_ratio_fraction",
+            ),
+            # A long-context tier is a threshold and both its rates, or nothing.
+            models.CheckConstraint(
+                condition=Q(
+                    long_context_threshold_tokens__isnull=True,
+                    long_context_input_per_million__isnull=True,
+                    long_context_output_per_million__isnull=True,
+                )
+                | Q(
+                    long_context_threshold_tokens__isnull=False,
+                    long_context_input_per_million__isnull=False,
+                    long_context_output_per_million__isnull=False,
+                ),
+                name="modelprice_long_context_complete",
             ),
         ]
 

@@ -2,13 +2,14 @@
 
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 
 from django.conf import settings
 from django.db.models import QuerySet
 from django.utils import timezone
 
 from ai_providers.models import (
+    OPTIONAL_RATES,
     ModelFamily,
     ModelPrice,
     Provider,
@@ -16,13 +17,10 @@ from ai_providers.models import (
     ProviderKind,
     ProviderModel,
 )
+from ai_providers.money import FREE, Cost, Price, TokenUsage, cost_of  # noqa: F401  (the money module's API)
 from business.errors import ApplicationError, NotFound
 from business.memo import TTLMemo
 from business.models import Brand
-
-MICRO = Decimal("0.000001")
-MILLION = Decimal(1_000_000)
-
 
 BUILTIN_ECHO = Provider(
     name="echo",
@@ -104,16 +102,6 @@ def _model_resolve(name: str) -> ModelChoice | None:
     return None
 
 
-@dataclass(frozen=True)
-class Price:
-    input_per_million: Decimal
-    output_per_million: Decimal
-    effective_from: datetime | None = None
-
-
-FREE = Price(Decimal(0), Decimal(0))
-
-
 def price_at(model_name: str, at: datetime | None = None, *, choice: ModelChoice | None = None) -> Price:
     """The price in effect at `at` (now by default): the latest price whose date is not after it.
 
@@ -129,30 +117,24 @@ def _prices(model_name: str) -> list[Price]:
     """Every dated price of the model, latest first (a handful of rows)."""
 
     def load() -> list[Price]:
-        rows = ModelPrice.objects.filter(model__name=model_name).order_by("-effective_from")
-        return [
-            Price(Decimal(row["input_per_million"]), Decimal(row["output_per_million"]), row["effective_from"])
-            for row in rows.values("input_per_million", "output_per_million", "effective_from")
-        ]
+        return [price_of(row) for row in ModelPrice.objects.filter(model__name=model_name).order_by("-effective_from")]
 
     return catalogue_memo.get(("prices", model_name), load)
 
 
-@dataclass(frozen=True)
-class Cost:
-    input_cost: Decimal
-    output_cost: Decimal
+def price_of(row: ModelPrice) -> Price:
+    """A price row as the money module's value (Decimals as Decimals even where SQLite hands back floats)."""
 
-    @property
-    def total_cost(self) -> Decimal:
-        return self.input_cost + self.output_cost
+    def rate(value) -> Decimal | None:
+        return None if value is None else Decimal(str(value))
 
-
-def cost_of(*, input_tokens: int, output_tokens: int, price: Price) -> Cost:
-    """tokens × price per million, each side rounded half-up to the micro-dollar (6 places)."""
-    return Cost(
-        input_cost=(Decimal(int(input_tokens)) * price.input_per_million / MILLION).quantize(MICRO, ROUND_HALF_UP),
-        output_cost=(Decimal(int(output_tokens)) * price.output_per_million / MILLION).quantize(MICRO, ROUND_HALF_UP),
+    return Price(
+        input_per_million=rate(row.input_per_million),
+        output_per_million=rate(row.output_per_million),
+        effective_from=row.effective_from,
+        batch_ratio=rate(row.batch_ratio),
+        long_context_threshold_tokens=row.long_context_threshold_tokens,
+        **{name: rate(getattr(row, name)) for name in OPTIONAL_RATES},
     )
 
 
@@ -208,12 +190,15 @@ def current_price(model: ProviderModel, at: datetime | None = None) -> Price:
     dated = [p for p in model.prices.all() if p.effective_from <= at]
     if not dated:
         return FREE
-    latest = max(dated, key=lambda p: p.effective_from)
-    return Price(latest.input_per_million, latest.output_per_million, latest.effective_from)
+    return price_of(max(dated, key=lambda p: p.effective_from))
 
 
 def model_as_dict(model: ProviderModel) -> dict:
     price = current_price(model)
+
+    def rate(value) -> str | None:
+        return None if value is None else str(Decimal(value).quantize(Decimal("0.000001")))
+
     return {
         "name": model.name,
         "family": model.family,
@@ -221,8 +206,11 @@ def model_as_dict(model: ProviderModel) -> dict:
         "context_window": model.context_window,
         "max_output_tokens": model.max_output_tokens,
         "price": {
-            "input_per_million": str(price.input_per_million),
-            "output_per_million": str(price.output_per_million),
+            "input_per_million": rate(price.input_per_million),
+            "output_per_million": rate(price.output_per_million),
+            **{name: rate(getattr(price, name)) for name in OPTIONAL_RATES},
+            "batch_ratio": None if price.batch_ratio is None else str(price.batch_ratio),
+            "long_context_threshold_tokens": price.long_context_threshold_tokens,
             "effective_from": price.effective_from.isoformat() if price.effective_from else None,
             "currency": "USD",
         },

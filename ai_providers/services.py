@@ -214,12 +214,20 @@ def _record_test(
 
 
 def price_set(
-    *, model: ProviderModel, input_per_million: Decimal, output_per_million: Decimal, effective_from: datetime
+    *,
+    model: ProviderModel,
+    input_per_million: Decimal,
+    output_per_million: Decimal,
+    effective_from: datetime,
+    **other_rates: Any,
 ) -> ModelPrice:
-    """A new price from a date on. Usage already recorded keeps its price until an explicit `reprice`."""
+    """A new price from a date on. Usage already recorded keeps its price until an explicit `reprice`.
+
+    `other_rates`: the optional rates of ModelPrice (cached_input_per_million, batch_ratio, …); one left out
+    is empty on a new row (the provider has no such rate) and unchanged on an existing one."""
     price, _ = ModelPrice.objects.update_or_create(
         model=model,
         effective_from=effective_from,
-        defaults={"input_per_million": input_per_million, "output_per_million": output_per_million},
+        defaults={"input_per_million": input_per_million, "output_per_million": output_per_million, **other_rates},
     )
     return price

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from ai_usage.models import AIJobUsage, Quota, QuotaPeriod, QuotaReservation
+from ai_usage.models import AIJobUsage, Quota, QuotaPeriod, QuotaReservation, QuotaThresholdCrossing
 
 
 @admin.register(AIJobUsage)
@@ -32,6 +32,21 @@ class QuotaAdmin(admin.ModelAdmin):
     list_display = ["id", "company", "brand", "provider", "monthly_token_limit", "monthly_cost_limit", "is_active"]
     list_filter = ["company", "provider", "is_active"]
     inlines = [QuotaPeriodInline]
+
+
+@admin.register(QuotaThresholdCrossing)
+class QuotaThresholdCrossingAdmin(admin.ModelAdmin):
+    """Budget alerts, as recorded: read-only (the row is what made the alert fire once)."""
+
+    list_display = ["quota", "month", "threshold", "percent_used", "crossed_at"]
+    list_filter = ["month", "threshold"]
+    raw_id_fields = ["quota"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
 
 
 @admin.register(QuotaPeriod)

@@ -1,8 +1,11 @@
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Round
 from django.utils import timezone
+
+from ai_providers.money import TokenUsage
 
 
 class AIJobUsage(models.Model):
@@ -19,9 +22,15 @@ class AIJobUsage(models.Model):
     )
     provider_name = models.CharField(max_length=50)
     model_name = models.CharField(max_length=100)
+    # input_tokens counts every prompt token; the cached reads and cache writes are parts of it. reasoning_tokens
+    # are a part of output_tokens. (ai_providers/money.py: TokenUsage, the one cost arithmetic.)
     input_tokens = models.PositiveIntegerField(default=0)
     output_tokens = models.PositiveIntegerField(default=0)
     total_tokens = models.PositiveIntegerField(default=0)
+    cached_input_tokens = models.PositiveIntegerField(default=0, help_text="prompt tokens read from the cache")
+    cache_write_5m_tokens = models.PositiveIntegerField(default=0, help_text="prompt tokens written, 5-minute TTL")
+    cache_write_1h_tokens = models.PositiveIntegerField(default=0, help_text="prompt tokens written, 1-hour TTL")
+    reasoning_tokens = models.PositiveIntegerField(default=0, help_text="output tokens spent on reasoning")
     input_cost = models.DecimalField(max_digits=14, decimal_places=6, default=0)
     output_cost = models.DecimalField(max_digits=14, decimal_places=6, default=0)
     total_cost = models.DecimalField(max_digits=14, decimal_places=6, default=0)
@@ -44,6 +53,15 @@ class AIJobUsage(models.Model):
                 condition=Q(total_tokens=models.F("input_tokens") + models.F("output_tokens")),
                 name="usage_total_tokens_sum",
             ),
+            models.CheckConstraint(
+                condition=Q(
+                    input_tokens__gte=models.F("cached_input_tokens")
+                    + models.F("cache_write_5m_tokens")
+                    + models.F("cache_write_1h_tokens"),
+                    output_tokens__gte=models.F("reasoning_tokens"),
+                ),
+                name="usage_token_kinds_within_totals",
+            ),
             # Rounded: SQLite keeps decimals as floats, where 0.00015 + 0.00003 != 0.00018 exactly.
             models.CheckConstraint(
                 condition=Q(total_cost=Round(models.F("input_cost") + models.F("output_cost"), 6)),
@@ -54,11 +72,26 @@ class AIJobUsage(models.Model):
     def __str__(self) -> str:
         return f"usage of job {self.job_id}: {self.total_tokens} tokens, ${self.total_cost}"
 
+    @property
+    def tokens(self) -> TokenUsage:
+        return TokenUsage(
+            input_tokens=self.input_tokens,
+            output_tokens=self.output_tokens,
+            cached_input_tokens=self.cached_input_tokens,
+            cache_write_5m_tokens=self.cache_write_5m_tokens,
+            cache_write_1h_tokens=self.cache_write_1h_tokens,
+            reasoning_tokens=self.reasoning_tokens,
+        )
+
     def as_api_dict(self) -> dict:
         return {
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
             "total_tokens": self.total_tokens,
+            "cached_input_tokens": self.cached_input_tokens,
+            "cache_write_5m_tokens": self.cache_write_5m_tokens,
+            "cache_write_1h_tokens": self.cache_write_1h_tokens,
+            "reasoning_tokens": self.reasoning_tokens,
             "input_cost": str(self.input_cost),
             "output_cost": str(self.output_cost),
             "total_cost": str(self.total_cost),
@@ -69,6 +102,20 @@ class AIJobUsage(models.Model):
             "error_count": self.error_count,
             "final_status": self.final_status,
         }
+
+
+def default_alert_thresholds() -> list[int]:
+    return [50, 80, 100]
+
+
+def normalise_thresholds(value) -> list[int]:
+    """Budget-alert thresholds as stored: whole percentages 1-100, at most 10, each once, ascending.
+    Raises ValueError with the reason otherwise."""
+    if not isinstance(value, list) or len(value) > 10:
+        raise ValueError("alert_thresholds must be a list of at most 10 percentages")
+    if any(isinstance(t, bool) or not isinstance(t, int) or not 1 <= t <= 100 for t in value):
+        raise ValueError("each alert threshold must be a whole percentage from 1 to 100")
+    return sorted(set(value))
 
 
 class Quota(models.Model):
@@ -96,6 +143,11 @@ class Quota(models.Model):
     monthly_token_limit = models.BigIntegerField(null=True, blank=True)
     monthly_cost_limit = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
     is_active = models.BooleanField(default=True)
+    alert_thresholds = models.JSONField(
+        default=default_alert_thresholds,
+        blank=True,
+        help_text="percentages of a limit (1-100, ascending) whose crossing in a month sends one alert",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -120,6 +172,12 @@ class Quota(models.Model):
     def __str__(self) -> str:
         scope = self.brand.name if self.brand_id else "company-wide"
         return f"quota {self.pk} ({scope}{', ' + self.provider.name if self.provider_id else ''})"
+
+    def clean(self) -> None:
+        try:
+            self.alert_thresholds = normalise_thresholds(self.alert_thresholds)
+        except ValueError as exc:
+            raise ValidationError({"alert_thresholds": str(exc)}) from None
 
 
 class QuotaPeriod(models.Model):
@@ -149,6 +207,28 @@ class QuotaPeriod(models.Model):
 
     def __str__(self) -> str:
         return f"quota {self.quota_id} in {self.month:%Y-%m}"
+
+
+class QuotaThresholdCrossing(models.Model):
+    """One budget alert: the month's settled use of a quota reached one of its thresholds. The unique row per
+    (quota, month, threshold) is what makes the alert fire once, however many settlements race past it."""
+
+    quota = models.ForeignKey(Quota, on_delete=models.CASCADE, related_name="threshold_crossings")
+    month = models.DateField(help_text="first day of the calendar month")
+    threshold = models.PositiveSmallIntegerField(help_text="percent of the limit")
+    percent_used = models.DecimalField(max_digits=7, decimal_places=2, help_text="use when it was crossed")
+    used_tokens = models.BigIntegerField()
+    used_cost_micros = models.BigIntegerField()
+    crossed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-month", "threshold"]
+        constraints = [
+            models.UniqueConstraint(fields=["quota", "month", "threshold"], name="quotacrossing_once_per_month"),
+        ]
+
+    def __str__(self) -> str:
+        return f"quota {self.quota_id} crossed {self.threshold}% in {self.month:%Y-%m}"
 
 
 class ReservationState(models.TextChoices):

@@ -17,6 +17,8 @@ from business.models import Brand
 from business.sql import prepared_cursor
 
 HEALTH_WINDOW = timedelta(minutes=15)
+# Parts of input_tokens (cache reads and writes) and of output_tokens (reasoning), summed beside them.
+TOKEN_KINDS = ("cached_input_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens", "reasoning_tokens")
 
 
 def usage_of(brands: Brand | Iterable[Brand]) -> QuerySet[AIJobUsage]:
@@ -41,6 +43,7 @@ def _totals(rows: QuerySet[AIJobUsage]) -> dict[str, Any]:
         input_tokens=Sum("input_tokens"),
         output_tokens=Sum("output_tokens"),
         total_tokens=Sum("total_tokens"),
+        **{kind: Sum(kind) for kind in TOKEN_KINDS},
         cost=Sum("total_cost"),
     )
     jobs = agg["jobs"] or 0
@@ -49,6 +52,7 @@ def _totals(rows: QuerySet[AIJobUsage]) -> dict[str, Any]:
         "input_tokens": int(agg["input_tokens"] or 0),
         "output_tokens": int(agg["output_tokens"] or 0),
         "total_tokens": int(agg["total_tokens"] or 0),
+        **{kind: int(agg[kind] or 0) for kind in TOKEN_KINDS},
         "total_cost": str(_sum_decimal(agg["cost"])),
         "success_rate": round((agg["succeeded"] or 0) / jobs, 4) if jobs else None,
     }

@@ -4,7 +4,6 @@ Money in quota counters is integer micro-dollars; AIJobUsage keeps Decimal with 
 """
 
 import json
-import math
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -15,8 +14,10 @@ from django.utils import timezone
 
 from ai_core.models import AIJob, JobStatus
 from ai_core.workflow import to_micros
-from ai_providers.selectors import FREE, Cost, ModelChoice, cost_of, model_resolve, price_at
+from ai_providers.money import FREE, NO_TOKENS, Cost, TokenUsage, cost_ceiling_micros, cost_of
+from ai_providers.selectors import ModelChoice, model_resolve, price_at
 from ai_providers.services import effective_max_tokens
+from ai_usage.alerts import clean_thresholds, crossings_of, thresholds_check, use_ratio
 from ai_usage.models import AIJobUsage, Quota, QuotaPeriod, QuotaReservation, ReservationState
 from business.errors import ApplicationError
 from business.models import Brand
@@ -45,20 +46,27 @@ def job_model_name(job: AIJob) -> str:
 class Charge:
     provider_name: str
     model_name: str
-    input_tokens: int
-    output_tokens: int
+    tokens: TokenUsage
     cost: Cost
     priced_at: Any
 
     @property
+    def input_tokens(self) -> int:
+        return self.tokens.input_tokens
+
+    @property
+    def output_tokens(self) -> int:
+        return self.tokens.output_tokens
+
+    @property
     def total_tokens(self) -> int:
-        return self.input_tokens + self.output_tokens
+        return self.tokens.total_tokens
 
 
-def usage_charge(*, job: AIJob, input_tokens: int = 0, output_tokens: int = 0, cost: Decimal | None = None) -> Charge:
-    """Tokens × the price in effect when the job ran (its last start), or `cost` when the caller knows the
-    amount billed. Never raises: a model that left the catalogue is charged at zero rather than losing the
-    job's final state.
+def usage_charge(*, job: AIJob, tokens: TokenUsage = NO_TOKENS, cost: Decimal | None = None) -> Charge:
+    """Tokens of every kind × the price in effect when the job ran (its last start), or `cost` when the caller
+    knows the amount billed. Never raises: a model that left the catalogue is charged at zero rather than
+    losing the job's final state.
     """
     model_name = job_model_name(job)
     priced_at = job.started_at or timezone.now()
@@ -68,25 +76,11 @@ def usage_charge(*, job: AIJob, input_tokens: int = 0, output_tokens: int = 0, c
         price = price_at(model_name, priced_at, choice=choice) if cost is None else FREE
     except ApplicationError:
         provider_name, price = "unknown", FREE
-    input_tokens, output_tokens = max(0, int(input_tokens or 0)), max(0, int(output_tokens or 0))
     if cost is not None:
         billed = Cost(input_cost=Decimal(cost).quantize(Decimal("0.000001")), output_cost=Decimal("0.000000"))
-        return Charge(
-            provider_name=provider_name,
-            model_name=model_name,
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            cost=billed,
-            priced_at=priced_at,
-        )
-    return Charge(
-        provider_name=provider_name,
-        model_name=model_name,
-        input_tokens=input_tokens,
-        output_tokens=output_tokens,
-        cost=cost_of(input_tokens=input_tokens, output_tokens=output_tokens, price=price),
-        priced_at=priced_at,
-    )
+    else:
+        billed = cost_of(tokens, price)
+    return Charge(provider_name=provider_name, model_name=model_name, tokens=tokens, cost=billed, priced_at=priced_at)
 
 
 def usage_record(
@@ -153,6 +147,10 @@ def usage_row(*, job: AIJob, attempt: int, at: Any, status: str, charge: Charge)
         input_tokens=charge.input_tokens,
         output_tokens=charge.output_tokens,
         total_tokens=charge.total_tokens,
+        cached_input_tokens=charge.tokens.cached_input_tokens,
+        cache_write_5m_tokens=charge.tokens.cache_write_5m_tokens,
+        cache_write_1h_tokens=charge.tokens.cache_write_1h_tokens,
+        reasoning_tokens=charge.tokens.reasoning_tokens,
         input_cost=charge.cost.input_cost,
         output_cost=charge.cost.output_cost,
         total_cost=charge.cost.total_cost,
@@ -238,9 +236,23 @@ def reservation_for(*, input_data: dict, choice: ModelChoice) -> Reservation:
     """The job's maximum: prompt upper bound + its output bound, at the current price, rounded up."""
     prompt = estimate_prompt_tokens(input_data)
     output = effective_max_tokens(input_data, choice)
-    price = price_at(choice.name, choice=choice)
-    micros = Decimal(prompt) * price.input_per_million + Decimal(output) * price.output_per_million
-    return Reservation(tokens=prompt + output, cost_micros=math.ceil(micros))  # $/1M × tokens = micro-dollars
+    micros = cost_ceiling_micros(
+        prompt_tokens=prompt,
+        output_tokens=output,
+        price=price_at(choice.name, choice=choice),
+        may_write_cache=asks_for_cache_write(input_data),
+    )
+    return Reservation(tokens=prompt + output, cost_micros=micros)
+
+
+def asks_for_cache_write(value: Any) -> bool:
+    """Whether a request marks content for the provider's cache (Anthropic's `cache_control`): its prompt may
+    then be billed as cache writes, dearer than plain input."""
+    if isinstance(value, dict):
+        return "cache_control" in value or any(asks_for_cache_write(v) for v in value.values())
+    if isinstance(value, list):
+        return any(asks_for_cache_write(v) for v in value)
+    return False
 
 
 def quota_reserve(*, job: AIJob, choice: ModelChoice, input_data: dict) -> list[QuotaReservation]:
@@ -286,8 +298,11 @@ def quota_reserve(*, job: AIJob, choice: ModelChoice, input_data: dict) -> list[
 
 
 def quota_settle(*, job_pk: int, tokens: int, cost_micros: int) -> None:
-    """Replace the job's reservations by its real charge, exactly once (a compare-and-set on each state)."""
-    _close_reservations(job_pk=job_pk, to=ReservationState.SETTLED, tokens=tokens, cost_micros=cost_micros)
+    """Replace the job's reservations by its real charge, exactly once (a compare-and-set on each state), and
+    record the budget alerts (thresholds) the real use now reaches."""
+    settled = _close_reservations(job_pk=job_pk, to=ReservationState.SETTLED, tokens=tokens, cost_micros=cost_micros)
+    if settled:
+        thresholds_check(period_pks=settled)
 
 
 def quota_release(*, job_pk: int) -> None:
@@ -295,8 +310,10 @@ def quota_release(*, job_pk: int) -> None:
     _close_reservations(job_pk=job_pk, to=ReservationState.RELEASED, tokens=0, cost_micros=0)
 
 
-def _close_reservations(*, job_pk: int, to: str, tokens: int, cost_micros: int) -> None:
+def _close_reservations(*, job_pk: int, to: str, tokens: int, cost_micros: int) -> list[int]:
+    """Close the job's open reservations; returns the periods whose counters this call moved."""
     now = timezone.now()
+    moved = []
     for reservation_pk, period_pk, reserved_tokens, reserved_micros in _open_reservations(job_pk):
         won = QuotaReservation.objects.filter(pk=reservation_pk, state=ReservationState.RESERVED).update(
             state=to, settled_tokens=tokens, settled_cost_micros=cost_micros, closed_at=now
@@ -309,6 +326,8 @@ def _close_reservations(*, job_pk: int, to: str, tokens: int, cost_micros: int) 
             used_tokens=F("used_tokens") + tokens,
             used_cost_micros=F("used_cost_micros") + cost_micros,
         )
+        moved.append(period_pk)
+    return moved
 
 
 def _open_reservations(job_pk: int) -> list[tuple[int, int, int, int]]:
@@ -351,12 +370,7 @@ def quota_status(*, quota: Quota, month: date | None = None) -> dict[str, Any]:
     reserved_t = period.reserved_tokens if period else 0
     used_c = period.used_cost_micros if period else 0
     reserved_c = period.reserved_cost_micros if period else 0
-    ratios = []
-    if quota.monthly_token_limit:
-        ratios.append(Decimal(used_t + reserved_t) / Decimal(quota.monthly_token_limit))
-    if quota.monthly_cost_limit:
-        ratios.append(Decimal(used_c + reserved_c) / Decimal(to_micros(quota.monthly_cost_limit)))
-    ratio = max(ratios) if ratios else Decimal(0)
+    ratio = use_ratio(quota, tokens=used_t + reserved_t, cost_micros=used_c + reserved_c)
     return {
         "quota_id": quota.pk,
         "scope": "brand" if quota.brand_id else "company",
@@ -374,6 +388,8 @@ def quota_status(*, quota: Quota, month: date | None = None) -> dict[str, Any]:
         "near_limit": ratio >= NEAR_LIMIT_RATIO,
         "exceeded": ratio >= 1,
         "reset_at": next_month(month).isoformat(),
+        "alert_thresholds": list(quota.alert_thresholds or []),
+        "crossed_thresholds": crossings_of(quota, month),  # budget alerts of the month (settled use)
     }
 
 
@@ -385,6 +401,8 @@ def quota_save(*, quota: Quota | None, company_id: int, data: dict[str, Any]) ->
     for field in ("brand", "provider", "monthly_token_limit", "monthly_cost_limit", "is_active"):
         if field in data:
             setattr(quota, field, data[field])
+    if "alert_thresholds" in data:
+        quota.alert_thresholds = clean_thresholds(data["alert_thresholds"])
     if quota.brand is not None and quota.brand.company_id != company_id:
         raise ApplicationError(
             "brand must belong to your company",
@@ -417,11 +435,7 @@ def usage_reprice(*, since, until, model_name: str | None = None, dry_run: bool 
         rows = rows.filter(model_name=model_name)
     changed, delta_total = 0, Decimal(0)
     for usage in rows.iterator():
-        cost = cost_of(
-            input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens,
-            price=price_at(usage.model_name, usage.priced_at),
-        )
+        cost = cost_of(usage.tokens, price_at(usage.model_name, usage.priced_at))
         delta = cost.total_cost - usage.total_cost
         if not delta and cost.input_cost == usage.input_cost:
             continue
@@ -450,4 +464,5 @@ def usage_reprice(*, since, until, model_name: str | None = None, dry_run: bool 
                     QuotaPeriod.objects.filter(pk=reservation.period_id).update(
                         used_cost_micros=F("used_cost_micros") + micros
                     )
+                    thresholds_check(period_pks=[reservation.period_id])  # a correction upwards may cross one
     return {"rows": changed, "delta": str(delta_total.quantize(Decimal("0.000001"))), "dry_run": dry_run}

@@ -23,6 +23,7 @@ class DatabaseCollector:
         yield from _queue()
         yield from _usage()
         yield from _webhooks()
+        yield from _quota_alerts()
 
 
 def _jobs():
@@ -116,6 +117,24 @@ def _webhooks():
     for status in WebhookDelivery.Status.values:
         deliveries.add_metric([status], counts.get(status, 0))
     yield deliveries
+
+
+def _quota_alerts():
+    from ai_usage.models import QuotaThresholdCrossing
+
+    crossings = CounterMetricFamily(
+        "aicore_quota_threshold_crossings",
+        "Budget alerts: quota thresholds crossed (at most once per quota, month and threshold)",
+        labels=["quota_id", "brand", "threshold"],
+    )
+    for row in (
+        QuotaThresholdCrossing.objects.values("quota_id", "threshold", brand_name=F("quota__brand__name"))
+        .annotate(n=Count("id"))
+        .order_by("quota_id", "threshold")
+    ):
+        brand = row["brand_name"] or "(company-wide)"
+        crossings.add_metric([str(row["quota_id"]), brand, str(row["threshold"])], row["n"])
+    yield crossings
 
 
 def registry() -> CollectorRegistry:

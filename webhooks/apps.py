@@ -7,6 +7,8 @@ class WebhooksConfig(AppConfig):
 
     def ready(self) -> None:
         from ai_core.workflow import job_final_committed
+        from ai_usage.alerts import quota_threshold_crossed
         from webhooks import services
 
         job_final_committed.connect(services.on_job_final, dispatch_uid="webhooks.on_job_final")
+        quota_threshold_crossed.connect(services.on_quota_threshold, dispatch_uid="webhooks.on_quota_threshold")

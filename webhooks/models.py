@@ -5,6 +5,8 @@ from django.db import models
 from django.utils import timezone
 
 FINAL_EVENTS = ["job.completed", "job.failed", "job.cancelled", "job.timeout"]
+QUOTA_THRESHOLD = "quota.threshold"  # a budget alert (ai_usage/alerts.py); endpoints subscribe to it explicitly
+EVENTS = [*FINAL_EVENTS, QUOTA_THRESHOLD]
 
 
 def new_secret() -> str:
@@ -49,7 +51,9 @@ class WebhookDelivery(models.Model):
 
     endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries")
     job = models.ForeignKey("ai_core.AIJob", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
-    job_ref = models.CharField(max_length=19, help_text="job_id, kept when the job is deleted")
+    job_ref = models.CharField(
+        max_length=19, help_text="job_id, kept when the job is deleted"
+    )  # empty: not a job event
     event = models.CharField(max_length=40)
     payload = models.JSONField()
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)

@@ -19,7 +19,7 @@ from business.errors import ApplicationError
 from business.models import Brand, User
 from business.sql import prepared_cursor
 from kernel.netguard import AddressRefused, guarded_client
-from webhooks.models import FINAL_EVENTS, WebhookDelivery, WebhookEndpoint, new_secret
+from webhooks.models import EVENTS, FINAL_EVENTS, QUOTA_THRESHOLD, WebhookDelivery, WebhookEndpoint, new_secret
 from webhooks.safety import check_target, webhook_policy
 
 logger = logging.getLogger(__name__)
@@ -39,14 +39,14 @@ D = WebhookDelivery.Status
 def _clean_events(events: list[str] | None) -> list[str]:
     if events is None:
         return list(FINAL_EVENTS)
-    unknown = sorted(set(events) - set(FINAL_EVENTS))
+    unknown = sorted(set(events) - set(EVENTS))
     if unknown or not events:
         raise ApplicationError(
-            f"events must be a non-empty subset of {', '.join(FINAL_EVENTS)}",
+            f"events must be a non-empty subset of {', '.join(EVENTS)}",
             error_code="VALIDATION_ERROR",
             errors={"events": ["Unknown or empty."]},
         )
-    return sorted(set(events), key=FINAL_EVENTS.index)
+    return sorted(set(events), key=EVENTS.index)
 
 
 def endpoint_create(
@@ -115,6 +115,33 @@ def on_job_final(sender=None, *, job_pk: int, status: str, **_) -> list[int]:
         ]
     )
     ids = [d.pk for d in deliveries]  # bulk_create returns primary keys on PostgreSQL and SQLite
+    for delivery_id in ids:
+        publish_delivery(delivery_id)
+    return ids
+
+
+def on_quota_threshold(sender=None, *, quota, payload: dict, **_) -> list[int]:
+    """After a budget alert committed: one `quota.threshold` delivery per active endpoint that subscribed to it,
+    among the quota's brand's endpoints (a company-wide quota: those of every brand of the company)."""
+    brands = Brand.objects.filter(company_id=quota.company_id)
+    if quota.brand_id:
+        brands = brands.filter(pk=quota.brand_id)
+    endpoints = [
+        e
+        for e in WebhookEndpoint.objects.filter(brand__in=brands, is_active=True)
+        if QUOTA_THRESHOLD in (e.events or [])
+    ]
+    if not endpoints:
+        return []
+    now = timezone.now()
+    body = {"event": QUOTA_THRESHOLD, "created_at": now.isoformat(), "data": payload}
+    deliveries = WebhookDelivery.objects.bulk_create(
+        [
+            WebhookDelivery(endpoint=e, job=None, job_ref="", event=QUOTA_THRESHOLD, payload=body, next_attempt_at=now)
+            for e in endpoints
+        ]
+    )
+    ids = [d.pk for d in deliveries]
     for delivery_id in ids:
         publish_delivery(delivery_id)
     return ids

@@ -18,6 +18,7 @@ from ai_core.api.serializers import (
     JobUpdateSerializer,
 )
 from ai_core.models import AIJob
+from ai_usage.api.serializers import QUOTA_EXCEEDED_RESPONSE
 from business.access import company_brands
 from business.api.mixins import BrandScopedMixin
 from business.errors import ApplicationError
@@ -113,7 +114,7 @@ class JobViewSet(BrandScopedMixin, mixins.ListModelMixin, viewsets.GenericViewSe
 
     @extend_schema(
         request=JobCreateSerializer,
-        responses={201: JobSerializer, 200: JobSerializer},
+        responses={201: JobSerializer, 200: JobSerializer, 429: QUOTA_EXCEEDED_RESPONSE},
         parameters=[
             OpenApiParameter("Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER, required=False),
             OpenApiParameter(

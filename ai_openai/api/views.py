@@ -12,6 +12,7 @@ from ai_openai.api.serializers import ChatRequestSerializer
 from ai_openai.services import OPENAI_PARAMS, openai_params_validate
 from ai_providers.models import ProviderKind
 from ai_providers.selectors import key_source, model_as_dict, models_of_kind
+from ai_usage.api.serializers import QUOTA_EXCEEDED_RESPONSE
 from business.api.mixins import BrandScopedMixin
 from business.errors import ApplicationError
 
@@ -22,7 +23,7 @@ MAX_SYNC_WAIT_SECONDS = 60
 class ChatView(BrandScopedMixin, APIView):
     """An OpenAI chat completion as a job: 201 with the answer (synchronous job types), else 202 to poll."""
 
-    @extend_schema(request=ChatRequestSerializer, responses={201: dict, 202: dict})
+    @extend_schema(request=ChatRequestSerializer, responses={201: dict, 202: dict, 429: QUOTA_EXCEEDED_RESPONSE})
     def post(self, request):
         payload = ChatRequestSerializer(data=request.data)
         payload.is_valid(raise_exception=True)

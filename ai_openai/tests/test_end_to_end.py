@@ -133,3 +133,58 @@ def test_an_async_chat_answers_202_with_where_to_follow_it(ready, personas):
         timeout=30,
         what="the async job to complete",
     )
+
+
+def test_cached_cache_write_and_reasoning_tokens_are_recorded_and_charged_as_by_hand(ready, personas):
+    """The issue's example through the engine: gpt-4o, 2 010 prompt tokens of which 2 000 served from OpenAI's
+    prompt cache, 3 output tokens; and an Anthropic answer with cache reads and both kinds of cache writes."""
+    quota = Quota.objects.create(
+        company=personas.brand_a.company, brand=personas.brand_a, monthly_cost_limit=Decimal("100")
+    )
+    alice = make_client(personas.alice, personas.brand_a)
+
+    def submit(data):
+        response = alice.post("/ai/jobs/", {"job_type": "chat_completion", "input_data": data}, format="json")
+        assert response.status_code == 201, response.content
+        return response.json()["job_id"]
+
+    openai_job = submit(chat("cached [fake usage=2010,3 cached=2000 reasoning=2]", model="gpt-4o"))
+    claude_job = submit(
+        chat("cached [fake usage=100,50 cached=1000 cache_write=200 cache_write_1h=300]", model="claude-sonnet-4-5")
+    )
+    wait_for(
+        lambda: all_final(AIJob.objects.filter(job_id__in=[openai_job, claude_job]).values_list("pk", flat=True)),
+        timeout=60,
+        what="the jobs to finish",
+    )
+    gpt = AIJobUsage.objects.get(job__job_id=openai_job)
+    assert gpt.final_status == "completed", ready.logs()
+    # OpenAI's prompt_tokens include the cached ones: 10 uncached × $2.50/1M + 2 000 cached × $1.25/1M
+    # = 0.000025 + 0.0025; 3 output × $10/1M = 0.00003. At the full input price it was 0.005055.
+    assert (gpt.input_tokens, gpt.cached_input_tokens, gpt.output_tokens, gpt.reasoning_tokens) == (2010, 2000, 3, 2)
+    assert (gpt.input_cost, gpt.output_cost, gpt.total_cost) == (
+        Decimal("0.002525"),
+        Decimal("0.000030"),
+        Decimal("0.002555"),
+    )
+    claude = AIJobUsage.objects.get(job__job_id=claude_job)
+    # Anthropic's input_tokens exclude cache reads and writes: 100 + 1 000 + 200 + 300 = 1 600 prompt tokens.
+    # 100 × $3 + 1 000 × $0.30 (read, 10 %) + 200 × $3.75 (5 min, 125 %) + 300 × $6 (1 h, 200 %) per 1M
+    # = 0.0003 + 0.0003 + 0.00075 + 0.0018 = 0.00315; 50 × $15/1M = 0.00075.
+    assert (claude.input_tokens, claude.cached_input_tokens, claude.cache_write_5m_tokens) == (1600, 1000, 200)
+    assert (claude.cache_write_1h_tokens, claude.output_tokens) == (300, 50)
+    assert (claude.input_cost, claude.output_cost, claude.total_cost) == (
+        Decimal("0.003150"),
+        Decimal("0.000750"),
+        Decimal("0.003900"),
+    )
+    detail = alice.get(f"/ai/jobs/{openai_job}/").json()["usage"]
+    assert (detail["cached_input_tokens"], detail["reasoning_tokens"], detail["total_cost"]) == (2000, 2, "0.002555")
+    # The quota is settled with the same arithmetic.
+    counters = QuotaPeriod.objects.get(quota=quota, month=month_start())
+    assert (counters.used_cost_micros, counters.reserved_cost_micros) == (2555 + 3900, 0)
+    breakdown = alice.get("/ai/usage/cost_breakdown/").json()
+    assert breakdown["totals"]["total_cost"] == "0.006455"
+    assert (breakdown["totals"]["cached_input_tokens"], breakdown["totals"]["cache_write_1h_tokens"]) == (3000, 300)
+    listed = alice.get("/ai/usage/", {"model": "gpt-4o"}).json()["results"][0]
+    assert (listed["cached_input_tokens"], listed["reasoning_tokens"]) == (2000, 2)

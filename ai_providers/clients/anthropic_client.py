@@ -1,5 +1,6 @@
 """Anthropic through the official `anthropic` SDK (messages API), behind the same interface as OpenAI."""
 
+from dataclasses import asdict
 from functools import lru_cache
 from typing import Any
 
@@ -14,6 +15,7 @@ from ai_providers.clients.base import (
     StopCheck,
 )
 from ai_providers.clients.common import CallGuard, StreamProgress, map_sdk_error, sdk_http_client
+from ai_providers.money import TokenUsage
 from kernel.netguard import AddressRefused
 
 SYSTEM_ROLES = {"system", "developer"}
@@ -89,9 +91,8 @@ class AnthropicClient:
                 finish_reason=message.stop_reason or "stop",
                 model=message.model,
                 request_id=raw.headers.get("request-id"),
-                input_tokens=message.usage.input_tokens,
-                output_tokens=message.usage.output_tokens,
                 extra=extra,
+                **asdict(usage_tokens(message.usage)),
             )
         except (anthropic.AnthropicError, AddressRefused) as exc:
             guard.abandon_if_stopped()  # the caller stopped us (cancel, job deadline) while we waited
@@ -102,31 +103,29 @@ class AnthropicClient:
         stream = self._sdk.messages.create(**params, stream=True, timeout=self._timeout(guard))
         parts: list[str] = []
         length = 0
-        input_tokens = output_tokens = 0
+        usages = []  # message_start's, then each message_delta's
         finish, model, message_id = None, params["model"], None
         with stream:
             for event in stream:
                 guard.check()
                 if event.type == "message_start":
                     message_id, model = event.message.id, event.message.model or model
-                    input_tokens = event.message.usage.input_tokens or 0
-                    output_tokens = event.message.usage.output_tokens or 0
+                    usages.append(event.message.usage)
                 elif event.type == "content_block_delta" and event.delta.type == "text_delta":
                     parts.append(event.delta.text)
                     length += len(event.delta.text)
                     progress.update(length)
                 elif event.type == "message_delta":
                     finish = event.delta.stop_reason or finish
-                    output_tokens = event.usage.output_tokens or output_tokens
+                    usages.append(event.usage)
             request_id = stream.response.headers.get("request-id")
         return ChatResult(
             completion="".join(parts),
             finish_reason=finish or "end_turn",
             model=model,
             request_id=request_id,
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
             extra={"provider_response_id": message_id},
+            **asdict(usage_tokens(*usages)),
         )
 
     def check(self, *, timeout_seconds: float = 10.0) -> dict[str, Any]:
@@ -136,6 +135,33 @@ class AnthropicClient:
             return {"models": len(page.data)}
         except (anthropic.AnthropicError, AddressRefused) as exc:
             raise map_error(exc, self.name) from None
+
+
+USAGE_COUNTS = ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
+CACHE_SPLIT = ("ephemeral_5m_input_tokens", "ephemeral_1h_input_tokens")
+
+
+def usage_tokens(*usages) -> TokenUsage:
+    """The SDK's usage objects as token kinds: input_tokens exclude the cache reads and writes reported beside
+    them. A stream reports usage in message_start and again (cumulative) in message_delta: a later count
+    replaces an earlier one, a count a later event leaves out (None) keeps the earlier value."""
+    counts: dict[str, int | None] = {}
+    for usage in (u for u in usages if u is not None):
+        for name in USAGE_COUNTS:
+            if getattr(usage, name, None) is not None:
+                counts[name] = getattr(usage, name)
+        split = getattr(usage, "cache_creation", None)
+        for name in CACHE_SPLIT:
+            if getattr(split, name, None) is not None:
+                counts[name] = getattr(split, name)
+    return TokenUsage.from_anthropic(
+        input_tokens=counts.get("input_tokens") or 0,
+        output_tokens=counts.get("output_tokens") or 0,
+        cache_read_input_tokens=counts.get("cache_read_input_tokens") or 0,
+        cache_creation_input_tokens=counts.get("cache_creation_input_tokens") or 0,
+        ephemeral_5m_input_tokens=counts.get("ephemeral_5m_input_tokens"),
+        ephemeral_1h_input_tokens=counts.get("ephemeral_1h_input_tokens"),
+    )
 
 
 @lru_cache(maxsize=64)

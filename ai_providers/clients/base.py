@@ -10,6 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ai_providers.money import TokenUsage
+
 
 @dataclass
 class ChatRequest:
@@ -31,9 +33,24 @@ class ChatResult:
     finish_reason: str
     model: str
     request_id: str | None
-    input_tokens: int
+    input_tokens: int  # every prompt token, cached or not (ai_providers/money.py: TokenUsage)
     output_tokens: int
     extra: dict[str, Any] = field(default_factory=dict)  # e.g. tool_calls
+    cached_input_tokens: int = 0
+    cache_write_5m_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    @property
+    def tokens(self) -> TokenUsage:
+        return TokenUsage(
+            input_tokens=self.input_tokens,
+            output_tokens=self.output_tokens,
+            cached_input_tokens=self.cached_input_tokens,
+            cache_write_5m_tokens=self.cache_write_5m_tokens,
+            cache_write_1h_tokens=self.cache_write_1h_tokens,
+            reasoning_tokens=self.reasoning_tokens,
+        )
 
     def as_result_data(self) -> dict[str, Any]:
         return {

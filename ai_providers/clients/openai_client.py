@@ -1,6 +1,7 @@
 """OpenAI (and any OpenAI-compatible server) through the official `openai` SDK."""
 
 import json
+from dataclasses import asdict
 from functools import lru_cache
 from typing import Any
 
@@ -22,6 +23,7 @@ from ai_providers.clients.common import (
     sdk_http_client,
 )
 from ai_providers.clients.families import is_reasoning_model
+from ai_providers.money import TokenUsage
 from kernel.netguard import AddressRefused
 
 
@@ -117,8 +119,7 @@ class OpenAIClient:
             finish=(choice.finish_reason if choice else None) or "stop",
             model=response.model,
             request_id=raw.headers.get("x-request-id"),
-            input_tokens=usage.prompt_tokens if usage else None,
-            output_tokens=usage.completion_tokens if usage else None,
+            tokens=usage_tokens(usage),
             extra=extra,
         )
 
@@ -159,8 +160,7 @@ class OpenAIClient:
             finish=finish or "stop",
             model=model,
             request_id=request_id,
-            input_tokens=usage.prompt_tokens if usage else None,
-            output_tokens=usage.completion_tokens if usage else None,
+            tokens=usage_tokens(usage),
             extra=extra,
         )
 
@@ -172,15 +172,16 @@ class OpenAIClient:
         finish: str,
         model: str,
         request_id: str | None,
-        input_tokens: int | None,
-        output_tokens: int | None,
+        tokens: TokenUsage | None,
         extra: dict[str, Any],
     ) -> ChatResult:
-        if input_tokens is None or output_tokens is None:
+        if tokens is None:
             # Some compatible servers omit usage: estimate, and say so in the result.
             extra["usage_estimated"] = True
-            input_tokens = estimate_tokens("".join(str(m.get("content") or "") for m in request.messages))
-            output_tokens = estimate_tokens(text)
+            tokens = TokenUsage(
+                input_tokens=estimate_tokens("".join(str(m.get("content") or "") for m in request.messages)),
+                output_tokens=estimate_tokens(text),
+            )
         if request.response_format and request.response_format.get("type") in {"json_object", "json_schema"}:
             try:
                 extra["json"] = json.loads(text)
@@ -191,9 +192,8 @@ class OpenAIClient:
             finish_reason=finish,
             model=model,
             request_id=request_id,
-            input_tokens=int(input_tokens),
-            output_tokens=int(output_tokens),
             extra=extra,
+            **asdict(tokens),
         )
 
     def check(self, *, timeout_seconds: float = 10.0) -> dict[str, Any]:
@@ -203,6 +203,21 @@ class OpenAIClient:
             return {"models": len(page.data)}
         except (openai.OpenAIError, AddressRefused) as exc:
             raise map_error(exc, self.name) from None
+
+
+def usage_tokens(usage) -> TokenUsage | None:
+    """The SDK's usage object (whole answer, or the last chunk of a stream with include_usage) as token kinds:
+    prompt_tokens include the cached ones, completion_tokens the reasoning ones. None: the server sent none."""
+    if usage is None or usage.prompt_tokens is None or usage.completion_tokens is None:
+        return None
+    prompt_details = getattr(usage, "prompt_tokens_details", None)
+    completion_details = getattr(usage, "completion_tokens_details", None)
+    return TokenUsage.from_openai(
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        cached_tokens=(getattr(prompt_details, "cached_tokens", None) or 0),
+        reasoning_tokens=(getattr(completion_details, "reasoning_tokens", None) or 0),
+    )
 
 
 def _merge_tool_calls(calls: dict[int, dict[str, Any]], deltas) -> None:

@@ -5,7 +5,7 @@ def load(apps, schema_editor):
     from ai_providers.catalogue_defaults import load_catalogue
 
     load_catalogue(apps.get_model("ai_providers", "Provider"), apps.get_model("ai_providers", "ProviderModel"),
-                   apps.get_model("ai_providers", "ModelPrice"))
+                   apps.get_model("ai_providers", "ModelPrice"), token_rates=False)  # 0003 adds those
 
 
 class Migration(migrations.Migration):

@@ -9,6 +9,11 @@ another process can be scripted too:  `[fake status=429 times=1 key=t1]`, `[fake
 - trickle=S: stream one small chunk every S seconds, forever.
 - chunks=N delay=S: stream the answer in N chunks, S seconds apart.
 - usage=IN,OUT: report exactly these token counts; nousage: report none.
+- cached=N reasoning=R (OpenAI): N of the prompt tokens were cache reads (`prompt_tokens_details.cached_tokens`,
+  included in prompt_tokens as OpenAI does), R of the completion tokens were reasoning.
+- cached=N cache_write=W cache_write_1h=H (Anthropic): `cache_read_input_tokens` N, `cache_creation_input_tokens`
+  W + H split in `cache_creation` (5 minutes / 1 hour), all beside input_tokens (which excludes them, as
+  Anthropic does).
 Without usage=, tokens are counted as ceil(characters / 4) (prompt: all message contents; answer: the text),
 and the answer is cut to max_tokens*4 characters (finish_reason "length") like a real model.
 API key "bad-key" gets a 401. Python: `with FakeLLM() as server: server.openai_base_url`.
@@ -190,6 +195,8 @@ class _Handler(BaseHTTPRequestHandler):
                 "prompt_tokens": prompt,
                 "completion_tokens": completion,
                 "total_tokens": prompt + completion,
+                "prompt_tokens_details": {"cached_tokens": int(directive.get("cached", 0)), "audio_tokens": 0},
+                "completion_tokens_details": {"reasoning_tokens": int(directive.get("reasoning", 0))},
             }
         )
         headers = {"x-request-id": f"req_fake{number}"}
@@ -257,6 +264,12 @@ class _Handler(BaseHTTPRequestHandler):
         finish = "max_tokens" if finish == "length" else "end_turn"
         model, mid = body.get("model", "fake"), f"msg_fake{number}"
         headers = {"request-id": f"req_fake{number}"}
+        five_minutes, one_hour = int(directive.get("cache_write", 0)), int(directive.get("cache_write_1h", 0))
+        cache = {
+            "cache_read_input_tokens": int(directive.get("cached", 0)),
+            "cache_creation_input_tokens": five_minutes + one_hour,
+            "cache_creation": {"ephemeral_5m_input_tokens": five_minutes, "ephemeral_1h_input_tokens": one_hour},
+        }
         if not body.get("stream"):
             self._json(
                 200,
@@ -268,7 +281,7 @@ class _Handler(BaseHTTPRequestHandler):
                     "content": [{"type": "text", "text": text}],
                     "stop_reason": finish,
                     "stop_sequence": None,
-                    "usage": {"input_tokens": prompt, "output_tokens": completion},
+                    "usage": {"input_tokens": prompt, "output_tokens": completion, **cache},
                 },
                 headers,
             )
@@ -291,7 +304,7 @@ class _Handler(BaseHTTPRequestHandler):
                             "content": [],
                             "stop_reason": None,
                             "stop_sequence": None,
-                            "usage": {"input_tokens": prompt, "output_tokens": 1},
+                            "usage": {"input_tokens": prompt, "output_tokens": 1, **cache},
                         }
                     },
                 )

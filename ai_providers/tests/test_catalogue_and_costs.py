@@ -11,7 +11,8 @@ from django.utils import timezone
 from ai_core import services as jobs
 from ai_core.models import JobDailyStat
 from ai_providers.models import ModelPrice, ProviderModel
-from ai_providers.selectors import Price, catalogue_memo, cost_of, model_resolve, price_at
+from ai_providers.money import Price, TokenUsage, cost_of
+from ai_providers.selectors import catalogue_memo, model_resolve, price_at
 from ai_providers.services import client_for_model, price_set
 from ai_usage.models import AIJobUsage
 from business.errors import ApplicationError
@@ -46,7 +47,7 @@ def test_a_model_without_a_key_anywhere_is_not_configured(settings):
 def test_cost_arithmetic_to_six_decimals_by_hand():
     # gpt-4o-mini list price: $0.15 in / $0.60 out per million tokens.
     price = Price(Decimal("0.15"), Decimal("0.60"))
-    cost = cost_of(input_tokens=1234, output_tokens=567, price=price)
+    cost = cost_of(TokenUsage(input_tokens=1234, output_tokens=567), price)
     # 1234 × 0.15 / 1e6 = 0.0001851 → 0.000185 ; 567 × 0.60 / 1e6 = 0.0003402 → 0.000340
     assert (cost.input_cost, cost.output_cost, cost.total_cost) == (
         Decimal("0.000185"),
@@ -54,8 +55,8 @@ def test_cost_arithmetic_to_six_decimals_by_hand():
         Decimal("0.000525"),
     )
     # half-up at the sixth place: 5 × 0.15 / 1e6 = 0.00000075 → 0.000001
-    assert cost_of(input_tokens=5, output_tokens=0, price=price).input_cost == Decimal("0.000001")
-    big = cost_of(input_tokens=1_000_000, output_tokens=500_000, price=Price(Decimal("2.50"), Decimal("10.00")))
+    assert cost_of(TokenUsage(input_tokens=5), price).input_cost == Decimal("0.000001")
+    big = cost_of(TokenUsage(input_tokens=1_000_000, output_tokens=500_000), Price(Decimal("2.50"), Decimal("10.00")))
     assert big.total_cost == Decimal("7.500000")
 
 
@@ -100,12 +101,14 @@ def test_the_catalogue_memo_saves_queries_and_a_local_save_clears_it(settings, d
         catalogue_memo.clear()
 
 
-def _completed_job(personas, *, started: datetime, input_tokens: int, output_tokens: int):
+def _completed_job(
+    personas, *, started: datetime, input_tokens: int = 0, output_tokens: int = 0, tokens=None, model="gpt-4o-mini"
+):
     job, _ = jobs.job_create(
         brand=personas.brand_a,
         user=personas.alice,
         job_type="chat_completion",
-        input_data={"messages": [{"role": "user", "content": "hi"}], "model": "gpt-4o-mini"},
+        input_data={"messages": [{"role": "user", "content": "hi"}], "model": model},
     )
     done = jobs.job_start(job_pk=job.pk)
     type(job).objects.filter(pk=job.pk).update(started_at=started)  # as if it had run that day
@@ -115,8 +118,74 @@ def _completed_job(personas, *, started: datetime, input_tokens: int, output_tok
         result_data={"completion": "ok"},
         input_tokens=input_tokens,
         output_tokens=output_tokens,
+        tokens=tokens,
     )
     return AIJobUsage.objects.get(job=job)
+
+
+@pytest.mark.django_db
+def test_the_catalogue_carries_todays_rates_for_every_kind_of_token(catalogue):
+    def rates(name):
+        return price_at(name, at(10))
+
+    gpt = rates("gpt-4o")
+    assert (gpt.cached_input_per_million, gpt.cache_write_5m_per_million) == (Decimal("1.25"), None)
+    assert gpt.batch_ratio == Decimal("0.5") and gpt.long_context_threshold_tokens is None
+    sonnet = rates("claude-sonnet-4-5")
+    assert (sonnet.input_per_million, sonnet.cached_input_per_million) == (Decimal("3"), Decimal("0.3"))
+    assert (sonnet.cache_write_5m_per_million, sonnet.cache_write_1h_per_million) == (Decimal("3.75"), Decimal("6"))
+    assert (sonnet.long_context_threshold_tokens, sonnet.long_context_input_per_million) == (200_000, Decimal("6"))
+    assert rates("claude-haiku-4-5").cache_write_1h_per_million == Decimal("2")
+    assert rates("gpt-3.5-turbo").cached_input_per_million is None  # no prompt caching there
+    assert rates("echo-1").batch_ratio is None
+
+
+@pytest.mark.django_db
+def test_loading_the_catalogue_rates_again_keeps_an_operators_edited_price(catalogue):
+    from ai_providers.catalogue_defaults import load_token_rates
+
+    row = ModelPrice.objects.get(model__name="gpt-4o")
+    # As before the migration that added the rates, on a row whose input rate an operator had changed.
+    ModelPrice.objects.filter(pk=row.pk).update(
+        cached_input_per_million=None, batch_ratio=None, input_per_million=Decimal("2.00")
+    )
+    load_token_rates(ModelPrice)
+    row.refresh_from_db()
+    assert row.cached_input_per_million is None  # its input rate is no longer the list price: left alone
+    ModelPrice.objects.filter(pk=row.pk).update(input_per_million=Decimal("2.50"))
+    load_token_rates(ModelPrice)
+    row.refresh_from_db()
+    assert row.cached_input_per_million == Decimal("1.25")
+
+
+@pytest.mark.django_db
+def test_a_job_is_charged_for_cached_and_cache_write_tokens_and_reprice_keeps_them(personas, llm_env):
+    tokens = TokenUsage.from_anthropic(
+        input_tokens=100,
+        output_tokens=50,
+        cache_read_input_tokens=1000,
+        cache_creation_input_tokens=500,
+        ephemeral_5m_input_tokens=200,
+        ephemeral_1h_input_tokens=300,
+    )
+    usage = _completed_job(personas, started=at(10), tokens=tokens, model="claude-sonnet-4-5")
+    assert (usage.input_tokens, usage.cached_input_tokens, usage.total_tokens) == (1600, 1000, 1650)
+    # 100 × 3 + 1 000 × 0.30 + 200 × 3.75 + 300 × 6 = 3 150 µ$ ; 50 × 15 = 750 µ$
+    assert (usage.input_cost, usage.output_cost) == (Decimal("0.003150"), Decimal("0.000750"))
+    # Anthropic halves its cache-read rate from the 1st: reprice moves only that part.
+    price_set(
+        model=ProviderModel.objects.get(name="claude-sonnet-4-5"),
+        input_per_million=Decimal("3.00"),
+        output_per_million=Decimal("15.00"),
+        effective_from=at(1, 0),
+        cached_input_per_million=Decimal("0.15"),
+        cache_write_5m_per_million=Decimal("3.75"),
+        cache_write_1h_per_million=Decimal("6.00"),
+    )
+    call_command("reprice", "--since", "2026-03-01", "--until", "2026-04-01", stdout=StringIO())
+    usage.refresh_from_db()
+    assert (usage.input_cost, usage.total_cost) == (Decimal("0.003000"), Decimal("0.003750"))  # − 1 000 × 0.15
+    assert sum(JobDailyStat.objects.filter(status="completed").values_list("cost_micros", flat=True)) == 3750
 
 
 @pytest.mark.django_db

@@ -191,3 +191,24 @@ def test_repr_never_shows_the_key(fake_llm):
     client = OpenAIClient(api_key="sk-very-secret", base_url=fake_llm.openai_base_url)
     assert "sk-very-secret" not in repr(client)
     assert "sk-very-secret" not in repr(AnthropicClient(api_key="sk-very-secret", base_url=fake_llm.base_url))
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_openai_cached_and_reasoning_tokens_are_read_prompt_tokens_include_the_cached_ones(fake_llm, stream):
+    client = OpenAIClient(api_key="sk-test", base_url=fake_llm.openai_base_url)
+    result = ask(client, "cache me [fake usage=2010,30 cached=2000 reasoning=12]", stream=stream)
+    tokens = result.tokens
+    assert (tokens.input_tokens, tokens.cached_input_tokens, tokens.uncached_input_tokens) == (2010, 2000, 10)
+    assert (tokens.output_tokens, tokens.reasoning_tokens) == (30, 12)
+    assert (tokens.cache_write_5m_tokens, tokens.cache_write_1h_tokens) == (0, 0)
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_anthropic_cache_reads_and_writes_are_added_to_its_input_tokens(fake_llm, stream):
+    client = AnthropicClient(api_key="sk-test", base_url=fake_llm.base_url)
+    result = ask(client, "cache me [fake usage=100,40 cached=1000 cache_write=200 cache_write_1h=300]", stream=stream)
+    tokens = result.tokens
+    # Anthropic's input_tokens (100) exclude the cache reads and writes reported beside them.
+    assert (tokens.input_tokens, tokens.uncached_input_tokens, tokens.cached_input_tokens) == (1600, 100, 1000)
+    assert (tokens.cache_write_5m_tokens, tokens.cache_write_1h_tokens) == (200, 300)
+    assert (tokens.output_tokens, tokens.reasoning_tokens) == (40, 0)

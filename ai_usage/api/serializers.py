@@ -1,3 +1,4 @@
+from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
 
 from ai_usage.models import AIJobUsage, Quota
@@ -23,6 +24,10 @@ class UsageSerializer(serializers.ModelSerializer):
             "input_tokens",
             "output_tokens",
             "total_tokens",
+            "cached_input_tokens",
+            "cache_write_5m_tokens",
+            "cache_write_1h_tokens",
+            "reasoning_tokens",
             "input_cost",
             "output_cost",
             "total_cost",
@@ -55,6 +60,7 @@ class QuotaSerializer(serializers.ModelSerializer):
             "provider",
             "monthly_token_limit",
             "monthly_cost_limit",
+            "alert_thresholds",
             "is_active",
             "created_at",
             "updated_at",
@@ -77,4 +83,34 @@ class QuotaWriteSerializer(serializers.Serializer):
     monthly_cost_limit = serializers.DecimalField(
         max_digits=14, decimal_places=6, min_value=0, required=False, allow_null=True
     )
+    alert_thresholds = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=100),
+        max_length=10,
+        required=False,
+        help_text="percentages of a limit whose crossing (by the month's settled use) sends one `quota.threshold` "
+        "webhook per month; default [50, 80, 100]; [] for none",
+    )
     is_active = serializers.BooleanField(required=False)
+
+
+class RemainingQuotaSerializer(serializers.Serializer):
+    tokens = serializers.IntegerField(allow_null=True, help_text="tokens left this month; null: no token limit")
+    cost = serializers.DecimalField(
+        max_digits=14, decimal_places=6, allow_null=True, help_text="USD left this month; null: no cost limit"
+    )
+
+
+class QuotaExceededSerializer(serializers.Serializer):
+    """The 429 body of a submission that does not fit a quota (the first quota it does not fit)."""
+
+    detail = serializers.CharField()
+    error_code = serializers.ChoiceField(choices=["QUOTA_EXCEEDED"])
+    remaining_quota = RemainingQuotaSerializer(help_text="what is left of that quota this month (used + reserved)")
+    required = RemainingQuotaSerializer(help_text="the most this job can use: what it reserves")
+
+
+QUOTA_EXCEEDED_RESPONSE = OpenApiResponse(
+    QuotaExceededSerializer,
+    description="QUOTA_EXCEEDED: the job's maximum (prompt bound + output bound, at the current price) does not "
+    "fit what is left of a monthly quota",
+)

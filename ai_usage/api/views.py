@@ -64,7 +64,11 @@ class QuotaViewSet(BrandScopedMixin, viewsets.ViewSet):
         return Response(QuotaSerializer(selectors.quota_get(brand=request.brand, pk=pk)).data)
 
     def _data(self, validated: dict) -> dict:
-        data = {k: v for k, v in validated.items() if k in {"monthly_token_limit", "monthly_cost_limit", "is_active"}}
+        data = {
+            k: v
+            for k, v in validated.items()
+            if k in {"monthly_token_limit", "monthly_cost_limit", "is_active", "alert_thresholds"}
+        }
         if "scope" in validated:
             data["brand"] = self.request.brand if validated["scope"] == "brand" else None
         if "provider" in validated:

@@ -1,5 +1,6 @@
 """Quotas hold: a reservation per submit in one conditional UPDATE, settled or released exactly once."""
 
+import math
 import threading
 from datetime import date
 from decimal import Decimal
@@ -230,3 +231,40 @@ def test_fifty_parallel_submits_admit_exactly_one_when_one_fits(personas, llm_en
         thread.join()
     assert outcomes.count("admitted") == 1 and outcomes.count("QUOTA_EXCEEDED") == 49
     assert period(quota).reserved_tokens == need().tokens
+
+
+@pytest.mark.django_db
+def test_the_openapi_document_gives_the_shape_of_quota_exceeded_and_its_remaining_quota(client):
+    document = client.get("/api/schema/", HTTP_ACCEPT="application/json").json()
+    schemas = document["components"]["schemas"]
+    for path in ("/ai/jobs/", "/ai/openai/chat/"):
+        response = document["paths"][path]["post"]["responses"]["429"]
+        reference = response["content"]["application/json"]["schema"]["$ref"]
+        assert reference == "#/components/schemas/QuotaExceeded", path
+    body = schemas["QuotaExceeded"]
+    assert {"detail", "error_code", "remaining_quota", "required"} <= set(body["required"])
+    remaining = schemas[body["properties"]["remaining_quota"]["allOf"][0]["$ref"].rsplit("/", 1)[1]]
+    assert set(remaining["properties"]) == {"tokens", "cost"}
+    assert remaining["properties"]["tokens"]["nullable"] and remaining["properties"]["cost"]["nullable"]
+
+
+@pytest.mark.django_db
+def test_a_request_asking_for_cache_writes_reserves_its_prompt_at_the_dearest_write_rate(personas, llm_env):
+    plain = {"messages": [{"role": "user", "content": "x" * 1000}], "model": "claude-sonnet-4-5", "max_tokens": 10}
+    cached = {
+        **plain,
+        "messages": [
+            {
+                "role": "user",
+                "content": [{"type": "text", "text": "x" * 1000, "cache_control": {"type": "ephemeral", "ttl": "1h"}}],
+            }
+        ],
+    }
+    choice = model_resolve("claude-sonnet-4-5")
+    without, with_cache = (
+        reservation_for(input_data=plain, choice=choice),
+        reservation_for(input_data=cached, choice=choice),
+    )
+    # $3/1M per prompt token without caching, $6/1M (a 1-hour write) with it; 10 output tokens at $15/1M.
+    assert without.cost_micros == math.ceil(Decimal(without.tokens - 10) * 3 + 150)
+    assert with_cache.cost_micros == math.ceil(Decimal(with_cache.tokens - 10) * 6 + 150)

@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from webhooks.models import FINAL_EVENTS, WebhookDelivery, WebhookEndpoint
+from webhooks.models import EVENTS, WebhookDelivery, WebhookEndpoint
 
 
 class EndpointSerializer(serializers.ModelSerializer):
@@ -22,10 +22,11 @@ class EndpointInputSerializer(serializers.Serializer):
     url = serializers.URLField(max_length=500)
     description = serializers.CharField(max_length=200, required=False, allow_blank=True)
     events = serializers.ListField(
-        child=serializers.ChoiceField(choices=FINAL_EVENTS),
+        child=serializers.ChoiceField(choices=EVENTS),
         required=False,
         allow_empty=False,
-        max_length=len(FINAL_EVENTS),
+        max_length=len(EVENTS),
+        help_text="default: the four job events; add quota.threshold for budget alerts",
     )
     is_active = serializers.BooleanField(required=False)
 

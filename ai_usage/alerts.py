@@ -1,0 +1,133 @@
+"""Budget alerts: a quota's month crossing one of its thresholds (default 50, 80, 100 % of a limit).
+
+When: on settlement, against the month's settled use (`used`, the real cost and tokens of finished jobs), not
+the reservations — a reservation is an upper bound that is mostly given back, so alerting on it would cry
+wolf. A refused reservation (429 QUOTA_EXCEEDED) is rolled back with the refused job, so it records nothing.
+The percentage is the larger of tokens used / token limit and cost used / cost limit.
+
+Once: a row per (quota, month, threshold) under a unique constraint; inserting it with ON CONFLICT DO
+NOTHING is the compare-and-set that many settlements racing past the same threshold cannot win twice. Only
+the winner announces it (`quota_threshold_crossed`, after commit: the webhooks app delivers `quota.threshold`).
+"""
+
+from decimal import Decimal
+from typing import Any
+
+from django.db import transaction
+from django.dispatch import Signal
+from django.utils import timezone
+
+from ai_core.workflow import from_micros, to_micros
+from ai_usage.models import Quota, QuotaPeriod, QuotaThresholdCrossing, normalise_thresholds
+from business.errors import ApplicationError
+from business.sql import Insert, prepared_cursor
+
+# Sent after the commit of the settlement that crossed a threshold: sender=Quota, quota, crossing, payload (the
+# `quota.threshold` webhook's data).
+quota_threshold_crossed = Signal()
+
+CROSSING_INSERT = Insert(QuotaThresholdCrossing)
+
+
+def use_ratio(quota: Quota, *, tokens: int, cost_micros: int) -> Decimal:
+    """How much of the quota's tightest limit `tokens` and `cost_micros` take (1 = all of it)."""
+    ratios = [Decimal(0)]
+    if quota.monthly_token_limit:
+        ratios.append(Decimal(tokens) / Decimal(quota.monthly_token_limit))
+    if quota.monthly_cost_limit:
+        ratios.append(Decimal(cost_micros) / Decimal(to_micros(quota.monthly_cost_limit)))
+    return max(ratios)
+
+
+def clean_thresholds(value: Any) -> list[int]:
+    """A quota's thresholds as given by a client, normalised (models.normalise_thresholds), or a 400."""
+    try:
+        return normalise_thresholds(value)
+    except ValueError as exc:
+        raise ApplicationError(
+            str(exc), error_code="VALIDATION_ERROR", errors={"alert_thresholds": [str(exc)]}
+        ) from None
+
+
+def thresholds_check(*, period_pks: list[int]) -> list[QuotaThresholdCrossing]:
+    """Record (once) every threshold the settled use of these quota periods has reached. Call inside the
+    transaction that moved their counters, after the move: the period row it locked then holds the use every
+    earlier settlement committed plus this one."""
+    crossed = []
+    for period in (
+        QuotaPeriod.objects.filter(pk__in=period_pks)
+        .select_related("quota__brand", "quota__provider")
+        .order_by("quota_id")
+    ):
+        quota = period.quota
+        percent = use_ratio(quota, tokens=period.used_tokens, cost_micros=period.used_cost_micros) * 100
+        # Only well-formed thresholds count: a value written past the API's and the admin's checks must not
+        # break the settlement of a job.
+        due = [t for t in quota.alert_thresholds or [] if type(t) is int and 1 <= t <= 100 and percent >= t]
+        if not due:
+            continue
+        known = set(
+            QuotaThresholdCrossing.objects.filter(quota=quota, month=period.month).values_list("threshold", flat=True)
+        )
+        for threshold in sorted(set(due) - known):
+            crossing = QuotaThresholdCrossing(
+                quota=quota,
+                month=period.month,
+                threshold=threshold,
+                percent_used=percent.quantize(Decimal("0.01")),
+                used_tokens=period.used_tokens,
+                used_cost_micros=period.used_cost_micros,
+                crossed_at=timezone.now(),
+            )
+            if _insert_once(crossing):
+                crossed.append(crossing)
+                payload = crossing_payload(quota, crossing)
+                transaction.on_commit(
+                    lambda quota=quota, crossing=crossing, payload=payload: quota_threshold_crossed.send(
+                        sender=Quota, quota=quota, crossing=crossing, payload=payload
+                    )
+                )
+    return crossed
+
+
+def _insert_once(crossing: QuotaThresholdCrossing) -> bool:
+    with prepared_cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {QuotaThresholdCrossing._meta.db_table} ({CROSSING_INSERT.columns}) "
+            f"VALUES ({CROSSING_INSERT.placeholders}) ON CONFLICT DO NOTHING",
+            CROSSING_INSERT.values(crossing),
+        )
+        return cursor.rowcount == 1
+
+
+def crossings_of(quota: Quota, month) -> list[dict[str, Any]]:
+    """The thresholds the quota crossed in `month`, lowest first (the dashboards and quota_status)."""
+    return [
+        {
+            "threshold": c.threshold,
+            "crossed_at": c.crossed_at.isoformat(),
+            "percent_used": float(c.percent_used),
+        }
+        for c in QuotaThresholdCrossing.objects.filter(quota=quota, month=month).order_by("threshold")
+    ]
+
+
+def crossing_payload(quota: Quota, crossing: QuotaThresholdCrossing) -> dict[str, Any]:
+    """The `quota.threshold` webhook's data: which quota, brand (null: company-wide), threshold, month, use
+    when it was crossed, and the limits."""
+    return {
+        "quota_id": quota.pk,
+        "brand": {"id": quota.brand_id, "name": quota.brand.name} if quota.brand_id else None,
+        "provider": quota.provider.name if quota.provider_id else None,
+        "threshold": crossing.threshold,
+        "month": crossing.month.strftime("%Y-%m"),
+        "percent_used": float(crossing.percent_used),
+        "used": {"tokens": crossing.used_tokens, "cost": str(from_micros(crossing.used_cost_micros))},
+        "limit": {
+            "tokens": quota.monthly_token_limit,
+            "cost": str(Decimal(quota.monthly_cost_limit).quantize(Decimal("0.000001")))
+            if quota.monthly_cost_limit is not None
+            else None,
+        },
+        "crossed_at": crossing.crossed_at.isoformat(),
+    }
