@@ -19,6 +19,7 @@ from ai_providers.models import (
 from business.errors import ApplicationError, NotFound
 from business.memo import TTLMemo
 from business.models import Brand
+from business.timestamps import api_timestamp
 
 MICRO = Decimal("0.000001")
 MILLION = Decimal(1_000_000)
@@ -223,7 +224,7 @@ def model_as_dict(model: ProviderModel) -> dict:
         "price": {
             "input_per_million": str(price.input_per_million),
             "output_per_million": str(price.output_per_million),
-            "effective_from": price.effective_from.isoformat() if price.effective_from else None,
+            "effective_from": api_timestamp(price.effective_from),
             "currency": "USD",
         },
     }

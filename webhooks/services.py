@@ -18,6 +18,7 @@ from aicore.webhooks import sign
 from business.errors import ApplicationError
 from business.models import Brand, User
 from business.sql import prepared_cursor
+from business.timestamps import api_timestamp
 from webhooks.models import FINAL_EVENTS, WebhookDelivery, WebhookEndpoint, new_secret
 from webhooks.safety import UnsafeTarget, check_target
 
@@ -103,7 +104,7 @@ def on_job_final(sender=None, *, job_pk: int, status: str, **_) -> list[int]:
     if job is None:
         return []
     now = timezone.now()
-    payload = {"event": event, "created_at": now.isoformat(), "data": {"job": JobSerializer(job).data}}
+    payload = {"event": event, "created_at": api_timestamp(now), "data": {"job": JobSerializer(job).data}}
     payload = json.loads(json.dumps(payload, default=str))  # dates and decimals as the API writes them
     deliveries = WebhookDelivery.objects.bulk_create(
         [

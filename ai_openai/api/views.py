@@ -14,6 +14,7 @@ from ai_providers.models import ProviderKind
 from ai_providers.selectors import key_source, model_as_dict, models_of_kind
 from business.api.mixins import BrandScopedMixin
 from business.errors import ApplicationError
+from business.timestamps import api_timestamp
 
 CHAT_JOB_TYPE = "chat_completion"
 MAX_SYNC_WAIT_SECONDS = 60
@@ -81,7 +82,7 @@ class ChatView(BrandScopedMixin, APIView):
                 "status": "async",
                 "task_id": job.job_id,
                 "message": f"Job accepted; follow it at /ai/jobs/{job.job_id}/",
-                "estimated_completion": eta.isoformat(),
+                "estimated_completion": api_timestamp(eta),
             },
             status=status.HTTP_202_ACCEPTED,
         )
