@@ -40,6 +40,7 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "testserver
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
 INSTALLED_APPS = [
+    "web",  # first: its admin/base_site.html (the favicon) overrides the admin's own
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -57,7 +58,6 @@ INSTALLED_APPS = [
     "ai_openai",
     "ai_usage",
     "webhooks",
-    "web",
 ]
 # `make bench` only: a bare DRF ModelViewSet served beside the API as the benchmark's baseline.
 AICORE_BENCH_BASELINE = env_bool("AICORE_BENCH_BASELINE", default=False)

@@ -23,7 +23,18 @@ MAX_SYNC_WAIT_SECONDS = 60
 class ChatView(BrandScopedMixin, APIView):
     """An OpenAI chat completion as a job: 201 with the answer (synchronous job types), else 202 to poll."""
 
-    @extend_schema(request=ChatRequestSerializer, responses={201: dict, 202: dict})
+    @extend_schema(
+        summary="OpenAI chat completion",
+        description=(
+            "A chat completion as a `chat_completion` job. OpenAI parameters are checked per model family "
+            "(o-series: `reasoning_effort`, `max_completion_tokens`, no `temperature`; others: `max_tokens`, "
+            "`temperature`), else 400 INVALID_PARAMETER_FOR_MODEL with `invalid_params`. A synchronous job type "
+            "answers 201 with the result, usage (`cost_usd`), model and `execution_time_ms`; `run_async: true` "
+            "or an asynchronous type answers 202 with the job to follow."
+        ),
+        request=ChatRequestSerializer,
+        responses={201: dict, 202: dict},
+    )
     def post(self, request):
         payload = ChatRequestSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
@@ -109,7 +120,14 @@ class ChatView(BrandScopedMixin, APIView):
 class ChatModelsView(BrandScopedMixin, APIView):
     """Models /ai/openai/chat/ accepts, with their family's parameter rules and current price."""
 
-    @extend_schema(responses={200: dict})
+    @extend_schema(
+        summary="Models for OpenAI chat",
+        description=(
+            "The models `/ai/openai/chat/` accepts, with their price, whether a key is available, the default "
+            "model, and the parameters their family accepts."
+        ),
+        responses={200: dict},
+    )
     def get(self, request):
         models = list(models_of_kind({ProviderKind.OPENAI, ProviderKind.ECHO}))
         available = {}

@@ -1,5 +1,6 @@
 from rest_framework import serializers
 
+from ai_core.api.serializers import BrandRefSerializer
 from ai_usage.models import AIJobUsage, Quota
 
 
@@ -34,11 +35,6 @@ class UsageSerializer(serializers.ModelSerializer):
             "created_at",
         ]
         read_only_fields = fields
-
-
-class BrandRefSerializer(serializers.Serializer):
-    id = serializers.IntegerField()
-    name = serializers.CharField()
 
 
 class QuotaSerializer(serializers.ModelSerializer):
