@@ -205,7 +205,7 @@ def _stream_operation(*, operation_id: str, summary: str, description: str, erro
         "operationId": operation_id,
         "summary": summary,
         "description": f"{description}\n\n{_STREAM_FORMAT}",
-        "tags": ["ai"],
+        "tags": ["jobs"],
         "security": [{"jwtAuth": []}, {"cookieAuth": []}],
         "responses": {
             "200": {

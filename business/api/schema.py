@@ -58,6 +58,12 @@ class ErrorAwareAutoSchema(AutoSchema):
     """AutoSchema that adds the error responses of our exception handler to each operation, and the
     X-Brand-ID header to every brand-scoped view."""
 
+    def get_tags(self):
+        """Swagger UI groups by the URL's resource: /ai/jobs/… "jobs", /ai/providers/quotas/… "providers",
+        /auth/… "auth" (drf-spectacular's default puts every /ai/ operation under one "ai")."""
+        segments = [segment for segment in self.path.split("/") if segment]
+        return [segments[1] if segments[0] == "ai" and len(segments) > 1 else segments[0]]
+
     def get_override_parameters(self):
         parameters = list(super().get_override_parameters())
         if isinstance(self.view, BrandScopedMixin):
