@@ -119,6 +119,19 @@ def test_client_refreshes_an_expired_token_and_manages_webhooks(live_asgi, perso
     assert list(admin.webhooks()) == []
 
 
+def test_client_manages_quotas_on_their_documented_path(live_asgi, personas, connect):
+    admin = connect(live_asgi, username="ada", password="ada-pass-1", brand=personas.brand_a.id)
+
+    quota = admin.create_quota(scope="brand", monthly_token_limit=1000)
+    admin.update_quota(quota["id"], monthly_token_limit=2000)
+
+    assert [(q["id"], q["monthly_token_limit"]) for q in admin.quotas()] == [(quota["id"], 2000)]
+    assert admin.quota_status(quota["id"])["limits"]["tokens"] == 2000
+    assert [s["quota_id"] for s in admin.quota_status()] == [quota["id"]]
+    admin.delete_quota(quota["id"])
+    assert admin.quotas() == []
+
+
 def test_cli_submit_wait_list_show_cancel_dashboard(live_asgi, personas, worker, tmp_path, capsys):
     connect = ["--url", live_asgi, "--username", "alice", "--password", "alice-pass-1"]
     prompt = tmp_path / "prompt.json"
