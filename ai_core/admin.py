@@ -68,6 +68,23 @@ class AIJobAdmin(admin.ModelAdmin):
             return False
         return super().has_change_permission(request, obj)
 
+    def has_delete_permission(self, request, obj=None):
+        if obj is not None and obj.status == JobStatus.RUNNING:
+            return False  # cancel it first, as the API says
+        return super().has_delete_permission(request, obj)
+
+    def delete_model(self, request, obj):
+        # job_delete, not a plain DELETE: the roll-up the API counts from moves with it, and a pending job's
+        # quota reservation is released.
+        services.job_delete(job=obj)
+
+    def delete_queryset(self, request, queryset):
+        for job in queryset:
+            try:
+                services.job_delete(job=job)
+            except ApplicationError as exc:
+                self.message_user(request, f"{job.job_id} not deleted: {exc.detail}", level=messages.ERROR)
+
     def save_model(self, request, obj, form, change):
         """Through job_update, as the API does: the input is validated against the job type and the write
         is a compare-and-set on the status, so a job a worker claimed meanwhile is not overwritten."""

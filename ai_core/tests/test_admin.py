@@ -92,3 +92,26 @@ def test_the_admin_and_the_pages_link_the_local_favicon(staff, client):
     assert icon in staff.get(reverse("admin:index")).content.decode()
     assert icon in staff.get("/dashboard/").content.decode()
     assert staff.get("/favicon.ico").headers["Location"] == "/static/web/favicon.svg"
+
+
+def test_deleting_in_the_admin_keeps_the_api_counts_true(staff, personas, client_for):
+    jobs = [
+        AIJobFactory(brand=personas.brand_a, created_by=personas.alice, status=status)
+        for status in (JobStatus.PENDING, JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.RUNNING)
+    ]
+    pending, completed, failed, running = jobs
+
+    changelist = reverse("admin:ai_core_aijob_changelist")
+    staff.post(reverse("admin:ai_core_aijob_delete", args=[pending.pk]), {"post": "yes"})
+    staff.post(changelist, {"action": "delete_selected", "_selected_action": [completed.pk], "post": "yes"})
+    refused = staff.post(reverse("admin:ai_core_aijob_delete", args=[running.pk]), {"post": "yes"})
+    with_a_running_one = staff.post(
+        changelist, {"action": "delete_selected", "_selected_action": [failed.pk, running.pk], "post": "yes"}
+    )
+
+    assert refused.status_code == 403
+    assert with_a_running_one.status_code == 403  # Django refuses the whole selection
+    assert set(AIJob.objects.values_list("pk", flat=True)) == {failed.pk, running.pk}
+    api = client_for(personas.alice, personas.brand_a)
+    assert api.get("/ai/jobs/").json()["count"] == 2  # from the roll-up: it moved with every delete
+    assert api.get("/ai/jobs/", {"status": "completed"}).json()["count"] == 0
