@@ -12,13 +12,13 @@ from dataclasses import replace
 from django.db import connection, transaction
 from django.utils import timezone
 
-from ai_core.models import PRIORITY_RANK, AIJob, JobPriority, JobStatus
+from ai_core.models import AIJob, JobPriority, JobStatus
 from ai_core.services import job_claim_pending, job_start
 from ai_core.workflow import IllegalTransition, Transitioned
 from business.errors import Conflict, NotFound
 from business.sql import prepared_cursor
 
-PRIORITY_ORDER = tuple(sorted(JobPriority, key=lambda level: PRIORITY_RANK[level.value], reverse=True))  # urgent first
+PRIORITY_ORDER = tuple(reversed(JobPriority))  # urgent first: JobPriority is declared by rank, as PRIORITY_RANK
 MAX_LOST_RACES = 8
 
 
