@@ -28,10 +28,16 @@ FINAL_STATUS_VALUES = sorted(s.value for s in FINAL_STATUSES)
 
 
 class JobPriority(models.TextChoices):
+    """Declared from the lowest rank to the highest: PRIORITY_RANK (and the claim's order) follow it."""
+
     LOW = "low"
     NORMAL = "normal"
     HIGH = "high"
     URGENT = "urgent"
+
+
+# low 0 < normal 1 < high 2 < urgent 3: the one statement of what "more urgent" means.
+PRIORITY_RANK = {priority.value: rank for rank, priority in enumerate(JobPriority)}
 
 
 class AIJobType(models.Model):

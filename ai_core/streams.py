@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 from ai_core.models import FINAL_STATUSES, AIJob, AIJobEvent, JobStatus
 from business.models import Brand
+from business.timestamps import api_timestamp
 
 # How long a transaction may stay open between inserting an event and committing it and still be streamed.
 LATE_COMMIT_WINDOW_SECONDS = 30.0
@@ -29,7 +30,7 @@ def event_payload(row: dict) -> dict:
         "status": row["to_status"],
         "attempt": row["attempt"],
         "reason": row["reason"],
-        "at": row["at"].isoformat(),
+        "at": api_timestamp(row["at"]),
     }
 
 

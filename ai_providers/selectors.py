@@ -21,6 +21,7 @@ from ai_providers.money import FREE, Cost, Price, TokenUsage, cost_of  # noqa: F
 from business.errors import ApplicationError, NotFound
 from business.memo import TTLMemo
 from business.models import Brand
+from business.timestamps import api_timestamp
 
 BUILTIN_ECHO = Provider(
     name="echo",
@@ -211,7 +212,7 @@ def model_as_dict(model: ProviderModel) -> dict:
             **{name: rate(getattr(price, name)) for name in OPTIONAL_RATES},
             "batch_ratio": None if price.batch_ratio is None else str(price.batch_ratio),
             "long_context_threshold_tokens": price.long_context_threshold_tokens,
-            "effective_from": price.effective_from.isoformat() if price.effective_from else None,
+            "effective_from": api_timestamp(price.effective_from),
             "currency": "USD",
         },
     }

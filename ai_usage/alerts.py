@@ -21,6 +21,7 @@ from ai_core.workflow import from_micros, to_micros
 from ai_usage.models import Quota, QuotaPeriod, QuotaThresholdCrossing, normalise_thresholds
 from business.errors import ApplicationError
 from business.sql import Insert, prepared_cursor
+from business.timestamps import api_timestamp
 
 # Sent after the commit of the settlement that crossed a threshold: sender=Quota, quota, crossing, payload (the
 # `quota.threshold` webhook's data).
@@ -105,7 +106,7 @@ def crossings_of(quota: Quota, month) -> list[dict[str, Any]]:
     return [
         {
             "threshold": c.threshold,
-            "crossed_at": c.crossed_at.isoformat(),
+            "crossed_at": api_timestamp(c.crossed_at),
             "percent_used": float(c.percent_used),
         }
         for c in QuotaThresholdCrossing.objects.filter(quota=quota, month=month).order_by("threshold")
@@ -129,5 +130,5 @@ def crossing_payload(quota: Quota, crossing: QuotaThresholdCrossing) -> dict[str
             if quota.monthly_cost_limit is not None
             else None,
         },
-        "crossed_at": crossing.crossed_at.isoformat(),
+        "crossed_at": api_timestamp(crossing.crossed_at),
     }

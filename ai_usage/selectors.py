@@ -15,6 +15,7 @@ from ai_usage.services import month_start, next_month, quota_status
 from business.errors import ApplicationError, NotFound
 from business.models import Brand
 from business.sql import prepared_cursor
+from business.timestamps import api_timestamp
 
 HEALTH_WINDOW = timedelta(minutes=15)
 # Parts of input_tokens (cache reads and writes) and of output_tokens (reasoning), summed beside them.
@@ -175,7 +176,7 @@ def provider_health(*, brand: Brand, providers: list) -> dict[int, dict[str, Any
             if credential is None or credential.last_tested_at is None
             else {
                 "ok": credential.last_test_ok,
-                "at": credential.last_tested_at.isoformat(),
+                "at": api_timestamp(credential.last_tested_at),
                 "message": credential.last_test_message,
             },
         }

@@ -18,6 +18,7 @@ import os
 import sys
 from pathlib import Path
 
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -148,7 +149,7 @@ def cmd_jobs(client: AICoreClient, args, console: Console) -> int:
             jobs.append(job)
             if len(jobs) >= args.limit:
                 break
-        _print(console, args, jobs, lambda: console.print(_jobs_table(jobs)))
+        _print(console, args, jobs, lambda: console.print(_jobs_table(jobs, width=console.width)))
     return EXIT_OK
 
 
@@ -156,10 +157,11 @@ def cmd_dashboard(client: AICoreClient, args, console: Console) -> int:
     data = client.dashboard(scope="company" if args.company else "brand")
 
     def render() -> None:
-        stats = Table(title=f"AI jobs ({data['scope']})")
-        for key in data["stats"]:
-            stats.add_column(key.replace("_", " "), justify="right")
-        stats.add_row(*(str(value) for value in data["stats"].values()))
+        stats = Table(title=f"AI jobs ({data['scope']})")  # one line per total: fits any terminal
+        stats.add_column("total", no_wrap=True)
+        stats.add_column("jobs", justify="right")
+        for key, value in data["stats"].items():
+            stats.add_row(key.replace("_", " "), str(value))
         console.print(stats)
         types = Table(title="Top job types")
         types.add_column("job type")
@@ -181,7 +183,7 @@ def cmd_dashboard(client: AICoreClient, args, console: Console) -> int:
             for day in active:
                 days.add_row(day["date"], str(day["jobs"]), f"${day['total_cost']}")
             console.print(days)
-        console.print(_jobs_table(data["recent_jobs"], title="Recent jobs"))
+        console.print(_jobs_table(data["recent_jobs"], width=console.width, title="Recent jobs"))
 
     _print(console, args, data, render)
     return EXIT_OK
@@ -222,24 +224,33 @@ def _status(status: str) -> str:
     return f"[{STATUS_STYLE.get(status, 'white')}]{status}[/]"
 
 
-def _jobs_table(jobs: list[dict], *, title: str = "Jobs") -> Table:
-    table = Table(title=title)
-    table.add_column("job_id", no_wrap=True, min_width=19)  # ids are copied from here: never cut them
+# From this terminal width on, the jobs table also shows when each job was created.
+WIDE_TERMINAL = 100
+
+
+def _jobs_table(jobs: list[dict], *, width: int, title: str = "Jobs") -> Table:
+    """A table that fits `width` (80 columns and up): job_id, type and status are never cut — ids are copied
+    from here and a status is read whole — and the description wraps in the room that is left."""
+    table = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
+    table.add_column("job_id", no_wrap=True, min_width=19)
     table.add_column("type", no_wrap=True)
-    table.add_column("status")
-    table.add_column("progress", justify="right")
-    table.add_column("priority")
-    table.add_column("created (UTC)", no_wrap=True)
-    table.add_column("description")
+    table.add_column("status", no_wrap=True, min_width=max(map(len, STATUS_STYLE)))
+    table.add_column("%", justify="right", no_wrap=True)
+    table.add_column("priority", no_wrap=True)
+    wide = width >= WIDE_TERMINAL
+    if wide:
+        table.add_column("created (UTC)", no_wrap=True)
+    table.add_column("description", ratio=1, overflow="fold")
     for job in jobs:
+        created = [job["created_at"][5:16].replace("T", " ")] if wide else []
         table.add_row(
             job["job_id"],
             job["job_type"]["name"],
             _status(job["status"]),
             f"{job['progress_percentage']}%",
             job["priority"],
-            job["created_at"][5:19].replace("T", " "),
-            (job.get("description") or "")[:40],
+            *created,
+            job.get("description") or "",
         )
     return table
 

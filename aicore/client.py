@@ -351,22 +351,22 @@ class AICoreClient:
         return self._send("POST", f"/ai/providers/credentials/{credential_id}/test_connection/")
 
     def quotas(self) -> list[dict]:
-        return self._send("GET", "/ai/usage/quotas/")
+        return self._send("GET", "/ai/providers/quotas/")
 
     def create_quota(self, **fields: Any) -> dict:
-        return self._send("POST", "/ai/usage/quotas/", json=fields)
+        return self._send("POST", "/ai/providers/quotas/", json=fields)
 
     def update_quota(self, quota_id: int, **fields: Any) -> dict:
-        return self._send("PATCH", f"/ai/usage/quotas/{quota_id}/", json=fields)
+        return self._send("PATCH", f"/ai/providers/quotas/{quota_id}/", json=fields)
 
     def delete_quota(self, quota_id: int) -> None:
-        self._send("DELETE", f"/ai/usage/quotas/{quota_id}/")
+        self._send("DELETE", f"/ai/providers/quotas/{quota_id}/")
 
     def quota_status(self, quota_id: int | None = None) -> Any:
         """One quota's status (used, remaining, reset date, near_limit), or every quota of the brand."""
         if quota_id is None:
-            return self._send("GET", "/ai/usage/quotas/status/")
-        return self._send("GET", f"/ai/usage/quotas/{quota_id}/quota_status/")
+            return self._send("GET", "/ai/providers/quotas/status/")
+        return self._send("GET", f"/ai/providers/quotas/{quota_id}/quota_status/")
 
     def usage(self, **filters: Any) -> Iterator[dict]:
         return self.pages("/ai/usage/", **filters)

@@ -1,9 +1,10 @@
 from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView
 
 from ops import views as ops
+from web.api_docs import RedocDocsView, SwaggerDocsView
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -14,7 +15,8 @@ urlpatterns = [
     path("ai/", include("ai_core.api.urls")),
     path("ai/", include("webhooks.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("api/docs/", SwaggerDocsView.as_view(url_name="schema"), name="swagger-ui"),
+    path("api/redoc/", RedocDocsView.as_view(url_name="schema"), name="redoc"),
     path("metrics", ops.metrics, name="metrics"),
     path("healthz", ops.healthz, name="healthz"),
     path("readyz", ops.readyz, name="readyz"),

@@ -1,4 +1,5 @@
 from django.contrib.auth import views as auth_views
+from django.templatetags.static import static
 from django.urls import path
 from django.views.generic import RedirectView
 
@@ -7,6 +8,8 @@ from web.forms import ThrottledLoginForm
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="web-dashboard"), name="web-home"),
+    # Where browsers look for an icon when a page (JSON, /metrics) names none.
+    path("favicon.ico", RedirectView.as_view(url=static("web/favicon.svg")), name="favicon"),
     path(
         "login/",
         auth_views.LoginView.as_view(

@@ -18,6 +18,7 @@ from aicore.webhooks import sign
 from business.errors import ApplicationError
 from business.models import Brand, User
 from business.sql import prepared_cursor
+from business.timestamps import api_timestamp
 from kernel.netguard import AddressRefused, guarded_client
 from webhooks.models import EVENTS, FINAL_EVENTS, QUOTA_THRESHOLD, WebhookDelivery, WebhookEndpoint, new_secret
 from webhooks.safety import check_target, webhook_policy
@@ -106,7 +107,7 @@ def on_job_final(sender=None, *, job_pk: int, status: str, **_) -> list[int]:
     if job is None:
         return []
     now = timezone.now()
-    payload = {"event": event, "created_at": now.isoformat(), "data": {"job": JobSerializer(job).data}}
+    payload = {"event": event, "created_at": api_timestamp(now), "data": {"job": JobSerializer(job).data}}
     payload = json.loads(json.dumps(payload, default=str))  # dates and decimals as the API writes them
     deliveries = WebhookDelivery.objects.bulk_create(
         [
@@ -134,7 +135,7 @@ def on_quota_threshold(sender=None, *, quota, payload: dict, **_) -> list[int]:
     if not endpoints:
         return []
     now = timezone.now()
-    body = {"event": QUOTA_THRESHOLD, "created_at": now.isoformat(), "data": payload}
+    body = {"event": QUOTA_THRESHOLD, "created_at": api_timestamp(now), "data": payload}
     deliveries = WebhookDelivery.objects.bulk_create(
         [
             WebhookDelivery(endpoint=e, job=None, job_ref="", event=QUOTA_THRESHOLD, payload=body, next_attempt_at=now)

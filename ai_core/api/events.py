@@ -155,3 +155,104 @@ async def brand_events(request: HttpRequest):
                 yield ": keep-alive\n\n"
 
     return _stream_response(generate())
+
+
+# --- OpenAPI ------------------------------------------------------------------------------------------
+# These plain async views are outside DRF, so drf-spectacular cannot see them; this hook adds them to the
+# document by hand (POSTPROCESSING_HOOKS in settings).
+
+_STREAM_FORMAT = """Frames are `text/event-stream` (one blank line between frames):
+
+- `retry: <ms>` once, first: how long a client waits before it reconnects.
+- `event: status` with `id: <event id>` — a transition: `data` is
+  `{"event_id", "id", "job_id", "from_status", "to_status", "status", "attempt", "reason", "at"}`
+  (`at`: ISO 8601 in UTC with a `Z` suffix, like every timestamp of the API).
+- `event: progress` — `data` is `{"id", "job_id", "status", "progress_percentage"}` while a job runs.
+- `: keep-alive` comments while nothing happens.
+
+The stream closes after `AICORE_SSE_MAX_SECONDS`; reconnect with `Last-Event-ID` (or `?last_event_id=`) to
+resume exactly after the last event received. Browsers' `EventSource` cannot send headers: it may use the web
+session and `?brand=` instead of `Authorization` and `X-Brand-ID`."""
+
+
+def _stream_parameters() -> list[dict]:
+    return [
+        {
+            "in": "header",
+            "name": "X-Brand-ID",
+            "schema": {"type": "integer"},
+            "description": "Brand to act on (required when the user can act on several brands)",
+        },
+        {"in": "query", "name": "brand", "schema": {"type": "integer"}, "description": "X-Brand-ID, for EventSource"},
+        {
+            "in": "header",
+            "name": "Last-Event-ID",
+            "schema": {"type": "integer", "minimum": 0},
+            "description": "Resume after this event id",
+        },
+        {
+            "in": "query",
+            "name": "last_event_id",
+            "schema": {"type": "integer", "minimum": 0},
+            "description": "Last-Event-ID, for EventSource",
+        },
+    ]
+
+
+def _stream_operation(*, operation_id: str, summary: str, description: str, errors: dict[str, str]) -> dict:
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    return {
+        "operationId": operation_id,
+        "summary": summary,
+        "description": f"{description}\n\n{_STREAM_FORMAT}",
+        "tags": ["jobs"],
+        "security": [{"jwtAuth": []}, {"cookieAuth": []}],
+        "responses": {
+            "200": {
+                "description": "An open event stream",
+                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            },
+            **{code: {"description": text, "content": error} for code, text in errors.items()},
+        },
+    }
+
+
+def document_streams(result, generator, request, public):
+    """drf-spectacular post-processing hook: the two SSE streams in the OpenAPI document."""
+    errors = {
+        "400": "INVALID_LAST_EVENT_ID",
+        "401": "Missing, invalid or expired credentials",
+        "403": "BRAND_ACCESS_DENIED or BRAND_REQUIRED",
+    }
+    job_id = {"in": "path", "name": "id", "required": True, "schema": {"type": "string"}}
+    job_id["description"] = "The job's id or job_id"
+    result["paths"]["/ai/jobs/{id}/events/"] = {
+        "get": {
+            **_stream_operation(
+                operation_id="ai_jobs_events_stream",
+                summary="Follow one job live (SSE)",
+                description=(
+                    "Streams the job's transitions from its creation (or after Last-Event-ID) and its progress "
+                    'while it runs, then `event: end` (`data` `{"id", "job_id"}`) once the job is final and '
+                    "every event was sent. Another brand's job is a 404."
+                ),
+                errors={**errors, "404": "No such job in this brand (JOB_NOT_FOUND)"},
+            ),
+            "parameters": [job_id, *_stream_parameters()],
+        }
+    }
+    result["paths"]["/ai/jobs/events/"] = {
+        "get": {
+            **_stream_operation(
+                operation_id="ai_jobs_events_brand_stream",
+                summary="Follow every job of the brand live (SSE)",
+                description=(
+                    "Streams every transition and progress of the brand's jobs from now on (or after "
+                    "Last-Event-ID). Events of other brands never appear. The stream has no end event."
+                ),
+                errors=errors,
+            ),
+            "parameters": _stream_parameters(),
+        }
+    }
+    return result

@@ -2,13 +2,13 @@ from datetime import UTC
 
 import django_filters
 from django import forms
-from django.db.models import Q
+from django.db.models import Case, IntegerField, Q, Value, When
 from django.utils import timezone
 from django_filters.fields import IsoDateTimeField
 from django_filters.rest_framework import DjangoFilterBackend
 
 from ai_core import selectors
-from ai_core.models import AIJob, JobPriority, JobStatus
+from ai_core.models import PRIORITY_RANK, AIJob, JobPriority, JobStatus
 from business.errors import ApplicationError
 
 
@@ -41,6 +41,27 @@ class DateTimeFilter(django_filters.IsoDateTimeFilter):
     field_class = UTCRepresentableDateTimeField
 
 
+class JobOrderingFilter(django_filters.OrderingFilter):
+    """`priority` orders by rank, not alphabetically: `-priority` is urgent > high > normal > low, `priority` the
+    reverse; jobs of one rank come newest first, as in the default order, so pages are stable."""
+
+    def filter(self, qs, value):
+        if not value or not any(param.lstrip("-") == "priority" for param in value):
+            return super().filter(qs, value)
+        ordering = []
+        for param in value:
+            field = self.get_ordering_value(param)
+            if field.lstrip("-") == "priority":
+                # An expression, not a column: only a list ordered by priority pays for it.
+                rank = Case(
+                    *(When(priority=name, then=Value(rank)) for name, rank in PRIORITY_RANK.items()),
+                    output_field=IntegerField(),
+                )
+                field = rank.desc() if field.startswith("-") else rank.asc()
+            ordering.append(field)
+        return qs.order_by(*ordering, "-created_at", "-id")
+
+
 class JobFilter(django_filters.FilterSet):
     status = django_filters.ChoiceFilter(choices=JobStatus.choices)
     priority = django_filters.ChoiceFilter(choices=JobPriority.choices)
@@ -53,7 +74,7 @@ class JobFilter(django_filters.FilterSet):
     created_at__gte = DateTimeFilter(field_name="created_at", lookup_expr="gte")
     created_at__lte = DateTimeFilter(field_name="created_at", lookup_expr="lte")
     search = django_filters.CharFilter(method="filter_search", max_length=200)
-    ordering = django_filters.OrderingFilter(
+    ordering = JobOrderingFilter(
         fields=[
             "created_at",
             "updated_at",
@@ -63,7 +84,12 @@ class JobFilter(django_filters.FilterSet):
             "status",
             "priority",
             "id",
-        ]
+        ],
+        help_text=(
+            "Comma-separated fields, `-` for descending. `priority` sorts by rank: `-priority` puts urgent first "
+            "(urgent > high > normal > low), `priority` low first; within a rank, newest first. "
+            "Default: `-created_at`."
+        ),
     )
 
     class Meta:

@@ -1,17 +1,8 @@
-from datetime import UTC
-
 from rest_framework import serializers
 
 from ai_core.extensions import job_extension
 from ai_core.models import AIJob, AIJobEvent, AIJobType, JobPriority, JobStatus
-
-
-def _iso(value):
-    """What DRF's DateTimeField renders (ISO 8601, UTC as "Z"), without building a field per call."""
-    if value is None:
-        return None
-    text = value.astimezone(UTC).isoformat()
-    return text[:-6] + "Z" if text.endswith("+00:00") else text
+from business.timestamps import api_timestamp
 
 
 def _attr(name):
@@ -19,7 +10,7 @@ def _attr(name):
 
 
 def _when(name):
-    return lambda obj: _iso(getattr(obj, name))
+    return lambda obj: api_timestamp(getattr(obj, name))
 
 
 def _user_ref(job):
@@ -166,7 +157,7 @@ def _events(job):
             "id": e["id"],
             "from_status": e["from_status"],
             "to_status": e["to_status"],
-            "at": _iso(e["at"]),
+            "at": api_timestamp(e["at"]),
             "attempt": e["attempt"],
             "reason": e["reason"],
             "actor": e["actor_id"],

@@ -1,5 +1,5 @@
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -26,6 +26,19 @@ from business.errors import ApplicationError
 MAX_WAIT_SECONDS = 60
 
 
+@extend_schema_view(
+    list=extend_schema(
+        summary="List job types",
+        description=(
+            "The active job types, as a bare array (the catalogue is small): each with its category, whether it "
+            "runs asynchronously, its default model, timeout, attempts and the JSON Schema `input_data` must match."
+        ),
+    ),
+    retrieve=extend_schema(
+        summary="Get a job type",
+        description="One job type of the catalogue by id. The catalogue is shared: every brand reads the same.",
+    ),
+)
 class JobTypeViewSet(BrandScopedMixin, viewsets.ReadOnlyModelViewSet):
     """The catalogue of job types (a bare array: it is small)."""
 
@@ -53,7 +66,22 @@ def _prefer_wait_seconds(request) -> float | None:
     return None
 
 
+@extend_schema_view(
+    list=extend_schema(
+        summary="List jobs",
+        description=(
+            "The brand's jobs, newest first, paginated (`page`, `page_size` up to 100). Filters: `status`, "
+            "`priority`, `job_type` (name), `created_by` (user id), `is_async`, `progress_percentage__gte`, "
+            "`created_at__gte` / `created_at__lte`, and `search` (job_id, description, job type name). "
+            "`ordering=-priority` lists the most urgent first (urgent > high > normal > low), `ordering=priority` "
+            "the least urgent first. A `search` count beyond the exact bound is PostgreSQL's estimate, flagged by "
+            "the `X-Count-Estimated: true` header."
+        ),
+    )
+)
 class JobViewSet(BrandScopedMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
+    """The brand's AI jobs: submit, read, change, delete, cancel, and the dashboard."""
+
     filterset_class = JobFilter
     filter_backends = [JobFilterBackend]
     # Error responses beyond the generic ones (see business.api.schema), per action, for the OpenAPI document.
@@ -108,11 +136,28 @@ class JobViewSet(BrandScopedMixin, mixins.ListModelMixin, viewsets.GenericViewSe
     def _job(self):
         return selectors.job_get(brand=self.request.brand, lookup=self.kwargs["pk"], for_detail=True)
 
-    @extend_schema(responses=JobDetailSerializer)
+    @extend_schema(
+        summary="Get a job",
+        description=(
+            "One job by numeric id or `job_id` (`ai_job_…`), with its OpenAI extension (`openai_job`), its `usage` "
+            "(tokens, cost, provider; null until it ends) and its `events` (every transition). Another brand's "
+            "job is a 404."
+        ),
+        responses=JobDetailSerializer,
+    )
     def retrieve(self, request, pk=None):
         return Response(JobDetailSerializer(self._job()).data)
 
     @extend_schema(
+        summary="Submit a job",
+        description=(
+            "Creates a `pending` job of the brand and wakes a worker (201). `input_data` is validated against the "
+            "job type's JSON Schema (400 VALIDATION_ERROR); an unknown type is 400 JOB_TYPE_NOT_FOUND, a model "
+            "without provider key 400 PROVIDER_NOT_CONFIGURED, and a submit over the brand's quota 429 "
+            "QUOTA_EXCEEDED with `remaining_quota`. With `Idempotency-Key`, the same key and body within 24 h "
+            "answer the original job (200) and another body 409. `Prefer: wait=N` answers once the job is final "
+            "or N seconds passed."
+        ),
         request=JobCreateSerializer,
         responses={201: JobSerializer, 200: JobSerializer, 429: QUOTA_EXCEEDED_RESPONSE},
         parameters=[
@@ -145,23 +190,56 @@ class JobViewSet(BrandScopedMixin, mixins.ListModelMixin, viewsets.GenericViewSe
         code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
         return Response(JobSerializer(job).data, status=code, headers=headers)
 
-    @extend_schema(request=JobUpdateSerializer, responses=JobSerializer)
+    @extend_schema(
+        summary="Replace a job's editable fields",
+        description=(
+            "Sets `description` and `priority`; `input_data` only while the job is pending (else 409 "
+            "JOB_NOT_PENDING), `progress_percentage` only while it runs. A running job refuses other changes "
+            "(409 JOB_RUNNING). Status, brand, creator, results, usage and timestamps are never writable."
+        ),
+        request=JobUpdateSerializer,
+        responses=JobSerializer,
+    )
     def update(self, request, pk=None, partial=False):
         payload = JobUpdateSerializer(data=request.data, partial=partial)
         payload.is_valid(raise_exception=True)
         job = services.job_update(job=self._job(), data=payload.validated_data)
         return Response(JobSerializer(job).data)
 
-    @extend_schema(request=JobUpdateSerializer, responses=JobSerializer)
+    @extend_schema(
+        summary="Change some of a job's fields",
+        description=(
+            "Like PUT, for the fields sent only: `description`, `priority`, `input_data` while pending (else 409 "
+            "JOB_NOT_PENDING), `progress_percentage` while running."
+        ),
+        request=JobUpdateSerializer,
+        responses=JobSerializer,
+    )
     def partial_update(self, request, pk=None):
         return self.update(request, pk, partial=True)
 
-    @extend_schema(responses={204: None})
+    @extend_schema(
+        summary="Delete a job",
+        description=(
+            "Deletes the job and its events (204); its quota reservation, if any, is released and its usage row "
+            "stays. A running job is 409 JOB_RUNNING: cancel it first."
+        ),
+        responses={204: None},
+    )
     def destroy(self, request, pk=None):
         services.job_delete(job=self._job())
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-    @extend_schema(request=None, responses=CancelResponseSerializer)
+    @extend_schema(
+        summary="Cancel a job",
+        description=(
+            "Cancels a pending or running job (a running one stops within seconds: the provider call in flight is "
+            "abandoned). A job that already ended is 409 JOB_NOT_CANCELLABLE with `current_status` (and "
+            "`error`, kept for compatibility)."
+        ),
+        request=None,
+        responses=CancelResponseSerializer,
+    )
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         job = selectors.job_get(brand=request.brand, lookup=pk)
@@ -174,6 +252,11 @@ class JobViewSet(BrandScopedMixin, mixins.ListModelMixin, viewsets.GenericViewSe
         )
 
     @extend_schema(
+        summary="List jobs in one status",
+        description=(
+            "The brand's jobs in `status` as `{jobs, count, next, previous}`, paginated like the list and "
+            "accepting the same filters. A missing or unknown status is 400 INVALID_STATUS."
+        ),
         parameters=[OpenApiParameter("status", OpenApiTypes.STR, enum=STATUS_CHOICES, required=True)],
         responses=ByStatusResponseSerializer,
     )
@@ -196,6 +279,12 @@ class JobViewSet(BrandScopedMixin, mixins.ListModelMixin, viewsets.GenericViewSe
         )
 
     @extend_schema(
+        summary="Job dashboard",
+        description=(
+            "Totals per status, jobs today, the 10 newest jobs, top job types, 30 days of activity (jobs and cost "
+            "per day) and the brand breakdown. `scope=company` (company admins only, else 403 "
+            "COMPANY_ADMIN_REQUIRED) aggregates every brand of the company."
+        ),
         parameters=[OpenApiParameter("scope", OpenApiTypes.STR, enum=["brand", "company"], required=False)],
         responses=DashboardSerializer,
     )

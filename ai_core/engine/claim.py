@@ -18,7 +18,7 @@ from ai_core.workflow import IllegalTransition, Transitioned
 from business.errors import Conflict, NotFound
 from business.sql import prepared_cursor
 
-PRIORITY_ORDER = (JobPriority.URGENT, JobPriority.HIGH, JobPriority.NORMAL, JobPriority.LOW)
+PRIORITY_ORDER = tuple(reversed(JobPriority))  # urgent first: JobPriority is declared by rank, as PRIORITY_RANK
 MAX_LOST_RACES = 8
 
 

@@ -198,6 +198,25 @@ def test_ordering(personas, alice):
     ]
 
 
+def test_ordering_by_priority_follows_the_rank_not_the_alphabet(personas, alice):
+    # Created so that neither creation order nor alphabetical order (high < low < normal < urgent) is the rank.
+    jobs = {p: job_of(personas, priority=p) for p in ("normal", "urgent", "low", "high")}
+    second_urgent = job_of(personas, priority="urgent")
+
+    def order(param):
+        return [j["job_id"] for j in alice.get("/ai/jobs/", {"ordering": param}).json()["results"]]
+
+    most_urgent_first = [second_urgent.job_id, jobs["urgent"].job_id] + [
+        jobs[p].job_id for p in ("high", "normal", "low")
+    ]
+    assert order("-priority") == most_urgent_first  # one rank: newest first, as in the default order
+    assert order("priority") == [jobs[p].job_id for p in ("low", "normal", "high")] + [
+        second_urgent.job_id,
+        jobs["urgent"].job_id,
+    ]
+    assert order("-priority,created_at")[:2] == [jobs["urgent"].job_id, second_urgent.job_id]
+
+
 def test_detail_by_pk_or_job_id_has_events_usage_and_openai_job(personas, alice):
     job = job_of(personas, S.COMPLETED)
 

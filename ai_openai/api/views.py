@@ -15,6 +15,7 @@ from ai_providers.selectors import key_source, model_as_dict, models_of_kind
 from ai_usage.api.serializers import QUOTA_EXCEEDED_RESPONSE
 from business.api.mixins import BrandScopedMixin
 from business.errors import ApplicationError
+from business.timestamps import api_timestamp
 
 CHAT_JOB_TYPE = "chat_completion"
 MAX_SYNC_WAIT_SECONDS = 60
@@ -23,7 +24,18 @@ MAX_SYNC_WAIT_SECONDS = 60
 class ChatView(BrandScopedMixin, APIView):
     """An OpenAI chat completion as a job: 201 with the answer (synchronous job types), else 202 to poll."""
 
-    @extend_schema(request=ChatRequestSerializer, responses={201: dict, 202: dict, 429: QUOTA_EXCEEDED_RESPONSE})
+    @extend_schema(
+        summary="OpenAI chat completion",
+        description=(
+            "A chat completion as a `chat_completion` job. OpenAI parameters are checked per model family "
+            "(o-series: `reasoning_effort`, `max_completion_tokens`, no `temperature`; others: `max_tokens`, "
+            "`temperature`), else 400 INVALID_PARAMETER_FOR_MODEL with `invalid_params`. A synchronous job type "
+            "answers 201 with the result, usage (`cost_usd`), model and `execution_time_ms`; `run_async: true` "
+            "or an asynchronous type answers 202 with the job to follow."
+        ),
+        request=ChatRequestSerializer,
+        responses={201: dict, 202: dict, 429: QUOTA_EXCEEDED_RESPONSE},
+    )
     def post(self, request):
         payload = ChatRequestSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
@@ -82,7 +94,7 @@ class ChatView(BrandScopedMixin, APIView):
                 "status": "async",
                 "task_id": job.job_id,
                 "message": f"Job accepted; follow it at /ai/jobs/{job.job_id}/",
-                "estimated_completion": eta.isoformat(),
+                "estimated_completion": api_timestamp(eta),
             },
             status=status.HTTP_202_ACCEPTED,
         )
@@ -109,7 +121,14 @@ class ChatView(BrandScopedMixin, APIView):
 class ChatModelsView(BrandScopedMixin, APIView):
     """Models /ai/openai/chat/ accepts, with their family's parameter rules and current price."""
 
-    @extend_schema(responses={200: dict})
+    @extend_schema(
+        summary="Models for OpenAI chat",
+        description=(
+            "The models `/ai/openai/chat/` accepts, with their price, whether a key is available, the default "
+            "model, and the parameters their family accepts."
+        ),
+        responses={200: dict},
+    )
     def get(self, request):
         models = list(models_of_kind({ProviderKind.OPENAI, ProviderKind.ECHO}))
         available = {}

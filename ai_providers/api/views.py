@@ -11,6 +11,7 @@ from ai_providers.api.serializers import (
     CredentialSerializer,
     CredentialUpdateSerializer,
 )
+from ai_providers.models import ProviderCredential
 from ai_usage.selectors import provider_health
 from business.api.mixins import BrandScopedMixin
 from business.errors import AccessDenied
@@ -29,7 +30,15 @@ def require_company_admin(request) -> None:
 class ProviderListView(BrandScopedMixin, APIView):
     """The provider catalogue with, for the request's brand: whether a key is available, and health."""
 
-    @extend_schema(responses={200: list[dict]})
+    @extend_schema(
+        summary="List providers",
+        description=(
+            "The active providers with their models, current prices (per million input/output tokens, with "
+            "the date they apply from) and, for the request's brand: whether a key is available (`has_key`, "
+            "`key_source`: company or environment) and health (success rate over 15 minutes, last connection test)."
+        ),
+        responses={200: list[dict]},
+    )
     def get(self, request):
         providers = list(selectors.providers_active())
         health = provider_health(brand=request.brand, providers=providers)
@@ -54,18 +63,37 @@ class ProviderListView(BrandScopedMixin, APIView):
 class CredentialViewSet(BrandScopedMixin, viewsets.ViewSet):
     """Your company's provider credentials. The key is write-only: responses carry `has_key` only."""
 
+    queryset = ProviderCredential.objects.none()  # for the OpenAPI generator only (the id's type)
+
     def _credential(self, pk):
         return selectors.credential_get(brand=self.request.brand, pk=pk)
 
-    @extend_schema(responses=CredentialSerializer(many=True))
+    @extend_schema(
+        summary="List provider credentials",
+        description="The company's stored provider credentials. Keys are never returned: only `has_key`.",
+        responses=CredentialSerializer(many=True),
+    )
     def list(self, request):
         return Response(CredentialSerializer(selectors.credentials_of(request.brand), many=True).data)
 
-    @extend_schema(responses=CredentialSerializer)
+    @extend_schema(
+        summary="Get a provider credential",
+        description="One credential of the company (the key itself stays write-only). Another company's is a 404.",
+        responses=CredentialSerializer,
+    )
     def retrieve(self, request, pk=None):
         return Response(CredentialSerializer(self._credential(pk)).data)
 
-    @extend_schema(request=CredentialCreateSerializer, responses={201: CredentialSerializer})
+    @extend_schema(
+        summary="Store a provider credential",
+        description=(
+            "Company admins only (else 403 COMPANY_ADMIN_REQUIRED): an API key (encrypted at rest), optional base "
+            "URL (private addresses refused unless allowed) and organization for one provider. The company's "
+            "key wins over the environment's."
+        ),
+        request=CredentialCreateSerializer,
+        responses={201: CredentialSerializer},
+    )
     def create(self, request):
         require_company_admin(request)
         payload = CredentialCreateSerializer(data=request.data)
@@ -80,7 +108,12 @@ class CredentialViewSet(BrandScopedMixin, viewsets.ViewSet):
         )
         return Response(CredentialSerializer(credential).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(request=CredentialUpdateSerializer, responses=CredentialSerializer)
+    @extend_schema(
+        summary="Change some of a credential's fields",
+        description="Company admins only: replaces the key, base URL, organization or `is_active` sent.",
+        request=CredentialUpdateSerializer,
+        responses=CredentialSerializer,
+    )
     def partial_update(self, request, pk=None):
         credential = self._credential(pk)
         require_company_admin(request)
@@ -89,18 +122,35 @@ class CredentialViewSet(BrandScopedMixin, viewsets.ViewSet):
         credential = services.credential_update(credential=credential, data=payload.validated_data)
         return Response(CredentialSerializer(credential).data)
 
-    @extend_schema(request=CredentialUpdateSerializer, responses=CredentialSerializer)
+    @extend_schema(
+        summary="Update a credential",
+        description="Company admins only: as PATCH on the credential (the fields sent change, the others stay).",
+        request=CredentialUpdateSerializer,
+        responses=CredentialSerializer,
+    )
     def update(self, request, pk=None):
         return self.partial_update(request, pk)
 
-    @extend_schema(responses={204: None})
+    @extend_schema(
+        summary="Delete a credential",
+        description="Company admins only: the company falls back to the environment's key, if any (204).",
+        responses={204: None},
+    )
     def destroy(self, request, pk=None):
         credential = self._credential(pk)
         require_company_admin(request)
         services.credential_delete(credential=credential)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-    @extend_schema(request=None, responses=ConnectionTestSerializer)
+    @extend_schema(
+        summary="Test a credential",
+        description=(
+            "Company admins only: makes a real call to the provider with this key and answers whether it "
+            "worked, with the latency and the provider's message; the result shows in the provider's health."
+        ),
+        request=None,
+        responses=ConnectionTestSerializer,
+    )
     @action(detail=True, methods=["post"])
     def test_connection(self, request, pk=None):
         credential = self._credential(pk)

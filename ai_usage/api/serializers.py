@@ -1,6 +1,7 @@
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
 
+from ai_core.api.serializers import BrandRefSerializer
 from ai_usage.models import AIJobUsage, Quota
 
 
@@ -39,11 +40,6 @@ class UsageSerializer(serializers.ModelSerializer):
             "created_at",
         ]
         read_only_fields = fields
-
-
-class BrandRefSerializer(serializers.Serializer):
-    id = serializers.IntegerField()
-    name = serializers.CharField()
 
 
 class QuotaSerializer(serializers.ModelSerializer):

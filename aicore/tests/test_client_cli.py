@@ -11,7 +11,8 @@ from django.db import connection
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from ai_core import services
-from ai_core.models import AIJob
+from ai_core.models import AIJob, AIJobType, JobStatus
+from ai_core.tests.factories import AIJobFactory
 from aicore import AICoreClient, AICoreError
 from aicore.cli import main
 
@@ -118,6 +119,19 @@ def test_client_refreshes_an_expired_token_and_manages_webhooks(live_asgi, perso
     assert list(admin.webhooks()) == []
 
 
+def test_client_manages_quotas_on_their_documented_path(live_asgi, personas, connect):
+    admin = connect(live_asgi, username="ada", password="ada-pass-1", brand=personas.brand_a.id)
+
+    quota = admin.create_quota(scope="brand", monthly_token_limit=1000)
+    admin.update_quota(quota["id"], monthly_token_limit=2000)
+
+    assert [(q["id"], q["monthly_token_limit"]) for q in admin.quotas()] == [(quota["id"], 2000)]
+    assert admin.quota_status(quota["id"])["limits"]["tokens"] == 2000
+    assert [s["quota_id"] for s in admin.quota_status()] == [quota["id"]]
+    admin.delete_quota(quota["id"])
+    assert admin.quotas() == []
+
+
 def test_cli_submit_wait_list_show_cancel_dashboard(live_asgi, personas, worker, tmp_path, capsys):
     connect = ["--url", live_asgi, "--username", "alice", "--password", "alice-pass-1"]
     prompt = tmp_path / "prompt.json"
@@ -147,6 +161,32 @@ def test_cli_submit_wait_list_show_cancel_dashboard(live_asgi, personas, worker,
     assert main([*connect, "--json", "dashboard"]) == 0
     stats = json.loads(capsys.readouterr().out)["stats"]
     assert (stats["total_jobs"], stats["completed"], stats["cancelled"]) == (2, 1, 1)
+
+
+def test_cli_tables_fit_80_columns_and_never_cut_a_status(live_asgi, personas, capsys, monkeypatch):
+    long_words = "a description long enough to need several lines in an eighty column terminal, " * 2
+    jobs = [
+        AIJobFactory(
+            brand=personas.brand_a,
+            created_by=personas.alice,
+            status=status,
+            job_type=AIJobType.objects.get(name="content_analysis"),  # the longest type name
+            description=long_words + "supercalifragilisticexpialidocious-unbreakable-word",
+        )
+        for status in JobStatus.values
+    ]
+    monkeypatch.setenv("COLUMNS", "80")  # what rich reads as the terminal's width
+    connect = ["--url", live_asgi, "--username", "alice", "--password", "alice-pass-1"]
+
+    for command in (["jobs", "list"], ["dashboard"], ["job-types"]):
+        assert main([*connect, *command]) == 0
+        out = capsys.readouterr().out
+        assert max(map(len, out.splitlines())) <= 80, out
+        if command != ["job-types"]:
+            for job in jobs:
+                [line] = [line for line in out.splitlines() if job.job_id in line]
+                assert f" {job.status} " in f" {line} ", line  # the whole word, on the job's own line
+    assert "content_analysis" in out
 
 
 def test_cli_is_installed_as_a_console_script():

@@ -1,6 +1,7 @@
 """OpenAPI generation: every operation documents the error responses it can really give, in the one shape
 the exception handler produces ({detail, error_code, ...})."""
 
+from drf_spectacular.contrib.rest_framework_simplejwt import SimpleJWTScheme
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter
@@ -16,6 +17,21 @@ BRAND_HEADER_PARAMETER = OpenApiParameter(
     required=False,
     description="Brand to act on (required when the user can act on several brands)",
 )
+
+
+# Routes kept working for existing clients but documented once, under their canonical path.
+UNDOCUMENTED_ALIASES = {"/ai/usage/quotas/": "/ai/providers/quotas/"}
+
+
+def exclude_aliases(endpoints):
+    """drf-spectacular pre-processing hook: each resource appears once in the document."""
+    return [endpoint for endpoint in endpoints if not endpoint[0].startswith(tuple(UNDOCUMENTED_ALIASES))]
+
+
+class JWTBrandScheme(SimpleJWTScheme):
+    """Our JWT authentication is simplejwt's (plus the brand read): document it as the same bearer scheme."""
+
+    target_class = "business.api.authentication.JWTBrandAuthentication"
 
 
 class ErrorSerializer(serializers.Serializer):
@@ -41,6 +57,12 @@ ERROR_DESCRIPTIONS = {
 class ErrorAwareAutoSchema(AutoSchema):
     """AutoSchema that adds the error responses of our exception handler to each operation, and the
     X-Brand-ID header to every brand-scoped view."""
+
+    def get_tags(self):
+        """Swagger UI groups by the URL's resource: /ai/jobs/… "jobs", /ai/providers/quotas/… "providers",
+        /auth/… "auth" (drf-spectacular's default puts every /ai/ operation under one "ai")."""
+        segments = [segment for segment in self.path.split("/") if segment]
+        return [segments[1] if segments[0] == "ai" and len(segments) > 1 else segments[0]]
 
     def get_override_parameters(self):
         parameters = list(super().get_override_parameters())

@@ -1,4 +1,4 @@
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema, extend_schema_view, inline_serializer
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
@@ -41,6 +41,12 @@ class LoginApi(APIView):
     error_codes = {"post": ["401", "429"]}  # bad credentials; too many failures
 
     @extend_schema(
+        summary="Log in",
+        description=(
+            "Exchanges a username and password for a JWT pair (`access` for `Authorization: Bearer`, `refresh` "
+            "for /auth/refresh/) and the user's profile: company, brands and roles. Bad credentials are 401; "
+            "repeated failures per username or IP are throttled (429)."
+        ),
         request=LoginInputSerializer,
         responses=inline_serializer(
             "LoginOutput",
@@ -55,6 +61,15 @@ class LoginApi(APIView):
         return Response({"access": str(refresh.access_token), "refresh": str(refresh), "user": user_profile(user)})
 
 
+@extend_schema_view(
+    post=extend_schema(
+        summary="Refresh the tokens",
+        description=(
+            "Exchanges a refresh token for a new `access` and a new `refresh`; the old refresh token is "
+            "blacklisted (rotation). An invalid, expired or already used token is 401."
+        ),
+    )
+)
 class RefreshApi(TokenRefreshView):
     """POST {refresh} -> {access, refresh}; the old refresh token is blacklisted (rotation)."""
 

@@ -5,6 +5,7 @@ from django.apps import apps
 from django.contrib import admin
 from django.urls import reverse
 
+from ai_core.models import AIJob
 from ai_core.tests.factories import AIJobFactory
 from business.tests.factories import UserFactory
 
@@ -69,5 +70,6 @@ def _request(client):
 def test_the_admin_never_lets_a_job_status_be_edited(superuser_client):
     from ai_core.admin import AIJobAdmin
 
-    for field in ("status", "result_data", "started_at", "completed_at", "attempts", "task_id"):
-        assert field in AIJobAdmin.readonly_fields
+    readonly = AIJobAdmin(AIJob, admin.site).get_readonly_fields(_request(superuser_client))
+    for field in ("status", "result_data", "started_at", "completed_at", "attempts", "task_id", "brand"):
+        assert field in readonly

@@ -96,6 +96,7 @@ def test_final_state_is_delivered_signed_and_logged(personas, client_for, receiv
     payload = json.loads(body)
     assert (headers["X-AICore-Event"], payload["event"]) == ("job.completed", "job.completed")
     assert (payload["data"]["job"]["job_id"], payload["data"]["job"]["status"]) == (job.job_id, "completed")
+    assert payload["created_at"].endswith("Z") and payload["data"]["job"]["completed_at"].endswith("Z")  # one format
 
     log = admin.get(f"/ai/webhooks/{created.json()['id']}/deliveries/").json()["results"]
     assert [(d["status"], d["attempts"], d["last_status_code"]) for d in log] == [("succeeded", 1, 200)]
