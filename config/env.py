@@ -1,6 +1,9 @@
 """Typed environment helpers: every setting comes from the environment and a bad value fails at boot."""
 
 import os
+import secrets
+import time
+from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -51,3 +54,25 @@ def env_choice(name: str, default: str, choices: set[str]) -> str:
     if value not in choices:
         raise ImproperlyConfigured(f"{name} must be one of {sorted(choices)}, got {value!r}")
     return value
+
+
+def installation_secret(path: Path) -> str:
+    """The random key kept in `path`, made on first use (mode 0600): a per-installation secret for development.
+
+    A key written in the repository would let anyone who read it forge tokens for every `make run`; this one
+    never leaves the machine. Two processes starting at once agree: the file is created exclusively, and
+    the loser reads the winner's key.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        for _ in range(50):  # the creator may not have written it yet
+            key = path.read_text().strip()
+            if key:
+                return key
+            time.sleep(0.02)
+        raise ImproperlyConfigured(f"{path} is empty: delete it to make a new key") from None
+    key = secrets.token_urlsafe(50)
+    with os.fdopen(fd, "w") as file:
+        file.write(key)
+    return key

@@ -6,7 +6,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from config.env import env_bool, env_choice, env_int, env_list, env_str
+from config.env import env_bool, env_choice, env_int, env_list, env_str, installation_secret
 
 
 def _check_fernet_keys(keys: list[str]) -> None:
@@ -32,7 +32,9 @@ DEBUG = env_bool("DEBUG", default=False)
 if PRODUCTION:
     SECRET_KEY = env_str("SECRET_KEY")  # no production default, on purpose
 else:
-    SECRET_KEY = env_str("SECRET_KEY", "dev-only-insecure-key-never-use-in-production-0123456789abcdef")
+    # Development: a random key made on first run and kept under var/ (never one written in the repository,
+    # which would sign tokens valid on every installation). Tests set their own random SECRET_KEY.
+    SECRET_KEY = env_str("SECRET_KEY", "") or installation_secret(VAR_DIR / "secret_key")
 if PRODUCTION and len(SECRET_KEY) < 32:
     raise ImproperlyConfigured("SECRET_KEY must be at least 32 characters in production")
 
