@@ -203,6 +203,9 @@ SIMPLE_JWT = {
     "ROTATE_REFRESH_TOKENS": True,
     "BLACKLIST_AFTER_ROTATION": True,
     "UPDATE_LAST_LOGIN": False,
+    # Tokens carry a fingerprint of the password hash: a password change (API, admin, aicore_user) revokes
+    # every access and refresh token issued before it (business.api.authentication.token_revoked).
+    "CHECK_REVOKE_TOKEN": True,
     "SIGNING_KEY": SECRET_KEY,
 }
 
