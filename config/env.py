@@ -1,5 +1,6 @@
 """Typed environment helpers: every setting comes from the environment and a bad value fails at boot."""
 
+import ipaddress
 import os
 import secrets
 import time
@@ -47,6 +48,19 @@ def env_list(name: str, default: list[str] | None = None) -> list[str]:
     if raw is None:
         return list(default or [])
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def env_networks(name: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """Comma-separated IP addresses or CIDR networks (an address is a network of one)."""
+    networks = []
+    for item in env_list(name):
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"{name} must be comma-separated IP addresses or CIDR networks, got {item!r}"
+            ) from None
+    return networks
 
 
 def env_choice(name: str, default: str, choices: set[str]) -> str:

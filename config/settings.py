@@ -6,7 +6,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from config.env import env_bool, env_choice, env_int, env_list, env_str, installation_secret
+from config.env import env_bool, env_choice, env_int, env_list, env_networks, env_str, installation_secret
 
 
 def _check_fernet_keys(keys: list[str]) -> None:
@@ -213,6 +213,10 @@ SIMPLE_JWT = {
 LOGIN_FAILURES_PER_USERNAME = env_int("LOGIN_FAILURES_PER_USERNAME", 5, minimum=1)
 LOGIN_FAILURES_PER_IP = env_int("LOGIN_FAILURES_PER_IP", 20, minimum=1)
 LOGIN_FAILURE_WINDOW_SECONDS = env_int("LOGIN_FAILURE_WINDOW_SECONDS", 15 * 60, minimum=1)
+# Proxies (addresses or CIDRs) whose X-Forwarded-For is believed for the client IP (business.proxies); from
+# any other peer the header is ignored. Empty: the socket's peer is the client. uvicorn itself never
+# rewrites the peer from forwarded headers (aicore_run), so this is the one place that decides.
+AICORE_TRUSTED_PROXIES = env_networks("AICORE_TRUSTED_PROXIES")
 
 # --- Providers -----------------------------------------------------------------------------------------
 # Global fallback credentials: used for a company that has not stored its own key.

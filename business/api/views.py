@@ -11,6 +11,7 @@ from rest_framework_simplejwt.views import TokenRefreshView
 
 from business.api.authentication import token_revoked
 from business.models import User
+from business.proxies import client_ip
 from business.selectors import user_profile
 from business.services import login_check
 
@@ -55,7 +56,7 @@ class LoginApi(APIView):
     def post(self, request):
         data = LoginInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        user = login_check(**data.validated_data, ip=request.META.get("REMOTE_ADDR"))
+        user = login_check(**data.validated_data, ip=client_ip(request.META))
         refresh = RefreshToken.for_user(user)
         return Response({"access": str(refresh.access_token), "refresh": str(refresh), "user": user_profile(user)})
 

@@ -28,7 +28,9 @@ class Command(BaseCommand):
                 raise CommandError(
                     f"{host}:{port} is already in use (is `make run` already running? stop it, or pass PORT=…)"
                 )
-        api = ["-m", "uvicorn", "config.asgi:application", "--host", host, "--port", str(port)]
+        # --no-proxy-headers: the client IP is decided by AICORE_TRUSTED_PROXIES (business.proxies), never by
+        # uvicorn trusting X-Forwarded-For from loopback.
+        api = ["-m", "uvicorn", "config.asgi:application", "--host", host, "--port", str(port), "--no-proxy-headers"]
         commands = {"api": [sys.executable, *api]}
         if not no_worker:
             commands["worker"] = worker_command("-l", "info", "-n", f"aicore-run-{port}@%h")
