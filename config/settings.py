@@ -322,8 +322,11 @@ AICORE_WEBHOOK_RETRY_MAX_SECONDS = env_int("AICORE_WEBHOOK_RETRY_MAX_SECONDS", 6
 AICORE_WEBHOOK_TIMEOUT_SECONDS = env_int("AICORE_WEBHOOK_TIMEOUT_SECONDS", 10, minimum=1)
 
 # --- Operations ---------------------------------------------------------------------------------------
-# When set, GET /metrics requires "Authorization: Bearer <token>" (brand names appear in labels).
+# GET /metrics requires "Authorization: Bearer <token>" (brand names appear in labels); only development
+# serves it without one, and production does not start without it.
 AICORE_METRICS_TOKEN = env_str("AICORE_METRICS_TOKEN", "")
+if PRODUCTION and not AICORE_METRICS_TOKEN:
+    raise ImproperlyConfigured("AICORE_METRICS_TOKEN is required in production (it guards /metrics)")
 AICORE_READYZ_TIMEOUT_SECONDS = env_int("AICORE_READYZ_TIMEOUT_SECONDS", 2, minimum=1)
 
 # --- Web dashboard ------------------------------------------------------------------------------------
