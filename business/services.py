@@ -84,7 +84,9 @@ def user_provision(
     if staff:
         user.is_staff = True
         user.is_superuser = True
-    if password:
+    if password and not user.check_password(password):
+        # Only a new password is set: setting one revokes the user's tokens (CHECK_REVOKE_TOKEN), and
+        # re-provisioning the same user (make run's demo data) must not log everybody out.
         user.set_password(password)
     user.save()
     for role, names in ((Membership.Role.MEMBER, member_of), (Membership.Role.ADMIN, admin_of)):
