@@ -18,8 +18,7 @@ def login_check(*, username: str, password: str, ip: str | None) -> User:
     counting the attempt are one step (_take_attempt): an attempt is recorded as a failure before the password
     is checked and forgotten again if it was right, so parallel guesses are evaluated up to the limit, no more.
     """
-    username = username[:150]
-    attempt = _take_attempt(username=username, ip=ip)
+    attempt = _take_attempt(username=username[:150], ip=ip)
     # Outside the lock: hashing a password takes a while, and other usernames must not wait for it.
     user = authenticate(username=username, password=password)
     if user is None:
@@ -33,7 +32,7 @@ def _take_attempt(*, username: str, ip: str | None) -> LoginFailure:
     """Count this attempt if the username and the IP are under their limits, else refuse with 429.
 
     Attempts on one username (and from one IP) take their turn: on PostgreSQL under a transaction-scoped
-    advisory lock per key, taken in one order so two attempts never wait on each other; SQLite's transactions
+    advisory lock per key, taken in one order so two attempts can never deadlock; SQLite's transactions
     take the database's write lock when they start (transaction_mode IMMEDIATE), which serialises them anyway.
     """
     if connection.vendor == "postgresql":
