@@ -68,7 +68,13 @@ def live_asgi(django_db_setup, django_db_blocker):
     from config.asgi import application
 
     config = uvicorn.Config(
-        application, host="127.0.0.1", port=port, log_level="warning", lifespan="off", timeout_graceful_shutdown=2
+        application,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="off",
+        timeout_graceful_shutdown=2,
+        proxy_headers=False,  # as `make run`: forwarded headers are business.proxies' to judge
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

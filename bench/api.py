@@ -49,6 +49,7 @@ SERVER_ENV = {
     "SECRET_KEY": SECRET,
     # Production refuses to boot without a credentials key; the bench stores no credentials (echo provider).
     "AICORE_CREDENTIALS_KEY": "YmVuY2gtb25seS1jcmVkZW50aWFscy1rZXktMDEyMyE=",
+    "AICORE_METRICS_TOKEN": "bench-only-metrics-token",  # production refuses to boot without one too
     "DEBUG": "0",
     "JWT_ACCESS_MINUTES": "600",
     "LOG_LEVEL": "WARNING",

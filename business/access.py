@@ -87,6 +87,16 @@ def user_with_brand(user_id, brand_id: int) -> tuple[User | None, Brand | None]:
     return user, brand
 
 
+def still_authorized(user: User, brand: Brand) -> bool:
+    """Whether `user`, as authenticated earlier, may still act on `brand`: still active, still granted the
+    brand, and the password unchanged since (a change revokes their tokens and sessions). One query.
+
+    For what outlives a request, such as an event stream: a revocation must end it, not wait for it to close.
+    """
+    current, granted = user_with_brand(user.pk, brand.pk)
+    return current is not None and current.is_active and current.password == user.password and granted is not None
+
+
 @dataclass(frozen=True)
 class _UserWithBrandRead:
     user: Columns

@@ -4,7 +4,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth import authenticate
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from business.errors import ApplicationError
@@ -14,8 +14,32 @@ from business.models import Brand, Company, LoginFailure, Membership, User
 def login_check(*, username: str, password: str, ip: str | None) -> User:
     """Authenticate, refusing with 429 once the username or the IP has too many recent failures.
 
-    Failures are rows in the database so every server process sees the same counts.
+    Failures are rows in the database so every server process sees the same counts. Checking the count and
+    counting the attempt are one step (_take_attempt): an attempt is recorded as a failure before the password
+    is checked and forgotten again if it was right, so parallel guesses are evaluated up to the limit, no more.
     """
+    attempt = _take_attempt(username=username[:150], ip=ip)
+    # Outside the lock: hashing a password takes a while, and other usernames must not wait for it.
+    user = authenticate(username=username, password=password)
+    if user is None:
+        raise ApplicationError("Invalid username or password", error_code="INVALID_CREDENTIALS", status_code=401)
+    LoginFailure.objects.filter(pk=attempt.pk).delete()
+    return user
+
+
+@transaction.atomic
+def _take_attempt(*, username: str, ip: str | None) -> LoginFailure:
+    """Count this attempt if the username and the IP are under their limits, else refuse with 429.
+
+    Attempts on one username (and from one IP) take their turn: on PostgreSQL under a transaction-scoped
+    advisory lock per key, taken in one order so two attempts can never deadlock; SQLite's transactions
+    take the database's write lock when they start (transaction_mode IMMEDIATE), which serialises them anyway.
+    """
+    if connection.vendor == "postgresql":
+        keys = sorted({f"user:{username}", *([f"ip:{ip}"] if ip else [])})
+        with connection.cursor() as cursor:
+            for key in keys:
+                cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"aicore.login.{key}"])
     since = timezone.now() - timedelta(seconds=settings.LOGIN_FAILURE_WINDOW_SECONDS)
     recent = LoginFailure.objects.filter(at__gte=since)
     too_many = recent.filter(username=username).count() >= settings.LOGIN_FAILURES_PER_USERNAME or (
@@ -28,11 +52,7 @@ def login_check(*, username: str, password: str, ip: str | None) -> User:
             status_code=429,
             retry_after_seconds=settings.LOGIN_FAILURE_WINDOW_SECONDS,
         )
-    user = authenticate(username=username, password=password)
-    if user is None:
-        LoginFailure.objects.create(username=username[:150], ip=ip)
-        raise ApplicationError("Invalid username or password", error_code="INVALID_CREDENTIALS", status_code=401)
-    return user
+    return LoginFailure.objects.create(username=username, ip=ip)
 
 
 @transaction.atomic
@@ -63,7 +83,9 @@ def user_provision(
     if staff:
         user.is_staff = True
         user.is_superuser = True
-    if password:
+    if password and not user.check_password(password):
+        # Only a new password is set: setting one revokes the user's tokens (CHECK_REVOKE_TOKEN), and
+        # re-provisioning the same user (make run's demo data) must not log everybody out.
         user.set_password(password)
     user.save()
     for role, names in ((Membership.Role.MEMBER, member_of), (Membership.Role.ADMIN, admin_of)):

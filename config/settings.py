@@ -6,7 +6,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from config.env import env_bool, env_choice, env_int, env_list, env_str
+from config.env import env_bool, env_choice, env_int, env_list, env_networks, env_str, installation_secret
 
 
 def _check_fernet_keys(keys: list[str]) -> None:
@@ -32,7 +32,9 @@ DEBUG = env_bool("DEBUG", default=False)
 if PRODUCTION:
     SECRET_KEY = env_str("SECRET_KEY")  # no production default, on purpose
 else:
-    SECRET_KEY = env_str("SECRET_KEY", "dev-only-insecure-key-never-use-in-production-0123456789abcdef")
+    # Development: a random key made on first run and kept under var/ (never one written in the repository,
+    # which would sign tokens valid on every installation). Tests set their own random SECRET_KEY.
+    SECRET_KEY = env_str("SECRET_KEY", "") or installation_secret(VAR_DIR / "secret_key")
 if PRODUCTION and len(SECRET_KEY) < 32:
     raise ImproperlyConfigured("SECRET_KEY must be at least 32 characters in production")
 
@@ -214,6 +216,9 @@ SIMPLE_JWT = {
     "ROTATE_REFRESH_TOKENS": True,
     "BLACKLIST_AFTER_ROTATION": True,
     "UPDATE_LAST_LOGIN": False,
+    # Tokens carry a fingerprint of the password hash: a password change (API, admin, aicore_user) revokes
+    # every access and refresh token issued before it (business.api.authentication.token_revoked).
+    "CHECK_REVOKE_TOKEN": True,
     "SIGNING_KEY": SECRET_KEY,
 }
 
@@ -221,6 +226,10 @@ SIMPLE_JWT = {
 LOGIN_FAILURES_PER_USERNAME = env_int("LOGIN_FAILURES_PER_USERNAME", 5, minimum=1)
 LOGIN_FAILURES_PER_IP = env_int("LOGIN_FAILURES_PER_IP", 20, minimum=1)
 LOGIN_FAILURE_WINDOW_SECONDS = env_int("LOGIN_FAILURE_WINDOW_SECONDS", 15 * 60, minimum=1)
+# Proxies (addresses or CIDRs) whose X-Forwarded-For is believed for the client IP (business.proxies); from
+# any other peer the header is ignored. Empty: the socket's peer is the client. uvicorn itself never
+# rewrites the peer from forwarded headers (aicore_run), so this is the one place that decides.
+AICORE_TRUSTED_PROXIES = env_networks("AICORE_TRUSTED_PROXIES")
 
 # --- Providers -----------------------------------------------------------------------------------------
 # Global fallback credentials: used for a company that has not stored its own key.
@@ -326,8 +335,11 @@ AICORE_WEBHOOK_RETRY_MAX_SECONDS = env_int("AICORE_WEBHOOK_RETRY_MAX_SECONDS", 6
 AICORE_WEBHOOK_TIMEOUT_SECONDS = env_int("AICORE_WEBHOOK_TIMEOUT_SECONDS", 10, minimum=1)
 
 # --- Operations ---------------------------------------------------------------------------------------
-# When set, GET /metrics requires "Authorization: Bearer <token>" (brand names appear in labels).
+# GET /metrics requires "Authorization: Bearer <token>" (brand names appear in labels); only development
+# serves it without one, and production does not start without it.
 AICORE_METRICS_TOKEN = env_str("AICORE_METRICS_TOKEN", "")
+if PRODUCTION and not AICORE_METRICS_TOKEN:
+    raise ImproperlyConfigured("AICORE_METRICS_TOKEN is required in production (it guards /metrics)")
 AICORE_READYZ_TIMEOUT_SECONDS = env_int("AICORE_READYZ_TIMEOUT_SECONDS", 2, minimum=1)
 
 # --- Web dashboard ------------------------------------------------------------------------------------

@@ -27,26 +27,33 @@ class DatabaseCollector:
 
 
 def _jobs():
+    """Job counts and cost per brand, keyed by the brand's id: names are unique only within a company, and two
+    companies' brands of one name must never add up. The name is a label beside the id, for dashboards."""
     jobs = GaugeMetricFamily(
-        "aicore_jobs", "Jobs by brand, job type and current status", labels=["brand", "job_type", "status"]
+        "aicore_jobs",
+        "Jobs by brand, job type and current status",
+        labels=["brand_id", "brand", "job_type", "status"],
     )
     cost = CounterMetricFamily(
         "aicore_job_cost_usd",
         "Cost of jobs in US dollars, by brand and job type",
-        labels=["brand", "job_type"],
+        labels=["brand_id", "brand", "job_type"],
     )
-    costs: dict[tuple[str, str], int] = {}
+    costs: dict[tuple[str, str, str], int] = {}
     rows = (
-        JobDailyStat.objects.values(brand_name=F("brand__name"), type_name=F("job_type__name"), st=F("status"))
+        JobDailyStat.objects.values(
+            "brand_id", brand_name=F("brand__name"), type_name=F("job_type__name"), st=F("status")
+        )
         .annotate(n=Sum("jobs"), micros=Sum("cost_micros"))
-        .order_by("brand_name", "type_name", "st")
+        .order_by("brand_id", "type_name", "st")
     )
     for row in rows:
-        jobs.add_metric([row["brand_name"], row["type_name"], row["st"]], int(row["n"] or 0))
-        key = (row["brand_name"], row["type_name"])
+        brand = (str(row["brand_id"]), row["brand_name"])
+        jobs.add_metric([*brand, row["type_name"], row["st"]], int(row["n"] or 0))
+        key = (*brand, row["type_name"])
         costs[key] = costs.get(key, 0) + int(row["micros"] or 0)
-    for (brand, job_type), micros in costs.items():
-        cost.add_metric([brand, job_type], micros / MICROS)
+    for labels, micros in costs.items():
+        cost.add_metric(list(labels), micros / MICROS)
     yield jobs
     yield cost
 

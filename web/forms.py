@@ -5,6 +5,7 @@ from django.contrib.auth.forms import AuthenticationForm
 
 from ai_core.models import JobPriority
 from business.errors import ApplicationError
+from business.proxies import client_ip
 from business.services import login_check
 
 
@@ -41,7 +42,7 @@ class ThrottledLoginForm(AuthenticationForm):
                 self.user_cache = login_check(
                     username=username,
                     password=password,
-                    ip=self.request.META.get("REMOTE_ADDR") if self.request else None,
+                    ip=client_ip(self.request.META) if self.request else None,
                 )
             except ApplicationError as exc:
                 raise forms.ValidationError(exc.detail, code=exc.error_code.lower()) from None

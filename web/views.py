@@ -10,6 +10,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest
 from django.shortcuts import redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from ai_core import selectors, services
@@ -86,7 +87,13 @@ def switch_brand(request):
     else:
         request.session[SESSION_BRAND_KEY] = brand.id
         messages.success(request, f"Now working on {brand.name}.")
-    return redirect(request.POST.get("next") if request.POST.get("next", "").startswith("/") else "web-dashboard")
+    # `next` comes from the page's form but anyone can post it: only a path on this site is followed
+    # ("//evil.example/x" starts with "/" too).
+    wanted = request.POST.get("next", "")
+    same_site = url_has_allowed_host_and_scheme(
+        wanted, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    )
+    return redirect(wanted if same_site else "web-dashboard")
 
 
 @login_required

@@ -19,7 +19,7 @@ from rest_framework.exceptions import APIException
 from rest_framework_simplejwt.authentication import JWTAuthentication
 
 from ai_core import selectors, streams
-from business.access import BRAND_HEADER, SESSION_BRAND_KEY, resolve_request_brand
+from business.access import BRAND_HEADER, SESSION_BRAND_KEY, resolve_request_brand, still_authorized
 from business.errors import ApplicationError
 
 
@@ -69,17 +69,28 @@ def _frame(data: dict, *, event: str, event_id: int | None = None) -> str:
     return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
 
 
-def _released(tick):
+def _released(tick, *, user, brand):
     """One poll, then the connection goes back (to the pool, or closed as CONN_MAX_AGE says): an open stream
-    holds no database connection between polls, so streams never exhaust a process's pool."""
+    holds no database connection between polls, so streams never exhaust a process's pool.
+
+    Each poll first checks that the user may still watch the brand (one query): a deactivated user, a removed
+    membership or a password change ends the stream within one poll, not when it reaches its lifetime.
+    The poll then answers None.
+    """
 
     def run(**kwargs):
         try:
+            if not still_authorized(user, brand):
+                return None
             return tick(**kwargs)
         finally:
             close_old_connections()
 
     return sync_to_async(run)
+
+
+# The last frame of a stream whose access was revoked; reconnecting then answers 401 or 403.
+_REVOKED = _frame({"detail": "Access to this stream was revoked", "error_code": "ACCESS_REVOKED"}, event="error")
 
 
 def _stream_response(generator) -> StreamingHttpResponse:
@@ -106,7 +117,7 @@ async def job_events(request: HttpRequest, pk: str):
     """GET /ai/jobs/{id}/events/ — the job's transitions from the start (or after Last-Event-ID), its progress
     while running; the stream ends once the job is final and every event was sent."""
     try:
-        _user, brand = await sync_to_async(_authenticate_and_scope)(request)
+        user, brand = await sync_to_async(_authenticate_and_scope)(request)
         last_id = _last_event_id(request)
         job = await sync_to_async(selectors.job_get)(brand=brand, lookup=pk)
     except ApplicationError as exc:
@@ -116,7 +127,11 @@ async def job_events(request: HttpRequest, pk: str):
     async def generate():
         yield f"retry: {settings.AICORE_SSE_RETRY_MS}\n\n"
         async for heartbeat in _ticker():
-            events, progress, final = await _released(streams.job_stream_tick)(job_pk=job.pk, cursor=cursor)
+            polled = await _released(streams.job_stream_tick, user=user, brand=brand)(job_pk=job.pk, cursor=cursor)
+            if polled is None:
+                yield _REVOKED
+                return
+            events, progress, final = polled
             for event in events:
                 yield _frame(event, event="status", event_id=event["event_id"])
             for item in progress:
@@ -135,7 +150,7 @@ async def brand_events(request: HttpRequest):
     """GET /ai/jobs/events/ — every transition and progress of the brand's jobs from now
     (or after Last-Event-ID)."""
     try:
-        _user, brand = await sync_to_async(_authenticate_and_scope)(request)
+        user, brand = await sync_to_async(_authenticate_and_scope)(request)
         last_id = _last_event_id(request)
         if last_id is None:
             last_id = await sync_to_async(streams.latest_event_id)()
@@ -146,7 +161,11 @@ async def brand_events(request: HttpRequest):
     async def generate():
         yield f"retry: {settings.AICORE_SSE_RETRY_MS}\n\n"
         async for heartbeat in _ticker():
-            events, progress = await _released(streams.brand_stream_tick)(brand=brand, cursor=cursor)
+            polled = await _released(streams.brand_stream_tick, user=user, brand=brand)(brand=brand, cursor=cursor)
+            if polled is None:
+                yield _REVOKED
+                return
+            events, progress = polled
             for event in events:
                 yield _frame(event, event="status", event_id=event["event_id"])
             for item in progress:

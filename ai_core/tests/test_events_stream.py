@@ -1,16 +1,19 @@
 """Live job events over SSE, served by the real ASGI app: order, progress, Last-Event-ID resume, isolation."""
 
 import contextlib
+import io
 import queue
 import socket
 import threading
 
 import httpx
 import pytest
+from django.core.management import call_command
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from ai_core import services
 from aicore.sse import parse_sse
+from business.models import Membership
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("job_types")]
 
@@ -161,3 +164,39 @@ def test_streams_are_scoped_like_the_rest_api(live_asgi, personas):
     assert (anonymous.status_code, anonymous.json()["error_code"]) == (401, "NOT_AUTHENTICATED")
     bad_token = httpx.get(url, headers={"Authorization": "Bearer nope"}, timeout=10)
     assert bad_token.status_code == 401
+
+
+def _deactivate(personas):
+    personas.alice.is_active = False
+    personas.alice.save()
+
+
+def _remove_membership(personas):
+    Membership.objects.filter(user=personas.alice, brand=personas.brand_a).delete()
+
+
+def _change_password(personas):
+    call_command("aicore_user", "alice", "--password", "alice-new-pass-2", stdout=io.StringIO())
+
+
+@pytest.mark.parametrize("revoke", [_deactivate, _remove_membership, _change_password])
+@pytest.mark.parametrize("stream_of", ["brand", "job"])
+def test_revoked_access_ends_an_open_stream_at_the_next_poll(live_asgi, personas, follow, revoke, stream_of):
+    job = _submit(personas)
+    path = "/ai/jobs/events/?last_event_id=0" if stream_of == "brand" else f"/ai/jobs/{job.job_id}/events/"
+    stream = follow(f"{live_asgi}{path}", _headers(personas.alice, personas.brand_a))
+    assert stream.next("status").data["job_id"] == job.job_id  # delivering
+
+    revoke(personas)
+    services.job_start(job_pk=job.pk)  # activity she must no longer see
+
+    ended = stream.next("error")  # well before the stream's 300 s lifetime
+    assert ended.data["error_code"] == "ACCESS_REVOKED"
+    stream.thread.join(10)
+    assert not stream.thread.is_alive()  # the server closed the stream
+    delivered = []
+    while not stream.events.empty():
+        delivered.append(stream.events.get())
+    assert [e for e in delivered if e.event == "status"] == []
+    again = httpx.get(f"{live_asgi}{path}", headers=_headers(personas.alice, personas.brand_a), timeout=10)
+    assert again.status_code in (401, 403)

@@ -48,12 +48,22 @@ class JWTBrandAuthentication(JWTAuthentication):
             return super().get_user(validated_token)  # raises simplejwt's "User not found"
         if api_settings.CHECK_USER_IS_ACTIVE and not user.is_active:
             raise AuthenticationFailed("User is inactive", code="user_inactive")
-        if api_settings.CHECK_REVOKE_TOKEN and validated_token.get(
-            api_settings.REVOKE_TOKEN_CLAIM
-        ) != get_md5_hash_password(user.password):
+        if token_revoked(validated_token, user):
             raise AuthenticationFailed("The user's password has been changed.", code="password_changed")
         self.request._request.aicore_brand = (brand_id, brand)
         return user
+
+
+def token_revoked(token: Token, user) -> bool:
+    """Whether the user's password changed since `token` (access or refresh) was issued.
+
+    simplejwt's rule (CHECK_REVOKE_TOKEN): the token carries a fingerprint of the password hash at issue time.
+    It is compared with the user read on this request, never with anything remembered, so the per-process
+    signature memo below cannot let a revoked token through.
+    """
+    return api_settings.CHECK_REVOKE_TOKEN and token.get(api_settings.REVOKE_TOKEN_CLAIM) != get_md5_hash_password(
+        user.password
+    )
 
 
 @functools.lru_cache(maxsize=4096)

@@ -5,8 +5,11 @@ from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
+from rest_framework_simplejwt.tokens import RefreshToken
 
+from business.api.authentication import token_revoked
 from business.models import Brand, Company, Membership, User
+from business.services import user_provision
 
 
 def aicore_user(*args) -> dict:
@@ -101,3 +104,12 @@ def test_the_provisioned_user_can_log_in(db):
 
     assert response.status_code == 200
     assert [b["name"] for b in response.json()["user"]["brands"]] == ["North"]
+
+
+def test_provisioning_again_with_the_same_password_keeps_the_users_tokens(db):
+    user = user_provision(username="dora", password="dora-pass-1")
+    token = RefreshToken.for_user(user)
+    user_provision(username="dora", password="dora-pass-1")
+    assert not token_revoked(token, User.objects.get(pk=user.pk))
+    user_provision(username="dora", password="dora-pass-2")
+    assert token_revoked(token, User.objects.get(pk=user.pk))

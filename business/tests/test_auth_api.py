@@ -1,9 +1,11 @@
 """POST /auth/login/ and /auth/refresh/: tokens, the user profile, rotation and failed-login throttling."""
 
+import io
 from datetime import timedelta
 
 import pytest
 from django.conf import settings
+from django.core.management import call_command
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -171,3 +173,53 @@ def test_a_deactivated_user_cannot_refresh_their_tokens(personas):
 
     assert response.status_code == 401
     assert "access" not in response.json()
+
+
+# --- revocation -----------------------------------------------------------------------------------------
+
+
+def _change_password_in_the_admin(user, new_password):
+    from django.test import Client
+
+    from business.tests.factories import UserFactory
+
+    admin = Client()
+    admin.force_login(UserFactory(username="root", is_staff=True, is_superuser=True, company=None))
+    response = admin.post(
+        f"/admin/business/user/{user.pk}/password/",
+        {"password1": new_password, "password2": new_password, "usable_password": "true"},
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+
+
+def _change_password_with_the_command(user, new_password):
+    call_command("aicore_user", user.username, "--password", new_password, stdout=io.StringIO())
+
+
+@pytest.mark.parametrize("change_password", [_change_password_in_the_admin, _change_password_with_the_command])
+def test_a_password_change_revokes_every_access_and_refresh_token(personas, change_password):
+    tokens = login("alice", "alice-pass-1").json()
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {tokens['access']}")
+    assert client.get("/ai/jobs/").status_code == 200  # now in the per-process signature memo too
+
+    change_password(personas.alice, "alice-new-pass-2")
+
+    refused = client.get("/ai/jobs/")
+    assert (refused.status_code, refused.json()["error_code"]) == (401, "AUTHENTICATION_FAILED")
+    with_brand = APIClient()  # the one-query path (X-Brand-ID) decides alike
+    with_brand.credentials(HTTP_AUTHORIZATION=f"Bearer {tokens['access']}", HTTP_X_BRAND_ID=str(personas.brand_a.id))
+    assert with_brand.get("/ai/jobs/").status_code == 401
+    refresh = APIClient().post("/auth/refresh/", {"refresh": tokens["refresh"]}, format="json")
+    assert refresh.status_code == 401 and "access" not in refresh.json()
+    fresh = login("alice", "alice-new-pass-2").json()
+    assert APIClient().post("/auth/refresh/", {"refresh": fresh["refresh"]}, format="json").status_code == 200
+
+
+def test_a_refresh_token_of_a_deleted_user_is_a_401(personas):
+    refresh = login("alice", "alice-pass-1").json()["refresh"]
+    personas.alice.delete()
+
+    response = APIClient().post("/auth/refresh/", {"refresh": refresh}, format="json")
+
+    assert response.status_code == 401

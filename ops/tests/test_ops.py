@@ -2,10 +2,15 @@
 
 import json
 import logging
+import os
+import subprocess
+import sys
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from cryptography.fernet import Fernet
+from django.conf import settings
 from django.core.management import call_command
 from django.db.models import Count, Sum
 from django.test import Client
@@ -51,7 +56,10 @@ def _usage(job, *, cost: str, seconds: float, errors: int = 0):
 
 
 def _scrape(client=None) -> dict[tuple[str, tuple], float]:
-    body = (client or Client()).get("/metrics").content.decode()
+    scraper = {"HTTP_AUTHORIZATION": f"Bearer {settings.AICORE_METRICS_TOKEN}"}
+    response = (client or Client()).get("/metrics", **scraper)
+    assert response.status_code == 200
+    body = response.content.decode()
     return {
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value
         for family in text_string_to_metric_families(body)
@@ -84,18 +92,20 @@ def test_metrics_match_the_database_after_a_run(personas):
     _run_world(personas)
     metrics = _scrape()
 
-    truth = AIJob.objects.values("brand__name", "job_type__name", "status").annotate(n=Count("id"))
+    truth = AIJob.objects.values("brand_id", "brand__name", "job_type__name", "status").annotate(n=Count("id"))
     assert truth.count() >= 5
     for row in truth:
         labels = (
             ("brand", row["brand__name"]),
+            ("brand_id", str(row["brand_id"])),
             ("job_type", row["job_type__name"]),
             ("status", row["status"]),
         )
         assert metrics[("aicore_jobs", labels)] == row["n"]
     assert sum(v for (name, _), v in metrics.items() if name == "aicore_jobs") == AIJob.objects.count()
 
-    assert metrics[("aicore_job_cost_usd_total", (("brand", "A"), ("job_type", "text_generation")))] == pytest.approx(
+    brand_a = (("brand", "A"), ("brand_id", str(personas.brand_a.id)))
+    assert metrics[("aicore_job_cost_usd_total", (*brand_a, ("job_type", "text_generation")))] == pytest.approx(
         0.012345
     )
     pending_now = AIJob.objects.filter(status="pending", available_at__lte=timezone.now()).count()
@@ -128,6 +138,48 @@ def test_metrics_can_require_a_token(db, settings):
     assert Client().get("/metrics", HTTP_AUTHORIZATION="Bearer wrong").status_code == 401
     answer = Client().get("/metrics", HTTP_AUTHORIZATION="Bearer s3cret-scraper")
     assert answer.status_code == 200 and b"aicore_queue_depth" in answer.content
+
+
+@pytest.mark.parametrize("env,served", [("test", False), ("production", False), ("development", True)])
+def test_metrics_without_a_configured_token_are_served_in_development_only(db, settings, env, served):
+    settings.AICORE_METRICS_TOKEN, settings.AICORE_ENV = "", env
+    answer = Client().get("/metrics", HTTP_AUTHORIZATION="Bearer ")
+    assert answer.status_code == (200 if served else 401)
+
+
+def test_production_refuses_to_boot_without_a_metrics_token():
+    env = {
+        **os.environ,
+        "AICORE_ENV": "production",
+        "SECRET_KEY": "x" * 50,
+        "AICORE_CREDENTIALS_KEY": Fernet.generate_key().decode(),
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+    }
+    env.pop("AICORE_METRICS_TOKEN", None)
+    code = "import django; django.setup()"
+    refused = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert refused.returncode != 0 and "AICORE_METRICS_TOKEN" in refused.stderr
+    started = subprocess.run(
+        [sys.executable, "-c", code], env={**env, "AICORE_METRICS_TOKEN": "t" * 32}, capture_output=True, text=True
+    )
+    assert started.returncode == 0, started.stderr
+
+
+def test_brands_of_one_name_in_two_companies_are_separate_series(personas):
+    from business.models import Brand
+
+    acme = Brand.objects.create(company=personas.brand_a.company, name="Humari")
+    zeta = Brand.objects.create(company=personas.brand_z.company, name="Humari")
+    for brand, count in ((acme, 2), (zeta, 3)):
+        for _ in range(count):
+            _submit(brand)
+
+    metrics = _scrape()
+
+    for brand, count in ((acme, 2), (zeta, 3)):
+        labels = (("brand", "Humari"), ("brand_id", str(brand.id)), ("job_type", "chat_completion"))
+        assert metrics[("aicore_jobs", (*labels, ("status", "pending")))] == count
+        assert ("aicore_job_cost_usd_total", labels) in metrics
 
 
 def test_health_and_readiness(db, settings):

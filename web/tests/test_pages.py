@@ -79,3 +79,18 @@ def test_web_login_failures_are_throttled_like_the_api(personas, settings):
         .status_code
         == 429
     )
+
+
+@pytest.mark.parametrize(
+    "target", ["//evil.example/x", "https://evil.example/x", "/\\evil.example/x", "\\\\evil.example", "javascript:x"]
+)
+def test_brand_switch_never_redirects_off_site(personas, target):
+    ada = _login(personas.acme_admin, "ada-pass-1")
+    response = ada.post("/dashboard/brand/", {"brand": personas.brand_b.id, "next": target})
+    assert (response.status_code, response.url) == (302, "/dashboard/")
+
+
+def test_brand_switch_returns_to_the_page_it_came_from(personas):
+    ada = _login(personas.acme_admin, "ada-pass-1")
+    response = ada.post("/dashboard/brand/", {"brand": personas.brand_b.id, "next": "/dashboard/?status=failed"})
+    assert (response.status_code, response.url) == (302, "/dashboard/?status=failed")

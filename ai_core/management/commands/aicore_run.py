@@ -26,6 +26,9 @@ def api_server(host: str, port: int) -> uvicorn.Server:
         host=host,
         port=port,
         log_config=None,
+        # The client IP is decided by AICORE_TRUSTED_PROXIES (business.proxies), never by uvicorn trusting
+        # X-Forwarded-For from loopback.
+        proxy_headers=False,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
     return uvicorn.Server(config)
