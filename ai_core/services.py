@@ -161,6 +161,7 @@ def job_create(
     with a key for its provider (PROVIDER_NOT_CONFIGURED); its maximum cost is reserved on the brand's
     quotas in the creating transaction (QUOTA_EXCEEDED, 429).
     """
+    idempotency_key_check(idempotency_key)
     type_ = job_type_get(job_type)
     validate_input_data(type_, input_data)
     if priority not in JobPriority.values:
@@ -218,6 +219,13 @@ def job_create(
             raise
         return existing, False
     return job, True
+
+
+def idempotency_key_check(key: str | None) -> None:
+    """An Idempotency-Key, when given, is 1 to 255 characters: the width of the column that keeps it."""
+    limit = AIJob._meta.get_field("idempotency_key").max_length
+    if key is not None and not 1 <= len(key) <= limit:
+        raise ApplicationError(f"Idempotency-Key must be 1 to {limit} characters", error_code="INVALID_IDEMPOTENCY_KEY")
 
 
 def _creation_in_one_statement() -> bool:

@@ -110,9 +110,11 @@ def parse_month(value: str | None) -> date:
     if value is None or value == "":
         return month_start()
     try:
-        return datetime.strptime(value, "%Y-%m").date()
+        month = datetime.strptime(value, "%Y-%m").date()
+        next_month(month)  # 9999-12 has no end the calendar can hold
     except ValueError:
-        raise ApplicationError("month must be YYYY-MM", error_code="INVALID_MONTH") from None
+        raise ApplicationError("month must be YYYY-MM, 0001-01 to 9999-11", error_code="INVALID_MONTH") from None
+    return month
 
 
 def cost_breakdown(*, brands: list[Brand], month: date) -> dict[str, Any]:
@@ -122,7 +124,7 @@ def cost_breakdown(*, brands: list[Brand], month: date) -> dict[str, Any]:
     rows = usage_of(brands).filter(created_at__gte=start, created_at__lt=end)
     by_user = _grouped(rows, "user_id", "user__username")
     return {
-        "month": month.strftime("%Y-%m"),
+        "month": f"{month.year:04d}-{month.month:02d}",  # strftime writes year 1 as "1"
         "totals": _totals(rows),
         "by_provider": _grouped(rows, "provider_name"),
         "by_model": _grouped(rows, "provider_name", "model_name"),
