@@ -19,6 +19,7 @@ from ai_providers.models import (
 from business.errors import ApplicationError, NotFound
 from business.memo import TTLMemo
 from business.models import Brand
+from business.numbers import parse_natural
 
 MICRO = Decimal("0.000001")
 MILLION = Decimal(1_000_000)
@@ -173,7 +174,8 @@ def credentials_of(brand: Brand) -> QuerySet[ProviderCredential]:
 
 
 def credential_get(*, brand: Brand, pk) -> ProviderCredential:
-    credential = credentials_of(brand).filter(pk=pk).first() if str(pk).isdigit() else None
+    pk = parse_natural(pk)
+    credential = None if pk is None else credentials_of(brand).filter(pk=pk).first()
     if credential is None:
         raise NotFound("Credential not found", error_code="CREDENTIAL_NOT_FOUND")
     return credential

@@ -14,6 +14,7 @@ from ai_usage.models import AIJobUsage, Quota
 from ai_usage.services import month_start, next_month, quota_status
 from business.errors import ApplicationError, NotFound
 from business.models import Brand
+from business.numbers import parse_natural
 from business.sql import prepared_cursor
 
 HEALTH_WINDOW = timedelta(minutes=15)
@@ -210,7 +211,8 @@ def quotas_of(brand: Brand) -> QuerySet[Quota]:
 
 
 def quota_get(*, brand: Brand, pk) -> Quota:
-    quota = quotas_of(brand).filter(pk=pk).first() if str(pk).isdigit() else None
+    pk = parse_natural(pk)
+    quota = None if pk is None else quotas_of(brand).filter(pk=pk).first()
     if quota is None:
         raise NotFound("Quota not found", error_code="QUOTA_NOT_FOUND")
     return quota
