@@ -162,9 +162,10 @@ def providers_active() -> QuerySet[Provider]:
 
 
 def provider_get(name: str) -> Provider:
+    """The active provider a request body names; an unknown name is that body's fault: a 400, like a job type."""
     provider = Provider.objects.filter(name=name, is_active=True).first()
     if provider is None:
-        raise NotFound(f"Provider '{name}' not found", error_code="PROVIDER_NOT_FOUND")
+        raise NotFound(f"Provider '{name}' not found", error_code="PROVIDER_NOT_FOUND", status_code=400)
     return provider
 
 

@@ -271,3 +271,15 @@ def test_the_largest_token_limit_the_column_holds_is_accepted(personas, client_f
 
     assert response.status_code == 201, response.content
     assert Quota.objects.get(pk=response.json()["id"]).monthly_token_limit == BIGINT_MAX
+
+
+@pytest.mark.django_db
+def test_a_quota_on_an_unknown_provider_is_a_400_provider_not_found(personas, client_for):
+    # It was an undocumented 404 (found by the fuzzer once it ran as a company admin).
+    admin = client_for(personas.acme_admin, personas.brand_a)
+
+    response = admin.post("/ai/providers/quotas/", {"provider": "nope", "monthly_token_limit": 5}, format="json")
+
+    assert response.status_code == 400
+    assert response.json()["error_code"] == "PROVIDER_NOT_FOUND"
+    assert not Quota.objects.exists()

@@ -1,5 +1,6 @@
 import json
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from django.conf import settings
@@ -37,20 +38,18 @@ def json_depth_exceeds(value, limit: int) -> bool:
     return False
 
 
-def _holds_lone_surrogate(value: Any) -> bool:
-    """Whether any string or key in a JSON value holds a lone surrogate (iterative, like json_depth_exceeds)."""
+def json_strings(value: Any) -> Iterator[str]:
+    """Every string and key in a JSON value (iterative, like json_depth_exceeds)."""
     stack = [value]
     while stack:
         node = stack.pop()
         if isinstance(node, str):
-            if _SURROGATE.search(node):
-                return True
+            yield node
         elif isinstance(node, dict):
             stack.extend(node.keys())
             stack.extend(node.values())
         elif isinstance(node, list):
             stack.extend(node)
-    return False
 
 
 def _reject_constant(name: str):
@@ -73,7 +72,7 @@ def json_parse(text: str, *, max_depth: int) -> Any:
         raise JSONRefused(f"Not valid JSON: {exc}", error_code="MALFORMED_JSON") from None
     if json_depth_exceeds(value, max_depth):
         raise JSONRefused("JSON nested too deeply", error_code="MALFORMED_JSON")
-    if _SURROGATE_ESCAPE.search(text) and _holds_lone_surrogate(value):
+    if _SURROGATE_ESCAPE.search(text) and any(_SURROGATE.search(s) for s in json_strings(value)):
         raise JSONRefused(
             "JSON holds a lone surrogate escape (such as \\ud800): not valid Unicode text",
             error_code="INVALID_UNICODE",
