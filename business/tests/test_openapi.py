@@ -1,11 +1,12 @@
 """The OpenAPI document and the API's conformance to it.
 
 The fuzzing pass loads /api/schema/ from the WSGI app itself, so every endpoint documented later is fuzzed
-too, as two users of two brands, with a fixed, derandomized example budget: no 5xx, and every status code,
+too, as two members of two brands and a company admin of another company, with a fixed, derandomized example
+budget (most of it with lone surrogates or integers past bigint): no 5xx, and every status code,
 content type and body as documented.
 """
 
-import itertools
+import collections
 import re
 
 import pytest
@@ -43,59 +44,49 @@ LONE_SURROGATES = ("\ud800", "\udbff", "\udc00", "\udfff")
 BEYOND_BIGINT = (2**63, -(2**63) - 1, 10**30)
 
 
-def _spots(value, path=()):
-    """(path, kind) of every string, key and integer in a JSON value: the places a hostile value can go."""
+def _made_hostile(value, *, text: bool, integers: bool, draw):
+    """A copy of a JSON value with a lone surrogate added to each string and key by a coin toss (`text`:
+    not all of them, or an enum field would refuse every case), and every integer past bigint (`integers`)."""
     if isinstance(value, dict):
-        for key, child in value.items():
-            yield (*path, key), "key"
-            yield from _spots(child, (*path, key))
-    elif isinstance(value, list):
-        for index, child in enumerate(value):
-            yield from _spots(child, (*path, index))
-    elif isinstance(value, str):
-        yield path, "string"
-    elif isinstance(value, int) and not isinstance(value, bool):
-        yield path, "integer"
-
-
-def _replaced(value, path, kind, hostile):
-    """A copy of `value` with the string, key or integer at `path` made hostile."""
-    if len(path) == 1 and kind == "key":
-        return {(k + hostile if k == path[0] else k): v for k, v in value.items()}
-    if not path:
-        return value + hostile if kind == "string" else hostile
-    copy = dict(value) if isinstance(value, dict) else list(value)
-    copy[path[0]] = _replaced(value[path[0]], path[1:], kind, hostile)
-    return copy
+        return {
+            _made_hostile(key, text=text, integers=False, draw=draw): _made_hostile(
+                child, text=text, integers=integers, draw=draw
+            )
+            for key, child in value.items()
+        }
+    if isinstance(value, list):
+        return [_made_hostile(child, text=text, integers=integers, draw=draw) for child in value]
+    if isinstance(value, str) and text and draw(st.booleans()):
+        return value + draw(st.sampled_from(LONE_SURROGATES))
+    if isinstance(value, int) and not isinstance(value, bool) and integers:
+        return draw(st.sampled_from(BEYOND_BIGINT))
+    return value
 
 
 @st.composite
-def _one_hostile_value(draw, value, *, text: bool = True):
-    """The generated value, or (half the time) a copy with one lone surrogate or one bigint-overflowing
-    integer in it: one spot, so the rest of the request stays as generated and reaches the code behind.
-    Without `text`, integers only (a query or path is text on the wire, where a lone surrogate cannot go)."""
-    spots = [(path, kind) for path, kind in _spots(value) if text or kind == "integer"]
-    if not spots or not draw(st.booleans()):
+def _hostile(draw, value, *, text: bool = True):
+    """A third of the time the value as generated, else a copy with lone surrogates in its text or with all
+    its integers past bigint, so that whichever field reaches the database or the response likely carries
+    one. Without `text`, integers only (a query or path is text on the wire: no lone surrogate there)."""
+    mode = draw(st.sampled_from(["as generated", "integers", "text"] if text else ["as generated", "integers"]))
+    if mode == "as generated":
         return value
-    integer = draw(st.sampled_from(sorted({kind == "integer" for _, kind in spots})))
-    path, kind = draw(st.sampled_from([(p, k) for p, k in spots if (k == "integer") == integer]))
-    hostile = draw(st.sampled_from(BEYOND_BIGINT if integer else LONE_SURROGATES))
-    return _replaced(value, path, kind, hostile)
+    return _made_hostile(value, text=mode == "text", integers=mode == "integers", draw=draw)
 
 
 @schema.hook("flatmap_body")
 def _hostile_body(context, body):
-    return _one_hostile_value(body)
+    return _hostile(body)
 
 
 @schema.hook("flatmap_query")
 def _hostile_query(context, query):
-    return _one_hostile_value(query, text=False) if query else st.just(query)
+    return _hostile(query, text=False) if query else st.just(query)
 
 
 @schema.hook("flatmap_path_parameters")
 def _hostile_path(context, path_parameters):
-    return _one_hostile_value(path_parameters, text=False) if path_parameters else st.just(path_parameters)
+    return _hostile(path_parameters, text=False) if path_parameters else st.just(path_parameters)
 
 
 def test_the_openapi_document_is_served(client):
@@ -154,11 +145,16 @@ def fuzz_headers(personas, wsgi_in_test_transaction):
         headers.append({"Authorization": token, "X-Brand-ID": str(brand.id)})
     alice, bob, carol = headers
     # The admin takes every other case: admin-only bodies (quotas) are the ones that reach the database.
-    everyone, members = itertools.cycle([alice, carol, bob, carol]), itertools.cycle([alice, bob])
+    # Counted per operation, so an operation's cases get the same credentials however many run before it.
+    turns = collections.Counter()
 
     def headers_for(case) -> dict:
-        # An admin's credential writes resolve and call the base URL the fuzzer wrote: traffic off loopback.
-        return next(members) if case.operation.path.startswith("/ai/providers/credentials/") else next(everyone)
+        operation = case.operation.label
+        turns[operation] += 1
+        if case.operation.path.startswith("/ai/providers/credentials/"):
+            # An admin's credential writes resolve and call the base URL the fuzzer wrote: traffic off loopback.
+            return (alice, bob)[turns[operation] % 2]
+        return (alice, carol, bob, carol)[turns[operation] % 4]
 
     return headers_for
 
