@@ -18,6 +18,7 @@ from ai_core.models import FINAL_STATUSES, AIJob, AIJobEvent, AIJobType, JobDail
 from ai_core.workflow import from_micros
 from business.errors import NotFound
 from business.models import Brand
+from business.numbers import parse_natural
 from business.sql import Columns, prepared_cursor
 
 DASHBOARD_DAYS = 30
@@ -44,9 +45,8 @@ def _job_lookup(lookup: str | int) -> tuple[str, str | int] | None:
     text = str(lookup)
     if text.startswith("ai_job_"):
         return "job_id", text
-    if text.isascii() and text.isdigit() and len(text) < 19:
-        return "id", int(text)
-    return None
+    pk = parse_natural(text)
+    return None if pk is None else ("id", pk)
 
 
 def job_get(*, brand: Brand, lookup: str | int, for_detail: bool = False) -> AIJob:

@@ -30,7 +30,7 @@ from ai_usage.services import (
     usage_record,
     usage_row,
 )
-from business.api.parsers import json_depth_exceeds
+from business.api.parsers import json_depth_exceeds, json_strings
 from business.errors import ApplicationError, Conflict, NotFound
 from business.memo import TTLMemo
 from business.models import Brand, User
@@ -63,22 +63,6 @@ def _validator_of(job_type: AIJobType) -> jsonschema.Draft202012Validator:
     return kept[1]
 
 
-def _holds_nul(value: Any) -> bool:
-    """Whether any string or key in a JSON value holds a NUL character (iterative, like json_depth_exceeds)."""
-    stack = [value]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, str):
-            if "\x00" in node:
-                return True
-        elif isinstance(node, dict):
-            stack.extend(node.keys())
-            stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
-    return False
-
-
 def validate_input_data(job_type: AIJobType, input_data: Any) -> None:
     """input_data must be an object of bounded size and depth that matches the job type's JSON Schema."""
     if not isinstance(input_data, dict):
@@ -90,7 +74,7 @@ def validate_input_data(job_type: AIJobType, input_data: Any) -> None:
         )
     text = json.dumps(input_data, ensure_ascii=False)
     # JSON escapes a NUL as \u0000 (a cheap first test); PostgreSQL's jsonb cannot store one: a 500 otherwise.
-    if "\\u0000" in text and _holds_nul(input_data):
+    if "\\u0000" in text and any("\x00" in s for s in json_strings(input_data)):
         raise JobValidationError(
             "input_data cannot contain NUL characters (\\u0000)", errors={"input_data": ["Contains a NUL character."]}
         )
@@ -162,6 +146,7 @@ def job_create(
     with a key for its provider (PROVIDER_NOT_CONFIGURED); its maximum cost is reserved on the brand's
     quotas in the creating transaction (QUOTA_EXCEEDED, 429).
     """
+    idempotency_key_check(idempotency_key)
     type_ = job_type_get(job_type)
     validate_input_data(type_, input_data)
     if priority not in JobPriority.values:
@@ -219,6 +204,13 @@ def job_create(
             raise
         return existing, False
     return job, True
+
+
+def idempotency_key_check(key: str | None) -> None:
+    """An Idempotency-Key, when given, is 1 to 255 characters: the width of the column that keeps it."""
+    limit = AIJob._meta.get_field("idempotency_key").max_length
+    if key is not None and not 1 <= len(key) <= limit:
+        raise ApplicationError(f"Idempotency-Key must be 1 to {limit} characters", error_code="INVALID_IDEMPOTENCY_KEY")
 
 
 def _creation_in_one_statement() -> bool:

@@ -21,6 +21,7 @@ from ai_providers.money import FREE, Cost, Price, TokenUsage, cost_of  # noqa: F
 from business.errors import ApplicationError, NotFound
 from business.memo import TTLMemo
 from business.models import Brand
+from business.numbers import parse_natural
 from business.timestamps import api_timestamp
 
 BUILTIN_ECHO = Provider(
@@ -144,9 +145,10 @@ def providers_active() -> QuerySet[Provider]:
 
 
 def provider_get(name: str) -> Provider:
+    """The active provider a request body names; an unknown name is that body's fault: a 400, like a job type."""
     provider = Provider.objects.filter(name=name, is_active=True).first()
     if provider is None:
-        raise NotFound(f"Provider '{name}' not found", error_code="PROVIDER_NOT_FOUND")
+        raise NotFound(f"Provider '{name}' not found", error_code="PROVIDER_NOT_FOUND", status_code=400)
     return provider
 
 
@@ -156,7 +158,8 @@ def credentials_of(brand: Brand) -> QuerySet[ProviderCredential]:
 
 
 def credential_get(*, brand: Brand, pk) -> ProviderCredential:
-    credential = credentials_of(brand).filter(pk=pk).first() if str(pk).isdigit() else None
+    pk = parse_natural(pk)
+    credential = None if pk is None else credentials_of(brand).filter(pk=pk).first()
     if credential is None:
         raise NotFound("Credential not found", error_code="CREDENTIAL_NOT_FOUND")
     return credential

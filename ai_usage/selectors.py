@@ -14,6 +14,7 @@ from ai_usage.models import AIJobUsage, Quota
 from ai_usage.services import month_start, next_month, quota_status
 from business.errors import ApplicationError, NotFound
 from business.models import Brand
+from business.numbers import parse_natural
 from business.sql import prepared_cursor
 from business.timestamps import api_timestamp
 
@@ -115,9 +116,11 @@ def parse_month(value: str | None) -> date:
     if value is None or value == "":
         return month_start()
     try:
-        return datetime.strptime(value, "%Y-%m").date()
+        month = datetime.strptime(value, "%Y-%m").date()
+        next_month(month)  # 9999-12 has no end the calendar can hold
     except ValueError:
-        raise ApplicationError("month must be YYYY-MM", error_code="INVALID_MONTH") from None
+        raise ApplicationError("month must be YYYY-MM, 0001-01 to 9999-11", error_code="INVALID_MONTH") from None
+    return month
 
 
 def cost_breakdown(*, brands: list[Brand], month: date) -> dict[str, Any]:
@@ -127,7 +130,7 @@ def cost_breakdown(*, brands: list[Brand], month: date) -> dict[str, Any]:
     rows = usage_of(brands).filter(created_at__gte=start, created_at__lt=end)
     by_user = _grouped(rows, "user_id", "user__username")
     return {
-        "month": month.strftime("%Y-%m"),
+        "month": f"{month.year:04d}-{month.month:02d}",  # strftime writes year 1 as "1"
         "totals": _totals(rows),
         "by_provider": _grouped(rows, "provider_name"),
         "by_model": _grouped(rows, "provider_name", "model_name"),
@@ -213,7 +216,8 @@ def quotas_of(brand: Brand) -> QuerySet[Quota]:
 
 
 def quota_get(*, brand: Brand, pk) -> Quota:
-    quota = quotas_of(brand).filter(pk=pk).first() if str(pk).isdigit() else None
+    pk = parse_natural(pk)
+    quota = None if pk is None else quotas_of(brand).filter(pk=pk).first()
     if quota is None:
         raise NotFound("Quota not found", error_code="QUOTA_NOT_FOUND")
     return quota

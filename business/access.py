@@ -7,6 +7,7 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from business.errors import AccessDenied
 from business.models import Brand, Company, Membership, User
+from business.numbers import parse_natural
 from business.sql import Columns, prepared_cursor
 
 BRAND_HEADER = "HTTP_X_BRAND_ID"
@@ -59,11 +60,7 @@ def brand_for_user(user: User, brand_id: int) -> Brand | None:
 
 def parse_brand_header(header_value: str | None) -> int | None:
     """The brand id an X-Brand-ID header names, or None when it names none a database could hold."""
-    text = (header_value or "").strip()
-    # ASCII digits only: int() would also accept "١" or "1_0", which are not brand ids.
-    if not (text.isascii() and text.isdigit() and len(text) <= 18):
-        return None
-    return int(text)
+    return parse_natural((header_value or "").strip())
 
 
 def user_with_brand(user_id, brand_id: int) -> tuple[User | None, Brand | None]:

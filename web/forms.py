@@ -1,9 +1,11 @@
 import json
 
 from django import forms
+from django.conf import settings
 from django.contrib.auth.forms import AuthenticationForm
 
 from ai_core.models import JobPriority
+from business.api.parsers import JSONRefused, json_parse
 from business.errors import ApplicationError
 from business.proxies import client_ip
 from business.services import login_check
@@ -24,9 +26,9 @@ class SubmitJobForm(forms.Form):
 
     def clean_input_data(self):
         try:
-            value = json.loads(self.cleaned_data["input_data"])
-        except json.JSONDecodeError as exc:
-            raise forms.ValidationError(f"Not valid JSON: {exc.msg} (line {exc.lineno})") from None
+            value = json_parse(self.cleaned_data["input_data"], max_depth=settings.AICORE_MAX_JSON_DEPTH)
+        except JSONRefused as exc:
+            raise forms.ValidationError(exc.detail, code=exc.error_code.lower()) from None
         if not isinstance(value, dict):
             raise forms.ValidationError("input_data must be a JSON object")
         return value

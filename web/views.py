@@ -138,6 +138,9 @@ def job_detail(request, job_id: str):
 def cancel(request, job_id: str):
     """The no-JavaScript path of the cancel button (the page normally calls the API)."""
     brand = _brand(request)
+    if brand is None:
+        messages.error(request, "You belong to no brand: there is no job you can cancel.")
+        return redirect("web-dashboard")
     try:
         job = selectors.job_get(brand=brand, lookup=job_id)
         services.job_cancel(job_pk=job.pk, actor=request.user)

@@ -2,6 +2,7 @@ from django.db.models import QuerySet
 
 from business.errors import NotFound
 from business.models import Brand
+from business.numbers import parse_natural
 from webhooks.models import WebhookDelivery, WebhookEndpoint
 
 
@@ -11,7 +12,8 @@ def endpoints_of(brand: Brand) -> QuerySet[WebhookEndpoint]:
 
 
 def endpoint_get(*, brand: Brand, pk) -> WebhookEndpoint:
-    endpoint = endpoints_of(brand).filter(pk=pk).first() if str(pk).isdigit() and len(str(pk)) < 19 else None
+    pk = parse_natural(pk)
+    endpoint = None if pk is None else endpoints_of(brand).filter(pk=pk).first()
     if endpoint is None:
         raise NotFound("Webhook not found", error_code="WEBHOOK_NOT_FOUND")
     return endpoint

@@ -175,11 +175,11 @@ class JobViewSet(BrandScopedMixin, mixins.ListModelMixin, viewsets.GenericViewSe
         payload = JobCreateSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         wait = _prefer_wait_seconds(request)
-        key = request.headers.get("Idempotency-Key")
-        if key is not None and not 1 <= len(key) <= 255:
-            raise ApplicationError("Idempotency-Key must be 1 to 255 characters", error_code="INVALID_IDEMPOTENCY_KEY")
         job, created = services.job_create(
-            brand=request.brand, user=request.user, idempotency_key=key, **payload.validated_data
+            brand=request.brand,
+            user=request.user,
+            idempotency_key=request.headers.get("Idempotency-Key"),
+            **payload.validated_data,
         )
         headers = {}
         if wait and created:

@@ -280,3 +280,88 @@ def test_a_job_type_given_another_schema_validates_against_the_new_one(job_types
 
     with pytest.raises(JobValidationError, match="prompt_id"):
         validate_input_data(job_type, input_for("chat_completion"))
+
+
+# --- lone surrogates and Idempotency-Key ----------------------------------------------------------------
+
+
+def _chat_with(**input_data) -> dict:
+    return {
+        "job_type": "chat_completion",
+        "input_data": {"messages": [{"role": "user", "content": "hi"}], **input_data},
+    }
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        _chat_with(messages=[{"role": "user", "content": "a\ud800b"}]),  # in a value
+        _chat_with(**{"k\udfff": 1}),  # in a key
+        _chat_with(model="gpt-4o\ud800"),  # in the model
+        {**CHAT, "description": "\udc00"},  # outside input_data: every JSON body is read the same way
+    ],
+)
+def test_a_lone_surrogate_anywhere_in_a_body_is_a_400_invalid_unicode(alice, body):
+    # json.dumps writes the lone surrogate as the escape "\ud800": valid JSON, no valid text, and PostgreSQL's
+    # jsonb refuses it (it was a 500).
+    raw = json.dumps(body)
+    assert "\\ud" in raw
+
+    assert_refused(post_raw(alice, raw), 400, "INVALID_UNICODE")
+
+
+def test_an_escaped_surrogate_pair_is_text_and_accepted(alice):
+    raw = json.dumps(_chat_with(messages=[{"role": "user", "content": "smile \U0001f600"}]))
+    assert "\\ud83d\\ude00" in raw
+
+    response = post_raw(alice, raw)
+
+    assert response.status_code == 201, response.content
+    assert response.json()["input_data"]["messages"][0]["content"] == "smile \U0001f600"
+
+
+def test_an_update_with_a_lone_surrogate_is_a_400_and_changes_nothing(personas, alice):
+    job = AIJobFactory(brand=personas.brand_a, created_by=personas.alice, description="kept")
+    before = job.input_data
+
+    for body in (
+        {"description": "x\ud800"},
+        {"input_data": {"messages": [{"role": "user", "content": "\ud800"}]}},
+        {"input_data": {"messages": [{"role": "user", "content": "hi"}], "model": "\udbff"}},
+    ):
+        response = alice.generic("PATCH", f"/ai/jobs/{job.pk}/", json.dumps(body), content_type="application/json")
+
+        assert response.status_code == 400, response.content
+        assert response.json()["error_code"] == "INVALID_UNICODE"
+    job.refresh_from_db()
+    assert (job.description, job.input_data) == ("kept", before)
+
+
+# --- numbers in URLs and query strings ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("pk", ["\u00b36", "\u0663", "9223372036854775808", "9" * 5000])
+@pytest.mark.parametrize(
+    "url", ["/ai/jobs/{}/", "/ai/providers/credentials/{}/", "/ai/providers/quotas/{}/", "/ai/webhooks/{}/"]
+)
+def test_an_id_that_is_no_ascii_number_or_past_bigint_is_a_404(alice, url, pk):
+    # "³6" passed str.isdigit() and failed int() (found by the fuzzer), 2^63 reached the bigint column: 500s.
+    response = alice.get(url.format(pk))
+
+    assert response.status_code == 404, response.content[:300]
+    assert response.json()["error_code"].endswith("NOT_FOUND")
+
+
+@pytest.mark.parametrize("value", ["\u00b3", "\u0663", "9223372036854775808"])
+def test_a_page_size_or_days_that_is_no_ascii_number_is_a_400(alice, value):
+    assert alice.get("/ai/jobs/", {"page_size": value}).json()["error_code"] == "INVALID_PAGE_SIZE"
+    assert alice.get("/ai/usage/dashboard/", {"days": value}).json()["error_code"] == "INVALID_DAYS"
+
+
+@pytest.mark.parametrize("value", ["\u00b3", "\u0663", "9223372036854775808"])
+def test_a_brand_header_that_is_no_ascii_number_names_no_brand(personas, client_for, value):
+    client = client_for(personas.alice)
+
+    response = client.get("/ai/jobs/", HTTP_X_BRAND_ID=value)
+
+    assert 400 <= response.status_code < 500 and "error_code" in response.json()

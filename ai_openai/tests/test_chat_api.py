@@ -1,5 +1,7 @@
 """POST /ai/openai/chat/ parameter rules per model family, and GET /ai/openai/chat/models/."""
 
+import json
+
 import pytest
 
 from ai_openai.models import OpenAIJob
@@ -67,3 +69,39 @@ def test_the_models_list_shows_rules_prices_and_availability(personas, client_fo
     assert "reasoning_effort" in models["o3-mini"]["accepted_params"]
     assert "temperature" not in models["o3-mini"]["accepted_params"]
     assert "claude-haiku-4-5" not in models
+
+
+def test_a_lone_surrogate_in_the_model_or_a_message_is_a_400_and_creates_nothing(personas, client_for, llm_env):
+    from ai_core.models import AIJob
+
+    alice = client_for(personas.alice, personas.brand_a)
+    for body in (
+        {"model": "gpt-4o\ud800", "messages": [{"role": "user", "content": "hi"}]},
+        {"messages": [{"role": "user", "content": "\udfff"}], "run_async": True},
+        {"messages": [{"role": "user", "content": "hi", "n\ud800": 1}], "run_async": True},
+    ):
+        raw = json.dumps(body)  # the surrogate travels as the escape "\ud800"
+        response = alice.generic("POST", "/ai/openai/chat/", raw, content_type="application/json")
+
+        assert response.status_code == 400, response.content
+        assert response.json()["error_code"] == "INVALID_UNICODE"
+    assert not AIJob.objects.exists() and not OpenAIJob.objects.exists()
+
+
+@pytest.mark.parametrize("key", ["", "k" * 256, "k" * 1000])
+def test_an_idempotency_key_outside_1_to_255_characters_is_a_400_as_on_ai_jobs(personas, client_for, llm_env, key):
+    # It was stored truncated on PostgreSQL, and a second request then failed the unique index: a 500.
+    from ai_core.models import AIJob
+
+    alice = client_for(personas.alice, personas.brand_a)
+    for _ in range(2):
+        response = alice.post(
+            "/ai/openai/chat/",
+            {"messages": [{"role": "user", "content": "hi"}], "run_async": True},
+            format="json",
+            HTTP_IDEMPOTENCY_KEY=key,
+        )
+
+        assert response.status_code == 400, response.content
+        assert response.json()["error_code"] == "INVALID_IDEMPOTENCY_KEY"
+    assert not AIJob.objects.exists()

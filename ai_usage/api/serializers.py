@@ -3,6 +3,7 @@ from rest_framework import serializers
 
 from ai_core.api.serializers import BrandRefSerializer
 from ai_usage.models import AIJobUsage, Quota
+from business.numbers import BIGINT_MAX
 
 
 class UsageSerializer(serializers.ModelSerializer):
@@ -75,7 +76,8 @@ class QuotaWriteSerializer(serializers.Serializer):
         help_text="brand: the request's brand (X-Brand-ID); company: all its brands",
     )
     provider = serializers.CharField(max_length=50, required=False, allow_null=True)
-    monthly_token_limit = serializers.IntegerField(min_value=0, required=False, allow_null=True)
+    # Bounded by the bigint column: a larger number would reach the database and fail there, as a 500.
+    monthly_token_limit = serializers.IntegerField(min_value=0, max_value=BIGINT_MAX, required=False, allow_null=True)
     monthly_cost_limit = serializers.DecimalField(
         max_digits=14, decimal_places=6, min_value=0, required=False, allow_null=True
     )

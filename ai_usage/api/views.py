@@ -15,6 +15,7 @@ from ai_usage.models import AIJobUsage, Quota
 from business.access import company_brands
 from business.api.mixins import BrandScopedMixin
 from business.errors import ApplicationError
+from business.numbers import parse_natural
 
 MAX_DAYS = 366
 
@@ -51,10 +52,10 @@ class UsageViewSet(BrandScopedMixin, mixins.ListModelMixin, viewsets.GenericView
     )
     @action(detail=False, methods=["get"])
     def dashboard(self, request):
-        raw = request.query_params.get("days", "30")
-        if not raw.isdigit() or not 1 <= int(raw) <= MAX_DAYS:
+        days = parse_natural(request.query_params.get("days", "30"))
+        if days is None or not 1 <= days <= MAX_DAYS:
             raise ApplicationError(f"days must be an integer from 1 to {MAX_DAYS}", error_code="INVALID_DAYS")
-        return Response(selectors.usage_dashboard(brand=request.brand, days=int(raw)))
+        return Response(selectors.usage_dashboard(brand=request.brand, days=days))
 
     @extend_schema(
         summary="Cost breakdown of a month",

@@ -6,6 +6,7 @@ import json
 import threading
 
 import pytest
+from django.conf import settings
 from django.db import connection, connections
 from django.test import Client
 from prometheus_client.parser import text_string_to_metric_families
@@ -160,7 +161,7 @@ def test_the_dashboard_and_the_metrics_show_the_crossings(personas, client_for, 
     assert [
         c["threshold"] for c in alice.get(f"/ai/providers/quotas/{quota.pk}/quota_status/").json()["crossed_thresholds"]
     ] == [50, 80]
-    body = Client().get("/metrics").content.decode()
+    body = Client().get("/metrics", HTTP_AUTHORIZATION=f"Bearer {settings.AICORE_METRICS_TOKEN}").content.decode()
     samples = {
         (s.name, s.labels["threshold"]): s.value
         for family in text_string_to_metric_families(body)

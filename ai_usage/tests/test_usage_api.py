@@ -112,3 +112,21 @@ def test_the_jobs_dashboard_now_shows_money(usage_world, client_for):
     )
     assert body["daily_activity"][0]["total_cost"] == "3.65"
     assert {b["brand_name"]: b["cost"] for b in body["brand_breakdown"]} == {"A": "1.15", "B": "2.50"}
+
+
+@pytest.mark.parametrize("month", ["9999-12", "10000-01", "0000-01", "2026-00"])
+def test_a_month_whose_end_the_calendar_cannot_hold_is_a_400(usage_world, client_for, month):
+    # 9999-12 parsed, then its next month (year 10000) overflowed: a 500.
+    response = client_for(usage_world.alice, usage_world.brand_a).get("/ai/usage/cost_breakdown/", {"month": month})
+
+    assert response.status_code == 400
+    assert response.json()["error_code"] == "INVALID_MONTH"
+
+
+def test_the_last_and_first_months_the_calendar_holds_are_answered(usage_world, client_for):
+    alice = client_for(usage_world.alice, usage_world.brand_a)
+    for month in ("9999-11", "0001-01"):
+        response = alice.get("/ai/usage/cost_breakdown/", {"month": month})
+
+        assert response.status_code == 200, response.content
+        assert response.json()["month"] == month and response.json()["totals"]["jobs"] == 0

@@ -64,7 +64,7 @@ def api_exception_handler(exc, context):
         response.status_code = status.HTTP_400_BAD_REQUEST
         return response
 
-    code = next((c for klass, c in _CODES.items() if isinstance(exc, klass)), "ERROR")
+    code = getattr(exc, "error_code", None) or next((c for k, c in _CODES.items() if isinstance(exc, k)), "ERROR")
     detail = exc.detail if isinstance(exc.detail, str) else _first_message(exc.detail)
     data = {"detail": str(detail), "error_code": code}
     if isinstance(exc, exceptions.Throttled) and exc.wait is not None:

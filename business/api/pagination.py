@@ -2,6 +2,7 @@ from django.core.paginator import Paginator
 from rest_framework.pagination import PageNumberPagination
 
 from business.errors import ApplicationError
+from business.numbers import parse_natural
 
 
 class StandardPagination(PageNumberPagination):
@@ -19,11 +20,12 @@ class StandardPagination(PageNumberPagination):
         raw = request.query_params.get(self.page_size_query_param)
         if raw is None:
             return self.page_size
-        if not raw.isdigit() or not 1 <= int(raw) <= self.max_page_size:
+        size = parse_natural(raw)
+        if size is None or not 1 <= size <= self.max_page_size:
             raise ApplicationError(
                 f"page_size must be an integer from 1 to {self.max_page_size}", error_code="INVALID_PAGE_SIZE"
             )
-        return int(raw)
+        return size
 
     def django_paginator_class(self, object_list, per_page):
         paginator = Paginator(object_list, per_page)

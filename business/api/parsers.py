@@ -1,8 +1,24 @@
 import json
+import re
+from collections.abc import Iterator
+from typing import Any
 
 from django.conf import settings
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
+
+# A lone surrogate can only come from a \uD800–\uDFFF escape: the UTF-8 decoder refuses encoded ones.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class JSONRefused(ValueError):
+    """A JSON text the hub will not take, with the error_code it answers."""
+
+    def __init__(self, detail: str, *, error_code: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.error_code = error_code
 
 
 def json_depth_exceeds(value, limit: int) -> bool:
@@ -22,9 +38,52 @@ def json_depth_exceeds(value, limit: int) -> bool:
     return False
 
 
+def json_strings(value: Any) -> Iterator[str]:
+    """Every string and key in a JSON value (iterative, like json_depth_exceeds)."""
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str):
+            yield node
+        elif isinstance(node, dict):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+
+
 def _reject_constant(name: str):
     # NaN and Infinity are not JSON; PostgreSQL's jsonb would refuse them later, as a 500.
     raise ValueError(f"{name} is not valid JSON")
+
+
+def json_parse(text: str, *, max_depth: int) -> Any:
+    """The one reading of JSON input (API bodies and the web form's JSON fields): the value, or JSONRefused.
+
+    Refused: malformed JSON, NaN and Infinity, nesting deeper than `max_depth`, and lone surrogates
+    ("\\ud800"), which are valid JSON but no valid text: PostgreSQL's jsonb cannot store them and they
+    cannot be encoded as UTF-8 again, so anything that kept one would fail later, as a 500.
+    """
+    try:
+        value = json.loads(text, parse_constant=_reject_constant)
+    except RecursionError:
+        raise JSONRefused("JSON nested too deeply", error_code="MALFORMED_JSON") from None
+    except ValueError as exc:
+        raise JSONRefused(f"Not valid JSON: {exc}", error_code="MALFORMED_JSON") from None
+    if json_depth_exceeds(value, max_depth):
+        raise JSONRefused("JSON nested too deeply", error_code="MALFORMED_JSON")
+    if _SURROGATE_ESCAPE.search(text) and any(_SURROGATE.search(s) for s in json_strings(value)):
+        raise JSONRefused(
+            "JSON holds a lone surrogate escape (such as \\ud800): not valid Unicode text",
+            error_code="INVALID_UNICODE",
+        )
+    return value
+
+
+class JSONBodyRefused(ParseError):
+    def __init__(self, refused: JSONRefused) -> None:
+        super().__init__(refused.detail)
+        self.error_code = refused.error_code
 
 
 class SafeJSONParser(JSONParser):
@@ -33,11 +92,11 @@ class SafeJSONParser(JSONParser):
     def parse(self, stream, media_type=None, parser_context=None):
         raw = stream.read() if stream is not None else b""
         try:
-            data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
-        except RecursionError:
-            raise ParseError("JSON nested too deeply") from None
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ParseError(f"JSON parse error - {exc}") from None
-        if json_depth_exceeds(data, settings.AICORE_MAX_JSON_DEPTH + 4):
-            raise ParseError("JSON nested too deeply")
-        return data
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ParseError(f"Not valid JSON: {exc}") from None
+        try:
+            # The body wraps the job's input_data (itself bounded by AICORE_MAX_JSON_DEPTH) in a few levels.
+            return json_parse(text, max_depth=settings.AICORE_MAX_JSON_DEPTH + 4)
+        except JSONRefused as refused:
+            raise JSONBodyRefused(refused) from None

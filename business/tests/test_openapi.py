@@ -1,11 +1,12 @@
 """The OpenAPI document and the API's conformance to it.
 
 The fuzzing pass loads /api/schema/ from the WSGI app itself, so every endpoint documented later is fuzzed
-too, as two users of two brands, with a fixed, derandomized example budget: no 5xx, and every status code,
+too, as two members of two brands and a company admin of another company, with a fixed, derandomized example
+budget (most of it with lone surrogates or integers past bigint): no 5xx, and every status code,
 content type and body as documented.
 """
 
-import itertools
+import collections
 import re
 from collections import Counter
 
@@ -18,6 +19,7 @@ from django.db import close_old_connections
 from django.urls import Resolver404, resolve
 from drf_spectacular.drainage import GENERATOR_STATS
 from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -105,6 +107,57 @@ def test_the_priority_ordering_is_explained(client):
     assert "urgent > high > normal > low" in ordering["description"]
 
 
+# Values schemathesis never draws on its own (its strings are always valid UTF-8, its integers stay small):
+# lone surrogates, valid JSON that is no text, and integers past the bigint columns. Both were 500s.
+LONE_SURROGATES = ("\ud800", "\udbff", "\udc00", "\udfff")
+BEYOND_BIGINT = (2**63, -(2**63) - 1, 10**30)
+
+
+def _made_hostile(value, *, text: bool, integers: bool, draw):
+    """A copy of a JSON value with a lone surrogate added to each string and key by a coin toss (`text`:
+    not all of them, or an enum field would refuse every case), and every integer past bigint (`integers`)."""
+    if isinstance(value, dict):
+        return {
+            _made_hostile(key, text=text, integers=False, draw=draw): _made_hostile(
+                child, text=text, integers=integers, draw=draw
+            )
+            for key, child in value.items()
+        }
+    if isinstance(value, list):
+        return [_made_hostile(child, text=text, integers=integers, draw=draw) for child in value]
+    if isinstance(value, str) and text and draw(st.booleans()):
+        return value + draw(st.sampled_from(LONE_SURROGATES))
+    if isinstance(value, int) and not isinstance(value, bool) and integers:
+        return draw(st.sampled_from(BEYOND_BIGINT))
+    return value
+
+
+@st.composite
+def _hostile(draw, value, *, text: bool = True):
+    """A third of the time the value as generated, else a copy with lone surrogates in its text or with all
+    its integers past bigint, so that whichever field reaches the database or the response likely carries
+    one. Without `text`, integers only (a query or path is text on the wire: no lone surrogate there)."""
+    mode = draw(st.sampled_from(["as generated", "integers", "text"] if text else ["as generated", "integers"]))
+    if mode == "as generated":
+        return value
+    return _made_hostile(value, text=mode == "text", integers=mode == "integers", draw=draw)
+
+
+@schema.hook("flatmap_body")
+def _hostile_body(context, body):
+    return _hostile(body)
+
+
+@schema.hook("flatmap_query")
+def _hostile_query(context, query):
+    return _hostile(query, text=False) if query else st.just(query)
+
+
+@schema.hook("flatmap_path_parameters")
+def _hostile_path(context, path_parameters):
+    return _hostile(path_parameters, text=False) if path_parameters else st.just(path_parameters)
+
+
 def test_the_openapi_document_is_served(client):
     response = client.get("/api/schema/", HTTP_ACCEPT="application/json")
 
@@ -158,15 +211,33 @@ def wsgi_in_test_transaction():
 
 @pytest.fixture
 def fuzz_headers(personas, wsgi_in_test_transaction):
-    """Credentials of two users of two brands, used in turn; each brand has jobs in several states, so the
-    small ids the fuzzer tries hit real jobs of one brand and 404s of the other."""
+    """Credentials for each case, in turn: two members of two brands of one company and a company admin of
+    another (so admin-only writes such as quotas are fuzzed past their permission check). Each brand has jobs
+    in several states, so the small ids the fuzzer tries hit real jobs of one brand and 404s of the others."""
     headers = []
-    for user, brand in ((personas.alice, personas.brand_a), (personas.bob, personas.brand_b)):
+    for user, brand in (
+        (personas.alice, personas.brand_a),
+        (personas.bob, personas.brand_b),
+        (personas.carol, personas.brand_z),
+    ):
         for status in ("pending", "running", "completed", "cancelled"):
             AIJobFactory(brand=brand, created_by=user, status=status)
         token = make_client(user)._credentials["HTTP_AUTHORIZATION"]
         headers.append({"Authorization": token, "X-Brand-ID": str(brand.id)})
-    return itertools.cycle(headers)
+    alice, bob, carol = headers
+    # The admin takes every other case: admin-only bodies (quotas) are the ones that reach the database.
+    # Counted per operation, so an operation's cases get the same credentials however many run before it.
+    turns = collections.Counter()
+
+    def headers_for(case) -> dict:
+        operation = case.operation.label
+        turns[operation] += 1
+        if case.operation.path.startswith("/ai/providers/credentials/"):
+            # An admin's credential writes resolve and call the base URL the fuzzer wrote: traffic off loopback.
+            return (alice, bob)[turns[operation] % 2]
+        return (alice, carol, bob, carol)[turns[operation] % 4]
+
+    return headers_for
 
 
 def _routes_to_its_operation(case) -> bool:
@@ -193,7 +264,7 @@ def test_the_api_answers_as_documented_and_never_with_a_5xx(case, fuzz_headers):
         case.headers.pop("Prefer")
     if not _routes_to_its_operation(case):
         return  # e.g. /ai/jobs/{id}/ with id "events" is the SSE stream: another route, tested on its own
-    response = case.call(headers=next(fuzz_headers))
+    response = case.call(headers=fuzz_headers(case))
     case.validate_response(
         response,
         checks=[

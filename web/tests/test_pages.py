@@ -94,3 +94,51 @@ def test_brand_switch_returns_to_the_page_it_came_from(personas):
     ada = _login(personas.acme_admin, "ada-pass-1")
     response = ada.post("/dashboard/brand/", {"brand": personas.brand_b.id, "next": "/dashboard/?status=failed"})
     assert (response.status_code, response.url) == (302, "/dashboard/?status=failed")
+
+
+def _submit(client, input_data: str):
+    return client.post(
+        "/dashboard/submit/",
+        {"job_type": "chat_completion", "priority": "normal", "input_data": input_data},
+        follow=True,
+    )
+
+
+@pytest.mark.parametrize(
+    "input_data,message",
+    [
+        ('{"messages": [{"role": "user", "content": "\\ud800"}]}', "lone surrogate"),  # as typed: an escape
+        ('{"messages": [{"role": "user", "content": "hi"}], "k\\udfff": 1}', "lone surrogate"),
+        ('{"messages": [{"role": "user", "content": "hi"}], "model": "gpt-4o\\ud800"}', "lone surrogate"),
+        ('{"a": ' * 5000 + "1" + "}" * 5000, "nested too deeply"),  # was a RecursionError
+        ('{"a": ' * 40 + "1" + "}" * 40, "nested too deeply"),  # the API's AICORE_MAX_JSON_DEPTH rule
+    ],
+)
+def test_the_submit_form_refuses_input_the_api_refuses_with_a_form_error(personas, input_data, message):
+    from ai_core.models import AIJob
+
+    page = _submit(_login(personas.alice, "alice-pass-1"), input_data)
+
+    assert page.status_code == 200
+    assert message in page.content.decode()
+    assert not AIJob.objects.exists()
+
+
+def test_cancel_by_a_user_without_a_brand_is_refused_with_a_message(personas):
+    # jobs_of(None) raised a TypeError: a 500.
+    from ai_core.models import JobStatus
+    from business.services import user_provision
+
+    job, _ = services.job_create(
+        brand=personas.brand_a, user=personas.alice, job_type="chat_completion", input_data=CHAT
+    )
+    nobody = user_provision(username="nobrand", password="nobrand-pass-1", company_name="Acme")
+    client = _login(nobody, "nobrand-pass-1")
+
+    answer = client.post(f"/dashboard/jobs/{job.job_id}/cancel/")
+    page = client.get(answer.url)
+
+    assert answer.status_code == 302 and answer.url == "/dashboard/"
+    assert page.status_code == 403 and "You belong to no brand" in page.content.decode()
+    job.refresh_from_db()
+    assert job.status == JobStatus.PENDING
