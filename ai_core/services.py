@@ -14,15 +14,18 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from ai_core.dispatch import dispatch_job_on_commit
+from ai_core.engine.handlers import build_request
 from ai_core.models import AIJob, AIJobEvent, AIJobType, JobDailyStat, JobPriority, JobStatus
 from ai_core.workflow import IllegalTransition, Transitioned, claim_pending, stat_move, transition
-from ai_openai.services import openai_job_create, openai_job_wanted
+from ai_openai.services import openai_job_create, openai_job_sync, openai_job_wanted
+from ai_providers.clients.base import ChatRequest, PermanentProviderError
 from ai_providers.money import NO_TOKENS, TokenUsage
-from ai_providers.selectors import key_source, model_resolve
-from ai_providers.services import ProviderNotConfigured
+from ai_providers.selectors import ModelChoice, key_source, model_resolve
+from ai_providers.services import MAX_OUTPUT_BOUND, OUTPUT_BOUND_PARAMS, ProviderNotConfigured, is_output_bound
 from ai_usage.selectors import active_quota_exists_sql, company_has_active_quota
 from ai_usage.services import (
     quota_release,
+    quota_rereserve,
     quota_reserve,
     usage_charge,
     usage_insert_along,
@@ -86,6 +89,12 @@ def validate_input_data(job_type: AIJobType, input_data: Any) -> None:
             status_code=413,
             errors={"input_data": ["Too large."]},
         )
+    for key in OUTPUT_BOUND_PARAMS:  # whatever the job type's schema says: quotas reserve on them
+        if key in input_data and not is_output_bound(input_data[key]):
+            raise JobValidationError(
+                f"input_data.{key} must be a whole number from 1 to {MAX_OUTPUT_BOUND}",
+                errors={"input_data": [f"{key}: a whole number from 1 to {MAX_OUTPUT_BOUND}."]},
+            )
     if not job_type.input_schema:
         return
     validator = _validator_of(job_type)
@@ -151,15 +160,7 @@ def job_create(
     validate_input_data(type_, input_data)
     if priority not in JobPriority.values:
         raise JobValidationError(f"Unknown priority '{priority}'", errors={"priority": ["Invalid choice."]})
-    model = input_data.get("model") or type_.default_model
-    choice = model_resolve(model)
-    if key_source(company_id=brand.company_id, provider=choice.provider) is None:
-        raise ProviderNotConfigured(
-            f"Provider '{choice.provider.name}' (model '{model}') has no API key: store a "
-            f"credential for your company or ask the operator to set one",
-            provider=choice.provider.name,
-            model=model,
-        )
+    choice = _model_of(brand=brand, job_type=type_, input_data=input_data)
     fingerprint = ""
     if idempotency_key is not None:
         fingerprint = _fingerprint(job_type=job_type, input_data=input_data, priority=priority, description=description)
@@ -191,7 +192,7 @@ def job_create(
         with transaction.atomic():
             _insert_created_job(job)
             if quotas:
-                quota_reserve(job=job, choice=choice, input_data=input_data)
+                quota_reserve(job=job, choice=choice, request=_request_of(job))
             if extension:
                 openai_job_create(job=job, choice=choice, input_data=input_data, always=openai_extension)
             dispatch_job_on_commit(job.pk, priority=priority)
@@ -211,6 +212,31 @@ def idempotency_key_check(key: str | None) -> None:
     limit = AIJob._meta.get_field("idempotency_key").max_length
     if key is not None and not 1 <= len(key) <= limit:
         raise ApplicationError(f"Idempotency-Key must be 1 to {limit} characters", error_code="INVALID_IDEMPOTENCY_KEY")
+
+
+def _model_of(*, brand: Brand, job_type: AIJobType, input_data: dict) -> ModelChoice:
+    """The catalogue entry of the model the job would run (MODEL_NOT_SUPPORTED), with a key for its provider
+    (PROVIDER_NOT_CONFIGURED): checked on creation and on every change of a pending job's input."""
+    model = input_data.get("model") or job_type.default_model
+    choice = model_resolve(model)
+    if key_source(company_id=brand.company_id, provider=choice.provider) is None:
+        raise ProviderNotConfigured(
+            f"Provider '{choice.provider.name}' (model '{model}') has no API key: store a "
+            f"credential for your company or ask the operator to set one",
+            provider=choice.provider.name,
+            model=model,
+        )
+    return choice
+
+
+def _request_of(job: AIJob) -> ChatRequest | None:
+    """The provider request the job will send, built by the engine's own handler: what its quota reservation
+    covers. None when none can be built: the engine then fails the job without calling any provider."""
+    try:
+        return build_request(job)
+    except (PermanentProviderError, KeyError, TypeError, ValueError):
+        # No handler for the type, or input its (admin-edited) schema lets through but its handler cannot read.
+        return None
 
 
 def _creation_in_one_statement() -> bool:
@@ -296,6 +322,11 @@ def job_update(*, job: AIJob, data: dict[str, Any]) -> AIJob:
 
     pending: description, priority, input_data. running: progress_percentage only (else JOB_RUNNING).
     final: description and priority only.
+
+    New input_data is checked as on creation (schema, model, provider key), and the job's quota reservation is
+    replaced by what the new input needs, in the transaction of the compare-and-set on `pending`: a job
+    claimed meanwhile refuses the change (JOB_STATE_CHANGED), and a refusal (QUOTA_EXCEEDED) leaves the job and
+    its old reservation as they were.
     """
     changes = {k: v for k, v in data.items() if k in UPDATABLE_FIELDS}
     if not changes:
@@ -303,6 +334,7 @@ def job_update(*, job: AIJob, data: dict[str, Any]) -> AIJob:
     status = job.status
     if status == S.RUNNING and set(changes) - {"progress_percentage"}:
         raise Conflict("Cannot modify running job", error_code="JOB_RUNNING", current_status=status)
+    replanned = None
     if "input_data" in changes:
         if status != S.PENDING:
             raise Conflict(
@@ -311,6 +343,10 @@ def job_update(*, job: AIJob, data: dict[str, Any]) -> AIJob:
                 current_status=status,
             )
         validate_input_data(job.job_type, changes["input_data"])
+        replanned = AIJob(
+            pk=job.pk, job_type=job.job_type, brand=job.brand, input_data=changes["input_data"]
+        )  # the job as it would be: what its reservation must cover
+        choice = _model_of(brand=job.brand, job_type=job.job_type, input_data=changes["input_data"])
     if "progress_percentage" in changes and status != S.RUNNING:
         raise Conflict(
             "progress_percentage can only change while the job is running",
@@ -318,13 +354,19 @@ def job_update(*, job: AIJob, data: dict[str, Any]) -> AIJob:
             current_status=status,
         )
     changes["updated_at"] = timezone.now()
-    if AIJob.objects.filter(pk=job.pk, status=status).update(**changes) != 1:
-        job.refresh_from_db(fields=["status"])
-        raise Conflict(
-            f"The job changed to {job.status} meanwhile; reload and retry",
-            error_code="JOB_STATE_CHANGED",
-            current_status=job.status,
-        )
+    with transaction.atomic() if replanned is not None else nullcontext():
+        if replanned is not None:
+            # Reservations first and the job's row last, the lock order of a job's end (no deadlock with a
+            # cancel); the compare-and-set below then undoes all of it if the job left `pending` meanwhile.
+            quota_rereserve(job=job, choice=choice, request=_request_of(replanned))
+            openai_job_sync(job=job, choice=choice, input_data=changes["input_data"])
+        if AIJob.objects.filter(pk=job.pk, status=status).update(**changes) != 1:
+            job.refresh_from_db(fields=["status"])
+            raise Conflict(
+                f"The job changed to {job.status} meanwhile; reload and retry",
+                error_code="JOB_STATE_CHANGED",
+                current_status=job.status,
+            )
     for field, value in changes.items():
         setattr(job, field, value)
     return job
@@ -333,6 +375,9 @@ def job_update(*, job: AIJob, data: dict[str, Any]) -> AIJob:
 def job_delete(*, job: AIJob) -> None:
     """Delete a job that is not running. Its usage row (money spent) is kept."""
     with transaction.atomic():
+        # A pending job never ran: its reservation goes back (a final job has none open; a running one rolls
+        # this back below). Released before the job's row is locked: the lock order of a job's end.
+        quota_release(job_pk=job.pk)
         # Lock the row: a worker claiming the job between our check and the delete would otherwise run a
         # deleted job and leave the roll-up counting it in the wrong status.
         status = AIJob.objects.select_for_update().filter(pk=job.pk).values_list("status", flat=True).first()
@@ -342,8 +387,6 @@ def job_delete(*, job: AIJob) -> None:
             raise Conflict(
                 "Cannot delete a running job; cancel it first", error_code="JOB_RUNNING", current_status=status
             )
-        if status == S.PENDING:
-            quota_release(job_pk=job.pk)  # a pending job never ran: its reservation goes back
         AIJob.objects.filter(pk=job.pk).delete()
         stat_move(
             brand_id=job.brand_id,

@@ -4,12 +4,11 @@ from typing import Any
 
 from ai_core.models import AIJob
 from ai_openai.models import OpenAIJob
+from ai_providers.clients.families import REASONING_ONLY_PARAMS, STANDARD_ONLY_PARAMS
 from ai_providers.models import ProviderKind
 from ai_providers.selectors import ModelChoice, model_resolve
 from business.errors import ApplicationError
 
-REASONING_ONLY = {"reasoning_effort", "max_completion_tokens"}
-STANDARD_ONLY = {"temperature", "max_tokens", "top_p"}
 OPENAI_PARAMS = (
     "temperature",
     "max_tokens",
@@ -34,7 +33,7 @@ def openai_params_validate(*, model: str, params: dict[str, Any]) -> ModelChoice
             provider=choice.provider.name,
         )
     given = {key for key, value in params.items() if value is not None}
-    invalid = sorted(given & (STANDARD_ONLY if choice.is_reasoning else REASONING_ONLY))
+    invalid = sorted(given & (STANDARD_ONLY_PARAMS if choice.is_reasoning else REASONING_ONLY_PARAMS))
     if invalid:
         family = "reasoning (o-series)" if choice.is_reasoning else "standard"
         hint = (
@@ -62,18 +61,28 @@ def openai_job_create(*, job: AIJob, choice: ModelChoice, input_data: dict, alwa
     """The OpenAIJob row of a job that wants one (openai_job_wanted)."""
     if not openai_job_wanted(choice=choice, always=always):
         return None
+    return OpenAIJob.objects.create(job=job, **_openai_job_fields(choice, input_data))
 
+
+def openai_job_sync(*, job: AIJob, choice: ModelChoice, input_data: dict) -> None:
+    """After a pending job's input changed: its OpenAIJob row says the new model and parameters, and a job
+    moved onto an OpenAI model gets one."""
+    fields = _openai_job_fields(choice, input_data)
+    if not OpenAIJob.objects.filter(job_id=job.pk).update(**fields) and openai_job_wanted(choice=choice):
+        OpenAIJob.objects.create(job_id=job.pk, **fields)
+
+
+def _openai_job_fields(choice: ModelChoice, input_data: dict) -> dict[str, Any]:
     def number(key):
         value = input_data.get(key)
         return value if isinstance(value, int | float) and not isinstance(value, bool) else None
 
-    return OpenAIJob.objects.create(
-        job=job,
-        model=choice.name,
-        temperature=number("temperature"),
-        max_tokens=number("max_tokens"),
-        max_completion_tokens=number("max_completion_tokens"),
-        reasoning_effort=str(input_data.get("reasoning_effort") or "")[:10],
-        response_format=input_data.get("response_format"),
-        tools=input_data.get("tools"),
-    )
+    return {
+        "model": choice.name,
+        "temperature": number("temperature"),
+        "max_tokens": number("max_tokens"),
+        "max_completion_tokens": number("max_completion_tokens"),
+        "reasoning_effort": str(input_data.get("reasoning_effort") or "")[:10],
+        "response_format": input_data.get("response_format"),
+        "tools": input_data.get("tools"),
+    }

@@ -115,6 +115,19 @@ def price_at(model_name: str, at: datetime | None = None, *, choice: ModelChoice
     return next((price for price in _prices(model_name) if price.effective_from <= at), FREE)
 
 
+def prices_from(choice: ModelChoice, at: datetime | None = None) -> list[Price]:
+    """Every price the model can be charged at from `at` (now) on: the one in effect and each dated change
+    already scheduled. A job is charged at the price of its start, which may come after a change took effect:
+    what a quota reserves for it must cover the dearest of them.
+    """
+    if choice.model_id is None:
+        return [FREE]
+    at = at or timezone.now()
+    prices = _prices(choice.name)
+    current = next((price for price in prices if price.effective_from <= at), FREE)
+    return [current, *(price for price in prices if price.effective_from > at)]
+
+
 def _prices(model_name: str) -> list[Price]:
     """Every dated price of the model, latest first (a handful of rows)."""
 

@@ -2,7 +2,7 @@
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from ai_providers.clients.base import ProviderClient, ProviderError
+from ai_providers.clients.base import ChatRequest, ProviderClient, ProviderError
 from ai_providers.clients.echo import EchoClient
 from ai_providers.crypto import decrypt_secret, encrypt_secret
 from ai_providers.models import ModelPrice, Provider, ProviderCredential, ProviderKind, ProviderModel
@@ -112,12 +112,36 @@ def client_for_model(*, model: str, company_id: int | None) -> tuple[ProviderCli
     return client_for(choice.provider, endpoint), choice
 
 
-def effective_max_tokens(input_data: dict, choice: ModelChoice) -> int:
-    """The output bound a call runs with, also the one quotas reserve: the request's, else a default."""
-    asked = input_data.get("max_completion_tokens") or input_data.get("max_tokens")
-    if isinstance(asked, int) and asked > 0:
-        return asked
-    return min(choice.max_output_tokens, settings.AICORE_DEFAULT_MAX_OUTPUT_TOKENS)
+OUTPUT_BOUND_PARAMS = ("max_tokens", "max_completion_tokens")
+MAX_OUTPUT_BOUND = 200_000  # the largest output bound a job may ask for (no model in the catalogue has more)
+
+
+def is_output_bound(value: Any) -> bool:
+    """Whether a job's max_tokens / max_completion_tokens is one: a whole number from 1 to MAX_OUTPUT_BOUND."""
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_OUTPUT_BOUND
+
+
+def output_bound(request: ChatRequest, choice: ModelChoice) -> int:
+    """THE output bound of a call: the one its quota reservation assumes and the one the provider is held to
+    (request_bounded sends exactly this one, under the model family's parameter name).
+
+    The smaller of the bounds the request sets (max_tokens, max_completion_tokens; job creation refuses what
+    is_output_bound refuses, and anything else is ignored here, never sent), else the default; never above what
+    the catalogue says the model can produce.
+    """
+    asked = [
+        value for value in (request.max_tokens, request.options.get("max_completion_tokens")) if is_output_bound(value)
+    ]
+    bound = min(asked) if asked else min(choice.max_output_tokens, settings.AICORE_DEFAULT_MAX_OUTPUT_TOKENS)
+    return min(bound, choice.max_output_tokens) if choice.model_id is not None else bound
+
+
+def request_bounded(request: ChatRequest, choice: ModelChoice) -> ChatRequest:
+    """The request as the provider receives it: the model's family, and output_bound as its only output bound
+    (`max_tokens`; the client names it after the family) — so no call can produce more than was reserved."""
+    options = {key: value for key, value in request.options.items() if key != "max_completion_tokens"}
+    options["model_family"] = choice.family
+    return replace(request, max_tokens=output_bound(request, choice), options=options)
 
 
 # --- credentials --------------------------------------------------------------------------------------

@@ -4,19 +4,22 @@ Money in quota counters is integer micro-dollars; AIJobUsage keeps Decimal with 
 """
 
 import json
+import logging
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from typing import Any
 
+from django.db import connection
 from django.db.models import F, Q
 from django.utils import timezone
 
 from ai_core.models import AIJob, JobStatus
 from ai_core.workflow import to_micros
+from ai_providers.clients.base import ChatRequest
 from ai_providers.money import FREE, NO_TOKENS, Cost, TokenUsage, cost_ceiling_micros, cost_of
-from ai_providers.selectors import ModelChoice, model_resolve, price_at
-from ai_providers.services import effective_max_tokens
+from ai_providers.selectors import ModelChoice, model_resolve, price_at, prices_from
+from ai_providers.services import request_bounded
 from ai_usage.alerts import clean_thresholds, crossings_of, thresholds_check, use_ratio
 from ai_usage.models import AIJobUsage, Quota, QuotaPeriod, QuotaReservation, ReservationState
 from business.errors import ApplicationError
@@ -24,6 +27,7 @@ from business.models import Brand
 from business.sql import Insert, prepared_cursor
 
 S = JobStatus
+logger = logging.getLogger(__name__)
 
 
 def month_start(day: date | None = None) -> date:
@@ -114,8 +118,9 @@ def usage_record(
 
 def usage_is_one_row(job: AIJob) -> bool:
     """Whether the accounting of this job's end is its usage row alone: no open quota reservation to settle and
-    no OpenAI row to update. Known without a query only for a job read by the engine's load (reservations are
-    made at creation only, so what it read still holds); otherwise False."""
+    no OpenAI row to update. Known without a query only for a job read by the engine's load (reservations change
+    only while the job is pending, and the engine reads it once claimed, so what it read still holds); otherwise
+    False."""
     return getattr(job, "holds_quota_reservation", True) is False and not _has_openai_job(job)
 
 
@@ -209,21 +214,29 @@ def quotas_applicable(*, brand: Brand, provider_id: int | None) -> list[Quota]:
     )
 
 
-def estimate_prompt_tokens(input_data: dict) -> int:
-    """An upper bound of the prompt's tokens: one per UTF-8 byte (no tokenizer packs less than a byte into a
-    token) plus a per-message overhead, so a reservation is never smaller than the real charge.
+# Tokens a chat format adds of its own: per message (role markers, separators) and per request (priming).
+MESSAGE_OVERHEAD_TOKENS = 4
+REQUEST_OVERHEAD_TOKENS = 16
+
+
+def prompt_upper_bound(request: ChatRequest) -> int:
+    """An upper bound of the prompt tokens a provider can count for `request`, the request it is sent: one per
+    UTF-8 byte of everything it carries as text (no tokenizer packs less than a byte into a token) — each
+    message's role, name and content, the tools, tool choice and response format — plus the chat format's own.
     """
-    parts: list[str] = []
-    messages = input_data.get("messages") if isinstance(input_data.get("messages"), list) else []
-    for message in messages:
-        content = message.get("content") if isinstance(message, dict) else message
-        parts.append(content if isinstance(content, str) else json.dumps(content))
-    for key in ("prompt", "content", "instructions", "analysis_type"):
-        if isinstance(input_data.get(key), str):
-            parts.append(input_data[key])
-    if input_data.get("tools"):
-        parts.append(json.dumps(input_data["tools"]))
-    return sum(len(p.encode()) for p in parts) + 4 * len(messages) + 16
+    size = REQUEST_OVERHEAD_TOKENS
+    for message in request.messages:
+        size += MESSAGE_OVERHEAD_TOKENS
+        for field in message.values() if isinstance(message, dict) else [message]:
+            size += _bytes_of(field)
+    for extra in (request.tools, request.response_format, request.options.get("tool_choice")):
+        if extra:
+            size += _bytes_of(extra)
+    return size
+
+
+def _bytes_of(value: Any) -> int:
+    return len(value.encode() if isinstance(value, str) else json.dumps(value).encode())
 
 
 @dataclass(frozen=True)
@@ -232,15 +245,23 @@ class Reservation:
     cost_micros: int
 
 
-def reservation_for(*, input_data: dict, choice: ModelChoice) -> Reservation:
-    """The job's maximum: prompt upper bound + its output bound, at the current price, rounded up."""
-    prompt = estimate_prompt_tokens(input_data)
-    output = effective_max_tokens(input_data, choice)
-    micros = cost_ceiling_micros(
-        prompt_tokens=prompt,
-        output_tokens=output,
-        price=price_at(choice.name, choice=choice),
-        may_write_cache=asks_for_cache_write(input_data),
+NOTHING = Reservation(tokens=0, cost_micros=0)
+
+
+def reservation_for(*, request: ChatRequest | None, choice: ModelChoice) -> Reservation:
+    """The most the job can be charged: the request it will send, bounded as the provider receives it
+    (request_bounded), at the dearest price it can run at (prices_from), through the money module's ceiling.
+
+    `request` None: no provider request can be built for the job (no handler): it fails without a call.
+    """
+    if request is None:
+        return NOTHING
+    bounded = request_bounded(request, choice)
+    prompt, output = prompt_upper_bound(bounded), bounded.max_tokens
+    may_write_cache = asks_for_cache_write([bounded.messages, bounded.tools, bounded.options])
+    micros = max(
+        cost_ceiling_micros(prompt_tokens=prompt, output_tokens=output, price=price, may_write_cache=may_write_cache)
+        for price in prices_from(choice)
     )
     return Reservation(tokens=prompt + output, cost_micros=micros)
 
@@ -255,37 +276,73 @@ def asks_for_cache_write(value: Any) -> bool:
     return False
 
 
-def quota_reserve(*, job: AIJob, choice: ModelChoice, input_data: dict) -> list[QuotaReservation]:
-    """Reserve the job's maximum on every applicable quota of the current month, or raise QUOTA_EXCEEDED.
+def quota_reserve(*, job: AIJob, choice: ModelChoice, request: ChatRequest | None) -> None:
+    """Reserve the maximum of a new job on every applicable quota of the current month, or raise QUOTA_EXCEEDED.
 
-    Each reservation is one conditional UPDATE (`… WHERE used + reserved + need <= limit`): concurrent
-    submits queue on the row lock and each re-checks the condition against the committed counters, so when
-    one more job fits, exactly one is admitted. Must run inside the job's creation transaction: a refusal
-    rolls back the job and any reservation already made on another quota.
+    Must run inside the job's creation transaction: a refusal rolls back the job and any reservation already
+    made on another quota.
+    """
+    _reserve(job=job, need=reservation_for(request=request, choice=choice), choice=choice, rows=[])
+
+
+def quota_rereserve(*, job: AIJob, choice: ModelChoice, request: ChatRequest | None) -> None:
+    """Replace the reservations of a pending job whose input changed by what the new input needs (release the
+    old, reserve the new), or raise QUOTA_EXCEEDED.
+
+    Must run in a transaction that then changes the job by a compare-and-set on `pending` (the job's row is
+    locked last, as at a job's end): if the job was claimed or ended meanwhile, or the quota refuses, the whole
+    change rolls back and the old reservations stay as they were.
+    """
+    # Locked as a job's end locks them (_open_reservations): a cancel committing meanwhile is seen here.
+    rows = QuotaReservation.objects.select_for_update(of=("self",)).filter(job_id=job.pk).order_by("id")
+    _reserve(job=job, need=reservation_for(request=request, choice=choice), choice=choice, rows=list(rows))
+
+
+def _reserve(*, job: AIJob, need: Reservation, choice: ModelChoice, rows: list[QuotaReservation]) -> None:
+    """Move the job from what its reservation `rows` hold to holding `need` on every applicable quota of the
+    current month.
+
+    Each quota period moves by one conditional UPDATE (`… WHERE used + reserved + more <= limit`, `more` what
+    the job needs beyond what it already holds there): concurrent writers queue on the row lock and each
+    re-checks the condition against the committed counters, so when one more job fits, exactly one is admitted.
+    A period the job no longer needs (another provider's quota, last month's) gets its reservation back; one
+    given back by an earlier update is taken again if needed again (one row per job and period).
+
+    Locks are taken in the order of every writer of reservations (_close_reservations, at a job's end): quota
+    by quota, the job's reservation row and then the period, and the job's own row after all of them.
     """
     quotas = quotas_applicable(brand=job.brand, provider_id=choice.provider.pk)
-    if not quotas:
-        return []
-    need = reservation_for(input_data=input_data, choice=choice)
+    held = [r for r in rows if r.state == ReservationState.RESERVED]
+    if not quotas and not held:
+        return
     month = month_start()
     QuotaPeriod.objects.bulk_create([QuotaPeriod(quota=q, month=month) for q in quotas], ignore_conflicts=True)
-    periods = {p.quota_id: p for p in QuotaPeriod.objects.filter(quota__in=quotas, month=month)}
-    reservations = []
-    for quota in quotas:
-        period = periods[quota.pk]
-        guarded = QuotaPeriod.objects.filter(pk=period.pk)
-        if quota.monthly_token_limit is not None:
-            guarded = guarded.filter(used_tokens__lte=(quota.monthly_token_limit - need.tokens) - F("reserved_tokens"))
-        if quota.monthly_cost_limit is not None:
-            limit = to_micros(quota.monthly_cost_limit)
-            guarded = guarded.filter(used_cost_micros__lte=(limit - need.cost_micros) - F("reserved_cost_micros"))
-        if (
-            guarded.update(
-                reserved_tokens=F("reserved_tokens") + need.tokens,
-                reserved_cost_micros=F("reserved_cost_micros") + need.cost_micros,
+    periods = QuotaPeriod.objects.filter(Q(quota__in=quotas, month=month) | Q(pk__in=[r.period_id for r in held]))
+    row_of = {r.period_id: r for r in rows}
+    wanted = {q.pk for q in quotas}
+    for period in sorted(periods.select_related("quota"), key=lambda p: (p.quota_id, p.month)):
+        quota, row = period.quota, row_of.get(period.pk)
+        before = row if row is not None and row.state == ReservationState.RESERVED else NOTHING
+        after = need if period.quota_id in wanted and period.month == month else NOTHING
+        if row is not None:
+            state = ReservationState.RESERVED if after is not NOTHING else ReservationState.RELEASED
+            closed_at = None if after is not NOTHING else timezone.now()
+            QuotaReservation.objects.filter(pk=row.pk).update(
+                state=state, tokens=after.tokens, cost_micros=after.cost_micros, closed_at=closed_at
             )
-            != 1
-        ):
+        more_tokens, more_micros = after.tokens - before.tokens, after.cost_micros - before.cost_micros
+        guarded = QuotaPeriod.objects.filter(pk=period.pk)
+        # Only growth is checked: giving some back is always allowed, even on a period already over its limit.
+        if more_tokens > 0 and quota.monthly_token_limit is not None:
+            guarded = guarded.filter(used_tokens__lte=(quota.monthly_token_limit - more_tokens) - F("reserved_tokens"))
+        if more_micros > 0 and quota.monthly_cost_limit is not None:
+            limit = to_micros(quota.monthly_cost_limit)
+            guarded = guarded.filter(used_cost_micros__lte=(limit - more_micros) - F("reserved_cost_micros"))
+        moved = guarded.update(
+            reserved_tokens=F("reserved_tokens") + more_tokens,
+            reserved_cost_micros=F("reserved_cost_micros") + more_micros,
+        )
+        if moved != 1:
             period.refresh_from_db()
             raise QuotaExceeded(
                 f"This job needs up to {need.tokens} tokens / ${_dollars(need.cost_micros)}; "
@@ -293,8 +350,8 @@ def quota_reserve(*, job: AIJob, choice: ModelChoice, input_data: dict) -> list[
                 remaining_quota=_remaining(quota, period),
                 required={"tokens": need.tokens, "cost": _dollars(need.cost_micros)},
             )
-        reservations.append(QuotaReservation(job=job, period=period, tokens=need.tokens, cost_micros=need.cost_micros))
-    return QuotaReservation.objects.bulk_create(reservations)
+        if row is None:
+            QuotaReservation.objects.create(job=job, period=period, tokens=after.tokens, cost_micros=after.cost_micros)
 
 
 def quota_settle(*, job_pk: int, tokens: int, cost_micros: int) -> None:
@@ -320,6 +377,17 @@ def _close_reservations(*, job_pk: int, to: str, tokens: int, cost_micros: int) 
         )
         if won != 1:
             continue  # another writer closed it first
+        if tokens > reserved_tokens or cost_micros > reserved_micros:
+            # Cannot happen while providers honour the bound they are sent (reservation_for); if one does not,
+            # the money was spent all the same: it is counted, and said.
+            logger.warning(
+                "job %s charged %s tokens / %s micro-dollars over its reservation of %s / %s",
+                job_pk,
+                tokens,
+                cost_micros,
+                reserved_tokens,
+                reserved_micros,
+            )
         QuotaPeriod.objects.filter(pk=period_pk).update(
             reserved_tokens=F("reserved_tokens") - reserved_tokens,
             reserved_cost_micros=F("reserved_cost_micros") - reserved_micros,
@@ -332,13 +400,16 @@ def _close_reservations(*, job_pk: int, to: str, tokens: int, cost_micros: int) 
 
 def _open_reservations(job_pk: int) -> list[tuple[int, int, int, int]]:
     """(reservation, period, tokens, cost_micros) of the job's open reservations, in quota order (no deadlock
-    between two jobs settling on the same quotas). Runs at every job's end, most often to find none: one
-    plain statement."""
+    between two jobs settling on the same quotas), locked: an update of the pending job that is changing them
+    (quota_rereserve) commits first, and what is given back is what it left. Runs at every job's end, most
+    often to find none: one plain statement."""
     reservation, period = QuotaReservation._meta.db_table, QuotaPeriod._meta.db_table
+    lock = " FOR UPDATE OF r" if connection.features.has_select_for_update_of else ""
     with prepared_cursor() as cursor:
         cursor.execute(
             f"SELECT r.id, r.period_id, r.tokens, r.cost_micros FROM {reservation} r "
-            f"JOIN {period} p ON p.id = r.period_id WHERE r.job_id = %s AND r.state = %s ORDER BY p.quota_id, r.id",
+            f"JOIN {period} p ON p.id = r.period_id WHERE r.job_id = %s AND r.state = %s "
+            f"ORDER BY p.quota_id, r.id{lock}",
             [job_pk, ReservationState.RESERVED],
         )
         return cursor.fetchall()

@@ -1,31 +1,22 @@
 """Which provider client answers a model: the provider catalogue decides (ai_providers.services)."""
 
-from dataclasses import replace
-
 from ai_providers.clients.base import ChatRequest, ChatResult, PermanentProviderError, ProviderClient
 from ai_providers.selectors import ModelChoice
 from ai_providers.services import client_for_model as catalogue_client_for_model
+from ai_providers.services import request_bounded
 from business.errors import ApplicationError
 
 
 class CatalogueBound:
-    """The model's client, calling it under the catalogue's rules: the model family, and the output bound
-    the job's quota reservation assumed when the request sets none (so no charge can exceed what was reserved).
+    """The model's client, calling it under the catalogue's rules: the model family, and the one output bound
+    the job's quota reservation assumed (ai_providers.services.request_bounded), so no charge exceeds it.
     """
 
     def __init__(self, client: ProviderClient, choice: ModelChoice) -> None:
         self.client, self.choice, self.name = client, choice, client.name
 
     def chat(self, request: ChatRequest, *, on_progress, should_stop) -> ChatResult:
-        from ai_providers.services import effective_max_tokens
-
-        limit = request.max_tokens or effective_max_tokens(request.options, self.choice)
-        options = {"model_family": self.choice.family, "max_output_tokens": limit, **request.options}
-        return self.client.chat(
-            replace(request, max_tokens=limit, options=options),
-            on_progress=on_progress,
-            should_stop=should_stop,
-        )
+        return self.client.chat(request_bounded(request, self.choice), on_progress=on_progress, should_stop=should_stop)
 
 
 def client_for_model(model: str, company_id: int | None = None) -> ProviderClient:

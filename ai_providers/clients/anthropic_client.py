@@ -32,9 +32,8 @@ def messages_params(request: ChatRequest) -> dict[str, Any]:
     params: dict[str, Any] = {
         "model": request.model,
         "messages": messages,
-        "max_tokens": request.max_tokens
-        or request.options.get("max_output_tokens")
-        or settings.AICORE_DEFAULT_MAX_OUTPUT_TOKENS,
+        # The call's one output bound (ai_providers.services.request_bounded); the API requires one.
+        "max_tokens": request.max_tokens or settings.AICORE_DEFAULT_MAX_OUTPUT_TOKENS,
     }
     if system:
         params["system"] = system

@@ -28,21 +28,25 @@ from kernel.netguard import AddressRefused
 
 
 def chat_params(request: ChatRequest) -> dict[str, Any]:
-    """The chat.completions arguments for the request under its model family's rules."""
+    """The chat.completions arguments for the request under its model family's rules.
+
+    `request.max_tokens` is the call's one output bound (ai_providers.services.request_bounded): it is sent
+    under the family's name for it, and no other bound is sent.
+    """
     options = request.options
     params: dict[str, Any] = {"model": request.model, "messages": request.messages}
-    if is_reasoning_model(request.model, options):
+    reasoning = is_reasoning_model(request.model, options)
+    if request.max_tokens is not None:
+        params["max_completion_tokens" if reasoning else "max_tokens"] = request.max_tokens
+    if reasoning:
         params["messages"] = [{**m, "role": "developer"} if m.get("role") == "system" else m for m in request.messages]
-        limit = options.get("max_completion_tokens") or request.max_tokens
-        if limit is not None:
-            params["max_completion_tokens"] = limit
         if options.get("reasoning_effort"):
             params["reasoning_effort"] = options["reasoning_effort"]
     else:
-        if request.max_tokens is not None:
-            params["max_tokens"] = request.max_tokens
         if request.temperature is not None:
             params["temperature"] = request.temperature
+        if options.get("top_p") is not None:
+            params["top_p"] = options["top_p"]
     if request.response_format:
         params["response_format"] = request.response_format
     if request.tools:
@@ -126,7 +130,7 @@ class OpenAIClient:
     def _chat_streamed(
         self, request: ChatRequest, params: dict, guard: CallGuard, on_progress: ProgressCallback
     ) -> ChatResult:
-        progress = StreamProgress(on_progress, request.options.get("max_completion_tokens") or request.max_tokens)
+        progress = StreamProgress(on_progress, request.max_tokens)
         stream = self._sdk.chat.completions.create(
             **params, stream=True, stream_options={"include_usage": True}, timeout=self._timeout(guard)
         )

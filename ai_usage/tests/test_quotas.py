@@ -9,6 +9,8 @@ import pytest
 from django.db import connection, connections
 
 from ai_core import services as jobs
+from ai_core.engine.handlers import build_request
+from ai_core.models import AIJob, AIJobType
 from ai_core.workflow import IllegalTransition, StaleAttempt
 from ai_providers.selectors import model_resolve
 from ai_usage.models import AIJobUsage, Quota, QuotaPeriod, QuotaReservation
@@ -19,7 +21,8 @@ MESSAGE = {"messages": [{"role": "user", "content": "quota me"}], "model": "gpt-
 
 
 def need():
-    return reservation_for(input_data=MESSAGE, choice=model_resolve("gpt-4o-mini"))
+    job = AIJob(job_type=AIJobType.objects.get(name="chat_completion"), input_data=MESSAGE)
+    return reservation_for(request=build_request(job), choice=model_resolve("gpt-4o-mini"))
 
 
 def submit(personas, data=MESSAGE):
@@ -261,9 +264,10 @@ def test_a_request_asking_for_cache_writes_reserves_its_prompt_at_the_dearest_wr
         ],
     }
     choice = model_resolve("claude-sonnet-4-5")
+    chat = AIJobType.objects.get(name="chat_completion")
     without, with_cache = (
-        reservation_for(input_data=plain, choice=choice),
-        reservation_for(input_data=cached, choice=choice),
+        reservation_for(request=build_request(AIJob(job_type=chat, input_data=data)), choice=choice)
+        for data in (plain, cached)
     )
     # $3/1M per prompt token without caching, $6/1M (a 1-hour write) with it; 10 output tokens at $15/1M.
     assert without.cost_micros == math.ceil(Decimal(without.tokens - 10) * 3 + 150)
