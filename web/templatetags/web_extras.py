@@ -1,6 +1,9 @@
 import json
+from datetime import UTC, datetime
 
 from django import template
+from django.utils.dateparse import parse_datetime
+from django.utils.html import format_html
 
 register = template.Library()
 
@@ -13,3 +16,29 @@ def get_item(mapping, key):
 @register.filter
 def as_json(value) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, default=str)
+
+
+@register.filter
+def when(value):
+    """An instant as <time>: UTC text for readers without JavaScript, put in the viewer's zone by console.js."""
+    if not value:
+        return "–"
+    instant = parse_datetime(value) if isinstance(value, str) else value
+    if not isinstance(instant, datetime):
+        return value
+    instant = instant.astimezone(UTC)
+    return format_html(
+        '<time datetime="{}">{}</time>',
+        instant.isoformat().replace("+00:00", "Z"),
+        instant.strftime("%Y-%m-%d %H:%M:%S UTC"),
+    )
+
+
+@register.filter
+def percent(value) -> str:
+    return "–" if value is None else f"{float(value) * 100:.1f}%"
+
+
+@register.filter
+def seconds(value) -> str:
+    return "–" if value is None else f"{float(value):.3g} s"
