@@ -212,7 +212,7 @@ def test_providers_show_prices_to_all_and_key_forms_to_company_admins_only(perso
     alice = _login(personas.alice, "alice-pass-1")
     page = alice.get("/dashboard/providers/").content.decode()
     assert "gpt-4o-mini" in page and "Effective from" in page
-    assert 'name="p%d-api_key"' % openai.pk not in page and "Test connection" not in page
+    assert f'name="p{openai.pk}-api_key"' not in page and "Test connection" not in page
     assert alice.post("/dashboard/providers/openai/credential/", {f"p{openai.pk}-api_key": "sk-x"}).status_code == 403
     assert not ProviderCredential.objects.exists()
 
