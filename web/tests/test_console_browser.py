@@ -79,7 +79,8 @@ def _pages(world) -> list[tuple[str, str]]:
 AXE_RUN = """async () => {
   const result = await axe.run(document, {resultTypes: ["violations"]});
   return result.violations.filter(v => v.impact === "serious" || v.impact === "critical")
-    .map(v => `${v.id} (${v.impact}): ${v.nodes.slice(0, 3).map(n => n.target.join(" ") + " " + n.failureSummary).join(" | ")}`);
+    .map(v => `${v.id} (${v.impact}): ` +
+      v.nodes.slice(0, 3).map(n => n.target.join(" ") + " " + n.failureSummary).join(" | "));
 }"""
 
 
@@ -152,7 +153,7 @@ def test_every_console_page_for_each_persona_fits_390_and_1440_and_passes_axe(
             assert page.locator("form[action*='/credential/']").count() == 0
             admin.close()
 
-            # Company admin, in dark mode and in Paris: both brands of Acme, the key forms and the brand breakdown; no Zeta.
+            # Company admin, dark mode, in Paris: both brands of Acme, key forms, the brand breakdown; no Zeta.
             company = browser.new_context(base_url=live_asgi, color_scheme="dark", timezone_id="Europe/Paris")
             page = _login(company, live_asgi, "ada", "ada-pass-1")
             assert page.locator("#brand-select option").all_inner_texts() == ["A", "B"]
