@@ -1,5 +1,6 @@
 import json
 from datetime import UTC, datetime
+from decimal import Decimal
 
 from django import template
 from django.utils.dateparse import parse_datetime
@@ -42,3 +43,11 @@ def percent(value) -> str:
 @register.filter
 def seconds(value) -> str:
     return "–" if value is None else f"{float(value):.3g} s"
+
+
+@register.filter
+def plain(value) -> str:
+    """A Decimal without trailing zeros or exponent: 0.800000 → 0.8 (prices per million tokens)."""
+    if value is None:
+        return "–"
+    return format(Decimal(value).normalize(), "f")
