@@ -12,6 +12,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest
 from django.shortcuts import render
+from django.urls import reverse
 
 from business.access import SESSION_BRAND_KEY, brand_for_user, brands_for_user, parse_brand_header
 from business.models import Brand
@@ -85,6 +86,8 @@ def context(request: HttpRequest, brand: Brand, **extra) -> dict:
     section = {"web-job": "web-jobs", "web-cancel": "web-jobs", "web-webhook": "web-webhooks"}.get(current, current)
     return {
         "brand": brand,
+        # After switching brand, a detail page (a job, a webhook of the old brand) makes no sense: its list does.
+        "switch_next": reverse(section) if section != current and section in dict(NAVIGATION) else request.path,
         "brands": list(brands_for_user(request.user).order_by("id")),
         "navigation": [(name, label, name == section) for name, label in NAVIGATION],
         "company_admin": is_company_admin_of(request.user, brand),

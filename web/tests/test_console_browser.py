@@ -76,8 +76,10 @@ def _pages(world) -> list[tuple[str, str]]:
     ]
 
 
+# Page.evaluate has no timeout of its own: a stuck run fails after a minute instead of hanging the suite.
 AXE_RUN = """async () => {
-  const result = await axe.run(document, {resultTypes: ["violations"]});
+  const timeout = new Promise((_, reject) => setTimeout(() => reject(new Error("axe.run took over 60 s")), 60000));
+  const result = await Promise.race([axe.run(document, {resultTypes: ["violations"]}), timeout]);
   return result.violations.filter(v => v.impact === "serious" || v.impact === "critical")
     .map(v => `${v.id} (${v.impact}): ` +
       v.nodes.slice(0, 3).map(n => n.target.join(" ") + " " + n.failureSummary).join(" | "));
@@ -124,6 +126,11 @@ def test_every_console_page_for_each_persona_fits_390_and_1440_and_passes_axe(
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
         try:
+            anonymous = browser.new_context(base_url=live_asgi)
+            page = anonymous.new_page()
+            _check_page(page, "anonymous", "login", "/login/", forbidden=[])
+            anonymous.close()
+
             # Brand member: brand A's pages, no admin controls, nothing of B or Zeta.
             member = browser.new_context(base_url=live_asgi)
             page = _login(member, live_asgi, "alice", "alice-pass-1")

@@ -105,6 +105,7 @@ def test_a_link_to_a_job_of_another_of_the_users_brands_switches_to_it(personas)
     answer = ada.get(f"/dashboard/jobs/{job_b.job_id}/", follow=True)
     assert answer.status_code == 200 and answer.context["brand"] == personas.brand_b
     assert "Switched to B" in answer.content.decode()
+    assert answer.context["switch_next"] == "/dashboard/jobs/"  # switching away from a job opens the job list
     # ?brand= on any page switches too; a brand of another company does not.
     assert ada.get(f"/dashboard/jobs/?brand={personas.brand_a.id}").context["brand"] == personas.brand_a
     assert ada.get(f"/dashboard/jobs/?brand={personas.brand_z.id}").context["brand"] == personas.brand_a

@@ -37,7 +37,8 @@
       tension: 0.25,
       pointRadius: def.kind === "line" ? 2 : undefined,
     }));
-    const valueAxis = {beginAtZero: true, ticks: {callback: (v) => fmt(v), maxTicksLimit: 6}};
+    const narrow = canvas.parentElement.clientWidth < 480;
+    const valueAxis = {beginAtZero: true, ticks: {callback: (v) => fmt(v), maxTicksLimit: narrow ? 4 : 6, maxRotation: 0}};
     const labelAxis = {ticks: {autoSkip: true, maxRotation: 0, autoSkipPadding: 12,
       callback(value) { const l = this.getLabelForValue(value); return l.length > 22 ? l.slice(0, 21) + "…" : l; }}};
     const options = {
