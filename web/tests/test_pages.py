@@ -6,7 +6,9 @@ import io
 from decimal import Decimal
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 
 from ai_core import services
 from ai_providers.models import Provider, ProviderCredential
@@ -295,3 +297,17 @@ def test_web_login_failures_are_throttled_like_the_api(personas, settings):
         .status_code
         == 429
     )
+
+
+@pytest.mark.parametrize("url", ["/dashboard/", "/dashboard/jobs/", "/dashboard/usage/", "/dashboard/providers/"])
+def test_page_queries_do_not_grow_with_the_rows(personas, llm_env, url):
+    alice = _login(personas.alice, "alice-pass-1")
+    finished(personas.brand_a, personas.alice)
+    alice.get(url)  # warm: session, catalogue memo
+    with CaptureQueriesContext(connection) as few:
+        assert alice.get(url).status_code == 200
+    for _ in range(6):
+        finished(personas.brand_a, personas.adam, model="gpt-4o")
+    with CaptureQueriesContext(connection) as many:
+        assert alice.get(url).status_code == 200
+    assert len(many) == len(few), [q["sql"][:120] for q in many.captured_queries]
