@@ -370,6 +370,15 @@ def webhook_detail(request, brand, endpoint_id: str):
     try:
         endpoint = webhook_selectors.endpoint_get(brand=brand, pk=endpoint_id)
     except ApplicationError:
+        # Like a job link: a webhook of another of the user's brands switches to that brand.
+        for other in brands_for_user(request.user).exclude(pk=brand.pk):
+            try:
+                webhook_selectors.endpoint_get(brand=other, pk=endpoint_id)
+            except ApplicationError:
+                continue
+            remember_brand(request, other)
+            messages.info(request, f"Switched to {other.name}, the brand of this webhook.")
+            return redirect("web-webhook", endpoint_id=endpoint_id)
         return render(request, "web/not_found.html", context(request, brand, what="webhook"), status=404)
     pager = Paginator(webhook_selectors.deliveries_of(endpoint), DELIVERIES_PER_PAGE).get_page(request.GET.get("page"))
     page = {"endpoint": endpoint, "pager": pager, "can_admin": can_administer_brand(request.user, brand)}

@@ -257,6 +257,12 @@ def test_webhooks_log_and_redeliver_for_admins_of_the_brand(personas, django_cap
     bob = _login(personas.bob, "bob-pass-1")
     assert bob.get(f"/dashboard/webhooks/{endpoint.pk}/").status_code == 404
     assert bob.post(redeliver).status_code == 404
+    assert bob.get("/dashboard/webhooks/not-a-number/").status_code == 404
+
+    ada = _login(personas.acme_admin, "ada-pass-1")  # company admin: A's webhook while on B switches to A
+    ada.post("/dashboard/brand/", {"brand": personas.brand_b.id})
+    answer = ada.get(f"/dashboard/webhooks/{endpoint.pk}/", follow=True)
+    assert answer.status_code == 200 and answer.context["brand"] == personas.brand_a
 
 
 def test_submit_job_page_and_bad_json(personas):
