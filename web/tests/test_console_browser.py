@@ -179,6 +179,15 @@ def test_every_console_page_for_each_persona_fits_390_and_1440_and_passes_axe(
             page.goto("/dashboard/providers/")
             assert page.locator("form[action*='/credential/'] input[type=password]").count() >= 1
             assert page.locator("input[type=password]").first.input_value() == ""
+            # The brand switcher from the keyboard: arrows move the choice without leaving the page, then Switch.
+            page.goto("/dashboard/quotas/")
+            page.focus("#brand-select")
+            page.keyboard.press("ArrowDown")
+            assert page.url.endswith("/dashboard/quotas/") and page.is_visible("#brand-switch")
+            page.keyboard.press("Tab")
+            page.keyboard.press("Enter")
+            page.wait_for_function("document.querySelector('h1').textContent.startsWith('B')")
+            assert page.url.endswith("/dashboard/quotas/") and "424242" in page.inner_text("main")  # B's quota
             company.close()
 
             # Charts: drawn, with small money values readable on the axis and in tooltips; keyboard navigation.

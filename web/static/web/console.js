@@ -30,4 +30,14 @@ const AICORE = {
     });
   },
 };
-document.addEventListener("DOMContentLoaded", () => AICORE.localiseTimes());
+// The brand switcher submits on a pick with the mouse; from the keyboard, arrows only move the choice (no page
+// change while browsing the list) and the Switch button, shown then, submits.
+function brandSwitcher() {
+  const select = document.getElementById("brand-select"), button = document.getElementById("brand-switch");
+  if (!select || !button) return;
+  let keyed = false;
+  button.hidden = true;
+  select.addEventListener("keydown", () => { keyed = true; });
+  select.addEventListener("change", () => { if (keyed) button.hidden = false; else select.form.submit(); });
+}
+document.addEventListener("DOMContentLoaded", () => { AICORE.localiseTimes(); brandSwitcher(); });
