@@ -26,17 +26,21 @@ NPM_CI = command -v npm >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v a
 	{ echo "npm is needed for the console's chart assets: install Node.js and npm" >&2; exit 1; }; \
 	npm ci --no-audit --no-fund --loglevel=error
 
-$(VENV)/.npm-installed: package.json package-lock.json $(VENV)/.installed
+# Stamps inside node_modules/: deleting it installs again. The test install (all packages) also satisfies run's.
+NPM_RUNTIME := node_modules/.aicore-runtime
+NPM_TEST    := node_modules/.aicore-test
+
+$(NPM_RUNTIME): package.json package-lock.json
 	$(NPM_CI) --omit=dev
 	touch $@
 
-$(VENV)/.npm-installed-test: $(VENV)/.npm-installed
+$(NPM_TEST): package.json package-lock.json
 	$(NPM_CI)
-	touch $@
+	touch $(NPM_RUNTIME) $@
 
-venv: $(VENV)/.installed $(VENV)/.npm-installed
+venv: $(VENV)/.installed $(NPM_RUNTIME)
 
-venv-test: $(VENV)/.installed-test $(VENV)/.npm-installed-test
+venv-test: $(VENV)/.installed-test $(NPM_TEST)
 
 migrate: venv
 	$(PY) manage.py migrate --noinput
