@@ -129,8 +129,8 @@ def submit(request, brand):
 def jobs(request, brand):
     """The brand's jobs with the API's filters (JobFilter itself), ordering and a pager."""
     params = request.GET.copy()
-    params.pop("page", None)
-    params.pop("brand", None)
+    for key in ("page", "brand", "fragment"):  # the pager's links carry the filters only
+        params.pop(key, None)
     if not params.get("ordering"):
         params["ordering"] = "-created_at"
     filterset = JobFilter(params, queryset=selectors.job_list(brand=brand))

@@ -18,6 +18,7 @@ from webhooks.models import WebhookDelivery, WebhookEndpoint
 
 pytestmark = pytest.mark.usefixtures("job_types")
 CHAT = {"messages": [{"role": "user", "content": "hi"}]}
+KEY = "sk-proj-console-0123456789"  # the fake provider refuses only "bad-key"
 
 
 def _login(user, password) -> Client:
@@ -142,6 +143,7 @@ def test_the_job_list_filters_searches_orders_and_pages(personas):
     assert bad.status_code == 200 and "status:" in bad.content.decode() and bad.context["pager"].paginator.count == 0
     rows = alice.get("/dashboard/jobs/?fragment=rows").content.decode()
     assert rows.lstrip().startswith("<div") and "<html" not in rows  # the live list's refresh
+    assert "page=2" in rows and "fragment" not in rows  # its pager links to whole pages
 
 
 def test_cancel_asks_first_and_a_cancelled_job_says_so(personas):
@@ -317,3 +319,21 @@ def test_page_queries_do_not_grow_with_the_rows(personas, llm_env, url):
     with CaptureQueriesContext(connection) as many:
         assert alice.get(url).status_code == 200
     assert len(many) == len(few), [q["sql"][:120] for q in many.captured_queries]
+
+
+def test_a_company_admin_stores_a_key_and_tests_the_connection_for_real(personas, llm_env, fake_llm, settings):
+    settings.AICORE_ALLOW_PRIVATE_PROVIDER_URLS = True  # the fake provider listens on loopback
+    openai = Provider.objects.get(name="openai")
+    ada = _login(personas.acme_admin, "ada-pass-1")
+    form = {f"p{openai.pk}-api_key": KEY, f"p{openai.pk}-base_url": fake_llm.openai_base_url}
+    assert ada.post("/dashboard/providers/openai/credential/", form).status_code == 302
+    credential = ProviderCredential.objects.get(company=personas.brand_a.company, provider=openai)
+    answer = ada.post(f"/dashboard/credentials/{credential.pk}/test/", follow=True)
+    assert "Connection succeeded" in answer.content.decode()
+    credential.refresh_from_db()
+    assert credential.last_test_ok is True
+    # Replacing the key with a wrong one: the next test says so, and no key is ever shown.
+    ada.post("/dashboard/providers/openai/credential/", {**form, f"p{openai.pk}-api_key": "bad-key"})
+    answer = ada.post(f"/dashboard/credentials/{credential.pk}/test/", follow=True)
+    page = answer.content.decode()
+    assert "Incorrect API key" in page and KEY not in page and "bad-key" not in page
