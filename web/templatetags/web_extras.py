@@ -6,6 +6,8 @@ from django import template
 from django.utils.dateparse import parse_datetime
 from django.utils.html import format_html
 
+from ai_core.selectors import money
+
 register = template.Library()
 
 
@@ -51,3 +53,11 @@ def plain(value) -> str:
     if value is None:
         return "–"
     return format(Decimal(value).normalize(), "f")
+
+
+@register.filter
+def usd(value) -> str:
+    """An amount in dollars for people: $0.00, $1.50, $0.000150 (small amounts keep their digits)."""
+    if value is None or value == "":
+        return "–"
+    return f"${money(Decimal(value))}"
