@@ -137,6 +137,12 @@ def test_the_job_list_filters_searches_orders_and_pages(personas):
     second = alice.get("/dashboard/jobs/?page=2")
     assert [j.description for j in second.context["pager"]] == [f"job number {i}" for i in range(4, -1, -1)]
     assert [j.description for j in alice.get("/dashboard/jobs/?search=number 2").context["pager"]][-1] == "job number 2"
+
+    def count(query: str) -> int:
+        return alice.get(f"/dashboard/jobs/?{query}").context["pager"].paginator.count
+
+    assert count(f"created_by={personas.alice.pk}") == 30 and count(f"created_by={personas.adam.pk}") == 0
+    assert count("is_async=true") + count("is_async=false") == 30
     high = alice.get("/dashboard/jobs/?priority=high").context["pager"]
     assert [j.description for j in high] == ["job number 3"]
     bad = alice.get("/dashboard/jobs/?status=nope")
