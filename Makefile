@@ -19,9 +19,28 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
-venv: $(VENV)/.installed
+# The console's browser assets (Chart.js; axe-core for the tests) come from the npm registry into node_modules/
+# (gitignored) and are served as static files: no CDN. Debian's npm is installed when missing and we are root.
+NPM_CI = command -v npm >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	{ apt-get install -y -q npm >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q npm >/dev/null 2>&1; }; }; } || \
+	{ echo "npm is needed for the console's chart assets: install Node.js and npm" >&2; exit 1; }; \
+	npm ci --no-audit --no-fund --loglevel=error
 
-venv-test: $(VENV)/.installed-test
+# Stamps inside node_modules/: deleting it installs again. The test install (all packages) also satisfies run's.
+NPM_RUNTIME := node_modules/.aicore-runtime
+NPM_TEST    := node_modules/.aicore-test
+
+$(NPM_RUNTIME): package.json package-lock.json
+	$(NPM_CI) --omit=dev
+	touch $@
+
+$(NPM_TEST): package.json package-lock.json
+	$(NPM_CI)
+	touch $(NPM_RUNTIME) $@
+
+venv: $(VENV)/.installed $(NPM_RUNTIME)
+
+venv-test: $(VENV)/.installed-test $(NPM_TEST)
 
 migrate: venv
 	$(PY) manage.py migrate --noinput

@@ -67,6 +67,17 @@ def job_get(*, brand: Brand, lookup: str | int, for_detail: bool = False) -> AIJ
     return job
 
 
+def job_brand_among(*, brands: Iterable[Brand], lookup: str | int) -> Brand | None:
+    """Which of `brands` holds the job (by id or job_id), or None: how a link to a job of another of the
+    user's brands finds the brand to switch to. Only the given brands are looked at."""
+    found = _job_lookup(lookup)
+    brands = {b.id: b for b in brands}
+    if found is None or not brands:
+        return None
+    brand_id = jobs_of(brands.values()).filter(**{found[0]: found[1]}).values_list("brand_id", flat=True).first()
+    return brands.get(brand_id)
+
+
 _PROBE_BRAND_ID = 987_654_321
 
 

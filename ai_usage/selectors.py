@@ -1,5 +1,6 @@
 """Reads on usage and quotas. Every brand-scoped read starts from `usage_of()` / `quotas_of()`."""
 
+import math
 from collections.abc import Iterable
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
@@ -10,7 +11,7 @@ from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from ai_core.selectors import money
-from ai_usage.models import AIJobUsage, Quota
+from ai_usage.models import AIJobUsage, Quota, QuotaReservation, ReservationState
 from ai_usage.services import month_start, next_month, quota_status
 from business.errors import ApplicationError, NotFound
 from business.models import Brand
@@ -125,13 +126,42 @@ def parse_month(value: str | None) -> date:
 
 def cost_breakdown(*, brands: list[Brand], month: date) -> dict[str, Any]:
     """One calendar month's money by provider, model, job type, user and brand."""
-    start = timezone.make_aware(datetime.combine(month, time.min))
-    end = timezone.make_aware(datetime.combine(next_month(month), time.min))
+    report = usage_breakdown(brands=brands, first_day=month, last_day=next_month(month) - timedelta(days=1))
+    del report["daily"], report["since"], report["until"]
+    return {"month": f"{month.year:04d}-{month.month:02d}", **report}  # strftime writes year 1 as "1"
+
+
+def usage_breakdown(*, brands: list[Brand], first_day: date, last_day: date) -> dict[str, Any]:
+    """Usage from `first_day` to `last_day` (both included): totals, a daily series (every day present, oldest
+    first) and the breakdowns by provider, model, job type, user and brand."""
+    start = timezone.make_aware(datetime.combine(first_day, time.min))
+    end = timezone.make_aware(datetime.combine(last_day + timedelta(days=1), time.min))
     rows = usage_of(brands).filter(created_at__gte=start, created_at__lt=end)
+    per_day = {
+        row["day"]: row
+        for row in rows.annotate(day=TruncDate("created_at"))
+        .values("day")
+        .annotate(jobs=Count("id"), total_tokens=Sum("total_tokens"), cost=Sum("total_cost"))
+    }
+    daily = []
+    day = first_day
+    while day <= last_day:
+        row = per_day.get(day) or {}
+        daily.append(
+            {
+                "date": day.isoformat(),
+                "jobs": row.get("jobs", 0),
+                "total_tokens": int(row.get("total_tokens") or 0),
+                "total_cost": str(_sum_decimal(row.get("cost"))),
+            }
+        )
+        day += timedelta(days=1)
     by_user = _grouped(rows, "user_id", "user__username")
     return {
-        "month": f"{month.year:04d}-{month.month:02d}",  # strftime writes year 1 as "1"
+        "since": first_day.isoformat(),
+        "until": last_day.isoformat(),
         "totals": _totals(rows),
+        "daily": daily,
         "by_provider": _grouped(rows, "provider_name"),
         "by_model": _grouped(rows, "provider_name", "model_name"),
         "by_job_type": [{"job_type": r.pop("job_type__name"), **r} for r in _grouped(rows, "job_type__name")],
@@ -141,6 +171,45 @@ def cost_breakdown(*, brands: list[Brand], month: date) -> dict[str, Any]:
             for r in _grouped(rows, "brand_id", "brand__name")
         ],
     }
+
+
+# Latency percentiles are computed from the newest rows only: enough for p95 to be stable, bounded in memory.
+LATENCY_SAMPLE = 5000
+
+
+def _percentile(ordered: list[float], fraction: float) -> float:
+    """The nearest-rank percentile of an ascending list."""
+    rank = max(1, math.ceil(fraction * len(ordered)))
+    return ordered[rank - 1]
+
+
+def activity_by(*, brands: list[Brand], field: str, days: int) -> list[dict[str, Any]]:
+    """Per value of `field` ("job_type__name", "provider_name"…) over the last `days` days: jobs, failures,
+    error rate and the p50 / p95 execution time in seconds (of the newest LATENCY_SAMPLE rows)."""
+    since = timezone.now() - timedelta(days=days)
+    rows = usage_of(brands).filter(created_at__gte=since)
+    counts = {
+        row[field]: row
+        for row in rows.values(field).annotate(jobs=Count("id"), failed=Count("id", filter=Q(success_rate__lt=1)))
+    }
+    samples: dict[str, list[float]] = {}
+    timed = rows.filter(execution_time_seconds__isnull=False).order_by("-created_at")
+    for key, seconds in timed.values_list(field, "execution_time_seconds")[:LATENCY_SAMPLE]:
+        samples.setdefault(key, []).append(seconds)
+    out = []
+    for key, row in sorted(counts.items(), key=lambda item: (-item[1]["jobs"], str(item[0]))):
+        ordered = sorted(samples.get(key, []))
+        out.append(
+            {
+                "name": key,
+                "jobs": row["jobs"],
+                "failed": row["failed"],
+                "error_rate": round(row["failed"] / row["jobs"], 4) if row["jobs"] else None,
+                "p50_seconds": round(_percentile(ordered, 0.5), 3) if ordered else None,
+                "p95_seconds": round(_percentile(ordered, 0.95), 3) if ordered else None,
+            }
+        )
+    return out
 
 
 def provider_health(*, brand: Brand, providers: list) -> dict[int, dict[str, Any]]:
@@ -221,3 +290,38 @@ def quota_get(*, brand: Brand, pk) -> Quota:
     if quota is None:
         raise NotFound("Quota not found", error_code="QUOTA_NOT_FOUND")
     return quota
+
+
+def quota_overview(*, brand: Brand, today: date | None = None) -> list[dict[str, Any]]:
+    """Each quota the brand sees, with this month's status, its open reservations and a straight-line forecast
+    of the month's use at its end (used so far ÷ days elapsed × days in the month)."""
+    today = today or timezone.localdate()
+    month = month_start(today)
+    days_in_month = (next_month(month) - month).days
+    elapsed = today.day
+    quotas = list(quotas_of(brand).filter(is_active=True).order_by("brand_id", "provider_id", "id"))
+    open_counts = dict(
+        QuotaReservation.objects.filter(period__quota__in=quotas, period__month=month, state=ReservationState.RESERVED)
+        .values("period__quota_id")
+        .annotate(n=Count("id"))
+        .values_list("period__quota_id", "n")
+    )
+    out = []
+    for quota in quotas:
+        status = quota_status(quota=quota, month=month)
+        used_cost = Decimal(status["used"]["cost"])
+        forecast_tokens = status["used"]["tokens"] * days_in_month // elapsed
+        forecast_cost = (used_cost * days_in_month / elapsed).quantize(Decimal("0.000001"))
+        limits = status["limits"]
+        over = (limits["tokens"] is not None and forecast_tokens > limits["tokens"]) or (
+            limits["cost"] is not None and forecast_cost > Decimal(limits["cost"])
+        )
+        out.append(
+            {
+                **status,
+                "brand_name": quota.brand.name if quota.brand_id else None,
+                "open_reservations": open_counts.get(quota.pk, 0),
+                "forecast": {"tokens": forecast_tokens, "cost": str(forecast_cost), "over_limit": over},
+            }
+        )
+    return out

@@ -152,6 +152,8 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+# The console's chart library, from the npm registry (package.json; `make run` runs npm ci): /static/vendor/chart.js/.
+STATICFILES_DIRS = [("vendor/chart.js", BASE_DIR / "node_modules" / "chart.js" / "dist")]
 
 # Bodies larger than this are refused with 413 before any parsing (RequestSizeLimitMiddleware).
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("AICORE_MAX_BODY_BYTES", 2 * 1024 * 1024, minimum=1024)

@@ -1,23 +1,11 @@
-"""Dashboard charts as inline SVG, drawn on the server by pygal (no chart JavaScript shipped to the page)."""
+"""Chart definitions for the console: plain data the page's Chart.js (web/static/web/charts.js) draws.
+
+Each chart also carries its numbers as a table (shown under the chart, read by screen readers), so nothing is
+only in pixels. Money values travel as strings of the Decimal amounts; the browser only formats them.
+"""
 
 from decimal import Decimal
 
-import pygal
-from pygal.style import Style
-
-STYLE = Style(
-    background="transparent",
-    plot_background="transparent",
-    foreground="#334155",
-    foreground_strong="#0f172a",
-    foreground_subtle="#cbd5e1",
-    colors=("#2563eb", "#16a34a", "#dc2626", "#f59e0b", "#7c3aed", "#64748b"),
-    font_family="system-ui, sans-serif",
-    label_font_size=11,
-    major_label_font_size=11,
-    legend_font_size=12,
-    title_font_size=14,
-)
 STATUS_COLORS = {
     "pending": "#94a3b8",
     "running": "#2563eb",
@@ -28,67 +16,71 @@ STATUS_COLORS = {
 }
 
 
-def _options(**extra) -> dict:
-    # js=[]: pygal's tooltips script lives on a CDN; the dashboard makes no third-party requests.
+def chart(
+    key: str,
+    title: str,
+    kind: str,
+    labels: list[str],
+    series: list[tuple[str, list]],
+    *,
+    money: bool = False,
+    horizontal: bool = False,
+    colors: list[str] | None = None,
+    unit: str = "",
+) -> dict:
+    """One chart: `series` is [(name, values)], one value per label."""
     return {
-        "style": STYLE,
-        "js": [],
-        "disable_xml_declaration": True,
-        "height": 260,
-        "width": 640,
-        "show_legend": False,
-        "margin": 12,
-        **extra,
+        "id": f"chart-{key}",
+        "data_id": f"chart-{key}-data",
+        "title": title,
+        "kind": kind,
+        "labels": labels,
+        "series": [{"name": name, "values": [_number(v) for v in values]} for name, values in series],
+        "money": money,
+        "horizontal": horizontal,
+        "colors": colors,
+        "unit": unit,
+        "height": max(220, 44 + 30 * len(labels)) if horizontal else 240,
+        "table": {
+            "head": ["", *[name for name, _ in series]],
+            "rows": [[label, *[_shown(s[1][i], money, unit) for s in series]] for i, label in enumerate(labels)],
+        },
+        "empty": not any(any(_number(v) for v in values) for _, values in series),
     }
 
 
-def _render(chart) -> str:
-    return chart.render(is_unicode=True)
+def _number(value):
+    # A chart plots floats; the exact Decimal is what the table shows.
+    return float(value) if isinstance(value, Decimal | str) else value
 
 
-def daily_jobs(daily_activity: list[dict]) -> str:
-    days = list(reversed(daily_activity))  # oldest first, left to right
-    chart = pygal.Bar(**_options(title="Jobs per day (30 days)", x_label_rotation=45, show_minor_x_labels=False))
-    chart.x_labels = [d["date"][5:] for d in days]
-    chart.x_labels_major = [d["date"][5:] for d in days[::5]]
-    chart.add("jobs", [d["jobs"] for d in days])
-    return _render(chart)
-
-
-def daily_cost(daily_activity: list[dict]) -> str:
-    days = list(reversed(daily_activity))
-    chart = pygal.Line(
-        **_options(
-            title="Cost per day, USD (30 days)",
-            x_label_rotation=45,
-            fill=True,
-            show_minor_x_labels=False,
-            value_formatter=lambda v: f"${v:,.4f}",
-        )
-    )
-    chart.x_labels = [d["date"][5:] for d in days]
-    chart.x_labels_major = [d["date"][5:] for d in days[::5]]
-    # Plotting needs floats; the amounts themselves stay Decimal strings everywhere else.
-    chart.add("cost", [float(Decimal(d["total_cost"])) for d in days])
-    return _render(chart)
-
-
-def status_breakdown(stats: dict[str, int]) -> str:
-    statuses = [s for s in STATUS_COLORS if stats.get(s)]
-    style = Style(**{**STYLE.to_dict(), "colors": tuple(STATUS_COLORS[s] for s in statuses) or ("#cbd5e1",)})
-    chart = pygal.Pie(
-        **_options(title="Jobs by status", inner_radius=0.45, show_legend=True, legend_at_bottom=True, style=style)
-    )
-    for status in statuses:
-        chart.add(status, stats[status])
-    return _render(chart)
-
-
-def horizontal_bars(title: str, rows: list[tuple[str, float]], *, money: bool = False) -> str:
-    options = _options(title=title, height=max(160, 40 + 34 * len(rows)))
+def _shown(value, money: bool, unit: str) -> str:
+    if value is None:
+        return "–"
     if money:
-        options["value_formatter"] = lambda v: f"${v:,.4f}"
-    chart = pygal.HorizontalBar(**options)
-    chart.x_labels = [label for label, _ in rows]
-    chart.add(title, [value for _, value in rows])
-    return _render(chart)
+        return f"${value}"
+    return f"{value}{unit}"
+
+
+def daily(key: str, title: str, days: list[dict], field: str, *, money: bool = False, kind: str = "bar") -> dict:
+    """A per-day series (`days` oldest first)."""
+    return chart(key, title, kind, [d["date"] for d in days], [(title, [d[field] for d in days])], money=money)
+
+
+def breakdown(key: str, title: str, rows: list[tuple[str, float]], *, money: bool = False) -> dict:
+    """Counts or amounts by category, as horizontal bars (labels stay readable at any width)."""
+    return chart(
+        key, title, "bar", [label for label, _ in rows], [(title, [v for _, v in rows])], money=money, horizontal=True
+    )
+
+
+def status_breakdown(stats: dict[str, int]) -> dict:
+    statuses = [s for s in STATUS_COLORS if stats.get(s)]
+    return chart(
+        "status",
+        "Jobs by status",
+        "doughnut",
+        [f"{s} ({stats[s]})" for s in statuses],
+        [("jobs", [stats[s] for s in statuses])],
+        colors=[STATUS_COLORS[s] for s in statuses],
+    )

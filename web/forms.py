@@ -1,8 +1,10 @@
 import json
+from datetime import date, timedelta
 
 from django import forms
 from django.conf import settings
 from django.contrib.auth.forms import AuthenticationForm
+from django.utils import timezone
 
 from ai_core.models import JobPriority
 from business.api.parsers import JSONRefused, json_parse
@@ -50,3 +52,47 @@ class ThrottledLoginForm(AuthenticationForm):
                 raise forms.ValidationError(exc.detail, code=exc.error_code.lower()) from None
             self.confirm_login_allowed(self.user_cache)
         return self.cleaned_data
+
+
+class CredentialForm(forms.Form):
+    """A provider key: written, never read back (the field is always rendered empty)."""
+
+    api_key = forms.CharField(
+        label="API key", max_length=500, widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"})
+    )
+    base_url = forms.URLField(label="Base URL (optional)", required=False, max_length=500, assume_scheme="https")
+    organization = forms.CharField(label="Organization (optional)", required=False, max_length=200)
+
+
+PERIODS = [("7", "last 7 days"), ("30", "last 30 days"), ("90", "last 90 days"), ("month", "this month")]
+MAX_PERIOD_DAYS = 366
+
+
+class UsagePeriodForm(forms.Form):
+    """The usage explorer's period (a preset or two dates) and scope (this brand, or the company's brands)."""
+
+    period = forms.ChoiceField(choices=[*PERIODS, ("custom", "from … to …")], required=False, initial="30")
+    since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), label="From")
+    until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), label="To")
+    scope = forms.ChoiceField(
+        choices=[("brand", "this brand"), ("company", "all brands of the company")], required=False
+    )
+
+    def __init__(self, *args, company_admin: bool, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not company_admin:
+            del self.fields["scope"]
+
+    def chosen(self) -> tuple[date, date, str]:
+        """(first day, last day, scope): what was asked when it is valid, else the last 30 days of this brand."""
+        today = timezone.localdate()
+        data = self.cleaned_data if self.is_bound and self.is_valid() else {}
+        scope = data.get("scope") or "brand"
+        choice = data.get("period") or "30"
+        if choice == "month":
+            return today.replace(day=1), today, scope
+        if data.get("since") and data.get("until"):  # two dates win over a preset
+            first, last = sorted([data["since"], data["until"]])
+            return max(first, last - timedelta(days=MAX_PERIOD_DAYS - 1)), last, scope
+        days = int(choice) if choice.isdigit() else 30
+        return today - timedelta(days=days - 1), today, scope

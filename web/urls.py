@@ -25,4 +25,17 @@ urlpatterns = [
     path("dashboard/submit/", views.submit, name="web-submit"),
     path("dashboard/jobs/<str:job_id>/", views.job_detail, name="web-job"),
     path("dashboard/jobs/<str:job_id>/cancel/", views.cancel, name="web-cancel"),
+    path("dashboard/jobs/", views.jobs, name="web-jobs"),
+    path("dashboard/usage/", views.usage, name="web-usage"),
+    path("dashboard/quotas/", views.quotas, name="web-quotas"),
+    path("dashboard/providers/", views.providers, name="web-providers"),
+    path("dashboard/providers/<slug:provider_name>/credential/", views.credential_save, name="web-credential-save"),
+    path("dashboard/credentials/<str:credential_id>/test/", views.credential_test, name="web-credential-test"),
+    path("dashboard/webhooks/", views.webhooks, name="web-webhooks"),
+    path("dashboard/webhooks/<str:endpoint_id>/", views.webhook_detail, name="web-webhook"),
+    path(
+        "dashboard/webhooks/<str:endpoint_id>/deliveries/<str:delivery_id>/redeliver/",
+        views.redeliver,
+        name="web-redeliver",
+    ),
 ]

@@ -21,3 +21,11 @@ def endpoint_get(*, brand: Brand, pk) -> WebhookEndpoint:
 
 def deliveries_of(endpoint: WebhookEndpoint) -> QuerySet[WebhookDelivery]:
     return WebhookDelivery.objects.filter(endpoint_id=endpoint.id)
+
+
+def delivery_get(*, endpoint: WebhookEndpoint, pk) -> WebhookDelivery:
+    """One delivery of the endpoint (itself found through endpoint_get): another endpoint's is never found."""
+    delivery = deliveries_of(endpoint).filter(pk=pk).first() if str(pk).isdigit() and len(str(pk)) < 19 else None
+    if delivery is None:
+        raise NotFound("Delivery not found", error_code="DELIVERY_NOT_FOUND")
+    return delivery

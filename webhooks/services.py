@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import httpx2
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -146,6 +146,24 @@ def on_quota_threshold(sender=None, *, quota, payload: dict, **_) -> list[int]:
     for delivery_id in ids:
         publish_delivery(delivery_id)
     return ids
+
+
+def delivery_redeliver(*, delivery: WebhookDelivery) -> WebhookDelivery:
+    """Send a delivery's event again: a new delivery of the same payload to the same endpoint, attempted by the
+    same code (delivery_attempt) with its own retries. The original stays in the log as it was."""
+    if not delivery.endpoint.is_active:
+        raise ApplicationError("This webhook is disabled; enable it first", error_code="WEBHOOK_INACTIVE")
+    again = WebhookDelivery.objects.create(
+        endpoint=delivery.endpoint,
+        job_id=delivery.job_id,
+        job_ref=delivery.job_ref,
+        event=delivery.event,
+        payload=delivery.payload,
+        next_attempt_at=timezone.now(),
+    )
+    # After commit: the worker must find the row it is told about.
+    transaction.on_commit(lambda: publish_delivery(again.pk))
+    return again
 
 
 def _endpoints_wanting(job_pk: int, event: str) -> list[int]:

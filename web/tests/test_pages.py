@@ -1,12 +1,24 @@
-"""Dashboard pages rendered by Django (the browser flow is in test_browser.py)."""
+"""Console pages rendered by Django: each page's content and its brand scoping (the browser run is in
+test_browser.py / test_console_browser.py)."""
+
+import csv
+import io
+from decimal import Decimal
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 
 from ai_core import services
+from ai_providers.models import Provider, ProviderCredential
+from ai_usage.models import Quota
+from web.models import ConsolePreference
+from webhooks.models import WebhookDelivery, WebhookEndpoint
 
 pytestmark = pytest.mark.usefixtures("job_types")
 CHAT = {"messages": [{"role": "user", "content": "hi"}]}
+KEY = "sk-proj-console-0123456789"  # the fake provider refuses only "bad-key"
 
 
 def _login(user, password) -> Client:
@@ -15,16 +27,44 @@ def _login(user, password) -> Client:
     return client
 
 
+def finished(brand, user, *, model="gpt-4o-mini", tokens=(1000, 100), fail=False, description=""):
+    job, _ = services.job_create(
+        brand=brand,
+        user=user,
+        job_type="chat_completion",
+        description=description,
+        input_data={**CHAT, "model": model},
+    )
+    attempt = services.job_start(job_pk=job.pk).attempt
+    if fail:
+        services.job_fail(job_pk=job.pk, attempt=attempt, error_message="the provider said no")
+    else:
+        services.job_complete(
+            job_pk=job.pk,
+            attempt=attempt,
+            result_data={"completion": "ok"},
+            input_tokens=tokens[0],
+            output_tokens=tokens[1],
+        )
+    return job
+
+
 def test_pages_need_a_login(db):
-    assert Client().get("/dashboard/").status_code == 302
-    assert Client().get("/dashboard/").url.startswith("/login/")
+    for url in ["/dashboard/", "/dashboard/jobs/", "/dashboard/usage/", "/dashboard/providers/"]:
+        answer = Client().get(url)
+        assert answer.status_code == 302 and answer.url.startswith("/login/")
 
 
-def test_dashboard_charts_switcher_and_company_breakdown(personas):
+def test_overview_charts_switcher_and_company_breakdown(personas):
     services.job_create(brand=personas.brand_b, user=personas.bob, job_type="chat_completion", input_data=CHAT)
     ada = _login(personas.acme_admin, "ada-pass-1")
     page = ada.get("/dashboard/").content.decode()
-    assert 'id="chart-daily-jobs"' in page and "<svg" in page and 'id="chart-brands"' in page
+    for chart in ["daily-jobs", "daily-cost", "daily-tokens", "status", "types", "latency", "brands"]:
+        assert f'id="chart-{chart}"' in page
+    assert "/static/vendor/chart.js/chart.umd.min.js" in page  # served locally, from npm
+    nav = page[page.index('aria-label="Console sections"') :]
+    for label in ["Overview", "Jobs", "Usage &amp; cost", "Quotas", "Providers", "Webhooks"]:
+        assert label in nav
     options = page[page.index('id="brand-select"') : page.index("</select>", page.index('id="brand-select"'))]
     assert ">A<" in options and ">B<" in options and ">Z<" not in options  # only her company's brands
 
@@ -38,7 +78,202 @@ def test_dashboard_charts_switcher_and_company_breakdown(personas):
     assert 'id="chart-brands"' not in page  # brand breakdown is for company admins
 
 
-def test_submit_job_page_and_cancel(personas):
+def test_the_overview_counts_statuses_tokens_and_latency(personas, llm_env):
+    finished(personas.brand_a, personas.alice, tokens=(1000, 500))
+    finished(personas.brand_a, personas.alice, fail=True)
+    finished(personas.brand_b, personas.bob, tokens=(7777, 0))  # brand B: not in A's numbers
+    answer = _login(personas.alice, "alice-pass-1").get("/dashboard/")
+    charts = {c["id"]: c for c in answer.context["charts"]}
+    assert charts["chart-status"]["labels"] == ["completed (1)", "failed (1)"]  # counts on the breakdown
+    assert sum(charts["chart-daily-tokens"]["series"][0]["values"]) == 1500
+    assert answer.context["latency"][0]["name"] == "chat_completion" and answer.context["latency"][0]["jobs"] == 2
+    assert "7777" not in answer.content.decode()
+
+
+def test_a_new_login_opens_on_the_brand_worked_on_last_else_the_first_by_id(personas):
+    first = _login(personas.acme_admin, "ada-pass-1")
+    assert first.get("/dashboard/").context["brand"] == personas.brand_a  # first brand by id
+    first.post("/dashboard/brand/", {"brand": personas.brand_b.id})
+    assert ConsolePreference.objects.get(user=personas.acme_admin).last_brand == personas.brand_b
+    again = _login(personas.acme_admin, "ada-pass-1")  # a new session
+    assert again.get("/dashboard/").context["brand"] == personas.brand_b
+
+
+def test_a_link_to_a_job_of_another_of_the_users_brands_switches_to_it(personas):
+    job_b, _ = services.job_create(
+        brand=personas.brand_b, user=personas.bob, job_type="chat_completion", input_data=CHAT
+    )
+    ada = _login(personas.acme_admin, "ada-pass-1")
+    assert ada.get("/dashboard/").context["brand"] == personas.brand_a
+    answer = ada.get(f"/dashboard/jobs/{job_b.job_id}/", follow=True)
+    assert answer.status_code == 200 and answer.context["brand"] == personas.brand_b
+    assert "Switched to B" in answer.content.decode()
+    assert answer.context["switch_next"] == "/dashboard/jobs/"  # switching away from a job opens the job list
+    # ?brand= on any page switches too; a brand of another company does not.
+    assert ada.get(f"/dashboard/jobs/?brand={personas.brand_a.id}").context["brand"] == personas.brand_a
+    assert ada.get(f"/dashboard/jobs/?brand={personas.brand_z.id}").context["brand"] == personas.brand_a
+
+    alice = _login(personas.alice, "alice-pass-1")  # member of A only: B's job stays a 404
+    assert alice.get(f"/dashboard/jobs/{job_b.job_id}/").status_code == 404
+    carol = _login(personas.carol, "carol-pass-1")
+    assert carol.get(f"/dashboard/jobs/{job_b.job_id}/").status_code == 404
+
+
+def test_the_job_list_filters_searches_orders_and_pages(personas):
+    for i in range(30):
+        services.job_create(
+            brand=personas.brand_a,
+            user=personas.alice,
+            job_type="chat_completion",
+            description=f"job number {i}",
+            priority="high" if i == 3 else "normal",
+            input_data=CHAT,
+        )
+    services.job_create(brand=personas.brand_b, user=personas.bob, job_type="chat_completion", input_data=CHAT)
+    alice = _login(personas.alice, "alice-pass-1")
+    first = alice.get("/dashboard/jobs/")
+    assert first.context["pager"].paginator.count == 30 and len(first.context["pager"].object_list) == 25
+    assert 'id="next-page"' in first.content.decode()
+    second = alice.get("/dashboard/jobs/?page=2")
+    assert [j.description for j in second.context["pager"]] == [f"job number {i}" for i in range(4, -1, -1)]
+    assert [j.description for j in alice.get("/dashboard/jobs/?search=number 2").context["pager"]][-1] == "job number 2"
+
+    def count(query: str) -> int:
+        return alice.get(f"/dashboard/jobs/?{query}").context["pager"].paginator.count
+
+    assert count(f"created_by={personas.alice.pk}") == 30 and count(f"created_by={personas.adam.pk}") == 0
+    assert count("is_async=true") + count("is_async=false") == 30
+    high = alice.get("/dashboard/jobs/?priority=high").context["pager"]
+    assert [j.description for j in high] == ["job number 3"]
+    bad = alice.get("/dashboard/jobs/?status=nope")
+    assert bad.status_code == 200 and "status:" in bad.content.decode() and bad.context["pager"].paginator.count == 0
+    rows = alice.get("/dashboard/jobs/?fragment=rows").content.decode()
+    assert rows.lstrip().startswith("<div") and "<html" not in rows  # the live list's refresh
+    assert "page=2" in rows and "fragment" not in rows  # its pager links to whole pages
+
+
+def test_cancel_asks_first_and_a_cancelled_job_says_so(personas):
+    job, _ = services.job_create(
+        brand=personas.brand_a, user=personas.alice, job_type="chat_completion", input_data=CHAT
+    )
+    alice = _login(personas.alice, "alice-pass-1")
+    page = alice.get(f"/dashboard/jobs/{job.job_id}/").content.decode()
+    assert 'id="cancel-dialog"' in page and "No result yet" in page
+    confirm = alice.get(f"/dashboard/jobs/{job.job_id}/cancel/")  # the no-JavaScript confirmation step
+    assert confirm.status_code == 200 and "cannot be undone" in confirm.content.decode()
+    job.refresh_from_db()
+    assert job.status == "pending"  # asking changed nothing
+    alice.post(f"/dashboard/jobs/{job.job_id}/cancel/")
+    page = alice.get(f"/dashboard/jobs/{job.job_id}/").content.decode()
+    assert 'class="badge cancelled"' in page and 'class="outcome cancelled"' in page and "No result yet" not in page
+    assert '<time datetime="' in page and "UTC</time>" in page
+    bob = _login(personas.bob, "bob-pass-1")
+    assert bob.post(f"/dashboard/jobs/{job.job_id}/cancel/").status_code == 404
+
+
+def test_a_failed_job_says_so_and_usage_is_a_table(personas, llm_env):
+    failed = finished(personas.brand_a, personas.alice, fail=True)
+    done = finished(personas.brand_a, personas.alice, tokens=(1000, 100))
+    alice = _login(personas.alice, "alice-pass-1")
+    page = alice.get(f"/dashboard/jobs/{failed.job_id}/").content.decode()
+    assert 'class="outcome failed"' in page and "the provider said no" in page
+    page = alice.get(f"/dashboard/jobs/{done.job_id}/").content.decode()
+    usage = page[page.index('id="usage"') :]
+    assert "Tokens total" in usage and ">1100<" in usage and "gpt-4o-mini" in usage
+
+
+def test_the_usage_explorer_breaks_down_exports_csv_and_keeps_to_the_brand(personas, llm_env):
+    finished(personas.brand_a, personas.alice, model="gpt-4o-mini", tokens=(1000, 0))  # $0.00015
+    finished(personas.brand_a, personas.adam, model="gpt-4o", tokens=(0, 1000))  # $0.01
+    finished(personas.brand_b, personas.bob, model="gpt-4o", tokens=(1_000_000, 0))  # $2.50, brand B
+    alice = _login(personas.alice, "alice-pass-1")
+    answer = alice.get("/dashboard/usage/?period=7")
+    report = answer.context["report"]
+    assert report["totals"]["jobs"] == 2 and Decimal(report["totals"]["total_cost"]) == Decimal("0.01015")
+    assert {r["username"] for r in report["by_user"]} == {"alice", "adam"}
+    assert "scope" not in answer.context["form"].fields  # company scope: company admins only
+    assert alice.get("/dashboard/usage/?scope=company").context["report"]["totals"]["jobs"] == 2
+
+    export = alice.get("/dashboard/usage/?period=7&format=csv")
+    assert export["Content-Type"].startswith("text/csv")
+    rows = list(csv.reader(io.StringIO(export.content.decode())))
+    assert rows[0] == ["dimension", "name", "provider", "jobs", "total_tokens", "total_cost_usd"]
+    models = {r[1]: r for r in rows if r[0] == "model"}
+    assert set(models) == {"gpt-4o-mini", "gpt-4o"} and models["gpt-4o-mini"][5] == "0.000150"
+
+    ada = _login(personas.acme_admin, "ada-pass-1")
+    company = ada.get("/dashboard/usage/?period=7&scope=company").context["report"]
+    assert company["totals"]["jobs"] == 3 and {b["brand_name"] for b in company["by_brand"]} == {"A", "B"}
+
+
+def test_quotas_show_use_reservations_and_forecast_of_the_brand_only(personas, llm_env):
+    company = personas.brand_a.company
+    Quota.objects.create(company=company, brand=personas.brand_a, monthly_token_limit=10_000)
+    Quota.objects.create(company=company, brand=personas.brand_b, monthly_token_limit=555_555)
+    finished(personas.brand_a, personas.alice, tokens=(1000, 0))
+    answer = _login(personas.alice, "alice-pass-1").get("/dashboard/quotas/")
+    [quota] = answer.context["quotas"]
+    assert quota["used"]["tokens"] == 1000 and quota["limits"]["tokens"] == 10_000
+    assert quota["forecast"]["tokens"] >= 1000 and "open_reservations" in quota
+    assert "555555" not in answer.content.decode()  # brand B's quota
+
+
+def test_providers_show_prices_to_all_and_key_forms_to_company_admins_only(personas, llm_env):
+    openai = Provider.objects.get(name="openai")
+    alice = _login(personas.alice, "alice-pass-1")
+    page = alice.get("/dashboard/providers/").content.decode()
+    assert "gpt-4o-mini" in page and "Effective from" in page
+    assert f'name="p{openai.pk}-api_key"' not in page and "Test connection" not in page
+    assert alice.post("/dashboard/providers/openai/credential/", {f"p{openai.pk}-api_key": "sk-x"}).status_code == 403
+    assert not ProviderCredential.objects.exists()
+
+    ada = _login(personas.acme_admin, "ada-pass-1")
+    assert f'name="p{openai.pk}-api_key"' in ada.get("/dashboard/providers/").content.decode()
+    ada.post("/dashboard/providers/openai/credential/", {f"p{openai.pk}-api_key": "sk-secret-value-123"})
+    credential = ProviderCredential.objects.get(company=personas.brand_a.company)
+    page = ada.get("/dashboard/providers/").content.decode()
+    assert "sk-secret-value-123" not in page and "Test connection" in page  # write-only
+    carol = _login(personas.carol, "carol-pass-1")  # company admin of another company
+    assert carol.post(f"/dashboard/credentials/{credential.pk}/test/").status_code == 404
+
+
+def test_webhooks_log_and_redeliver_for_admins_of_the_brand(personas, django_capture_on_commit_callbacks):
+    endpoint = WebhookEndpoint.objects.create(brand=personas.brand_a, url="https://hooks.example.com/a")
+    WebhookEndpoint.objects.create(brand=personas.brand_b, url="https://hooks.example.com/brand-b")
+    delivery = WebhookDelivery.objects.create(
+        endpoint=endpoint,
+        job_ref="ai_job_x",
+        event="job.completed",
+        payload={"event": "job.completed"},
+        status="failed",
+    )
+    alice = _login(personas.alice, "alice-pass-1")
+    page = alice.get("/dashboard/webhooks/").content.decode()
+    assert "hooks.example.com/a" in page and "brand-b" not in page
+    log = alice.get(f"/dashboard/webhooks/{endpoint.pk}/").content.decode()
+    assert "ai_job_x" in log and "Redeliver" not in log  # members read the log
+    redeliver = f"/dashboard/webhooks/{endpoint.pk}/deliveries/{delivery.pk}/redeliver/"
+    assert alice.post(redeliver).status_code == 403
+
+    adam = _login(personas.adam, "adam-pass-1")
+    assert "Redeliver" in adam.get(f"/dashboard/webhooks/{endpoint.pk}/").content.decode()
+    with django_capture_on_commit_callbacks() as published:
+        assert adam.post(redeliver).status_code == 302
+    again = WebhookDelivery.objects.exclude(pk=delivery.pk).get()
+    assert (again.endpoint, again.payload, again.status, again.attempts) == (endpoint, delivery.payload, "pending", 0)
+    assert len(published) == 1
+    bob = _login(personas.bob, "bob-pass-1")
+    assert bob.get(f"/dashboard/webhooks/{endpoint.pk}/").status_code == 404
+    assert bob.post(redeliver).status_code == 404
+    assert bob.get("/dashboard/webhooks/not-a-number/").status_code == 404
+
+    ada = _login(personas.acme_admin, "ada-pass-1")  # company admin: A's webhook while on B switches to A
+    ada.post("/dashboard/brand/", {"brand": personas.brand_b.id})
+    answer = ada.get(f"/dashboard/webhooks/{endpoint.pk}/", follow=True)
+    assert answer.status_code == 200 and answer.context["brand"] == personas.brand_a
+
+
+def test_submit_job_page_and_bad_json(personas):
     alice = _login(personas.alice, "alice-pass-1")
     answer = alice.post(
         "/dashboard/submit/",
@@ -53,9 +288,6 @@ def test_submit_job_page_and_cancel(personas):
     job_id = answer.url.rstrip("/").rsplit("/", 1)[-1]
     page = alice.get(answer.url).content.decode()
     assert job_id in page and "from the page" in page and 'id="cancel-button"' in page
-    alice.post(f"/dashboard/jobs/{job_id}/cancel/")
-    assert 'class="badge cancelled"' in alice.get(answer.url).content.decode()
-
     bad = alice.post(
         "/dashboard/submit/",
         {"job_type": "chat_completion", "priority": "normal", "input_data": "[1"},
@@ -136,9 +368,39 @@ def test_cancel_by_a_user_without_a_brand_is_refused_with_a_message(personas):
     client = _login(nobody, "nobrand-pass-1")
 
     answer = client.post(f"/dashboard/jobs/{job.job_id}/cancel/")
-    page = client.get(answer.url)
 
-    assert answer.status_code == 302 and answer.url == "/dashboard/"
-    assert page.status_code == 403 and "You belong to no brand" in page.content.decode()
+    assert answer.status_code == 403 and "not a member of any brand" in answer.content.decode()
     job.refresh_from_db()
     assert job.status == JobStatus.PENDING
+
+
+@pytest.mark.parametrize("url", ["/dashboard/", "/dashboard/jobs/", "/dashboard/usage/", "/dashboard/providers/"])
+def test_page_queries_do_not_grow_with_the_rows(personas, llm_env, url):
+    alice = _login(personas.alice, "alice-pass-1")
+    finished(personas.brand_a, personas.alice)
+    alice.get(url)  # warm: session, catalogue memo
+    with CaptureQueriesContext(connection) as few:
+        assert alice.get(url).status_code == 200
+    for _ in range(6):
+        finished(personas.brand_a, personas.adam, model="gpt-4o")
+    with CaptureQueriesContext(connection) as many:
+        assert alice.get(url).status_code == 200
+    assert len(many) == len(few), [q["sql"][:120] for q in many.captured_queries]
+
+
+def test_a_company_admin_stores_a_key_and_tests_the_connection_for_real(personas, llm_env, fake_llm, settings):
+    settings.AICORE_ALLOW_PRIVATE_PROVIDER_URLS = True  # the fake provider listens on loopback
+    openai = Provider.objects.get(name="openai")
+    ada = _login(personas.acme_admin, "ada-pass-1")
+    form = {f"p{openai.pk}-api_key": KEY, f"p{openai.pk}-base_url": fake_llm.openai_base_url}
+    assert ada.post("/dashboard/providers/openai/credential/", form).status_code == 302
+    credential = ProviderCredential.objects.get(company=personas.brand_a.company, provider=openai)
+    answer = ada.post(f"/dashboard/credentials/{credential.pk}/test/", follow=True)
+    assert "Connection succeeded" in answer.content.decode()
+    credential.refresh_from_db()
+    assert credential.last_test_ok is True
+    # Replacing the key with a wrong one: the next test says so, and no key is ever shown.
+    ada.post("/dashboard/providers/openai/credential/", {**form, f"p{openai.pk}-api_key": "bad-key"})
+    answer = ada.post(f"/dashboard/credentials/{credential.pk}/test/", follow=True)
+    page = answer.content.decode()
+    assert "Incorrect API key" in page and KEY not in page and "bad-key" not in page

@@ -12,6 +12,7 @@ import pytest
 
 from ai_core import services as jobs
 from aicore.webhooks import verify
+from business.errors import ApplicationError
 from kernel.tests.loopback import Listener, ScriptedResolver
 from webhooks import services
 from webhooks.models import WebhookDelivery, WebhookEndpoint
@@ -230,3 +231,33 @@ def test_the_delivery_connects_to_the_address_that_was_checked(
     assert (delivery.status, delivery.last_status_code) == ("succeeded", 200)
     assert resolver.lookups == 1 and len(receiver.requests) == 1
     assert receiver.requests[0]["headers"]["Host"] == f"hooks.rebind.test:{port}"
+
+
+def test_redeliver_sends_a_failed_deliverys_event_again_as_a_new_logged_delivery(
+    personas, receiver, settings, django_capture_on_commit_callbacks
+):
+    settings.AICORE_WEBHOOK_MAX_ATTEMPTS = 1
+    endpoint = services.endpoint_create(brand=personas.brand_a, user=personas.adam, url=receiver.url)
+    receiver.answers = [500]
+    _finish_job(personas, django_capture_on_commit_callbacks)
+    failed = WebhookDelivery.objects.get()
+    assert services.delivery_attempt(delivery_id=failed.pk) is None
+    failed.refresh_from_db()
+    assert (failed.status, failed.last_status_code) == ("failed", 500)
+
+    with django_capture_on_commit_callbacks() as published:
+        again = services.delivery_redeliver(delivery=failed)
+    assert len(published) == 1  # handed to the worker once committed
+    assert services.delivery_attempt(delivery_id=again.pk) is None
+    again.refresh_from_db()
+    failed.refresh_from_db()
+    assert (again.status, again.attempts, again.last_status_code) == ("succeeded", 1, 200)
+    assert failed.status == "failed"  # the log keeps the first attempt as it was
+    first, second = receiver.requests
+    assert json.loads(first["body"]) == json.loads(second["body"]) == failed.payload
+    assert second["headers"]["X-AICore-Delivery"] == str(again.pk)
+
+    endpoint.is_active = False
+    endpoint.save()
+    with pytest.raises(ApplicationError):
+        services.delivery_redeliver(delivery=failed)
