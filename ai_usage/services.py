@@ -19,7 +19,7 @@ from ai_providers.selectors import FREE, Cost, ModelChoice, cost_of, model_resol
 from ai_providers.services import effective_max_tokens
 from ai_usage.models import AIJobUsage, Quota, QuotaPeriod, QuotaReservation, ReservationState
 from business.errors import ApplicationError
-from business.models import Brand
+from business.models import ApiKey, Brand
 from business.sql import Insert, prepared_cursor
 
 S = JobStatus
@@ -199,14 +199,29 @@ class QuotaExceeded(ApplicationError):
     error_code = "QUOTA_EXCEEDED"
 
 
-def quotas_applicable(*, brand: Brand, provider_id: int | None) -> list[Quota]:
+def quotas_applicable(*, brand: Brand, provider_id: int | None, api_key: ApiKey | None = None) -> list[Quota]:
     """The active quotas a job of this brand on this provider must fit: the brand's and the company-wide ones,
-    for this provider or for every provider. Ordered by id so concurrent reservations lock rows in one order.
+    for this provider or for every provider, and the job's API key's own. Ordered by id so concurrent
+    reservations lock rows in one order.
     """
+    if api_key is not None and api_key.monthly_cost_limit is not None:
+        # The key's limit as a quota row (made on its first job; a race makes it once): reserved like the others.
+        Quota.objects.bulk_create(
+            [
+                Quota(
+                    company_id=brand.company_id,
+                    brand=brand,
+                    api_key=api_key,
+                    monthly_cost_limit=api_key.monthly_cost_limit,
+                )
+            ],
+            ignore_conflicts=True,
+        )
     return list(
         Quota.objects.filter(company_id=brand.company_id, is_active=True)
         .filter(Q(brand_id=brand.id) | Q(brand__isnull=True))
         .filter(Q(provider__isnull=True) | Q(provider_id=provider_id))
+        .filter(Q(api_key__isnull=True) | Q(api_key_id=api_key.pk if api_key else None))
         .order_by("id")
     )
 
@@ -251,7 +266,7 @@ def quota_reserve(*, job: AIJob, choice: ModelChoice, input_data: dict) -> list[
     one more job fits, exactly one is admitted. Must run inside the job's creation transaction: a refusal
     rolls back the job and any reservation already made on another quota.
     """
-    quotas = quotas_applicable(brand=job.brand, provider_id=choice.provider.pk)
+    quotas = quotas_applicable(brand=job.brand, provider_id=choice.provider.pk, api_key=job.api_key)
     if not quotas:
         return []
     need = reservation_for(input_data=input_data, choice=choice)

@@ -20,7 +20,10 @@ from rest_framework_simplejwt.authentication import JWTAuthentication
 
 from ai_core import selectors, streams
 from business.access import BRAND_HEADER, SESSION_BRAND_KEY, resolve_request_brand
+from business.api.authentication import api_key_brand, bearer_api_key
 from business.errors import ApplicationError
+from business.models import ApiKey, ApiKeyScope
+from business.services import api_key_still_usable, api_key_use
 
 
 def _error(exc: ApplicationError) -> JsonResponse:
@@ -30,6 +33,9 @@ def _error(exc: ApplicationError) -> JsonResponse:
 def _authenticate_and_scope(request: HttpRequest):
     """(user, brand) of the request, or raise ApplicationError (401 / 403) like the REST API would."""
     user = None
+    raw_key = bearer_api_key(request)
+    if raw_key is not None:
+        return _scope_of_api_key(request, raw_key)
     if request.headers.get("Authorization", "").startswith("Bearer "):
         try:
             found = JWTAuthentication().authenticate(request)
@@ -50,6 +56,29 @@ def _authenticate_and_scope(request: HttpRequest):
         or (request.session.get(SESSION_BRAND_KEY) if hasattr(request, "session") else None)
     )
     return user, resolve_request_brand(user, str(wanted) if wanted is not None else None)
+
+
+def _scope_of_api_key(request: HttpRequest, raw_key: str):
+    """(key, brand) of a request with a brand API key: its own brand only, with the jobs:read scope."""
+    key = api_key_use(raw_key)
+    _, brand = api_key_brand(key, request.META.get(BRAND_HEADER) or request.GET.get("brand"))
+    if brand is None:
+        raise ApplicationError(
+            "This API key cannot act on this brand", error_code="BRAND_ACCESS_DENIED", status_code=403
+        )
+    if ApiKeyScope.JOBS_READ not in key.scopes:
+        raise ApplicationError(
+            "This API key lacks the 'jobs:read' scope", error_code="API_KEY_SCOPE_MISSING", status_code=403
+        )
+    return key, brand
+
+
+def _key_refused_frame(principal) -> str | None:
+    """Per poll: an open stream of an API key that was revoked (or expired) meanwhile ends with a 401 error event."""
+    if not isinstance(principal, ApiKey) or api_key_still_usable(principal.pk):
+        return None
+    body = {"detail": "This API key is no longer valid", "error_code": "API_KEY_REVOKED", "status": 401}
+    return _frame(body, event="error")
 
 
 def _last_event_id(request: HttpRequest) -> int | None:
@@ -106,7 +135,7 @@ async def job_events(request: HttpRequest, pk: str):
     """GET /ai/jobs/{id}/events/ — the job's transitions from the start (or after Last-Event-ID), its progress
     while running; the stream ends once the job is final and every event was sent."""
     try:
-        _user, brand = await sync_to_async(_authenticate_and_scope)(request)
+        principal, brand = await sync_to_async(_authenticate_and_scope)(request)
         last_id = _last_event_id(request)
         job = await sync_to_async(selectors.job_get)(brand=brand, lookup=pk)
     except ApplicationError as exc:
@@ -116,6 +145,10 @@ async def job_events(request: HttpRequest, pk: str):
     async def generate():
         yield f"retry: {settings.AICORE_SSE_RETRY_MS}\n\n"
         async for heartbeat in _ticker():
+            refused = await _released(_key_refused_frame)(principal=principal)
+            if refused:
+                yield refused
+                return
             events, progress, final = await _released(streams.job_stream_tick)(job_pk=job.pk, cursor=cursor)
             for event in events:
                 yield _frame(event, event="status", event_id=event["event_id"])
@@ -135,7 +168,7 @@ async def brand_events(request: HttpRequest):
     """GET /ai/jobs/events/ — every transition and progress of the brand's jobs from now
     (or after Last-Event-ID)."""
     try:
-        _user, brand = await sync_to_async(_authenticate_and_scope)(request)
+        principal, brand = await sync_to_async(_authenticate_and_scope)(request)
         last_id = _last_event_id(request)
         if last_id is None:
             last_id = await sync_to_async(streams.latest_event_id)()
@@ -146,6 +179,10 @@ async def brand_events(request: HttpRequest):
     async def generate():
         yield f"retry: {settings.AICORE_SSE_RETRY_MS}\n\n"
         async for heartbeat in _ticker():
+            refused = await _released(_key_refused_frame)(principal=principal)
+            if refused:
+                yield refused
+                return
             events, progress = await _released(streams.brand_stream_tick)(brand=brand, cursor=cursor)
             for event in events:
                 yield _frame(event, event="status", event_id=event["event_id"])

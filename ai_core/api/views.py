@@ -19,6 +19,7 @@ from ai_core.api.serializers import (
 )
 from ai_core.models import AIJob
 from business.access import company_brands
+from business.api.authentication import request_api_key
 from business.api.mixins import BrandScopedMixin
 from business.errors import ApplicationError
 
@@ -53,6 +54,7 @@ def _prefer_wait_seconds(request) -> float | None:
 
 
 class JobViewSet(BrandScopedMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
+    accepts_api_key_writes = True  # with the jobs:write scope (business.api.permissions)
     filterset_class = JobFilter
     filter_backends = [JobFilterBackend]
     # Error responses beyond the generic ones (see business.api.schema), per action, for the OpenAPI document.
@@ -133,7 +135,11 @@ class JobViewSet(BrandScopedMixin, mixins.ListModelMixin, viewsets.GenericViewSe
         if key is not None and not 1 <= len(key) <= 255:
             raise ApplicationError("Idempotency-Key must be 1 to 255 characters", error_code="INVALID_IDEMPOTENCY_KEY")
         job, created = services.job_create(
-            brand=request.brand, user=request.user, idempotency_key=key, **payload.validated_data
+            brand=request.brand,
+            user=request.user,
+            idempotency_key=key,
+            api_key=request_api_key(request),
+            **payload.validated_data,
         )
         headers = {}
         if wait and created:
