@@ -55,6 +55,7 @@ INSTALLED_APPS = [
     "ai_providers",
     "ai_openai",
     "ai_usage",
+    "gateway",
     "webhooks",
     "web",
 ]

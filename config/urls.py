@@ -14,6 +14,7 @@ urlpatterns = [
     path("ai/", include("ai_core.api.urls")),
     path("ai/", include("webhooks.api.urls")),
     path("ai/", include("business.api.api_keys")),
+    path("v1/", include("gateway.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("metrics", ops.metrics, name="metrics"),

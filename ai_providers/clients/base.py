@@ -10,6 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+TokenCallback = Callable[[str], None]
+
 
 @dataclass
 class ChatRequest:
@@ -23,6 +25,8 @@ class ChatRequest:
     timeout_seconds: float = 60.0
     attempt: int = 1
     stream: bool = True
+    # Called with each piece of streamed text as it arrives (the gateway relays them); not every caller wants it.
+    on_token: TokenCallback | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass

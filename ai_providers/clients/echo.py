@@ -38,9 +38,12 @@ class EchoClient:
         completion = f"Echo: {last_user}"
         chunks = max(1, int(options.get("chunks", 1)))
         delay = max(0, int(options.get("delay_ms", 0))) / 1000
+        size = -(-len(completion) // chunks)
         for index in range(chunks):
             _sleep_unless_stopped(delay / chunks, should_stop)
             on_progress(int((index + 1) * 100 / chunks))
+            if request.on_token is not None and completion[index * size : (index + 1) * size]:
+                request.on_token(completion[index * size : (index + 1) * size])
 
         prompt_text = "".join(str(m.get("content", "")) for m in request.messages)
         output_tokens = echo_token_count(completion)

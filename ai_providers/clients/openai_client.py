@@ -145,6 +145,8 @@ class OpenAIClient:
                     if delta is not None and delta.content:
                         parts.append(delta.content)
                         length += len(delta.content)
+                        if request.on_token is not None:
+                            request.on_token(delta.content)
                     if delta is not None and delta.tool_calls:
                         _merge_tool_calls(tool_calls, delta.tool_calls)
                     finish = choice.finish_reason or finish

@@ -2,13 +2,14 @@
 
 The real SDKs talk to it. What it does is scripted by a directive in the last user message, so a worker in
 another process can be scripted too:  `[fake status=429 times=1 key=t1]`, `[fake hang]`, `[fake trickle=0.2]`,
-`[fake chunks=5 delay=0.05]`, `[fake usage=1000,500]`, `[fake nousage]`.
+`[fake chunks=5 delay=0.05]`, `[fake usage=1000,500]`, `[fake nousage]`, `[fake tool]`.
 
 - status=N [times=K] [key=K]: answer HTTP N (the first K requests carrying that key, else forever).
 - hang: accept the request and never answer (until the server stops).
 - trickle=S: stream one small chunk every S seconds, forever.
 - chunks=N delay=S: stream the answer in N chunks, S seconds apart.
 - usage=IN,OUT: report exactly these token counts; nousage: report none.
+- tool (OpenAI format, with `tools` in the request): call the first tool with {"q": <last user message>}.
 Without usage=, tokens are counted as ceil(characters / 4) (prompt: all message contents; answer: the text),
 and the answer is cut to max_tokens*4 characters (finish_reason "length") like a real model.
 API key "bad-key" gets a 401. Python: `with FakeLLM() as server: server.openai_base_url`.
@@ -193,6 +194,16 @@ class _Handler(BaseHTTPRequestHandler):
             }
         )
         headers = {"x-request-id": f"req_fake{number}"}
+        tool_call = None
+        if "tool" in directive and body.get("tools"):
+            name = body["tools"][0]["function"]["name"]
+            arguments = json.dumps({"q": last_user})
+            tool_call = {
+                "id": f"call_fake{number}",
+                "type": "function",
+                "function": {"name": name, "arguments": arguments},
+            }
+            text, finish = "", "tool_calls"
         if not body.get("stream"):
             self._json(
                 200,
@@ -204,7 +215,9 @@ class _Handler(BaseHTTPRequestHandler):
                     "choices": [
                         {
                             "index": 0,
-                            "message": {"role": "assistant", "content": text},
+                            "message": {"role": "assistant", "content": text or None, "tool_calls": [tool_call]}
+                            if tool_call
+                            else {"role": "assistant", "content": text},
                             "finish_reason": finish,
                         }
                     ],
@@ -238,10 +251,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_chunk(
                 event([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
             )
-            for piece in self._pieces(text, directive):
+            for piece in self._pieces(text, directive) if tool_call is None else []:
                 if delay:
                     time.sleep(delay)
                 self._send_chunk(event([{"index": 0, "delta": {"content": piece}, "finish_reason": None}]))
+            if tool_call is not None:
+                delta = {"tool_calls": [{"index": 0, **tool_call}]}
+                self._send_chunk(event([{"index": 0, "delta": delta, "finish_reason": None}]))
             self._send_chunk(event([{"index": 0, "delta": {}, "finish_reason": finish}]))
             include_usage = (body.get("stream_options") or {}).get("include_usage")
             if include_usage and usage is not None:
