@@ -240,6 +240,9 @@ def estimate_prompt_tokens(input_data: dict) -> int:
             parts.append(input_data[key])
     if input_data.get("tools"):
         parts.append(json.dumps(input_data["tools"]))
+    texts = input_data.get("input")  # embeddings: a text or a list of texts
+    if isinstance(texts, str | list):
+        parts.extend(t for t in ([texts] if isinstance(texts, str) else texts) if isinstance(t, str))
     return sum(len(p.encode()) for p in parts) + 4 * len(messages) + 16
 
 

@@ -27,6 +27,7 @@ from gateway.wire import usage_body
 
 logger = logging.getLogger(__name__)
 CHAT_JOB_TYPE = "chat_completion"
+EMBEDDING_JOB_TYPE = "embedding"
 MAX_WAIT_SECONDS = 600
 
 
@@ -86,6 +87,7 @@ class _NoRetryOnceStreamed:
 def call_run(call: OpenCall, *, on_token=None, hung_up=None, streamed=lambda: False) -> Outcome:
     """Run the call's attempt (or wait for whoever runs it) and return the finished job, else GatewayError."""
     try:
+        status = None
         if call.attempt is not None:
             status = execute(
                 call.job.pk,
@@ -97,7 +99,10 @@ def call_run(call: OpenCall, *, on_token=None, hung_up=None, streamed=lambda: Fa
             if hung_up is not None and hung_up() and status not in FINAL_STATUSES:
                 call.hung_up = True
                 _cancel_quietly(call.job.pk)
-        job_wait_final(job_pk=call.job.pk, timeout_seconds=min(call.job.job_type.timeout_seconds * 3, MAX_WAIT_SECONDS))
+        if status not in FINAL_STATUSES:  # a worker runs it (a retry, a replay, it claimed it first): wait for it
+            job_wait_final(
+                job_pk=call.job.pk, timeout_seconds=min(call.job.job_type.timeout_seconds * 3, MAX_WAIT_SECONDS)
+            )
         return _outcome(call.job.pk)
     finally:
         close_old_connections()

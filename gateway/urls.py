@@ -4,5 +4,6 @@ from gateway import views
 
 urlpatterns = [
     path("chat/completions", views.chat_completions, name="gateway-chat-completions"),
+    path("embeddings", views.embeddings, name="gateway-embeddings"),
     path("models", views.models, name="gateway-models"),
 ]

@@ -16,9 +16,16 @@ from business.access import BRAND_HEADER
 from business.api.authentication import api_key_brand, bearer_api_key
 from business.models import ApiKey, ApiKeyScope
 from business.services import ApiKeyRefused, api_key_use
-from gateway.calls import CHAT_JOB_TYPE, OpenCall, call_open, call_run
+from gateway.calls import CHAT_JOB_TYPE, EMBEDDING_JOB_TYPE, OpenCall, call_open, call_run
 from gateway.errors import GatewayError
-from gateway.wire import ChatCall, ChunkWriter, chat_call_parse, completion_body
+from gateway.wire import (
+    ChatCall,
+    ChunkWriter,
+    chat_call_parse,
+    completion_body,
+    embedding_call_parse,
+    embeddings_body,
+)
 
 JOB_HEADER = "X-AICore-Job-Id"
 MAX_IDEMPOTENCY_KEY = 255
@@ -169,6 +176,39 @@ async def _relay(opened: OpenCall, chat: ChatCall, *, background: bool):
     finally:
         if not finished:
             hung_up.set()
+
+
+def _embeddings(request: HttpRequest) -> JsonResponse:
+    call = embedding_call_parse(_body(request))
+    key = gateway_key(request)
+    opened = call_open(
+        key=key,
+        job_type=EMBEDDING_JOB_TYPE,
+        input_data=call.input_data,
+        idempotency_key=_idempotency_key(request),
+        description=f"gateway: {key.name}"[:2000],
+    )
+    try:
+        outcome = call_run(opened)
+    except GatewayError as exc:
+        response = exc.response()
+        response[JOB_HEADER] = opened.job.job_id
+        return response
+    body = embeddings_body(call=call, result=outcome.result, input_tokens=outcome.usage["prompt_tokens"])
+    return JsonResponse(body, headers={JOB_HEADER: opened.job.job_id})
+
+
+@csrf_exempt
+def embeddings(request: HttpRequest):
+    """POST /v1/embeddings — OpenAI's embeddings, one `embedding` job per call, priced per input token."""
+    if request.method != "POST":
+        return GatewayError("Use POST", status=405, code="method_not_allowed").response()
+    try:
+        return _embeddings(request)
+    except GatewayError as exc:
+        return exc.response()
+    finally:
+        close_old_connections()
 
 
 def models(request: HttpRequest):

@@ -178,3 +178,52 @@ class ChunkWriter:
         import json
 
         return f"data: {json.dumps(exc.body())}\n\n".encode()
+
+
+@dataclass
+class EmbeddingCall:
+    model: str
+    input_data: dict[str, Any]
+    base64: bool
+
+
+def embedding_call_parse(body: Any) -> EmbeddingCall:
+    if not isinstance(body, dict):
+        raise _invalid("The request body must be a JSON object", "body", code="invalid_request")
+    model, texts = body.get("model"), body.get("input")
+    if not isinstance(model, str) or not model:
+        raise _invalid("model is required", "model", code="missing_required_parameter")
+    if isinstance(texts, list) and texts and all(isinstance(t, str) for t in texts):
+        pass
+    elif not isinstance(texts, str):
+        raise _invalid("input must be a string or an array of strings (token arrays are not supported)", "input")
+    input_data: dict[str, Any] = {"input": texts, "model": model}
+    dimensions = body.get("dimensions")
+    if dimensions is not None:
+        if isinstance(dimensions, bool) or not isinstance(dimensions, int):
+            raise _invalid("dimensions must be an integer", "dimensions")
+        input_data["dimensions"] = dimensions
+    encoding = body.get("encoding_format") or "float"
+    if encoding not in {"float", "base64"}:
+        raise _invalid("encoding_format must be float or base64", "encoding_format")
+    return EmbeddingCall(model=model, input_data=input_data, base64=encoding == "base64")
+
+
+def embeddings_body(*, call: EmbeddingCall, result: dict, input_tokens: int) -> dict:
+    import base64
+    import struct
+
+    def encoded(vector: list[float]):
+        # OpenAI's base64: the little-endian float32 array (what the SDKs ask for by default, then decode).
+        return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode() if call.base64 else vector
+
+    data = [
+        {"object": "embedding", "index": i, "embedding": encoded(vector)}
+        for i, vector in enumerate(result.get("embeddings") or [])
+    ]
+    return {
+        "object": "list",
+        "data": data,
+        "model": result.get("model") or call.model,
+        "usage": {"prompt_tokens": input_tokens, "total_tokens": input_tokens},
+    }

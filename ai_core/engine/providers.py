@@ -19,6 +19,14 @@ class CatalogueBound:
     def chat(self, request: ChatRequest, *, on_progress, should_stop) -> ChatResult:
         from ai_providers.services import effective_max_tokens
 
+        if request.operation == "embedding":
+            embed = getattr(self.client, "embed", None)
+            if embed is None:
+                raise PermanentProviderError(
+                    f"Provider '{self.name}' does not serve embeddings", error_code="EMBEDDINGS_NOT_SUPPORTED"
+                )
+            return embed(request, should_stop=should_stop)
+
         limit = request.max_tokens or effective_max_tokens(request.options, self.choice)
         options = {"model_family": self.choice.family, "max_output_tokens": limit, **request.options}
         return self.client.chat(

@@ -209,3 +209,25 @@ def test_a_client_that_hangs_up_cancels_its_job_unless_background(gateway, perso
             assert next(line for line in lines if '"content":"Fake' in line or '"content":"F' in line)
     expected = "completed" if background else "cancelled"
     wait_for(lambda: AIJob.objects.get(job_id=job_id).status == expected, timeout=15, what=f"the job {expected}")
+
+
+def test_embeddings_are_jobs_priced_per_token(gateway, personas):
+    key = brand_key(personas)
+    with sdk(gateway, key) as client:
+        echo = client.embeddings.create(model="echo-embed-1", input=["a cat", "a dog", "a cat"])
+        floats = client.embeddings.create(model="echo-embed-1", input="a cat", encoding_format="float", dimensions=4)
+        text = "embed me " * 50  # 450 characters: 113 tokens, $0.000002 at $0.02 per million
+        real = client.embeddings.with_raw_response.create(model="text-embedding-3-small", input=text)
+    vectors = [item.embedding for item in echo.data]
+    assert len(vectors) == 3 and len(vectors[0]) == 16
+    assert vectors[0] == pytest.approx(vectors[2]) and vectors[0] != vectors[1]  # deterministic, per text
+    assert len(floats.data[0].embedding) == 4
+    answer = real.parse()
+    assert answer.data[0].embedding == pytest.approx([4.5 + k / 100 for k in range(8)])  # the fake server's vector
+    job = AIJob.objects.select_related("usage", "job_type").get(job_id=real.headers["X-AICore-Job-Id"])
+    assert job.job_type.name == "embedding" and job.status == "completed"
+    assert job.usage.input_tokens == answer.usage.prompt_tokens == 113
+    assert job.usage.output_tokens == 0
+    assert job.usage.total_cost == job.usage.input_cost == Decimal("0.000002")
+    with sdk(gateway, key) as client, pytest.raises(openai.BadRequestError):
+        client.embeddings.create(model="echo-embed-1", input=[[1, 2, 3]])
