@@ -369,9 +369,25 @@ def job_delete(*, job: AIJob) -> None:
 # --- lifecycle ----------------------------------------------------------------------------------------
 
 
-def job_cancel(*, job_pk: int, actor: User | None = None, reason: str = "cancelled by user") -> Transitioned:
+def job_cancel(
+    *,
+    job_pk: int,
+    actor: User | None = None,
+    reason: str = "cancelled by user",
+    input_tokens: int = 0,
+    output_tokens: int = 0,
+) -> Transitioned:
+    """Cancel a pending or running job. Tokens: what a call that was cut short had already used (a gateway
+    stream whose client hung up): charged like a finished job's, else nothing is."""
     try:
-        return _finalize(job_pk, to=S.CANCELLED, reason=reason, actor_id=actor.pk if actor else None)
+        return _finalize(
+            job_pk,
+            to=S.CANCELLED,
+            reason=reason,
+            actor_id=actor.pk if actor else None,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+        )
     except IllegalTransition as exc:
         raise Conflict(
             "Job cannot be cancelled",

@@ -99,7 +99,7 @@ def usage_record(
     charged twice.
     """
     job_pk = job.pk
-    if status == S.COMPLETED:
+    if status == S.COMPLETED or (status == S.CANCELLED and charge.total_tokens):  # a cut-short call pays its part
         quota_settle(job_pk=job_pk, tokens=charge.total_tokens, cost_micros=to_micros(charge.cost.total_cost))
     else:
         quota_release(job_pk=job_pk)
@@ -137,9 +137,9 @@ def usage_insert_along(usage: AIJobUsage) -> tuple[str, list[Any]]:
 
 
 def usage_row(*, job: AIJob, attempt: int, at: Any, status: str, charge: Charge) -> AIJobUsage | None:
-    """The usage row of a job that ended `status` on `attempt` at `at`; None for a cancelled job (nothing ran
-    to its end: no usage row)."""
-    if status == S.CANCELLED:
+    """The usage row of a job that ended `status` on `attempt` at `at`; None for a cancelled job that used no
+    tokens (a cancelled call that had used some, e.g. a gateway stream cut short, is charged for them)."""
+    if status == S.CANCELLED and not charge.total_tokens:
         return None
     attempts = max(1, attempt)
     execution = round((at - job.started_at).total_seconds(), 3) if job.started_at else None

@@ -20,6 +20,7 @@ from ai_core.models import FINAL_STATUSES, AIJob, JobStatus
 from ai_core.selectors import job_wait_final
 from ai_core.services import job_cancel, job_create, job_start
 from ai_core.workflow import IllegalTransition
+from ai_providers.clients.common import estimate_tokens
 from business.errors import ApplicationError, Conflict, NotFound
 from business.models import ApiKey
 from gateway.errors import GatewayError
@@ -84,7 +85,9 @@ class _NoRetryOnceStreamed:
         return self.policy.delay(attempt)
 
 
-def call_run(call: OpenCall, *, on_token=None, hung_up=None, streamed=lambda: False) -> Outcome:
+def call_run(
+    call: OpenCall, *, on_token=None, hung_up=None, streamed=lambda: False, streamed_chars=lambda: 0
+) -> Outcome:
     """Run the call's attempt (or wait for whoever runs it) and return the finished job, else GatewayError."""
     try:
         status = None
@@ -98,7 +101,7 @@ def call_run(call: OpenCall, *, on_token=None, hung_up=None, streamed=lambda: Fa
             )
             if hung_up is not None and hung_up() and status not in FINAL_STATUSES:
                 call.hung_up = True
-                _cancel_quietly(call.job.pk)
+                _cancel_quietly(call.job, streamed_chars=streamed_chars())
         if status not in FINAL_STATUSES:  # a worker runs it (a retry, a replay, it claimed it first): wait for it
             job_wait_final(
                 job_pk=call.job.pk, timeout_seconds=min(call.job.job_type.timeout_seconds * 3, MAX_WAIT_SECONDS)
@@ -108,9 +111,17 @@ def call_run(call: OpenCall, *, on_token=None, hung_up=None, streamed=lambda: Fa
         close_old_connections()
 
 
-def _cancel_quietly(job_pk: int) -> None:
+def _cancel_quietly(job: AIJob, *, streamed_chars: int) -> None:
+    """Cancel the job of a client that hung up, charging what was generated so far. The provider reports usage
+    only at a stream's end, so the tokens are estimated (4 characters a token, the prompt counted in full)."""
+    prompt = "".join(str(m.get("content") or "") for m in job.input_data.get("messages") or [])
     try:
-        job_cancel(job_pk=job_pk, reason="client disconnected")
+        job_cancel(
+            job_pk=job.pk,
+            reason="client disconnected",
+            input_tokens=estimate_tokens(prompt),
+            output_tokens=(streamed_chars + 3) // 4,
+        )
     except Conflict:  # it ended meanwhile
         pass
 

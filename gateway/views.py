@@ -5,7 +5,6 @@ import json
 import threading
 import time
 
-from asgiref.sync import sync_to_async
 from django.db import close_old_connections
 from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -97,15 +96,20 @@ def _whole(request: HttpRequest, chat: ChatCall) -> JsonResponse:
 
 
 @csrf_exempt
-async def chat_completions(request: HttpRequest):
-    """POST /v1/chat/completions — OpenAI's chat completion, non-streaming or streaming (SSE chunks)."""
+def chat_completions(request: HttpRequest):
+    """POST /v1/chat/completions — OpenAI's chat completion, non-streaming or streaming (SSE chunks).
+
+    A sync view: the whole non-streaming call runs on the request's one thread (an async view would hop between
+    the event loop and threads several times per request, through the sync middleware). A stream is an async
+    generator the server iterates on its event loop (served by ASGI, as `make run` does).
+    """
     if request.method != "POST":
         return GatewayError("Use POST", status=405, code="method_not_allowed").response()
     try:
         chat = chat_call_parse(_body(request))
         if not chat.stream:
-            return await sync_to_async(_whole)(request, chat)
-        opened = await sync_to_async(_open_chat)(request, chat)
+            return _whole(request, chat)
+        opened = _open_chat(request, chat)
     except GatewayError as exc:
         return exc.response()
     background = request.headers.get("X-AICore-Background", "").strip().lower() == "true"
@@ -124,6 +128,7 @@ async def _relay(opened: OpenCall, chat: ChatCall, *, background: bool):
     queue: asyncio.Queue = asyncio.Queue()
     hung_up = threading.Event()
     sent = threading.Event()
+    sent_chars = [0]
 
     def put(item) -> None:
         try:
@@ -133,6 +138,7 @@ async def _relay(opened: OpenCall, chat: ChatCall, *, background: bool):
 
     def on_token(text: str) -> None:
         sent.set()
+        sent_chars[0] += len(text)
         put(("token", text))
 
     def work() -> None:
@@ -141,7 +147,11 @@ async def _relay(opened: OpenCall, chat: ChatCall, *, background: bool):
                 (
                     "done",
                     call_run(
-                        opened, on_token=on_token, hung_up=None if background else hung_up.is_set, streamed=sent.is_set
+                        opened,
+                        on_token=on_token,
+                        hung_up=None if background else hung_up.is_set,
+                        streamed=sent.is_set,
+                        streamed_chars=lambda: sent_chars[0],
                     ),
                 )
             )

@@ -209,6 +209,12 @@ def test_a_client_that_hangs_up_cancels_its_job_unless_background(gateway, perso
             assert next(line for line in lines if '"content":"Fake' in line or '"content":"F' in line)
     expected = "completed" if background else "cancelled"
     wait_for(lambda: AIJob.objects.get(job_id=job_id).status == expected, timeout=15, what=f"the job {expected}")
+    job = AIJob.objects.select_related("usage").get(job_id=job_id)
+    # Charged for what was generated: all of it in the background, the part streamed before the hang-up else.
+    assert job.usage.final_status == expected and 0 < job.usage.output_tokens
+    assert job.usage.total_cost > 0
+    full = len("Fake: long [fake chunks=40 delay=0.1]") // 4
+    assert (job.usage.output_tokens >= full) if background else (job.usage.output_tokens < full)
 
 
 def test_embeddings_are_jobs_priced_per_token(gateway, personas):
