@@ -58,6 +58,29 @@ CONTENT_ANALYSIS_SCHEMA = {
     },
 }
 
+EMBEDDING_INPUT_ITEMS = 2048
+
+EMBEDDING_SCHEMA = {
+    "type": "object",
+    "required": ["input", "model"],
+    "properties": {
+        "input": {
+            "oneOf": [
+                {"type": "string", "minLength": 1, "maxLength": MAX_TEXT},
+                {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": EMBEDDING_INPUT_ITEMS,
+                    "items": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT},
+                },
+            ]
+        },
+        "model": {"type": "string", "minLength": 1, "maxLength": 100},
+        "dimensions": {"type": "integer", "minimum": 1, "maximum": 4096},
+    },
+    "additionalProperties": False,
+}
+
 DEFAULT_JOB_TYPES = [
     {
         "name": "chat_completion",
@@ -88,5 +111,15 @@ DEFAULT_JOB_TYPES = [
         "timeout_seconds": 300,
         "max_attempts": 3,
         "input_schema": CONTENT_ANALYSIS_SCHEMA,
+    },
+    {
+        "name": "embedding",
+        "description": "Vecteurs d'embedding d'un ou plusieurs textes",
+        "category": "analysis",
+        "estimated_duration_seconds": 2,
+        "requires_async": False,
+        "timeout_seconds": 60,
+        "max_attempts": 3,
+        "input_schema": EMBEDDING_SCHEMA,
     },
 ]

@@ -79,6 +79,11 @@ class AIJob(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="ai_jobs"
     )
 
+    # The brand API key the job was submitted with (gateway calls, key-authenticated /ai/jobs/), if any.
+    api_key = models.ForeignKey(
+        "business.ApiKey", on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_index=False
+    )
+
     status = models.CharField(max_length=10, choices=JobStatus.choices, default=JobStatus.PENDING)
     priority = models.CharField(max_length=10, choices=JobPriority.choices, default=JobPriority.NORMAL)
     progress_percentage = models.PositiveSmallIntegerField(default=0)

@@ -36,7 +36,7 @@ from ai_usage.services import (
 from business.api.parsers import json_depth_exceeds, json_strings
 from business.errors import ApplicationError, Conflict, NotFound
 from business.memo import TTLMemo
-from business.models import Brand, User
+from business.models import ApiKey, Brand, User
 from business.sql import Insert, prepared_cursor
 
 S = JobStatus
@@ -147,6 +147,8 @@ def job_create(
     description: str = "",
     idempotency_key: str | None = None,
     openai_extension: bool = False,
+    api_key: ApiKey | None = None,
+    dispatch: bool = True,
 ) -> tuple[AIJob, bool]:
     """Create a pending job and wake a worker after commit. Returns (job, created).
 
@@ -177,17 +179,20 @@ def job_create(
         is_async=type_.requires_async,
         idempotency_key=idempotency_key,
         idempotency_fingerprint=fingerprint,
+        api_key=api_key,
     )
     extension = openai_job_wanted(choice=choice, always=openai_extension)
+    key_limited = api_key is not None and api_key.monthly_cost_limit is not None
     try:
-        if not extension and _creation_in_one_statement():
+        if not extension and not key_limited and _creation_in_one_statement():
             # The usual job: one statement that writes it unless its company has an active quota.
             if _insert_created_job(job, unless_quota_of=brand.company_id):
-                dispatch_job_on_commit(job.pk, priority=priority)  # no transaction: published at once
+                if dispatch:
+                    dispatch_job_on_commit(job.pk, priority=priority)  # no transaction: published at once
                 return job, True
             quotas = True  # it has one: reserve on it, in a transaction
         else:
-            quotas = company_has_active_quota(brand.company_id)
+            quotas = key_limited or company_has_active_quota(brand.company_id)
         # A savepoint inside a caller's transaction: a failed insert (an Idempotency-Key race) won't break it.
         with transaction.atomic():
             _insert_created_job(job)
@@ -195,7 +200,8 @@ def job_create(
                 quota_reserve(job=job, choice=choice, request=_request_of(job))
             if extension:
                 openai_job_create(job=job, choice=choice, input_data=input_data, always=openai_extension)
-            dispatch_job_on_commit(job.pk, priority=priority)
+            if dispatch:
+                dispatch_job_on_commit(job.pk, priority=priority)
     except IntegrityError:
         # Two requests with the same key raced; the loser answers with the winner's job.
         if idempotency_key is None:
@@ -399,9 +405,24 @@ def job_delete(*, job: AIJob) -> None:
 # --- lifecycle ----------------------------------------------------------------------------------------
 
 
-def job_cancel(*, job_pk: int, actor: User | None = None, reason: str = "cancelled by user") -> Transitioned:
+def job_cancel(
+    *,
+    job_pk: int,
+    actor: User | None = None,
+    reason: str = "cancelled by user",
+    input_tokens: int = 0,
+    output_tokens: int = 0,
+) -> Transitioned:
+    """Cancel a pending or running job. Tokens: what a call that was cut short had already used (a gateway
+    stream whose client hung up): charged like a finished job's, else nothing is."""
     try:
-        return _finalize(job_pk, to=S.CANCELLED, reason=reason, actor_id=actor.pk if actor else None)
+        return _finalize(
+            job_pk,
+            to=S.CANCELLED,
+            reason=reason,
+            actor_id=actor.pk if actor else None,
+            tokens=TokenUsage(input_tokens=input_tokens, output_tokens=output_tokens),
+        )
     except IllegalTransition as exc:
         raise Conflict(
             "Job cannot be cancelled",

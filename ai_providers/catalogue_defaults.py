@@ -9,6 +9,7 @@ PRICES_FROM = "2025-01-01T00:00:00Z"
 
 CHAT = ["chat", "streaming"]
 FULL = ["chat", "streaming", "json", "tools"]
+EMBEDDINGS = ["embeddings"]
 
 PROVIDERS = [
     {
@@ -90,6 +91,10 @@ MODELS = [
         "4.00",
     ),
     ("echo", "echo-1", "standard", CHAT, 1_000_000, 100_000, "0", "0"),
+    # Embedding models answer no output tokens: priced per input token (max output 1 keeps reservations honest).
+    ("openai", "text-embedding-3-small", "standard", EMBEDDINGS, 8_191, 1, "0.02", "0"),
+    ("openai", "text-embedding-3-large", "standard", EMBEDDINGS, 8_191, 1, "0.13", "0"),
+    ("echo", "echo-embed-1", "standard", EMBEDDINGS, 1_000_000, 1, "0", "0"),
 ]
 
 

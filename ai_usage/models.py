@@ -140,6 +140,10 @@ class Quota(models.Model):
         related_name="quotas",
         help_text="empty: every provider",
     )
+    # A key's own limit (ApiKey.monthly_cost_limit, kept in step by quotas_applicable): it applies to that key's jobs.
+    api_key = models.OneToOneField(
+        "business.ApiKey", on_delete=models.CASCADE, null=True, blank=True, related_name="quota"
+    )
     monthly_token_limit = models.BigIntegerField(null=True, blank=True)
     monthly_cost_limit = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
     is_active = models.BooleanField(default=True)

@@ -23,7 +23,7 @@ from ai_providers.services import request_bounded
 from ai_usage.alerts import clean_thresholds, crossings_of, thresholds_check, use_ratio
 from ai_usage.models import AIJobUsage, Quota, QuotaPeriod, QuotaReservation, ReservationState
 from business.errors import ApplicationError
-from business.models import Brand
+from business.models import ApiKey, Brand
 from business.sql import Insert, prepared_cursor
 
 S = JobStatus
@@ -97,7 +97,7 @@ def usage_record(
     charged twice.
     """
     job_pk = job.pk
-    if status == S.COMPLETED:
+    if status == S.COMPLETED or (status == S.CANCELLED and charge.total_tokens):  # a cut-short call pays its part
         quota_settle(job_pk=job_pk, tokens=charge.total_tokens, cost_micros=to_micros(charge.cost.total_cost))
     else:
         quota_release(job_pk=job_pk)
@@ -136,9 +136,9 @@ def usage_insert_along(usage: AIJobUsage) -> tuple[str, list[Any]]:
 
 
 def usage_row(*, job: AIJob, attempt: int, at: Any, status: str, charge: Charge) -> AIJobUsage | None:
-    """The usage row of a job that ended `status` on `attempt` at `at`; None for a cancelled job (nothing ran
-    to its end: no usage row)."""
-    if status == S.CANCELLED:
+    """The usage row of a job that ended `status` on `attempt` at `at`; None for a cancelled job that used no
+    tokens (a cancelled call that had used some, e.g. a gateway stream cut short, is charged for them)."""
+    if status == S.CANCELLED and not charge.total_tokens:
         return None
     attempts = max(1, attempt)
     execution = round((at - job.started_at).total_seconds(), 3) if job.started_at else None
@@ -202,14 +202,29 @@ class QuotaExceeded(ApplicationError):
     error_code = "QUOTA_EXCEEDED"
 
 
-def quotas_applicable(*, brand: Brand, provider_id: int | None) -> list[Quota]:
+def quotas_applicable(*, brand: Brand, provider_id: int | None, api_key: ApiKey | None = None) -> list[Quota]:
     """The active quotas a job of this brand on this provider must fit: the brand's and the company-wide ones,
-    for this provider or for every provider. Ordered by id so concurrent reservations lock rows in one order.
+    for this provider or for every provider, and the job's API key's own. Ordered by id so concurrent
+    reservations lock rows in one order.
     """
+    if api_key is not None and api_key.monthly_cost_limit is not None:
+        # The key's limit as a quota row (made on its first job; a race makes it once): reserved like the others.
+        Quota.objects.bulk_create(
+            [
+                Quota(
+                    company_id=brand.company_id,
+                    brand=brand,
+                    api_key=api_key,
+                    monthly_cost_limit=api_key.monthly_cost_limit,
+                )
+            ],
+            ignore_conflicts=True,
+        )
     return list(
         Quota.objects.filter(company_id=brand.company_id, is_active=True)
         .filter(Q(brand_id=brand.id) | Q(brand__isnull=True))
         .filter(Q(provider__isnull=True) | Q(provider_id=provider_id))
+        .filter(Q(api_key__isnull=True) | Q(api_key_id=api_key.pk if api_key else None))
         .order_by("id")
     )
 
@@ -229,7 +244,13 @@ def prompt_upper_bound(request: ChatRequest) -> int:
         size += MESSAGE_OVERHEAD_TOKENS
         for field in message.values() if isinstance(message, dict) else [message]:
             size += _bytes_of(field)
-    for extra in (request.tools, request.response_format, request.options.get("tool_choice")):
+    # options["input"]: the texts of an embedding request.
+    for extra in (
+        request.tools,
+        request.response_format,
+        request.options.get("tool_choice"),
+        request.options.get("input"),
+    ):
         if extra:
             size += _bytes_of(extra)
     return size
@@ -311,7 +332,7 @@ def _reserve(*, job: AIJob, need: Reservation, choice: ModelChoice, rows: list[Q
     Locks are taken in the order of every writer of reservations (_close_reservations, at a job's end): quota
     by quota, the job's reservation row and then the period, and the job's own row after all of them.
     """
-    quotas = quotas_applicable(brand=job.brand, provider_id=choice.provider.pk)
+    quotas = quotas_applicable(brand=job.brand, provider_id=choice.provider.pk, api_key=job.api_key)
     held = [r for r in rows if r.state == ReservationState.RESERVED]
     if not quotas and not held:
         return

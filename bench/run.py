@@ -1,7 +1,8 @@
 """`make bench`: every benchmark module that exists, each in its own process, then one combined summary.
 
 Modules: bench.api (job API vs a bare DRF ModelViewSet), bench.engine (execution engine vs raw Celery),
-bench.providers (provider layer), bench.startup (time for `make run` to answer). Each prints its own table
+bench.providers (provider layer), bench.gateway (/v1/ vs the provider directly), bench.startup (time for
+`make run` to answer). Each prints its own table
 and writes bench/results/<name>.json.
 Benchmarks measure, they do not assert: the exit status is non-zero only when a module crashed.
 BENCH_MODULES=api,engine picks some of them.
@@ -16,7 +17,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-MODULES = [m.strip() for m in os.environ.get("BENCH_MODULES", "api,engine,providers,startup").split(",") if m.strip()]
+MODULES = [
+    m.strip() for m in os.environ.get("BENCH_MODULES", "api,engine,providers,gateway,startup").split(",") if m.strip()
+]
 
 
 def _scalars(data, prefix=""):

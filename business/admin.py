@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 
-from business.models import Brand, Company, LoginFailure, Membership, User
+from business.models import ApiKey, Brand, Company, LoginFailure, Membership, User
 
 
 class MembershipInline(admin.TabularInline):
@@ -44,3 +44,17 @@ class LoginFailureAdmin(admin.ModelAdmin):
     list_display = ["username", "ip", "at"]
     list_filter = ["at"]
     search_fields = ["username", "ip"]
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    """Keys are made through the API (the key is shown once there); here they can be read and revoked."""
+
+    list_display = ["name", "prefix", "brand", "scopes", "created_by", "last_used_at", "expires_at", "revoked_at"]
+    list_filter = ["brand", "revoked_at"]
+    search_fields = ["name", "prefix"]
+    readonly_fields = ["brand", "prefix", "key_hash", "created_by", "created_at", "last_used_at"]
+    fields = [*readonly_fields, "name", "scopes", "expires_at", "revoked_at", "monthly_cost_limit"]
+
+    def has_add_permission(self, request) -> bool:
+        return False

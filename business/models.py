@@ -67,3 +67,43 @@ class LoginFailure(models.Model):
 
     def __str__(self) -> str:
         return f"{self.username} from {self.ip} at {self.at:%Y-%m-%d %H:%M:%S}"
+
+
+class ApiKeyScope(models.TextChoices):
+    JOBS_READ = "jobs:read"
+    JOBS_WRITE = "jobs:write"
+    GATEWAY = "gateway"
+
+
+class ApiKey(models.Model):
+    """A brand's service key (`aic_…`): another application acts as the brand, with the key's scopes only.
+
+    Only a hash is stored: the key is shown once, at creation. `prefix` (the 8 characters after `aic_`) finds the
+    row; the hash is then compared in constant time.
+    """
+
+    brand = models.ForeignKey(Brand, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=200)
+    prefix = models.CharField(max_length=8, unique=True)
+    key_hash = models.CharField(max_length=64)
+    scopes = models.JSONField(default=list)
+    created_by = models.ForeignKey(User, on_delete=models.SET_NULL, null=True, blank=True, related_name="api_keys")
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    # A quota of its own (ai_usage reserves on it like on any other quota); empty: only the brand's quotas.
+    monthly_cost_limit = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["brand", "-created_at"], name="apikey_brand_created")]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(monthly_cost_limit__isnull=True) | models.Q(monthly_cost_limit__gte=0),
+                name="apikey_cost_limit_not_negative",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} (aic_{self.prefix}…)"

@@ -1,5 +1,8 @@
+from django.db.models import QuerySet
+
 from business.access import brands_for_user
-from business.models import Membership, User
+from business.errors import NotFound
+from business.models import ApiKey, Brand, Membership, User
 
 
 def user_profile(user: User) -> dict:
@@ -22,3 +25,15 @@ def user_profile(user: User) -> dict:
         "is_company_admin": user.is_company_admin,
         "brands": brands,
     }
+
+
+def api_keys_of(brand: Brand) -> QuerySet[ApiKey]:
+    return ApiKey.objects.filter(brand=brand).select_related("created_by")
+
+
+def api_key_get(*, brand: Brand, pk) -> ApiKey:
+    """The brand's key by id; another brand's key (or a bad id) is a 404."""
+    key = api_keys_of(brand).filter(pk=pk).first() if str(pk).isdigit() else None
+    if key is None:
+        raise NotFound("API key not found", error_code="API_KEY_NOT_FOUND")
+    return key

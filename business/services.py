@@ -1,14 +1,19 @@
-"""Writes for companies, brands, users and login throttling."""
+"""Writes for companies, brands, users, login throttling and brand API keys."""
 
-from datetime import timedelta
+import hashlib
+import hmac
+import secrets
+from datetime import datetime, timedelta
+from decimal import Decimal
 
 from django.conf import settings
 from django.contrib.auth import authenticate
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
-from business.errors import ApplicationError
-from business.models import Brand, Company, LoginFailure, Membership, User
+from business.errors import ApplicationError, Conflict
+from business.models import ApiKey, ApiKeyScope, Brand, Company, LoginFailure, Membership, User
 
 
 def login_check(*, username: str, password: str, ip: str | None) -> User:
@@ -93,3 +98,120 @@ def user_provision(
             brand, _ = Brand.objects.get_or_create(company=company, name=name)
             Membership.objects.update_or_create(user=user, brand=brand, defaults={"role": role})
     return user
+
+
+# --- brand API keys -------------------------------------------------------------------------------------
+
+API_KEY_PREFIX = "aic_"
+# last_used_at moves at most this often: a key used 100 times a second costs one write a minute, not 100 a second.
+LAST_USED_RESOLUTION = timedelta(seconds=60)
+
+
+class ApiKeyRefused(ApplicationError):
+    status_code = 401
+    error_code = "API_KEY_INVALID"
+
+
+def api_key_hash(raw_key: str) -> str:
+    """SHA-256 of the key. The key carries 256 random bits, so a fast hash is safe: nothing to brute-force."""
+    return hashlib.sha256(raw_key.encode()).hexdigest()
+
+
+def api_key_create(
+    *,
+    brand: Brand,
+    user: User,
+    name: str,
+    scopes: list[str] | None = None,
+    expires_at: datetime | None = None,
+    monthly_cost_limit: Decimal | None = None,
+) -> tuple[ApiKey, str]:
+    """Create a key for the brand. Returns (key row, the full key): the only time the key exists in clear."""
+    scopes = sorted(set(scopes if scopes is not None else ApiKeyScope.values))
+    unknown = [scope for scope in scopes if scope not in ApiKeyScope.values]
+    if unknown or not scopes:
+        raise ApplicationError(
+            f"Unknown or missing scopes: {', '.join(unknown) or 'none given'}",
+            error_code="VALIDATION_ERROR",
+            errors={"scopes": [f"Choose among {', '.join(ApiKeyScope.values)}."]},
+        )
+    for _ in range(5):  # the prefix is unique: a collision (1 in 2^48 per pair) draws again
+        raw = API_KEY_PREFIX + secrets.token_urlsafe(32)
+        try:
+            with transaction.atomic():
+                key = ApiKey.objects.create(
+                    brand=brand,
+                    name=name,
+                    prefix=raw[len(API_KEY_PREFIX) : len(API_KEY_PREFIX) + 8],
+                    key_hash=api_key_hash(raw),
+                    scopes=scopes,
+                    created_by=user,
+                    expires_at=expires_at,
+                    monthly_cost_limit=monthly_cost_limit,
+                )
+            return key, raw
+        except IntegrityError:
+            continue
+    raise Conflict("Could not draw a unique key prefix; try again", error_code="API_KEY_PREFIX_TAKEN")
+
+
+def api_key_revoke(*, key: ApiKey) -> ApiKey:
+    """Revoke once (a compare-and-set on revoked_at); the key is refused from the next request on."""
+    ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    key.refresh_from_db()
+    return key
+
+
+def api_key_use(raw_key: str) -> ApiKey:
+    """The usable key a request presents (with its brand, company and creator loaded), or ApiKeyRefused.
+
+    1. Look the row up by its prefix (unique), 2. compare the hashes in constant time, 3. refuse a revoked or
+    expired key and a key whose creator can no longer act on its brand, 4. note the use, at most once a minute.
+    """
+    key = _api_key_lookup(raw_key)
+    if key is None or not hmac.compare_digest(key.key_hash, api_key_hash(raw_key)):
+        raise ApiKeyRefused("Invalid API key")
+    now = timezone.now()
+    refusal = api_key_refusal(key, now=now)
+    if refusal:
+        raise ApiKeyRefused(refusal[1], error_code=refusal[0])
+    if key.last_used_at is None or now - key.last_used_at >= LAST_USED_RESOLUTION:
+        # Conditional: of many requests racing past the minute, one writes.
+        ApiKey.objects.filter(pk=key.pk).filter(
+            Q(last_used_at__isnull=True) | Q(last_used_at__lte=now - LAST_USED_RESOLUTION)
+        ).update(last_used_at=now)
+        key.last_used_at = now
+    return key
+
+
+def api_key_refusal(key: ApiKey, *, now: datetime | None = None) -> tuple[str, str] | None:
+    """Why the key can no longer be used ((error_code, message)), or None. `key` needs the creator_allowed
+    annotation of _api_key_rows."""
+    now = now or timezone.now()
+    if key.revoked_at is not None:
+        return "API_KEY_REVOKED", "This API key has been revoked"
+    if key.expires_at is not None and key.expires_at <= now:
+        return "API_KEY_EXPIRED", "This API key has expired"
+    if key.created_by is None or not key.created_by.is_active or not key.creator_allowed:
+        return "API_KEY_OWNER_GONE", "The user who created this API key can no longer act on its brand"
+    return None
+
+
+def api_key_still_usable(key_pk: int) -> bool:
+    """For long-lived requests (event streams): whether the key they authenticated with may still be used."""
+    key = _api_key_rows().filter(pk=key_pk).first()
+    return key is not None and api_key_refusal(key) is None
+
+
+def _api_key_rows():
+    creator = User.objects.filter(pk=OuterRef("created_by_id"), company_id=OuterRef("brand__company_id"))
+    member = Membership.objects.filter(user_id=OuterRef("pk"), brand_id=OuterRef(OuterRef("brand_id")))
+    return ApiKey.objects.select_related("brand__company", "created_by").annotate(
+        creator_allowed=Exists(creator.filter(Q(is_company_admin=True) | Exists(member)))
+    )
+
+
+def _api_key_lookup(raw_key: str) -> ApiKey | None:
+    if not raw_key.startswith(API_KEY_PREFIX) or len(raw_key) < len(API_KEY_PREFIX) + 32:
+        return None
+    return _api_key_rows().filter(prefix=raw_key[len(API_KEY_PREFIX) : len(API_KEY_PREFIX) + 8]).first()

@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "ai_providers",
     "ai_openai",
     "ai_usage",
+    "gateway",
     "webhooks",
 ]
 # `make bench` only: a bare DRF ModelViewSet served beside the API as the benchmark's baseline.
@@ -170,10 +171,15 @@ AICORE_SEARCH_EXACT_COUNT_LIMIT = env_int("AICORE_SEARCH_EXACT_COUNT_LIMIT", 10_
 # --- REST API -----------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        # First: it takes `Bearer aic_…` (brand API keys) and leaves every other token to the JWT class.
+        "business.api.authentication.ApiKeyAuthentication",
         "business.api.authentication.JWTBrandAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PERMISSION_CLASSES": [
+        "rest_framework.permissions.IsAuthenticated",
+        "business.api.permissions.ApiKeyScopes",
+    ],
     "DEFAULT_PARSER_CLASSES": ["business.api.parsers.SafeJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],

@@ -14,6 +14,8 @@ urlpatterns = [
     path("ai/openai/", include("ai_openai.api.urls")),
     path("ai/", include("ai_core.api.urls")),
     path("ai/", include("webhooks.api.urls")),
+    path("ai/", include("business.api.api_keys")),
+    path("v1/", include("gateway.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SwaggerDocsView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/redoc/", RedocDocsView.as_view(url_name="schema"), name="redoc"),

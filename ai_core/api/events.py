@@ -20,7 +20,10 @@ from rest_framework_simplejwt.authentication import JWTAuthentication
 
 from ai_core import selectors, streams
 from business.access import BRAND_HEADER, SESSION_BRAND_KEY, resolve_request_brand, still_authorized
+from business.api.authentication import api_key_brand, bearer_api_key
 from business.errors import ApplicationError
+from business.models import ApiKey, ApiKeyScope
+from business.services import api_key_still_usable, api_key_use
 
 
 def _error(exc: ApplicationError) -> JsonResponse:
@@ -30,6 +33,9 @@ def _error(exc: ApplicationError) -> JsonResponse:
 def _authenticate_and_scope(request: HttpRequest):
     """(user, brand) of the request, or raise ApplicationError (401 / 403) like the REST API would."""
     user = None
+    raw_key = bearer_api_key(request)
+    if raw_key is not None:
+        return _scope_of_api_key(request, raw_key)
     if request.headers.get("Authorization", "").startswith("Bearer "):
         try:
             found = JWTAuthentication().authenticate(request)
@@ -52,6 +58,21 @@ def _authenticate_and_scope(request: HttpRequest):
     return user, resolve_request_brand(user, str(wanted) if wanted is not None else None)
 
 
+def _scope_of_api_key(request: HttpRequest, raw_key: str):
+    """(key, brand) of a request with a brand API key: its own brand only, with the jobs:read scope."""
+    key = api_key_use(raw_key)
+    _, brand = api_key_brand(key, request.META.get(BRAND_HEADER) or request.GET.get("brand"))
+    if brand is None:
+        raise ApplicationError(
+            "This API key cannot act on this brand", error_code="BRAND_ACCESS_DENIED", status_code=403
+        )
+    if ApiKeyScope.JOBS_READ not in key.scopes:
+        raise ApplicationError(
+            "This API key lacks the 'jobs:read' scope", error_code="API_KEY_SCOPE_MISSING", status_code=403
+        )
+    return key, brand
+
+
 def _last_event_id(request: HttpRequest) -> int | None:
     raw = request.headers.get("Last-Event-ID") or request.GET.get("last_event_id")
     if raw is None:
@@ -69,28 +90,36 @@ def _frame(data: dict, *, event: str, event_id: int | None = None) -> str:
     return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
 
 
-def _released(tick, *, user, brand):
+def _released(tick, *, principal, brand):
     """One poll, then the connection goes back (to the pool, or closed as CONN_MAX_AGE says): an open stream
     holds no database connection between polls, so streams never exhaust a process's pool.
 
-    Each poll first checks that the user may still watch the brand (one query): a deactivated user, a removed
-    membership or a password change ends the stream within one poll, not when it reaches its lifetime.
-    The poll then answers None.
+    Each poll first checks that the principal may still watch the brand (one query): a deactivated user, a
+    removed membership, a password change, a revoked or expired API key end the stream within one poll, not
+    when it reaches its lifetime. The poll answers (the stream's last frame, None) then, else (None, the tick's).
     """
 
     def run(**kwargs):
         try:
-            if not still_authorized(user, brand):
-                return None
-            return tick(**kwargs)
+            refusal = _refusal(principal, brand)
+            return (refusal, None) if refusal else (None, tick(**kwargs))
         finally:
             close_old_connections()
 
     return sync_to_async(run)
 
 
+def _refusal(principal, brand) -> str | None:
+    if isinstance(principal, ApiKey):
+        return None if api_key_still_usable(principal.pk) else _KEY_REVOKED
+    return None if still_authorized(principal, brand) else _REVOKED
+
+
 # The last frame of a stream whose access was revoked; reconnecting then answers 401 or 403.
 _REVOKED = _frame({"detail": "Access to this stream was revoked", "error_code": "ACCESS_REVOKED"}, event="error")
+_KEY_REVOKED = _frame(
+    {"detail": "This API key is no longer valid", "error_code": "API_KEY_REVOKED", "status": 401}, event="error"
+)
 
 
 def _stream_response(generator) -> StreamingHttpResponse:
@@ -117,7 +146,7 @@ async def job_events(request: HttpRequest, pk: str):
     """GET /ai/jobs/{id}/events/ — the job's transitions from the start (or after Last-Event-ID), its progress
     while running; the stream ends once the job is final and every event was sent."""
     try:
-        user, brand = await sync_to_async(_authenticate_and_scope)(request)
+        principal, brand = await sync_to_async(_authenticate_and_scope)(request)
         last_id = _last_event_id(request)
         job = await sync_to_async(selectors.job_get)(brand=brand, lookup=pk)
     except ApplicationError as exc:
@@ -126,10 +155,11 @@ async def job_events(request: HttpRequest, pk: str):
 
     async def generate():
         yield f"retry: {settings.AICORE_SSE_RETRY_MS}\n\n"
+        poll = _released(streams.job_stream_tick, principal=principal, brand=brand)
         async for heartbeat in _ticker():
-            polled = await _released(streams.job_stream_tick, user=user, brand=brand)(job_pk=job.pk, cursor=cursor)
-            if polled is None:
-                yield _REVOKED
+            refused, polled = await poll(job_pk=job.pk, cursor=cursor)
+            if refused:
+                yield refused
                 return
             events, progress, final = polled
             for event in events:
@@ -150,7 +180,7 @@ async def brand_events(request: HttpRequest):
     """GET /ai/jobs/events/ — every transition and progress of the brand's jobs from now
     (or after Last-Event-ID)."""
     try:
-        user, brand = await sync_to_async(_authenticate_and_scope)(request)
+        principal, brand = await sync_to_async(_authenticate_and_scope)(request)
         last_id = _last_event_id(request)
         if last_id is None:
             last_id = await sync_to_async(streams.latest_event_id)()
@@ -160,10 +190,11 @@ async def brand_events(request: HttpRequest):
 
     async def generate():
         yield f"retry: {settings.AICORE_SSE_RETRY_MS}\n\n"
+        poll = _released(streams.brand_stream_tick, principal=principal, brand=brand)
         async for heartbeat in _ticker():
-            polled = await _released(streams.brand_stream_tick, user=user, brand=brand)(brand=brand, cursor=cursor)
-            if polled is None:
-                yield _REVOKED
+            refused, polled = await poll(brand=brand, cursor=cursor)
+            if refused:
+                yield refused
                 return
             events, progress = polled
             for event in events:

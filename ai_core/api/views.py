@@ -20,6 +20,7 @@ from ai_core.api.serializers import (
 from ai_core.models import AIJob
 from ai_usage.api.serializers import QUOTA_EXCEEDED_RESPONSE
 from business.access import company_brands
+from business.api.authentication import request_api_key
 from business.api.mixins import BrandScopedMixin
 from business.errors import ApplicationError
 
@@ -82,6 +83,7 @@ def _prefer_wait_seconds(request) -> float | None:
 class JobViewSet(BrandScopedMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
     """The brand's AI jobs: submit, read, change, delete, cancel, and the dashboard."""
 
+    accepts_api_key_writes = True  # with the jobs:write scope (business.api.permissions)
     filterset_class = JobFilter
     filter_backends = [JobFilterBackend]
     # Error responses beyond the generic ones (see business.api.schema), per action, for the OpenAPI document.
@@ -179,6 +181,7 @@ class JobViewSet(BrandScopedMixin, mixins.ListModelMixin, viewsets.GenericViewSe
             brand=request.brand,
             user=request.user,
             idempotency_key=request.headers.get("Idempotency-Key"),
+            api_key=request_api_key(request),
             **payload.validated_data,
         )
         headers = {}

@@ -71,6 +71,14 @@ def chat_completion(job: AIJob) -> ChatRequest:
     return chat_request(job, list(job.input_data["messages"]))
 
 
+@register("embedding")
+def embedding(job: AIJob) -> ChatRequest:
+    data = job.input_data
+    texts = [data["input"]] if isinstance(data["input"], str) else list(data["input"])
+    options = {"input": texts, **({"dimensions": data["dimensions"]} if data.get("dimensions") else {})}
+    return ChatRequest(model=data["model"], messages=[], options=options, operation="embedding", stream=False)
+
+
 @register("text_generation")
 def text_generation(job: AIJob) -> ChatRequest:
     data = job.input_data

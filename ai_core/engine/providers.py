@@ -16,6 +16,13 @@ class CatalogueBound:
         self.client, self.choice, self.name = client, choice, client.name
 
     def chat(self, request: ChatRequest, *, on_progress, should_stop) -> ChatResult:
+        if request.operation == "embedding":
+            embed = getattr(self.client, "embed", None)
+            if embed is None:
+                raise PermanentProviderError(
+                    f"Provider '{self.name}' does not serve embeddings", error_code="EMBEDDINGS_NOT_SUPPORTED"
+                )
+            return embed(request, should_stop=should_stop)
         return self.client.chat(request_bounded(request, self.choice), on_progress=on_progress, should_stop=should_stop)
 
 

@@ -7,6 +7,7 @@ IllegalTransition and are discarded.
 
 import logging
 import time
+from collections.abc import Callable
 
 from django.conf import settings
 from django.db import connection
@@ -21,7 +22,7 @@ from ai_core.engine.watch import Attempt, in_flight
 from ai_core.models import AIJob, JobStatus
 from ai_core.services import job_requeue, job_type_by_pk
 from ai_openai.models import OpenAIJob
-from ai_providers.clients.base import CallAbandoned, ProviderError, TransientProviderError
+from ai_providers.clients.base import CallAbandoned, ProviderError, TokenCallback, TransientProviderError
 from ai_usage.models import QuotaReservation
 from business.models import Brand
 from business.sql import Columns, prepared_cursor
@@ -44,9 +45,19 @@ def run_from_message(job_pk: int, *, task_id: str = "", policy: RetryPolicy | No
 
 
 def execute(
-    job_pk: int, attempt_number: int, *, policy: RetryPolicy | None = None, job: AIJob | None = None
+    job_pk: int,
+    attempt_number: int,
+    *,
+    policy: RetryPolicy | None = None,
+    job: AIJob | None = None,
+    on_token: TokenCallback | None = None,
+    stop_when: Callable[[], bool] | None = None,
 ) -> str | None:
-    """Run attempt `attempt_number` of a claimed job (`job`: as the claim returned it, else read here)."""
+    """Run attempt `attempt_number` of a claimed job (`job`: as the claim returned it, else read here).
+
+    The gateway runs its calls through here too, in the API process: `on_token` receives the streamed text,
+    `stop_when` stops the call from the caller's side (its client hung up).
+    """
     if job is None:
         job = _load(job_pk)
     # Every log line of this attempt (ours, the provider SDK's) carries the job, brand and attempt.
@@ -58,12 +69,16 @@ def execute(
         try:
             request = handlers.build_request(job)
             request.attempt, request.timeout_seconds = attempt_number, float(timeout)
+            request.on_token = on_token
+            should_stop = attempt.should_stop
+            if stop_when is not None:
+                should_stop = lambda: stop_when() or attempt.should_stop()  # noqa: E731
             client = client_for_model(request.model, job.company_id)
             # Provider calls never run inside a transaction nor hold a connection: they wait on the network
             # for seconds, and the pooled connection serves other threads meanwhile.
             connection.close()
             # Progress is only noted here: the watcher writes it with its next round (watch.py).
-            result = client.chat(request, on_progress=attempt.report, should_stop=attempt.should_stop)
+            result = client.chat(request, on_progress=attempt.report, should_stop=should_stop)
         except CallAbandoned:
             return _abandoned(attempt)
         except ProviderError as exc:

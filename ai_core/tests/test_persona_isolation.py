@@ -18,6 +18,7 @@ from ai_core.models import AIJob, JobStatus
 from ai_core.tests.factories import AIJobFactory
 from ai_usage.models import Quota
 from business.api.schema import UNDOCUMENTED_ALIASES
+from business.services import api_key_create
 from conftest import Personas
 from webhooks.models import WebhookEndpoint
 
@@ -72,6 +73,9 @@ class World:
         self.a_quota = Quota.objects.create(
             company=personas.brand_a.company, brand=personas.brand_a, monthly_token_limit=1000
         )
+        self.a_key = api_key_create(brand=personas.brand_a, user=personas.adam, name=f"{SECRET} key")[0]
+        # A service key of brand B: it must see of A no more than bob does.
+        self.b_raw_key = api_key_create(brand=personas.brand_b, user=personas.bob, name="bravo key")[1]
         self.a_pending = next(j for j in self.a_jobs if j.status == JobStatus.PENDING)
         self.a_running = next(j for j in self.a_jobs if j.status == JobStatus.RUNNING)
 
@@ -109,6 +113,11 @@ WEBHOOK_OF_A: dict[str, Callable[[World], dict[str, str]]] = {
     "/ai/webhooks/{id}/deliveries/": lambda w: {"id": str(w.a_webhook.pk)},
     "/ai/webhooks/{id}/rotate_secret/": lambda w: {"id": str(w.a_webhook.pk)},
 }
+# A's API key (its own 404 code).
+API_KEY_OF_A: dict[str, Callable[[World], dict[str, str]]] = {
+    "/ai/api-keys/{id}/": lambda w: {"id": str(w.a_key.pk)},
+    "/ai/api-keys/{id}/revoke/": lambda w: {"id": str(w.a_key.pk)},
+}
 # Global catalogues: every authenticated user reads them, whatever the brand.
 SHARED = {"/ai/job-types/{id}/"}
 
@@ -120,7 +129,14 @@ WITHOUT_BRAND_ROWS = {"/ai/job-types/", "/ai/openai/chat/models/", "/ai/provider
 def test_every_operation_with_an_id_is_covered():
     from ai_usage.tests.test_isolation import ISOLATED_PATHS  # quotas and credentials: tested there
 
-    uncovered = {path for _, path in WITH_ID} - set(OBJECT_OF_A) - set(WEBHOOK_OF_A) - SHARED - ISOLATED_PATHS
+    uncovered = (
+        {path for _, path in WITH_ID}
+        - set(OBJECT_OF_A)
+        - set(WEBHOOK_OF_A)
+        - set(API_KEY_OF_A)
+        - SHARED
+        - ISOLATED_PATHS
+    )
     assert not uncovered, f"add these paths to OBJECT_OF_A or SHARED: {sorted(uncovered)}"
 
 
@@ -168,6 +184,35 @@ def test_another_brands_webhook_is_a_404_and_stays_untouched(world, client_for, 
     assert response.json()["error_code"] == "WEBHOOK_NOT_FOUND"
     assert (
         WebhookEndpoint.objects.filter(pk=world.a_webhook.pk).values_list("url", "secret", "description")[0] == before
+    )
+
+
+@pytest.mark.parametrize("method,path", [op for op in WITH_ID if op[1] in API_KEY_OF_A])
+@pytest.mark.parametrize("outsider", ["bob", "carol"])
+def test_another_brands_api_key_is_a_404_and_stays_untouched(world, client_for, method, path, outsider):
+    response = _call(client_for(getattr(world.p, outsider)), method, _url(path, API_KEY_OF_A[path](world)))
+
+    assert response.status_code == 404, response.content
+    assert response.json()["error_code"] == "API_KEY_NOT_FOUND"
+    world.a_key.refresh_from_db()
+    assert world.a_key.revoked_at is None
+
+
+@pytest.mark.parametrize("path", [path for _, path in ROW_READS])
+def test_another_brands_api_key_sees_no_row_of_brand_a(world, path):
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {world.b_raw_key}")
+    for params in _query_variants(world):
+        response = client.get(path, params)
+        assert response.status_code < 500, (params, response.content)
+        if response.status_code == 200:
+            assert _leaks(world, response) == [], (params, response.content[:300])
+    job = world.a_pending
+    assert client.get(f"/ai/jobs/{job.job_id}/").status_code == 404
+    assert client.get("/ai/jobs/", HTTP_X_BRAND_ID=str(world.p.brand_a.id)).json()["error_code"] == (
+        "BRAND_ACCESS_DENIED"
     )
 
 
@@ -294,7 +339,8 @@ def test_an_outsider_cannot_reach_brand_a_by_naming_it(world, client_for):
             if path in SHARED:
                 continue
             default = lambda w: {"id": str(w.a_quota.pk)}  # noqa: E731 - quota and credential paths
-            url = _url(path, (OBJECT_OF_A.get(path) or WEBHOOK_OF_A.get(path) or default)(world))
+            found = OBJECT_OF_A.get(path) or WEBHOOK_OF_A.get(path) or API_KEY_OF_A.get(path) or default
+            url = _url(path, found(world))
             response = _call(client_for(user, world.p.brand_a), method, url)
             assert response.status_code == 403, (user, method, path, response.content)
             assert response.json()["error_code"] == "BRAND_ACCESS_DENIED"

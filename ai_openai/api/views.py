@@ -13,6 +13,7 @@ from ai_openai.services import OPENAI_PARAMS, openai_params_validate
 from ai_providers.models import ProviderKind
 from ai_providers.selectors import key_source, model_as_dict, models_of_kind
 from ai_usage.api.serializers import QUOTA_EXCEEDED_RESPONSE
+from business.api.authentication import request_api_key
 from business.api.mixins import BrandScopedMixin
 from business.errors import ApplicationError
 from business.timestamps import api_timestamp
@@ -23,6 +24,8 @@ MAX_SYNC_WAIT_SECONDS = 60
 
 class ChatView(BrandScopedMixin, APIView):
     """An OpenAI chat completion as a job: 201 with the answer (synchronous job types), else 202 to poll."""
+
+    accepts_api_key_writes = True  # with the jobs:write scope (business.api.permissions)
 
     @extend_schema(
         summary="OpenAI chat completion",
@@ -58,6 +61,7 @@ class ChatView(BrandScopedMixin, APIView):
             description=data["description"],
             idempotency_key=request.headers.get("Idempotency-Key"),
             openai_extension=True,
+            api_key=request_api_key(request),
         )
         if job.is_async or data["run_async"]:
             return self._accepted(job)

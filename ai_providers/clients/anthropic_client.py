@@ -76,7 +76,7 @@ class AnthropicClient:
         params = messages_params(request)
         try:
             if request.stream:
-                return self._chat_streamed(params, guard, on_progress)
+                return self._chat_streamed(params, guard, on_progress, request.on_token)
             raw = self._sdk.messages.with_raw_response.create(**params, timeout=self._timeout(guard))
             message = raw.parse()
             guard.check()
@@ -97,7 +97,9 @@ class AnthropicClient:
             guard.abandon_if_stopped()  # the caller stopped us (cancel, job deadline) while we waited
             raise map_error(exc, self.name) from None
 
-    def _chat_streamed(self, params: dict, guard: CallGuard, on_progress: ProgressCallback) -> ChatResult:
+    def _chat_streamed(
+        self, params: dict, guard: CallGuard, on_progress: ProgressCallback, on_token=None
+    ) -> ChatResult:
         progress = StreamProgress(on_progress, params["max_tokens"])
         stream = self._sdk.messages.create(**params, stream=True, timeout=self._timeout(guard))
         parts: list[str] = []
@@ -113,6 +115,8 @@ class AnthropicClient:
                 elif event.type == "content_block_delta" and event.delta.type == "text_delta":
                     parts.append(event.delta.text)
                     length += len(event.delta.text)
+                    if on_token is not None:
+                        on_token(event.delta.text)
                     progress.update(length)
                 elif event.type == "message_delta":
                     finish = event.delta.stop_reason or finish

@@ -12,6 +12,8 @@ from typing import Any, Protocol
 
 from ai_providers.money import TokenUsage
 
+TokenCallback = Callable[[str], None]
+
 
 @dataclass
 class ChatRequest:
@@ -25,6 +27,10 @@ class ChatRequest:
     timeout_seconds: float = 60.0
     attempt: int = 1
     stream: bool = True
+    # "chat", or "embedding": vectors of options["input"] (a list of texts) instead of a completion.
+    operation: str = "chat"
+    # Called with each piece of streamed text as it arrives (the gateway relays them); not every caller wants it.
+    on_token: TokenCallback | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -99,3 +105,6 @@ class ProviderClient(Protocol):
     name: str
 
     def chat(self, request: ChatRequest, *, on_progress: ProgressCallback, should_stop: StopCheck) -> ChatResult: ...
+
+    # Optional: clients that serve embeddings. The result's extra carries "embeddings" (one vector per input).
+    # def embed(self, request: ChatRequest, *, should_stop: StopCheck) -> ChatResult: ...

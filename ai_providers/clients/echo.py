@@ -1,5 +1,7 @@
 """The offline `echo` provider: deterministic answers, zero price, controllable delay and failures."""
 
+import hashlib
+import math
 import time
 
 from ai_providers.clients.base import (
@@ -38,9 +40,12 @@ class EchoClient:
         completion = f"Echo: {last_user}"
         chunks = max(1, int(options.get("chunks", 1)))
         delay = max(0, int(options.get("delay_ms", 0))) / 1000
+        size = -(-len(completion) // chunks)
         for index in range(chunks):
             _sleep_unless_stopped(delay / chunks, should_stop)
             on_progress(int((index + 1) * 100 / chunks))
+            if request.on_token is not None and completion[index * size : (index + 1) * size]:
+                request.on_token(completion[index * size : (index + 1) * size])
 
         prompt_text = "".join(str(m.get("content", "")) for m in request.messages)
         output_tokens = echo_token_count(completion)
@@ -55,6 +60,19 @@ class EchoClient:
             output_tokens=output_tokens,
         )
 
+    def embed(self, request: ChatRequest, *, should_stop: StopCheck) -> ChatResult:
+        texts = list(request.options.get("input") or [])
+        dimensions = int(request.options.get("dimensions") or ECHO_EMBEDDING_DIMENSIONS)
+        return ChatResult(
+            completion="",
+            finish_reason="stop",
+            model=request.model,
+            request_id=None,
+            input_tokens=sum(echo_token_count(t) for t in texts),
+            output_tokens=0,
+            extra={"embeddings": [echo_vector(t, dimensions) for t in texts]},
+        )
+
 
 def _sleep_unless_stopped(seconds: float, should_stop: StopCheck, slice_seconds: float = 0.2) -> None:
     # Slices short next to the 2 s a cancel may take, long enough that hundreds of sleeping calls cost no CPU.
@@ -66,3 +84,19 @@ def _sleep_unless_stopped(seconds: float, should_stop: StopCheck, slice_seconds:
         if remaining <= 0:
             return
         time.sleep(min(slice_seconds, remaining))
+
+
+ECHO_EMBEDDING_DIMENSIONS = 16
+
+
+def echo_vector(text: str, dimensions: int = ECHO_EMBEDDING_DIMENSIONS) -> list[float]:
+    """A deterministic unit vector for `text` (from SHA-256 blocks): equal texts, equal vectors, offline."""
+    raw: list[float] = []
+    block = 0
+    while len(raw) < dimensions:
+        digest = hashlib.sha256(f"{block}:{text}".encode()).digest()
+        raw.extend((byte - 127.5) / 127.5 for byte in digest)
+        block += 1
+    raw = raw[:dimensions]
+    norm = math.sqrt(sum(x * x for x in raw)) or 1.0
+    return [round(x / norm, 6) for x in raw]

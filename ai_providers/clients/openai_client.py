@@ -150,6 +150,8 @@ class OpenAIClient:
                     if delta is not None and delta.content:
                         parts.append(delta.content)
                         length += len(delta.content)
+                        if request.on_token is not None:
+                            request.on_token(delta.content)
                     if delta is not None and delta.tool_calls:
                         _merge_tool_calls(tool_calls, delta.tool_calls)
                     finish = choice.finish_reason or finish
@@ -198,6 +200,31 @@ class OpenAIClient:
             request_id=request_id,
             extra=extra,
             **asdict(tokens),
+        )
+
+    def embed(self, request: ChatRequest, *, should_stop: StopCheck) -> ChatResult:
+        """Embedding vectors of request.options["input"], through the SDK's embeddings endpoint."""
+        guard = CallGuard(provider=self.name, timeout_seconds=request.timeout_seconds, should_stop=should_stop)
+        params: dict[str, Any] = {"model": request.model, "input": request.options["input"], "encoding_format": "float"}
+        if request.options.get("dimensions"):
+            params["dimensions"] = request.options["dimensions"]
+        try:
+            raw = self._sdk.embeddings.with_raw_response.create(**params, timeout=self._timeout(guard))
+            response = raw.parse()
+        except (openai.OpenAIError, AddressRefused) as exc:
+            guard.abandon_if_stopped()
+            raise map_error(exc, self.name) from None
+        guard.check()
+        vectors = [item.embedding for item in sorted(response.data, key=lambda item: item.index)]
+        usage = response.usage
+        return ChatResult(
+            completion="",
+            finish_reason="stop",
+            model=response.model or request.model,
+            request_id=raw.headers.get("x-request-id"),
+            input_tokens=usage.prompt_tokens if usage else estimate_tokens("".join(request.options["input"])),
+            output_tokens=0,
+            extra={"embeddings": vectors},
         )
 
     def check(self, *, timeout_seconds: float = 10.0) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 The real SDKs talk to it. What it does is scripted by a directive in the last user message, so a worker in
 another process can be scripted too:  `[fake status=429 times=1 key=t1]`, `[fake hang]`, `[fake trickle=0.2]`,
-`[fake chunks=5 delay=0.05]`, `[fake usage=1000,500]`, `[fake nousage]`.
+`[fake chunks=5 delay=0.05]`, `[fake usage=1000,500]`, `[fake nousage]`, `[fake tool]`.
 
 - status=N [times=K] [key=K]: answer HTTP N (the first K requests carrying that key, else forever).
 - hang: accept the request and never answer (until the server stops).
@@ -14,6 +14,7 @@ another process can be scripted too:  `[fake status=429 times=1 key=t1]`, `[fake
 - cached=N cache_write=W cache_write_1h=H (Anthropic): `cache_read_input_tokens` N, `cache_creation_input_tokens`
   W + H split in `cache_creation` (5 minutes / 1 hour), all beside input_tokens (which excludes them, as
   Anthropic does).
+- tool (OpenAI format, with `tools` in the request): call the first tool with {"q": <last user message>}.
 Without usage=, tokens are counted as ceil(characters / 4) (prompt: all message contents; answer: the text),
 and the answer is cut to max_tokens*4 characters (finish_reason "length") like a real model.
 API key "bad-key" gets a 401. Python: `with FakeLLM() as server: server.openai_base_url`.
@@ -49,6 +50,9 @@ def _parse_directive(text: str) -> dict[str, str]:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body leave in separate writes: with Nagle's algorithm the body waits for the client's delayed
+    # ACK (40 ms on Linux), which would make a 0 ms fake answer in 40 ms.
+    disable_nagle_algorithm = True
     server: "_Server"
 
     def log_message(self, format, *args):  # quiet
@@ -128,6 +132,11 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         body = self._read_body()
         anthropic = self.path.rstrip("/").endswith("/messages")
+        if self.path.rstrip("/").endswith("/embeddings"):
+            self.server.record(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+            if not self._unauthorized():
+                self._embeddings(body)
+            return
         self.server.record(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
         if self._unauthorized(anthropic=anthropic):
             return
@@ -200,6 +209,16 @@ class _Handler(BaseHTTPRequestHandler):
             }
         )
         headers = {"x-request-id": f"req_fake{number}"}
+        tool_call = None
+        if "tool" in directive and body.get("tools"):
+            name = body["tools"][0]["function"]["name"]
+            arguments = json.dumps({"q": last_user})
+            tool_call = {
+                "id": f"call_fake{number}",
+                "type": "function",
+                "function": {"name": name, "arguments": arguments},
+            }
+            text, finish = "", "tool_calls"
         if not body.get("stream"):
             self._json(
                 200,
@@ -211,7 +230,9 @@ class _Handler(BaseHTTPRequestHandler):
                     "choices": [
                         {
                             "index": 0,
-                            "message": {"role": "assistant", "content": text},
+                            "message": {"role": "assistant", "content": text or None, "tool_calls": [tool_call]}
+                            if tool_call
+                            else {"role": "assistant", "content": text},
                             "finish_reason": finish,
                         }
                     ],
@@ -245,10 +266,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_chunk(
                 event([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
             )
-            for piece in self._pieces(text, directive):
+            for piece in self._pieces(text, directive) if tool_call is None else []:
                 if delay:
                     time.sleep(delay)
                 self._send_chunk(event([{"index": 0, "delta": {"content": piece}, "finish_reason": None}]))
+            if tool_call is not None:
+                delta = {"tool_calls": [{"index": 0, **tool_call}]}
+                self._send_chunk(event([{"index": 0, "delta": delta, "finish_reason": None}]))
             self._send_chunk(event([{"index": 0, "delta": {}, "finish_reason": finish}]))
             include_usage = (body.get("stream_options") or {}).get("include_usage")
             if include_usage and usage is not None:
@@ -257,6 +281,18 @@ class _Handler(BaseHTTPRequestHandler):
             self._end_stream()
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
+
+    def _embeddings(self, body):
+        """OpenAI's embeddings: a deterministic vector per input (its length: `dimensions`, else 8)."""
+        texts = [body["input"]] if isinstance(body.get("input"), str) else list(body.get("input") or [])
+        size = int(body.get("dimensions") or 8)
+        data = [
+            {"object": "embedding", "index": i, "embedding": [round((len(t) + k) / 100, 4) for k in range(size)]}
+            for i, t in enumerate(texts)
+        ]
+        tokens = sum(_tokens(t) for t in texts)
+        usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+        self._json(200, {"object": "list", "data": data, "model": body.get("model"), "usage": usage})
 
     def _anthropic(self, body, messages, last_user, directive):
         number = next(self.server.counter)

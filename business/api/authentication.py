@@ -1,5 +1,6 @@
 import functools
 
+from rest_framework.authentication import BaseAuthentication
 from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.exceptions import AuthenticationFailed, TokenError
 from rest_framework_simplejwt.settings import api_settings
@@ -7,6 +8,47 @@ from rest_framework_simplejwt.tokens import Token
 from rest_framework_simplejwt.utils import aware_utcnow, get_md5_hash_password
 
 from business.access import BRAND_HEADER, parse_brand_header, user_with_brand
+from business.models import ApiKey
+from business.services import API_KEY_PREFIX, api_key_use
+
+
+def bearer_api_key(request) -> str | None:
+    """The `aic_…` key of an `Authorization: Bearer aic_…` header, else None (a JWT, or nothing)."""
+    scheme, _, token = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token.startswith(API_KEY_PREFIX) else None
+
+
+def api_key_brand(key: ApiKey, header_value: str | None) -> tuple[int | None, object]:
+    """What BrandScopedMixin reads for a key: its own brand, or None (403) when X-Brand-ID names another."""
+    if header_value is None or header_value.strip() == "":
+        return None, key.brand
+    brand_id = parse_brand_header(header_value)
+    return brand_id, (key.brand if brand_id == key.brand_id else None)
+
+
+def request_api_key(request) -> ApiKey | None:
+    """The key a DRF request authenticated with, if it did with one."""
+    return request.auth if isinstance(request.auth, ApiKey) else None
+
+
+class ApiKeyAuthentication(BaseAuthentication):
+    """`Authorization: Bearer aic_…`: the request acts as the key's brand (on behalf of the key's creator) with
+    the key's scopes (ApiKeyScopes). Listed before the JWT class, which never sees an `aic_` token.
+
+    A refused key raises ApiKeyRefused (401 with API_KEY_INVALID / _REVOKED / _EXPIRED / _OWNER_GONE).
+    """
+
+    def authenticate(self, request):
+        raw = bearer_api_key(request)
+        if raw is None:
+            return None
+        key = api_key_use(raw)
+        request._request.aicore_brand = api_key_brand(key, request.META.get(BRAND_HEADER))
+        return key.created_by, key
+
+    def authenticate_header(self, request) -> str:
+        return 'Bearer realm="api"'
 
 
 class JWTBrandAuthentication(JWTAuthentication):

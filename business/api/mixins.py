@@ -1,5 +1,6 @@
 from business.access import BRAND_HEADER, parse_brand_header, resolve_request_brand
 from business.errors import AccessDenied
+from business.models import ApiKey
 
 
 class BrandScopedMixin:
@@ -15,4 +16,6 @@ class BrandScopedMixin:
                 raise AccessDenied("You cannot act on this brand", error_code="BRAND_ACCESS_DENIED")
             request.brand = found[1]
             return
+        if isinstance(request.auth, ApiKey):  # a key acts on its own brand only (ApiKeyAuthentication set it)
+            raise AccessDenied("This API key cannot act on this brand", error_code="BRAND_ACCESS_DENIED")
         request.brand = resolve_request_brand(request.user, header)

@@ -2,6 +2,7 @@
 the exception handler produces ({detail, error_code, ...})."""
 
 from drf_spectacular.contrib.rest_framework_simplejwt import SimpleJWTScheme
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter
@@ -32,6 +33,20 @@ class JWTBrandScheme(SimpleJWTScheme):
     """Our JWT authentication is simplejwt's (plus the brand read): document it as the same bearer scheme."""
 
     target_class = "business.api.authentication.JWTBrandAuthentication"
+
+
+class ApiKeyScheme(OpenApiAuthenticationExtension):
+    """A brand API key (`aic_…`) in the same Authorization header: it acts as its brand, with its scopes."""
+
+    target_class = "business.api.authentication.ApiKeyAuthentication"
+    name = "brandApiKey"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "`Authorization: Bearer aic_…`: a brand API key, acting as its brand with its scopes.",
+        }
 
 
 class ErrorSerializer(serializers.Serializer):

@@ -1,0 +1,146 @@
+"""Where a gateway call runs: here, in the API process, as one attempt of an ordinary job.
+
+1. `call_open` authenticates nothing (the view did): it creates the job (reservation, OpenAIJob row, the key on
+   the job) without waking a worker, then claims it with the workflow's compare-and-set, pending → running.
+2. `call_run` runs that attempt through the engine's own `runner.execute` (fenced writes, the in-flight watcher's
+   heartbeat and cancel checks, the same finish functions, usage and webhooks), outside any transaction.
+3. If this process dies mid-call, the job is `running` with a stale heartbeat: the reaper re-queues it like any
+   attempt whose worker died. If a worker claimed the job first (woken for another job), or the attempt ended in
+   a retry, the call waits for the job's final state instead.
+"""
+
+import logging
+from dataclasses import dataclass
+
+from django.db import close_old_connections
+
+from ai_core.engine.retry import default_policy
+from ai_core.engine.runner import execute
+from ai_core.models import FINAL_STATUSES, AIJob, JobStatus
+from ai_core.selectors import job_wait_final
+from ai_core.services import job_cancel, job_create, job_start
+from ai_core.workflow import IllegalTransition
+from ai_providers.clients.common import estimate_tokens
+from business.errors import ApplicationError, Conflict, NotFound
+from business.models import ApiKey
+from gateway.errors import GatewayError
+from gateway.wire import usage_body
+
+logger = logging.getLogger(__name__)
+CHAT_JOB_TYPE = "chat_completion"
+EMBEDDING_JOB_TYPE = "embedding"
+MAX_WAIT_SECONDS = 600
+
+
+@dataclass
+class OpenCall:
+    job: AIJob
+    attempt: int | None  # None: not ours to run (an idempotent replay, or a worker took it)
+    hung_up: bool = False
+
+
+@dataclass
+class Outcome:
+    job: AIJob
+    result: dict
+    usage: dict
+
+
+def call_open(
+    *, key: ApiKey, job_type: str, input_data: dict, idempotency_key: str | None, description: str
+) -> OpenCall:
+    try:
+        job, created = job_create(
+            brand=key.brand,
+            user=key.created_by,
+            job_type=job_type,
+            input_data=input_data,
+            description=description,
+            idempotency_key=idempotency_key,
+            openai_extension=job_type == CHAT_JOB_TYPE,
+            api_key=key,
+            dispatch=False,  # run here, below; the sweeper wakes a worker should we never claim it
+        )
+    except ApplicationError as exc:
+        raise GatewayError.of(exc) from None
+    if not created:
+        return OpenCall(job=job, attempt=None)
+    try:
+        return OpenCall(job=job, attempt=job_start(job_pk=job.pk, task_id=f"gateway:{job.job_id}").attempt)
+    except (IllegalTransition, NotFound, Conflict):
+        return OpenCall(job=job, attempt=None)
+
+
+class _NoRetryOnceStreamed:
+    """The engine's retry policy, except that a call which already sent text to its client is not run again
+    (the client would receive the text twice): it fails instead."""
+
+    def __init__(self, streamed):
+        self.policy, self.streamed = default_policy(), streamed
+
+    def should_retry(self, *, attempt: int, max_attempts: int) -> bool:
+        return not self.streamed() and self.policy.should_retry(attempt=attempt, max_attempts=max_attempts)
+
+    def delay(self, attempt: int) -> float:
+        return self.policy.delay(attempt)
+
+
+def call_run(
+    call: OpenCall, *, on_token=None, hung_up=None, streamed=lambda: False, streamed_chars=lambda: 0
+) -> Outcome:
+    """Run the call's attempt (or wait for whoever runs it) and return the finished job, else GatewayError."""
+    try:
+        status = None
+        if call.attempt is not None:
+            status = execute(
+                call.job.pk,
+                call.attempt,
+                on_token=on_token,
+                stop_when=hung_up,
+                policy=_NoRetryOnceStreamed(streamed),
+            )
+            if hung_up is not None and hung_up() and status not in FINAL_STATUSES:
+                call.hung_up = True
+                _cancel_quietly(call.job, streamed_chars=streamed_chars())
+        if status not in FINAL_STATUSES:  # a worker runs it (a retry, a replay, it claimed it first): wait for it
+            job_wait_final(
+                job_pk=call.job.pk, timeout_seconds=min(call.job.job_type.timeout_seconds * 3, MAX_WAIT_SECONDS)
+            )
+        return _outcome(call.job.pk)
+    finally:
+        close_old_connections()
+
+
+def _cancel_quietly(job: AIJob, *, streamed_chars: int) -> None:
+    """Cancel the job of a client that hung up, charging what was generated so far. The provider reports usage
+    only at a stream's end, so the tokens are estimated (4 characters a token, the prompt counted in full)."""
+    prompt = "".join(str(m.get("content") or "") for m in job.input_data.get("messages") or [])
+    try:
+        job_cancel(
+            job_pk=job.pk,
+            reason="client disconnected",
+            input_tokens=estimate_tokens(prompt),
+            output_tokens=(streamed_chars + 3) // 4,
+        )
+    except Conflict:  # it ended meanwhile
+        pass
+
+
+def _outcome(job_pk: int) -> Outcome:
+    job = AIJob.objects.select_related("usage", "job_type").get(pk=job_pk)
+    if job.status == JobStatus.COMPLETED:
+        usage = getattr(job, "usage", None)
+        tokens = (usage.input_tokens, usage.output_tokens) if usage else (0, 0)
+        return Outcome(job=job, result=job.result_data or {}, usage=usage_body(*tokens))
+    if job.status == JobStatus.CANCELLED:
+        raise GatewayError("The job was cancelled", status=409, code="JOB_CANCELLED")
+    if job.status in FINAL_STATUSES:
+        status = 400 if job.error_code in {"PROVIDER_REJECTED", "MODEL_NOT_SUPPORTED", "PROVIDER_NOT_FOUND"} else 502
+        raise GatewayError(
+            job.error_message or f"The job ended {job.status}", status=status, code=job.error_code or "JOB_FAILED"
+        )
+    raise GatewayError(
+        f"The job is still {job.status}; fetch it later from /ai/jobs/{job.job_id}/",
+        status=504,
+        code="JOB_NOT_FINISHED",
+    )

@@ -1,0 +1,37 @@
+"""Errors in OpenAI's shape, `{"error": {"message", "type", "code", "param"}}`, so every OpenAI client maps them
+to its own exception classes (401 AuthenticationError, 403 PermissionDenied, 404 NotFound, 400 BadRequest, 429
+RateLimit)."""
+
+from django.http import JsonResponse
+
+from business.errors import ApplicationError
+
+# Our error codes → (HTTP status, OpenAI error type). Anything else keeps its status, as invalid_request_error.
+_BY_CODE = {
+    "MODEL_NOT_SUPPORTED": (404, "invalid_request_error"),
+    "QUOTA_EXCEEDED": (429, "insufficient_quota"),
+    "VALIDATION_ERROR": (400, "invalid_request_error"),
+    "JOB_TYPE_NOT_FOUND": (400, "invalid_request_error"),
+}
+_TYPE_BY_STATUS = {401: "authentication_error", 403: "permission_error", 404: "invalid_request_error"}
+
+
+class GatewayError(Exception):
+    def __init__(self, message: str, *, status: int = 400, code: str, param: str | None = None, type_: str = ""):
+        super().__init__(message)
+        self.message, self.status, self.code, self.param = message, status, code, param
+        self.type = type_ or _TYPE_BY_STATUS.get(status, "api_error" if status >= 500 else "invalid_request_error")
+
+    def body(self) -> dict:
+        return {"error": {"message": self.message, "type": self.type, "code": self.code, "param": self.param}}
+
+    def response(self) -> JsonResponse:
+        return JsonResponse(self.body(), status=self.status)
+
+    @classmethod
+    def of(cls, exc: ApplicationError) -> "GatewayError":
+        status, type_ = _BY_CODE.get(exc.error_code, (exc.status_code, ""))
+        param = "model" if exc.error_code == "MODEL_NOT_SUPPORTED" else None
+        if exc.error_code == "VALIDATION_ERROR" and isinstance(exc.extra.get("errors"), dict):
+            param = next(iter(exc.extra["errors"]), None)
+        return cls(exc.detail, status=status, code=exc.error_code, param=param, type_=type_)

@@ -1,0 +1,241 @@
+"""/v1/: the OpenAI-compatible gateway. Every call is a job of the key's brand (gateway.calls)."""
+
+import asyncio
+import json
+import threading
+import time
+
+from django.db import close_old_connections
+from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from ai_providers.models import ProviderModel
+from ai_providers.selectors import key_source
+from business.access import BRAND_HEADER
+from business.api.authentication import api_key_brand, bearer_api_key
+from business.models import ApiKey, ApiKeyScope
+from business.services import ApiKeyRefused, api_key_use
+from gateway.calls import CHAT_JOB_TYPE, EMBEDDING_JOB_TYPE, OpenCall, call_open, call_run
+from gateway.errors import GatewayError
+from gateway.wire import (
+    ChatCall,
+    ChunkWriter,
+    chat_call_parse,
+    completion_body,
+    embedding_call_parse,
+    embeddings_body,
+)
+
+JOB_HEADER = "X-AICore-Job-Id"
+MAX_IDEMPOTENCY_KEY = 255
+
+
+def gateway_key(request: HttpRequest) -> ApiKey:
+    """The brand API key of a /v1/ request, with the `gateway` scope, acting on its own brand only."""
+    raw = bearer_api_key(request)
+    if raw is None:
+        raise GatewayError(
+            "Missing API key: send Authorization: Bearer aic_…", status=401, code="invalid_api_key", param=None
+        )
+    try:
+        key = api_key_use(raw)
+    except ApiKeyRefused as exc:
+        raise GatewayError(exc.detail, status=401, code=exc.error_code) from None
+    if api_key_brand(key, request.META.get(BRAND_HEADER))[1] is None:
+        raise GatewayError("This API key cannot act on this brand", status=403, code="BRAND_ACCESS_DENIED")
+    if ApiKeyScope.GATEWAY not in key.scopes:
+        raise GatewayError("This API key lacks the 'gateway' scope", status=403, code="API_KEY_SCOPE_MISSING")
+    return key
+
+
+def _body(request: HttpRequest):
+    try:
+        return json.loads(request.body or b"null")
+    except (ValueError, UnicodeDecodeError):
+        raise GatewayError("The request body is not valid JSON", code="invalid_json", param="body") from None
+
+
+def _idempotency_key(request: HttpRequest) -> str | None:
+    value = request.headers.get("Idempotency-Key")
+    if value is not None and not 1 <= len(value) <= MAX_IDEMPOTENCY_KEY:
+        raise GatewayError("Idempotency-Key must be 1 to 255 characters", code="INVALID_IDEMPOTENCY_KEY")
+    return value
+
+
+def _open_chat(request: HttpRequest, chat: ChatCall) -> OpenCall:
+    try:
+        key = gateway_key(request)
+        description = f"gateway: {key.name}" + (f" (user {chat.user})" if chat.user else "")
+        return call_open(
+            key=key,
+            job_type=CHAT_JOB_TYPE,
+            input_data=chat.input_data,
+            idempotency_key=_idempotency_key(request),
+            description=description[:2000],
+        )
+    finally:
+        close_old_connections()
+
+
+def _whole(request: HttpRequest, chat: ChatCall) -> JsonResponse:
+    opened = _open_chat(request, chat)
+    try:
+        outcome = call_run(opened)
+    except GatewayError as exc:
+        response = exc.response()
+        response[JOB_HEADER] = opened.job.job_id
+        return response
+    body = completion_body(
+        job_id=opened.job.job_id,
+        model=chat.model,
+        created=int(outcome.job.created_at.timestamp()),
+        result=outcome.result,
+        usage=outcome.usage,
+    )
+    return JsonResponse(body, headers={JOB_HEADER: opened.job.job_id})
+
+
+@csrf_exempt
+def chat_completions(request: HttpRequest):
+    """POST /v1/chat/completions — OpenAI's chat completion, non-streaming or streaming (SSE chunks).
+
+    A sync view: the whole non-streaming call runs on the request's one thread (an async view would hop between
+    the event loop and threads several times per request, through the sync middleware). A stream is an async
+    generator the server iterates on its event loop (served by ASGI, as `make run` does).
+    """
+    if request.method != "POST":
+        return GatewayError("Use POST", status=405, code="method_not_allowed").response()
+    try:
+        chat = chat_call_parse(_body(request))
+        if not chat.stream:
+            return _whole(request, chat)
+        opened = _open_chat(request, chat)
+    except GatewayError as exc:
+        return exc.response()
+    background = request.headers.get("X-AICore-Background", "").strip().lower() == "true"
+    response = StreamingHttpResponse(_relay(opened, chat, background=background), content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    response[JOB_HEADER] = opened.job.job_id
+    return response
+
+
+async def _relay(opened: OpenCall, chat: ChatCall, *, background: bool):
+    """The provider's tokens to the client as they arrive. The call runs in a thread of its own; if the client
+    hangs up, the call is abandoned and the job cancelled, unless `X-AICore-Background: true` asked it to run on.
+    """
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue = asyncio.Queue()
+    hung_up = threading.Event()
+    sent = threading.Event()
+    sent_chars = [0]
+
+    def put(item) -> None:
+        try:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+        except RuntimeError:  # the loop is gone (the server stopped): nobody is listening any more
+            pass
+
+    def on_token(text: str) -> None:
+        sent.set()
+        sent_chars[0] += len(text)
+        put(("token", text))
+
+    def work() -> None:
+        try:
+            put(
+                (
+                    "done",
+                    call_run(
+                        opened,
+                        on_token=on_token,
+                        hung_up=None if background else hung_up.is_set,
+                        streamed=sent.is_set,
+                        streamed_chars=lambda: sent_chars[0],
+                    ),
+                )
+            )
+        except GatewayError as exc:
+            put(("error", exc))
+        except Exception as exc:  # a bug: the client gets an error event rather than a stream that never ends
+            put(("error", GatewayError(f"{type(exc).__name__}: {exc}", status=500, code="GATEWAY_ERROR")))
+
+    writer = ChunkWriter(job_id=opened.job.job_id, model=chat.model, include_usage=chat.include_usage)
+    threading.Thread(target=work, name=f"gateway-{opened.job.job_id}", daemon=True).start()
+    finished = False
+    try:
+        yield writer.delta({"role": "assistant", "content": ""})
+        streamed_any = False
+        while True:
+            kind, value = await queue.get()
+            if kind == "token":
+                streamed_any = True
+                yield writer.delta({"content": value})
+            elif kind == "error":
+                finished = True
+                yield writer.error(value)
+                return
+            else:
+                finished = True
+                if not streamed_any and value.result.get("completion"):
+                    # Not streamed by us (a replay, a worker ran it, a provider that does not stream): all at once.
+                    yield writer.delta({"content": value.result["completion"]})
+                for chunk in writer.end(result=value.result, usage=value.usage):
+                    yield chunk
+                return
+    finally:
+        if not finished:
+            hung_up.set()
+
+
+def _embeddings(request: HttpRequest) -> JsonResponse:
+    call = embedding_call_parse(_body(request))
+    key = gateway_key(request)
+    opened = call_open(
+        key=key,
+        job_type=EMBEDDING_JOB_TYPE,
+        input_data=call.input_data,
+        idempotency_key=_idempotency_key(request),
+        description=f"gateway: {key.name}"[:2000],
+    )
+    try:
+        outcome = call_run(opened)
+    except GatewayError as exc:
+        response = exc.response()
+        response[JOB_HEADER] = opened.job.job_id
+        return response
+    body = embeddings_body(call=call, result=outcome.result, input_tokens=outcome.usage["prompt_tokens"])
+    return JsonResponse(body, headers={JOB_HEADER: opened.job.job_id})
+
+
+@csrf_exempt
+def embeddings(request: HttpRequest):
+    """POST /v1/embeddings — OpenAI's embeddings, one `embedding` job per call, priced per input token."""
+    if request.method != "POST":
+        return GatewayError("Use POST", status=405, code="method_not_allowed").response()
+    try:
+        return _embeddings(request)
+    except GatewayError as exc:
+        return exc.response()
+    finally:
+        close_old_connections()
+
+
+def models(request: HttpRequest):
+    """GET /v1/models — the models this brand may call (their provider has a key for its company)."""
+    if request.method != "GET":
+        return GatewayError("Use GET", status=405, code="method_not_allowed").response()
+    try:
+        key = gateway_key(request)
+    except GatewayError as exc:
+        return exc.response()
+    rows = ProviderModel.objects.filter(is_active=True, provider__is_active=True).select_related("provider")
+    usable: dict[int, bool] = {}
+    data = []
+    for model in rows.order_by("provider__name", "name"):
+        if model.provider_id not in usable:
+            usable[model.provider_id] = key_source(company_id=key.brand.company_id, provider=model.provider) is not None
+        if usable[model.provider_id]:
+            created = int(model.created_at.timestamp()) if getattr(model, "created_at", None) else int(time.time())
+            data.append({"id": model.name, "object": "model", "created": created, "owned_by": model.provider.name})
+    return JsonResponse({"object": "list", "data": data})
