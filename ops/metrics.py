@@ -11,6 +11,7 @@ from django.utils import timezone
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
 
+from ai_core.engine.upkeep import workers_alive
 from ai_core.models import AIJob, JobDailyStat, JobStatus
 from ai_usage.models import AIJobUsage
 
@@ -23,6 +24,7 @@ class DatabaseCollector:
         yield from _queue()
         yield from _usage()
         yield from _webhooks()
+        yield from _workers()
 
 
 def _jobs():
@@ -116,6 +118,14 @@ def _webhooks():
     for status in WebhookDelivery.Status.values:
         deliveries.add_metric([status], counts.get(status, 0))
     yield deliveries
+
+
+def _workers():
+    alive = GaugeMetricFamily(
+        "aicore_workers_alive", "Worker processes whose heartbeat is fresher than AICORE_WORKER_STALE_SECONDS"
+    )
+    alive.add_metric([], workers_alive())
+    yield alive
 
 
 def registry() -> CollectorRegistry:

@@ -3,7 +3,7 @@
 import pytest
 from django.db import connection
 
-from ai_core.tests.workers import WorkerProcesses
+from ai_core.tests.workers import PrivateRedis, WorkerProcesses
 from business.models import Brand, Company
 
 
@@ -27,3 +27,15 @@ def workers(django_db_setup, django_db_blocker, tmp_path_factory):
     pool = WorkerProcesses(tmp_path_factory.mktemp("workers"))
     yield pool
     pool.stop_all()
+
+
+@pytest.fixture
+def private_redis(tmp_path):
+    """A Redis server of our own, on a free port, that the test may kill and start again on that port;
+    never the shared one."""
+    server = PrivateRedis(tmp_path)
+    if server.binary is None:
+        pytest.skip("redis-server is not installed")
+    server.start()
+    yield server
+    server.stop()

@@ -1,7 +1,10 @@
 """Real Celery worker processes for tests, pointed at the test database and the test broker."""
 
 import os
+import random
+import shutil
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -104,3 +107,64 @@ class WorkerProcesses:
 
     def logs(self) -> str:
         return "\n".join(path.read_text(errors="replace")[-3000:] for path in sorted(self.log_dir.glob("*.log")))
+
+
+class PrivateRedis:
+    """A redis-server of the test's own on a free port of 6300-6399 (never the shared 6379), which a test may
+    kill and start again on the same port, as a broker outage does."""
+
+    def __init__(self, directory: Path) -> None:
+        self.binary = shutil.which("redis-server")
+        self.directory = directory
+        self.port = _free_port(range(6300, 6400))
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        argv = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        self.proc = subprocess.Popen(
+            [*argv, "--dir", str(self.directory)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+        )
+        import redis
+
+        client = redis.Redis(port=self.port, socket_connect_timeout=1)
+        deadline = time.monotonic() + 10
+        try:
+            while not _pings(client):
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"the private redis-server on port {self.port} did not start")
+                time.sleep(0.05)
+        finally:
+            client.close()
+
+    def kill(self) -> None:
+        """kill -9: the server and everything it held (queues, unacknowledged messages) are gone."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait()
+
+
+def _free_port(candidates: range) -> int:
+    """A port nobody listens on (tried in random order, so parallel test runs rarely pick the same one)."""
+    ports = list(candidates)
+    random.shuffle(ports)
+    for port in ports:
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise AssertionError(f"no free port in {candidates}")
+
+
+def _pings(client) -> bool:
+    try:
+        return client.ping()
+    except Exception:
+        return False
