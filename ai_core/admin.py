@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from ai_core.models import AIJob, AIJobEvent, AIJobType, JobDailyStat
+from ai_core.models import AIJob, AIJobEvent, AIJobType, JobDailyStat, WorkerHeartbeat
 
 
 @admin.register(AIJobType)
@@ -87,3 +87,18 @@ class JobDailyStatAdmin(admin.ModelAdmin):
     list_display = ["brand", "day", "job_type", "status", "jobs", "cost_micros"]
     list_filter = ["status", "job_type", "brand"]
     date_hierarchy = "day"
+
+
+@admin.register(WorkerHeartbeat)
+class WorkerHeartbeatAdmin(admin.ModelAdmin):
+    """Read-only: the worker processes write these rows (ai_core.engine.upkeep)."""
+
+    list_display = ["hostname", "pid", "started_at", "last_seen"]
+    list_filter = ["hostname"]
+    ordering = ["-last_seen"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

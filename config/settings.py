@@ -64,6 +64,7 @@ if AICORE_BENCH_BASELINE:
     INSTALLED_APPS.append("bench.baseline")
 
 MIDDLEWARE = [
+    "business.middleware.DatabaseUnavailableMiddleware",
     "business.middleware.RequestSizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

@@ -1,15 +1,9 @@
 """Engine fixtures: brands that survive transactional flushes, and real worker processes."""
 
 import pytest
-from django.db import connection
 
 from ai_core.tests.workers import PrivateRedis, WorkerProcesses
 from business.models import Brand, Company
-
-
-def pytest_runtest_setup(item):
-    if item.get_closest_marker("postgres") and connection.vendor != "postgresql":
-        pytest.skip("needs PostgreSQL and a network broker (the PostgreSQL + Redis pass)")
 
 
 @pytest.fixture

@@ -116,7 +116,7 @@ class PrivateRedis:
     def __init__(self, directory: Path) -> None:
         self.binary = shutil.which("redis-server")
         self.directory = directory
-        self.port = _free_port(range(6300, 6400))
+        self.port = free_port(range(6300, 6400))
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.proc: subprocess.Popen | None = None
 
@@ -149,7 +149,7 @@ class PrivateRedis:
             self.proc.wait()
 
 
-def _free_port(candidates: range) -> int:
+def free_port(candidates: range) -> int:
     """A port nobody listens on (tried in random order, so parallel test runs rarely pick the same one)."""
     ports = list(candidates)
     random.shuffle(ports)
