@@ -2,7 +2,7 @@
 
 import pytest
 
-from ai_core.tests.workers import PrivateRedis, WorkerProcesses
+from ai_core.tests.workers import PrivateRabbitMQ, PrivateRedis, WorkerProcesses
 from business.models import Brand, Company
 
 
@@ -30,6 +30,17 @@ def private_redis(tmp_path):
     server = PrivateRedis(tmp_path)
     if server.binary is None:
         pytest.skip("redis-server is not installed")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def private_rabbitmq():
+    """A RabbitMQ node of our own, that the test may kill and start again; never the shared one."""
+    server = PrivateRabbitMQ()
+    if not server.usable():
+        pytest.skip("rabbitmq-server is not installed, or we are not root (it runs as the rabbitmq user)")
     server.start()
     yield server
     server.stop()

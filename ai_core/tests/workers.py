@@ -149,6 +149,93 @@ class PrivateRedis:
             self.proc.wait()
 
 
+class PrivateRabbitMQ:
+    """A RabbitMQ node of the test's own (its node name, ports and data directory; never the shared node on
+    5672), which a test may kill and start again as a broker restart does. Its data directory survives the
+    restart, as a real node's does: durable queues and persistent messages come back."""
+
+    def __init__(self) -> None:
+        self.binary = shutil.which("rabbitmq-server")
+        self.port = free_port(range(5600, 5700))
+        self.url = f"amqp://guest:guest@127.0.0.1:{self.port}//"
+        self.proc: subprocess.Popen | None = None
+        self.directory: Path | None = None
+
+    def usable(self) -> bool:
+        # rabbitmq-server runs as the rabbitmq user (root hands over to it) and needs that user's home
+        return self.binary is not None and os.geteuid() == 0 and Path("/var/lib/rabbitmq").is_dir()
+
+    def start(self) -> None:
+        import pwd
+        import tempfile
+
+        if self.directory is None:  # /tmp itself: the rabbitmq user cannot enter pytest's private tmp dirs
+            self.directory = Path(tempfile.mkdtemp(prefix="aicore-rabbitmq-"))
+            (self.directory / "enabled_plugins").write_text("")
+            (self.directory / "rabbitmq.conf").write_text(f"listeners.tcp.default = 127.0.0.1:{self.port}\n")
+            owner = pwd.getpwnam("rabbitmq")
+            for path in [self.directory, *self.directory.iterdir()]:
+                os.chown(path, owner.pw_uid, owner.pw_gid)
+        node = f"aicore_test_{self.port}_{os.getpid()}@localhost"
+        env = dict(
+            os.environ,
+            HOME="/var/lib/rabbitmq",  # its Erlang cookie
+            RABBITMQ_NODENAME=node,
+            RABBITMQ_NODE_IP_ADDRESS="127.0.0.1",
+            RABBITMQ_NODE_PORT=str(self.port),
+            RABBITMQ_DIST_PORT=str(free_port(range(25600, 25700))),
+            RABBITMQ_MNESIA_BASE=str(self.directory / "mnesia"),
+            RABBITMQ_LOG_BASE=str(self.directory / "log"),
+            RABBITMQ_ENABLED_PLUGINS_FILE=str(self.directory / "enabled_plugins"),
+            RABBITMQ_CONFIG_FILE=str(self.directory / "rabbitmq"),
+        )
+        with open(self.directory / "server.out", "ab") as out:
+            # Started as the rabbitmq user, the script runs the node itself (as root it would hand over through
+            # su, into a session of su's own): the whole node stays in the process group started here.
+            self.proc = subprocess.Popen(
+                [self.binary],
+                env=env,
+                cwd=self.directory,
+                user="rabbitmq",
+                group="rabbitmq",
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + 90
+        while not _accepts(self.port):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"the private RabbitMQ did not start: {self.directory / 'server.out'}")
+            time.sleep(0.2)
+
+    def kill(self) -> None:
+        """kill -9 of the node's whole process group (the start script, the Erlang VM and its helpers)."""
+        self._signal(signal.SIGKILL)
+
+    def stop(self) -> None:
+        self._signal(signal.SIGTERM)
+        if self.directory is not None:
+            shutil.rmtree(self.directory, ignore_errors=True)
+
+    def _signal(self, signum: int) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signum)  # the group this node's start made (start_new_session)
+            self.proc.wait()
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)  # what the start script left (the VM's helpers)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + 30
+        while _accepts(self.port) and time.monotonic() < deadline:  # the VM outlives the start script briefly
+            time.sleep(0.1)
+
+
+def _accepts(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(1)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
 def free_port(candidates: range) -> int:
     """A port nobody listens on (tried in random order, so parallel test runs rarely pick the same one)."""
     ports = list(candidates)
