@@ -162,20 +162,23 @@ class Upkeep:
 
     def _loop(self) -> None:
         interval = settings.AICORE_SWEEP_INTERVAL_MS / 1000
-        wait = 0.0
-        while not self._stop.wait(wait):
-            wait = interval * random.uniform(0.8, 1.2)
-            started = time.monotonic()
-            try:
-                worker_beat(self._hostname)
+        self._round(repairs=False)  # alive as soon as ready: the first heartbeat does not wait a period
+        while not self._stop.wait(interval * random.uniform(0.8, 1.2)):
+            self._round()
+
+    def _round(self, *, repairs: bool = True) -> None:
+        started = time.monotonic()
+        try:
+            worker_beat(self._hostname)
+            if repairs:
                 reap()
                 sweep()
                 self._compaction.run()
-            except Exception:  # database or broker briefly away: the next round repairs what this one missed
-                logger.warning("upkeep round failed", exc_info=True)
-            finally:
-                connection.close()
-            logger.debug("upkeep round took %.3fs", time.monotonic() - started)
+        except Exception:  # database or broker briefly away: the next round repairs what this one missed
+            logger.warning("upkeep round failed", exc_info=True)
+        finally:
+            connection.close()
+        logger.debug("upkeep round took %.3fs", time.monotonic() - started)
 
 
 upkeep = Upkeep()
