@@ -7,6 +7,13 @@ from rest_framework_simplejwt.tokens import RefreshToken
 from business.services import user_provision
 
 
+def pytest_runtest_setup(item):
+    from django.db import connection
+
+    if item.get_closest_marker("postgres") and connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL and a network broker (the PostgreSQL + Redis pass)")
+
+
 class Personas:
     """Company Acme has brands A and B; company Zeta is another tenant entirely.
 

@@ -1,7 +1,7 @@
 from django.contrib import admin, messages
 
 from ai_core import services
-from ai_core.models import AIJob, AIJobEvent, AIJobType, JobDailyStat, JobStatus
+from ai_core.models import AIJob, AIJobEvent, AIJobType, JobDailyStat, JobStatus, WorkerHeartbeat
 from business.errors import ApplicationError
 
 
@@ -118,3 +118,18 @@ class JobDailyStatAdmin(ReadOnlyAdmin):
     list_display = ["brand", "day", "job_type", "status", "jobs", "cost_micros"]
     list_filter = ["status", "job_type", "brand"]
     date_hierarchy = "day"
+
+
+@admin.register(WorkerHeartbeat)
+class WorkerHeartbeatAdmin(admin.ModelAdmin):
+    """Read-only: the worker processes write these rows (ai_core.engine.upkeep)."""
+
+    list_display = ["hostname", "pid", "started_at", "last_seen"]
+    list_filter = ["hostname"]
+    ordering = ["-last_seen"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

@@ -216,3 +216,20 @@ class JobDailyStat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.brand_id} {self.day} {self.job_type_id} {self.status}: {self.jobs} jobs"
+
+
+class WorkerHeartbeat(models.Model):
+    """One row per live worker process, stamped by its upkeep thread every round (AICORE_SWEEP_INTERVAL_MS):
+    how any API process knows, from the database, whether some worker is alive (/readyz, /metrics).
+    Never written per job."""
+
+    hostname = models.CharField(max_length=255)  # the Celery node name, name@host
+    pid = models.PositiveIntegerField()
+    started_at = models.DateTimeField()
+    last_seen = models.DateTimeField(db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["hostname", "pid"], name="workerheartbeat_process")]
+
+    def __str__(self) -> str:
+        return f"{self.hostname} pid {self.pid}, last seen {self.last_seen:%Y-%m-%d %H:%M:%S}"

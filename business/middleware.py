@@ -1,7 +1,14 @@
 import json
+import logging
 
 from django.conf import settings
+from django.db import InterfaceError, OperationalError, connections
 from django.http import HttpResponse
+from django.utils.deprecation import MiddlewareMixin
+
+from business.api.errors import API_PREFIXES
+
+logger = logging.getLogger(__name__)
 
 
 class RequestSizeLimitMiddleware:
@@ -22,3 +29,46 @@ class RequestSizeLimitMiddleware:
             }
             return HttpResponse(json.dumps(body), status=413, content_type="application/json")
         return self.get_response(request)
+
+
+# Seconds a client should wait before retrying after DATABASE_UNAVAILABLE: about what a PostgreSQL restart
+# or failover takes, and long enough for the pool to replace its connections.
+DATABASE_RETRY_AFTER_SECONDS = 5
+
+
+class DatabaseUnavailableMiddleware(MiddlewareMixin):  # the mixin makes it async-capable too (SSE views)
+    """A request that meets a dropped or refused database connection (a PostgreSQL restart, a failover, an
+    exhausted pool) answers 503 DATABASE_UNAVAILABLE with Retry-After instead of a 500, and leaves no broken
+    connection behind for the next request.
+
+    Connections are not health-checked before each use (CONN_HEALTH_CHECKS would cost a round trip per
+    checkout on the hot path); instead, when one fails, it is closed (the pool discards a broken connection
+    it gets back), and the pool checks its idle ones, which died with it, so the next request gets a live one.
+    """
+
+    def process_exception(self, request, exception):
+        if not isinstance(exception, OperationalError | InterfaceError):
+            return None
+        logger.warning("database unavailable for %s %s", request.method, request.path, exc_info=exception)
+        _discard_broken_connections()
+        detail = "The database is unavailable; retry shortly"
+        if request.path.startswith(API_PREFIXES):
+            body = json.dumps({"detail": detail, "error_code": "DATABASE_UNAVAILABLE"})
+            response = HttpResponse(body, status=503, content_type="application/json")
+        else:
+            response = HttpResponse(f"<h1>Service unavailable</h1><p>{detail}.</p>", status=503)
+        response["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
+        return response
+
+
+def _discard_broken_connections() -> None:
+    for conn in connections.all(initialized_only=True):
+        if conn.connection is None or conn.is_usable():
+            continue
+        pool = getattr(conn, "pool", None)  # Django's psycopg pool (PostgreSQL with DB_POOL)
+        try:
+            conn.close()
+            if pool is not None:
+                pool.check()
+        except Exception:  # the database is still away: the next request tries again
+            logger.warning("could not discard a broken database connection", exc_info=True)

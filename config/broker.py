@@ -1,6 +1,6 @@
-"""kombu's Redis transport, with one Redis client object per channel instead of one per publish or ack.
+"""kombu's Redis transport, with one Redis client object per channel instead of one per publish.
 
-kombu builds a new `redis.Redis` for every message it publishes and every ack (`Channel._create_client`),
+kombu builds a new `redis.Redis` for every message it publishes (`Channel._create_client`),
 and building one costs more CPU than the LPUSH itself (redis-py fills a ~170-entry callback table each time):
 about a quarter of `send_task`, measured. The client only wraps the channel's connection pool and is safe to
 share between threads, so this channel keeps one per pool (a new pool, after a fork or a reconnect, gets a

@@ -68,6 +68,7 @@ if AICORE_BENCH_BASELINE:
     INSTALLED_APPS.append("bench.baseline")
 
 MIDDLEWARE = [
+    "business.middleware.DatabaseUnavailableMiddleware",
     "business.middleware.RequestSizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -282,7 +283,7 @@ CELERY_WORKER_POOL = env_choice("AICORE_WORKER_POOL", "threads", {"threads", "pr
 CELERY_WORKER_CONCURRENCY = env_int("AICORE_WORKER_CONCURRENCY", 64 if IS_POSTGRES else 8, minimum=1)
 
 # --- Execution engine (ai_core.engine) ----------------------------------------------------------------
-# No job runs longer than this, whatever its type says: the broker's redelivery window is derived from it.
+# No job runs longer than this, whatever its type says (on RabbitMQ, set consumer_timeout above it).
 AICORE_MAX_JOB_SECONDS = env_int("AICORE_MAX_JOB_SECONDS", 3600, minimum=1)
 AICORE_HEARTBEAT_MS = env_int("AICORE_HEARTBEAT_MS", 5000, minimum=50)
 AICORE_CANCEL_POLL_MS = env_int("AICORE_CANCEL_POLL_MS", 500, minimum=50)
@@ -293,17 +294,19 @@ AICORE_RETRY_BASE_MS = env_int("AICORE_RETRY_BASE_MS", 1000, minimum=0)
 AICORE_RETRY_MAX_MS = env_int("AICORE_RETRY_MAX_MS", 60_000, minimum=0)
 if AICORE_REAP_AFTER_MS < 3 * AICORE_HEARTBEAT_MS:
     raise ImproperlyConfigured("AICORE_REAP_AFTER_MS must be at least 3 heartbeats (AICORE_HEARTBEAT_MS)")
-# Redis re-delivers an unacknowledged message after visibility_timeout: it must outlast any job, or a
-# long job's message would wake a second worker while the first still runs it (harmless — the claim is a
-# compare-and-set — but wasteful). The embedded SQLAlchemy transport passes its options to create_engine,
-# so they are set for Redis only; there a lost message is the sweeper's job.
-CELERY_VISIBILITY_TIMEOUT = env_int("CELERY_VISIBILITY_TIMEOUT", 2 * AICORE_MAX_JOB_SECONDS + 600, minimum=60)
-if CELERY_VISIBILITY_TIMEOUT <= AICORE_MAX_JOB_SECONDS + AICORE_REAP_AFTER_MS // 1000:
-    raise ImproperlyConfigured("CELERY_VISIBILITY_TIMEOUT must exceed AICORE_MAX_JOB_SECONDS + reaper delay")
+# Redis without kombu's ack emulation: a message leaves Redis when a worker takes it. The emulation (an
+# "unacked" hash re-delivered after visibility_timeout) buys nothing here — a message only wakes a worker, and
+# the reaper and the sweeper repair a lost one — and it is what killed every worker when Redis went away
+# under acks-late messages: Celery 5.7 closes the broken connection after collecting it, and closing
+# the consumer's channel again restores the unacknowledged messages through a connection that no longer has
+# its URL (AttributeError in kombu's _connparams, not a connection error, so the worker exits). Without it,
+# restoring is in-process bookkeeping that can fail without taking the worker down, and an ack is no Redis
+# command at all (two writes fewer per job). The embedded SQLAlchemy transport passes its options to
+# create_engine, so they are set for Redis only.
 CELERY_BROKER_TRANSPORT_OPTIONS = {}
 if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "visibility_timeout": CELERY_VISIBILITY_TIMEOUT,
+        "ack_emulation": False,
         "socket_connect_timeout": 2,
         "socket_timeout": 10,
     }
@@ -349,6 +352,15 @@ AICORE_METRICS_TOKEN = env_str("AICORE_METRICS_TOKEN", "")
 if PRODUCTION and not AICORE_METRICS_TOKEN:
     raise ImproperlyConfigured("AICORE_METRICS_TOKEN is required in production (it guards /metrics)")
 AICORE_READYZ_TIMEOUT_SECONDS = env_int("AICORE_READYZ_TIMEOUT_SECONDS", 2, minimum=1)
+# A worker whose heartbeat (ai_core.WorkerHeartbeat, stamped every upkeep round) is older than this is not
+# counted as alive. /readyz answers 503 "no worker heartbeat" when none is alive, except where no worker is
+# expected: the test suite (most tests run no worker) unless AICORE_READYZ_REQUIRE_WORKER says otherwise.
+AICORE_WORKER_STALE_SECONDS = env_int("AICORE_WORKER_STALE_SECONDS", 30, minimum=1)
+AICORE_READYZ_REQUIRE_WORKER = env_bool("AICORE_READYZ_REQUIRE_WORKER", default=AICORE_ENV != "test")
+if AICORE_WORKER_STALE_SECONDS * 1000 < 3 * AICORE_SWEEP_INTERVAL_MS:
+    raise ImproperlyConfigured(
+        "AICORE_WORKER_STALE_SECONDS must cover at least 3 upkeep rounds (AICORE_SWEEP_INTERVAL_MS)"
+    )
 
 # --- Web dashboard ------------------------------------------------------------------------------------
 LOGIN_URL = "/login/"

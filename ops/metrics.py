@@ -11,6 +11,7 @@ from django.utils import timezone
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
 
+from ai_core.engine.upkeep import workers_alive
 from ai_core.models import AIJob, JobDailyStat, JobStatus
 from ai_usage.models import AIJobUsage
 
@@ -24,6 +25,7 @@ class DatabaseCollector:
         yield from _usage()
         yield from _webhooks()
         yield from _quota_alerts()
+        yield from _workers()
 
 
 def _jobs():
@@ -142,6 +144,14 @@ def _quota_alerts():
         brand = row["brand_name"] or "(company-wide)"
         crossings.add_metric([str(row["quota_id"]), brand, str(row["threshold"])], row["n"])
     yield crossings
+
+
+def _workers():
+    alive = GaugeMetricFamily(
+        "aicore_workers_alive", "Worker processes whose heartbeat is fresher than AICORE_WORKER_STALE_SECONDS"
+    )
+    alive.add_metric([], workers_alive())
+    yield alive
 
 
 def registry() -> CollectorRegistry:

@@ -1,4 +1,5 @@
-"""Operator endpoints: /metrics (Prometheus), /healthz (process answers), /readyz (DB and broker answer)."""
+"""Operator endpoints: /metrics (Prometheus), /healthz (process answers), /readyz (DB and broker answer, and
+some worker is alive where workers are expected)."""
 
 import hmac
 import logging
@@ -10,6 +11,7 @@ from django.views.decorators.http import require_GET
 from kombu import Connection
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from ai_core.engine.upkeep import workers_alive
 from ops.metrics import registry
 
 logger = logging.getLogger(__name__)
@@ -59,9 +61,20 @@ def _check_broker() -> str | None:
     return None
 
 
+def _check_workers() -> str | None:
+    try:
+        alive = workers_alive()
+    except Exception:
+        logger.warning("readiness: worker heartbeat check failed", exc_info=True)
+        return "no worker heartbeat (database unavailable)"
+    return None if alive else "no worker heartbeat"
+
+
 @require_GET
 def readyz(request):
     checks = {"database": _check_database(), "broker": _check_broker()}
+    if settings.AICORE_READYZ_REQUIRE_WORKER:
+        checks["workers"] = _check_workers()
     ready = not any(checks.values())
     body = {
         "status": "ready" if ready else "not ready",

@@ -1,5 +1,6 @@
 """Sweeper and reaper: the periodic repairs that make "never lost" hold when messages or workers vanish;
-and the roll-up's compaction (its writers append deltas: workflow.stats_compact).
+the roll-up's compaction (its writers append deltas: workflow.stats_compact); and this process's heartbeat
+(WorkerHeartbeat), which tells /readyz and /metrics in any process that a worker is alive.
 
 Every worker process runs them (several at once is safe: each repair is a compare-and-set fenced by the
 attempt number, a duplicate wake-up message is harmless because a message only wakes a worker, and a
@@ -7,6 +8,7 @@ compaction only folds rows its own transaction deleted).
 """
 
 import logging
+import os
 import random
 import threading
 import time
@@ -20,7 +22,7 @@ from django.utils import timezone
 from ai_core.dispatch import publish_job
 from ai_core.engine import finish
 from ai_core.engine.finish import Discarded
-from ai_core.models import AIJob, AIJobType, JobDailyStat, JobStatus
+from ai_core.models import AIJob, AIJobType, JobDailyStat, JobStatus, WorkerHeartbeat
 from ai_core.services import job_requeue
 from ai_core.workflow import stats_compact
 
@@ -93,6 +95,25 @@ def _requeue(pk: int, attempt: int, priority: str) -> str | None:
     return "requeued"
 
 
+def worker_beat(hostname: str, *, now=None) -> None:
+    """Stamp this process's heartbeat: one UPDATE a round; the first round of a process inserts its row and
+    drops the rows of processes gone for a day (a worker killed -9 never deletes its own)."""
+    now = now or timezone.now()
+    if not WorkerHeartbeat.objects.filter(hostname=hostname, pid=os.getpid()).update(last_seen=now):
+        WorkerHeartbeat.objects.filter(last_seen__lt=now - timedelta(days=1)).delete()
+        WorkerHeartbeat.objects.create(hostname=hostname, pid=os.getpid(), started_at=now, last_seen=now)
+
+
+def worker_gone(hostname: str) -> None:
+    WorkerHeartbeat.objects.filter(hostname=hostname, pid=os.getpid()).delete()
+
+
+def workers_alive(*, now=None) -> int:
+    """Worker processes whose heartbeat is fresher than AICORE_WORKER_STALE_SECONDS, in any host."""
+    since = (now or timezone.now()) - timedelta(seconds=settings.AICORE_WORKER_STALE_SECONDS)
+    return WorkerHeartbeat.objects.filter(last_seen__gte=since).count()
+
+
 class StatsCompaction:
     """Which roll-up rows each round folds: those written since the previous round (less a margin for writes
     that committed late), and every key once every FULL_EVERY rounds — a scan of the whole roll-up, which
@@ -114,15 +135,17 @@ class StatsCompaction:
 
 
 class Upkeep:
-    """A daemon thread running reap(), sweep() and stats_compact() every AICORE_SWEEP_INTERVAL_MS (with
-    jitter)."""
+    """A daemon thread stamping the worker's heartbeat and running reap(), sweep() and stats_compact() every
+    AICORE_SWEEP_INTERVAL_MS (with jitter); the first heartbeat is written as soon as the worker is ready."""
 
     def __init__(self) -> None:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._compaction = StatsCompaction()
+        self._hostname = ""
 
-    def start(self) -> None:
+    def start(self, hostname: str) -> None:
+        self._hostname = hostname
         if self._thread is None or not self._thread.is_alive():
             self._stop.clear()
             self._thread = threading.Thread(target=self._loop, name="aicore-upkeep", daemon=True)
@@ -130,20 +153,32 @@ class Upkeep:
 
     def stop(self) -> None:
         self._stop.set()
+        try:
+            worker_gone(self._hostname)  # a stopped worker stops counting at once, not after the stale delay
+        except Exception:
+            logger.warning("could not remove this worker's heartbeat", exc_info=True)
+        finally:
+            connection.close()
 
     def _loop(self) -> None:
         interval = settings.AICORE_SWEEP_INTERVAL_MS / 1000
+        self._round(repairs=False)  # alive as soon as ready: the first heartbeat does not wait a period
         while not self._stop.wait(interval * random.uniform(0.8, 1.2)):
-            started = time.monotonic()
-            try:
+            self._round()
+
+    def _round(self, *, repairs: bool = True) -> None:
+        started = time.monotonic()
+        try:
+            worker_beat(self._hostname)
+            if repairs:
                 reap()
                 sweep()
                 self._compaction.run()
-            except Exception:  # database or broker briefly away: the next round repairs what this one missed
-                logger.warning("upkeep round failed", exc_info=True)
-            finally:
-                connection.close()
-            logger.debug("upkeep round took %.3fs", time.monotonic() - started)
+        except Exception:  # database or broker briefly away: the next round repairs what this one missed
+            logger.warning("upkeep round failed", exc_info=True)
+        finally:
+            connection.close()
+        logger.debug("upkeep round took %.3fs", time.monotonic() - started)
 
 
 upkeep = Upkeep()

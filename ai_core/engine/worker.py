@@ -8,8 +8,8 @@ from ai_core.engine.upkeep import upkeep
 
 
 @worker_ready.connect
-def _start_upkeep(**_kwargs) -> None:
-    upkeep.start()
+def _start_upkeep(sender, **_kwargs) -> None:
+    upkeep.start(hostname=sender.hostname)  # sender: the worker's consumer
 
 
 @worker_shutting_down.connect

@@ -1,15 +1,9 @@
 """Engine fixtures: brands that survive transactional flushes, and real worker processes."""
 
 import pytest
-from django.db import connection
 
-from ai_core.tests.workers import WorkerProcesses
+from ai_core.tests.workers import PrivateRabbitMQ, PrivateRedis, WorkerProcesses
 from business.models import Brand, Company
-
-
-def pytest_runtest_setup(item):
-    if item.get_closest_marker("postgres") and connection.vendor != "postgresql":
-        pytest.skip("needs PostgreSQL and a network broker (the PostgreSQL + Redis pass)")
 
 
 @pytest.fixture
@@ -27,3 +21,26 @@ def workers(django_db_setup, django_db_blocker, tmp_path_factory):
     pool = WorkerProcesses(tmp_path_factory.mktemp("workers"))
     yield pool
     pool.stop_all()
+
+
+@pytest.fixture
+def private_redis(tmp_path):
+    """A Redis server of our own, on a free port, that the test may kill and start again on that port;
+    never the shared one."""
+    server = PrivateRedis(tmp_path)
+    if server.binary is None:
+        pytest.skip("redis-server is not installed")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def private_rabbitmq():
+    """A RabbitMQ node of our own, that the test may kill and start again; never the shared one."""
+    server = PrivateRabbitMQ()
+    if not server.usable():
+        pytest.skip("rabbitmq-server is not installed, or we are not root (it runs as the rabbitmq user)")
+    server.start()
+    yield server
+    server.stop()

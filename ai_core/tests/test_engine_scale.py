@@ -1,16 +1,11 @@
 """The PostgreSQL + Redis pass only: many workers and jobs, races, and a broker that goes away."""
 
-import json
 import random
-import shutil
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
 
 import pytest
-from django.conf import settings
 from django.db import connection
 
 from ai_core.models import AIJob, AIJobEvent
@@ -94,88 +89,6 @@ def test_cancels_racing_claims_and_completions_leave_one_consistent_outcome(work
     assert statuses["cancelled"] and statuses["completed"]  # both sides of the race actually happened
 
 
-@pytest.fixture
-def private_redis(tmp_path):
-    """A Redis server of our own (port 6391) that the test may stop and start; never the shared one."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("redis-server is not installed")
-    port = 6391
-
-    def start():
-        proc = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(tmp_path),
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        import redis
-
-        client = redis.Redis(port=port)
-        try:
-            wait_for(lambda: _pings(client), timeout=10, what="the private Redis")
-        finally:
-            client.close()
-        return proc
-
-    server = {"proc": start()}
-    yield {"url": f"redis://127.0.0.1:{port}/0", "server": server, "start": start}
-    server["proc"].terminate()
-    server["proc"].wait()
-
-
-def _pings(client) -> bool:
-    try:
-        return client.ping()
-    except Exception:
-        return False
-
-
-def test_jobs_submitted_while_the_broker_is_down_all_complete_after_it_returns(
-    workers, private_redis, job_types, make_brands
-):
-    (brand,) = make_brands(1)
-    env = {"CELERY_BROKER_URL": private_redis["url"]}
-    workers.start(concurrency=4, **env)
-    before = submit_via(brand, count=3, every=0, env=workers.env(**env))
-    wait_for(lambda: all_final(before["pks"]), timeout=60, what=lambda: f"jobs before the outage\n{workers.logs()}")
-
-    private_redis["server"]["proc"].terminate()  # the broker goes away for 20 s
-    private_redis["server"]["proc"].wait()
-    outage = submit_via(brand, count=8, every=2.4, env=workers.env(**env))
-    private_redis["server"]["proc"] = private_redis["start"]()
-    after = submit_via(brand, count=2, every=0, env=workers.env(**env))
-
-    every = before["pks"] + outage["pks"] + after["pks"]
-    wait_for(lambda: all_final(every), timeout=90, what=lambda: f"every job after the outage\n{workers.logs()}")
-    workers.stop_all()
-    assert len(outage["pks"]) == 8  # submitting never failed while the broker was down
-    assert set(AIJob.objects.filter(pk__in=every).values_list("status", flat=True)) == {"completed"}
-
-
-def submit_via(brand, *, count: int, every: float, env: dict) -> dict:
-    done = subprocess.run(
-        [sys.executable, "-m", "ai_core.tests.submitter", str(brand.pk), str(count), str(every)],
-        env=env,
-        cwd=settings.BASE_DIR,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
 def test_wake_ups_reach_a_redis_that_restarted_under_their_kept_connection(private_redis):
     from celery import Celery
 
@@ -183,16 +96,14 @@ def test_wake_ups_reach_a_redis_that_restarted_under_their_kept_connection(priva
 
     private = Celery("private-broker", set_as_current=False)
     private.config_from_object("django.conf:settings", namespace="CELERY")
-    private.conf.broker_url = private.conf.broker_read_url = private.conf.broker_write_url = private_redis["url"]
-    server = private_redis["server"]
+    private.conf.broker_url = private.conf.broker_read_url = private.conf.broker_write_url = private_redis.url
 
     def restart(*, publishing_while_down: int | None = None):
-        server["proc"].terminate()  # the kept connection's socket dies, and the queue with it
-        server["proc"].wait()
+        private_redis.stop()  # the kept connection's socket dies, and the queue with it
         if publishing_while_down is not None:
             with pytest.raises(Exception):  # noqa: B017 - whatever the transport raises; publish_job logs it
                 wake_ups.publish(publishing_while_down)
-        server["proc"] = private_redis["start"]()
+        private_redis.start()
 
     wake_ups = WakeUps(private)
     wake_ups.publish(1)

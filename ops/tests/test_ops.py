@@ -19,7 +19,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from ai_core import services
 from ai_core.engine.runner import run_from_message
-from ai_core.models import AIJob, AIJobEvent, JobDailyStat
+from ai_core.engine.upkeep import worker_beat
+from ai_core.models import AIJob, AIJobEvent, JobDailyStat, WorkerHeartbeat
 from ai_core.selectors import dashboard
 from ai_usage.models import AIJobUsage
 from config.logs import JsonFormatter, log_context
@@ -192,6 +193,31 @@ def test_health_and_readiness(db, settings):
     settings.CELERY_BROKER_TRANSPORT_OPTIONS = {}
     down = Client().get("/readyz")
     assert down.status_code == 503 and down.json()["checks"]["broker"].startswith("failed")
+
+
+def test_readiness_needs_a_fresh_worker_heartbeat_where_workers_are_expected(db, settings):
+    settings.AICORE_READYZ_REQUIRE_WORKER = True
+    none = Client().get("/readyz")
+    assert none.status_code == 503 and none.json()["checks"]["workers"] == "failed: no worker heartbeat"
+    assert _workers_alive_metric() == 0
+
+    worker_beat("w1@host")  # what a worker's upkeep thread writes every round
+    ready = Client().get("/readyz")
+    assert ready.status_code == 200 and ready.json()["checks"]["workers"] == "ok", ready.json()
+    assert _workers_alive_metric() == 1
+
+    stale = timezone.now() - timedelta(seconds=settings.AICORE_WORKER_STALE_SECONDS + 1)
+    WorkerHeartbeat.objects.update(last_seen=stale)  # the worker stopped beating (killed, or hung)
+    assert Client().get("/readyz").status_code == 503
+    assert _workers_alive_metric() == 0
+
+    settings.AICORE_READYZ_REQUIRE_WORKER = False  # the test suite's default: most tests run no worker
+    assert "workers" not in Client().get("/readyz").json()["checks"]
+
+
+def _workers_alive_metric() -> float:
+    families = {f.name: f for f in text_string_to_metric_families(Client().get("/metrics").content.decode())}
+    return families["aicore_workers_alive"].samples[0].value
 
 
 def test_json_logs_carry_the_job_context():
