@@ -181,3 +181,10 @@ def publish_job(job_pk: int, *, priority: str = "normal", countdown: float | Non
 def dispatch_job_on_commit(job_pk: int, *, priority: str = "normal") -> None:
     """Publish after the surrounding transaction commits, so a worker never sees a job that isn't there."""
     transaction.on_commit(lambda: publish_job(job_pk, priority=priority))
+
+
+def dispatch_jobs_on_commit(job_pks: list[int]) -> None:
+    """Wake a worker per job after commit (bulk creation): a wake-up claims one job, so each job needs one;
+    one on_commit callback for all of them."""
+    pks = list(job_pks)
+    transaction.on_commit(lambda: [publish_job(pk) for pk in pks])

@@ -18,7 +18,7 @@ from ai_core.models import AIJob, AIJobEvent, AIJobType, JobDailyStat, JobPriori
 from ai_core.workflow import IllegalTransition, Transitioned, claim_pending, stat_move, transition
 from ai_openai.services import openai_job_create, openai_job_wanted
 from ai_providers.money import NO_TOKENS, TokenUsage
-from ai_providers.selectors import key_source, model_resolve
+from ai_providers.selectors import ModelChoice, key_source, model_resolve
 from ai_providers.services import ProviderNotConfigured
 from ai_usage.selectors import active_quota_exists_sql, company_has_active_quota
 from ai_usage.services import (
@@ -144,6 +144,32 @@ def _fingerprint(**request: Any) -> str:
 # --- creation -----------------------------------------------------------------------------------------
 
 
+def job_check(
+    *, brand: Brand, job_type: AIJobType, input_data: Any, priority: str, keys_seen: dict | None = None
+) -> ModelChoice:
+    """Everything a new job must satisfy before it is written (one rule for single and bulk creation): its
+    input against the job type, its priority, a catalogue model (MODEL_NOT_SUPPORTED) whose provider has a key
+    for the brand's company (PROVIDER_NOT_CONFIGURED). Returns the model's catalogue choice.
+
+    `keys_seen`: whether each provider has a key, kept across the calls of one bulk creation (a query each)."""
+    validate_input_data(job_type, input_data)
+    if priority not in JobPriority.values:
+        raise JobValidationError(f"Unknown priority '{priority}'", errors={"priority": ["Invalid choice."]})
+    model = input_data.get("model") or job_type.default_model
+    choice = model_resolve(model)
+    keys_seen = {} if keys_seen is None else keys_seen
+    if choice.provider.pk not in keys_seen:
+        keys_seen[choice.provider.pk] = key_source(company_id=brand.company_id, provider=choice.provider) is not None
+    if not keys_seen[choice.provider.pk]:
+        raise ProviderNotConfigured(
+            f"Provider '{choice.provider.name}' (model '{model}') has no API key: store a "
+            f"credential for your company or ask the operator to set one",
+            provider=choice.provider.name,
+            model=model,
+        )
+    return choice
+
+
 def job_create(
     *,
     brand: Brand,
@@ -163,18 +189,7 @@ def job_create(
     quotas in the creating transaction (QUOTA_EXCEEDED, 429).
     """
     type_ = job_type_get(job_type)
-    validate_input_data(type_, input_data)
-    if priority not in JobPriority.values:
-        raise JobValidationError(f"Unknown priority '{priority}'", errors={"priority": ["Invalid choice."]})
-    model = input_data.get("model") or type_.default_model
-    choice = model_resolve(model)
-    if key_source(company_id=brand.company_id, provider=choice.provider) is None:
-        raise ProviderNotConfigured(
-            f"Provider '{choice.provider.name}' (model '{model}') has no API key: store a "
-            f"credential for your company or ask the operator to set one",
-            provider=choice.provider.name,
-            model=model,
-        )
+    choice = job_check(brand=brand, job_type=type_, input_data=input_data, priority=priority)
     fingerprint = ""
     if idempotency_key is not None:
         fingerprint = _fingerprint(job_type=job_type, input_data=input_data, priority=priority, description=description)
@@ -384,6 +399,7 @@ def _finalize(
     tokens: TokenUsage = NO_TOKENS,
     cost: Decimal | None = None,
     job: AIJob | None = None,
+    batch: bool = False,
     **transition_args: Any,
 ) -> Transitioned:
     """A final transition and its accounting in ONE transaction: usage row (completed, failed, timeout),
@@ -395,7 +411,8 @@ def _finalize(
     compare-and-set moved the job. Otherwise the accounting is written first and the transition last.
 
     `job`: the caller's copy when it has one (the engine, read right after its claim). Only fields that do
-    not change while a job runs are used from it; the status is the transition's business.
+    not change while a job runs are used from it; the status is the transition's business. `batch`: the call
+    went through the provider's Batch API, priced at its batch ratio.
     """
     one_statement = job is not None and connection.vendor == "postgresql" and usage_is_one_row(job)
     with nullcontext() if one_statement else transaction.atomic():
@@ -403,7 +420,7 @@ def _finalize(
             job = AIJob.objects.select_related("job_type", "openai_job").filter(pk=job_pk).first()
         if job is None:
             raise NotFound("Job not found", error_code="JOB_NOT_FOUND")
-        charge = usage_charge(job=job, tokens=tokens, cost=cost)
+        charge = usage_charge(job=job, tokens=tokens, cost=cost, batch=batch)
         at = timezone.now()
         on_attempt = job.attempts if attempt is None else attempt
         along = []
@@ -473,10 +490,12 @@ def job_complete(
     tokens: TokenUsage | None = None,
     cost: Decimal | None = None,
     job: AIJob | None = None,
+    batch: bool = False,
 ) -> Transitioned:
     """running -> completed, charging the tokens at the price in effect when the job started.
 
-    `tokens`: every kind of token the call reported; without it, `input_tokens` and `output_tokens` (plain)."""
+    `tokens`: every kind of token the call reported; without it, `input_tokens` and `output_tokens` (plain).
+    `batch`: answered through the provider's Batch API (charged at the price's batch ratio)."""
     return _finalize(
         job_pk,
         to=S.COMPLETED,
@@ -484,6 +503,7 @@ def job_complete(
         tokens=tokens or TokenUsage(input_tokens=input_tokens, output_tokens=output_tokens),
         cost=cost,
         job=job,
+        batch=batch,
         reason="completed",
         fields={"result_data": result_data, "error_message": "", "error_code": ""},
     )

@@ -62,12 +62,17 @@ def openai_job_create(*, job: AIJob, choice: ModelChoice, input_data: dict, alwa
     """The OpenAIJob row of a job that wants one (openai_job_wanted)."""
     if not openai_job_wanted(choice=choice, always=always):
         return None
+    return OpenAIJob.objects.create(**openai_job_fields(job=job, choice=choice, input_data=input_data))
+
+
+def openai_job_fields(*, job: AIJob, choice: ModelChoice, input_data: dict) -> dict:
+    """The OpenAIJob row's fields for a job (openai_job_create; bulk creation builds the rows from it)."""
 
     def number(key):
         value = input_data.get(key)
         return value if isinstance(value, int | float) and not isinstance(value, bool) else None
 
-    return OpenAIJob.objects.create(
+    return dict(
         job=job,
         model=choice.name,
         temperature=number("temperature"),

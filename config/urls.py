@@ -13,6 +13,7 @@ urlpatterns = [
     path("ai/openai/", include("ai_openai.api.urls")),
     path("ai/", include("ai_core.api.urls")),
     path("ai/", include("webhooks.api.urls")),
+    path("ai/", include("batches.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("metrics", ops.metrics, name="metrics"),

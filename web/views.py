@@ -15,6 +15,7 @@ from django.views.decorators.http import require_POST
 from ai_core import selectors, services
 from ai_core.api.serializers import JobDetailSerializer
 from ai_core.models import JobPriority, JobStatus
+from batches.selectors import batch_list, batch_summary
 from business.access import SESSION_BRAND_KEY, brands_for_user, company_brands, resolve_request_brand
 from business.errors import ApplicationError
 from web import charts
@@ -137,3 +138,13 @@ def cancel(request, job_id: str):
     except ApplicationError as exc:
         messages.error(request, exc.detail)
     return redirect("web-job", job_id=job_id)
+
+
+@login_required
+def batches(request):
+    """The brand's bulk submissions with their progress, counts and cost so far."""
+    brand = _brand(request)
+    if brand is None:
+        return render(request, "web/no_brand.html", status=403)
+    rows = [{"batch": b, "summary": batch_summary(b)} for b in batch_list(brand=brand)[:50]]
+    return render(request, "web/batches.html", _context(request, brand, rows=rows))

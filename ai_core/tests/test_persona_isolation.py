@@ -17,6 +17,7 @@ from drf_spectacular.generators import SchemaGenerator
 from ai_core.models import AIJob, JobStatus
 from ai_core.tests.factories import AIJobFactory
 from ai_usage.models import Quota
+from batches.models import Batch, BatchJob
 from conftest import Personas
 from webhooks.models import WebhookEndpoint
 
@@ -62,6 +63,11 @@ class World:
         )
         self.a_pending = next(j for j in self.a_jobs if j.status == JobStatus.PENDING)
         self.a_running = next(j for j in self.a_jobs if j.status == JobStatus.RUNNING)
+        # A bulk submission of A holding its pending job (batches app).
+        self.a_batch = Batch.objects.create(
+            brand=personas.brand_a, job_type=self.a_pending.job_type, description=f"{SECRET} batch", total_jobs=1
+        )
+        BatchJob.objects.create(job=self.a_pending, batch=self.a_batch, line=0, custom_id=SECRET)
 
     def a_markers(self) -> set[str]:
         return {job.job_id for job in self.a_jobs} | {SECRET}
@@ -97,6 +103,12 @@ WEBHOOK_OF_A: dict[str, Callable[[World], dict[str, str]]] = {
     "/ai/webhooks/{id}/deliveries/": lambda w: {"id": str(w.a_webhook.pk)},
     "/ai/webhooks/{id}/rotate_secret/": lambda w: {"id": str(w.a_webhook.pk)},
 }
+# A's batch (bulk submission: its own 404 code), by pk or batch_id.
+BATCH_OF_A: dict[str, Callable[[World], dict[str, str]]] = {
+    "/ai/batches/{id}/": lambda w: {"id": str(w.a_batch.pk)},
+    "/ai/batches/{id}/cancel/": lambda w: {"id": str(w.a_batch.pk)},
+    "/ai/batches/{id}/results/": lambda w: {"id": str(w.a_batch.pk)},
+}
 # Global catalogues: every authenticated user reads them, whatever the brand.
 SHARED = {"/ai/job-types/{id}/"}
 
@@ -108,7 +120,9 @@ WITHOUT_BRAND_ROWS = {"/ai/job-types/", "/ai/openai/chat/models/", "/ai/provider
 def test_every_operation_with_an_id_is_covered():
     from ai_usage.tests.test_isolation import ISOLATED_PATHS  # quotas and credentials: tested there
 
-    uncovered = {path for _, path in WITH_ID} - set(OBJECT_OF_A) - set(WEBHOOK_OF_A) - SHARED - ISOLATED_PATHS
+    uncovered = (
+        {path for _, path in WITH_ID} - set(OBJECT_OF_A) - set(WEBHOOK_OF_A) - set(BATCH_OF_A) - SHARED - ISOLATED_PATHS
+    )
     assert not uncovered, f"add these paths to OBJECT_OF_A or SHARED: {sorted(uncovered)}"
 
 
@@ -157,6 +171,30 @@ def test_another_brands_webhook_is_a_404_and_stays_untouched(world, client_for, 
     assert (
         WebhookEndpoint.objects.filter(pk=world.a_webhook.pk).values_list("url", "secret", "description")[0] == before
     )
+
+
+@pytest.mark.parametrize("method,path", [op for op in WITH_ID if op[1] in BATCH_OF_A])
+@pytest.mark.parametrize("outsider", ["bob", "carol"])
+@pytest.mark.parametrize("id_form", ["pk", "batch_id"])
+def test_another_brands_batch_is_a_404_and_its_jobs_stay_untouched(world, client_for, method, path, outsider, id_form):
+    params = BATCH_OF_A[path](world)
+    if id_form == "batch_id":
+        params = {"id": world.a_batch.batch_id}
+    before = _snapshot(world.a_pending)
+
+    response = _call(client_for(getattr(world.p, outsider)), method, _url(path, params))
+
+    assert response.status_code == 404, response.content
+    assert response.json()["error_code"] == "BATCH_NOT_FOUND"
+    assert _snapshot(world.a_pending) == before
+    assert Batch.objects.get(pk=world.a_batch.pk).cancel_requested_at is None
+
+
+@pytest.mark.parametrize("method,path", [op for op in WITH_ID if op[1] in BATCH_OF_A])
+def test_the_owning_brand_reaches_its_batch(world, client_for, method, path):
+    response = _call(client_for(world.p.alice), method, _url(path, BATCH_OF_A[path](world)))
+
+    assert response.status_code == 200, response.content
 
 
 @pytest.mark.parametrize("method,path", [op for op in WITH_ID if op[1] in OBJECT_OF_A])
