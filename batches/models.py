@@ -52,6 +52,7 @@ class ProviderBatchStatus(models.TextChoices):
     # Recorded before and after each provider step, so a worker dying between two steps resumes at the right one.
     PREPARING = "preparing"  # jobs assigned, nothing sent yet
     UPLOADED = "uploaded"  # OpenAI: the input file exists (input_file_id); the batch is not created yet
+    SUBMITTING = "submitting"  # creating the provider batch: a crash here is resolved by find() before creating
     SUBMITTED = "submitted"  # the provider batch exists (provider_batch_id); polled
     ENDED = "ended"  # results written to the jobs
     FAILED = "failed"  # the provider refused, failed or expired it; its unfinished jobs were handled
@@ -64,7 +65,7 @@ class ProviderBatch(models.Model):
     company = models.ForeignKey("business.Company", on_delete=models.CASCADE, related_name="+")
     provider = models.ForeignKey("ai_providers.Provider", on_delete=models.PROTECT, related_name="+")
     model_name = models.CharField(max_length=100)
-    status = models.CharField(max_length=10, choices=ProviderBatchStatus.choices, default=ProviderBatchStatus.PREPARING)
+    status = models.CharField(max_length=12, choices=ProviderBatchStatus.choices, default=ProviderBatchStatus.PREPARING)
     # Idempotency of the submission: the key sent as the provider batch's metadata, and what each step returned.
     submission_key = models.CharField(max_length=40, unique=True, default=secrets.token_hex)
     input_file_id = models.CharField(max_length=100, blank=True)
@@ -76,6 +77,10 @@ class ProviderBatch(models.Model):
     submitted_at = models.DateTimeField(null=True, blank=True)
     polled_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
+    # When the (last) attempt to create the provider batch began: what find() looks from after a crash.
+    submit_started_at = models.DateTimeField(null=True, blank=True)
+    # One worker drives a provider batch at a time (a compare-and-set on this); a dead one's lease runs out.
+    leased_until = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -100,6 +105,11 @@ class BatchJob(models.Model):
         ProviderBatch, on_delete=models.SET_NULL, null=True, blank=True, related_name="links"
     )
     routed = models.BooleanField(default=False, help_text="waiting for or inside a provider batch")
+    # Where a routed job goes (the accumulation key with its company): known at creation, not re-derived.
+    provider = models.ForeignKey(
+        "ai_providers.Provider", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    model_name = models.CharField(max_length=100, blank=True)
 
     class Meta:
         ordering = ["batch", "line"]

@@ -184,8 +184,16 @@ def _insert(brand, user, type_, accepted, priority, description, completion_wind
         )
         BatchJob.objects.bulk_create(
             [
-                BatchJob(job=job, batch=batch, line=index, custom_id=line.custom_id, routed=to_provider)
-                for job, (index, line, _), to_provider in zip(jobs, accepted, routed, strict=True)
+                BatchJob(
+                    job=job,
+                    batch=batch,
+                    line=index,
+                    custom_id=line.custom_id,
+                    routed=to_provider,
+                    provider=choice.provider if to_provider else None,
+                    model_name=choice.name if to_provider else "",
+                )
+                for job, (index, line, choice), to_provider in zip(jobs, accepted, routed, strict=True)
             ],
             batch_size=settings.AICORE_BATCH_INSERT_ROWS,
         )

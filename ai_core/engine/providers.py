@@ -16,16 +16,16 @@ class CatalogueBound:
     def __init__(self, client: ProviderClient, choice: ModelChoice) -> None:
         self.client, self.choice, self.name = client, choice, client.name
 
-    def chat(self, request: ChatRequest, *, on_progress, should_stop) -> ChatResult:
+    def bound(self, request: ChatRequest) -> ChatRequest:
+        """The request under the catalogue's rules (also what a provider Batch API line asks)."""
         from ai_providers.services import effective_max_tokens
 
         limit = request.max_tokens or effective_max_tokens(request.options, self.choice)
         options = {"model_family": self.choice.family, "max_output_tokens": limit, **request.options}
-        return self.client.chat(
-            replace(request, max_tokens=limit, options=options),
-            on_progress=on_progress,
-            should_stop=should_stop,
-        )
+        return replace(request, max_tokens=limit, options=options)
+
+    def chat(self, request: ChatRequest, *, on_progress, should_stop) -> ChatResult:
+        return self.client.chat(self.bound(request), on_progress=on_progress, should_stop=should_stop)
 
 
 def client_for_model(model: str, company_id: int | None = None) -> ProviderClient:
