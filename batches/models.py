@@ -12,6 +12,10 @@ def new_batch_id() -> str:
     return "batch_" + "".join(secrets.choice(JOB_ID_ALPHABET) for _ in range(12))
 
 
+def new_submission_key() -> str:
+    return "aicore_" + secrets.token_hex(16)
+
+
 class CompletionWindow(models.TextChoices):
     NOW = "now"  # the normal path: workers run the jobs as soon as they can
     DAY = "24h"  # through the provider's Batch API when it has one, at its batch price
@@ -67,7 +71,7 @@ class ProviderBatch(models.Model):
     model_name = models.CharField(max_length=100)
     status = models.CharField(max_length=12, choices=ProviderBatchStatus.choices, default=ProviderBatchStatus.PREPARING)
     # Idempotency of the submission: the key sent as the provider batch's metadata, and what each step returned.
-    submission_key = models.CharField(max_length=40, unique=True, default=secrets.token_hex)
+    submission_key = models.CharField(max_length=40, unique=True, default=new_submission_key, editable=False)
     input_file_id = models.CharField(max_length=100, blank=True)
     provider_batch_id = models.CharField(max_length=100, blank=True)
     provider_status = models.CharField(max_length=30, blank=True)

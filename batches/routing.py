@@ -36,7 +36,8 @@ from ai_core.models import AIJob, JobStatus
 from ai_core.services import job_type_by_pk
 from ai_core.workflow import transition
 from ai_providers.clients.base import ChatRequest, PermanentProviderError, ProviderError
-from ai_providers.clients.batch_api import BatchLine, BatchOutcome, batch_api_for
+
+# ai_providers.clients.batch_api (the provider SDKs) is imported on first use: never at start-up.
 from batches.models import BatchJob, ProviderBatch
 from batches.models import ProviderBatchStatus as PB
 from batches.services import batches_complete_open
@@ -131,6 +132,8 @@ class _Requests:
     """The provider request of each job of a provider batch, built as the engine builds it."""
 
     def __init__(self, batch: ProviderBatch) -> None:
+        from ai_providers.clients.batch_api import batch_api_for
+
         self.bound = client_for_model(batch.model_name, batch.company_id)
         self.api = batch_api_for(self.bound.client)
         self.jobs = {job.pk: job for job in AIJob.objects.filter(batch_link__provider_batch=batch).order_by("pk")}
@@ -147,7 +150,9 @@ class _Requests:
         job = self.jobs.get(parsed[0]) if parsed else None
         return self.of(job) if job is not None else None
 
-    def lines(self) -> list[BatchLine]:
+    def lines(self) -> list:
+        from ai_providers.clients.batch_api import BatchLine
+
         # Every job assigned, cancelled ones too: the lines, hence the file, are the same on a retried step.
         return [BatchLine(custom_id=custom_id_of(job), request=self.of(job)) for job in self.jobs.values()]
 
@@ -266,7 +271,7 @@ def provider_batch_poll(pk: int) -> str | None:
         return PB.SUBMITTED
 
 
-def _write(batch: ProviderBatch, job_pk: int, attempt: int, outcome: BatchOutcome) -> str | None:
+def _write(batch: ProviderBatch, job_pk: int, attempt: int, outcome) -> str | None:
     """Claim the job on the custom_id's attempt (pending → running), then complete or fail it."""
     try:
         transition(

@@ -22,6 +22,7 @@ from batches.selectors import batch_summary
 from batches.signals import batch_completed
 from business.errors import ApplicationError, Conflict
 from business.models import Brand, User
+from business.sql import bulk_insert, bulk_insert_values
 
 S = JobStatus
 # Providers whose Batch API the routing speaks (batches.routing); a 24 h job of another provider (echo) runs
@@ -158,7 +159,7 @@ def _insert(brand, user, type_, accepted, priority, description, completion_wind
             total_jobs=len(jobs),
             created_at=now,
         )
-        AIJob.objects.bulk_create(jobs, batch_size=settings.AICORE_BATCH_INSERT_ROWS)
+        bulk_insert(AIJob, jobs)
         quota_reserve_bulk(
             brand=brand,
             jobs=[
@@ -166,36 +167,46 @@ def _insert(brand, user, type_, accepted, priority, description, completion_wind
                 for job, (_, line, choice), to_provider in zip(jobs, accepted, routed, strict=True)
             ],
         )
-        AIJobEvent.objects.bulk_create(
+        actor_id = user.pk if user is not None else None
+        bulk_insert_values(
+            AIJobEvent,
             [
-                AIJobEvent(job=job, from_status="", to_status=S.PENDING, at=now, reason="created", actor=user)
+                {
+                    "job_id": job.pk,
+                    "from_status": "",
+                    "to_status": S.PENDING,
+                    "at": now,
+                    "attempt": 0,
+                    "reason": "created",
+                    "actor_id": actor_id,
+                }
                 for job in jobs
             ],
-            batch_size=settings.AICORE_BATCH_INSERT_ROWS,
         )
         stat_move(brand_id=brand.pk, day=day, job_type_id=type_.pk, deltas={S.PENDING: len(jobs)})
-        OpenAIJob.objects.bulk_create(
+        bulk_insert(
+            OpenAIJob,
             [
                 OpenAIJob(**openai_job_fields(job=job, choice=choice, input_data=line.input_data))
                 for job, (_, line, choice) in zip(jobs, accepted, strict=True)
                 if openai_job_wanted(choice=choice)
             ],
-            batch_size=settings.AICORE_BATCH_INSERT_ROWS,
         )
-        BatchJob.objects.bulk_create(
+        bulk_insert_values(
+            BatchJob,
             [
-                BatchJob(
-                    job=job,
-                    batch=batch,
-                    line=index,
-                    custom_id=line.custom_id,
-                    routed=to_provider,
-                    provider=choice.provider if to_provider else None,
-                    model_name=choice.name if to_provider else "",
-                )
+                {
+                    "job_id": job.pk,
+                    "batch_id": batch.pk,
+                    "line": index,
+                    "custom_id": line.custom_id,
+                    "provider_batch_id": None,
+                    "routed": to_provider,
+                    "provider_id": choice.provider.pk if to_provider else None,
+                    "model_name": choice.name if to_provider else "",
+                }
                 for job, (index, line, choice), to_provider in zip(jobs, accepted, routed, strict=True)
             ],
-            batch_size=settings.AICORE_BATCH_INSERT_ROWS,
         )
         dispatch_jobs_on_commit([job.pk for job, to_provider in zip(jobs, routed, strict=True) if not to_provider])
     return batch

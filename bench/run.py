@@ -1,8 +1,8 @@
 """`make bench`: every benchmark module that exists, each in its own process, then one combined summary.
 
 Modules: bench.api (job API vs a bare DRF ModelViewSet), bench.engine (execution engine vs raw Celery),
-bench.providers (provider layer), bench.startup (time for `make run` to answer). Each prints its own table
-and writes bench/results/<name>.json.
+bench.providers (provider layer), bench.startup (time for `make run` to answer), bench.bulk (bulk
+submission and 24 h provider batches). Each prints its own table and writes bench/results/<name>.json.
 Benchmarks measure, they do not assert: the exit status is non-zero only when a module crashed.
 BENCH_MODULES=api,engine picks some of them.
 """
@@ -16,7 +16,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-MODULES = [m.strip() for m in os.environ.get("BENCH_MODULES", "api,engine,providers,startup").split(",") if m.strip()]
+MODULES = [
+    m.strip() for m in os.environ.get("BENCH_MODULES", "api,engine,providers,startup,bulk").split(",") if m.strip()
+]
 
 
 def _scalars(data, prefix=""):

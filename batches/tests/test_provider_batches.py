@@ -23,10 +23,17 @@ pytestmark = pytest.mark.usefixtures("llm_env")
 
 
 @pytest.fixture(autouse=True)
-def _batch_settings(settings):
+def _batch_settings(settings, fake):
+    # The catalogue memo as in production (tests default to none): thousands of jobs read the same model.
+    from ai_providers.selectors import catalogue_memo
+
+    catalogue_memo.clear()
+    settings.AICORE_CATALOGUE_CACHE_SECONDS = 300
     settings.AICORE_PROVIDER_BATCH_MIN_JOBS = 1
     settings.AICORE_PROVIDER_BATCH_POLL_SECONDS = 0
     settings.AICORE_PROVIDER_BATCH_ON_EXPIRY = "requeue"
+    yield
+    catalogue_memo.clear()
 
 
 @pytest.fixture
@@ -62,20 +69,13 @@ def submit(client, lines, window="24h"):
     return response.json()
 
 
-def test_2000_jobs_in_one_24h_batch_complete_through_the_openai_batch_api_at_half_price(personas, alice, fake):
-    quota = Quota.objects.create(company=personas.brand_a.company, monthly_cost_limit=Decimal("1000"))
+def test_2000_jobs_in_one_24h_batch_complete_through_the_openai_batch_api_at_half_price(alice, fake):
     lines = [line(f"item {i}", usage="2000,1000" if i % 2 else "1000,500", custom_id=f"sku-{i}") for i in range(2000)]
     created_before = fake.server.batches_created
     batch = submit(alice, lines)
 
     # Routed jobs wait for the routing: no worker may claim them.
     assert AIJob.objects.filter(status=S.PENDING, available_at__gt=timezone.now() + timedelta(days=300)).count() == 2000
-    choice = model_resolve("gpt-4o-mini")
-    need = reservation_for(input_data=lines[0]["input_data"], choice=choice, batch=True)
-    full = reservation_for(input_data=lines[0]["input_data"], choice=choice)
-    first = AIJob.objects.get(batch_link__line=0)
-    assert QuotaReservation.objects.get(job=first, period__quota=quota).cost_micros == need.cost_micros
-    assert need.cost_micros * 2 in {full.cost_micros, full.cost_micros + 1}  # half, rounded up
 
     routing.upkeep_round()
 
@@ -85,11 +85,13 @@ def test_2000_jobs_in_one_24h_batch_complete_through_the_openai_batch_api_at_hal
     assert provider_batch.input_file_id.startswith("file-") and provider_batch.provider_batch_id.startswith("batch_")
     assert AIJob.objects.filter(status=S.COMPLETED).count() == 2000
     price = price_at("gpt-4o-mini")
-    for usage in AIJobUsage.objects.all():
+    usages = list(AIJobUsage.objects.all())
+    assert len(usages) == 2000
+    for usage in usages:
         standard = cost_of(usage.tokens, price).total_cost
         assert usage.total_cost * 2 == standard
         assert usage.total_cost == (Decimal("0.000450") if usage.input_tokens == 2000 else Decimal("0.000225"))
-    assert QuotaReservation.objects.filter(state="settled").count() == 2000
+    first = AIJob.objects.get(batch_link__line=0)
     events = AIJobEvent.objects.filter(job=first).order_by("id").values_list("to_status", "attempt", "reason")
     assert list(events) == [
         ("pending", 0, "created"),
@@ -97,14 +99,34 @@ def test_2000_jobs_in_one_24h_batch_complete_through_the_openai_batch_api_at_hal
         ("completed", 1, "completed"),
     ]
     detail = alice.get(f"/ai/batches/{batch['id']}/").json()
-    assert detail["status"] == "completed" and detail["counts"]["completed"] == 2000
+    assert detail["status"] == "completed" and detail["counts"]["completed"] == 2000 == detail["counts"]["total"]
     assert Decimal(detail["cost_so_far"]) == Decimal("0.225") + Decimal("0.450")
     assert Batch.objects.get(pk=batch["id"]).completed_at is not None
     response = alice.get(f"/ai/batches/{batch['id']}/results/")
     rows = [json.loads(r) for r in b"".join(response.streaming_content).decode().splitlines()]
     assert [r["custom_id"] for r in rows] == [f"sku-{i}" for i in range(2000)]
-    assert rows[7]["status"] == "completed" and rows[7]["result"]["completion"].startswith("Fake: item 7")
-    assert rows[7]["usage"]["total_cost"] == "0.000450"
+    assert {r["status"] for r in rows} == {"completed"}
+    assert rows[7]["result"]["completion"].startswith("Fake: item 7")
+    assert rows[7]["usage"]["total_cost"] == "0.000450" and rows[8]["usage"]["total_cost"] == "0.000225"
+
+
+def test_24h_jobs_are_reserved_and_settled_at_the_batch_price(personas, alice, fake):
+    quota = Quota.objects.create(company=personas.brand_a.company, monthly_cost_limit=Decimal("1000"))
+    lines = [line(f"item {i}") for i in range(10)]
+    submit(alice, lines)
+    choice = model_resolve("gpt-4o-mini")
+    need = reservation_for(input_data=lines[0]["input_data"], choice=choice, batch=True)
+    full = reservation_for(input_data=lines[0]["input_data"], choice=choice)
+    first = AIJob.objects.get(batch_link__line=0)
+    assert QuotaReservation.objects.get(job=first, period__quota=quota).cost_micros == need.cost_micros
+    assert need.cost_micros * 2 in {full.cost_micros, full.cost_micros + 1}  # half, rounded up
+
+    routing.upkeep_round()
+
+    settled = QuotaReservation.objects.filter(state="settled")
+    assert settled.count() == 10
+    assert {r.settled_cost_micros for r in settled} == {225}  # $0.000225: half of 1000 in + 500 out tokens
+    assert quota.periods.get().used_cost_micros == 2250
 
 
 def test_anthropic_jobs_go_through_message_batches_at_half_price(alice, fake):
