@@ -167,6 +167,8 @@ AICORE_PROVIDER_BATCH_MIN_JOBS = env_int("AICORE_PROVIDER_BATCH_MIN_JOBS", 1000,
 AICORE_PROVIDER_BATCH_MAX_WAIT_SECONDS = env_int("AICORE_PROVIDER_BATCH_MAX_WAIT_SECONDS", 300, minimum=0)
 AICORE_PROVIDER_BATCH_MAX_JOBS = env_int("AICORE_PROVIDER_BATCH_MAX_JOBS", 50_000, minimum=1)
 AICORE_PROVIDER_BATCH_POLL_SECONDS = env_int("AICORE_PROVIDER_BATCH_POLL_SECONDS", 60, minimum=0)
+# Threads writing an ended provider batch's answers to its jobs (PostgreSQL; each holds a connection meanwhile).
+AICORE_PROVIDER_BATCH_WRITERS = env_int("AICORE_PROVIDER_BATCH_WRITERS", 4, minimum=1)
 # What happens to the unfinished jobs of an expired or failed provider batch: back to the normal path, or timeout.
 AICORE_PROVIDER_BATCH_ON_EXPIRY = env_choice("AICORE_PROVIDER_BATCH_ON_EXPIRY", "requeue", {"requeue", "timeout"})
 # Job creation reuses an active job type read this many seconds ago (per process; a save in the admin clears

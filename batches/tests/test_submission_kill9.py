@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 from django.utils import timezone
@@ -69,3 +70,28 @@ def test_a_worker_killed_during_submission_never_creates_a_second_provider_batch
         ended = ProviderBatch.objects.get(pk=pk)
         assert ended.status == PB.ENDED, (ended.error_message, ended.provider_status)
         assert AIJob.objects.filter(status="completed").count() == 3
+
+
+def test_answers_are_written_by_several_threads_each_job_once(settings, catalogue, job_types):
+    with FakeLLM() as fake:
+        settings.OPENAI_API_KEY, settings.OPENAI_BASE_URL = "sk-test-writers", fake.openai_base_url
+        settings.AICORE_PROVIDER_BATCH_MIN_JOBS = 1
+        settings.AICORE_PROVIDER_BATCH_POLL_SECONDS = 0
+        settings.AICORE_PROVIDER_BATCH_WRITERS = 4
+        people = Personas()
+        content = "x [fake usage=1000,500]"
+        lines = [
+            BatchLine(input_data={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": f"{content} {i}"}]})
+            for i in range(40)
+        ]
+        batch_create(
+            brand=people.brand_a, user=people.alice, job_type="chat_completion", lines=lines, completion_window="24h"
+        )
+
+        routing.upkeep_round()
+
+        from ai_usage.models import AIJobUsage
+
+        assert AIJob.objects.filter(status="completed", attempts=1).count() == 40
+        assert AIJobUsage.objects.count() == 40
+        assert set(AIJobUsage.objects.values_list("total_cost", flat=True)) == {Decimal("0.000225")}
