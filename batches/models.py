@@ -24,7 +24,7 @@ class CompletionWindow(models.TextChoices):
 class Batch(models.Model):
     """A bulk submission: many ordinary jobs of one type, followed and cancelled together.
 
-    Its status and counts are read from its jobs (selectors.batch_counts); `completed_at` is set once, when
+    Its status and counts are read from its jobs (selectors.batch_summaries); `completed_at` is set once, when
     the last of its jobs became final (and `batch.completed` is announced)."""
 
     batch_id = models.CharField(max_length=18, unique=True, default=new_batch_id, editable=False)

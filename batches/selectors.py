@@ -27,22 +27,34 @@ def batch_get(*, brand: Brand, lookup: str) -> Batch:
     return batch
 
 
-def batch_counts(batch: Batch) -> dict[str, int]:
-    """Jobs of the batch per status (every status present, 0 when none)."""
-    rows = AIJob.objects.filter(batch_link__batch=batch).order_by().values("status").annotate(n=Count("pk"))
-    counts = {status: 0 for status in JobStatus.values}
-    counts.update({row["status"]: row["n"] for row in rows})
-    return counts
-
-
-def batch_cost(batch: Batch) -> Decimal:
-    total = AIJobUsage.objects.filter(job__batch_link__batch=batch).aggregate(total=Sum("total_cost"))["total"]
-    return Decimal(total or 0).quantize(Decimal("0.000001"))
+def batch_summaries(batches: list[Batch]) -> dict[int, dict]:
+    """batch_summary of each batch, in two queries whatever their number (a list page)."""
+    pks = [batch.pk for batch in batches]
+    counts = {pk: dict.fromkeys(JobStatus.values, 0) for pk in pks}
+    rows = (
+        AIJob.objects.filter(batch_link__batch_id__in=pks)
+        .order_by()
+        .values("batch_link__batch_id", "status")
+        .annotate(n=Count("pk"))
+    )
+    for row in rows:
+        counts[row["batch_link__batch_id"]][row["status"]] = row["n"]
+    costs = dict(
+        AIJobUsage.objects.filter(job__batch_link__batch_id__in=pks)
+        .order_by()
+        .values("job__batch_link__batch_id")
+        .annotate(total=Sum("total_cost"))
+        .values_list("job__batch_link__batch_id", "total")
+    )
+    return {batch.pk: _summary(batch, counts[batch.pk], costs.get(batch.pk)) for batch in batches}
 
 
 def batch_summary(batch: Batch) -> dict:
     """What the API shows of a batch: counts by status, progress, its status, the cost so far."""
-    counts = batch_counts(batch)
+    return batch_summaries([batch])[batch.pk]
+
+
+def _summary(batch: Batch, counts: dict[str, int], cost) -> dict:
     total = sum(counts.values())
     final = sum(counts[s] for s in FINAL_STATUSES)
     if final < total:
@@ -55,7 +67,7 @@ def batch_summary(batch: Batch) -> dict:
         "status": status,
         "counts": {"total": total, **counts},
         "progress_percentage": round(100 * final / total, 2) if total else 100.0,
-        "cost_so_far": str(batch_cost(batch)),
+        "cost_so_far": str(Decimal(cost or 0).quantize(Decimal("0.000001"))),
     }
 
 

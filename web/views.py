@@ -15,7 +15,7 @@ from django.views.decorators.http import require_POST
 from ai_core import selectors, services
 from ai_core.api.serializers import JobDetailSerializer
 from ai_core.models import JobPriority, JobStatus
-from batches.selectors import batch_list, batch_summary
+from batches.selectors import batch_list, batch_summaries
 from business.access import SESSION_BRAND_KEY, brands_for_user, company_brands, resolve_request_brand
 from business.errors import ApplicationError
 from web import charts
@@ -146,5 +146,7 @@ def batches(request):
     brand = _brand(request)
     if brand is None:
         return render(request, "web/no_brand.html", status=403)
-    rows = [{"batch": b, "summary": batch_summary(b)} for b in batch_list(brand=brand)[:50]]
+    batches = list(batch_list(brand=brand)[:50])
+    summaries = batch_summaries(batches)
+    rows = [{"batch": b, "summary": summaries[b.pk]} for b in batches]
     return render(request, "web/batches.html", _context(request, brand, rows=rows))

@@ -64,6 +64,11 @@ class BatchViewSet(BrandScopedMixin, mixins.ListModelMixin, viewsets.GenericView
     def _batch(self) -> Batch:
         return selectors.batch_get(brand=self.request.brand, lookup=self.kwargs["pk"])
 
+    def list(self, request, *args, **kwargs):
+        page = self.paginate_queryset(self.get_queryset())
+        summaries = selectors.batch_summaries(page)  # two queries for the page, not two per batch
+        return self.get_paginated_response(BatchSerializer(page, many=True, context={"summaries": summaries}).data)
+
     def retrieve(self, request, pk=None):
         return Response(BatchSerializer(self._batch()).data)
 

@@ -279,3 +279,17 @@ def test_the_dashboard_page_lists_only_the_brands_batches(personas, alice, clien
 
     assert mine["batch_id"] in page and "nightly" in page
     assert theirs["batch_id"] not in page
+
+
+def test_the_list_reads_the_same_number_of_queries_for_one_batch_or_many(alice, django_assert_max_num_queries):
+    post_jsonl(alice, [job("x")])
+    with django_assert_max_num_queries(100) as one:
+        assert alice.get("/ai/batches/").json()["count"] == 1
+    queries_for_one = len(one.captured_queries)  # now: the next request clears the query log
+    for _ in range(4):
+        post_jsonl(alice, [job("y"), job("z")])
+
+    with django_assert_max_num_queries(queries_for_one):
+        listed = alice.get("/ai/batches/").json()
+
+    assert listed["count"] == 5 and {b["counts"]["total"] for b in listed["results"]} == {1, 2}
