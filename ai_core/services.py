@@ -137,6 +137,20 @@ def _fingerprint(**request: Any) -> str:
 # --- creation -----------------------------------------------------------------------------------------
 
 
+def job_check(
+    *, brand: Brand, job_type: AIJobType, input_data: Any, priority: str, keys_seen: dict | None = None
+) -> ModelChoice:
+    """Everything a new job must satisfy before it is written (one rule for single and bulk creation): its
+    input against the job type, its priority, a catalogue model (MODEL_NOT_SUPPORTED) whose provider has a key
+    for the brand's company (PROVIDER_NOT_CONFIGURED). Returns the model's catalogue choice.
+
+    `keys_seen`: whether each provider has a key, kept across the calls of one bulk creation (a query each)."""
+    validate_input_data(job_type, input_data)
+    if priority not in JobPriority.values:
+        raise JobValidationError(f"Unknown priority '{priority}'", errors={"priority": ["Invalid choice."]})
+    return _model_of(brand=brand, job_type=job_type, input_data=input_data, keys_seen=keys_seen)
+
+
 def job_create(
     *,
     brand: Brand,
@@ -159,10 +173,7 @@ def job_create(
     """
     idempotency_key_check(idempotency_key)
     type_ = job_type_get(job_type)
-    validate_input_data(type_, input_data)
-    if priority not in JobPriority.values:
-        raise JobValidationError(f"Unknown priority '{priority}'", errors={"priority": ["Invalid choice."]})
-    choice = _model_of(brand=brand, job_type=type_, input_data=input_data)
+    choice = job_check(brand=brand, job_type=type_, input_data=input_data, priority=priority)
     fingerprint = ""
     if idempotency_key is not None:
         fingerprint = _fingerprint(job_type=job_type, input_data=input_data, priority=priority, description=description)
@@ -197,7 +208,7 @@ def job_create(
         with transaction.atomic():
             _insert_created_job(job)
             if quotas:
-                quota_reserve(job=job, choice=choice, request=_request_of(job))
+                quota_reserve(job=job, choice=choice, request=job_provider_request(job))
             if extension:
                 openai_job_create(job=job, choice=choice, input_data=input_data, always=openai_extension)
             if dispatch:
@@ -220,12 +231,17 @@ def idempotency_key_check(key: str | None) -> None:
         raise ApplicationError(f"Idempotency-Key must be 1 to {limit} characters", error_code="INVALID_IDEMPOTENCY_KEY")
 
 
-def _model_of(*, brand: Brand, job_type: AIJobType, input_data: dict) -> ModelChoice:
+def _model_of(*, brand: Brand, job_type: AIJobType, input_data: dict, keys_seen: dict | None = None) -> ModelChoice:
     """The catalogue entry of the model the job would run (MODEL_NOT_SUPPORTED), with a key for its provider
-    (PROVIDER_NOT_CONFIGURED): checked on creation and on every change of a pending job's input."""
+    (PROVIDER_NOT_CONFIGURED): checked on creation and on every change of a pending job's input.
+
+    `keys_seen`: whether each provider has a key, kept across the calls of one bulk creation (a query each)."""
     model = input_data.get("model") or job_type.default_model
     choice = model_resolve(model)
-    if key_source(company_id=brand.company_id, provider=choice.provider) is None:
+    keys_seen = {} if keys_seen is None else keys_seen
+    if choice.provider.pk not in keys_seen:
+        keys_seen[choice.provider.pk] = key_source(company_id=brand.company_id, provider=choice.provider) is not None
+    if not keys_seen[choice.provider.pk]:
         raise ProviderNotConfigured(
             f"Provider '{choice.provider.name}' (model '{model}') has no API key: store a "
             f"credential for your company or ask the operator to set one",
@@ -235,7 +251,7 @@ def _model_of(*, brand: Brand, job_type: AIJobType, input_data: dict) -> ModelCh
     return choice
 
 
-def _request_of(job: AIJob) -> ChatRequest | None:
+def job_provider_request(job: AIJob) -> ChatRequest | None:
     """The provider request the job will send, built by the engine's own handler: what its quota reservation
     covers. None when none can be built: the engine then fails the job without calling any provider."""
     try:
@@ -364,7 +380,7 @@ def job_update(*, job: AIJob, data: dict[str, Any]) -> AIJob:
         if replanned is not None:
             # Reservations first and the job's row last, the lock order of a job's end (no deadlock with a
             # cancel); the compare-and-set below then undoes all of it if the job left `pending` meanwhile.
-            quota_rereserve(job=job, choice=choice, request=_request_of(replanned))
+            quota_rereserve(job=job, choice=choice, request=job_provider_request(replanned))
             openai_job_sync(job=job, choice=choice, input_data=changes["input_data"])
         if AIJob.objects.filter(pk=job.pk, status=status).update(**changes) != 1:
             job.refresh_from_db(fields=["status"])
@@ -440,6 +456,7 @@ def _finalize(
     tokens: TokenUsage = NO_TOKENS,
     cost: Decimal | None = None,
     job: AIJob | None = None,
+    batch: bool = False,
     **transition_args: Any,
 ) -> Transitioned:
     """A final transition and its accounting in ONE transaction: usage row (completed, failed, timeout),
@@ -451,7 +468,8 @@ def _finalize(
     compare-and-set moved the job. Otherwise the accounting is written first and the transition last.
 
     `job`: the caller's copy when it has one (the engine, read right after its claim). Only fields that do
-    not change while a job runs are used from it; the status is the transition's business.
+    not change while a job runs are used from it; the status is the transition's business. `batch`: the call
+    went through the provider's Batch API, priced at its batch ratio.
     """
     one_statement = job is not None and connection.vendor == "postgresql" and usage_is_one_row(job)
     with nullcontext() if one_statement else transaction.atomic():
@@ -459,7 +477,7 @@ def _finalize(
             job = AIJob.objects.select_related("job_type", "openai_job").filter(pk=job_pk).first()
         if job is None:
             raise NotFound("Job not found", error_code="JOB_NOT_FOUND")
-        charge = usage_charge(job=job, tokens=tokens, cost=cost)
+        charge = usage_charge(job=job, tokens=tokens, cost=cost, batch=batch)
         at = timezone.now()
         on_attempt = job.attempts if attempt is None else attempt
         along = []
@@ -529,10 +547,12 @@ def job_complete(
     tokens: TokenUsage | None = None,
     cost: Decimal | None = None,
     job: AIJob | None = None,
+    batch: bool = False,
 ) -> Transitioned:
     """running -> completed, charging the tokens at the price in effect when the job started.
 
-    `tokens`: every kind of token the call reported; without it, `input_tokens` and `output_tokens` (plain)."""
+    `tokens`: every kind of token the call reported; without it, `input_tokens` and `output_tokens` (plain).
+    `batch`: answered through the provider's Batch API (charged at the price's batch ratio)."""
     return _finalize(
         job_pk,
         to=S.COMPLETED,
@@ -540,6 +560,7 @@ def job_complete(
         tokens=tokens or TokenUsage(input_tokens=input_tokens, output_tokens=output_tokens),
         cost=cost,
         job=job,
+        batch=batch,
         reason="completed",
         fields={"result_data": result_data, "error_message": "", "error_code": ""},
     )

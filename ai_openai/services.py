@@ -61,18 +61,20 @@ def openai_job_create(*, job: AIJob, choice: ModelChoice, input_data: dict, alwa
     """The OpenAIJob row of a job that wants one (openai_job_wanted)."""
     if not openai_job_wanted(choice=choice, always=always):
         return None
-    return OpenAIJob.objects.create(job=job, **_openai_job_fields(choice, input_data))
+    return OpenAIJob.objects.create(job=job, **openai_job_fields(choice=choice, input_data=input_data))
 
 
 def openai_job_sync(*, job: AIJob, choice: ModelChoice, input_data: dict) -> None:
     """After a pending job's input changed: its OpenAIJob row says the new model and parameters, and a job
     moved onto an OpenAI model gets one."""
-    fields = _openai_job_fields(choice, input_data)
+    fields = openai_job_fields(choice=choice, input_data=input_data)
     if not OpenAIJob.objects.filter(job_id=job.pk).update(**fields) and openai_job_wanted(choice=choice):
         OpenAIJob.objects.create(job_id=job.pk, **fields)
 
 
-def _openai_job_fields(choice: ModelChoice, input_data: dict) -> dict[str, Any]:
+def openai_job_fields(*, choice: ModelChoice, input_data: dict) -> dict[str, Any]:
+    """The OpenAIJob row's fields but its job (openai_job_create, openai_job_sync; bulk creation too)."""
+
     def number(key):
         value = input_data.get(key)
         return value if isinstance(value, int | float) and not isinstance(value, bool) else None

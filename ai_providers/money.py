@@ -32,8 +32,8 @@ class Price:
     cached_input_per_million: Decimal | None = None
     cache_write_5m_per_million: Decimal | None = None
     cache_write_1h_per_million: Decimal | None = None
-    # The Batch API's price as a fraction of every rate above (0.5: half price). Not used yet by any path:
-    # provider batch routing (issue 14, item 2) prices with it.
+    # The Batch API's price as a fraction of every rate above (0.5: half price): what a job sent through a
+    # provider's Batch API is reserved and charged at (batches app).
     batch_ratio: Decimal | None = None
     # Above this many prompt tokens (all kinds) the whole call is billed at the long-context rates; the cache
     # rates scale with the input rate (Anthropic: "multipliers apply on top of long context pricing").
@@ -175,13 +175,19 @@ def cost_of(tokens: TokenUsage, price: Price, *, batch: bool = False) -> Cost:
     )
 
 
-def cost_ceiling_micros(*, prompt_tokens: int, output_tokens: int, price: Price, may_write_cache: bool) -> int:
+def cost_ceiling_micros(
+    *, prompt_tokens: int, output_tokens: int, price: Price, may_write_cache: bool, batch: bool = False
+) -> int:
     """The most a call with at most these tokens can cost, in micro-dollars rounded up (a quota reservation).
 
     Every prompt token is taken at the dearest input-side rate it could be billed at: a cache write (1 h at
     200 % of input on Anthropic) when the request asks for caching, else the input rate (a cached read only
     costs less). The tier is the one of `prompt_tokens`: an upper bound picks the dearer tier or the same one.
+    `batch`: at the price's Batch API ratio (as cost_of).
     """
     rates = price.rates(prompt_tokens)
     input_rate = max(rates.input, rates.cache_write_5m, rates.cache_write_1h) if may_write_cache else rates.input
-    return math.ceil(Decimal(prompt_tokens) * input_rate + Decimal(output_tokens) * rates.output)  # $/1M × n = µ$
+    exact = Decimal(prompt_tokens) * input_rate + Decimal(output_tokens) * rates.output  # $/1M × n = µ$
+    if batch and price.batch_ratio is not None:
+        exact *= price.batch_ratio
+    return math.ceil(exact)

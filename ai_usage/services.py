@@ -67,10 +67,12 @@ class Charge:
         return self.tokens.total_tokens
 
 
-def usage_charge(*, job: AIJob, tokens: TokenUsage = NO_TOKENS, cost: Decimal | None = None) -> Charge:
+def usage_charge(
+    *, job: AIJob, tokens: TokenUsage = NO_TOKENS, cost: Decimal | None = None, batch: bool = False
+) -> Charge:
     """Tokens of every kind × the price in effect when the job ran (its last start), or `cost` when the caller
     knows the amount billed. Never raises: a model that left the catalogue is charged at zero rather than
-    losing the job's final state.
+    losing the job's final state. `batch`: the call went through the provider's Batch API (its price ratio).
     """
     model_name = job_model_name(job)
     priced_at = job.started_at or timezone.now()
@@ -83,7 +85,7 @@ def usage_charge(*, job: AIJob, tokens: TokenUsage = NO_TOKENS, cost: Decimal | 
     if cost is not None:
         billed = Cost(input_cost=Decimal(cost).quantize(Decimal("0.000001")), output_cost=Decimal("0.000000"))
     else:
-        billed = cost_of(tokens, price)
+        billed = cost_of(tokens, price, batch=batch)
     return Charge(provider_name=provider_name, model_name=model_name, tokens=tokens, cost=billed, priced_at=priced_at)
 
 
@@ -269,11 +271,12 @@ class Reservation:
 NOTHING = Reservation(tokens=0, cost_micros=0)
 
 
-def reservation_for(*, request: ChatRequest | None, choice: ModelChoice) -> Reservation:
+def reservation_for(*, request: ChatRequest | None, choice: ModelChoice, batch: bool = False) -> Reservation:
     """The most the job can be charged: the request it will send, bounded as the provider receives it
     (request_bounded), at the dearest price it can run at (prices_from), through the money module's ceiling.
 
     `request` None: no provider request can be built for the job (no handler): it fails without a call.
+    `batch`: the job goes through the provider's Batch API, at its batch price.
     """
     if request is None:
         return NOTHING
@@ -281,7 +284,9 @@ def reservation_for(*, request: ChatRequest | None, choice: ModelChoice) -> Rese
     prompt, output = prompt_upper_bound(bounded), bounded.max_tokens
     may_write_cache = asks_for_cache_write([bounded.messages, bounded.tools, bounded.options])
     micros = max(
-        cost_ceiling_micros(prompt_tokens=prompt, output_tokens=output, price=price, may_write_cache=may_write_cache)
+        cost_ceiling_micros(
+            prompt_tokens=prompt, output_tokens=output, price=price, may_write_cache=may_write_cache, batch=batch
+        )
         for price in prices_from(choice)
     )
     return Reservation(tokens=prompt + output, cost_micros=micros)
@@ -373,6 +378,82 @@ def _reserve(*, job: AIJob, need: Reservation, choice: ModelChoice, rows: list[Q
             )
         if row is None:
             QuotaReservation.objects.create(job=job, period=period, tokens=after.tokens, cost_micros=after.cost_micros)
+
+
+@dataclass(frozen=True)
+class BulkReservation:
+    """One job of a bulk creation, as quota_reserve_bulk reserves it."""
+
+    job: AIJob
+    choice: ModelChoice
+    request: ChatRequest | None  # what the job will send (ai_core.services.job_provider_request)
+    batch: bool = False  # through a provider's Batch API: reserved at its batch price
+
+
+def quota_reserve_bulk(*, brand: Brand, jobs: list[BulkReservation]) -> int:
+    """Reserve every job's maximum on the quotas each must fit, all or nothing, or raise QUOTA_EXCEEDED.
+
+    The bulk form of quota_reserve: per quota, ONE conditional UPDATE adds the sum of the needs of the jobs it
+    applies to (`… WHERE used + reserved + total <= limit`), so the whole batch is admitted or refused in one
+    step against the committed counters; then one reservation row per job and quota (bulk insert). Must run
+    inside the creating transaction (a refusal rolls back the jobs and the quotas already reserved on).
+    Returns the number of reservation rows.
+    """
+    if not jobs:
+        return 0
+    quotas = list(
+        Quota.objects.filter(company_id=brand.company_id, is_active=True)
+        .filter(Q(brand_id=brand.id) | Q(brand__isnull=True))
+        .order_by("id")
+    )
+    if not quotas:
+        return 0
+    month = month_start()
+    QuotaPeriod.objects.bulk_create([QuotaPeriod(quota=q, month=month) for q in quotas], ignore_conflicts=True)
+    periods = {p.quota_id: p for p in QuotaPeriod.objects.filter(quota__in=quotas, month=month)}
+    needs: dict[tuple, Reservation] = {}
+    rows, totals = [], {q.pk: [0, 0] for q in quotas}
+    for item in jobs:
+        key = (item.choice.name, item.batch, json.dumps(item.job.input_data, sort_keys=True))
+        need = needs.get(key) or needs.setdefault(
+            key, reservation_for(request=item.request, choice=item.choice, batch=item.batch)
+        )
+        for quota in quotas:
+            if quota.provider_id is not None and quota.provider_id != item.choice.provider.pk:
+                continue
+            totals[quota.pk][0] += need.tokens
+            totals[quota.pk][1] += need.cost_micros
+            rows.append(
+                QuotaReservation(
+                    job=item.job, period=periods[quota.pk], tokens=need.tokens, cost_micros=need.cost_micros
+                )
+            )
+    for quota in quotas:
+        tokens, micros = totals[quota.pk]
+        if not tokens and not micros:
+            continue
+        period = periods[quota.pk]
+        guarded = QuotaPeriod.objects.filter(pk=period.pk)
+        if quota.monthly_token_limit is not None:
+            guarded = guarded.filter(used_tokens__lte=(quota.monthly_token_limit - tokens) - F("reserved_tokens"))
+        if quota.monthly_cost_limit is not None:
+            limit = to_micros(quota.monthly_cost_limit)
+            guarded = guarded.filter(used_cost_micros__lte=(limit - micros) - F("reserved_cost_micros"))
+        if (
+            guarded.update(
+                reserved_tokens=F("reserved_tokens") + tokens, reserved_cost_micros=F("reserved_cost_micros") + micros
+            )
+            != 1
+        ):
+            period.refresh_from_db()
+            raise QuotaExceeded(
+                f"These {len(jobs)} jobs need up to {tokens} tokens / ${_dollars(micros)}; "
+                f"quota {quota.pk} does not have that much left this month",
+                remaining_quota=_remaining(quota, period),
+                required={"tokens": tokens, "cost": _dollars(micros)},
+            )
+    QuotaReservation.objects.bulk_create(rows, batch_size=5000)
+    return len(rows)
 
 
 def quota_settle(*, job_pk: int, tokens: int, cost_micros: int) -> None:

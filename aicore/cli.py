@@ -5,6 +5,8 @@
     aicore jobs show ai_job_abc123def456
     aicore jobs cancel ai_job_abc123def456
     aicore dashboard [--company]
+    aicore batch submit products.jsonl --job-type text_generation --window 24h --wait
+    aicore batch show batch_abc123def456 | aicore batch results batch_abc123def456 > out.jsonl
 
 Connection from flags or the environment: AICORE_URL, AICORE_USERNAME, AICORE_PASSWORD (or AICORE_TOKEN),
 AICORE_BRAND.
@@ -62,6 +64,21 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument("--limit", type=int, default=20)
     jobs.add_parser("show").add_argument("job_id")
     jobs.add_parser("cancel").add_argument("job_id")
+
+    batch = commands.add_parser("batch", help="bulk submission: submit a JSONL file, follow, cancel, results")
+    batch_actions = batch.add_subparsers(dest="action", required=True)
+    batch_submit = batch_actions.add_parser("submit", help="one job per line: {input_data, custom_id?, …}")
+    batch_submit.add_argument("file", help="JSONL file ('-' reads stdin)")
+    batch_submit.add_argument("--job-type", default="chat_completion")
+    batch_submit.add_argument("--window", default="now", choices=["now", "24h"], help="completion window")
+    batch_submit.add_argument("--priority", default="normal", choices=["low", "normal", "high", "urgent"])
+    batch_submit.add_argument("--description", default="")
+    batch_submit.add_argument("--partial", action="store_true", help="create the valid jobs when some are invalid")
+    batch_submit.add_argument("--wait", action="store_true", help="follow the batch to its end with a progress bar")
+    batch_submit.add_argument("--timeout", type=float, default=None)
+    batch_submit.add_argument("--poll", type=float, default=1.0, help="seconds between two looks while waiting")
+    for name in ("show", "cancel", "results"):
+        batch_actions.add_parser(name).add_argument("batch_id")
 
     dashboard = commands.add_parser("dashboard", help="the brand's (or company's) activity")
     dashboard.add_argument("--company", action="store_true", help="all brands of the company (company admins)")
@@ -153,6 +170,62 @@ def cmd_jobs(client: AICoreClient, args, console: Console) -> int:
     return EXIT_OK
 
 
+def cmd_batch(client: AICoreClient, args, console: Console) -> int:
+    if args.action == "show":
+        batch = client.batch(args.batch_id)
+        _print(console, args, batch, lambda: _show_batch(console, batch))
+        return EXIT_OK
+    if args.action == "cancel":
+        answer = client.cancel_batch(args.batch_id)
+        _print(console, args, answer, lambda: console.print(f"cancelled {answer['cancelled']} jobs"))
+        return EXIT_OK
+    if args.action == "results":
+        for row in client.batch_results(args.batch_id):
+            console.file.write(json.dumps(row) + "\n")
+        return EXIT_OK
+    data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+    batch = client.submit_batch(
+        args.job_type,
+        data,
+        completion_window=args.window,
+        priority=args.priority,
+        description=args.description,
+        partial=args.partial,
+    )
+    for rejected in batch.get("rejected", []):
+        console.print(f"[yellow]line {rejected['line']} left out[/yellow]: {rejected.get('error_code')}")
+    if not args.wait:
+        _print(console, args, batch, lambda: console.print(f"{batch['batch_id']} {batch['counts']['total']} jobs"))
+        return EXIT_OK
+    console.print(f"submitted {batch['batch_id']} ({batch['counts']['total']} jobs, window {args.window})")
+    columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=False) as progress:
+        bar = progress.add_task(batch["status"], total=batch["counts"]["total"])
+
+        def on_progress(current: dict) -> None:
+            counts = current["counts"]
+            done = sum(counts[s] for s in ("completed", "failed", "cancelled", "timeout"))
+            progress.update(bar, completed=done, description=f"{current['status']} ({counts['failed']} failed)")
+
+        final = client.wait_batch(batch["id"], timeout=args.timeout, poll_seconds=args.poll, on_progress=on_progress)
+    _print(console, args, final, lambda: _show_batch(console, final))
+    return EXIT_OK if final["counts"]["completed"] == final["counts"]["total"] else EXIT_JOB_NOT_COMPLETED
+
+
+def _show_batch(console: Console, batch: dict) -> None:
+    table = Table(title=f"{batch['batch_id']} ({batch['status']}, window {batch['completion_window']})")
+    for name in ("total", "pending", "running", "completed", "failed", "cancelled", "timeout"):
+        table.add_column(name, justify="right")
+    table.add_row(
+        *(
+            str(batch["counts"][name])
+            for name in ("total", "pending", "running", "completed", "failed", "cancelled", "timeout")
+        )
+    )
+    console.print(table)
+    console.print(f"progress {batch['progress_percentage']} %, cost so far ${batch['cost_so_far']}")
+
+
 def cmd_dashboard(client: AICoreClient, args, console: Console) -> int:
     data = client.dashboard(scope="company" if args.company else "brand")
 
@@ -210,7 +283,13 @@ def cmd_job_types(client: AICoreClient, args, console: Console) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"submit": cmd_submit, "jobs": cmd_jobs, "dashboard": cmd_dashboard, "job-types": cmd_job_types}
+COMMANDS = {
+    "submit": cmd_submit,
+    "jobs": cmd_jobs,
+    "batch": cmd_batch,
+    "dashboard": cmd_dashboard,
+    "job-types": cmd_job_types,
+}
 
 
 def _print(console: Console, args, data, render) -> None:

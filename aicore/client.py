@@ -11,6 +11,7 @@ answer becomes an `AICoreError` carrying the API's `error_code`.
 from __future__ import annotations
 
 import contextlib
+import json as _json
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypedDict
@@ -172,14 +173,14 @@ class AICoreClient:
         params: dict | None = None,
         headers: dict[str, str] | None = None,
         auth: bool = True,
+        content: bytes | None = None,
     ) -> Any:
         request_headers = self._headers(headers) if auth else {"Accept": "application/json"}
-        response = self._http.request(method, path, json=json, params=_clean(params), headers=request_headers)
+        body = {"content": content} if content is not None else {"json": json}
+        response = self._http.request(method, path, params=_clean(params), headers=request_headers, **body)
         if response.status_code == 401 and auth and self.refresh_token:
             self.refresh()  # the access token expired: one refresh, one retry
-            response = self._http.request(
-                method, path, json=json, params=_clean(params), headers=self._headers(headers)
-            )
+            response = self._http.request(method, path, params=_clean(params), headers=self._headers(headers), **body)
         if response.status_code >= 400:
             try:
                 body = response.json()
@@ -322,6 +323,68 @@ class AICoreClient:
                 raise TimeoutError(f"job {_job_ref(job)} is not final after {timeout} s")
 
     # --- other /ai/ endpoints -------------------------------------------------------------------------
+
+    # --- batches (bulk submission) ----------------------------------------------------------------------
+
+    def submit_batch(
+        self,
+        job_type: str,
+        jsonl: bytes,
+        *,
+        completion_window: str = "now",
+        priority: str = "normal",
+        description: str = "",
+        partial: bool = False,
+    ) -> dict:
+        """POST /ai/batches/ with a JSONL body (one job per line: {input_data, custom_id?, priority?, …})."""
+        params = {
+            "job_type": job_type,
+            "completion_window": completion_window,
+            "priority": priority,
+            "description": description or None,
+            "partial": "true" if partial else None,
+        }
+        headers = {"Content-Type": "application/x-ndjson"}
+        return self._send("POST", "/ai/batches/", params=params, headers=headers, content=jsonl)
+
+    def batch(self, batch_id: str | int) -> dict:
+        return self._send("GET", f"/ai/batches/{batch_id}/")
+
+    def batches(self) -> Iterator[dict]:
+        return self.pages("/ai/batches/")
+
+    def cancel_batch(self, batch_id: str | int) -> dict:
+        return self._send("POST", f"/ai/batches/{batch_id}/cancel/")
+
+    def batch_results(self, batch_id: str | int) -> Iterator[dict]:
+        """The batch's results, one dict per job, in submission order (streamed JSONL)."""
+        with self._http.stream("GET", f"/ai/batches/{batch_id}/results/", headers=self._headers()) as response:
+            if response.status_code >= 400:
+                response.read()
+                raise AICoreError(response.status_code, response.json())
+            for line in response.iter_lines():
+                if line.strip():
+                    yield _json.loads(line)
+
+    def wait_batch(
+        self,
+        batch_id: str | int,
+        *,
+        timeout: float | None = None,
+        poll_seconds: float = 1.0,
+        on_progress: Callable[[dict], None] | None = None,
+    ) -> dict:
+        """Poll the batch until none of its jobs is pending or running (or `timeout` seconds pass)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            batch = self.batch(batch_id)
+            if on_progress is not None:
+                on_progress(batch)
+            if batch["status"] in {"completed", "cancelled"}:
+                return batch
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"batch {batch_id} is still {batch['status']} after {timeout} s")
+            time.sleep(poll_seconds)
 
     def openai_chat(self, **params: Any) -> dict:
         """POST /ai/openai/chat/ (model, messages, temperature / reasoning_effort, max_tokens…)."""

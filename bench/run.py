@@ -2,7 +2,7 @@
 
 Modules: bench.api (job API vs a bare DRF ModelViewSet), bench.engine (execution engine vs raw Celery),
 bench.providers (provider layer), bench.gateway (/v1/ vs the provider directly), bench.startup (time for
-`make run` to answer). Each prints its own table
+`make run` to answer), bench.bulk (bulk submission and 24 h provider batches). Each prints its own table
 and writes bench/results/<name>.json.
 Benchmarks measure, they do not assert: the exit status is non-zero only when a module crashed.
 BENCH_MODULES=api,engine picks some of them.
@@ -18,7 +18,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 MODULES = [
-    m.strip() for m in os.environ.get("BENCH_MODULES", "api,engine,providers,gateway,startup").split(",") if m.strip()
+    m.strip()
+    for m in os.environ.get("BENCH_MODULES", "api,engine,providers,gateway,startup,bulk").split(",")
+    if m.strip()
 ]
 
 

@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "ai_usage",
     "gateway",
     "webhooks",
+    "batches",
 ]
 # `make bench` only: a bare DRF ModelViewSet served beside the API as the benchmark's baseline.
 AICORE_BENCH_BASELINE = env_bool("AICORE_BENCH_BASELINE", default=False)
@@ -161,6 +162,22 @@ STATICFILES_DIRS = [("vendor/chart.js", BASE_DIR / "node_modules" / "chart.js" /
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("AICORE_MAX_BODY_BYTES", 2 * 1024 * 1024, minimum=1024)
 AICORE_MAX_INPUT_BYTES = env_int("AICORE_MAX_INPUT_BYTES", 512 * 1024, minimum=1024)
 AICORE_MAX_JSON_DEPTH = env_int("AICORE_MAX_JSON_DEPTH", 32, minimum=4)
+# Bulk submission (POST /ai/batches/): its body may be larger than any other request's.
+AICORE_MAX_BATCH_BODY_BYTES = env_int("AICORE_MAX_BATCH_BODY_BYTES", 256 * 1024 * 1024, minimum=1024)
+AICORE_BATCH_MAX_JOBS = env_int("AICORE_BATCH_MAX_JOBS", 50_000, minimum=1)
+AICORE_BATCH_MAX_ERRORS_LISTED = env_int("AICORE_BATCH_MAX_ERRORS_LISTED", 1000, minimum=1)
+AICORE_BATCH_INSERT_ROWS = env_int("AICORE_BATCH_INSERT_ROWS", 2000, minimum=1)
+# Provider Batch API routing (batches.routing) of completion_window "24h" jobs: a provider batch is sent once
+# this many jobs of one (company, provider, model) wait, or once the oldest has waited this long (bounded, so a
+# lone job does not wait the whole window); at most this many jobs per provider batch (OpenAI's limit: 50 000).
+AICORE_PROVIDER_BATCH_MIN_JOBS = env_int("AICORE_PROVIDER_BATCH_MIN_JOBS", 1000, minimum=1)
+AICORE_PROVIDER_BATCH_MAX_WAIT_SECONDS = env_int("AICORE_PROVIDER_BATCH_MAX_WAIT_SECONDS", 300, minimum=0)
+AICORE_PROVIDER_BATCH_MAX_JOBS = env_int("AICORE_PROVIDER_BATCH_MAX_JOBS", 50_000, minimum=1)
+AICORE_PROVIDER_BATCH_POLL_SECONDS = env_int("AICORE_PROVIDER_BATCH_POLL_SECONDS", 60, minimum=0)
+# Threads writing an ended provider batch's answers to its jobs (PostgreSQL; each holds a connection meanwhile).
+AICORE_PROVIDER_BATCH_WRITERS = env_int("AICORE_PROVIDER_BATCH_WRITERS", 4, minimum=1)
+# What happens to the unfinished jobs of an expired or failed provider batch: back to the normal path, or timeout.
+AICORE_PROVIDER_BATCH_ON_EXPIRY = env_choice("AICORE_PROVIDER_BATCH_ON_EXPIRY", "requeue", {"requeue", "timeout"})
 # Job creation reuses an active job type read this many seconds ago (per process; a save in the admin clears
 # it at once in that process, elsewhere the change applies within this delay). 0 = always read (tests).
 AICORE_JOB_TYPE_CACHE_SECONDS = env_int("AICORE_JOB_TYPE_CACHE_SECONDS", 0 if AICORE_ENV == "test" else 5, minimum=0)

@@ -16,6 +16,7 @@ urlpatterns = [
     path("ai/", include("webhooks.api.urls")),
     path("ai/", include("business.api.api_keys")),
     path("v1/", include("gateway.urls")),
+    path("ai/", include("batches.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SwaggerDocsView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/redoc/", RedocDocsView.as_view(url_name="schema"), name="redoc"),

@@ -25,6 +25,7 @@ NAVIGATION = [
     ("web-quotas", "Quotas"),
     ("web-providers", "Providers"),
     ("web-webhooks", "Webhooks"),
+    ("web-batches", "Batches"),
 ]
 
 

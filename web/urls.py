@@ -23,6 +23,7 @@ urlpatterns = [
     path("dashboard/", views.dashboard, name="web-dashboard"),
     path("dashboard/brand/", views.switch_brand, name="web-switch-brand"),
     path("dashboard/submit/", views.submit, name="web-submit"),
+    path("dashboard/batches/", views.batches, name="web-batches"),
     path("dashboard/jobs/<str:job_id>/", views.job_detail, name="web-job"),
     path("dashboard/jobs/<str:job_id>/cancel/", views.cancel, name="web-cancel"),
     path("dashboard/jobs/", views.jobs, name="web-jobs"),

@@ -24,6 +24,7 @@ from ai_core.models import JobPriority, JobStatus
 from ai_providers import selectors as provider_selectors
 from ai_providers import services as provider_services
 from ai_usage import selectors as usage_selectors
+from batches.selectors import batch_list, batch_summaries
 from business.access import brand_for_user, brands_for_user, can_administer_brand, company_brands
 from business.errors import ApplicationError
 from web import charts
@@ -409,3 +410,15 @@ def redeliver(request, brand, endpoint_id: str, delivery_id: str):
     else:
         messages.success(request, f"Delivery {delivery.pk} queued again as delivery {again.pk}.")
     return redirect(reverse("web-webhook", kwargs={"endpoint_id": endpoint.pk}))
+
+
+# --- batches --------------------------------------------------------------------------------------------------
+
+
+@console_page
+def batches(request, brand):
+    """The brand's bulk submissions with their progress, counts and cost so far."""
+    batches = list(batch_list(brand=brand)[:50])
+    summaries = batch_summaries(batches)
+    rows = [{"batch": b, "summary": summaries[b.pk]} for b in batches]
+    return render(request, "web/batches.html", context(request, brand, rows=rows))

@@ -6,7 +6,8 @@ from django.utils import timezone
 
 FINAL_EVENTS = ["job.completed", "job.failed", "job.cancelled", "job.timeout"]
 QUOTA_THRESHOLD = "quota.threshold"  # a budget alert (ai_usage/alerts.py); endpoints subscribe to it explicitly
-EVENTS = [*FINAL_EVENTS, QUOTA_THRESHOLD]
+BATCH_COMPLETED = "batch.completed"  # the last job of a bulk submission ended (batches app); subscribed explicitly
+EVENTS = [*FINAL_EVENTS, QUOTA_THRESHOLD, BATCH_COMPLETED]
 
 
 def new_secret() -> str:

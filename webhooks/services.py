@@ -20,7 +20,15 @@ from business.models import Brand, User
 from business.sql import prepared_cursor
 from business.timestamps import api_timestamp
 from kernel.netguard import AddressRefused, guarded_client
-from webhooks.models import EVENTS, FINAL_EVENTS, QUOTA_THRESHOLD, WebhookDelivery, WebhookEndpoint, new_secret
+from webhooks.models import (
+    BATCH_COMPLETED,
+    EVENTS,
+    FINAL_EVENTS,
+    QUOTA_THRESHOLD,
+    WebhookDelivery,
+    WebhookEndpoint,
+    new_secret,
+)
 from webhooks.safety import check_target, webhook_policy
 
 logger = logging.getLogger(__name__)
@@ -164,6 +172,40 @@ def delivery_redeliver(*, delivery: WebhookDelivery) -> WebhookDelivery:
     # After commit: the worker must find the row it is told about.
     transaction.on_commit(lambda: publish_delivery(again.pk))
     return again
+
+
+def on_batch_completed(sender=None, *, batch, summary: dict, **_) -> list[int]:
+    """After a batch's completion committed: one `batch.completed` delivery per active endpoint of its brand
+    that subscribed to it."""
+    endpoints = [
+        e
+        for e in WebhookEndpoint.objects.filter(brand_id=batch.brand_id, is_active=True)
+        if BATCH_COMPLETED in (e.events or [])
+    ]
+    if not endpoints:
+        return []
+    now = timezone.now()
+    data = {
+        "id": batch.pk,
+        "batch_id": batch.batch_id,
+        "brand_id": batch.brand_id,
+        "completion_window": batch.completion_window,
+        "completed_at": api_timestamp(batch.completed_at),
+        **summary,
+    }
+    body = {"event": BATCH_COMPLETED, "created_at": api_timestamp(now), "data": data}
+    deliveries = WebhookDelivery.objects.bulk_create(
+        [
+            WebhookDelivery(
+                endpoint=e, job=None, job_ref=batch.batch_id, event=BATCH_COMPLETED, payload=body, next_attempt_at=now
+            )
+            for e in endpoints
+        ]
+    )
+    ids = [d.pk for d in deliveries]
+    for delivery_id in ids:
+        publish_delivery(delivery_id)
+    return ids
 
 
 def _endpoints_wanting(job_pk: int, event: str) -> list[int]:

@@ -50,7 +50,9 @@ def _finish(
     return status
 
 
-def complete(job_pk: int, attempt: int, result: ChatResult, job: AIJob | None = None) -> str | None:
+def complete(
+    job_pk: int, attempt: int, result: ChatResult, job: AIJob | None = None, *, batch: bool = False
+) -> str | None:
     return _finish(
         job_pk,
         attempt,
@@ -61,6 +63,7 @@ def complete(job_pk: int, attempt: int, result: ChatResult, job: AIJob | None = 
             result_data=result.as_result_data(),
             tokens=result.tokens,
             job=job,
+            batch=batch,
         ),
         result=result,
     )

@@ -15,6 +15,10 @@ class CatalogueBound:
     def __init__(self, client: ProviderClient, choice: ModelChoice) -> None:
         self.client, self.choice, self.name = client, choice, client.name
 
+    def bound(self, request: ChatRequest) -> ChatRequest:
+        """The request under the catalogue's rules (also what a provider Batch API line asks)."""
+        return request_bounded(request, self.choice)
+
     def chat(self, request: ChatRequest, *, on_progress, should_stop) -> ChatResult:
         if request.operation == "embedding":
             embed = getattr(self.client, "embed", None)
@@ -23,7 +27,7 @@ class CatalogueBound:
                     f"Provider '{self.name}' does not serve embeddings", error_code="EMBEDDINGS_NOT_SUPPORTED"
                 )
             return embed(request, should_stop=should_stop)
-        return self.client.chat(request_bounded(request, self.choice), on_progress=on_progress, should_stop=should_stop)
+        return self.client.chat(self.bound(request), on_progress=on_progress, should_stop=should_stop)
 
 
 def client_for_model(model: str, company_id: int | None = None) -> ProviderClient:

@@ -12,6 +12,7 @@ import os
 import random
 import threading
 import time
+from collections.abc import Callable
 from datetime import timedelta
 
 from django.conf import settings
@@ -134,9 +135,28 @@ class StatsCompaction:
         return folded
 
 
+# Rounds of other apps run by the same loop (an app registers its round in its AppConfig.ready(): core never
+# imports them). Each is called with no argument; a failing one does not stop the others.
+EXTRA_ROUNDS: list = []
+
+
+def register_round(round_: Callable[[], object]) -> None:
+    if round_ not in EXTRA_ROUNDS:
+        EXTRA_ROUNDS.append(round_)
+
+
+def run_extra_rounds() -> None:
+    for extra in list(EXTRA_ROUNDS):
+        try:
+            extra()
+        except Exception:  # like the core's: the next round repairs what this one missed
+            logger.warning("upkeep round %s failed", getattr(extra, "__name__", extra), exc_info=True)
+
+
 class Upkeep:
-    """A daemon thread stamping the worker's heartbeat and running reap(), sweep() and stats_compact() every
-    AICORE_SWEEP_INTERVAL_MS (with jitter); the first heartbeat is written as soon as the worker is ready."""
+    """A daemon thread stamping the worker's heartbeat and running reap(), sweep(), stats_compact() and the
+    registered rounds (EXTRA_ROUNDS) every AICORE_SWEEP_INTERVAL_MS (with jitter); the first heartbeat is
+    written as soon as the worker is ready."""
 
     def __init__(self) -> None:
         self._stop = threading.Event()
@@ -176,6 +196,9 @@ class Upkeep:
                 self._compaction.run()
         except Exception:  # database or broker briefly away: the next round repairs what this one missed
             logger.warning("upkeep round failed", exc_info=True)
+        try:
+            if repairs:
+                run_extra_rounds()
         finally:
             connection.close()
         logger.debug("upkeep round took %.3fs", time.monotonic() - started)

@@ -17,6 +17,7 @@ from drf_spectacular.generators import SchemaGenerator
 from ai_core.models import AIJob, JobStatus
 from ai_core.tests.factories import AIJobFactory
 from ai_usage.models import Quota
+from batches.models import Batch, BatchJob
 from business.api.schema import UNDOCUMENTED_ALIASES
 from business.services import api_key_create
 from conftest import Personas
@@ -78,6 +79,11 @@ class World:
         self.b_raw_key = api_key_create(brand=personas.brand_b, user=personas.bob, name="bravo key")[1]
         self.a_pending = next(j for j in self.a_jobs if j.status == JobStatus.PENDING)
         self.a_running = next(j for j in self.a_jobs if j.status == JobStatus.RUNNING)
+        # A bulk submission of A holding its pending job (batches app).
+        self.a_batch = Batch.objects.create(
+            brand=personas.brand_a, job_type=self.a_pending.job_type, description=f"{SECRET} batch", total_jobs=1
+        )
+        BatchJob.objects.create(job=self.a_pending, batch=self.a_batch, line=0, custom_id=SECRET)
 
     def a_markers(self) -> set[str]:
         return {job.job_id for job in self.a_jobs} | {SECRET}
@@ -118,6 +124,13 @@ API_KEY_OF_A: dict[str, Callable[[World], dict[str, str]]] = {
     "/ai/api-keys/{id}/": lambda w: {"id": str(w.a_key.pk)},
     "/ai/api-keys/{id}/revoke/": lambda w: {"id": str(w.a_key.pk)},
 }
+
+# A's batch (bulk submission: its own 404 code), by pk or batch_id.
+BATCH_OF_A: dict[str, Callable[[World], dict[str, str]]] = {
+    "/ai/batches/{id}/": lambda w: {"id": str(w.a_batch.pk)},
+    "/ai/batches/{id}/cancel/": lambda w: {"id": str(w.a_batch.pk)},
+    "/ai/batches/{id}/results/": lambda w: {"id": str(w.a_batch.pk)},
+}
 # Global catalogues: every authenticated user reads them, whatever the brand.
 SHARED = {"/ai/job-types/{id}/"}
 
@@ -134,6 +147,7 @@ def test_every_operation_with_an_id_is_covered():
         - set(OBJECT_OF_A)
         - set(WEBHOOK_OF_A)
         - set(API_KEY_OF_A)
+        - set(BATCH_OF_A)
         - SHARED
         - ISOLATED_PATHS
     )
@@ -214,6 +228,30 @@ def test_another_brands_api_key_sees_no_row_of_brand_a(world, path):
     assert client.get("/ai/jobs/", HTTP_X_BRAND_ID=str(world.p.brand_a.id)).json()["error_code"] == (
         "BRAND_ACCESS_DENIED"
     )
+
+
+@pytest.mark.parametrize("method,path", [op for op in WITH_ID if op[1] in BATCH_OF_A])
+@pytest.mark.parametrize("outsider", ["bob", "carol"])
+@pytest.mark.parametrize("id_form", ["pk", "batch_id"])
+def test_another_brands_batch_is_a_404_and_its_jobs_stay_untouched(world, client_for, method, path, outsider, id_form):
+    params = BATCH_OF_A[path](world)
+    if id_form == "batch_id":
+        params = {"id": world.a_batch.batch_id}
+    before = _snapshot(world.a_pending)
+
+    response = _call(client_for(getattr(world.p, outsider)), method, _url(path, params))
+
+    assert response.status_code == 404, response.content
+    assert response.json()["error_code"] == "BATCH_NOT_FOUND"
+    assert _snapshot(world.a_pending) == before
+    assert Batch.objects.get(pk=world.a_batch.pk).cancel_requested_at is None
+
+
+@pytest.mark.parametrize("method,path", [op for op in WITH_ID if op[1] in BATCH_OF_A])
+def test_the_owning_brand_reaches_its_batch(world, client_for, method, path):
+    response = _call(client_for(world.p.alice), method, _url(path, BATCH_OF_A[path](world)))
+
+    assert response.status_code == 200, response.content
 
 
 @pytest.mark.parametrize("method,path", [op for op in WITH_ID if op[1] in OBJECT_OF_A])

@@ -5,6 +5,7 @@ older than AICORE_WORKER_STALE_SECONDS."""
 import signal
 
 import pytest
+from django.conf import settings as django_settings
 from django.test import Client
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -46,5 +47,12 @@ def test_readyz_and_metrics_follow_the_heartbeats_of_real_workers(workers, setti
 
 
 def alive_metric() -> float:
-    families = {f.name: f for f in text_string_to_metric_families(Client().get("/metrics").content.decode())}
+    families = {
+        f.name: f
+        for f in text_string_to_metric_families(
+            Client()
+            .get("/metrics", HTTP_AUTHORIZATION=f"Bearer {django_settings.AICORE_METRICS_TOKEN}")
+            .content.decode()
+        )
+    }
     return families["aicore_workers_alive"].samples[0].value

@@ -80,19 +80,7 @@ class AnthropicClient:
             raw = self._sdk.messages.with_raw_response.create(**params, timeout=self._timeout(guard))
             message = raw.parse()
             guard.check()
-            text = "".join(block.text for block in message.content if block.type == "text")
-            extra: dict[str, Any] = {"provider_response_id": message.id}
-            tool_uses = [block.model_dump(mode="json") for block in message.content if block.type == "tool_use"]
-            if tool_uses:
-                extra["tool_calls"] = tool_uses
-            return ChatResult(
-                completion=text,
-                finish_reason=message.stop_reason or "stop",
-                model=message.model,
-                request_id=raw.headers.get("request-id"),
-                extra=extra,
-                **asdict(usage_tokens(message.usage)),
-            )
+            return message_result(message, request_id=raw.headers.get("request-id"))
         except (anthropic.AnthropicError, AddressRefused) as exc:
             guard.abandon_if_stopped()  # the caller stopped us (cancel, job deadline) while we waited
             raise map_error(exc, self.name) from None
@@ -138,6 +126,23 @@ class AnthropicClient:
             return {"models": len(page.data)}
         except (anthropic.AnthropicError, AddressRefused) as exc:
             raise map_error(exc, self.name) from None
+
+
+def message_result(message, *, request_id: str | None) -> ChatResult:
+    """A whole Message as a ChatResult (also a Message Batches result's message)."""
+    text = "".join(block.text for block in message.content if block.type == "text")
+    extra: dict[str, Any] = {"provider_response_id": message.id}
+    tool_uses = [block.model_dump(mode="json") for block in message.content if block.type == "tool_use"]
+    if tool_uses:
+        extra["tool_calls"] = tool_uses
+    return ChatResult(
+        completion=text,
+        finish_reason=message.stop_reason or "stop",
+        model=message.model,
+        request_id=request_id,
+        extra=extra,
+        **asdict(usage_tokens(message.usage)),
+    )
 
 
 USAGE_COUNTS = ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")

@@ -110,6 +110,10 @@ class OpenAIClient:
         raw = self._sdk.chat.completions.with_raw_response.create(**params, timeout=self._timeout(guard))
         response = raw.parse()
         guard.check()
+        return self.whole_result(request, response, request_id=raw.headers.get("x-request-id"))
+
+    def whole_result(self, request: ChatRequest, response, *, request_id: str | None) -> ChatResult:
+        """A whole (not streamed) chat.completion as a ChatResult (also a Batch API answer's body)."""
         choice = response.choices[0] if response.choices else None
         message = choice.message if choice else None
         text = (message.content if message else None) or ""
@@ -122,7 +126,7 @@ class OpenAIClient:
             text=text,
             finish=(choice.finish_reason if choice else None) or "stop",
             model=response.model,
-            request_id=raw.headers.get("x-request-id"),
+            request_id=request_id,
             tokens=usage_tokens(usage),
             extra=extra,
         )

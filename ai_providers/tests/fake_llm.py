@@ -18,6 +18,13 @@ another process can be scripted too:  `[fake status=429 times=1 key=t1]`, `[fake
 Without usage=, tokens are counted as ceil(characters / 4) (prompt: all message contents; answer: the text),
 and the answer is cut to max_tokens*4 characters (finish_reason "length") like a real model.
 API key "bad-key" gets a 401. Python: `with FakeLLM() as server: server.openai_base_url`.
+
+Batch APIs, driven through the real SDKs: OpenAI's `/v1/files` (upload, retrieve, content) and `/v1/batches`
+(create, retrieve, list, cancel; output and error files), Anthropic's `/v1/messages/batches` (create, retrieve,
+list, results, cancel). A batch is answered at once (0 ms) unless `server.hold_batches` is set (it then stays
+in progress until `release_batches()`). Directives in a line's last user message: `batch_error` (that request
+fails), `batch_expire` (the batch expires; that request is left unanswered), `batch_fail` (OpenAI: the whole
+batch fails validation, nothing is answered).
 """
 
 import itertools
@@ -26,6 +33,9 @@ import re
 import socket
 import threading
 import time
+import uuid
+from email.parser import BytesParser
+from email.policy import default as email_policy
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 DIRECTIVE = re.compile(r"\[fake ([^\]]*)\]")
@@ -96,6 +106,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     # --- routing -------------------------------------------------------------------------------------------
     def do_GET(self):
+        if "/files" in self.path or "/batches" in self.path:
+            if not self._unauthorized(anthropic="/messages/" in self.path):
+                with self.server.lock:
+                    self._batch_api("GET", None)
+            return
         if self.path.rstrip("/").endswith("/models"):
             if self._unauthorized():
                 return
@@ -130,6 +145,13 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
 
     def do_POST(self):
+        if "/files" in self.path or "/batches" in self.path:
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length)
+            if not self._unauthorized(anthropic="/messages/" in self.path):
+                with self.server.lock:
+                    self._batch_api("POST", raw)
+            return
         body = self._read_body()
         anthropic = self.path.rstrip("/").endswith("/messages")
         if self.path.rstrip("/").endswith("/embeddings"):
@@ -197,17 +219,7 @@ class _Handler(BaseHTTPRequestHandler):
         max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
         text, finish, prompt, completion = self._answer(body, messages, last_user, directive, max_tokens)
         model, created, rid = body.get("model", "fake"), int(time.time()), f"chatcmpl-fake{number}"
-        usage = (
-            None
-            if "nousage" in directive
-            else {
-                "prompt_tokens": prompt,
-                "completion_tokens": completion,
-                "total_tokens": prompt + completion,
-                "prompt_tokens_details": {"cached_tokens": int(directive.get("cached", 0)), "audio_tokens": 0},
-                "completion_tokens_details": {"reasoning_tokens": int(directive.get("reasoning", 0))},
-            }
-        )
+        usage = _openai_usage(prompt, completion, directive)
         headers = {"x-request-id": f"req_fake{number}"}
         tool_call = None
         if "tool" in directive and body.get("tools"):
@@ -220,26 +232,7 @@ class _Handler(BaseHTTPRequestHandler):
             }
             text, finish = "", "tool_calls"
         if not body.get("stream"):
-            self._json(
-                200,
-                {
-                    "id": rid,
-                    "object": "chat.completion",
-                    "created": created,
-                    "model": model,
-                    "choices": [
-                        {
-                            "index": 0,
-                            "message": {"role": "assistant", "content": text or None, "tool_calls": [tool_call]}
-                            if tool_call
-                            else {"role": "assistant", "content": text},
-                            "finish_reason": finish,
-                        }
-                    ],
-                    "usage": usage,
-                },
-                headers,
-            )
+            self._json(200, _openai_completion(rid, created, model, text, finish, usage, tool_call), headers)
             return
 
         def event(choices, usage_value=None):
@@ -300,27 +293,9 @@ class _Handler(BaseHTTPRequestHandler):
         finish = "max_tokens" if finish == "length" else "end_turn"
         model, mid = body.get("model", "fake"), f"msg_fake{number}"
         headers = {"request-id": f"req_fake{number}"}
-        five_minutes, one_hour = int(directive.get("cache_write", 0)), int(directive.get("cache_write_1h", 0))
-        cache = {
-            "cache_read_input_tokens": int(directive.get("cached", 0)),
-            "cache_creation_input_tokens": five_minutes + one_hour,
-            "cache_creation": {"ephemeral_5m_input_tokens": five_minutes, "ephemeral_1h_input_tokens": one_hour},
-        }
+        cache = _anthropic_cache(directive)
         if not body.get("stream"):
-            self._json(
-                200,
-                {
-                    "id": mid,
-                    "type": "message",
-                    "role": "assistant",
-                    "model": model,
-                    "content": [{"type": "text", "text": text}],
-                    "stop_reason": finish,
-                    "stop_sequence": None,
-                    "usage": {"input_tokens": prompt, "output_tokens": completion, **cache},
-                },
-                headers,
-            )
+            self._json(200, _anthropic_message(mid, model, text, finish, prompt, completion, cache), headers)
             return
 
         def event(name, data):
@@ -382,16 +357,344 @@ class _Handler(BaseHTTPRequestHandler):
             pass
         self.close_connection = True
 
+    # --- Batch APIs ----------------------------------------------------------------------------------------
+    def _batch_api(self, method: str, raw: bytes | None) -> None:
+        path = self.path.split("?")[0].rstrip("/")
+        parts = path.split("/")
+        server = self.server
+        self.server.record(self.path, {k.lower(): v for k, v in self.headers.items()}, {"batch_api": method})
+        if "/messages/batches" in path:
+            self._anthropic_batches(method, parts, raw)
+            return
+        if path.endswith("/files") and method == "POST":
+            fields = _multipart(self.headers.get("Content-Type", ""), raw or b"")
+            file_id = server.add_file(fields.get("file", b""), purpose=(fields.get("purpose") or b"").decode())
+            self._json(200, server.files[file_id]["meta"])
+        elif "/files/" in path and path.endswith("/content"):
+            stored = server.files.get(parts[-2])
+            if stored is None:
+                return self._json(404, {"error": {"message": "no such file", "type": "invalid_request_error"}})
+            data = stored["data"]
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        elif "/files/" in path:
+            stored = server.files.get(parts[-1])
+            self._json(200, stored["meta"]) if stored else self._json(404, {"error": {"message": "no such file"}})
+        elif path.endswith("/batches") and method == "POST":
+            body = json.loads(raw or b"{}")
+            stored = server.files.get(body.get("input_file_id"))
+            if stored is None:
+                return self._json(400, {"error": {"message": "input file not found", "type": "invalid_request_error"}})
+            self._json(200, server.openai_batch_create(body, stored["data"]))
+        elif path.endswith("/batches"):
+            batches = sorted(server.openai_batches.values(), key=lambda b: -b["created_at"])
+            self._json(200, {"object": "list", "data": batches, "has_more": False})
+        elif path.endswith("/cancel"):
+            self._json(200, server.openai_batch_cancel(parts[-2]))
+        else:
+            batch = server.openai_batches.get(parts[-1])
+            if batch is None:
+                return self._json(404, {"error": {"message": "no such batch", "type": "invalid_request_error"}})
+            self._json(200, server.openai_batch_view(parts[-1]))
 
-class _Server(ThreadingHTTPServer):
+    def _anthropic_batches(self, method: str, parts: list[str], raw: bytes | None) -> None:
+        server = self.server
+        if parts[-1] == "batches" and method == "POST":
+            body = json.loads(raw or b"{}")
+            self._json(200, server.anthropic_batch_create(body.get("requests") or [], self._base()))
+        elif parts[-1] == "batches":
+            batches = sorted(server.anthropic_batches.values(), key=lambda b: b["created_at"], reverse=True)
+            views = [server.anthropic_batch_view(b["id"]) for b in batches]
+            self._json(200, {"data": views, "has_more": False, "first_id": None, "last_id": None})
+        elif parts[-1] == "cancel":
+            self._json(200, server.anthropic_batch_cancel(parts[-2]))
+        elif parts[-1] == "results":
+            lines = server.anthropic_results(parts[-2])
+            data = "".join(json.dumps(line) + "\n" for line in lines).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/binary")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        elif parts[-1] in server.anthropic_batches:
+            self._json(200, server.anthropic_batch_view(parts[-1]))
+        else:
+            self._json(404, {"type": "error", "error": {"type": "not_found_error", "message": "no such batch"}})
+
+    def _base(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+
+def _multipart(content_type: str, raw: bytes) -> dict[str, bytes]:
+    message = BytesParser(policy=email_policy).parsebytes(b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + raw)
+    return {
+        part.get_param("name", header="content-disposition"): part.get_payload(decode=True)
+        for part in message.iter_parts()
+    }
+
+
+def _openai_usage(prompt: int, completion: int, directive: dict) -> dict | None:
+    if "nousage" in directive:
+        return None
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": int(directive.get("cached", 0)), "audio_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": int(directive.get("reasoning", 0))},
+    }
+
+
+def _openai_completion(rid, created, model, text, finish, usage, tool_call=None) -> dict:
+    message = {"role": "assistant", "content": text}
+    if tool_call:
+        message = {"role": "assistant", "content": text or None, "tool_calls": [tool_call]}
+    return {
+        "id": rid,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+        "usage": usage,
+    }
+
+
+def _anthropic_cache(directive: dict) -> dict:
+    five_minutes, one_hour = int(directive.get("cache_write", 0)), int(directive.get("cache_write_1h", 0))
+    return {
+        "cache_read_input_tokens": int(directive.get("cached", 0)),
+        "cache_creation_input_tokens": five_minutes + one_hour,
+        "cache_creation": {"ephemeral_5m_input_tokens": five_minutes, "ephemeral_1h_input_tokens": one_hour},
+    }
+
+
+def _anthropic_message(mid, model, text, finish, prompt, completion, cache) -> dict:
+    return {
+        "id": mid,
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": [{"type": "text", "text": text}],
+        "stop_reason": finish,
+        "stop_sequence": None,
+        "usage": {"input_tokens": prompt, "output_tokens": completion, **cache},
+    }
+
+
+def _last_user(body: dict) -> tuple[list, str, dict]:
+    messages = body.get("messages") or []
+    last_user = next((str(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "")
+    return messages, last_user, _parse_directive(last_user)
+
+
+def _iso(at: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
+
+
+class _BatchStore:
+    """What the fake Batch APIs hold: files, OpenAI batches, Anthropic message batches (under the server lock)."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, dict] = {}
+        self.openai_batches: dict[str, dict] = {}
+        self.openai_work: dict[str, list] = {}
+        self.anthropic_batches: dict[str, dict] = {}
+        self.anthropic_work: dict[str, list] = {}
+        self.hold_batches = False
+        self.batches_created = 0
+
+    def add_file(self, data: bytes, *, purpose: str) -> str:
+        file_id = "file-" + uuid.uuid4().hex[:24]
+        meta = {
+            "id": file_id,
+            "object": "file",
+            "bytes": len(data),
+            "created_at": int(time.time()),
+            "filename": f"{file_id}.jsonl",
+            "purpose": purpose or "batch_output",
+            "status": "processed",
+        }
+        self.files[file_id] = {"meta": meta, "data": data}
+        return file_id
+
+    # OpenAI
+    def openai_batch_create(self, body: dict, data: bytes) -> dict:
+        batch_id = "batch_" + uuid.uuid4().hex[:24]
+        now = time.time()
+        lines = [json.loads(line) for line in data.splitlines() if line.strip()]
+        self.openai_batches[batch_id] = {
+            "id": batch_id,
+            "object": "batch",
+            "endpoint": body.get("endpoint"),
+            "input_file_id": body.get("input_file_id"),
+            "completion_window": body.get("completion_window", "24h"),
+            "status": "in_progress",
+            "created_at": int(now),
+            "in_progress_at": int(now),
+            "expires_at": int(now) + 86400,
+            "metadata": body.get("metadata"),
+            "request_counts": {"total": len(lines), "completed": 0, "failed": 0},
+            "output_file_id": None,
+            "error_file_id": None,
+            "errors": None,
+        }
+        self.openai_work[batch_id] = lines
+        self.batches_created += 1
+        if not self.hold_batches:
+            self._openai_finish(batch_id)
+        return self.openai_batch_view(batch_id)
+
+    def openai_batch_view(self, batch_id: str) -> dict:
+        if not self.hold_batches and self.openai_batches[batch_id]["status"] == "in_progress":
+            self._openai_finish(batch_id)
+        return dict(self.openai_batches[batch_id])
+
+    def openai_batch_cancel(self, batch_id: str) -> dict:
+        batch = self.openai_batches[batch_id]
+        if batch["status"] in {"in_progress", "validating"}:
+            self._openai_finish(batch_id, cancelled=True)
+        return dict(batch)
+
+    def _openai_finish(self, batch_id: str, cancelled: bool = False) -> None:
+        batch, lines = self.openai_batches[batch_id], self.openai_work.pop(batch_id, [])
+        if any("batch_fail" in _last_user(line.get("body") or {})[2] for line in lines):
+            batch.update(status="failed", failed_at=int(time.time()))
+            batch["errors"] = {"object": "list", "data": [{"code": "invalid_request", "message": "fake failure"}]}
+            return
+        expire = any("batch_expire" in _last_user(line.get("body") or {})[2] for line in lines)
+        outputs, errors = [], []
+        for number, line in enumerate(lines):
+            body = line.get("body") or {}
+            messages, last_user, directive = _last_user(body)
+            item = {"id": f"batch_req_{batch_id}_{number}", "custom_id": line.get("custom_id")}
+            if cancelled or "batch_expire" in directive:
+                code = "batch_cancelled" if cancelled else "batch_expired"
+                errors.append({**item, "response": None, "error": {"code": code, "message": f"fake {code}"}})
+            elif "batch_error" in directive:
+                fail = {"error": {"message": "fake batch request failure", "type": "invalid_request_error"}}
+                errors.append(
+                    {**item, "response": {"status_code": 400, "request_id": "req_x", "body": fail}, "error": None}
+                )
+            else:
+                max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
+                text, finish, prompt, completion = _Handler._answer(
+                    None, body, messages, last_user, directive, max_tokens
+                )
+                usage = _openai_usage(prompt, completion, directive)
+                completion_body = _openai_completion(
+                    f"chatcmpl-{batch_id}-{number}", int(time.time()), body.get("model", "fake"), text, finish, usage
+                )
+                response = {"status_code": 200, "request_id": f"req_{number}", "body": completion_body}
+                outputs.append({**item, "response": response, "error": None})
+        now = int(time.time())
+        status = "cancelled" if cancelled else "expired" if expire else "completed"
+        batch.update(status=status, **{f"{status}_at": now})
+        batch["request_counts"] = {"total": len(lines), "completed": len(outputs), "failed": len(errors)}
+        if outputs:
+            batch["output_file_id"] = self.add_file(
+                "".join(json.dumps(o) + "\n" for o in outputs).encode(), purpose="batch_output"
+            )
+        if errors:
+            batch["error_file_id"] = self.add_file(
+                "".join(json.dumps(e) + "\n" for e in errors).encode(), purpose="batch_output"
+            )
+
+    # Anthropic
+    def anthropic_batch_create(self, requests: list, base: str) -> dict:
+        batch_id = "msgbatch_" + uuid.uuid4().hex[:24]
+        now = time.time()
+        self.anthropic_batches[batch_id] = {
+            "id": batch_id,
+            "type": "message_batch",
+            "processing_status": "in_progress",
+            "created_at": now,
+            "expires_at": now + 86400,
+            "ended_at": None,
+            "cancel_initiated_at": None,
+            "archived_at": None,
+            "results_url": None,
+            "base": base,
+            "results": [],
+            "count": len(requests),
+        }
+        self.anthropic_work[batch_id] = requests
+        self.batches_created += 1
+        if not self.hold_batches:
+            self._anthropic_finish(batch_id)
+        return self.anthropic_batch_view(batch_id)
+
+    def anthropic_batch_view(self, batch_id: str) -> dict:
+        batch = self.anthropic_batches[batch_id]
+        if not self.hold_batches and batch["processing_status"] == "in_progress":
+            self._anthropic_finish(batch_id)
+        counts = {"processing": 0, "succeeded": 0, "errored": 0, "canceled": 0, "expired": 0}
+        if batch["processing_status"] != "ended":
+            counts["processing"] = batch["count"]
+        for line in batch["results"]:
+            counts[line["result"]["type"]] += 1
+        view = {k: v for k, v in batch.items() if k not in {"base", "results", "count"}}
+        for key in ("created_at", "expires_at", "ended_at", "cancel_initiated_at"):
+            if view[key] is not None:
+                view[key] = _iso(view[key])
+        return {**view, "request_counts": counts}
+
+    def anthropic_batch_cancel(self, batch_id: str) -> dict:
+        batch = self.anthropic_batches[batch_id]
+        if batch["processing_status"] == "in_progress":
+            batch["cancel_initiated_at"] = time.time()
+            self._anthropic_finish(batch_id, cancelled=True)
+        return self.anthropic_batch_view(batch_id)
+
+    def anthropic_results(self, batch_id: str) -> list:
+        return self.anthropic_batches[batch_id]["results"]
+
+    def _anthropic_finish(self, batch_id: str, cancelled: bool = False) -> None:
+        batch, requests = self.anthropic_batches[batch_id], self.anthropic_work.pop(batch_id, [])
+        for number, request in enumerate(requests):
+            params = request.get("params") or {}
+            messages, last_user, directive = _last_user(params)
+            if cancelled:
+                result = {"type": "canceled"}
+            elif "batch_expire" in directive:
+                result = {"type": "expired"}
+            elif "batch_error" in directive:
+                error = {"type": "invalid_request_error", "message": "fake batch request failure"}
+                result = {"type": "errored", "error": {"type": "error", "error": error}}
+            else:
+                text, finish, prompt, completion = _Handler._answer(
+                    None, params, messages, last_user, directive, params.get("max_tokens")
+                )
+                finish = "max_tokens" if finish == "length" else "end_turn"
+                message = _anthropic_message(
+                    f"msg_{batch_id}_{number}",
+                    params.get("model", "fake"),
+                    text,
+                    finish,
+                    prompt,
+                    completion,
+                    _anthropic_cache(directive),
+                )
+                result = {"type": "succeeded", "message": message}
+            batch["results"].append({"custom_id": request.get("custom_id"), "result": result})
+        batch["processing_status"] = "ended"
+        batch["ended_at"] = time.time()
+        batch["results_url"] = f"{batch['base']}/v1/messages/batches/{batch_id}/results"
+
+
+class _Server(_BatchStore, ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
     def __init__(self, address):
-        super().__init__(address, _Handler)
+        ThreadingHTTPServer.__init__(self, address, _Handler)
+        _BatchStore.__init__(self)
         self.stopping = threading.Event()
         self.counter = itertools.count(1)
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()  # re-entered by the batch store's methods
         self.requests: list[dict] = []
         self.failures: dict[str, int] = {}
 
@@ -462,6 +765,15 @@ class FakeLLM:
     @property
     def requests(self) -> list[dict]:
         return self.server.requests
+
+    def release_batches(self) -> None:
+        """Answer every batch held in progress (hold_batches), then stop holding."""
+        with self.server.lock:
+            self.server.hold_batches = False
+            for batch_id in list(self.server.openai_work):
+                self.server._openai_finish(batch_id)
+            for batch_id in list(self.server.anthropic_work):
+                self.server._anthropic_finish(batch_id)
 
 
 def port_is_open(host: str, port: int) -> bool:

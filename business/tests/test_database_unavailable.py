@@ -33,6 +33,7 @@ def api_server(request, tmp_path):
         "DATABASE_URL": database_url_of_tests(),
         "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
         "PYTHONWARNINGS": "ignore",
+        "SECRET_KEY": settings.SECRET_KEY,  # the server must accept the tokens this test signs
     }
     if request.param == "pool":
         env.update(DB_POOL="1", DB_POOL_MIN_SIZE="1", DB_POOL_MAX_SIZE="1")

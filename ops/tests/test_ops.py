@@ -216,7 +216,12 @@ def test_readiness_needs_a_fresh_worker_heartbeat_where_workers_are_expected(db,
 
 
 def _workers_alive_metric() -> float:
-    families = {f.name: f for f in text_string_to_metric_families(Client().get("/metrics").content.decode())}
+    families = {
+        f.name: f
+        for f in text_string_to_metric_families(
+            Client().get("/metrics", HTTP_AUTHORIZATION=f"Bearer {settings.AICORE_METRICS_TOKEN}").content.decode()
+        )
+    }
     return families["aicore_workers_alive"].samples[0].value
 
 

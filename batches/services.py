@@ -1,0 +1,257 @@
+"""Writes on batches: bulk creation (validated all together, reserved in one step, inserted in bulk), cancel,
+and the one-time completion (`batch.completed`)."""
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from ai_core.dispatch import dispatch_jobs_on_commit
+from ai_core.models import FINAL_STATUSES, AIJob, AIJobEvent, JobPriority, JobStatus
+from ai_core.services import job_cancel, job_check, job_provider_request, job_type_get
+from ai_core.workflow import stat_move
+from ai_openai.models import OpenAIJob
+from ai_openai.services import openai_job_fields, openai_job_wanted
+from ai_providers.models import ProviderKind
+from ai_usage.services import BulkReservation, quota_reserve_bulk
+from batches.models import Batch, BatchJob, CompletionWindow
+from batches.selectors import batch_summary
+from batches.signals import batch_completed
+from business.errors import ApplicationError, Conflict
+from business.models import Brand, User
+from business.sql import bulk_insert, bulk_insert_values
+
+S = JobStatus
+# Providers whose Batch API the routing speaks (batches.routing); a 24 h job of another provider (echo) runs
+# on the normal path.
+BATCH_API_KINDS = frozenset({ProviderKind.OPENAI, ProviderKind.ANTHROPIC})
+# A routed job is claimable by no worker until the routing gives it back (re-queue) or claims it itself.
+ROUTED_HOLD = timedelta(days=3650)
+
+
+class BatchValidationError(ApplicationError):
+    error_code = "BATCH_VALIDATION_ERROR"
+
+
+@dataclass(frozen=True)
+class BatchLine:
+    """One job of a submission, as the API read it (JSON item or JSONL line)."""
+
+    input_data: Any
+    description: str = ""
+    priority: str | None = None
+    custom_id: str = ""
+    error: dict | None = None  # the line could not even be read (malformed JSON, not an object)
+
+
+def batch_create(
+    *,
+    brand: Brand,
+    user: User | None,
+    job_type: str,
+    lines: list[BatchLine],
+    priority: str = JobPriority.NORMAL,
+    description: str = "",
+    completion_window: str = CompletionWindow.NOW,
+    partial: bool = False,
+) -> tuple[Batch, list[dict]]:
+    """Validate every line as POST /ai/jobs/ would (ai_core.services.job_check), then create the batch and its
+    jobs in one transaction. Returns (batch, errors of the lines left out).
+
+    1. Each line is checked; its errors are listed by line. Any error refuses the whole batch
+       (BATCH_VALIDATION_ERROR, nothing written) unless `partial`, which creates the valid ones.
+    2. The quotas reserve the sum of the jobs' maxima in one conditional step (QUOTA_EXCEEDED refuses all).
+    3. Jobs, their creation events, the roll-up's +N pending, OpenAI rows and batch links: bulk inserts.
+    4. After commit, a wake-up per job of the normal path; 24 h jobs of a Batch API provider wait for the
+       routing (batches.routing), unclaimable by workers meanwhile.
+    """
+    type_ = job_type_get(job_type)
+    if completion_window not in CompletionWindow.values:
+        raise BatchValidationError(
+            "completion_window must be 'now' or '24h'", errors=[{"field": "completion_window", "messages": ["Invalid"]}]
+        )
+    if priority not in JobPriority.values:
+        raise BatchValidationError(f"Unknown priority '{priority}'", errors=[{"field": "priority"}])
+    if not lines:
+        raise BatchValidationError("A batch needs at least one job", errors=[])
+    if len(lines) > settings.AICORE_BATCH_MAX_JOBS:
+        raise BatchValidationError(
+            f"A batch holds at most {settings.AICORE_BATCH_MAX_JOBS} jobs ({len(lines)} given)", errors=[]
+        )
+    accepted, errors, keys_seen = [], [], {}
+    custom_ids: set[str] = set()
+    for index, line in enumerate(lines):
+        problem = line.error
+        if problem is None:
+            problem = _line_problem(line, custom_ids)
+        if problem is None:
+            try:
+                choice = job_check(
+                    brand=brand,
+                    job_type=type_,
+                    input_data=line.input_data,
+                    priority=line.priority or priority,
+                    keys_seen=keys_seen,
+                )
+            except ApplicationError as exc:
+                problem = {"error_code": exc.error_code, "detail": exc.detail, **_field_errors(exc)}
+        if problem is not None:
+            errors.append({"line": index, **({"custom_id": line.custom_id} if line.custom_id else {}), **problem})
+            continue
+        custom_ids.add(line.custom_id)
+        accepted.append((index, line, choice))
+    if errors and (not partial or not accepted):
+        raise BatchValidationError(
+            f"{len(errors)} of {len(lines)} jobs are invalid; nothing was created"
+            + ("" if partial else " (?partial=true creates the valid ones)"),
+            errors=errors[: settings.AICORE_BATCH_MAX_ERRORS_LISTED],
+            invalid_count=len(errors),
+        )
+    return _insert(brand, user, type_, accepted, priority, description, completion_window), errors
+
+
+def _line_problem(line: BatchLine, custom_ids: set[str]) -> dict | None:
+    if not isinstance(line.custom_id, str) or len(line.custom_id) > 64:
+        return {"error_code": "VALIDATION_ERROR", "errors": {"custom_id": ["At most 64 characters."]}}
+    if line.custom_id and line.custom_id in custom_ids:
+        return {"error_code": "VALIDATION_ERROR", "errors": {"custom_id": ["Used by another job of the batch."]}}
+    if not isinstance(line.description, str) or len(line.description) > 2000:
+        return {"error_code": "VALIDATION_ERROR", "errors": {"description": ["At most 2000 characters."]}}
+    return None
+
+
+def _field_errors(exc: ApplicationError) -> dict:
+    extra = dict(exc.extra)
+    return {"errors": extra["errors"]} if "errors" in extra else {}
+
+
+def _insert(brand, user, type_, accepted, priority, description, completion_window) -> Batch:
+    now = timezone.now()
+    day = timezone.localdate(now)
+    jobs, routed = [], []
+    for _, line, choice in accepted:
+        to_provider = completion_window == CompletionWindow.DAY and choice.provider.kind in BATCH_API_KINDS
+        jobs.append(
+            AIJob(
+                job_type=type_,
+                brand=brand,
+                created_by=user,
+                priority=line.priority or priority,
+                description=line.description or "",
+                input_data=line.input_data,
+                is_async=type_.requires_async,
+                created_at=now,
+                updated_at=now,
+                available_at=now + ROUTED_HOLD if to_provider else now,
+            )
+        )
+        routed.append(to_provider)
+    with transaction.atomic():
+        batch = Batch.objects.create(
+            brand=brand,
+            created_by=user,
+            job_type=type_,
+            completion_window=completion_window,
+            description=description,
+            total_jobs=len(jobs),
+            created_at=now,
+        )
+        bulk_insert(AIJob, jobs)
+        quota_reserve_bulk(
+            brand=brand,
+            jobs=[
+                BulkReservation(job=job, choice=choice, request=job_provider_request(job), batch=to_provider)
+                for job, (_, line, choice), to_provider in zip(jobs, accepted, routed, strict=True)
+            ],
+        )
+        actor_id = user.pk if user is not None else None
+        bulk_insert_values(
+            AIJobEvent,
+            [
+                {
+                    "job_id": job.pk,
+                    "from_status": "",
+                    "to_status": S.PENDING,
+                    "at": now,
+                    "attempt": 0,
+                    "reason": "created",
+                    "actor_id": actor_id,
+                }
+                for job in jobs
+            ],
+        )
+        stat_move(brand_id=brand.pk, day=day, job_type_id=type_.pk, deltas={S.PENDING: len(jobs)})
+        bulk_insert(
+            OpenAIJob,
+            [
+                OpenAIJob(job=job, **openai_job_fields(choice=choice, input_data=line.input_data))
+                for job, (_, line, choice) in zip(jobs, accepted, strict=True)
+                if openai_job_wanted(choice=choice)
+            ],
+        )
+        bulk_insert_values(
+            BatchJob,
+            [
+                {
+                    "job_id": job.pk,
+                    "batch_id": batch.pk,
+                    "line": index,
+                    "custom_id": line.custom_id,
+                    "provider_batch_id": None,
+                    "routed": to_provider,
+                    "provider_id": choice.provider.pk if to_provider else None,
+                    "model_name": choice.name if to_provider else "",
+                }
+                for job, (index, line, choice), to_provider in zip(jobs, accepted, routed, strict=True)
+            ],
+        )
+        dispatch_jobs_on_commit([job.pk for job, to_provider in zip(jobs, routed, strict=True) if not to_provider])
+    return batch
+
+
+def batch_cancel(*, batch: Batch, actor: User | None = None) -> dict[str, int]:
+    """Cancel every job of the batch not yet final, each through the job cancel service (the workflow's
+    compare-and-set; its reservation released). A job that became final meanwhile is left as it is."""
+    Batch.objects.filter(pk=batch.pk, cancel_requested_at__isnull=True).update(cancel_requested_at=timezone.now())
+    open_jobs = (
+        AIJob.objects.filter(batch_link__batch=batch)
+        .exclude(status__in=FINAL_STATUSES)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    cancelled = skipped = 0
+    for job_pk in list(open_jobs):
+        try:
+            job_cancel(job_pk=job_pk, actor=actor, reason="batch cancelled")
+            cancelled += 1
+        except Conflict:
+            skipped += 1  # it ended meanwhile
+    batch_complete_if_done(batch_pk=batch.pk)
+    return {"cancelled": cancelled, "already_final": skipped}
+
+
+def batch_complete_if_done(*, batch_pk: int) -> bool:
+    """Stamp `completed_at` once, when none of the batch's jobs is pending or running any more, and announce
+    `batch.completed` after commit. A compare-and-set on completed_at IS NULL: announced exactly once."""
+    if AIJob.objects.filter(batch_link__batch_id=batch_pk).exclude(status__in=FINAL_STATUSES).exists():
+        return False
+    with transaction.atomic():
+        if Batch.objects.filter(pk=batch_pk, completed_at__isnull=True).update(completed_at=timezone.now()) != 1:
+            return False
+        batch = Batch.objects.select_related("job_type").get(pk=batch_pk)
+        summary = batch_summary(batch)
+        transaction.on_commit(lambda: batch_completed.send(sender=Batch, batch=batch, summary=summary), robust=True)
+    return True
+
+
+def batches_complete_open(*, limit: int = 200) -> int:
+    """The upkeep's pass over batches not yet complete: completes those whose jobs are all final."""
+    done = 0
+    for batch_pk in (
+        Batch.objects.filter(completed_at__isnull=True).order_by("created_at").values_list("pk", flat=True)[:limit]
+    ):
+        done += batch_complete_if_done(batch_pk=batch_pk)
+    return done
