@@ -107,13 +107,17 @@ class ApiKeyForm(forms.Form):
         choices=ApiKeyScope.choices, widget=forms.CheckboxSelectMultiple, initial=ApiKeyScope.values
     )
     expires_at = forms.DateTimeField(
-        label="Expires at (UTC, optional)",
         required=False,
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
     )
     monthly_cost_limit = forms.DecimalField(
         label="Monthly cost limit, USD (optional)", max_digits=14, decimal_places=6, min_value=0, required=False
     )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # A datetime-local value has no zone: it is read in the server's (TIME_ZONE), so the label names it.
+        self.fields["expires_at"].label = f"Expires at ({timezone.get_current_timezone_name()}, optional)"
 
     def clean_expires_at(self):
         expires_at = self.cleaned_data["expires_at"]

@@ -541,7 +541,7 @@ def test_the_batches_page_shows_progress_and_cost_and_downloads_results_of_the_b
     row = page.split(f'data-batch="{mine.batch_id}"')[1].split("</tr>")[0]
     summary = answer.context["rows"][0]["summary"]
     assert summary["progress_percentage"] == 50 and Decimal(summary["cost_so_far"]) > 0
-    assert "nightly" in row and "50" in row and f"${summary['cost_so_far']}" in row and "in_progress" in row
+    assert "nightly" in row and "50" in row and f"${summary['cost_so_far']} so far" in row and "in_progress" in row
     assert theirs.batch_id not in page
 
     download = alice.get(f"/dashboard/batches/{mine.batch_id}/results/")
