@@ -26,6 +26,7 @@ NAVIGATION = [
     ("web-providers", "Providers"),
     ("web-webhooks", "Webhooks"),
     ("web-batches", "Batches"),
+    ("web-api-keys", "API keys"),
 ]
 
 
@@ -84,7 +85,12 @@ def console_page(view):
 
 def context(request: HttpRequest, brand: Brand, **extra) -> dict:
     current = request.resolver_match.url_name if request.resolver_match else ""
-    section = {"web-job": "web-jobs", "web-cancel": "web-jobs", "web-webhook": "web-webhooks"}.get(current, current)
+    section = {
+        "web-job": "web-jobs",
+        "web-cancel": "web-jobs",
+        "web-webhook": "web-webhooks",
+        "web-api-key-revoke": "web-api-keys",
+    }.get(current, current)
     return {
         "brand": brand,
         # After switching brand, a detail page (a job, a webhook of the old brand) makes no sense: its list does.

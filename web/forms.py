@@ -9,6 +9,7 @@ from django.utils import timezone
 from ai_core.models import JobPriority
 from business.api.parsers import JSONRefused, json_parse
 from business.errors import ApplicationError
+from business.models import ApiKeyScope
 from business.proxies import client_ip
 from business.services import login_check
 
@@ -96,3 +97,30 @@ class UsagePeriodForm(forms.Form):
             return max(first, last - timedelta(days=MAX_PERIOD_DAYS - 1)), last, scope
         days = int(choice) if choice.isdigit() else 30
         return today - timedelta(days=days - 1), today, scope
+
+
+class ApiKeyForm(forms.Form):
+    """A new brand API key: what POST /ai/api-keys/ takes (ApiKeyInputSerializer), as a form."""
+
+    name = forms.CharField(max_length=200)
+    scopes = forms.MultipleChoiceField(
+        choices=ApiKeyScope.choices, widget=forms.CheckboxSelectMultiple, initial=ApiKeyScope.values
+    )
+    expires_at = forms.DateTimeField(
+        required=False,
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+    )
+    monthly_cost_limit = forms.DecimalField(
+        label="Monthly cost limit, USD (optional)", max_digits=14, decimal_places=6, min_value=0, required=False
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # A datetime-local value has no zone: it is read in the server's (TIME_ZONE), so the label names it.
+        self.fields["expires_at"].label = f"Expires at ({timezone.get_current_timezone_name()}, optional)"
+
+    def clean_expires_at(self):
+        expires_at = self.cleaned_data["expires_at"]
+        if expires_at is not None and expires_at <= timezone.now():
+            raise forms.ValidationError("Choose a moment in the future: this key would be expired already.")
+        return expires_at

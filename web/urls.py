@@ -24,6 +24,7 @@ urlpatterns = [
     path("dashboard/brand/", views.switch_brand, name="web-switch-brand"),
     path("dashboard/submit/", views.submit, name="web-submit"),
     path("dashboard/batches/", views.batches, name="web-batches"),
+    path("dashboard/batches/<str:batch_id>/results/", views.batch_results, name="web-batch-results"),
     path("dashboard/jobs/<str:job_id>/", views.job_detail, name="web-job"),
     path("dashboard/jobs/<str:job_id>/cancel/", views.cancel, name="web-cancel"),
     path("dashboard/jobs/", views.jobs, name="web-jobs"),
@@ -32,6 +33,8 @@ urlpatterns = [
     path("dashboard/providers/", views.providers, name="web-providers"),
     path("dashboard/providers/<slug:provider_name>/credential/", views.credential_save, name="web-credential-save"),
     path("dashboard/credentials/<str:credential_id>/test/", views.credential_test, name="web-credential-test"),
+    path("dashboard/api-keys/", views.api_keys, name="web-api-keys"),
+    path("dashboard/api-keys/<str:key_id>/revoke/", views.api_key_revoke, name="web-api-key-revoke"),
     path("dashboard/webhooks/", views.webhooks, name="web-webhooks"),
     path("dashboard/webhooks/<str:endpoint_id>/", views.webhook_detail, name="web-webhook"),
     path(

@@ -14,6 +14,7 @@ from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.cache import add_never_cache_headers
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
@@ -24,12 +25,15 @@ from ai_core.models import JobPriority, JobStatus
 from ai_providers import selectors as provider_selectors
 from ai_providers import services as provider_services
 from ai_usage import selectors as usage_selectors
-from batches.selectors import batch_list, batch_summaries
+from batches.api.views import results_response
+from batches.selectors import batch_get, batch_list, batch_summaries
+from business import selectors as business_selectors
+from business import services as business_services
 from business.access import brand_for_user, brands_for_user, can_administer_brand, company_brands
 from business.errors import ApplicationError
 from web import charts
 from web.console import console_page, context, is_company_admin_of, refuse, remember_brand
-from web.forms import CredentialForm, SubmitJobForm, UsagePeriodForm
+from web.forms import ApiKeyForm, CredentialForm, SubmitJobForm, UsagePeriodForm
 from webhooks import selectors as webhook_selectors
 from webhooks import services as webhook_services
 
@@ -422,3 +426,70 @@ def batches(request, brand):
     summaries = batch_summaries(batches)
     rows = [{"batch": b, "summary": summaries[b.pk]} for b in batches]
     return render(request, "web/batches.html", context(request, brand, rows=rows))
+
+
+@console_page
+def batch_results(request, brand, batch_id: str):
+    """The batch's results JSONL, as GET /ai/batches/{id}/results/ gives it, for the console's brand (the API
+    takes the brand from X-Brand-ID, which a plain link cannot send)."""
+    try:
+        batch = batch_get(brand=brand, lookup=batch_id)
+    except ApplicationError:
+        return render(request, "web/not_found.html", context(request, brand, what="batch"), status=404)
+    return results_response(request, batch)
+
+
+# --- API keys -------------------------------------------------------------------------------------------------
+
+
+def _api_keys_page(request, brand, *, form=None, created=None, status=200):
+    can_admin = can_administer_brand(request.user, brand)
+    page = {
+        "keys": list(business_selectors.api_keys_of(brand)),
+        "can_admin": can_admin,
+        "form": (form or ApiKeyForm()) if can_admin else None,
+        "created": created,
+        "now": timezone.now(),
+    }
+    response = render(request, "web/api_keys.html", context(request, brand, **page), status=status)
+    if created is not None:
+        add_never_cache_headers(response)  # the page carries the key in clear: no cache may keep it
+    return response
+
+
+@console_page
+def api_keys(request, brand):
+    """The brand's keys (never the key itself). POST: an admin creates one, shown in full on this answer only."""
+    if request.method != "POST":
+        return _api_keys_page(request, brand)
+    if not can_administer_brand(request.user, brand):
+        return refuse(request, brand, "API keys are managed by the brand's admins.")
+    form = ApiKeyForm(request.POST)
+    if not form.is_valid():
+        return _api_keys_page(request, brand, form=form, status=400)
+    try:
+        key, raw = business_services.api_key_create(brand=brand, user=request.user, **form.cleaned_data)
+    except ApplicationError as exc:
+        form.add_error(None, exc.detail)
+        return _api_keys_page(request, brand, form=form, status=exc.status_code)
+    # Rendered here, not redirected: the key is never stored (session, messages) to be shown on a later page.
+    return _api_keys_page(request, brand, created={"key": key, "raw": raw}, status=201)
+
+
+@console_page
+def api_key_revoke(request, brand, key_id: str):
+    """GET: the confirmation page (the no-JavaScript path of the list's dialog). POST: revoke."""
+    try:
+        key = business_selectors.api_key_get(brand=brand, pk=key_id)
+    except ApplicationError:
+        return render(request, "web/not_found.html", context(request, brand, what="API key"), status=404)
+    if not can_administer_brand(request.user, brand):
+        return refuse(request, brand, "API keys are managed by the brand's admins.")
+    if request.method != "POST":
+        return render(request, "web/api_key_revoke.html", context(request, brand, key=key))
+    if key.revoked_at is not None:
+        messages.info(request, f"{key} was already revoked.")
+    else:
+        business_services.api_key_revoke(key=key)
+        messages.success(request, f"{key} revoked: it is refused from the next request on.")
+    return redirect("web-api-keys")

@@ -1,6 +1,6 @@
 from asgiref.sync import sync_to_async
 from django.core.handlers.asgi import ASGIRequest
-from django.http import StreamingHttpResponse
+from django.http import HttpRequest, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
@@ -38,6 +38,16 @@ async def _async_lines(lines, per_step: int = 500):
 
     while chunk := await sync_to_async(step, thread_sensitive=True)():
         yield "".join(chunk)
+
+
+def results_response(request: HttpRequest, batch: Batch) -> StreamingHttpResponse:
+    """The batch's results as a JSONL download (this API and the console's batches page)."""
+    lines = selectors.batch_results_jsonl(batch)
+    if isinstance(request, ASGIRequest):
+        lines = _async_lines(lines)  # under ASGI a sync iterator would be read whole first (and warned about)
+    response = StreamingHttpResponse(lines, content_type=NDJSON)
+    response["Content-Disposition"] = f'attachment; filename="{batch.batch_id}-results.jsonl"'
+    return response
 
 
 def _flag(value: str | None) -> bool:
@@ -141,10 +151,4 @@ class BatchViewSet(BrandScopedMixin, mixins.ListModelMixin, viewsets.GenericView
     )
     @action(detail=True, methods=["get"])
     def results(self, request, pk=None):
-        batch = self._batch()
-        lines = selectors.batch_results_jsonl(batch)
-        if isinstance(request._request, ASGIRequest):
-            lines = _async_lines(lines)  # under ASGI a sync iterator would be read whole first (and warned about)
-        response = StreamingHttpResponse(lines, content_type=NDJSON)
-        response["Content-Disposition"] = f'attachment; filename="{batch.batch_id}-results.jsonl"'
-        return response
+        return results_response(request._request, self._batch())

@@ -10,13 +10,16 @@ from django.conf import settings
 
 from ai_core import services
 from ai_usage.models import Quota
+from batches.services import BatchLine, batch_create
+from business.services import api_key_create
 from web.tests.test_browser import ARTIFACTS, CHROMIUM, FLAGS
 from web.tests.test_pages import CHAT, finished
 from webhooks.models import WebhookDelivery, WebhookEndpoint
 
 AXE = Path(settings.BASE_DIR) / "node_modules" / "axe-core" / "axe.min.js"
 WIDTHS = [(1440, 900), (390, 844)]
-NOT_BRAND_A = ["bravo-secret", "424242", "zeta-secret"]  # brand B's job, webhook and quota; company Zeta's
+# brand B's job, webhook, API key, batch and quota; company Zeta's
+NOT_BRAND_A = ["bravo-secret", "424242", "zeta-secret"]
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -51,7 +54,23 @@ def _world(personas) -> dict:
         last_status_code=500,
         last_error="HTTP 500: receiver down",
     )
+    api_key_create(brand=a, user=personas.adam, name="alpha export", scopes=["jobs:read"])
+    batch_create(
+        brand=a,
+        user=personas.alice,
+        job_type="chat_completion",
+        lines=[BatchLine(input_data=CHAT, custom_id="one"), BatchLine(input_data=CHAT, custom_id="two")],
+        description="alpha nightly",
+    )
     # Marked data of other tenants: must never show where the persona has no access.
+    api_key_create(brand=b, user=personas.bob, name="bravo-secret key")
+    batch_create(
+        brand=b,
+        user=personas.bob,
+        job_type="chat_completion",
+        lines=[BatchLine(input_data=CHAT)],
+        description="bravo-secret",
+    )
     finished(b, personas.bob, description="bravo-secret job")
     WebhookEndpoint.objects.create(brand=b, url="https://hooks.example.com/bravo-secret")
     Quota.objects.create(company=b.company, brand=b, monthly_token_limit=424_242)
@@ -59,6 +78,7 @@ def _world(personas) -> dict:
         brand=z, user=personas.carol, job_type="chat_completion", input_data=CHAT, description="zeta-secret"
     )
     WebhookEndpoint.objects.create(brand=z, url="https://hooks.example.com/zeta-secret")
+    api_key_create(brand=z, user=personas.carol, name="zeta-secret key")
     return {"completed": completed, "failed": failed, "pending": pending, "endpoint": endpoint}
 
 
@@ -74,6 +94,8 @@ def _pages(world) -> list[tuple[str, str]]:
         ("providers", "/dashboard/providers/"),
         ("webhooks", "/dashboard/webhooks/"),
         ("webhook", f"/dashboard/webhooks/{world['endpoint'].pk}/"),
+        ("batches", "/dashboard/batches/"),
+        ("api-keys", "/dashboard/api-keys/"),
     ]
 
 
@@ -148,6 +170,9 @@ def test_every_console_page_for_each_persona_fits_390_and_1440_and_passes_axe(
             assert "receiver down" in page.inner_text("main") and page.get_by_text("Redeliver").count() == 0
             page.goto("/dashboard/jobs/")
             assert "alpha done" in page.inner_text("#job-list") and "bravo" not in page.inner_text("#job-list")
+            page.goto("/dashboard/api-keys/")
+            assert "alpha export" in page.inner_text("#api-keys") and page.locator("#api-key-form").count() == 0
+            assert page.get_by_role("button", name="Revoke alpha export (aic_", exact=False).count() == 0
             member.close()
 
             # Brand admin: redelivers; still nothing of other brands, no credential forms.
@@ -162,6 +187,28 @@ def test_every_console_page_for_each_persona_fits_390_and_1440_and_passes_axe(
             assert page.locator("#deliveries tr[data-delivery]").count() == 2
             page.goto("/dashboard/providers/")
             assert page.locator("form[action*='/credential/']").count() == 0
+            # A new API key, at 390 px: shown once, on the answer to the form; then revoked through the dialog.
+            page.set_viewport_size({"width": 390, "height": 844})
+            page.goto("/dashboard/api-keys/")
+            page.fill("#id_name", "browser app")
+            page.uncheck("input[name=scopes][value='jobs:write']")
+            page.click("#api-key-create")
+            page.wait_for_selector("#new-key-value")
+            raw = page.input_value("#new-key-value")
+            assert raw.startswith("aic_") and "will not be shown again" in page.inner_text("#new-key")
+            scroll = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+            assert scroll[0] <= scroll[1], f"the new key's page is {scroll[0]}px wide at 390 px"
+            page.add_script_tag(path=str(AXE))
+            assert page.evaluate(AXE_RUN) == []
+            page.screenshot(path=str(ARTIFACTS / "console-brand-admin-api-key-created-390.png"), full_page=True)
+            # Reloaded, the page no longer has it (both widths, axe).
+            _check_page(page, "brand-admin", "api-keys-after", page.url, forbidden=[raw, *NOT_BRAND_A], axe_width=390)
+            page.get_by_role("button", name="Revoke browser app (aic_", exact=False).click()
+            assert page.is_visible("#revoke-dialog")
+            page.click("#revoke-confirm")
+            page.wait_for_selector(".messages li")
+            assert "revoked" in page.inner_text(".messages")
+            assert "revoked" in page.inner_text("#api-keys tbody tr:first-child")
             admin.close()
 
             # Company admin, dark mode, in Paris: both brands of Acme, key forms, the brand breakdown; no Zeta.

@@ -3,6 +3,7 @@ test_browser.py / test_console_browser.py)."""
 
 import csv
 import io
+import json
 from decimal import Decimal
 
 import pytest
@@ -404,3 +405,147 @@ def test_a_company_admin_stores_a_key_and_tests_the_connection_for_real(personas
     answer = ada.post(f"/dashboard/credentials/{credential.pk}/test/", follow=True)
     page = answer.content.decode()
     assert "Incorrect API key" in page and KEY not in page and "bad-key" not in page
+
+
+def test_api_keys_list_to_members_and_a_new_key_is_shown_once_to_admins(personas):
+    from business.models import ApiKey
+    from business.services import api_key_create, api_key_hash
+
+    old, _ = api_key_create(brand=personas.brand_a, user=personas.adam, name="nightly export", scopes=["jobs:read"])
+    api_key_create(brand=personas.brand_b, user=personas.bob, name="bravo-secret key")
+    alice = _login(personas.alice, "alice-pass-1")
+    page = alice.get("/dashboard/api-keys/").content.decode()
+    assert "nightly export" in page and f"aic_{old.prefix}" in page and "jobs:read" in page and "adam" in page
+    assert "bravo-secret" not in page
+    assert 'id="api-key-form"' not in page and "Revoke" not in page  # members read the list only
+    assert alice.post("/dashboard/api-keys/", {"name": "mine", "scopes": ["gateway"]}).status_code == 403
+    assert alice.get(f"/dashboard/api-keys/{old.pk}/revoke/").status_code == 403
+    assert alice.post(f"/dashboard/api-keys/{old.pk}/revoke/").status_code == 403
+    assert ApiKey.objects.filter(brand=personas.brand_a).count() == 1
+    old.refresh_from_db()
+    assert old.revoked_at is None
+
+    adam = _login(personas.adam, "adam-pass-1")
+    assert 'id="api-key-form"' in adam.get("/dashboard/api-keys/").content.decode()
+    answer = adam.post(
+        "/dashboard/api-keys/",
+        {
+            "name": "gateway app",
+            "scopes": ["gateway", "jobs:read"],
+            "expires_at": "2099-01-31T12:00",
+            "monthly_cost_limit": "12.50",
+        },
+    )
+    assert answer.status_code == 201 and "no-store" in answer["Cache-Control"]
+    raw = answer.context["created"]["raw"]
+    page = answer.content.decode()
+    assert raw.startswith("aic_") and raw in page and "it will not be shown again" in page
+    key = ApiKey.objects.get(name="gateway app")
+    assert (key.brand, key.created_by, key.scopes) == (personas.brand_a, personas.adam, ["gateway", "jobs:read"])
+    assert key.monthly_cost_limit == Decimal("12.5") and key.expires_at.isoformat() == "2099-01-31T12:00:00+00:00"
+    assert key.key_hash == api_key_hash(raw)  # only the hash is stored
+    stored = {field.name: getattr(key, field.name) for field in ApiKey._meta.concrete_fields}
+    assert not any(raw in str(value) for value in stored.values())
+    again = adam.get("/dashboard/api-keys/").content.decode()
+    assert raw not in again and "gateway app" in again and f"aic_{key.prefix}" in again
+    assert raw not in alice.get("/dashboard/api-keys/").content.decode()
+
+    # The key works, with the scopes chosen: the page made a real key.
+    from rest_framework.test import APIClient
+
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    assert api.get("/ai/jobs/").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("form", "message"),
+    [
+        ({"name": "", "scopes": ["gateway"]}, "This field is required"),
+        ({"name": "x"}, "This field is required"),  # no scope at all
+        ({"name": "x", "scopes": ["admin"]}, "Select a valid choice"),
+        ({"name": "x", "scopes": ["gateway"], "expires_at": "2001-01-01T00:00"}, "in the future"),
+        ({"name": "x", "scopes": ["gateway"], "monthly_cost_limit": "-1"}, "greater than or equal to 0"),
+    ],
+)
+def test_a_bad_api_key_form_says_why_and_stores_nothing(personas, form, message):
+    from business.models import ApiKey
+
+    answer = _login(personas.adam, "adam-pass-1").post("/dashboard/api-keys/", form)
+    assert answer.status_code == 400 and message in answer.content.decode()
+    assert answer.context["created"] is None and not ApiKey.objects.exists()
+
+
+def test_revoking_an_api_key_asks_first_and_another_brands_key_is_not_found(personas):
+    from business.models import ApiKey
+    from business.services import api_key_create
+
+    key, raw = api_key_create(brand=personas.brand_a, user=personas.adam, name="to revoke")
+    theirs, _ = api_key_create(brand=personas.brand_b, user=personas.bob, name="bravo key")
+    adam = _login(personas.adam, "adam-pass-1")
+    page = adam.get("/dashboard/api-keys/").content.decode()
+    assert f'action="/dashboard/api-keys/{key.pk}/revoke/"' in page and 'id="revoke-dialog"' in page
+    confirm = adam.get(f"/dashboard/api-keys/{key.pk}/revoke/")
+    assert confirm.status_code == 200 and "Yes, revoke the key" in confirm.content.decode()
+    key.refresh_from_db()
+    assert key.revoked_at is None  # asking is not revoking
+
+    for url in [f"/dashboard/api-keys/{theirs.pk}/revoke/", "/dashboard/api-keys/not-a-number/revoke/"]:
+        assert adam.get(url).status_code == 404
+        assert adam.post(url).status_code == 404
+    assert ApiKey.objects.get(pk=theirs.pk).revoked_at is None
+
+    answer = adam.post(f"/dashboard/api-keys/{key.pk}/revoke/", follow=True)
+    assert answer.status_code == 200 and "revoked" in answer.content.decode()
+    key.refresh_from_db()
+    assert key.revoked_at is not None
+    row = answer.content.decode().split(f'data-key="{key.pk}"')[1].split("</tr>")[0]
+    assert "badge failed" in row and "Revoke" not in row  # no second revoke button
+    from rest_framework.test import APIClient
+
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    assert api.get("/ai/jobs/").status_code == 401
+
+    ada = _login(personas.acme_admin, "ada-pass-1")  # a company admin manages the keys of the company's brands
+    ada.post("/dashboard/brand/", {"brand": personas.brand_b.id})
+    assert ada.post(f"/dashboard/api-keys/{theirs.pk}/revoke/").status_code == 302
+    assert ApiKey.objects.get(pk=theirs.pk).revoked_at is not None
+
+
+def test_the_batches_page_shows_progress_and_cost_and_downloads_results_of_the_brand(personas, llm_env):
+    from batches.services import BatchLine, batch_create
+
+    chat = {**CHAT, "model": "gpt-4o-mini"}
+
+    mine, _ = batch_create(
+        brand=personas.brand_a,
+        user=personas.alice,
+        job_type="chat_completion",
+        lines=[BatchLine(input_data=chat, custom_id="first"), BatchLine(input_data=chat, custom_id="second")],
+        description="nightly",
+    )
+    theirs, _ = batch_create(
+        brand=personas.brand_b, user=personas.bob, job_type="chat_completion", lines=[BatchLine(input_data=CHAT)]
+    )
+    first = mine.links.order_by("line").first().job
+    attempt = services.job_start(job_pk=first.pk).attempt
+    services.job_complete(
+        job_pk=first.pk, attempt=attempt, result_data={"completion": "ok"}, input_tokens=1000, output_tokens=100
+    )
+    alice = _login(personas.alice, "alice-pass-1")
+    answer = alice.get("/dashboard/batches/")
+    page = answer.content.decode()
+    nav = page[page.index('aria-label="Console sections"') :]
+    assert 'href="/dashboard/batches/" aria-current="page"' in nav and 'href="/dashboard/api-keys/"' in nav
+    row = page.split(f'data-batch="{mine.batch_id}"')[1].split("</tr>")[0]
+    summary = answer.context["rows"][0]["summary"]
+    assert summary["progress_percentage"] == 50 and Decimal(summary["cost_so_far"]) > 0
+    assert "nightly" in row and "50" in row and f"${summary['cost_so_far']} so far" in row and "in_progress" in row
+    assert theirs.batch_id not in page
+
+    download = alice.get(f"/dashboard/batches/{mine.batch_id}/results/")
+    assert download.status_code == 200 and download["Content-Type"].startswith("application/x-ndjson")
+    lines = [json.loads(line) for line in b"".join(download.streaming_content).decode().splitlines()]
+    assert [(row["custom_id"], row["status"]) for row in lines] == [("first", "completed"), ("second", "pending")]
+    assert alice.get(f"/dashboard/batches/{theirs.batch_id}/results/").status_code == 404
