@@ -219,6 +219,17 @@ def test_quotas_show_use_reservations_and_forecast_of_the_brand_only(personas, l
     assert "555555" not in answer.content.decode()  # brand B's quota
 
 
+def test_quotas_show_their_alert_thresholds_and_those_crossed_this_month(personas, llm_env):
+    Quota.objects.create(company=personas.brand_a.company, brand=personas.brand_a, monthly_cost_limit=Decimal("0.004"))
+    finished(personas.brand_a, personas.alice, tokens=(1000, 4000))  # $0.00255 settled: 63.75 % of the limit
+    answer = _login(personas.alice, "alice-pass-1").get("/dashboard/quotas/")
+    [quota] = answer.context["quotas"]
+    assert quota["alert_thresholds"] == [50, 80, 100]
+    assert [c["threshold"] for c in quota["crossed_thresholds"]] == [50]
+    page = answer.content.decode()
+    assert "Alerts at 50 %, 80 %, 100 %" in page and "crossed this month" in page
+
+
 def test_providers_show_prices_to_all_and_key_forms_to_company_admins_only(personas, llm_env):
     openai = Provider.objects.get(name="openai")
     alice = _login(personas.alice, "alice-pass-1")
