@@ -1,4 +1,4 @@
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from business.access import brands_for_user
 from business.errors import NotFound
@@ -25,6 +25,15 @@ def user_profile(user: User) -> dict:
         "is_company_admin": user.is_company_admin,
         "brands": brands,
     }
+
+
+def brand_users(brand: Brand) -> QuerySet[User]:
+    """The users who may act on the brand: its members and its company's admins (who may create its jobs)."""
+    return (
+        User.objects.filter(Q(memberships__brand=brand) | Q(company_id=brand.company_id, is_company_admin=True))
+        .distinct()
+        .order_by("username")
+    )
 
 
 def api_keys_of(brand: Brand) -> QuerySet[ApiKey]:

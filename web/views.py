@@ -162,6 +162,7 @@ def jobs(request, brand):
         "priorities": JobPriority.values,
         "job_types": _job_types(),
         "orderings": ORDERINGS,
+        "creators": list(business_selectors.brand_users(brand)),
     }
     template = "web/jobs_rows.html" if request.GET.get("fragment") == "rows" else "web/jobs.html"
     return render(request, template, context(request, brand, **page))

@@ -143,6 +143,12 @@ def test_the_job_list_filters_searches_orders_and_pages(personas):
         return alice.get(f"/dashboard/jobs/?{query}").context["pager"].paginator.count
 
     assert count(f"created_by={personas.alice.pk}") == 30 and count(f"created_by={personas.adam.pk}") == 0
+    # The creator picker offers who may act on brand A (its members, its company's admins), never brand B's bob.
+    assert {u.username for u in first.context["creators"]} == {"alice", "adam", "ada"}
+    assert (
+        f'<option value="{personas.alice.pk}" selected>alice (me)'
+        in alice.get(f"/dashboard/jobs/?created_by={personas.alice.pk}").content.decode()
+    )
     assert count("is_async=true") + count("is_async=false") == 30
     high = alice.get("/dashboard/jobs/?priority=high").context["pager"]
     assert [j.description for j in high] == ["job number 3"]
