@@ -172,6 +172,26 @@ def test_errors_map_to_the_sdk_exception_classes(gateway, personas):
         client.models.list()
 
 
+@pytest.mark.parametrize(
+    "body, code",
+    [
+        ('{"model": "echo-1", "messages": [{"role": "user", "content": "\\ud800"}]}', "INVALID_UNICODE"),
+        ('{"model": "echo-1", "messages": [{"role": "user", "content": "hi"}], "temperature": NaN}', "MALFORMED_JSON"),
+        ("[" * 200 + "]" * 200, "MALFORMED_JSON"),
+    ],
+)
+def test_a_body_no_database_can_store_is_a_400_and_no_job(personas, llm_env, body, code):
+    # Read as every JSON body of the hub is: a lone surrogate would be a 500 from PostgreSQL's jsonb.
+    key = brand_key(personas)
+    response = APIClient().post(
+        "/v1/chat/completions", body, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {key}"
+    )
+
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["code"] == code
+    assert not AIJob.objects.exists()
+
+
 def test_an_idempotency_key_returns_the_same_job(gateway, personas):
     with sdk(gateway, brand_key(personas)) as client:
         first, second = (
