@@ -41,7 +41,6 @@ class OpenCall:
 
 @dataclass
 class Outcome:
-    job: AIJob
     result: dict
     usage: dict
 
@@ -98,6 +97,7 @@ def call_run(
                 on_token=on_token,
                 stop_when=hung_up,
                 policy=_NoRetryOnceStreamed(streamed),
+                whole=on_token is None,  # the client waits for the whole answer: no stream to parse
             )
             if hung_up is not None and hung_up() and status not in FINAL_STATUSES:
                 call.hung_up = True
@@ -106,7 +106,7 @@ def call_run(
             job_wait_final(
                 job_pk=call.job.pk, timeout_seconds=min(call.job.job_type.timeout_seconds * 3, MAX_WAIT_SECONDS)
             )
-        return _outcome(call.job.pk)
+        return _outcome(call.job)
     finally:
         close_old_connections()
 
@@ -126,21 +126,26 @@ def _cancel_quietly(job: AIJob, *, streamed_chars: int) -> None:
         pass
 
 
-def _outcome(job_pk: int) -> Outcome:
-    job = AIJob.objects.select_related("usage", "job_type").get(pk=job_pk)
-    if job.status == JobStatus.COMPLETED:
-        usage = getattr(job, "usage", None)
-        tokens = (usage.input_tokens, usage.output_tokens) if usage else (0, 0)
-        return Outcome(job=job, result=job.result_data or {}, usage=usage_body(*tokens))
-    if job.status == JobStatus.CANCELLED:
+def _outcome(job: AIJob) -> Outcome:
+    """The call's answer from its job's final row: only the columns the answer needs (the rest is in `job`)."""
+    row = (
+        AIJob.objects.filter(pk=job.pk)
+        .values("status", "result_data", "error_code", "error_message", "usage__input_tokens", "usage__output_tokens")
+        .get()
+    )
+    status = row["status"]
+    if status == JobStatus.COMPLETED:
+        tokens = (row["usage__input_tokens"] or 0, row["usage__output_tokens"] or 0)
+        return Outcome(result=row["result_data"] or {}, usage=usage_body(*tokens))
+    if status == JobStatus.CANCELLED:
         raise GatewayError("The job was cancelled", status=409, code="JOB_CANCELLED")
-    if job.status in FINAL_STATUSES:
-        status = 400 if job.error_code in {"PROVIDER_REJECTED", "MODEL_NOT_SUPPORTED", "PROVIDER_NOT_FOUND"} else 502
-        raise GatewayError(
-            job.error_message or f"The job ended {job.status}", status=status, code=job.error_code or "JOB_FAILED"
-        )
+    if status in FINAL_STATUSES:
+        code = row["error_code"]
+        http_status = 400 if code in {"PROVIDER_REJECTED", "MODEL_NOT_SUPPORTED", "PROVIDER_NOT_FOUND"} else 502
+        message = row["error_message"] or f"The job ended {status}"
+        raise GatewayError(message, status=http_status, code=code or "JOB_FAILED")
     raise GatewayError(
-        f"The job is still {job.status}; fetch it later from /ai/jobs/{job.job_id}/",
+        f"The job is still {status}; fetch it later from /ai/jobs/{job.job_id}/",
         status=504,
         code="JOB_NOT_FINISHED",
     )

@@ -92,7 +92,7 @@ def _whole(request: HttpRequest, chat: ChatCall) -> JsonResponse:
     body = completion_body(
         job_id=opened.job.job_id,
         model=chat.model,
-        created=int(outcome.job.created_at.timestamp()),
+        created=int(opened.job.created_at.timestamp()),
         result=outcome.result,
         usage=outcome.usage,
     )

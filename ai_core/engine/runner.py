@@ -52,11 +52,14 @@ def execute(
     job: AIJob | None = None,
     on_token: TokenCallback | None = None,
     stop_when: Callable[[], bool] | None = None,
+    whole: bool = False,
 ) -> str | None:
     """Run attempt `attempt_number` of a claimed job (`job`: as the claim returned it, else read here).
 
     The gateway runs its calls through here too, in the API process: `on_token` receives the streamed text,
-    `stop_when` stops the call from the caller's side (its client hung up).
+    `stop_when` stops the call from the caller's side (its client hung up). `whole`: ask the provider for the
+    whole answer at once (a caller that waits for all of it anyway): no stream to parse, no progress, and a
+    cancel stops the call only when it returns (its writes are fenced like any late attempt's).
     """
     if job is None:
         job = _load(job_pk)
@@ -70,6 +73,8 @@ def execute(
             request = handlers.build_request(job)
             request.attempt, request.timeout_seconds = attempt_number, float(timeout)
             request.on_token = on_token
+            if whole:
+                request.stream = False
             should_stop = attempt.should_stop
             if stop_when is not None:
                 should_stop = lambda: stop_when() or attempt.should_stop()  # noqa: E731

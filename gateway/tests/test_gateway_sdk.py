@@ -87,6 +87,19 @@ def test_a_streamed_completion_passes_text_and_usage_on(gateway, personas):
     assert job.usage.total_cost > 0
 
 
+def test_the_provider_is_asked_for_a_stream_only_when_the_client_streams(gateway, personas, llm_env):
+    with sdk(gateway, brand_key(personas)) as client:
+        client.chat.completions.create(model="gpt-4o-mini", messages=user("whole [marker-w]"))
+        list(client.chat.completions.create(model="gpt-4o-mini", messages=user("parts [marker-s]"), stream=True))
+
+    def sent(marker: str) -> dict:
+        return next(r["body"] for r in reversed(llm_env.requests) if marker in str(r["body"].get("messages")))
+
+    # A client waiting for the whole answer gets it from one plain provider response: no stream to parse.
+    assert not sent("marker-w").get("stream")
+    assert sent("marker-s")["stream"] is True
+
+
 def test_the_async_client_works_too(gateway, personas):
     key = brand_key(personas)
 
