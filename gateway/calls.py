@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from django.db import close_old_connections
 
 from ai_core.engine.retry import default_policy
-from ai_core.engine.runner import execute
+from ai_core.engine.runner import claim_job, execute
 from ai_core.models import FINAL_STATUSES, AIJob, JobStatus
 from ai_core.selectors import job_wait_final
-from ai_core.services import job_cancel, job_create, job_start
+from ai_core.services import job_cancel, job_create
 from ai_core.workflow import IllegalTransition
 from ai_providers.clients.common import estimate_tokens
 from business.errors import ApplicationError, Conflict, NotFound
@@ -37,6 +37,7 @@ class OpenCall:
     job: AIJob
     attempt: int | None  # None: not ours to run (an idempotent replay, or a worker took it)
     hung_up: bool = False
+    claimed: AIJob | None = None  # the job as the claim returned it, for the attempt (None: execute reads it)
 
 
 @dataclass
@@ -65,7 +66,8 @@ def call_open(
     if not created:
         return OpenCall(job=job, attempt=None)
     try:
-        return OpenCall(job=job, attempt=job_start(job_pk=job.pk, task_id=f"gateway:{job.job_id}").attempt)
+        attempt, claimed = claim_job(job.pk, task_id=f"gateway:{job.job_id}")
+        return OpenCall(job=job, attempt=attempt, claimed=claimed)
     except (IllegalTransition, NotFound, Conflict):
         return OpenCall(job=job, attempt=None)
 
@@ -94,6 +96,7 @@ def call_run(
             status = execute(
                 call.job.pk,
                 call.attempt,
+                job=call.claimed,
                 on_token=on_token,
                 stop_when=hung_up,
                 policy=_NoRetryOnceStreamed(streamed),

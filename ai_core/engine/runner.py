@@ -20,7 +20,7 @@ from ai_core.engine.providers import client_for_model
 from ai_core.engine.retry import RetryPolicy, default_policy
 from ai_core.engine.watch import Attempt, in_flight
 from ai_core.models import AIJob, JobStatus
-from ai_core.services import job_requeue, job_type_by_pk
+from ai_core.services import job_requeue, job_start, job_type_by_pk
 from ai_openai.models import OpenAIJob
 from ai_providers.clients.base import CallAbandoned, ProviderError, TokenCallback, TransientProviderError
 from ai_usage.models import QuotaReservation
@@ -42,6 +42,16 @@ def run_from_message(job_pk: int, *, task_id: str = "", policy: RetryPolicy | No
         return None
     job = _job_from(CLAIMED_COLUMNS, claimed.extra) if claimed.extra else None
     return execute(claimed.job_pk, claimed.attempt, policy=policy, job=job)
+
+
+def claim_job(job_pk: int, *, task_id: str) -> tuple[int, AIJob | None]:
+    """Claim one given pending job (pending → running, the workflow's compare-and-set) for an attempt run here.
+
+    Returns (attempt, job): on PostgreSQL the claim statement also returns the job as `execute` needs it (no
+    second read); elsewhere the job is None and `execute` reads it. Raises what job_start raises.
+    """
+    started = job_start(job_pk=job_pk, task_id=task_id, also_return=CLAIMED_READ)
+    return started.attempt, _job_from(CLAIMED_COLUMNS, started.extra) if started.extra else None
 
 
 def execute(
