@@ -497,9 +497,9 @@ def _claim(task_id: str) -> dict[str, Any]:
     return {"reason": "claimed by worker", "fields": {"task_id": task_id[:255]}}
 
 
-def job_start(*, job_pk: int, task_id: str = "") -> Transitioned:
-    """Claim a pending job for one attempt: pending -> running, attempts + 1."""
-    return transition(job_pk, to=S.RUNNING, expected={S.PENDING}, **_claim(task_id))
+def job_start(*, job_pk: int, task_id: str = "", also_return: str = "") -> Transitioned:
+    """Claim a pending job for one attempt: pending -> running, attempts + 1 (`also_return`: see transition)."""
+    return transition(job_pk, to=S.RUNNING, expected={S.PENDING}, also_return=also_return, **_claim(task_id))
 
 
 def job_claim_pending(

@@ -116,6 +116,7 @@ def transition(
     cost: Decimal | None = None,
     at: Any = None,
     along: Sequence[tuple[str, list[Any]]] = (),
+    also_return: str = "",
 ) -> Transitioned:
     """Move one job to `to`, or raise IllegalTransition / StaleAttempt. Never overwrites silently.
 
@@ -127,7 +128,8 @@ def transition(
     On PostgreSQL the four steps are one statement: one round trip, atomic on its own (see _cas_statement).
     `along` (PostgreSQL only): writes of other apps that belong to this move, as (SQL, params) parts of the
     same statement that read the moved row from `moved` (id, from_status, attempts, brand_id, job_type_id,
-    created_at); they write nothing when the compare-and-set fails.
+    created_at); they write nothing when the compare-and-set fails. `also_return` (PostgreSQL; elsewhere
+    Transitioned.extra stays empty): as for claim_pending, more columns read from `moved`.
     """
     change = _Change(
         to=to,
@@ -141,7 +143,7 @@ def transition(
     )
     if connection.vendor == "postgresql":
         pick = f"SELECT id, status, attempts FROM {AIJob._meta.db_table} WHERE id = %s FOR UPDATE"
-        done = _cas_statement(change, pick=pick, pick_params=[job_pk], along=along)
+        done = _cas_statement(change, pick=pick, pick_params=[job_pk], along=along, also_return=also_return)
         if done is None:
             raise NotFound("Job not found", error_code="JOB_NOT_FOUND")
     else:

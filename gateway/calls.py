@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from django.db import close_old_connections
 
 from ai_core.engine.retry import default_policy
-from ai_core.engine.runner import execute
+from ai_core.engine.runner import claim_job, execute
 from ai_core.models import FINAL_STATUSES, AIJob, JobStatus
 from ai_core.selectors import job_wait_final
-from ai_core.services import job_cancel, job_create, job_start
+from ai_core.services import job_cancel, job_create
 from ai_core.workflow import IllegalTransition
 from ai_providers.clients.common import estimate_tokens
 from business.errors import ApplicationError, Conflict, NotFound
@@ -37,11 +37,11 @@ class OpenCall:
     job: AIJob
     attempt: int | None  # None: not ours to run (an idempotent replay, or a worker took it)
     hung_up: bool = False
+    claimed: AIJob | None = None  # the job as the claim returned it, for the attempt (None: execute reads it)
 
 
 @dataclass
 class Outcome:
-    job: AIJob
     result: dict
     usage: dict
 
@@ -66,7 +66,8 @@ def call_open(
     if not created:
         return OpenCall(job=job, attempt=None)
     try:
-        return OpenCall(job=job, attempt=job_start(job_pk=job.pk, task_id=f"gateway:{job.job_id}").attempt)
+        attempt, claimed = claim_job(job.pk, task_id=f"gateway:{job.job_id}")
+        return OpenCall(job=job, attempt=attempt, claimed=claimed)
     except (IllegalTransition, NotFound, Conflict):
         return OpenCall(job=job, attempt=None)
 
@@ -95,9 +96,11 @@ def call_run(
             status = execute(
                 call.job.pk,
                 call.attempt,
+                job=call.claimed,
                 on_token=on_token,
                 stop_when=hung_up,
                 policy=_NoRetryOnceStreamed(streamed),
+                whole=on_token is None,  # the client waits for the whole answer: no stream to parse
             )
             if hung_up is not None and hung_up() and status not in FINAL_STATUSES:
                 call.hung_up = True
@@ -106,7 +109,7 @@ def call_run(
             job_wait_final(
                 job_pk=call.job.pk, timeout_seconds=min(call.job.job_type.timeout_seconds * 3, MAX_WAIT_SECONDS)
             )
-        return _outcome(call.job.pk)
+        return _outcome(call.job)
     finally:
         close_old_connections()
 
@@ -126,21 +129,26 @@ def _cancel_quietly(job: AIJob, *, streamed_chars: int) -> None:
         pass
 
 
-def _outcome(job_pk: int) -> Outcome:
-    job = AIJob.objects.select_related("usage", "job_type").get(pk=job_pk)
-    if job.status == JobStatus.COMPLETED:
-        usage = getattr(job, "usage", None)
-        tokens = (usage.input_tokens, usage.output_tokens) if usage else (0, 0)
-        return Outcome(job=job, result=job.result_data or {}, usage=usage_body(*tokens))
-    if job.status == JobStatus.CANCELLED:
+def _outcome(job: AIJob) -> Outcome:
+    """The call's answer from its job's final row: only the columns the answer needs (the rest is in `job`)."""
+    row = (
+        AIJob.objects.filter(pk=job.pk)
+        .values("status", "result_data", "error_code", "error_message", "usage__input_tokens", "usage__output_tokens")
+        .get()
+    )
+    status = row["status"]
+    if status == JobStatus.COMPLETED:
+        tokens = (row["usage__input_tokens"] or 0, row["usage__output_tokens"] or 0)
+        return Outcome(result=row["result_data"] or {}, usage=usage_body(*tokens))
+    if status == JobStatus.CANCELLED:
         raise GatewayError("The job was cancelled", status=409, code="JOB_CANCELLED")
-    if job.status in FINAL_STATUSES:
-        status = 400 if job.error_code in {"PROVIDER_REJECTED", "MODEL_NOT_SUPPORTED", "PROVIDER_NOT_FOUND"} else 502
-        raise GatewayError(
-            job.error_message or f"The job ended {job.status}", status=status, code=job.error_code or "JOB_FAILED"
-        )
+    if status in FINAL_STATUSES:
+        code = row["error_code"]
+        http_status = 400 if code in {"PROVIDER_REJECTED", "MODEL_NOT_SUPPORTED", "PROVIDER_NOT_FOUND"} else 502
+        message = row["error_message"] or f"The job ended {status}"
+        raise GatewayError(message, status=http_status, code=code or "JOB_FAILED")
     raise GatewayError(
-        f"The job is still {job.status}; fetch it later from /ai/jobs/{job.job_id}/",
+        f"The job is still {status}; fetch it later from /ai/jobs/{job.job_id}/",
         status=504,
         code="JOB_NOT_FINISHED",
     )

@@ -1,10 +1,10 @@
 """/v1/: the OpenAI-compatible gateway. Every call is a job of the key's brand (gateway.calls)."""
 
 import asyncio
-import json
 import threading
 import time
 
+from django.conf import settings
 from django.db import close_old_connections
 from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -13,6 +13,7 @@ from ai_providers.models import ProviderModel
 from ai_providers.selectors import key_source
 from business.access import BRAND_HEADER
 from business.api.authentication import api_key_brand, bearer_api_key
+from business.api.parsers import JSONRefused, json_parse
 from business.models import ApiKey, ApiKeyScope
 from business.services import ApiKeyRefused, api_key_use
 from gateway.calls import CHAT_JOB_TYPE, EMBEDDING_JOB_TYPE, OpenCall, call_open, call_run
@@ -49,10 +50,13 @@ def gateway_key(request: HttpRequest) -> ApiKey:
 
 
 def _body(request: HttpRequest):
+    """The body, read as every JSON input of the hub is (no NaN, no lone surrogate, bounded nesting)."""
     try:
-        return json.loads(request.body or b"null")
-    except (ValueError, UnicodeDecodeError):
-        raise GatewayError("The request body is not valid JSON", code="invalid_json", param="body") from None
+        return json_parse(request.body.decode() or "null", max_depth=settings.AICORE_MAX_JSON_DEPTH + 4)
+    except UnicodeDecodeError:
+        raise GatewayError("The request body is not UTF-8", code="invalid_json", param="body") from None
+    except JSONRefused as refused:
+        raise GatewayError(refused.detail, code=refused.error_code, param="body") from None
 
 
 def _idempotency_key(request: HttpRequest) -> str | None:
@@ -88,7 +92,7 @@ def _whole(request: HttpRequest, chat: ChatCall) -> JsonResponse:
     body = completion_body(
         job_id=opened.job.job_id,
         model=chat.model,
-        created=int(outcome.job.created_at.timestamp()),
+        created=int(opened.job.created_at.timestamp()),
         result=outcome.result,
         usage=outcome.usage,
     )

@@ -20,7 +20,7 @@ from ai_core.engine.providers import client_for_model
 from ai_core.engine.retry import RetryPolicy, default_policy
 from ai_core.engine.watch import Attempt, in_flight
 from ai_core.models import AIJob, JobStatus
-from ai_core.services import job_requeue, job_type_by_pk
+from ai_core.services import job_requeue, job_start, job_type_by_pk
 from ai_openai.models import OpenAIJob
 from ai_providers.clients.base import CallAbandoned, ProviderError, TokenCallback, TransientProviderError
 from ai_usage.models import QuotaReservation
@@ -44,6 +44,16 @@ def run_from_message(job_pk: int, *, task_id: str = "", policy: RetryPolicy | No
     return execute(claimed.job_pk, claimed.attempt, policy=policy, job=job)
 
 
+def claim_job(job_pk: int, *, task_id: str) -> tuple[int, AIJob | None]:
+    """Claim one given pending job (pending → running, the workflow's compare-and-set) for an attempt run here.
+
+    Returns (attempt, job): on PostgreSQL the claim statement also returns the job as `execute` needs it (no
+    second read); elsewhere the job is None and `execute` reads it. Raises what job_start raises.
+    """
+    started = job_start(job_pk=job_pk, task_id=task_id, also_return=CLAIMED_READ)
+    return started.attempt, _job_from(CLAIMED_COLUMNS, started.extra) if started.extra else None
+
+
 def execute(
     job_pk: int,
     attempt_number: int,
@@ -52,11 +62,14 @@ def execute(
     job: AIJob | None = None,
     on_token: TokenCallback | None = None,
     stop_when: Callable[[], bool] | None = None,
+    whole: bool = False,
 ) -> str | None:
     """Run attempt `attempt_number` of a claimed job (`job`: as the claim returned it, else read here).
 
     The gateway runs its calls through here too, in the API process: `on_token` receives the streamed text,
-    `stop_when` stops the call from the caller's side (its client hung up).
+    `stop_when` stops the call from the caller's side (its client hung up). `whole`: ask the provider for the
+    whole answer at once (a caller that waits for all of it anyway): no stream to parse, no progress, and a
+    cancel stops the call only when it returns (its writes are fenced like any late attempt's).
     """
     if job is None:
         job = _load(job_pk)
@@ -70,6 +83,8 @@ def execute(
             request = handlers.build_request(job)
             request.attempt, request.timeout_seconds = attempt_number, float(timeout)
             request.on_token = on_token
+            if whole:
+                request.stream = False
             should_stop = attempt.should_stop
             if stop_when is not None:
                 should_stop = lambda: stop_when() or attempt.should_stop()  # noqa: E731

@@ -1,23 +1,26 @@
 """The engine's parts in this process: retry policy, handlers, provider seam, fair claim, runner, repairs."""
 
 import random
+import re
 from datetime import timedelta
 
 import pytest
 from django.conf import settings
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from ai_core.engine import handlers
 from ai_core.engine.claim import claim_next
 from ai_core.engine.providers import client_for_model
 from ai_core.engine.retry import RetryPolicy
-from ai_core.engine.runner import execute, run_from_message
+from ai_core.engine.runner import claim_job, execute, run_from_message
 from ai_core.engine.upkeep import TRICKLE, reap, sweep
 from ai_core.engine.watch import Attempt, beat, stop_the_gone
 from ai_core.models import AIJob, AIJobType
-from ai_core.services import job_cancel, job_complete, job_progress, job_start
+from ai_core.services import job_cancel, job_complete, job_progress, job_start, job_type_by_pk
 from ai_core.tests.helpers import event_trail, submit
-from ai_core.workflow import StaleAttempt
+from ai_core.workflow import IllegalTransition, StaleAttempt
 from ai_providers.clients.base import ChatRequest, PermanentProviderError
 from business.errors import ApplicationError
 from config.celery_app import app
@@ -93,6 +96,27 @@ def test_echo_models_resolve_to_the_echo_client_and_unknown_models_fail_permanen
 
 
 # --- the claim: priority, fairness, compare-and-set ---------------------------------------------------
+
+
+def test_claiming_a_given_job_reads_it_in_the_same_statement_on_postgresql(job_types, make_brands):
+    (brand,) = make_brands(1)
+    job = submit(brand)
+    job_type_by_pk(job.job_type_id)  # the per-process memo, read once
+
+    with CaptureQueriesContext(connection) as queries:
+        attempt, claimed = claim_job(job.pk, task_id="gateway:t")
+
+    assert attempt == 1
+    assert [to for _, to, _ in event_trail(job.pk)] == ["pending", "running"]  # the workflow's compare-and-set
+    with pytest.raises(IllegalTransition):  # a second claim of the same job is refused
+        claim_job(job.pk, task_id="gateway:u")
+    if connection.vendor != "postgresql":
+        assert claimed is None  # execute reads it
+        return
+    on_the_job = [q["sql"] for q in queries.captured_queries if re.search(r"\bai_core_aijob\b", q["sql"])]
+    assert len(on_the_job) == 1  # the claim itself: the job is not read again
+    assert (claimed.pk, claimed.status, claimed.attempts, claimed.task_id) == (job.pk, "running", 1, "gateway:t")
+    assert claimed.company_id == brand.company_id and claimed.holds_quota_reservation is False
 
 
 def test_claims_follow_priority_urgent_first(job_types, make_brands):

@@ -87,6 +87,19 @@ def test_a_streamed_completion_passes_text_and_usage_on(gateway, personas):
     assert job.usage.total_cost > 0
 
 
+def test_the_provider_is_asked_for_a_stream_only_when_the_client_streams(gateway, personas, llm_env):
+    with sdk(gateway, brand_key(personas)) as client:
+        client.chat.completions.create(model="gpt-4o-mini", messages=user("whole [marker-w]"))
+        list(client.chat.completions.create(model="gpt-4o-mini", messages=user("parts [marker-s]"), stream=True))
+
+    def sent(marker: str) -> dict:
+        return next(r["body"] for r in reversed(llm_env.requests) if marker in str(r["body"].get("messages")))
+
+    # A client waiting for the whole answer gets it from one plain provider response: no stream to parse.
+    assert not sent("marker-w").get("stream")
+    assert sent("marker-s")["stream"] is True
+
+
 def test_the_async_client_works_too(gateway, personas):
     key = brand_key(personas)
 
@@ -170,6 +183,26 @@ def test_errors_map_to_the_sdk_exception_classes(gateway, personas):
     ApiKey.objects.filter(prefix=key[4:12]).update(revoked_at=timezone.now())
     with sdk(gateway, key) as client, pytest.raises(openai.AuthenticationError):
         client.models.list()
+
+
+@pytest.mark.parametrize(
+    "body, code",
+    [
+        ('{"model": "echo-1", "messages": [{"role": "user", "content": "\\ud800"}]}', "INVALID_UNICODE"),
+        ('{"model": "echo-1", "messages": [{"role": "user", "content": "hi"}], "temperature": NaN}', "MALFORMED_JSON"),
+        ("[" * 200 + "]" * 200, "MALFORMED_JSON"),
+    ],
+)
+def test_a_body_no_database_can_store_is_a_400_and_no_job(personas, llm_env, body, code):
+    # Read as every JSON body of the hub is: a lone surrogate would be a 500 from PostgreSQL's jsonb.
+    key = brand_key(personas)
+    response = APIClient().post(
+        "/v1/chat/completions", body, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {key}"
+    )
+
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["code"] == code
+    assert not AIJob.objects.exists()
 
 
 def test_an_idempotency_key_returns_the_same_job(gateway, personas):
