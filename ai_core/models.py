@@ -40,6 +40,14 @@ class JobPriority(models.TextChoices):
 PRIORITY_RANK = {priority.value: rank for rank, priority in enumerate(JobPriority)}
 
 
+class CompletionWindow(models.TextChoices):
+    """When a job's answer is wanted: a job's `input_data.completion_window`, else its type's default, or a
+    batch's window."""
+
+    NOW = "now"  # the normal path: workers run the jobs as soon as they can
+    DAY = "24h"  # through the provider's Batch API when it has one (the batches app), at its batch price
+
+
 class AIJobType(models.Model):
     class Category(models.TextChoices):
         CHAT = "chat"
@@ -57,6 +65,12 @@ class AIJobType(models.Model):
     timeout_seconds = models.PositiveIntegerField(default=120)
     max_attempts = models.PositiveSmallIntegerField(default=3)
     input_schema = models.JSONField(default=dict, blank=True, help_text="JSON Schema that input_data must match")
+    default_completion_window = models.CharField(
+        max_length=3,
+        choices=CompletionWindow.choices,
+        default=CompletionWindow.NOW,
+        help_text="a job's completion window when its input_data names none (24h: through a provider Batch API)",
+    )
     is_active = models.BooleanField(default=True)
 
     class Meta:
