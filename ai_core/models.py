@@ -9,8 +9,21 @@ from django.utils import timezone
 JOB_ID_ALPHABET = string.ascii_lowercase + string.digits
 
 
+def random_id(length: int = 12) -> str:
+    """`length` characters drawn uniformly and independently from JOB_ID_ALPHABET, as secrets.choice would
+    draw them, from ONE draw of the OS's randomness: a choice per character cost a syscall each, a quarter of
+    a 10 000-job bulk creation."""
+    base = len(JOB_ID_ALPHABET)
+    number = secrets.randbelow(base**length)
+    chars = []
+    for _ in range(length):
+        number, digit = divmod(number, base)
+        chars.append(JOB_ID_ALPHABET[digit])
+    return "".join(chars)
+
+
 def new_job_id() -> str:
-    return "ai_job_" + "".join(secrets.choice(JOB_ID_ALPHABET) for _ in range(12))
+    return "ai_job_" + random_id()
 
 
 class JobStatus(models.TextChoices):

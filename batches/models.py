@@ -5,11 +5,11 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from ai_core.models import JOB_ID_ALPHABET, AIJob, CompletionWindow
+from ai_core.models import AIJob, CompletionWindow, random_id
 
 
 def new_batch_id() -> str:
-    return "batch_" + "".join(secrets.choice(JOB_ID_ALPHABET) for _ in range(12))
+    return "batch_" + random_id()
 
 
 def new_submission_key() -> str:
