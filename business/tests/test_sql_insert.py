@@ -39,7 +39,8 @@ def test_insert_values_equal_the_orm_preparation_for_every_field(personas, job_t
     assert [v for i, v in enumerate(ours) if i not in auto_now] == [
         v for i, v in enumerate(theirs) if i not in auto_now
     ]
-    assert ours[insert.fields.index(AIJob._meta.get_field("started_at"))] == job.started_at
+    if connection.vendor == "postgresql":  # psycopg adapts an aware datetime itself: passed as it is
+        assert ours[insert.fields.index(AIJob._meta.get_field("started_at"))] is job.started_at
 
 
 @pytest.mark.django_db
