@@ -181,6 +181,8 @@ class JobRouter:
     routes: Callable[[ModelChoice, str], bool]
     attach: Callable[[AIJob, ModelChoice], None]
     hold: timedelta
+    # Whether the job (of a batch or single) waits for or is inside a provider batch: its request is fixed.
+    holds: Callable[[int], bool]
 
 
 _router: JobRouter | None = None
@@ -418,6 +420,7 @@ def job_update(*, job: AIJob, data: dict[str, Any]) -> AIJob:
                 current_status=status,
             )
         validate_input_data(job.job_type, changes["input_data"])
+        _routing_unchanged(job, changes["input_data"])
         replanned = AIJob(
             pk=job.pk, job_type=job.job_type, brand=job.brand, input_data=changes["input_data"]
         )  # the job as it would be: what its reservation must cover
@@ -445,6 +448,18 @@ def job_update(*, job: AIJob, data: dict[str, Any]) -> AIJob:
     for field, value in changes.items():
         setattr(job, field, value)
     return job
+
+
+def _routing_unchanged(job: AIJob, input_data: dict) -> None:
+    """A job's completion window is chosen at its creation (it decides the path the job takes), and a job sent
+    to a provider's Batch API keeps the input it was sent with (its answer is for that input)."""
+    if completion_window_of(job.job_type, input_data) != completion_window_of(job.job_type, job.input_data):
+        raise Conflict("completion_window cannot change after the job's creation", error_code="COMPLETION_WINDOW_FIXED")
+    if _router is not None and _router.holds(job.pk):
+        raise Conflict(
+            "input_data of a job routed to a provider Batch API cannot change; cancel it and submit another",
+            error_code="JOB_ROUTED",
+        )
 
 
 def job_delete(*, job: AIJob) -> None:

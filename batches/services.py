@@ -43,8 +43,12 @@ def single_job_route(job: AIJob, choice: ModelChoice) -> None:
     BatchJob.objects.create(job=job, batch=None, line=0, routed=True, provider=choice.provider, model_name=choice.name)
 
 
-# What ai_core.services.job_create asks of a single job (registered in BatchesConfig.ready).
-SINGLE_JOB_ROUTER = JobRouter(routes=routes_to_provider, attach=single_job_route, hold=ROUTED_HOLD)
+def job_is_routed(job_pk: int) -> bool:
+    return BatchJob.objects.filter(job_id=job_pk, routed=True).exists()
+
+
+# What ai_core.services asks of a single job (registered in BatchesConfig.ready).
+SINGLE_JOB_ROUTER = JobRouter(routes=routes_to_provider, attach=single_job_route, hold=ROUTED_HOLD, holds=job_is_routed)
 
 
 class BatchValidationError(ApplicationError):

@@ -128,3 +128,20 @@ def test_cancelling_a_held_single_job_releases_its_reservation_and_nothing_is_se
     assert QuotaReservation.objects.get(job__job_id=job_id).state == "released"
     assert fake.server.batches_created == created_before
     assert AIJob.objects.get(job_id=job_id).status == S.CANCELLED
+
+
+def test_a_routed_jobs_input_and_any_jobs_completion_window_cannot_change(alice, fake):
+    routed = post_job(alice, chat(completion_window="24h")).json()["job_id"]
+    normal = post_job(alice, chat(model="echo-1")).json()["job_id"]
+
+    edit = alice.patch(f"/ai/jobs/{routed}/", {"input_data": chat("other", completion_window="24h")}, format="json")
+    assert edit.status_code == 409 and edit.json()["error_code"] == "JOB_ROUTED"
+    to_now = alice.patch(f"/ai/jobs/{routed}/", {"input_data": chat(completion_window="now")}, format="json")
+    assert to_now.status_code == 409 and to_now.json()["error_code"] == "COMPLETION_WINDOW_FIXED"
+    to_day = alice.patch(f"/ai/jobs/{normal}/", {"input_data": chat(completion_window="24h")}, format="json")
+    assert to_day.status_code == 409 and to_day.json()["error_code"] == "COMPLETION_WINDOW_FIXED"
+    assert "other" not in str(AIJob.objects.get(job_id=routed).input_data)
+    assert (
+        alice.patch(f"/ai/jobs/{normal}/", {"input_data": chat("fine", model="echo-1")}, format="json").status_code
+        == 200
+    )
