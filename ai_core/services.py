@@ -209,6 +209,7 @@ def job_create(
     openai_extension: bool = False,
     api_key: ApiKey | None = None,
     dispatch: bool = True,
+    completion_window: str | None = None,
 ) -> tuple[AIJob, bool]:
     """Create a pending job and wake a worker after commit. Returns (job, created).
 
@@ -217,13 +218,13 @@ def job_create(
     with a key for its provider (PROVIDER_NOT_CONFIGURED); its maximum cost is reserved on the brand's
     quotas in the creating transaction (QUOTA_EXCEEDED, 429).
 
-    A job whose completion window (completion_window_of) the registered router takes (a 24 h job of a provider
-    with a Batch API) waits for it instead of a worker, reserved at the batch price.
+    A job whose completion window (`completion_window`, else completion_window_of) the registered router takes
+    (a 24 h job of a provider with a Batch API) waits for it instead of a worker, reserved at the batch price.
     """
     idempotency_key_check(idempotency_key)
     type_ = job_type_get(job_type)
     choice = job_check(brand=brand, job_type=type_, input_data=input_data, priority=priority)
-    router = _routed(choice, completion_window_of(type_, input_data))
+    router = _routed(choice, completion_window or completion_window_of(type_, input_data))
     fingerprint = ""
     if idempotency_key is not None:
         fingerprint = _fingerprint(job_type=job_type, input_data=input_data, priority=priority, description=description)
