@@ -126,4 +126,4 @@ class BatchJob(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.batch_id}#{self.line}"
+        return f"{self.batch_id or 'single'}#{self.line}"
