@@ -118,6 +118,8 @@ class Insert:
         self.columns = ", ".join(f'"{f.column}"' for f in self.fields)
         self.placeholders = ", ".join(["%s"] * len(self.fields))
         self._plain = [_plain_type(f) for f in self.fields]
+        # Fields whose pre_save is the plain read of the attribute (not auto_now and the like): read directly.
+        self._read = [f.attname if type(f).pre_save is m.Field.pre_save else None for f in self.fields]
 
     def values(self, instance: Model) -> list[Any]:
         # The connection itself, not the `connection` proxy: each field reads it several times.
@@ -125,8 +127,9 @@ class Insert:
         if conn.vendor != "postgresql":
             return [f.get_db_prep_save(f.pre_save(instance, add=True), conn) for f in self.fields]
         values = []
-        for field, plain in zip(self.fields, self._plain, strict=True):
-            value = field.pre_save(instance, add=True)
+        attributes = instance.__dict__
+        for field, plain, read in zip(self.fields, self._plain, self._read, strict=True):
+            value = attributes[read] if read is not None and read in attributes else field.pre_save(instance, add=True)
             # A value the field's preparation would hand over unchanged skips it: a bulk creation prepared
             # 23 fields x 10 000 jobs, a fifth of its time. Anything else (JSON, decimals, another type) is
             # prepared by the field as the ORM does.
