@@ -12,6 +12,7 @@ class AIJobTypeAdmin(admin.ModelAdmin):
         "category",
         "requires_async",
         "default_model",
+        "default_completion_window",
         "timeout_seconds",
         "max_attempts",
         "is_active",

@@ -9,8 +9,21 @@ from django.utils import timezone
 JOB_ID_ALPHABET = string.ascii_lowercase + string.digits
 
 
+def random_id(length: int = 12) -> str:
+    """`length` characters drawn uniformly and independently from JOB_ID_ALPHABET, as secrets.choice would
+    draw them, from ONE draw of the OS's randomness: a choice per character cost a syscall each, a quarter of
+    a 10 000-job bulk creation."""
+    base = len(JOB_ID_ALPHABET)
+    number = secrets.randbelow(base**length)
+    chars = []
+    for _ in range(length):
+        number, digit = divmod(number, base)
+        chars.append(JOB_ID_ALPHABET[digit])
+    return "".join(chars)
+
+
 def new_job_id() -> str:
-    return "ai_job_" + "".join(secrets.choice(JOB_ID_ALPHABET) for _ in range(12))
+    return "ai_job_" + random_id()
 
 
 class JobStatus(models.TextChoices):
@@ -40,6 +53,14 @@ class JobPriority(models.TextChoices):
 PRIORITY_RANK = {priority.value: rank for rank, priority in enumerate(JobPriority)}
 
 
+class CompletionWindow(models.TextChoices):
+    """When a job's answer is wanted: a job's `input_data.completion_window`, else its type's default, or a
+    batch's window."""
+
+    NOW = "now"  # the normal path: workers run the jobs as soon as they can
+    DAY = "24h"  # through the provider's Batch API when it has one (the batches app), at its batch price
+
+
 class AIJobType(models.Model):
     class Category(models.TextChoices):
         CHAT = "chat"
@@ -57,6 +78,12 @@ class AIJobType(models.Model):
     timeout_seconds = models.PositiveIntegerField(default=120)
     max_attempts = models.PositiveSmallIntegerField(default=3)
     input_schema = models.JSONField(default=dict, blank=True, help_text="JSON Schema that input_data must match")
+    default_completion_window = models.CharField(
+        max_length=3,
+        choices=CompletionWindow.choices,
+        default=CompletionWindow.NOW,
+        help_text="a job's completion window when its input_data names none (24h: through a provider Batch API)",
+    )
     is_active = models.BooleanField(default=True)
 
     class Meta:

@@ -2,7 +2,9 @@
 
 import hashlib
 import json
+from collections.abc import Callable
 from contextlib import nullcontext
+from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 from functools import cache, lru_cache
@@ -15,7 +17,7 @@ from django.utils import timezone
 
 from ai_core.dispatch import dispatch_job_on_commit
 from ai_core.engine.handlers import build_request
-from ai_core.models import AIJob, AIJobEvent, AIJobType, JobDailyStat, JobPriority, JobStatus
+from ai_core.models import AIJob, AIJobEvent, AIJobType, CompletionWindow, JobDailyStat, JobPriority, JobStatus
 from ai_core.workflow import IllegalTransition, Transitioned, claim_pending, stat_move, transition
 from ai_openai.services import openai_job_create, openai_job_sync, openai_job_wanted
 from ai_providers.clients.base import ChatRequest, PermanentProviderError
@@ -41,6 +43,9 @@ from business.sql import Insert, prepared_cursor
 
 S = JobStatus
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
+# Checked once per job (10 000 times per bulk creation): a TextChoices' `.values` builds its list on each read.
+PRIORITIES = frozenset(JobPriority.values)
+COMPLETION_WINDOWS = frozenset(CompletionWindow.values)
 
 
 class JobValidationError(ApplicationError):
@@ -146,9 +151,50 @@ def job_check(
 
     `keys_seen`: whether each provider has a key, kept across the calls of one bulk creation (a query each)."""
     validate_input_data(job_type, input_data)
-    if priority not in JobPriority.values:
+    if priority not in PRIORITIES:
         raise JobValidationError(f"Unknown priority '{priority}'", errors={"priority": ["Invalid choice."]})
+    completion_window_of(job_type, input_data)
     return _model_of(brand=brand, job_type=job_type, input_data=input_data, keys_seen=keys_seen)
+
+
+def completion_window_of(job_type: AIJobType, input_data: dict) -> str:
+    """The job's completion window: its `input_data.completion_window` ("now" or "24h"), else its type's
+    default (VALIDATION_ERROR for any other value)."""
+    window = input_data.get("completion_window", job_type.default_completion_window)
+    if not isinstance(window, str) or window not in COMPLETION_WINDOWS:
+        raise JobValidationError(
+            "input_data.completion_window must be 'now' or '24h'",
+            errors={"input_data": ["completion_window: 'now' or '24h'."]},
+        )
+    return window
+
+
+@dataclass(frozen=True)
+class JobRouter:
+    """How a new single job may leave the normal path (the batches app's provider Batch API routing, registered
+    from its AppConfig.ready: ai_core imports no batches code).
+
+    `routes(choice, window)`: whether a job of that model and completion window is routed. A routed job is
+    created pending but claimable by no worker for `hold`, reserved at the batch price, and `attach(job, choice)`
+    records it for the router in the creating transaction."""
+
+    routes: Callable[[ModelChoice, str], bool]
+    attach: Callable[[AIJob, ModelChoice], None]
+    hold: timedelta
+    # Whether the job (of a batch or single) waits for or is inside a provider batch: its request is fixed.
+    holds: Callable[[int], bool]
+
+
+_router: JobRouter | None = None
+
+
+def register_job_router(router: JobRouter) -> None:
+    global _router
+    _router = router
+
+
+def _routed(choice: ModelChoice, window: str) -> JobRouter | None:
+    return _router if _router is not None and _router.routes(choice, window) else None
 
 
 def job_create(
@@ -163,6 +209,7 @@ def job_create(
     openai_extension: bool = False,
     api_key: ApiKey | None = None,
     dispatch: bool = True,
+    completion_window: str | None = None,
 ) -> tuple[AIJob, bool]:
     """Create a pending job and wake a worker after commit. Returns (job, created).
 
@@ -170,10 +217,14 @@ def job_create(
     the same key with another body is a 409. The job's model must be in the catalogue (MODEL_NOT_SUPPORTED)
     with a key for its provider (PROVIDER_NOT_CONFIGURED); its maximum cost is reserved on the brand's
     quotas in the creating transaction (QUOTA_EXCEEDED, 429).
+
+    A job whose completion window (`completion_window`, else completion_window_of) the registered router takes
+    (a 24 h job of a provider with a Batch API) waits for it instead of a worker, reserved at the batch price.
     """
     idempotency_key_check(idempotency_key)
     type_ = job_type_get(job_type)
     choice = job_check(brand=brand, job_type=type_, input_data=input_data, priority=priority)
+    router = _routed(choice, completion_window or completion_window_of(type_, input_data))
     fingerprint = ""
     if idempotency_key is not None:
         fingerprint = _fingerprint(job_type=job_type, input_data=input_data, priority=priority, description=description)
@@ -192,10 +243,13 @@ def job_create(
         idempotency_fingerprint=fingerprint,
         api_key=api_key,
     )
+    if router is not None:
+        job.available_at = job.created_at + router.hold
+        dispatch = False  # no worker wakes for it: the router sends it
     extension = openai_job_wanted(choice=choice, always=openai_extension)
     key_limited = api_key is not None and api_key.monthly_cost_limit is not None
     try:
-        if not extension and not key_limited and _creation_in_one_statement():
+        if not extension and not key_limited and router is None and _creation_in_one_statement():
             # The usual job: one statement that writes it unless its company has an active quota.
             if _insert_created_job(job, unless_quota_of=brand.company_id):
                 if dispatch:
@@ -208,7 +262,9 @@ def job_create(
         with transaction.atomic():
             _insert_created_job(job)
             if quotas:
-                quota_reserve(job=job, choice=choice, request=job_provider_request(job))
+                quota_reserve(job=job, choice=choice, request=job_provider_request(job), batch=router is not None)
+            if router is not None:
+                router.attach(job, choice)
             if extension:
                 openai_job_create(job=job, choice=choice, input_data=input_data, always=openai_extension)
             if dispatch:
@@ -365,6 +421,7 @@ def job_update(*, job: AIJob, data: dict[str, Any]) -> AIJob:
                 current_status=status,
             )
         validate_input_data(job.job_type, changes["input_data"])
+        _routing_unchanged(job, changes["input_data"])
         replanned = AIJob(
             pk=job.pk, job_type=job.job_type, brand=job.brand, input_data=changes["input_data"]
         )  # the job as it would be: what its reservation must cover
@@ -392,6 +449,18 @@ def job_update(*, job: AIJob, data: dict[str, Any]) -> AIJob:
     for field, value in changes.items():
         setattr(job, field, value)
     return job
+
+
+def _routing_unchanged(job: AIJob, input_data: dict) -> None:
+    """A job's completion window is chosen at its creation (it decides the path the job takes), and a job sent
+    to a provider's Batch API keeps the input it was sent with (its answer is for that input)."""
+    if completion_window_of(job.job_type, input_data) != completion_window_of(job.job_type, job.input_data):
+        raise Conflict("completion_window cannot change after the job's creation", error_code="COMPLETION_WINDOW_FIXED")
+    if _router is not None and _router.holds(job.pk):
+        raise Conflict(
+            "input_data of a job routed to a provider Batch API cannot change; cancel it and submit another",
+            error_code="JOB_ROUTED",
+        )
 
 
 def job_delete(*, job: AIJob) -> None:

@@ -302,13 +302,13 @@ def asks_for_cache_write(value: Any) -> bool:
     return False
 
 
-def quota_reserve(*, job: AIJob, choice: ModelChoice, request: ChatRequest | None) -> None:
+def quota_reserve(*, job: AIJob, choice: ModelChoice, request: ChatRequest | None, batch: bool = False) -> None:
     """Reserve the maximum of a new job on every applicable quota of the current month, or raise QUOTA_EXCEEDED.
 
     Must run inside the job's creation transaction: a refusal rolls back the job and any reservation already
-    made on another quota.
+    made on another quota. `batch`: the job goes through the provider's Batch API, at its batch price.
     """
-    _reserve(job=job, need=reservation_for(request=request, choice=choice), choice=choice, rows=[])
+    _reserve(job=job, need=reservation_for(request=request, choice=choice, batch=batch), choice=choice, rows=[])
 
 
 def quota_rereserve(*, job: AIJob, choice: ModelChoice, request: ChatRequest | None) -> None:

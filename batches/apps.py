@@ -4,7 +4,8 @@ from django.apps import AppConfig
 class BatchesConfig(AppConfig):
     """Bulk submission (a batch of ordinary jobs) and routing of 24 h batches through provider Batch APIs.
 
-    Depends on ai_core (jobs, workflow, engine); ai_core never imports it: its upkeep round is registered here.
+    Depends on ai_core (jobs, workflow, engine); ai_core never imports it: its upkeep round and the routing of
+    single 24 h jobs are registered here.
     """
 
     name = "batches"
@@ -12,6 +13,8 @@ class BatchesConfig(AppConfig):
 
     def ready(self) -> None:
         from ai_core.engine.upkeep import register_round
-        from batches import routing
+        from ai_core.services import register_job_router
+        from batches import routing, services
 
         register_round(routing.upkeep_round)
+        register_job_router(services.SINGLE_JOB_ROUTER)

@@ -5,20 +5,18 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from ai_core.models import JOB_ID_ALPHABET, AIJob
+from ai_core.models import AIJob, CompletionWindow, random_id
 
 
 def new_batch_id() -> str:
-    return "batch_" + "".join(secrets.choice(JOB_ID_ALPHABET) for _ in range(12))
+    return "batch_" + random_id()
 
 
 def new_submission_key() -> str:
     return "aicore_" + secrets.token_hex(16)
 
 
-class CompletionWindow(models.TextChoices):
-    NOW = "now"  # the normal path: workers run the jobs as soon as they can
-    DAY = "24h"  # through the provider's Batch API when it has one, at its batch price
+# CompletionWindow is defined with the jobs (a single job has one too); imported from here by the batches code.
 
 
 class Batch(models.Model):
@@ -98,10 +96,14 @@ class ProviderBatch(models.Model):
 
 
 class BatchJob(models.Model):
-    """A job of a batch (the link lives here: ai_core's job knows nothing of batches)."""
+    """A job of a batch, or a single routed job (the link lives here: ai_core's job knows nothing of batches).
+
+    A single job of `POST /ai/jobs/` with a 24 h window has a link without batch: what the routing reads."""
 
     job = models.OneToOneField(AIJob, on_delete=models.CASCADE, primary_key=True, related_name="batch_link")
-    batch = models.ForeignKey(Batch, on_delete=models.CASCADE, related_name="links")
+    batch = models.ForeignKey(
+        Batch, on_delete=models.CASCADE, null=True, blank=True, related_name="links", help_text="null: a single job"
+    )
     line = models.PositiveIntegerField(help_text="the job's index in the submission (0-based)")
     custom_id = models.CharField(max_length=64, blank=True)
     # 24 h jobs: the provider batch that carries the job's current attempt (null: not sent yet / normal path).
@@ -124,4 +126,4 @@ class BatchJob(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.batch_id}#{self.line}"
+        return f"{self.batch_id or 'single'}#{self.line}"

@@ -11,11 +11,12 @@ from django.utils import timezone
 
 from ai_core.dispatch import dispatch_jobs_on_commit
 from ai_core.models import FINAL_STATUSES, AIJob, AIJobEvent, JobPriority, JobStatus
-from ai_core.services import job_cancel, job_check, job_provider_request, job_type_get
+from ai_core.services import JobRouter, job_cancel, job_check, job_provider_request, job_type_get
 from ai_core.workflow import stat_move
 from ai_openai.models import OpenAIJob
 from ai_openai.services import openai_job_fields, openai_job_wanted
 from ai_providers.models import ProviderKind
+from ai_providers.selectors import ModelChoice
 from ai_usage.services import BulkReservation, quota_reserve_bulk
 from batches.models import Batch, BatchJob, CompletionWindow
 from batches.selectors import batch_summary
@@ -30,6 +31,24 @@ S = JobStatus
 BATCH_API_KINDS = frozenset({ProviderKind.OPENAI, ProviderKind.ANTHROPIC})
 # A routed job is claimable by no worker until the routing gives it back (re-queue) or claims it itself.
 ROUTED_HOLD = timedelta(days=3650)
+
+
+def routes_to_provider(choice: ModelChoice, completion_window: str) -> bool:
+    """Whether a job goes through its provider's Batch API: a 24 h job of a provider that has one."""
+    return completion_window == CompletionWindow.DAY and choice.provider.kind in BATCH_API_KINDS
+
+
+def single_job_route(job: AIJob, choice: ModelChoice) -> None:
+    """A single routed job (POST /ai/jobs/): a link without batch, where the routing finds waiting jobs."""
+    BatchJob.objects.create(job=job, batch=None, line=0, routed=True, provider=choice.provider, model_name=choice.name)
+
+
+def job_is_routed(job_pk: int) -> bool:
+    return BatchJob.objects.filter(job_id=job_pk, routed=True).exists()
+
+
+# What ai_core.services asks of a single job (registered in BatchesConfig.ready).
+SINGLE_JOB_ROUTER = JobRouter(routes=routes_to_provider, attach=single_job_route, hold=ROUTED_HOLD, holds=job_is_routed)
 
 
 class BatchValidationError(ApplicationError):
@@ -133,7 +152,7 @@ def _insert(brand, user, type_, accepted, priority, description, completion_wind
     day = timezone.localdate(now)
     jobs, routed = [], []
     for _, line, choice in accepted:
-        to_provider = completion_window == CompletionWindow.DAY and choice.provider.kind in BATCH_API_KINDS
+        to_provider = routes_to_provider(choice, completion_window)
         jobs.append(
             AIJob(
                 job_type=type_,

@@ -9,11 +9,13 @@ either way. `prepared_cursor` runs them as prepared statements, planned once per
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from functools import cache, cached_property
 from typing import Any
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.db import models as m
 from django.db.models import Model
 
 
@@ -115,17 +117,63 @@ class Insert:
         self.fields = [f for f in model._meta.concrete_fields if not f.primary_key]
         self.columns = ", ".join(f'"{f.column}"' for f in self.fields)
         self.placeholders = ", ".join(["%s"] * len(self.fields))
+        self._plain = [_plain_type(f) for f in self.fields]
+        # Fields whose pre_save is the plain read of the attribute (not auto_now and the like): read directly.
+        self._read = [f.attname if type(f).pre_save is m.Field.pre_save else None for f in self.fields]
 
     def values(self, instance: Model) -> list[Any]:
         # The connection itself, not the `connection` proxy: each field reads it several times.
         conn = connections[instance._state.db or DEFAULT_DB_ALIAS]
-        return [f.get_db_prep_save(f.pre_save(instance, add=True), conn) for f in self.fields]
+        if conn.vendor != "postgresql":
+            return [f.get_db_prep_save(f.pre_save(instance, add=True), conn) for f in self.fields]
+        values = []
+        attributes = instance.__dict__
+        for field, plain, read in zip(self.fields, self._plain, self._read, strict=True):
+            value = attributes[read] if read is not None and read in attributes else field.pre_save(instance, add=True)
+            # A value the field's preparation would hand over unchanged skips it: a bulk creation prepared
+            # 23 fields x 10 000 jobs, a fifth of its time. Anything else (JSON, decimals, another type) is
+            # prepared by the field as the ORM does.
+            if value is None or (type(value) is plain and (plain is not datetime or value.tzinfo is not None)):
+                values.append(value)
+            else:
+                values.append(field.get_db_prep_save(value, conn))
+        return values
 
     @cached_property
     def typed_placeholders(self) -> str:
         """Placeholders cast to their column's type, for an `INSERT … SELECT` (where PostgreSQL does not infer a
         parameter's type from the column it lands in)."""
         return ", ".join(f"CAST(%s AS {f.db_type(connection)})" for f in self.fields)
+
+
+_INTEGER_FIELDS = (
+    m.AutoField,
+    m.BigAutoField,
+    m.SmallAutoField,
+    m.IntegerField,
+    m.BigIntegerField,
+    m.SmallIntegerField,
+    m.PositiveIntegerField,
+    m.PositiveBigIntegerField,
+    m.PositiveSmallIntegerField,
+)
+
+
+def _plain_type(field) -> type | None:
+    """The Python type whose values (and None) a field's get_db_prep_save returns unchanged on PostgreSQL
+    (an aware datetime for a datetime field), or None when every value goes through it."""
+    if isinstance(field, m.ForeignKey):
+        return _plain_type(field.target_field)
+    kind = type(field)
+    if kind in (m.CharField, m.TextField):
+        return str
+    if kind in _INTEGER_FIELDS:
+        return int
+    if kind is m.BooleanField:
+        return bool
+    if kind is m.DateTimeField:
+        return datetime  # psycopg adapts aware datetimes itself (Django's PostgreSQL backend passes them on)
+    return None
 
 
 def bulk_insert(model: type[Model], instances: list[Model], *, batch_size: int = 2000) -> None:

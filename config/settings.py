@@ -224,7 +224,10 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
-    "ENUM_NAME_OVERRIDES": {"JobStatusEnum": "ai_core.models.JobStatus"},
+    "ENUM_NAME_OVERRIDES": {
+        "JobStatusEnum": "ai_core.models.JobStatus",
+        "CompletionWindowEnum": "ai_core.models.CompletionWindow",
+    },
     "PREPROCESSING_HOOKS": ["business.api.schema.exclude_aliases"],
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",

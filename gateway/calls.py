@@ -16,7 +16,7 @@ from django.db import close_old_connections
 
 from ai_core.engine.retry import default_policy
 from ai_core.engine.runner import claim_job, execute
-from ai_core.models import FINAL_STATUSES, AIJob, JobStatus
+from ai_core.models import FINAL_STATUSES, AIJob, CompletionWindow, JobStatus
 from ai_core.selectors import job_wait_final
 from ai_core.services import job_cancel, job_create
 from ai_core.workflow import IllegalTransition
@@ -60,6 +60,7 @@ def call_open(
             openai_extension=job_type == CHAT_JOB_TYPE,
             api_key=key,
             dispatch=False,  # run here, below; the sweeper wakes a worker should we never claim it
+            completion_window=CompletionWindow.NOW,  # a gateway call is answered now, whatever the type's default
         )
     except ApplicationError as exc:
         raise GatewayError.of(exc) from None

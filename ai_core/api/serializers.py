@@ -56,6 +56,7 @@ class JobTypeSerializer(serializers.ModelSerializer):
             "estimated_duration_seconds",
             "requires_async",
             "default_model",
+            "default_completion_window",
             "timeout_seconds",
             "max_attempts",
             "input_schema",

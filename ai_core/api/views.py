@@ -158,7 +158,9 @@ class JobViewSet(BrandScopedMixin, mixins.ListModelMixin, viewsets.GenericViewSe
             "without provider key 400 PROVIDER_NOT_CONFIGURED, and a submit over the brand's quota 429 "
             "QUOTA_EXCEEDED with `remaining_quota`. With `Idempotency-Key`, the same key and body within 24 h "
             "answer the original job (200) and another body 409. `Prefer: wait=N` answers once the job is final "
-            "or N seconds passed."
+            "or N seconds passed. `input_data.completion_window` (`now` or `24h`, default: the job type's "
+            "`default_completion_window`): a `24h` OpenAI or Anthropic job stays pending until the provider's Batch "
+            "API answers it, reserved and charged at the batch price."
         ),
         request=JobCreateSerializer,
         responses={201: JobSerializer, 200: JobSerializer, 429: QUOTA_EXCEEDED_RESPONSE},

@@ -20,38 +20,7 @@ from batches.models import Batch, BatchJob, ProviderBatch
 from batches.models import ProviderBatchStatus as PB
 
 S = JobStatus
-pytestmark = pytest.mark.usefixtures("llm_env")
-
-
-@pytest.fixture(autouse=True)
-def _batch_settings(settings, fake):
-    # The catalogue memo as in production (tests default to none): thousands of jobs read the same model.
-    from ai_providers.selectors import catalogue_memo
-
-    catalogue_memo.clear()
-    settings.AICORE_CATALOGUE_CACHE_SECONDS = 300
-    settings.AICORE_PROVIDER_BATCH_MIN_JOBS = 1
-    settings.AICORE_PROVIDER_BATCH_POLL_SECONDS = 0
-    settings.AICORE_PROVIDER_BATCH_ON_EXPIRY = "requeue"
-    yield
-    catalogue_memo.clear()
-
-
-@pytest.fixture
-def alice(personas, client_for, job_types):
-    return client_for(personas.alice, personas.brand_a)
-
-
-@pytest.fixture
-def fake(llm_env):
-    """The fake provider account starts each test empty (its server lives for the session)."""
-    with llm_env.server.lock:
-        llm_env.server.openai_batches.clear()
-        llm_env.server.anthropic_batches.clear()
-    llm_env.server.hold_batches = False
-    yield llm_env
-    llm_env.server.hold_batches = False
-    routing.step_hook = None
+pytestmark = pytest.mark.usefixtures("llm_env", "batch_settings")
 
 
 def line(text: str, model: str = "gpt-4o-mini", usage: str = "1000,500", **extra) -> dict:

@@ -270,3 +270,20 @@ def test_embeddings_are_jobs_priced_per_token(gateway, personas):
     assert job.usage.total_cost == job.usage.input_cost == Decimal("0.000002")
     with sdk(gateway, key) as client, pytest.raises(openai.BadRequestError):
         client.embeddings.create(model="echo-embed-1", input=[[1, 2, 3]])
+
+
+def test_a_gateway_call_is_answered_now_whatever_its_job_types_default_window(gateway, personas):
+    from ai_core.models import AIJobType
+    from ai_core.services import job_type_cache_clear
+
+    AIJobType.objects.filter(name="chat_completion").update(default_completion_window="24h")
+    job_type_cache_clear()
+    try:
+        with sdk(gateway, brand_key(personas)) as client:
+            raw = client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=user("now please"))
+        assert raw.parse().choices[0].message.content == "Fake: now please"
+        job = AIJob.objects.select_related("usage").get(job_id=raw.headers["X-AICore-Job-Id"])
+        assert job.status == "completed" and not hasattr(job, "batch_link")
+    finally:
+        AIJobType.objects.filter(name="chat_completion").update(default_completion_window="now")
+        job_type_cache_clear()
