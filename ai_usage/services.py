@@ -404,6 +404,7 @@ def quota_reserve_bulk(*, brand: Brand, jobs: list[BulkReservation]) -> int:
     quotas = list(
         Quota.objects.filter(company_id=brand.company_id, is_active=True)
         .filter(Q(brand_id=brand.id) | Q(brand__isnull=True))
+        .filter(api_key__isnull=True)  # an API key's own limit applies to its jobs only; keys cannot submit batches
         .order_by("id")
     )
     if not quotas:

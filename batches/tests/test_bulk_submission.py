@@ -2,6 +2,7 @@
 read endpoints and cancel, brand scoping, the admin and batch.completed."""
 
 import json
+from decimal import Decimal
 
 import pytest
 
@@ -173,6 +174,20 @@ def test_the_whole_batch_is_reserved_in_one_step_or_refused(personas, alice, llm
     reservations = QuotaReservation.objects.filter(state="reserved")
     assert reservations.count() == 5
     assert period.reserved_tokens == sum(r.tokens for r in reservations) > 5000
+
+
+def test_a_batch_reserves_nothing_on_an_api_keys_own_limit(personas, alice, llm_env):
+    # A key's monthly_cost_limit is a quota row of the key's brand: it bounds that key's jobs only.
+    from business.services import api_key_create
+
+    key, _ = api_key_create(brand=personas.brand_a, user=personas.adam, name="k", monthly_cost_limit=Decimal("0.001"))
+    Quota.objects.create(company=personas.brand_a.company, brand=personas.brand_a, api_key=key, monthly_cost_limit=1)
+    gpt = {"model": "gpt-4o-mini", "max_tokens": 1000}
+
+    admitted = post_jsonl(alice, [{"input_data": {"messages": [{"role": "user", "content": "hi"}], **gpt}}] * 5)
+
+    assert admitted.status_code == 201, admitted.content
+    assert QuotaReservation.objects.count() == 0
 
 
 def test_list_and_detail_are_brand_scoped(personas, alice, client_for):
