@@ -33,7 +33,7 @@ RABBITMQ_RESTART = pytest.param(
     "rabbitmq",
     marks=pytest.mark.skipif(
         not os.environ.get("AICORE_TEST_RABBITMQ_RESTART"),
-        reason="intermittent: consumption can stop after a RabbitMQ restart (open issue); AICORE_TEST_RABBITMQ_RESTART=1",
+        reason="intermittent: consumption can stop after a RabbitMQ restart; AICORE_TEST_RABBITMQ_RESTART=1 runs it",
     ),
 )
 
