@@ -223,9 +223,16 @@ def quotas_applicable(*, brand: Brand, provider_id: int | None, api_key: ApiKey 
             ignore_conflicts=True,
         )
     return list(
+        _quotas_of_brand_jobs(brand, api_key=api_key).filter(Q(provider__isnull=True) | Q(provider_id=provider_id))
+    )
+
+
+def _quotas_of_brand_jobs(brand: Brand, *, api_key: ApiKey | None):
+    """The active quotas over jobs of the brand (its own and the company-wide ones, on any provider), with the
+    API key's own limit only for that key's jobs; ordered by id so concurrent reservations lock rows in one order."""
+    return (
         Quota.objects.filter(company_id=brand.company_id, is_active=True)
         .filter(Q(brand_id=brand.id) | Q(brand__isnull=True))
-        .filter(Q(provider__isnull=True) | Q(provider_id=provider_id))
         .filter(Q(api_key__isnull=True) | Q(api_key_id=api_key.pk if api_key else None))
         .order_by("id")
     )
@@ -401,12 +408,7 @@ def quota_reserve_bulk(*, brand: Brand, jobs: list[BulkReservation]) -> int:
     """
     if not jobs:
         return 0
-    quotas = list(
-        Quota.objects.filter(company_id=brand.company_id, is_active=True)
-        .filter(Q(brand_id=brand.id) | Q(brand__isnull=True))
-        .filter(api_key__isnull=True)  # an API key's own limit applies to its jobs only; keys cannot submit batches
-        .order_by("id")
-    )
+    quotas = list(_quotas_of_brand_jobs(brand, api_key=None))  # API keys cannot submit batches
     if not quotas:
         return 0
     month = month_start()
