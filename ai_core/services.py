@@ -7,7 +7,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
-from functools import cache, lru_cache
+from functools import lru_cache
 from typing import Any
 
 import jsonschema
@@ -39,7 +39,7 @@ from business.api.parsers import json_depth_exceeds, json_strings
 from business.errors import ApplicationError, Conflict, NotFound
 from business.memo import TTLMemo
 from business.models import ApiKey, Brand, User
-from business.sql import Insert, prepared_cursor
+from business.sql import Insert, InsertSelect, prepared_cursor
 
 S = JobStatus
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
@@ -341,7 +341,8 @@ def _insert_created_job(job: AIJob, *, unless_quota_of: int | None = None) -> bo
         return True
     guarded = unless_quota_of is not None
     params = [*JOB_INSERT.values(job), *([unless_quota_of] if guarded else [])]
-    params += [S.PENDING, job.created_at, job.created_by_id, job.brand_id, day, job.job_type_id, S.PENDING]
+    params += [S.PENDING, job.created_at, job.created_by_id, *CREATION_EVENT.defaults()]
+    params += [job.brand_id, day, job.job_type_id, S.PENDING, *CREATION_ROLLUP.defaults()]
     with prepared_cursor() as cursor:
         cursor.execute(_creation_statement(guarded=guarded), params)
         row = cursor.fetchone()
@@ -356,19 +357,42 @@ def _insert_created_job(job: AIJob, *, unless_quota_of: int | None = None) -> bo
 JOB_INSERT = Insert(AIJob)
 
 
-@cache
+# The creation's event and roll-up +1 pending, read from the inserted `job` (business.sql.InsertSelect fills
+# the columns not named here with their field's default).
+CREATION_EVENT = InsertSelect(
+    AIJobEvent,
+    {
+        "job_id": "id",
+        "from_status": "''",
+        "to_status": "%s",
+        "at": "%s::timestamptz",
+        "attempt": "0",
+        "reason": "'created'",
+        "actor_id": "%s::bigint",
+    },
+)
+CREATION_ROLLUP = InsertSelect(
+    JobDailyStat,
+    {
+        "brand_id": "%s::bigint",
+        "day": "%s::date",
+        "job_type_id": "%s::bigint",
+        "status": "%s::text",
+        "jobs": "1",
+        "cost_micros": "0",
+    },
+)
+
+
 def _creation_statement(*, guarded: bool) -> str:
     """PostgreSQL's one-statement creation; its first placeholders take JOB_INSERT's values, then (guarded)
-    the company whose active quota stops it."""
-    jobs, events, stats = AIJob._meta.db_table, AIJobEvent._meta.db_table, JobDailyStat._meta.db_table
+    the company whose active quota stops it, then the event's and the roll-up's."""
     unless = f"WHERE NOT {active_quota_exists_sql()} " if guarded else ""
     return (
-        f"WITH job AS (INSERT INTO {jobs} ({JOB_INSERT.columns}) SELECT {JOB_INSERT.typed_placeholders} "
-        f"{unless}RETURNING id), "
-        f"event AS (INSERT INTO {events} (job_id, from_status, to_status, at, attempt, reason, actor_id) "
-        f"SELECT id, '', %s, %s::timestamptz, 0, 'created', %s::bigint FROM job), "
-        f"stat AS (INSERT INTO {stats} (brand_id, day, job_type_id, status, jobs, cost_micros) "
-        f"SELECT %s::bigint, %s::date, %s::bigint, %s::text, 1, 0 FROM job) "
+        f"WITH job AS (INSERT INTO {AIJob._meta.db_table} ({JOB_INSERT.columns}) "
+        f"SELECT {JOB_INSERT.typed_placeholders} {unless}RETURNING id), "
+        f"event AS ({CREATION_EVENT} FROM job), "
+        f"stat AS ({CREATION_ROLLUP} FROM job) "
         f"SELECT id FROM job"
     )
 

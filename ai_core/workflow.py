@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from ai_core.models import FINAL_STATUSES, AIJob, AIJobEvent, JobDailyStat, JobStatus
 from business.errors import Conflict, NotFound
-from business.sql import prepared_cursor
+from business.sql import InsertSelect, prepared_cursor
 
 S = JobStatus
 
@@ -197,6 +197,46 @@ def _raise_refusal(current: str, current_attempt: int, change: _Change) -> None:
         raise StaleAttempt(f"Attempt {change.attempt} is stale (job is on attempt {current_attempt})")
 
 
+# The rows a transition statement writes beside the job: its event and its two roll-up deltas, read from
+# `moved` (the job as the compare-and-set left it, with `from_status`). business.sql.InsertSelect fills
+# the columns not named here with their field's default.
+TRANSITION_EVENT = InsertSelect(
+    AIJobEvent,
+    {
+        "job_id": "id",
+        "from_status": "from_status",
+        "to_status": "%s::text",
+        "at": "%s::timestamptz",
+        "attempt": "attempts",
+        "reason": "%s::text",
+        "actor_id": "%s::bigint",
+    },
+)
+TRANSITION_ROLLUP = InsertSelect(
+    JobDailyStat,
+    {
+        "brand_id": "moved.brand_id",
+        "day": "(moved.created_at AT TIME ZONE %s::text)::date",
+        "job_type_id": "moved.job_type_id",
+        "status": "d.status",
+        "jobs": "d.jobs",
+        "cost_micros": "d.cost",
+    },
+)
+# stats_compact's folded row per key, from the deleted delta rows (`gone`).
+FOLDED_ROLLUP = InsertSelect(
+    JobDailyStat,
+    {
+        "brand_id": "brand_id",
+        "day": "day",
+        "job_type_id": "job_type_id",
+        "status": "status",
+        "jobs": "sum(jobs)",
+        "cost_micros": "sum(cost_micros)",
+    },
+)
+
+
 def _cas_statement(
     change: _Change,
     *,
@@ -211,7 +251,7 @@ def _cas_statement(
     `moved` is the compare-and-set (status still the one read, allowed, attempt fence), `event` and `rollup`
     only see a row when `moved` does. Returns None when nothing was picked.
     """
-    job, event, stat = AIJob._meta, AIJobEvent._meta.db_table, JobDailyStat._meta.db_table
+    job = AIJob._meta
     assignments, values = [], []
     conn = connections[DEFAULT_DB_ALIAS]  # not the `connection` proxy: each field reads it several times
     for name, value in change.updates().items():
@@ -228,14 +268,9 @@ def _cas_statement(
             WHERE job.id = cur.id AND job.status = cur.status AND cur.status = ANY(%s::text[]) {fence}
             RETURNING cur.status AS from_status, job.*
         ),
-        event AS (
-            INSERT INTO {event} (job_id, from_status, to_status, at, attempt, reason, actor_id)
-            SELECT id, from_status, %s::text, %s::timestamptz, attempts, %s::text, %s::bigint FROM moved
-        ),
+        event AS ({TRANSITION_EVENT} FROM moved),
         rollup AS (
-            INSERT INTO {stat} (brand_id, day, job_type_id, status, jobs, cost_micros)
-            SELECT moved.brand_id, (moved.created_at AT TIME ZONE %s::text)::date, moved.job_type_id, d.status, d.jobs,
-                d.cost
+            {TRANSITION_ROLLUP}
             FROM moved CROSS JOIN LATERAL (VALUES (moved.from_status::text, -1, 0::bigint), (%s::text, 1, %s::bigint))
                 AS d (status, jobs, cost)
         ){"".join(f", along{i} AS ({part})" for i, (part, _) in enumerate(along))}
@@ -245,8 +280,9 @@ def _cas_statement(
     params = [*pick_params, *values, list(change.allowed)]  # in the order of the placeholders
     if change.attempt is not None:
         params.append(change.attempt)
-    params += [change.to, change.now, change.reason, change.actor_id]
-    params += [settings.TIME_ZONE, change.to, to_micros(change.cost) if change.cost else 0]
+    params += [change.to, change.now, change.reason, change.actor_id, *TRANSITION_EVENT.defaults()]
+    params += [settings.TIME_ZONE, *TRANSITION_ROLLUP.defaults()]
+    params += [change.to, to_micros(change.cost) if change.cost else 0]
     for _, part_params in along:
         params += part_params
     # Prepared (business.sql.prepared_cursor): planning this statement cost PostgreSQL more than running it.
@@ -377,9 +413,8 @@ def stats_compact(*, keys: int = COMPACT_KEYS, since_id: int = 0) -> int:
             cursor.execute(
                 f"WITH gone AS (DELETE FROM {table} WHERE ({key}) IN ({duplicated}) "
                 f"RETURNING {key}, jobs, cost_micros) "
-                f"INSERT INTO {table} ({key}, jobs, cost_micros) "
-                f"SELECT {key}, sum(jobs), sum(cost_micros) FROM gone GROUP BY {key}",
-                params,
+                f"{FOLDED_ROLLUP} FROM gone GROUP BY {key}",
+                [*params, *FOLDED_ROLLUP.defaults()],
             )
             return cursor.rowcount
     with transaction.atomic(), connection.cursor() as cursor:  # SQLite: one writer at a time

@@ -108,13 +108,48 @@ class Columns:
         return self.model.from_db(using, self.attnames, self.values(row, start, using))
 
 
-class Insert:
+class _FromFields:
+    """A piece of a statement built from a model's concrete fields, and built again when they change.
+
+    Django hands out a new `concrete_fields` tuple whenever a model's fields change, so comparing it by
+    identity (one attribute read per use) keeps the statement in step with the model: a field added with a
+    default needs no change to any hand-written statement (ai_core/tests/test_statement_columns.py adds one
+    at run time and drives every hot statement through it).
+    """
+
+    def __init__(self, model: type[Model]) -> None:
+        self.model = model
+        self._built_for: tuple | None = None
+        self._built: Any = None
+
+    def _build(self, fields: list) -> Any:
+        raise NotImplementedError
+
+    def _current(self) -> Any:
+        fields = self.model._meta.concrete_fields
+        if fields is not self._built_for:
+            self._built = self._build(fields)
+            self._built_for = fields
+        return self._built
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self._current(), name)
+
+
+class Insert(_FromFields):
     """A model's INSERT column list (every concrete field but the primary key), and an instance's values for
     it prepared as the ORM's own insert prepares them: defaults and auto_now applied, JSON and decimals
     adapted to the database."""
 
-    def __init__(self, model: type[Model]) -> None:
-        self.fields = [f for f in model._meta.concrete_fields if not f.primary_key]
+    def _build(self, fields: list) -> "_InsertShape":
+        return _InsertShape([f for f in fields if not f.primary_key])
+
+
+class _InsertShape:
+    def __init__(self, fields: list) -> None:
+        self.fields = fields
         self.columns = ", ".join(f'"{f.column}"' for f in self.fields)
         self.placeholders = ", ".join(["%s"] * len(self.fields))
         self._plain = [_plain_type(f) for f in self.fields]
@@ -144,6 +179,41 @@ class Insert:
         """Placeholders cast to their column's type, for an `INSERT … SELECT` (where PostgreSQL does not infer a
         parameter's type from the column it lands in)."""
         return ", ".join(f"CAST(%s AS {f.db_type(connection)})" for f in self.fields)
+
+
+class InsertSelect(_FromFields):
+    """`INSERT INTO <table> (<every concrete column>) SELECT <expressions>`, the caller appending its FROM.
+
+    `given` maps the columns the statement sets (field name or attname) to their SQL expression, in the order
+    of their placeholders; every other column but the primary key follows as a typed placeholder for the
+    field's default (`defaults()`, to pass right after the given expressions' parameters). So an event or
+    roll-up row written inside a larger statement stays complete when its model gains a field.
+    """
+
+    def __init__(self, model: type[Model], given: dict[str, str]) -> None:
+        super().__init__(model)
+        self.given = given
+
+    def _build(self, fields: list) -> "_InsertSelectShape":
+        return _InsertSelectShape(self.model, fields, self.given)
+
+    def __str__(self) -> str:
+        return self.sql
+
+
+class _InsertSelectShape:
+    def __init__(self, model: type[Model], fields: list, given: dict[str, str]) -> None:
+        by_name = {name: model._meta.get_field(name) for name in given}
+        named = {field.attname for field in by_name.values()}
+        self.rest = [f for f in fields if not f.primary_key and f.attname not in named]
+        columns = [f.column for f in by_name.values()] + [f.column for f in self.rest]
+        expressions = list(given.values()) + [f"CAST(%s AS {f.db_type(connection)})" for f in self.rest]
+        quoted = ", ".join(f'"{column}"' for column in columns)
+        self.sql = f"INSERT INTO {model._meta.db_table} ({quoted}) SELECT {', '.join(expressions)}"
+
+    def defaults(self) -> list[Any]:
+        conn = connections[DEFAULT_DB_ALIAS]
+        return [f.get_db_prep_save(f.get_default(), conn) for f in self.rest]
 
 
 _INTEGER_FIELDS = (
@@ -213,7 +283,7 @@ def bulk_insert(model: type[Model], instances: list[Model], *, batch_size: int =
 def bulk_insert_values(model: type[Model], rows: list[dict[str, Any]]) -> None:
     """Insert many rows given as {field name: value} (values the database takes as they are: ids, strings,
     numbers, datetimes), without building model instances: COPY on PostgreSQL, bulk_create elsewhere.
-    Every row names the same fields (the ORM defaults are not applied: name them all)."""
+    Every row names the same fields; the model's other columns take their field's default."""
     if not rows:
         return
     if connection.vendor != "postgresql":
@@ -221,11 +291,14 @@ def bulk_insert_values(model: type[Model], rows: list[dict[str, Any]]) -> None:
         return
     names = list(rows[0])
     fields = [model._meta.get_field(name) for name in names]
+    named = {field.attname for field in fields}
+    rest = [f for f in model._meta.concrete_fields if not f.primary_key and f.attname not in named]
+    defaults = [f.get_db_prep_save(f.get_default(), connection) for f in rest]
     quoted = connection.ops.quote_name
-    columns = ", ".join(quoted(field.column) for field in fields)
+    columns = ", ".join(quoted(field.column) for field in fields + rest)
     with (
         connection.cursor() as cursor,
         cursor.cursor.copy(f"COPY {quoted(model._meta.db_table)} ({columns}) FROM STDIN") as copy,
     ):
         for row in rows:
-            copy.write_row([row[name] for name in names])
+            copy.write_row([row[name] for name in names] + defaults)
