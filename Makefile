@@ -6,7 +6,7 @@ PORT   ?= 8000
 PG_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: run test test-sqlite test-postgres bench lint worker venv venv-test migrate demo clean browser
+.PHONY: run test test-sqlite test-postgres bench lint architecture worker venv venv-test migrate demo clean browser
 
 # Two stamps: `make run` installs the runtime dependencies only; `make test` / `make lint` add the test and
 # tool extras (pytest, schemathesis, playwright, ruff…) on top, once.
@@ -89,8 +89,12 @@ bench: venv
 	else echo "wrk not found: install it (e.g. apt-get install wrk) for bench.api" >&2; fi; }
 	$(PY) -m bench.run
 
-lint: venv-test
+lint: venv-test architecture
 	$(PY) -m ruff check . && $(PY) -m ruff format --check .
+
+## The layer contract (.importlinter, import-linter from PyPI): apps import only the apps below them.
+architecture: venv-test
+	$(VENV)/bin/lint-imports --no-cache
 
 clean:
 	rm -rf var test-artifacts
