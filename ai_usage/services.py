@@ -5,6 +5,7 @@ Money in quota counters is integer micro-dollars; AIJobUsage keeps Decimal with 
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -391,9 +392,11 @@ def _reserve(*, job: AIJob, need: Reservation, choice: ModelChoice, rows: list[Q
 class BulkReservation:
     """One job of a bulk creation, as quota_reserve_bulk reserves it."""
 
-    job: AIJob
+    job_pk: int
+    input_data: Any
     choice: ModelChoice
-    request: ChatRequest | None  # what the job will send (ai_core.services.job_provider_request)
+    # What the job will send (ai_core.services.job_provider_request), built only when a quota applies.
+    request: Callable[[], ChatRequest | None]
     batch: bool = False  # through a provider's Batch API: reserved at its batch price
 
 
@@ -417,9 +420,9 @@ def quota_reserve_bulk(*, brand: Brand, jobs: list[BulkReservation]) -> int:
     needs: dict[tuple, Reservation] = {}
     rows, totals = [], {q.pk: [0, 0] for q in quotas}
     for item in jobs:
-        key = (item.choice.name, item.batch, json.dumps(item.job.input_data, sort_keys=True))
+        key = (item.choice.name, item.batch, json.dumps(item.input_data, sort_keys=True))
         need = needs.get(key) or needs.setdefault(
-            key, reservation_for(request=item.request, choice=item.choice, batch=item.batch)
+            key, reservation_for(request=item.request(), choice=item.choice, batch=item.batch)
         )
         for quota in quotas:
             if quota.provider_id is not None and quota.provider_id != item.choice.provider.pk:
@@ -428,7 +431,7 @@ def quota_reserve_bulk(*, brand: Brand, jobs: list[BulkReservation]) -> int:
             totals[quota.pk][1] += need.cost_micros
             rows.append(
                 QuotaReservation(
-                    job=item.job, period=periods[quota.pk], tokens=need.tokens, cost_micros=need.cost_micros
+                    job_id=item.job_pk, period=periods[quota.pk], tokens=need.tokens, cost_micros=need.cost_micros
                 )
             )
     for quota in quotas:

@@ -3,6 +3,7 @@ and the one-time completion (`batch.completed`)."""
 
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -10,7 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from ai_core.dispatch import dispatch_jobs_on_commit
-from ai_core.models import FINAL_STATUSES, AIJob, AIJobEvent, JobPriority, JobStatus
+from ai_core.models import FINAL_STATUSES, AIJob, AIJobEvent, JobPriority, JobStatus, new_job_id
 from ai_core.services import JobRouter, job_cancel, job_check, job_provider_request, job_type_get
 from ai_core.workflow import stat_move
 from ai_openai.models import OpenAIJob
@@ -23,7 +24,7 @@ from batches.selectors import batch_summary
 from batches.signals import batch_completed
 from business.errors import ApplicationError, Conflict
 from business.models import Brand, User
-from business.sql import bulk_insert, bulk_insert_values
+from business.sql import bulk_insert, bulk_insert_like, bulk_insert_values
 
 S = JobStatus
 # Providers whose Batch API the routing speaks (batches.routing); a 24 h job of another provider (echo) runs
@@ -147,27 +148,30 @@ def _field_errors(exc: ApplicationError) -> dict:
     return {"errors": extra["errors"]} if "errors" in extra else {}
 
 
+# The columns of a new job that differ between the jobs of one batch (bulk_insert_like): the others are the
+# template's.
+JOB_VARYING = ["job_id", "priority", "description", "input_data", "available_at"]
+
+
 def _insert(brand, user, type_, accepted, priority, description, completion_window) -> Batch:
     now = timezone.now()
     day = timezone.localdate(now)
-    jobs, routed = [], []
-    for _, line, choice in accepted:
-        to_provider = routes_to_provider(choice, completion_window)
-        jobs.append(
-            AIJob(
-                job_type=type_,
-                brand=brand,
-                created_by=user,
-                priority=line.priority or priority,
-                description=line.description or "",
-                input_data=line.input_data,
-                is_async=type_.requires_async,
-                created_at=now,
-                updated_at=now,
-                available_at=now + ROUTED_HOLD if to_provider else now,
-            )
-        )
-        routed.append(to_provider)
+    routed = [routes_to_provider(choice, completion_window) for _, _, choice in accepted]
+    template = AIJob(
+        job_type=type_,
+        brand=brand,
+        created_by=user,
+        priority=priority,
+        is_async=type_.requires_async,
+        created_at=now,
+        updated_at=now,
+        available_at=now,
+    )
+    held = now + ROUTED_HOLD
+    rows = [
+        (new_job_id(), line.priority or priority, line.description or "", line.input_data, held if to_provider else now)
+        for (_, line, _), to_provider in zip(accepted, routed, strict=True)
+    ]
     with transaction.atomic():
         batch = Batch.objects.create(
             brand=brand,
@@ -175,39 +179,30 @@ def _insert(brand, user, type_, accepted, priority, description, completion_wind
             job_type=type_,
             completion_window=completion_window,
             description=description,
-            total_jobs=len(jobs),
+            total_jobs=len(rows),
             created_at=now,
         )
-        bulk_insert(AIJob, jobs)
+        pks = bulk_insert_like(AIJob, template, JOB_VARYING, rows)
         quota_reserve_bulk(
             brand=brand,
             jobs=[
-                BulkReservation(job=job, choice=choice, request=job_provider_request(job), batch=to_provider)
-                for job, (_, line, choice), to_provider in zip(jobs, accepted, routed, strict=True)
+                BulkReservation(
+                    job_pk=pk,
+                    input_data=line.input_data,
+                    choice=choice,
+                    request=partial(_request_of, template, pk, line.input_data),
+                    batch=to_provider,
+                )
+                for pk, (_, line, choice), to_provider in zip(pks, accepted, routed, strict=True)
             ],
         )
-        actor_id = user.pk if user is not None else None
-        bulk_insert_values(
-            AIJobEvent,
-            [
-                {
-                    "job_id": job.pk,
-                    "from_status": "",
-                    "to_status": S.PENDING,
-                    "at": now,
-                    "attempt": 0,
-                    "reason": "created",
-                    "actor_id": actor_id,
-                }
-                for job in jobs
-            ],
-        )
-        stat_move(brand_id=brand.pk, day=day, job_type_id=type_.pk, deltas={S.PENDING: len(jobs)})
+        _events_created(pks, at=now, actor_id=user.pk if user is not None else None)
+        stat_move(brand_id=brand.pk, day=day, job_type_id=type_.pk, deltas={S.PENDING: len(pks)})
         bulk_insert(
             OpenAIJob,
             [
-                OpenAIJob(job=job, **openai_job_fields(choice=choice, input_data=line.input_data))
-                for job, (_, line, choice) in zip(jobs, accepted, strict=True)
+                OpenAIJob(job_id=pk, **openai_job_fields(choice=choice, input_data=line.input_data))
+                for pk, (_, line, choice) in zip(pks, accepted, strict=True)
                 if openai_job_wanted(choice=choice)
             ],
         )
@@ -215,7 +210,7 @@ def _insert(brand, user, type_, accepted, priority, description, completion_wind
             BatchJob,
             [
                 {
-                    "job_id": job.pk,
+                    "job_id": pk,
                     "batch_id": batch.pk,
                     "line": index,
                     "custom_id": line.custom_id,
@@ -224,11 +219,23 @@ def _insert(brand, user, type_, accepted, priority, description, completion_wind
                     "provider_id": choice.provider.pk if to_provider else None,
                     "model_name": choice.name if to_provider else "",
                 }
-                for job, (index, line, choice), to_provider in zip(jobs, accepted, routed, strict=True)
+                for pk, (index, line, choice), to_provider in zip(pks, accepted, routed, strict=True)
             ],
         )
-        dispatch_jobs_on_commit([job.pk for job, to_provider in zip(jobs, routed, strict=True) if not to_provider])
+        dispatch_jobs_on_commit([pk for pk, to_provider in zip(pks, routed, strict=True) if not to_provider])
     return batch
+
+
+def _events_created(job_pks: list[int], *, at, actor_id: int | None) -> None:
+    """The creation event of every new job (pending, attempt 0): one COPY."""
+    row = {"from_status": "", "to_status": S.PENDING, "at": at, "attempt": 0, "reason": "created", "actor_id": actor_id}
+    bulk_insert_values(AIJobEvent, [{"job_id": pk, **row} for pk in job_pks])
+
+
+def _request_of(template: AIJob, pk: int, input_data: dict):
+    """The provider request of one new job of the batch (what its reservation covers)."""
+    job = AIJob(pk=pk, job_type=template.job_type, brand=template.brand, input_data=input_data)
+    return job_provider_request(job)
 
 
 def batch_cancel(*, batch: Batch, actor: User | None = None) -> dict[str, int]:
