@@ -11,7 +11,9 @@ One round (upkeep_round):
    AICORE_PROVIDER_BATCH_MIN_JOBS of them or the oldest waited AICORE_PROVIDER_BATCH_MAX_WAIT_SECONDS.
 2. Submit, recording before and after each provider step (PREPARING → UPLOADED → SUBMITTING → SUBMITTED), so a
    worker that dies between two steps resumes at the right one and never creates a second provider batch: the
-   creation is preceded by find() (OpenAI: the submission key in the batch's metadata).
+   creation is preceded by find(). OpenAI: the submission key in the batch's metadata. Anthropic (no metadata):
+   only one provider batch per provider is SUBMITTING at a time (a unique constraint), so a batch created since
+   its recorded start that no record knows, of its size, is its own; two such and none is adopted or created.
 3. Poll submitted batches every AICORE_PROVIDER_BATCH_POLL_SECONDS; an ended one's answers are written; its
    unanswered jobs (expired, failed, cancelled batch) go back to the normal path or end `timeout`
    (AICORE_PROVIDER_BATCH_ON_EXPIRY). A provider batch whose jobs were all cancelled is cancelled.
@@ -25,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import connection
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Min, Q
 from django.utils import timezone
 
@@ -180,16 +182,12 @@ def provider_batch_submit(pk: int) -> str | None:
             batch.input_file_id, batch.status = file_id, PB.UPLOADED
             _step("upload recorded")
         if batch.status != PB.SUBMITTING:
-            batch.submit_started_at = timezone.now() - timedelta(seconds=5)  # the provider's clock may lag ours
-            ProviderBatch.objects.filter(pk=pk).update(status=PB.SUBMITTING, submit_started_at=batch.submit_started_at)
+            if not _enter_submitting(batch):
+                _release(pk)  # another creation for this provider is in flight: the next round tries again
+                return batch.status
             _step("submitting recorded")
-        known = set(
-            ProviderBatch.objects.filter(provider_id=batch.provider_id)
-            .exclude(provider_batch_id="")
-            .values_list("provider_batch_id", flat=True)
-        )
         found = work.api.find(
-            batch.submission_key, since=batch.submit_started_at, count=len(lines), **_known(work.api, known)
+            batch.submission_key, since=batch.submit_started_at, count=len(lines), **_known(work.api, batch)
         )
         provider_batch_id = found or work.api.create(
             batch.submission_key, input_file_id=batch.input_file_id, lines=lines
@@ -222,8 +220,25 @@ def _let_go() -> None:
         connection.close()
 
 
-def _known(api, known: set[str]) -> dict:
-    return {"known": known} if not api.two_steps else {}
+def _enter_submitting(batch: ProviderBatch) -> bool:
+    """Record the creation's start (status SUBMITTING, its time), unless another provider batch of the same
+    provider is being created (providerbatch_one_submitting): then False, nothing recorded."""
+    started = timezone.now() - timedelta(seconds=5)  # the provider's clock may lag ours
+    try:
+        with transaction.atomic():
+            ProviderBatch.objects.filter(pk=batch.pk).update(status=PB.SUBMITTING, submit_started_at=started)
+    except IntegrityError:
+        return False
+    batch.status, batch.submit_started_at = PB.SUBMITTING, started
+    return True
+
+
+def _known(api, batch: ProviderBatch) -> dict:
+    """One-step APIs (Anthropic) find a batch by elimination: the provider batch ids every record knows."""
+    if api.two_steps:
+        return {}
+    recorded = ProviderBatch.objects.filter(provider_id=batch.provider_id).exclude(provider_batch_id="")
+    return {"known": set(recorded.values_list("provider_batch_id", flat=True))}
 
 
 # --- 3. poll and write the answers --------------------------------------------------------------------

@@ -231,6 +231,54 @@ def test_a_worker_dying_at_any_submission_step_never_creates_a_second_provider_b
     assert AIJob.objects.filter(status=S.COMPLETED).count() == 3
 
 
+def test_one_creation_per_provider_is_in_flight_at_a_time(settings, alice, fake):
+    settings.AICORE_PROVIDER_BATCH_MAX_JOBS = 2
+    submit(alice, [line(str(i), model="claude-sonnet-4-5") for i in range(4)])
+    created_before = fake.server.batches_created
+    first, second = routing.route_waiting()
+    routing.step_hook = _crash_at("submitting recorded")
+    with pytest.raises(WorkerDied):
+        routing.provider_batch_submit(first)
+    routing.step_hook = None
+
+    # The first's creation may have reached the provider: the second waits, or the first could not tell its own.
+    assert routing.provider_batch_submit(second) == PB.PREPARING
+    assert ProviderBatch.objects.get(pk=second).status == PB.PREPARING
+    assert fake.server.batches_created == created_before
+    ProviderBatch.objects.filter(pk=first).update(leased_until=timezone.now() - timedelta(seconds=1))
+    routing.upkeep_round()
+    routing.upkeep_round()
+
+    assert fake.server.batches_created - created_before == 2
+    assert set(ProviderBatch.objects.values_list("status", flat=True)) == {PB.ENDED}
+    assert AIJob.objects.filter(status=S.COMPLETED).count() == 4
+
+
+def test_an_unrecorded_anthropic_batch_is_not_guessed_among_two_of_its_size(alice, fake, llm_env):
+    import anthropic
+
+    submit(alice, [line(str(i), model="claude-sonnet-4-5") for i in range(3)])
+    created_before = fake.server.batches_created
+    (pk,) = routing.route_waiting()
+    routing.step_hook = _crash_at("created")
+    with pytest.raises(WorkerDied):
+        routing.provider_batch_submit(pk)
+    routing.step_hook = None
+    # Meanwhile someone else creates a batch of the same size with the same key, outside the hub.
+    sdk = anthropic.Anthropic(api_key="sk-ant-env-test-key", base_url=llm_env.base_url)
+    params = {"model": "claude-sonnet-4-5", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}
+    sdk.messages.batches.create(requests=[{"custom_id": f"other-{i}", "params": params} for i in range(3)])
+    ProviderBatch.objects.filter(pk=pk).update(leased_until=timezone.now() - timedelta(seconds=1))
+
+    assert routing.provider_batch_submit(pk) == PB.FAILED
+
+    assert fake.server.batches_created - created_before == 2  # its own and the other: no third
+    failed = ProviderBatch.objects.get(pk=pk)
+    assert failed.provider_batch_id == "" and "cannot be told" in failed.error_message
+    # Its jobs go back to the normal path (AICORE_PROVIDER_BATCH_ON_EXPIRY) rather than wait for no answer.
+    assert AIJob.objects.filter(status=S.PENDING, available_at__lte=timezone.now()).count() == 3
+
+
 def test_cancel_mid_batch_releases_the_cancelled_jobs_reservations_and_discards_their_answers(personas, alice, fake):
     Quota.objects.create(company=personas.brand_a.company, monthly_cost_limit=Decimal("100"))
     fake.server.hold_batches = True
