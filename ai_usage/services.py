@@ -354,6 +354,7 @@ def _reserve(*, job: AIJob, need: Reservation, choice: ModelChoice, rows: list[Q
     periods = QuotaPeriod.objects.filter(Q(quota__in=quotas, month=month) | Q(pk__in=[r.period_id for r in held]))
     row_of = {r.period_id: r for r in rows}
     wanted = {q.pk for q in quotas}
+    grown = []
     for period in sorted(periods.select_related("quota"), key=lambda p: (p.quota_id, p.month)):
         quota, row = period.quota, row_of.get(period.pk)
         before = row if row is not None and row.state == ReservationState.RESERVED else NOTHING
@@ -386,6 +387,10 @@ def _reserve(*, job: AIJob, need: Reservation, choice: ModelChoice, rows: list[Q
             )
         if row is None:
             QuotaReservation.objects.create(job=job, period=period, tokens=after.tokens, cost_micros=after.cost_micros)
+        if more_tokens > 0 or more_micros > 0:
+            grown.append(period.pk)
+    if grown:
+        thresholds_check(period_pks=grown, reserved=True)
 
 
 @dataclass(frozen=True)
@@ -459,6 +464,7 @@ def quota_reserve_bulk(*, brand: Brand, jobs: list[BulkReservation]) -> int:
                 required={"tokens": tokens, "cost": _dollars(micros)},
             )
     QuotaReservation.objects.bulk_create(rows, batch_size=5000)
+    thresholds_check(period_pks=[periods[q.pk].pk for q in quotas if any(totals[q.pk])], reserved=True)
     return len(rows)
 
 
