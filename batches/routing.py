@@ -25,6 +25,7 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from functools import partial
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -36,9 +37,11 @@ from ai_core.engine import finish, handlers
 from ai_core.engine.finish import Discarded
 from ai_core.engine.providers import client_for_model
 from ai_core.models import AIJob, JobStatus
-from ai_core.services import job_type_by_pk
+from ai_core.services import job_provider_request, job_type_by_pk
 from ai_core.workflow import transition
 from ai_providers.clients.base import ChatRequest, PermanentProviderError, ProviderError
+from ai_providers.selectors import model_resolve
+from ai_usage.services import QuotaExceeded, quota_rereserve
 
 # ai_providers.clients.batch_api (the provider SDKs) is imported on first use: never at start-up.
 from batches.models import BatchJob, ProviderBatch
@@ -334,14 +337,42 @@ def _end_unanswered(batch: ProviderBatch, *, reason: str, job_pks: list[int] | N
         )
     if settings.AICORE_PROVIDER_BATCH_ON_EXPIRY == "requeue":
         BatchJob.objects.filter(job_id__in=job_pks).update(routed=False, provider_batch=None)
-        for job_pk in job_pks:
-            # Still pending (not a status change): it only becomes claimable now, by the normal path.
-            if AIJob.objects.filter(pk=job_pk, status=S.PENDING).update(available_at=timezone.now()):
-                publish_job(job_pk)
+        for job in AIJob.objects.filter(pk__in=job_pks, status=S.PENDING).select_related("brand", "api_key"):
+            _requeue(job)
         return
     for job_pk, attempts in AIJob.objects.filter(pk__in=job_pks, status=S.PENDING).values_list("pk", "attempts"):
-        try:
-            transition(job_pk, to=S.RUNNING, expected={S.PENDING}, attempt=attempts, reason=reason[:200])
-        except Discarded:
-            continue
-        finish.timeout(job_pk, attempts + 1)
+        _end_now(job_pk, attempts, reason, finish.timeout)
+
+
+def _requeue(job: AIJob) -> None:
+    """Give a job its provider batch did not answer to the normal path, at the standard price: its reservation
+    (made at the batch price) grows to what the normal path may charge, in the transaction that makes it
+    claimable. A quota that cannot cover that ends it `failed` (QUOTA_EXCEEDED), its reservation released."""
+    job.job_type = job_type_by_pk(job.job_type_id)
+    choice = model_resolve(job.input_data.get("model") or job.job_type.default_model)
+    try:
+        with transaction.atomic():
+            quota_rereserve(job=job, choice=choice, request=job_provider_request(job))
+            # Still pending (not a status change): it only becomes claimable now, by the normal path.
+            if not AIJob.objects.filter(pk=job.pk, status=S.PENDING).update(available_at=timezone.now()):
+                raise _LeftPending  # cancelled meanwhile: its reservation stays as its cancel left it
+    except _LeftPending:
+        return
+    except QuotaExceeded as exc:
+        fail = partial(finish.fail, error_code=exc.error_code, message=exc.detail)
+        _end_now(job.pk, job.attempts, "the quota cannot cover the standard price", fail)
+        return
+    publish_job(job.pk)
+
+
+class _LeftPending(Exception):
+    pass
+
+
+def _end_now(job_pk: int, attempts: int, reason: str, end: Callable[[int, int], object]) -> None:
+    """End a pending routed job without a provider call: claimed (pending → running), then `end`."""
+    try:
+        transition(job_pk, to=S.RUNNING, expected={S.PENDING}, attempt=attempts, reason=reason[:200])
+    except Discarded:
+        return
+    end(job_pk, attempts + 1)

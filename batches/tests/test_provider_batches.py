@@ -172,6 +172,48 @@ def test_failed_requests_fail_their_job_and_expired_ones_return_to_the_normal_pa
     assert AIJobUsage.objects.get(job=bad).total_cost == 0
 
 
+def _needs(personas, input_data) -> tuple:
+    """What a job of that input reserves through the Batch API and on the normal path."""
+    from ai_core.services import job_type_get
+
+    job = AIJob(job_type=job_type_get("chat_completion"), brand=personas.brand_a, input_data=input_data)
+    request, choice = job_provider_request(job), model_resolve(input_data["model"])
+    return reservation_for(request=request, choice=choice, batch=True), reservation_for(request=request, choice=choice)
+
+
+def test_a_job_back_on_the_normal_path_is_reserved_at_the_standard_price(personas, alice, fake):
+    quota = Quota.objects.create(company=personas.brand_a.company, monthly_cost_limit=Decimal("100"))
+    late = line("late [fake batch_expire]", usage="")
+    at_batch, standard = _needs(personas, late["input_data"])
+    submit(alice, [late])
+    assert QuotaReservation.objects.get().cost_micros == at_batch.cost_micros
+
+    routing.upkeep_round()
+
+    job = AIJob.objects.get()
+    assert job.status == S.PENDING and job.available_at <= timezone.now()
+    reservation = QuotaReservation.objects.get(job=job, period__quota=quota)
+    assert reservation.state == "reserved" and reservation.cost_micros == standard.cost_micros > at_batch.cost_micros
+    assert reservation.period.reserved_cost_micros == standard.cost_micros
+
+
+def test_a_job_its_quota_cannot_cover_at_the_standard_price_fails_instead_of_running(personas, alice, fake):
+    late = line("late [fake batch_expire]", usage="")
+    at_batch, _ = _needs(personas, late["input_data"])
+    quota = Quota.objects.create(
+        company=personas.brand_a.company, monthly_cost_limit=Decimal(at_batch.cost_micros) / 1_000_000
+    )
+    submit(alice, [late])  # fits exactly, at the batch price
+
+    routing.upkeep_round()
+
+    job = AIJob.objects.get()
+    assert job.status == S.FAILED and job.error_code == "QUOTA_EXCEEDED" and job.attempts == 1
+    assert QuotaReservation.objects.get(job=job).state == "released"
+    period = QuotaReservation.objects.get(job=job).period
+    assert (period.reserved_cost_micros, period.used_cost_micros, period.quota_id) == (0, 0, quota.pk)
+
+
 def test_expired_requests_end_timeout_when_so_configured(settings, alice, fake):
     settings.AICORE_PROVIDER_BATCH_ON_EXPIRY = "timeout"
     submit(alice, [line("late [fake batch_expire]", usage="")])
