@@ -12,17 +12,17 @@ from django.utils import timezone
 
 from ai_core.dispatch import dispatch_jobs_on_commit
 from ai_core.models import FINAL_STATUSES, AIJob, AIJobEvent, JobPriority, JobStatus, new_job_id
-from ai_core.services import JobRouter, job_cancel, job_check, job_provider_request, job_type_get
-from ai_core.workflow import stat_move
+from ai_core.services import JobRouter, job_check, job_provider_request, job_type_get
+from ai_core.workflow import stat_move, transition_many
 from ai_openai.models import OpenAIJob
 from ai_openai.services import openai_job_fields, openai_job_wanted
 from ai_providers.models import ProviderKind
 from ai_providers.selectors import ModelChoice
-from ai_usage.services import BulkReservation, quota_reserve_bulk
+from ai_usage.services import BulkReservation, quota_lock_open, quota_release_locked, quota_reserve_bulk
 from batches.models import Batch, BatchJob, CompletionWindow
 from batches.selectors import batch_summary
 from batches.signals import batch_completed
-from business.errors import ApplicationError, Conflict
+from business.errors import ApplicationError
 from business.models import Brand, User
 from business.sql import bulk_insert, bulk_insert_like, bulk_insert_values
 
@@ -238,25 +238,34 @@ def _request_of(template: AIJob, pk: int, input_data: dict):
     return job_provider_request(job)
 
 
+CANCEL_CHUNK = 2000  # jobs per transaction of a batch's cancel
+
+
 def batch_cancel(*, batch: Batch, actor: User | None = None) -> dict[str, int]:
-    """Cancel every job of the batch not yet final, each through the job cancel service (the workflow's
-    compare-and-set; its reservation released). A job that became final meanwhile is left as it is."""
+    """Cancel every job of the batch not yet final, set-based: per chunk of jobs, one transaction locks their
+    open reservations (the lock order of a job's end), moves them all by the workflow's bulk compare-and-set
+    (transition_many: events and roll-up in bulk) and gives back the reservations of the jobs it moved. A job
+    that became final meanwhile is left as it is (and keeps its reservation's outcome)."""
     Batch.objects.filter(pk=batch.pk, cancel_requested_at__isnull=True).update(cancel_requested_at=timezone.now())
-    open_jobs = (
+    open_jobs = list(
         AIJob.objects.filter(batch_link__batch=batch)
         .exclude(status__in=FINAL_STATUSES)
         .order_by("pk")
         .values_list("pk", flat=True)
     )
-    cancelled = skipped = 0
-    for job_pk in list(open_jobs):
-        try:
-            job_cancel(job_pk=job_pk, actor=actor, reason="batch cancelled")
-            cancelled += 1
-        except Conflict:
-            skipped += 1  # it ended meanwhile
+    actor_id = actor.pk if actor is not None else None
+    cancelled = 0
+    for start in range(0, len(open_jobs), CANCEL_CHUNK):
+        chunk = open_jobs[start : start + CANCEL_CHUNK]
+        with transaction.atomic():
+            held = quota_lock_open(job_pks=chunk)
+            moves = transition_many(chunk, to=S.CANCELLED, reason="batch cancelled", actor_id=actor_id)
+            moved = {t.job_pk for t in moves}
+            quota_release_locked(held, job_pks=moved)
+            OpenAIJob.objects.filter(job_id__in=moved).update(prompt_tokens=0, completion_tokens=0, total_tokens=0)
+        cancelled += len(moved)
     batch_complete_if_done(batch_pk=batch.pk)
-    return {"cancelled": cancelled, "already_final": skipped}
+    return {"cancelled": cancelled, "already_final": len(open_jobs) - cancelled}
 
 
 def batch_complete_if_done(*, batch_pk: int) -> bool:

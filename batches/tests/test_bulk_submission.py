@@ -290,6 +290,38 @@ def test_cancel_ends_every_open_job_through_the_workflow_and_releases_reservatio
     assert Batch.objects.get().completed_at is not None
 
 
+def test_cancel_is_set_based_its_queries_do_not_grow_with_its_jobs(personas, alice, llm_env):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    quota = Quota.objects.create(company=personas.brand_a.company, monthly_token_limit=10_000_000)
+    gpt = {"input_data": {"messages": [{"role": "user", "content": "hi"}], "model": "gpt-4o-mini"}}
+    small, large = post_jsonl(alice, [gpt] * 3).json(), post_jsonl(alice, [gpt] * 120).json()
+    from ai_core.services import job_start
+
+    for batch in (small, large):  # one running job in each: both source statuses are moved
+        running = AIJob.objects.filter(batch_link__batch_id=batch["id"]).order_by("batch_link__line").first()
+        job_start(job_pk=running.pk)
+
+    counted = []
+    for batch in (small, large):
+        with CaptureQueriesContext(connection) as queries:
+            response = alice.post(f"/ai/batches/{batch['id']}/cancel/")
+        counted.append(len(queries))
+        assert response.json()["cancelled"] == batch["total_jobs"]
+
+    assert counted[0] == counted[1]  # a few set-based statements, not a transaction per job
+    assert AIJob.objects.filter(status=S.CANCELLED).count() == 123
+    assert AIJobEvent.objects.get(job=running, to_status="cancelled").from_status == "running"
+    assert QuotaReservation.objects.filter(state="released").count() == 123
+    period = QuotaPeriod.objects.get(quota=quota)
+    assert (period.reserved_tokens, period.reserved_cost_micros, period.used_tokens) == (0, 0, 0)
+    assert pending_in_rollup(personas.brand_a) == 0
+    cancelled = JobDailyStat.objects.filter(brand=personas.brand_a, status=S.CANCELLED)
+    assert sum(cancelled.values_list("jobs", flat=True)) == 123
+    assert alice.post(f"/ai/batches/{large['id']}/cancel/").json()["cancelled"] == 0
+
+
 def test_batch_completed_is_announced_once_to_subscribed_endpoints(personas, alice, django_capture_on_commit_callbacks):
     endpoint = WebhookEndpoint.objects.create(
         brand=personas.brand_a, url="https://hooks.example.com/x", events=["batch.completed"]
