@@ -624,7 +624,7 @@ def quota_status(*, quota: Quota, month: date | None = None) -> dict[str, Any]:
         "exceeded": ratio >= 1,
         "reset_at": next_month(month).isoformat(),
         "alert_thresholds": list(quota.alert_thresholds or []),
-        "crossed_thresholds": crossings_of(quota, month),  # budget alerts of the month (settled use)
+        "crossed_thresholds": crossings_of(quota, month),  # budget alerts of the month
     }
 
 

@@ -1,6 +1,6 @@
-"""Budget alerts: a quota's thresholds (50/80/100 % by default) crossed by the month's settled use are recorded
-once per month and threshold, delivered as `quota.threshold` webhooks, shown in quota_status and the usage
-dashboard, and counted in the metrics."""
+"""Budget alerts: a quota's thresholds (50/80/100 % by default) crossed by the month's use (settled, or settled
+plus reserved on a reservation) are recorded once per month and threshold, delivered as `quota.threshold`
+webhooks, shown in quota_status and the usage dashboard, and counted in the metrics."""
 
 import json
 import threading
