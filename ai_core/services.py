@@ -10,6 +10,7 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
+import fastjsonschema
 import jsonschema
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -60,14 +61,91 @@ def _validator_for(schema_json: str) -> jsonschema.Draft202012Validator:
     return jsonschema.Draft202012Validator(json.loads(schema_json))
 
 
-def _validator_of(job_type: AIJobType) -> jsonschema.Draft202012Validator:
+# Keywords fastjsonschema (draft 7) checks exactly as jsonschema checks them in 2020-12, the job types' dialect.
+# A schema using any other (prefixItems, $defs, format, uniqueItems, …), or an enum/const of anything but
+# strings (Python's `1 == True` would let through what jsonschema refuses), is validated by jsonschema alone.
+SAME_IN_DRAFT_7 = frozenset(
+    {
+        "type",
+        "properties",
+        "required",
+        "additionalProperties",
+        "items",
+        "enum",
+        "const",
+        "minimum",
+        "maximum",
+        "exclusiveMinimum",
+        "exclusiveMaximum",
+        "minLength",
+        "maxLength",
+        "minItems",
+        "maxItems",
+        "anyOf",
+        "oneOf",
+        "allOf",
+        "not",
+        "minProperties",
+        "maxProperties",
+        "description",
+        "title",
+        "default",
+        "examples",
+    }  # fmt: skip
+)
+
+
+def _draft_7_compatible(schema: Any) -> bool:
+    if isinstance(schema, bool):
+        return True
+    if not isinstance(schema, dict) or not set(schema) <= SAME_IN_DRAFT_7:
+        return False
+    constants = [*schema.get("enum", ()), *([schema["const"]] if "const" in schema else [])]
+    if not all(isinstance(value, str) for value in constants):
+        return False
+    subschemas = [*(schema.get("properties") or {}).values(), *(schema.get(k) for k in ("not", "items"))]
+    subschemas += [*schema.get("anyOf", ()), *schema.get("oneOf", ()), *schema.get("allOf", ())]
+    if isinstance(schema.get("additionalProperties"), dict):
+        subschemas.append(schema["additionalProperties"])
+    return all(_draft_7_compatible(s) for s in subschemas if s is not None)
+
+
+@dataclass(frozen=True)
+class InputValidator:
+    """A job type's schema check: the fastjsonschema-compiled function answers "valid" (most inputs, ten times
+    faster than jsonschema: a 10 000-job batch spent a third of its time there); jsonschema has the last word
+    and writes the messages whenever the compiled one refuses, or for a schema it cannot compile as is."""
+
+    full: jsonschema.Draft202012Validator
+    compiled: Callable[[Any], Any] | None
+
+    def errors(self, input_data: Any) -> list:
+        if self.compiled is not None:
+            try:
+                self.compiled(input_data)
+                return []
+            except fastjsonschema.JsonSchemaException:
+                pass
+        return sorted(self.full.iter_errors(input_data), key=lambda e: list(e.absolute_path))
+
+
+@lru_cache(maxsize=64)
+def _input_validator_for(schema_json: str) -> InputValidator:
+    schema = json.loads(schema_json)
+    compiled = None
+    if _draft_7_compatible(schema):
+        compiled = fastjsonschema.compile({**schema, "$schema": "http://json-schema.org/draft-07/schema#"})
+    return InputValidator(full=_validator_for(schema_json), compiled=compiled)
+
+
+def _validator_of(job_type: AIJobType) -> InputValidator:
     """The job type's schema validator, kept on the job type for as long as it holds the same schema object:
     a memoised job type (job_type_get) serves many creations, and serialising its schema as the key of
-    _validator_for cost more than the validation."""
+    _input_validator_for cost more than the validation."""
     schema = job_type.input_schema
     kept = job_type.__dict__.get("_schema_validator")
     if kept is None or kept[0] is not schema:
-        kept = job_type._schema_validator = (schema, _validator_for(json.dumps(schema, sort_keys=True)))
+        kept = job_type._schema_validator = (schema, _input_validator_for(json.dumps(schema, sort_keys=True)))
     return kept[1]
 
 
@@ -102,9 +180,8 @@ def validate_input_data(job_type: AIJobType, input_data: Any) -> None:
             )
     if not job_type.input_schema:
         return
-    validator = _validator_of(job_type)
     messages = []
-    for error in sorted(validator.iter_errors(input_data), key=lambda e: list(e.absolute_path)):
+    for error in _validator_of(job_type).errors(input_data):
         where = ".".join(str(p) for p in error.absolute_path)
         message = error.message if len(error.message) <= 300 else error.message[:300] + "…"
         messages.append(f"{where}: {message}" if where else message)

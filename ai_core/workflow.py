@@ -360,6 +360,91 @@ def _cas_portable(job_pk: int, change: _Change) -> Transitioned:
     )
 
 
+def transition_many(
+    job_pks: Sequence[int], *, to: str, expected: frozenset[str] | set[str] | None = None, reason: str = "",
+    actor_id: int | None = None,
+) -> list[Transitioned]:  # fmt: skip
+    """Move many jobs to `to` at once, each by the same compare-and-set as transition() (on its status at the
+    time of the statement: a job that left the allowed statuses meanwhile is skipped, not an error). Returns the
+    moves made. For moves that carry nothing per job (no attempt fence, no cost, no fields): a batch's cancel.
+
+    Set-based, in the caller's transaction (or one of its own): per source status ONE
+    `UPDATE … WHERE id IN (…) AND status = <from> RETURNING id, attempts` (the row lock and the re-check of the
+    status are the UPDATE's own, so a job is moved once whatever races it), then the events in one bulk insert
+    and the roll-up's deltas summed per (brand, day, type, status).
+    """
+    change = _Change(
+        to=to,
+        allowed=allowed_from(to, expected),
+        attempt=None,
+        reason=reason[:500],
+        actor_id=actor_id,
+        fields={},
+        cost=None,
+        now=timezone.now(),
+    )
+    if to == S.RUNNING:
+        raise ValueError("a claim moves one job at a time (attempts + 1): use transition()")
+    job = AIJob._meta
+    conn = connections[DEFAULT_DB_ALIAS]
+    assignments, values = [], []
+    for name, value in change.updates().items():
+        field = job.get_field(name)
+        assignments.append(f"{conn.ops.quote_name(field.column)} = %s")
+        values.append(field.get_db_prep_save(value, conn))
+    moved: dict[int, tuple[str, int]] = {}
+    with transaction.atomic():
+        for source in sorted(change.allowed):
+            pks = [pk for pk in job_pks if pk not in moved]
+            if not pks:
+                break
+            with conn.cursor() as cursor:
+                cursor.execute(
+                    f"UPDATE {job.db_table} SET {', '.join(assignments)} "
+                    f"WHERE id IN ({', '.join(['%s'] * len(pks))}) AND status = %s RETURNING id, attempts",
+                    [*values, *pks, source],
+                )
+                moved.update((pk, (source, attempts)) for pk, attempts in cursor.fetchall())
+        if not moved:
+            return []
+        rows = AIJob.objects.filter(pk__in=list(moved)).values_list("pk", "brand_id", "job_type_id", "created_at")
+        done, deltas = [], {}
+        for pk, brand_id, job_type_id, created_at in rows.order_by("pk"):
+            source, attempts = moved[pk]
+            done.append(Transitioned(pk, source, to, attempts, change.now, brand_id))
+            for status, delta in ((source, -1), (to, 1)):
+                key = (brand_id, timezone.localdate(created_at), job_type_id, status)
+                deltas[key] = deltas.get(key, 0) + delta
+        AIJobEvent.objects.bulk_create(
+            [
+                AIJobEvent(
+                    job_id=t.job_pk,
+                    from_status=t.from_status,
+                    to_status=to,
+                    at=change.now,
+                    attempt=t.attempt,
+                    reason=change.reason,
+                    actor_id=actor_id,
+                )
+                for t in done
+            ],
+            batch_size=2000,
+        )
+        JobDailyStat.objects.bulk_create(
+            [
+                JobDailyStat(brand_id=b, day=d, job_type_id=t, status=st, jobs=n, cost_micros=0)
+                for (b, d, t, st), n in deltas.items()
+                if n
+            ]
+        )
+    if to in FINAL_STATUSES:
+        for t in done:
+            transaction.on_commit(
+                partial(job_final_committed.send, sender=AIJob, job_pk=t.job_pk, status=to), robust=True
+            )
+    return done
+
+
 MICROS = Decimal("1000000")
 
 

@@ -1,9 +1,11 @@
 """Budget alerts: a quota's month crossing one of its thresholds (default 50, 80, 100 % of a limit).
 
-When: on settlement, against the month's settled use (`used`, the real cost and tokens of finished jobs), not
-the reservations — a reservation is an upper bound that is mostly given back, so alerting on it would cry
-wolf. A refused reservation (429 QUOTA_EXCEEDED) is rolled back with the refused job, so it records nothing.
-The percentage is the larger of tokens used / token limit and cost used / cost limit.
+When: on settlement, against the month's settled use (`used`, the real cost and tokens of finished jobs); and
+on reservation, against the settled use plus what jobs in flight hold (`used + reserved`): a batch of 10 000
+jobs reserving 90 % of the budget is announced when it is submitted, not hours later as its jobs settle (a
+reservation is an upper bound, so such an alert says "committed", its `basis` says which). A refused
+reservation (429 QUOTA_EXCEEDED) is rolled back with the refused job, so it records nothing. The percentage is
+the larger of tokens / token limit and cost / cost limit.
 
 Once: a row per (quota, month, threshold) under a unique constraint; inserting it with ON CONFLICT DO
 NOTHING is the compare-and-set that many settlements racing past the same threshold cannot win twice. Only
@@ -18,7 +20,7 @@ from django.dispatch import Signal
 from django.utils import timezone
 
 from ai_core.workflow import from_micros, to_micros
-from ai_usage.models import Quota, QuotaPeriod, QuotaThresholdCrossing, normalise_thresholds
+from ai_usage.models import CrossingBasis, Quota, QuotaPeriod, QuotaThresholdCrossing, normalise_thresholds
 from business.errors import ApplicationError
 from business.sql import Insert, prepared_cursor
 from business.timestamps import api_timestamp
@@ -50,10 +52,11 @@ def clean_thresholds(value: Any) -> list[int]:
         ) from None
 
 
-def thresholds_check(*, period_pks: list[int]) -> list[QuotaThresholdCrossing]:
-    """Record (once) every threshold the settled use of these quota periods has reached. Call inside the
-    transaction that moved their counters, after the move: the period row it locked then holds the use every
-    earlier settlement committed plus this one."""
+def thresholds_check(*, period_pks: list[int], reserved: bool = False) -> list[QuotaThresholdCrossing]:
+    """Record (once) every threshold the settled use of these quota periods has reached (`reserved`: the
+    settled use plus the reservations, after a reservation). Call inside the transaction that moved their
+    counters, after the move: the period row it locked then holds what every earlier writer committed plus
+    this one."""
     crossed = []
     for period in (
         QuotaPeriod.objects.filter(pk__in=period_pks)
@@ -61,7 +64,11 @@ def thresholds_check(*, period_pks: list[int]) -> list[QuotaThresholdCrossing]:
         .order_by("quota_id")
     ):
         quota = period.quota
-        percent = use_ratio(quota, tokens=period.used_tokens, cost_micros=period.used_cost_micros) * 100
+        held_tokens, held_micros = (period.reserved_tokens, period.reserved_cost_micros) if reserved else (0, 0)
+        percent = (
+            use_ratio(quota, tokens=period.used_tokens + held_tokens, cost_micros=period.used_cost_micros + held_micros)
+            * 100
+        )
         # Only well-formed thresholds count: a value written past the API's and the admin's checks must not
         # break the settlement of a job.
         due = [t for t in quota.alert_thresholds or [] if type(t) is int and 1 <= t <= 100 and percent >= t]
@@ -78,6 +85,9 @@ def thresholds_check(*, period_pks: list[int]) -> list[QuotaThresholdCrossing]:
                 percent_used=percent.quantize(Decimal("0.01")),
                 used_tokens=period.used_tokens,
                 used_cost_micros=period.used_cost_micros,
+                reserved_tokens=held_tokens,
+                reserved_cost_micros=held_micros,
+                basis=CrossingBasis.RESERVATION if reserved else CrossingBasis.SETTLEMENT,
                 crossed_at=timezone.now(),
             )
             if _insert_once(crossing):
@@ -115,7 +125,7 @@ def crossings_of(quota: Quota, month) -> list[dict[str, Any]]:
 
 def crossing_payload(quota: Quota, crossing: QuotaThresholdCrossing) -> dict[str, Any]:
     """The `quota.threshold` webhook's data: which quota, brand (null: company-wide), threshold, month, use
-    when it was crossed, and the limits."""
+    when it was crossed (`basis` reservation: `reserved` counts towards it), and the limits."""
     return {
         "quota_id": quota.pk,
         "brand": {"id": quota.brand_id, "name": quota.brand.name} if quota.brand_id else None,
@@ -123,7 +133,9 @@ def crossing_payload(quota: Quota, crossing: QuotaThresholdCrossing) -> dict[str
         "threshold": crossing.threshold,
         "month": crossing.month.strftime("%Y-%m"),
         "percent_used": float(crossing.percent_used),
+        "basis": crossing.basis,
         "used": {"tokens": crossing.used_tokens, "cost": str(from_micros(crossing.used_cost_micros))},
+        "reserved": {"tokens": crossing.reserved_tokens, "cost": str(from_micros(crossing.reserved_cost_micros))},
         "limit": {
             "tokens": quota.monthly_token_limit,
             "cost": str(Decimal(quota.monthly_cost_limit).quantize(Decimal("0.000001")))

@@ -213,9 +213,15 @@ class QuotaPeriod(models.Model):
         return f"quota {self.quota_id} in {self.month:%Y-%m}"
 
 
+class CrossingBasis(models.TextChoices):
+    SETTLEMENT = "settlement"  # the settled use alone reached the threshold
+    RESERVATION = "reservation"  # the settled use plus what jobs in flight hold reached it, as they were reserved
+
+
 class QuotaThresholdCrossing(models.Model):
-    """One budget alert: the month's settled use of a quota reached one of its thresholds. The unique row per
-    (quota, month, threshold) is what makes the alert fire once, however many settlements race past it."""
+    """One budget alert: the month's use of a quota (settled, or settled plus reserved when a reservation made
+    it) reached one of its thresholds. The unique row per (quota, month, threshold) is what makes the alert
+    fire once, however many settlements and reservations race past it."""
 
     quota = models.ForeignKey(Quota, on_delete=models.CASCADE, related_name="threshold_crossings")
     month = models.DateField(help_text="first day of the calendar month")
@@ -223,6 +229,9 @@ class QuotaThresholdCrossing(models.Model):
     percent_used = models.DecimalField(max_digits=7, decimal_places=2, help_text="use when it was crossed")
     used_tokens = models.BigIntegerField()
     used_cost_micros = models.BigIntegerField()
+    reserved_tokens = models.BigIntegerField(default=0, help_text="held by jobs in flight (basis: reservation)")
+    reserved_cost_micros = models.BigIntegerField(default=0)
+    basis = models.CharField(max_length=12, choices=CrossingBasis.choices, default=CrossingBasis.SETTLEMENT)
     crossed_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -5,6 +5,7 @@ Money in quota counters is integer micro-dollars; AIJobUsage keeps Decimal with 
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -353,6 +354,7 @@ def _reserve(*, job: AIJob, need: Reservation, choice: ModelChoice, rows: list[Q
     periods = QuotaPeriod.objects.filter(Q(quota__in=quotas, month=month) | Q(pk__in=[r.period_id for r in held]))
     row_of = {r.period_id: r for r in rows}
     wanted = {q.pk for q in quotas}
+    grown = []
     for period in sorted(periods.select_related("quota"), key=lambda p: (p.quota_id, p.month)):
         quota, row = period.quota, row_of.get(period.pk)
         before = row if row is not None and row.state == ReservationState.RESERVED else NOTHING
@@ -385,15 +387,21 @@ def _reserve(*, job: AIJob, need: Reservation, choice: ModelChoice, rows: list[Q
             )
         if row is None:
             QuotaReservation.objects.create(job=job, period=period, tokens=after.tokens, cost_micros=after.cost_micros)
+        if more_tokens > 0 or more_micros > 0:
+            grown.append(period.pk)
+    if grown:
+        thresholds_check(period_pks=grown, reserved=True)
 
 
 @dataclass(frozen=True)
 class BulkReservation:
     """One job of a bulk creation, as quota_reserve_bulk reserves it."""
 
-    job: AIJob
+    job_pk: int
+    input_data: Any
     choice: ModelChoice
-    request: ChatRequest | None  # what the job will send (ai_core.services.job_provider_request)
+    # What the job will send (ai_core.services.job_provider_request), built only when a quota applies.
+    request: Callable[[], ChatRequest | None]
     batch: bool = False  # through a provider's Batch API: reserved at its batch price
 
 
@@ -417,9 +425,9 @@ def quota_reserve_bulk(*, brand: Brand, jobs: list[BulkReservation]) -> int:
     needs: dict[tuple, Reservation] = {}
     rows, totals = [], {q.pk: [0, 0] for q in quotas}
     for item in jobs:
-        key = (item.choice.name, item.batch, json.dumps(item.job.input_data, sort_keys=True))
+        key = (item.choice.name, item.batch, json.dumps(item.input_data, sort_keys=True))
         need = needs.get(key) or needs.setdefault(
-            key, reservation_for(request=item.request, choice=item.choice, batch=item.batch)
+            key, reservation_for(request=item.request(), choice=item.choice, batch=item.batch)
         )
         for quota in quotas:
             if quota.provider_id is not None and quota.provider_id != item.choice.provider.pk:
@@ -428,7 +436,7 @@ def quota_reserve_bulk(*, brand: Brand, jobs: list[BulkReservation]) -> int:
             totals[quota.pk][1] += need.cost_micros
             rows.append(
                 QuotaReservation(
-                    job=item.job, period=periods[quota.pk], tokens=need.tokens, cost_micros=need.cost_micros
+                    job_id=item.job_pk, period=periods[quota.pk], tokens=need.tokens, cost_micros=need.cost_micros
                 )
             )
     for quota in quotas:
@@ -456,6 +464,7 @@ def quota_reserve_bulk(*, brand: Brand, jobs: list[BulkReservation]) -> int:
                 required={"tokens": tokens, "cost": _dollars(micros)},
             )
     QuotaReservation.objects.bulk_create(rows, batch_size=5000)
+    thresholds_check(period_pks=[periods[q.pk].pk for q in quotas if any(totals[q.pk])], reserved=True)
     return len(rows)
 
 
@@ -470,6 +479,56 @@ def quota_settle(*, job_pk: int, tokens: int, cost_micros: int) -> None:
 def quota_release(*, job_pk: int) -> None:
     """Give the job's reservations back (failed, timeout, cancelled, deleted while pending), exactly once."""
     _close_reservations(job_pk=job_pk, to=ReservationState.RELEASED, tokens=0, cost_micros=0)
+
+
+@dataclass(frozen=True)
+class OpenReservation:
+    pk: int
+    job_pk: int
+    period_pk: int
+    tokens: int
+    cost_micros: int
+
+
+def quota_lock_open(*, job_pks: list[int]) -> list[OpenReservation]:
+    """The open reservations of many jobs, locked (quota order, as every job's end locks them): the first half
+    of a bulk release (quota_release_locked), taken BEFORE the jobs' final transition, so that a job's end
+    racing it either committed first (its reservation is no longer open) or waits for this transaction."""
+    reservation, period = QuotaReservation._meta.db_table, QuotaPeriod._meta.db_table
+    lock = " FOR UPDATE OF r" if connection.features.has_select_for_update_of else ""
+    found = []
+    for start in range(0, len(job_pks), 2000):
+        chunk = job_pks[start : start + 2000]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT r.id, r.job_id, r.period_id, r.tokens, r.cost_micros FROM {reservation} r "
+                f"JOIN {period} p ON p.id = r.period_id WHERE r.job_id IN ({', '.join(['%s'] * len(chunk))}) "
+                f"AND r.state = %s ORDER BY p.quota_id, r.id{lock}",
+                [*chunk, ReservationState.RESERVED],
+            )
+            found += [OpenReservation(*row) for row in cursor.fetchall()]
+    return found
+
+
+def quota_release_locked(held: list[OpenReservation], *, job_pks: set[int]) -> None:
+    """Give back, in bulk, the reservations `held` (quota_lock_open, same transaction) of the jobs `job_pks`
+    (those whose final transition moved them): one update of the reservations, one per quota period."""
+    mine = [r for r in held if r.job_pk in job_pks]
+    if not mine:
+        return
+    now = timezone.now()
+    for start in range(0, len(mine), 2000):
+        QuotaReservation.objects.filter(
+            pk__in=[r.pk for r in mine[start : start + 2000]], state=ReservationState.RESERVED
+        ).update(state=ReservationState.RELEASED, settled_tokens=0, settled_cost_micros=0, closed_at=now)
+    back: dict[int, list[int]] = {}
+    for r in mine:
+        tokens, micros = back.setdefault(r.period_pk, [0, 0])
+        back[r.period_pk] = [tokens + r.tokens, micros + r.cost_micros]
+    for period_pk, (tokens, micros) in sorted(back.items()):
+        QuotaPeriod.objects.filter(pk=period_pk).update(
+            reserved_tokens=F("reserved_tokens") - tokens, reserved_cost_micros=F("reserved_cost_micros") - micros
+        )
 
 
 def _close_reservations(*, job_pk: int, to: str, tokens: int, cost_micros: int) -> list[int]:
@@ -565,7 +624,7 @@ def quota_status(*, quota: Quota, month: date | None = None) -> dict[str, Any]:
         "exceeded": ratio >= 1,
         "reset_at": next_month(month).isoformat(),
         "alert_thresholds": list(quota.alert_thresholds or []),
-        "crossed_thresholds": crossings_of(quota, month),  # budget alerts of the month (settled use)
+        "crossed_thresholds": crossings_of(quota, month),  # budget alerts of the month
     }
 
 

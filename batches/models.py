@@ -54,7 +54,8 @@ class ProviderBatchStatus(models.TextChoices):
     # Recorded before and after each provider step, so a worker dying between two steps resumes at the right one.
     PREPARING = "preparing"  # jobs assigned, nothing sent yet
     UPLOADED = "uploaded"  # OpenAI: the input file exists (input_file_id); the batch is not created yet
-    SUBMITTING = "submitting"  # creating the provider batch: a crash here is resolved by find() before creating
+    # Creating the provider batch (one per provider at a time): a crash here is resolved by find() before creating.
+    SUBMITTING = "submitting"
     SUBMITTED = "submitted"  # the provider batch exists (provider_batch_id); polled
     ENDED = "ended"  # results written to the jobs
     FAILED = "failed"  # the provider refused, failed or expired it; its unfinished jobs were handled
@@ -88,6 +89,14 @@ class ProviderBatch(models.Model):
         ordering = ["-created_at", "-id"]
         indexes = [
             models.Index(fields=["status", "polled_at"], name="providerbatch_open", condition=~Q(status="ended")),
+        ]
+        constraints = [
+            # One creation in flight per provider: a batch created by a worker that died before noting its id
+            # is then the one batch created since its recorded start that no record knows (Anthropic's Message
+            # Batches carry no metadata to find it by).
+            models.UniqueConstraint(
+                fields=["provider"], condition=Q(status="submitting"), name="providerbatch_one_submitting"
+            ),
         ]
         verbose_name_plural = "provider batches"
 

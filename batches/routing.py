@@ -11,7 +11,9 @@ One round (upkeep_round):
    AICORE_PROVIDER_BATCH_MIN_JOBS of them or the oldest waited AICORE_PROVIDER_BATCH_MAX_WAIT_SECONDS.
 2. Submit, recording before and after each provider step (PREPARING → UPLOADED → SUBMITTING → SUBMITTED), so a
    worker that dies between two steps resumes at the right one and never creates a second provider batch: the
-   creation is preceded by find() (OpenAI: the submission key in the batch's metadata).
+   creation is preceded by find(). OpenAI: the submission key in the batch's metadata. Anthropic (no metadata):
+   only one provider batch per provider is SUBMITTING at a time (a unique constraint), so a batch created since
+   its recorded start that no record knows, of its size, is its own; two such and none is adopted or created.
 3. Poll submitted batches every AICORE_PROVIDER_BATCH_POLL_SECONDS; an ended one's answers are written; its
    unanswered jobs (expired, failed, cancelled batch) go back to the normal path or end `timeout`
    (AICORE_PROVIDER_BATCH_ON_EXPIRY). A provider batch whose jobs were all cancelled is cancelled.
@@ -23,9 +25,10 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from functools import partial
 
 from django.conf import settings
-from django.db import connection
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Min, Q
 from django.utils import timezone
 
@@ -34,9 +37,11 @@ from ai_core.engine import finish, handlers
 from ai_core.engine.finish import Discarded
 from ai_core.engine.providers import client_for_model
 from ai_core.models import AIJob, JobStatus
-from ai_core.services import job_type_by_pk
+from ai_core.services import job_provider_request, job_type_by_pk
 from ai_core.workflow import transition
 from ai_providers.clients.base import ChatRequest, PermanentProviderError, ProviderError
+from ai_providers.selectors import model_resolve
+from ai_usage.services import QuotaExceeded, quota_rereserve
 
 # ai_providers.clients.batch_api (the provider SDKs) is imported on first use: never at start-up.
 from batches.models import BatchJob, ProviderBatch
@@ -180,16 +185,12 @@ def provider_batch_submit(pk: int) -> str | None:
             batch.input_file_id, batch.status = file_id, PB.UPLOADED
             _step("upload recorded")
         if batch.status != PB.SUBMITTING:
-            batch.submit_started_at = timezone.now() - timedelta(seconds=5)  # the provider's clock may lag ours
-            ProviderBatch.objects.filter(pk=pk).update(status=PB.SUBMITTING, submit_started_at=batch.submit_started_at)
+            if not _enter_submitting(batch):
+                _release(pk)  # another creation for this provider is in flight: the next round tries again
+                return batch.status
             _step("submitting recorded")
-        known = set(
-            ProviderBatch.objects.filter(provider_id=batch.provider_id)
-            .exclude(provider_batch_id="")
-            .values_list("provider_batch_id", flat=True)
-        )
         found = work.api.find(
-            batch.submission_key, since=batch.submit_started_at, count=len(lines), **_known(work.api, known)
+            batch.submission_key, since=batch.submit_started_at, count=len(lines), **_known(work.api, batch)
         )
         provider_batch_id = found or work.api.create(
             batch.submission_key, input_file_id=batch.input_file_id, lines=lines
@@ -222,8 +223,25 @@ def _let_go() -> None:
         connection.close()
 
 
-def _known(api, known: set[str]) -> dict:
-    return {"known": known} if not api.two_steps else {}
+def _enter_submitting(batch: ProviderBatch) -> bool:
+    """Record the creation's start (status SUBMITTING, its time), unless another provider batch of the same
+    provider is being created (providerbatch_one_submitting): then False, nothing recorded."""
+    started = timezone.now() - timedelta(seconds=5)  # the provider's clock may lag ours
+    try:
+        with transaction.atomic():
+            ProviderBatch.objects.filter(pk=batch.pk).update(status=PB.SUBMITTING, submit_started_at=started)
+    except IntegrityError:
+        return False
+    batch.status, batch.submit_started_at = PB.SUBMITTING, started
+    return True
+
+
+def _known(api, batch: ProviderBatch) -> dict:
+    """One-step APIs (Anthropic) find a batch by elimination: the provider batch ids every record knows."""
+    if api.two_steps:
+        return {}
+    recorded = ProviderBatch.objects.filter(provider_id=batch.provider_id).exclude(provider_batch_id="")
+    return {"known": set(recorded.values_list("provider_batch_id", flat=True))}
 
 
 # --- 3. poll and write the answers --------------------------------------------------------------------
@@ -319,14 +337,42 @@ def _end_unanswered(batch: ProviderBatch, *, reason: str, job_pks: list[int] | N
         )
     if settings.AICORE_PROVIDER_BATCH_ON_EXPIRY == "requeue":
         BatchJob.objects.filter(job_id__in=job_pks).update(routed=False, provider_batch=None)
-        for job_pk in job_pks:
-            # Still pending (not a status change): it only becomes claimable now, by the normal path.
-            if AIJob.objects.filter(pk=job_pk, status=S.PENDING).update(available_at=timezone.now()):
-                publish_job(job_pk)
+        for job in AIJob.objects.filter(pk__in=job_pks, status=S.PENDING).select_related("brand", "api_key"):
+            _requeue(job)
         return
     for job_pk, attempts in AIJob.objects.filter(pk__in=job_pks, status=S.PENDING).values_list("pk", "attempts"):
-        try:
-            transition(job_pk, to=S.RUNNING, expected={S.PENDING}, attempt=attempts, reason=reason[:200])
-        except Discarded:
-            continue
-        finish.timeout(job_pk, attempts + 1)
+        _end_now(job_pk, attempts, reason, finish.timeout)
+
+
+def _requeue(job: AIJob) -> None:
+    """Give a job its provider batch did not answer to the normal path, at the standard price: its reservation
+    (made at the batch price) grows to what the normal path may charge, in the transaction that makes it
+    claimable. A quota that cannot cover that ends it `failed` (QUOTA_EXCEEDED), its reservation released."""
+    job.job_type = job_type_by_pk(job.job_type_id)
+    choice = model_resolve(job.input_data.get("model") or job.job_type.default_model)
+    try:
+        with transaction.atomic():
+            quota_rereserve(job=job, choice=choice, request=job_provider_request(job))
+            # Still pending (not a status change): it only becomes claimable now, by the normal path.
+            if not AIJob.objects.filter(pk=job.pk, status=S.PENDING).update(available_at=timezone.now()):
+                raise _LeftPending  # cancelled meanwhile: its reservation stays as its cancel left it
+    except _LeftPending:
+        return
+    except QuotaExceeded as exc:
+        fail = partial(finish.fail, error_code=exc.error_code, message=exc.detail)
+        _end_now(job.pk, job.attempts, "the quota cannot cover the standard price", fail)
+        return
+    publish_job(job.pk)
+
+
+class _LeftPending(Exception):
+    pass
+
+
+def _end_now(job_pk: int, attempts: int, reason: str, end: Callable[[int, int], object]) -> None:
+    """End a pending routed job without a provider call: claimed (pending → running), then `end`."""
+    try:
+        transition(job_pk, to=S.RUNNING, expected={S.PENDING}, attempt=attempts, reason=reason[:200])
+    except Discarded:
+        return
+    end(job_pk, attempts + 1)

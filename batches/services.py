@@ -3,6 +3,7 @@ and the one-time completion (`batch.completed`)."""
 
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -10,20 +11,20 @@ from django.db import transaction
 from django.utils import timezone
 
 from ai_core.dispatch import dispatch_jobs_on_commit
-from ai_core.models import FINAL_STATUSES, AIJob, AIJobEvent, JobPriority, JobStatus
-from ai_core.services import JobRouter, job_cancel, job_check, job_provider_request, job_type_get
-from ai_core.workflow import stat_move
+from ai_core.models import FINAL_STATUSES, AIJob, AIJobEvent, JobPriority, JobStatus, new_job_id
+from ai_core.services import JobRouter, job_check, job_provider_request, job_type_get
+from ai_core.workflow import stat_move, transition_many
 from ai_openai.models import OpenAIJob
 from ai_openai.services import openai_job_fields, openai_job_wanted
 from ai_providers.models import ProviderKind
 from ai_providers.selectors import ModelChoice
-from ai_usage.services import BulkReservation, quota_reserve_bulk
+from ai_usage.services import BulkReservation, quota_lock_open, quota_release_locked, quota_reserve_bulk
 from batches.models import Batch, BatchJob, CompletionWindow
 from batches.selectors import batch_summary
 from batches.signals import batch_completed
-from business.errors import ApplicationError, Conflict
+from business.errors import ApplicationError
 from business.models import Brand, User
-from business.sql import bulk_insert, bulk_insert_values
+from business.sql import bulk_insert, bulk_insert_like, bulk_insert_values
 
 S = JobStatus
 # Providers whose Batch API the routing speaks (batches.routing); a 24 h job of another provider (echo) runs
@@ -147,27 +148,30 @@ def _field_errors(exc: ApplicationError) -> dict:
     return {"errors": extra["errors"]} if "errors" in extra else {}
 
 
+# The columns of a new job that differ between the jobs of one batch (bulk_insert_like): the others are the
+# template's.
+JOB_VARYING = ["job_id", "priority", "description", "input_data", "available_at"]
+
+
 def _insert(brand, user, type_, accepted, priority, description, completion_window) -> Batch:
     now = timezone.now()
     day = timezone.localdate(now)
-    jobs, routed = [], []
-    for _, line, choice in accepted:
-        to_provider = routes_to_provider(choice, completion_window)
-        jobs.append(
-            AIJob(
-                job_type=type_,
-                brand=brand,
-                created_by=user,
-                priority=line.priority or priority,
-                description=line.description or "",
-                input_data=line.input_data,
-                is_async=type_.requires_async,
-                created_at=now,
-                updated_at=now,
-                available_at=now + ROUTED_HOLD if to_provider else now,
-            )
-        )
-        routed.append(to_provider)
+    routed = [routes_to_provider(choice, completion_window) for _, _, choice in accepted]
+    template = AIJob(
+        job_type=type_,
+        brand=brand,
+        created_by=user,
+        priority=priority,
+        is_async=type_.requires_async,
+        created_at=now,
+        updated_at=now,
+        available_at=now,
+    )
+    held = now + ROUTED_HOLD
+    rows = [
+        (new_job_id(), line.priority or priority, line.description or "", line.input_data, held if to_provider else now)
+        for (_, line, _), to_provider in zip(accepted, routed, strict=True)
+    ]
     with transaction.atomic():
         batch = Batch.objects.create(
             brand=brand,
@@ -175,39 +179,30 @@ def _insert(brand, user, type_, accepted, priority, description, completion_wind
             job_type=type_,
             completion_window=completion_window,
             description=description,
-            total_jobs=len(jobs),
+            total_jobs=len(rows),
             created_at=now,
         )
-        bulk_insert(AIJob, jobs)
+        pks = bulk_insert_like(AIJob, template, JOB_VARYING, rows)
         quota_reserve_bulk(
             brand=brand,
             jobs=[
-                BulkReservation(job=job, choice=choice, request=job_provider_request(job), batch=to_provider)
-                for job, (_, line, choice), to_provider in zip(jobs, accepted, routed, strict=True)
+                BulkReservation(
+                    job_pk=pk,
+                    input_data=line.input_data,
+                    choice=choice,
+                    request=partial(_request_of, template, pk, line.input_data),
+                    batch=to_provider,
+                )
+                for pk, (_, line, choice), to_provider in zip(pks, accepted, routed, strict=True)
             ],
         )
-        actor_id = user.pk if user is not None else None
-        bulk_insert_values(
-            AIJobEvent,
-            [
-                {
-                    "job_id": job.pk,
-                    "from_status": "",
-                    "to_status": S.PENDING,
-                    "at": now,
-                    "attempt": 0,
-                    "reason": "created",
-                    "actor_id": actor_id,
-                }
-                for job in jobs
-            ],
-        )
-        stat_move(brand_id=brand.pk, day=day, job_type_id=type_.pk, deltas={S.PENDING: len(jobs)})
+        _events_created(pks, at=now, actor_id=user.pk if user is not None else None)
+        stat_move(brand_id=brand.pk, day=day, job_type_id=type_.pk, deltas={S.PENDING: len(pks)})
         bulk_insert(
             OpenAIJob,
             [
-                OpenAIJob(job=job, **openai_job_fields(choice=choice, input_data=line.input_data))
-                for job, (_, line, choice) in zip(jobs, accepted, strict=True)
+                OpenAIJob(job_id=pk, **openai_job_fields(choice=choice, input_data=line.input_data))
+                for pk, (_, line, choice) in zip(pks, accepted, strict=True)
                 if openai_job_wanted(choice=choice)
             ],
         )
@@ -215,7 +210,7 @@ def _insert(brand, user, type_, accepted, priority, description, completion_wind
             BatchJob,
             [
                 {
-                    "job_id": job.pk,
+                    "job_id": pk,
                     "batch_id": batch.pk,
                     "line": index,
                     "custom_id": line.custom_id,
@@ -224,32 +219,53 @@ def _insert(brand, user, type_, accepted, priority, description, completion_wind
                     "provider_id": choice.provider.pk if to_provider else None,
                     "model_name": choice.name if to_provider else "",
                 }
-                for job, (index, line, choice), to_provider in zip(jobs, accepted, routed, strict=True)
+                for pk, (index, line, choice), to_provider in zip(pks, accepted, routed, strict=True)
             ],
         )
-        dispatch_jobs_on_commit([job.pk for job, to_provider in zip(jobs, routed, strict=True) if not to_provider])
+        dispatch_jobs_on_commit([pk for pk, to_provider in zip(pks, routed, strict=True) if not to_provider])
     return batch
 
 
+def _events_created(job_pks: list[int], *, at, actor_id: int | None) -> None:
+    """The creation event of every new job (pending, attempt 0): one COPY."""
+    row = {"from_status": "", "to_status": S.PENDING, "at": at, "attempt": 0, "reason": "created", "actor_id": actor_id}
+    bulk_insert_values(AIJobEvent, [{"job_id": pk, **row} for pk in job_pks])
+
+
+def _request_of(template: AIJob, pk: int, input_data: dict):
+    """The provider request of one new job of the batch (what its reservation covers)."""
+    job = AIJob(pk=pk, job_type=template.job_type, brand=template.brand, input_data=input_data)
+    return job_provider_request(job)
+
+
+CANCEL_CHUNK = 2000  # jobs per transaction of a batch's cancel
+
+
 def batch_cancel(*, batch: Batch, actor: User | None = None) -> dict[str, int]:
-    """Cancel every job of the batch not yet final, each through the job cancel service (the workflow's
-    compare-and-set; its reservation released). A job that became final meanwhile is left as it is."""
+    """Cancel every job of the batch not yet final, set-based: per chunk of jobs, one transaction locks their
+    open reservations (the lock order of a job's end), moves them all by the workflow's bulk compare-and-set
+    (transition_many: events and roll-up in bulk) and gives back the reservations of the jobs it moved. A job
+    that became final meanwhile is left as it is (and keeps its reservation's outcome)."""
     Batch.objects.filter(pk=batch.pk, cancel_requested_at__isnull=True).update(cancel_requested_at=timezone.now())
-    open_jobs = (
+    open_jobs = list(
         AIJob.objects.filter(batch_link__batch=batch)
         .exclude(status__in=FINAL_STATUSES)
         .order_by("pk")
         .values_list("pk", flat=True)
     )
-    cancelled = skipped = 0
-    for job_pk in list(open_jobs):
-        try:
-            job_cancel(job_pk=job_pk, actor=actor, reason="batch cancelled")
-            cancelled += 1
-        except Conflict:
-            skipped += 1  # it ended meanwhile
+    actor_id = actor.pk if actor is not None else None
+    cancelled = 0
+    for start in range(0, len(open_jobs), CANCEL_CHUNK):
+        chunk = open_jobs[start : start + CANCEL_CHUNK]
+        with transaction.atomic():
+            held = quota_lock_open(job_pks=chunk)
+            moves = transition_many(chunk, to=S.CANCELLED, reason="batch cancelled", actor_id=actor_id)
+            moved = {t.job_pk for t in moves}
+            quota_release_locked(held, job_pks=moved)
+            OpenAIJob.objects.filter(job_id__in=moved).update(prompt_tokens=0, completion_tokens=0, total_tokens=0)
+        cancelled += len(moved)
     batch_complete_if_done(batch_pk=batch.pk)
-    return {"cancelled": cancelled, "already_final": skipped}
+    return {"cancelled": cancelled, "already_final": len(open_jobs) - cancelled}
 
 
 def batch_complete_if_done(*, batch_pk: int) -> bool:

@@ -6,7 +6,8 @@ the fake OpenAI Batch API.
 1. Bulk creation: a 10 000-job JSONL batch (echo model, completion_window "now") posted to the real view
    (Django's test client in this process, a JWT as a client sends it): validation of every line, the quota
    check, the bulk inserts (jobs, events, roll-up, links) and the 10 000 wake-ups published to Redis after
-   commit. Jobs/s over the whole request, best and median of BENCH_BULK_RUNS runs. Target ≥ 5 000 jobs/s.
+   commit. Jobs/s over the whole request, best and median of BENCH_BULK_RUNS runs. Target ≥ 5 000 jobs/s, judged
+   on the median (a best run on a shared machine says little).
 2. 24 h end to end: a 10 000-job batch on gpt-4o-mini with completion_window "24h", routed by the worker's
    upkeep round (batches.routing.upkeep_round, called in this process) through the fake Batch API at 0 ms:
    the real openai SDK uploads the JSONL file, creates the batch, polls it, downloads the output; every job is
@@ -31,7 +32,7 @@ RESULTS = ROOT / "bench" / "results" / "bulk.json"
 DB_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/aicore_bench_bulk")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/1")
 N_JOBS = int(os.environ.get("BENCH_BULK_JOBS", "10000"))
-RUNS = int(os.environ.get("BENCH_BULK_RUNS", "3"))
+RUNS = int(os.environ.get("BENCH_BULK_RUNS", "5"))
 TARGET_JOBS_PER_SECOND = 5000
 
 os.environ.update(
@@ -148,15 +149,21 @@ def main() -> int:
     best, median = max(rates), statistics.median(rates)
     results = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "shared": "the CPUs are shared with other work: see load_average_after (1, 5, 15 min)",
+            "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        },
         "rows": [
             {
-                "benchmark": f"bulk creation, {N_JOBS}-job batch (jobs/s, best)",
-                "value": round(best),
+                "benchmark": f"bulk creation, {N_JOBS}-job batch (jobs/s, median of {len(rates)})",
+                "value": round(median),
                 "target": f">= {TARGET_JOBS_PER_SECOND}",
-                "ok": best >= TARGET_JOBS_PER_SECOND,
+                "ok": median >= TARGET_JOBS_PER_SECOND,
             },
-            {"benchmark": "bulk creation (jobs/s, median)", "value": round(median), "target": "", "ok": None},
+            {"benchmark": "bulk creation (jobs/s, best)", "value": round(best), "target": "", "ok": None},
             {"benchmark": f"24h batch of {N_JOBS}, end to end (s)", "value": round(wall, 1), "target": "", "ok": None},
             {"benchmark": "24h batch: provider batches used", "value": provider_batches, "target": "", "ok": None},
             {"benchmark": "24h batch: jobs completed", "value": completed, "target": N_JOBS, "ok": completed == N_JOBS},

@@ -266,3 +266,36 @@ def test_the_upkeep_folds_the_recent_writes_each_round_and_every_key_in_a_full_r
     compaction._rounds = compaction.FULL_EVERY
     assert compaction.run() == 1 and pending_rows(personas.brand_b) == 1
     rollup_matches_rows()
+
+
+def test_transition_many_moves_each_open_job_once_and_skips_the_others(personas, django_capture_on_commit_callbacks):
+    from ai_core.workflow import job_final_committed, transition_many
+
+    jobs = [AIJobFactory(brand=(personas.brand_a, personas.brand_b)[i % 2], status=S.PENDING) for i in range(6)]
+    running, done = jobs[0], jobs[1]
+    services.job_start(job_pk=running.pk)
+    started = services.job_start(job_pk=done.pk)
+    services.job_complete(job_pk=done.pk, attempt=started.attempt, result_data={})
+    rollup_matches_rows()
+    announced = []
+    job_final_committed.connect(lambda **kw: announced.append(kw["job_pk"]), weak=False, dispatch_uid="many")
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            moves = transition_many([j.pk for j in jobs], to=S.CANCELLED, reason="all at once", actor_id=None)
+    finally:
+        job_final_committed.disconnect(dispatch_uid="many")
+
+    assert sorted((t.job_pk, t.from_status) for t in moves) == sorted(
+        [(running.pk, S.RUNNING)] + [(j.pk, S.PENDING) for j in jobs[2:]]
+    )
+    assert AIJob.objects.get(pk=done.pk).status == S.COMPLETED  # final: left as it is
+    assert AIJob.objects.filter(status=S.CANCELLED, cancelled_at__isnull=False, completed_at__isnull=False).count() == 5
+    events = AIJobEvent.objects.filter(reason="all at once")
+    assert sorted(events.values_list("job_id", "from_status", "attempt")) == sorted(
+        [(running.pk, S.RUNNING, 1)] + [(j.pk, S.PENDING, 0) for j in jobs[2:]]
+    )
+    assert sorted(announced) == sorted(t.job_pk for t in moves)
+    rollup_matches_rows()
+    assert transition_many([j.pk for j in jobs], to=S.CANCELLED) == []  # all final now: nothing moves twice
+    with pytest.raises(ValueError):
+        transition_many([jobs[0].pk], to=S.RUNNING)

@@ -136,8 +136,10 @@ class OpenAIBatchAPI:
 
 
 class AnthropicBatchAPI:
-    """One step: the Message Batch carries its requests. Without metadata on the API, find() adopts the one
-    batch created since the submission began with the same request count that no record knows yet."""
+    """One step: the Message Batch carries its requests. The API has no metadata: find() relies on the caller
+    creating one batch per account at a time (batches.routing) and recording when it began, so the batch
+    created since then that no record knows, of the same size, is the one a dead worker created. Should there be
+    several (the key used outside the hub), it refuses to choose: a guess could adopt another's batch."""
 
     two_steps = False
 
@@ -160,7 +162,12 @@ class AnthropicBatchAPI:
             for b in page.data
             if b.created_at >= since and b.id not in known and _anthropic_total(b.request_counts) == count
         ]
-        return found[0] if len(found) == 1 else None
+        if len(found) > 1:
+            raise PermanentProviderError(
+                f"{self.name}: {len(found)} unrecorded message batches of {count} requests were created since "
+                f"{since.isoformat()}; which one this submission created cannot be told, none is adopted"
+            )
+        return found[0] if found else None
 
     def create(self, key: str, *, input_file_id: str = "", lines: list[BatchLine] | None = None) -> str:
         requests = []

@@ -85,8 +85,9 @@ class QuotaWriteSerializer(serializers.Serializer):
         child=serializers.IntegerField(min_value=1, max_value=100),
         max_length=10,
         required=False,
-        help_text="percentages of a limit whose crossing (by the month's settled use) sends one `quota.threshold` "
-        "webhook per month; default [50, 80, 100]; [] for none",
+        help_text="percentages of a limit whose crossing (by the month's settled use, or settled + reserved when a "
+        "reservation crosses it) sends one `quota.threshold` webhook per month and threshold; default [50, 80, 100]; "
+        "[] for none",
     )
     is_active = serializers.BooleanField(required=False)
 

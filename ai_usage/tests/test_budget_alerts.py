@@ -1,6 +1,6 @@
-"""Budget alerts: a quota's thresholds (50/80/100 % by default) crossed by the month's settled use are recorded
-once per month and threshold, delivered as `quota.threshold` webhooks, shown in quota_status and the usage
-dashboard, and counted in the metrics."""
+"""Budget alerts: a quota's thresholds (50/80/100 % by default) crossed by the month's use (settled, or settled
+plus reserved on a reservation) are recorded once per month and threshold, delivered as `quota.threshold`
+webhooks, shown in quota_status and the usage dashboard, and counted in the metrics."""
 
 import json
 import threading
@@ -73,12 +73,17 @@ def test_each_threshold_is_recorded_once_when_settled_use_reaches_it(personas, l
 
 
 @pytest.mark.django_db
-def test_a_cancelled_or_failed_job_crosses_nothing_its_reservation_is_not_use(personas, llm_env):
+def test_a_reservation_crosses_what_used_plus_reserved_reaches_once_and_its_cancel_undoes_nothing(personas, llm_env):
     quota = Quota.objects.create(company=personas.brand_a.company, brand=personas.brand_a, monthly_token_limit=200)
     job = submit(personas.brand_a)  # reserves most of the limit
-    assert QuotaPeriod.objects.get(quota=quota).reserved_tokens > 100
+    reserved = QuotaPeriod.objects.get(quota=quota).reserved_tokens
+    assert 100 < reserved < 160
+    assert crossed(quota) == [50]
+    crossing = QuotaThresholdCrossing.objects.get(quota=quota)
+    assert (crossing.basis, crossing.used_tokens, crossing.reserved_tokens) == ("reservation", 0, reserved)
     jobs.job_cancel(job_pk=job.pk)
-    assert crossed(quota) == []
+    submit(personas.brand_a)  # the same reservation again: 50 % was crossed this month already
+    assert crossed(quota) == [50]
 
 
 @pytest.mark.django_db
@@ -129,7 +134,9 @@ def test_a_crossing_is_delivered_as_a_signed_quota_threshold_webhook_to_subscrib
         "threshold": 50,
         "month": month_start().strftime("%Y-%m"),
         "percent_used": 60.0,
+        "basis": "settlement",
         "used": {"tokens": 600, "cost": "0.000090"},  # 600 × $0.15/1M
+        "reserved": {"tokens": 0, "cost": "0.000000"},
         "limit": {"tokens": 1000, "cost": None},
         "crossed_at": body["data"]["crossed_at"],
     }

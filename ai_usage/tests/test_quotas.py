@@ -240,7 +240,7 @@ def test_fifty_parallel_submits_admit_exactly_one_when_one_fits(personas, llm_en
 def test_the_openapi_document_gives_the_shape_of_quota_exceeded_and_its_remaining_quota(client):
     document = client.get("/api/schema/", HTTP_ACCEPT="application/json").json()
     schemas = document["components"]["schemas"]
-    for path in ("/ai/jobs/", "/ai/openai/chat/"):
+    for path in ("/ai/jobs/", "/ai/openai/chat/", "/ai/batches/"):
         response = document["paths"][path]["post"]["responses"]["429"]
         reference = response["content"]["application/json"]["schema"]["$ref"]
         assert reference == "#/components/schemas/QuotaExceeded", path

@@ -176,6 +176,42 @@ def test_the_whole_batch_is_reserved_in_one_step_or_refused(personas, alice, llm
     assert period.reserved_tokens == sum(r.tokens for r in reservations) > 5000
 
 
+def test_a_batch_reserving_90_percent_of_a_budget_crosses_its_80_percent_alert_on_submission(
+    personas, alice, llm_env, django_capture_on_commit_callbacks
+):
+    from ai_usage.alerts import quota_threshold_crossed
+    from ai_usage.models import QuotaThresholdCrossing
+
+    probe = Quota.objects.create(company=personas.brand_a.company, monthly_token_limit=10**9, alert_thresholds=[])
+    one = {"input_data": {"messages": [{"role": "user", "content": "hi"}], "model": "gpt-4o-mini", "max_tokens": 900}}
+    assert post_jsonl(alice, [one]).status_code == 201
+    need = QuotaReservation.objects.get().tokens  # what one such job reserves
+    probe.delete()
+    AIJob.objects.all().delete()
+    quota = Quota.objects.create(company=personas.brand_a.company, monthly_token_limit=need * 10)
+    announced = []
+    quota_threshold_crossed.connect(lambda **kw: announced.append(kw["payload"]), weak=False, dispatch_uid="t90")
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            assert post_jsonl(alice, [one] * 9).status_code == 201  # 90 % reserved, nothing settled yet
+    finally:
+        quota_threshold_crossed.disconnect(dispatch_uid="t90")
+
+    crossings = QuotaThresholdCrossing.objects.filter(quota=quota).order_by("threshold")
+    assert [(c.threshold, c.basis) for c in crossings] == [(50, "reservation"), (80, "reservation")]
+    assert [c.reserved_tokens for c in crossings] == [need * 9] * 2 and crossings[0].used_tokens == 0
+    assert [(p["threshold"], p["basis"], p["reserved"]["tokens"]) for p in announced] == [
+        (50, "reservation", need * 9),
+        (80, "reservation", need * 9),
+    ]
+    # Settling the jobs crosses nothing again: once per month and threshold.
+    from ai_core.services import job_complete, job_start
+
+    for each in AIJob.objects.filter(status=S.PENDING, input_data__model="gpt-4o-mini"):
+        job_complete(job_pk=each.pk, attempt=job_start(job_pk=each.pk).attempt, result_data={}, input_tokens=need)
+    assert QuotaThresholdCrossing.objects.filter(quota=quota).count() == 2
+
+
 def test_a_batch_reserves_nothing_on_an_api_keys_own_limit(personas, alice, llm_env):
     # A key's monthly_cost_limit is a quota row of the key's brand: it bounds that key's jobs only.
     from business.services import api_key_create
@@ -252,6 +288,38 @@ def test_cancel_ends_every_open_job_through_the_workflow_and_releases_reservatio
     assert QuotaReservation.objects.filter(job__in=cancelled, state="released").count() == 3
     assert QuotaReservation.objects.filter(state="reserved").count() == 0
     assert Batch.objects.get().completed_at is not None
+
+
+def test_cancel_is_set_based_its_queries_do_not_grow_with_its_jobs(personas, alice, llm_env):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    quota = Quota.objects.create(company=personas.brand_a.company, monthly_token_limit=10_000_000)
+    gpt = {"input_data": {"messages": [{"role": "user", "content": "hi"}], "model": "gpt-4o-mini"}}
+    small, large = post_jsonl(alice, [gpt] * 3).json(), post_jsonl(alice, [gpt] * 120).json()
+    from ai_core.services import job_start
+
+    for batch in (small, large):  # one running job in each: both source statuses are moved
+        running = AIJob.objects.filter(batch_link__batch_id=batch["id"]).order_by("batch_link__line").first()
+        job_start(job_pk=running.pk)
+
+    counted = []
+    for batch in (small, large):
+        with CaptureQueriesContext(connection) as queries:
+            response = alice.post(f"/ai/batches/{batch['id']}/cancel/")
+        counted.append(len(queries))
+        assert response.json()["cancelled"] == batch["total_jobs"]
+
+    assert counted[0] == counted[1]  # a few set-based statements, not a transaction per job
+    assert AIJob.objects.filter(status=S.CANCELLED).count() == 123
+    assert AIJobEvent.objects.get(job=running, to_status="cancelled").from_status == "running"
+    assert QuotaReservation.objects.filter(state="released").count() == 123
+    period = QuotaPeriod.objects.get(quota=quota)
+    assert (period.reserved_tokens, period.reserved_cost_micros, period.used_tokens) == (0, 0, 0)
+    assert pending_in_rollup(personas.brand_a) == 0
+    cancelled = JobDailyStat.objects.filter(brand=personas.brand_a, status=S.CANCELLED)
+    assert sum(cancelled.values_list("jobs", flat=True)) == 123
+    assert alice.post(f"/ai/batches/{large['id']}/cancel/").json()["cancelled"] == 0
 
 
 def test_batch_completed_is_announced_once_to_subscribed_endpoints(personas, alice, django_capture_on_commit_callbacks):

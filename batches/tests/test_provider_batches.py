@@ -172,6 +172,48 @@ def test_failed_requests_fail_their_job_and_expired_ones_return_to_the_normal_pa
     assert AIJobUsage.objects.get(job=bad).total_cost == 0
 
 
+def _needs(personas, input_data) -> tuple:
+    """What a job of that input reserves through the Batch API and on the normal path."""
+    from ai_core.services import job_type_get
+
+    job = AIJob(job_type=job_type_get("chat_completion"), brand=personas.brand_a, input_data=input_data)
+    request, choice = job_provider_request(job), model_resolve(input_data["model"])
+    return reservation_for(request=request, choice=choice, batch=True), reservation_for(request=request, choice=choice)
+
+
+def test_a_job_back_on_the_normal_path_is_reserved_at_the_standard_price(personas, alice, fake):
+    quota = Quota.objects.create(company=personas.brand_a.company, monthly_cost_limit=Decimal("100"))
+    late = line("late [fake batch_expire]", usage="")
+    at_batch, standard = _needs(personas, late["input_data"])
+    submit(alice, [late])
+    assert QuotaReservation.objects.get().cost_micros == at_batch.cost_micros
+
+    routing.upkeep_round()
+
+    job = AIJob.objects.get()
+    assert job.status == S.PENDING and job.available_at <= timezone.now()
+    reservation = QuotaReservation.objects.get(job=job, period__quota=quota)
+    assert reservation.state == "reserved" and reservation.cost_micros == standard.cost_micros > at_batch.cost_micros
+    assert reservation.period.reserved_cost_micros == standard.cost_micros
+
+
+def test_a_job_its_quota_cannot_cover_at_the_standard_price_fails_instead_of_running(personas, alice, fake):
+    late = line("late [fake batch_expire]", usage="")
+    at_batch, _ = _needs(personas, late["input_data"])
+    quota = Quota.objects.create(
+        company=personas.brand_a.company, monthly_cost_limit=Decimal(at_batch.cost_micros) / 1_000_000
+    )
+    submit(alice, [late])  # fits exactly, at the batch price
+
+    routing.upkeep_round()
+
+    job = AIJob.objects.get()
+    assert job.status == S.FAILED and job.error_code == "QUOTA_EXCEEDED" and job.attempts == 1
+    assert QuotaReservation.objects.get(job=job).state == "released"
+    period = QuotaReservation.objects.get(job=job).period
+    assert (period.reserved_cost_micros, period.used_cost_micros, period.quota_id) == (0, 0, quota.pk)
+
+
 def test_expired_requests_end_timeout_when_so_configured(settings, alice, fake):
     settings.AICORE_PROVIDER_BATCH_ON_EXPIRY = "timeout"
     submit(alice, [line("late [fake batch_expire]", usage="")])
@@ -229,6 +271,54 @@ def test_a_worker_dying_at_any_submission_step_never_creates_a_second_provider_b
     assert fake.server.batches_created - created_before == 1
     assert ProviderBatch.objects.get().status == PB.ENDED
     assert AIJob.objects.filter(status=S.COMPLETED).count() == 3
+
+
+def test_one_creation_per_provider_is_in_flight_at_a_time(settings, alice, fake):
+    settings.AICORE_PROVIDER_BATCH_MAX_JOBS = 2
+    submit(alice, [line(str(i), model="claude-sonnet-4-5") for i in range(4)])
+    created_before = fake.server.batches_created
+    first, second = routing.route_waiting()
+    routing.step_hook = _crash_at("submitting recorded")
+    with pytest.raises(WorkerDied):
+        routing.provider_batch_submit(first)
+    routing.step_hook = None
+
+    # The first's creation may have reached the provider: the second waits, or the first could not tell its own.
+    assert routing.provider_batch_submit(second) == PB.PREPARING
+    assert ProviderBatch.objects.get(pk=second).status == PB.PREPARING
+    assert fake.server.batches_created == created_before
+    ProviderBatch.objects.filter(pk=first).update(leased_until=timezone.now() - timedelta(seconds=1))
+    routing.upkeep_round()
+    routing.upkeep_round()
+
+    assert fake.server.batches_created - created_before == 2
+    assert set(ProviderBatch.objects.values_list("status", flat=True)) == {PB.ENDED}
+    assert AIJob.objects.filter(status=S.COMPLETED).count() == 4
+
+
+def test_an_unrecorded_anthropic_batch_is_not_guessed_among_two_of_its_size(alice, fake, llm_env):
+    import anthropic
+
+    submit(alice, [line(str(i), model="claude-sonnet-4-5") for i in range(3)])
+    created_before = fake.server.batches_created
+    (pk,) = routing.route_waiting()
+    routing.step_hook = _crash_at("created")
+    with pytest.raises(WorkerDied):
+        routing.provider_batch_submit(pk)
+    routing.step_hook = None
+    # Meanwhile someone else creates a batch of the same size with the same key, outside the hub.
+    sdk = anthropic.Anthropic(api_key="sk-ant-env-test-key", base_url=llm_env.base_url)
+    params = {"model": "claude-sonnet-4-5", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}
+    sdk.messages.batches.create(requests=[{"custom_id": f"other-{i}", "params": params} for i in range(3)])
+    ProviderBatch.objects.filter(pk=pk).update(leased_until=timezone.now() - timedelta(seconds=1))
+
+    assert routing.provider_batch_submit(pk) == PB.FAILED
+
+    assert fake.server.batches_created - created_before == 2  # its own and the other: no third
+    failed = ProviderBatch.objects.get(pk=pk)
+    assert failed.provider_batch_id == "" and "cannot be told" in failed.error_message
+    # Its jobs go back to the normal path (AICORE_PROVIDER_BATCH_ON_EXPIRY) rather than wait for no answer.
+    assert AIJob.objects.filter(status=S.PENDING, available_at__lte=timezone.now()).count() == 3
 
 
 def test_cancel_mid_batch_releases_the_cancelled_jobs_reservations_and_discards_their_answers(personas, alice, fake):

@@ -32,17 +32,22 @@ routing.provider_batch_submit(int(sys.argv[1]))
 """
 
 
-@pytest.mark.parametrize("step", ["uploaded", "created"])
-def test_a_worker_killed_during_submission_never_creates_a_second_provider_batch(settings, catalogue, job_types, step):
+@pytest.mark.parametrize(
+    "model, step",
+    [("gpt-4o-mini", "uploaded"), ("gpt-4o-mini", "created"), ("claude-sonnet-4-5", "created")],
+)
+def test_a_worker_killed_during_submission_never_creates_a_second_provider_batch(
+    settings, catalogue, job_types, model, step
+):
     with FakeLLM() as fake:
-        key = f"sk-test-{step}"  # a client of its own: a cached one may keep a connection to an earlier server
+        key = f"sk-test-{model}-{step}"  # a client of its own: a cached one may keep a connection to an earlier server
         settings.OPENAI_API_KEY, settings.OPENAI_BASE_URL = key, fake.openai_base_url
+        settings.ANTHROPIC_API_KEY, settings.ANTHROPIC_BASE_URL = key, fake.base_url
         settings.AICORE_PROVIDER_BATCH_MIN_JOBS = 1
         settings.AICORE_PROVIDER_BATCH_POLL_SECONDS = 0
         people = Personas()
         lines = [
-            BatchLine(input_data={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": f"n{i}"}]})
-            for i in range(3)
+            BatchLine(input_data={"model": model, "messages": [{"role": "user", "content": f"n{i}"}]}) for i in range(3)
         ]
         batch_create(
             brand=people.brand_a, user=people.alice, job_type="chat_completion", lines=lines, completion_window="24h"
@@ -54,6 +59,8 @@ def test_a_worker_killed_during_submission_never_creates_a_second_provider_batch
             AICORE_ENV="test",
             OPENAI_API_KEY=key,
             OPENAI_BASE_URL=fake.openai_base_url,
+            ANTHROPIC_API_KEY=key,
+            ANTHROPIC_BASE_URL=fake.base_url,
             PYTHONWARNINGS="ignore",
         )
 
@@ -62,6 +69,7 @@ def test_a_worker_killed_during_submission_never_creates_a_second_provider_batch
         assert died.returncode == -9
         recorded = ProviderBatch.objects.get(pk=pk)
         assert recorded.status == (PB.PREPARING if step == "uploaded" else PB.SUBMITTING)
+        assert recorded.provider_batch_id == ""  # the dead worker never noted what it created
         assert fake.server.batches_created == (0 if step == "uploaded" else 1)
         ProviderBatch.objects.filter(pk=pk).update(leased_until=timezone.now() - timedelta(seconds=1))  # lease ran out
         routing.upkeep_round()
@@ -69,6 +77,8 @@ def test_a_worker_killed_during_submission_never_creates_a_second_provider_batch
         assert fake.server.batches_created == 1
         ended = ProviderBatch.objects.get(pk=pk)
         assert ended.status == PB.ENDED, (ended.error_message, ended.provider_status)
+        store = fake.server.openai_batches if model.startswith("gpt") else fake.server.anthropic_batches
+        assert list(store) == [ended.provider_batch_id]  # the one the dead worker created, adopted
         assert AIJob.objects.filter(status="completed").count() == 3
 
 
