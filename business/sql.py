@@ -211,6 +211,8 @@ class _InsertSelectShape:
     def defaults(self) -> list[Any]:
         conn = connections[DEFAULT_DB_ALIAS]
         return [f.get_db_prep_save(f.get_default(), conn) for f in self.rest]
+
+
 def _prepared(field, plain: type | None, value: Any, conn) -> Any:
     """PostgreSQL: the value as the field's preparation would hand it to the database. A value it would pass on
     unchanged skips it: a bulk creation prepared 23 fields x 10 000 jobs, a fifth of its time. Anything else
