@@ -1,0 +1,68 @@
+"""Fallback models as a request or a job type names them: checked against the catalogue (400 with an error_code),
+shown by the job-types API, checked by the admin; which model comes next."""
+
+import pytest
+
+from ai_core.admin import AIJobTypeForm
+from ai_core.engine.fallback import next_fallback
+from ai_core.models import AIJob, AIJobType
+from conftest import make_client
+
+FALLBACK = "claude-3-5-haiku-latest"
+
+
+def chat(content: str, **extra) -> dict:
+    return {
+        "job_type": "chat_completion",
+        "input_data": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": content}], **extra},
+    }
+
+
+@pytest.mark.parametrize(
+    ("fallback_models", "error_code"),
+    [
+        (["llama-nonexistent"], "MODEL_NOT_SUPPORTED"),
+        ("claude-3-5-haiku-latest", "VALIDATION_ERROR"),
+        (["gpt-4o-mini"], "VALIDATION_ERROR"),  # the job's own model
+        ([FALLBACK, FALLBACK], "VALIDATION_ERROR"),
+        (["gpt-4o", "gpt-4.1", "gpt-4.1-mini", FALLBACK], "VALIDATION_ERROR"),  # more than three
+    ],
+)
+def test_it_rejects_fallbacks_the_catalogue_cannot_run(personas, llm_env, fallback_models, error_code):
+    alice = make_client(personas.alice, personas.brand_a)
+    response = alice.post("/ai/jobs/", chat("hi", fallback_models=fallback_models), format="json")
+    assert response.status_code == 400, response.content
+    assert response.json()["error_code"] == error_code
+    assert not AIJob.objects.exists()
+
+
+def test_the_job_types_api_shows_a_types_fallbacks(personas, llm_env):
+    AIJobType.objects.filter(name="chat_completion").update(fallback_models=[FALLBACK])
+    types = make_client(personas.alice, personas.brand_a).get("/ai/job-types/").json()
+    assert next(t for t in types if t["name"] == "chat_completion")["fallback_models"] == [FALLBACK]
+
+
+def test_the_admin_refuses_a_type_fallback_the_catalogue_does_not_know(llm_env):
+    job_type = AIJobType.objects.get(name="chat_completion")
+    data = {"default_model": "gpt-4o-mini", "fallback_models": '["llama-nonexistent"]'}
+    form = AIJobTypeForm(data=data, instance=job_type)
+    assert not form.is_valid()
+    assert "not in the provider catalogue" in str(form.errors["fallback_models"])
+    form = AIJobTypeForm(data={**data, "fallback_models": f'["{FALLBACK}"]'}, instance=job_type)
+    assert form.is_valid(), form.errors
+
+
+def test_the_next_fallback_follows_the_current_model_and_a_request_replaces_the_types_list(personas, llm_env):
+    AIJobType.objects.filter(name="chat_completion").update(fallback_models=["gpt-4o"])
+    job_type = AIJobType.objects.get(name="chat_completion")
+    job = AIJob(job_type=job_type, brand=personas.brand_a, input_data=chat("hi")["input_data"])
+    assert next_fallback(job).name == "gpt-4o"
+    job.input_data["fallback_models"] = [FALLBACK, "gpt-4o"]
+    assert (next_fallback(job).name, next_fallback(job).provider.name) == (FALLBACK, "anthropic")
+    job.fallback_model = FALLBACK
+    assert next_fallback(job).name == "gpt-4o"
+    job.fallback_model = "gpt-4o"
+    assert next_fallback(job) is None
+    job.input_data["fallback_models"] = []
+    job.fallback_model = ""
+    assert next_fallback(job) is None
