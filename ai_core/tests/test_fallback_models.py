@@ -66,3 +66,21 @@ def test_the_next_fallback_follows_the_current_model_and_a_request_replaces_the_
     job.input_data["fallback_models"] = []
     job.fallback_model = ""
     assert next_fallback(job) is None
+
+
+def test_a_circuit_opens_after_consecutive_failures_ignores_429s_and_one_success_closes_it(db, settings):
+    from ai_core.engine import circuit
+    from ai_providers.clients.base import TransientProviderError
+
+    settings.AICORE_CIRCUIT_FAILURES = 2
+    unavailable = TransientProviderError("503", status_code=503)
+    assert circuit.means_down(unavailable) and circuit.means_down(TransientProviderError("timed out"))
+    assert not circuit.means_down(TransientProviderError("slow down", status_code=429))
+    circuit.record_failure("openai", "503")
+    assert not circuit.is_open("openai")
+    circuit.record_failure("openai", "503")
+    assert circuit.is_open("openai") and not circuit.is_open("anthropic")
+    circuit.record_success("openai")
+    assert not circuit.is_open("openai")
+    circuit.record_failure("openai", "503")  # counting starts over after a success
+    assert not circuit.is_open("openai")
