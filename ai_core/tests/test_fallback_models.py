@@ -1,11 +1,20 @@
 """Fallback models as a request or a job type names them: checked against the catalogue (400 with an error_code),
-shown by the job-types API, checked by the admin; which model comes next."""
+shown by the job-types API, checked by the admin; which model comes next; the circuit breaker's rules; a
+fallback the quota cannot afford."""
+
+from decimal import Decimal
 
 import pytest
 
 from ai_core.admin import AIJobTypeForm
+from ai_core.engine import circuit
 from ai_core.engine.fallback import next_fallback
+from ai_core.engine.retry import RetryPolicy
+from ai_core.engine.runner import run_from_message
 from ai_core.models import AIJob, AIJobType
+from ai_core.services import job_create
+from ai_providers.clients.base import TransientProviderError
+from ai_usage.models import Quota, QuotaPeriod
 from conftest import make_client
 
 FALLBACK = "claude-3-5-haiku-latest"
@@ -69,9 +78,6 @@ def test_the_next_fallback_follows_the_current_model_and_a_request_replaces_the_
 
 
 def test_a_circuit_opens_after_consecutive_failures_ignores_429s_and_one_success_closes_it(db, settings):
-    from ai_core.engine import circuit
-    from ai_providers.clients.base import TransientProviderError
-
     settings.AICORE_CIRCUIT_FAILURES = 2
     unavailable = TransientProviderError("503", status_code=503)
     assert circuit.means_down(unavailable) and circuit.means_down(TransientProviderError("timed out"))
@@ -84,3 +90,23 @@ def test_a_circuit_opens_after_consecutive_failures_ignores_429s_and_one_success
     assert not circuit.is_open("openai")
     circuit.record_failure("openai", "503")  # counting starts over after a success
     assert not circuit.is_open("openai")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_fallback_dearer_than_the_quota_has_room_for_fails_the_job_and_gives_the_reservation_back(
+    personas, llm_env, job_types
+):
+    """In this process (the runner against the fake server): the primary's reservation fits a $0.0001 quota,
+    the fallback's (at $0.80/$4.00 per 1M, 50 output tokens: over 200 µ$) does not."""
+    AIJobType.objects.filter(name="chat_completion").update(max_attempts=1)
+    Quota.objects.create(company=personas.brand_a.company, brand=personas.brand_a, monthly_cost_limit=Decimal("0.0001"))
+    data = chat("hi [fake status=503 api=openai]", max_tokens=50, fallback_models=[FALLBACK])["input_data"]
+    job, _ = job_create(brand=personas.brand_a, user=None, job_type="chat_completion", input_data=data)
+    assert QuotaPeriod.objects.get().reserved_cost_micros > 0
+
+    assert run_from_message(job.pk, policy=RetryPolicy(base_seconds=0)) == "failed"
+    job.refresh_from_db()
+    assert (job.status, job.error_code, job.fallback_model) == ("failed", "QUOTA_EXCEEDED", "")
+    assert f"fallback to {FALLBACK}" in job.error_message
+    period = QuotaPeriod.objects.get()
+    assert (period.reserved_cost_micros, period.used_cost_micros) == (0, 0)
