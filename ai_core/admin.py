@@ -159,4 +159,5 @@ class ProviderCircuitAdmin(admin.ModelAdmin):
     """The engine's circuit breakers: read them, or close one by hand (failures 0, no open-until)."""
 
     list_display = ["provider", "failures", "opened_until", "last_failure_at", "last_error"]
+    list_filter = ["provider", "opened_until"]
     readonly_fields = ["provider", "last_failure_at", "last_error"]
