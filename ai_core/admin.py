@@ -1,12 +1,29 @@
+from django import forms
 from django.contrib import admin, messages
 
 from ai_core import services
-from ai_core.models import AIJob, AIJobEvent, AIJobType, JobDailyStat, JobStatus, WorkerHeartbeat
+from ai_core.models import AIJob, AIJobEvent, AIJobType, JobDailyStat, JobStatus, ProviderCircuit, WorkerHeartbeat
 from business.errors import ApplicationError
+
+
+class AIJobTypeForm(forms.ModelForm):
+    class Meta:
+        model = AIJobType
+        fields = ["default_model", "fallback_models"]  # the admin adds the others
+
+    def clean(self):
+        """The type's fallback models, checked as a request's are (services.fallback_models_clean)."""
+        data = super().clean()
+        try:
+            services.fallback_models_clean(data.get("fallback_models") or [], primary=data.get("default_model") or "")
+        except ApplicationError as exc:
+            self.add_error("fallback_models", exc.detail)
+        return data
 
 
 @admin.register(AIJobType)
 class AIJobTypeAdmin(admin.ModelAdmin):
+    form = AIJobTypeForm
     list_display = [
         "name",
         "category",
@@ -15,6 +32,7 @@ class AIJobTypeAdmin(admin.ModelAdmin):
         "default_completion_window",
         "timeout_seconds",
         "max_attempts",
+        "fallback_models",
         "is_active",
     ]
     list_filter = ["category", "requires_async", "is_active"]
@@ -134,3 +152,12 @@ class WorkerHeartbeatAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+@admin.register(ProviderCircuit)
+class ProviderCircuitAdmin(admin.ModelAdmin):
+    """The engine's circuit breakers: read them, or close one by hand (failures 0, no open-until)."""
+
+    list_display = ["provider", "failures", "opened_until", "last_failure_at", "last_error"]
+    list_filter = ["provider", "opened_until"]
+    readonly_fields = ["provider", "last_failure_at", "last_error"]

@@ -29,6 +29,12 @@ COMMON = {
     "max_tokens": {"type": "integer", "minimum": 1, "maximum": 200_000},
     "temperature": {"type": "number", "minimum": 0, "maximum": 2},
     "echo": ECHO_OPTIONS,
+    # Checked against the catalogue on submit (ai_core.services.fallback_models_clean).
+    "fallback_models": {
+        "type": "array",
+        "items": {"type": "string", "minLength": 1, "maxLength": 100},
+        "description": "models to go on with, in order, when the model's provider is down",
+    },
 }
 
 CHAT_SCHEMA = {

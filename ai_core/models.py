@@ -84,6 +84,12 @@ class AIJobType(models.Model):
         default=CompletionWindow.NOW,
         help_text="a job's completion window when its input_data names none (24h: through a provider Batch API)",
     )
+    fallback_models = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="catalogue models a job of this type goes on with, in order, when its model's provider is down "
+        "(a job's input_data.fallback_models replaces this list)",
+    )
     is_active = models.BooleanField(default=True)
 
     class Meta:
@@ -129,6 +135,11 @@ class AIJob(models.Model):
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     # Earliest time a pending job may be claimed (backoff between attempts).
     available_at = models.DateTimeField(default=timezone.now)
+    # The fallback model (and its provider) the job switched to when its own model's provider was down ("" while
+    # on its own model), and the attempts spent on the models before it: each model gets the type's max_attempts.
+    fallback_model = models.CharField(max_length=100, blank=True, default="", db_default="")
+    fallback_provider = models.CharField(max_length=50, blank=True, default="", db_default="")
+    fallback_attempts = models.PositiveSmallIntegerField(default=0, db_default=0)
 
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)
     idempotency_fingerprint = models.CharField(max_length=64, blank=True)
@@ -183,6 +194,26 @@ class AIJob(models.Model):
     @property
     def is_final(self) -> bool:
         return self.status in FINAL_STATUSES
+
+    def primary_model(self) -> str:
+        """The model the job asked for: its input's `model`, else its type's default."""
+        model = self.input_data.get("model") if isinstance(self.input_data, dict) else None
+        return model if isinstance(model, str) and model else self.job_type.default_model
+
+    def current_model(self) -> str:
+        """The model the job runs (or ran) on: the fallback it switched to, else the one it asked for."""
+        return self.fallback_model or self.primary_model()
+
+    def fallback_models(self) -> list:
+        """The models the job may go on with, in order: its input's `fallback_models` when it names them (an
+        empty list: none), else its type's."""
+        data = self.input_data if isinstance(self.input_data, dict) else {}
+        models_ = data["fallback_models"] if "fallback_models" in data else self.job_type.fallback_models
+        return list(models_ or [])
+
+    def attempts_on_current_model(self, attempt: int) -> int:
+        """How many of the job's attempts up to `attempt` ran on its current model."""
+        return attempt - self.fallback_attempts
 
     @property
     def execution_time_seconds(self) -> float | None:
@@ -260,3 +291,20 @@ class WorkerHeartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.hostname} pid {self.pid}, last seen {self.last_seen:%Y-%m-%d %H:%M:%S}"
+
+
+class ProviderCircuit(models.Model):
+    """The engine's circuit breaker of one provider, shared by every worker process (ai_core.engine.circuit):
+    consecutive transient failures of its calls (5xx, timeouts, network; not 429s), and until when it is open.
+
+    While it is open, a job that names fallback models goes straight to the next one instead of calling the
+    provider; a job without fallbacks still calls it (as it would have). One successful call closes it."""
+
+    provider = models.CharField(max_length=50, unique=True)
+    failures = models.PositiveIntegerField(default=0)
+    opened_until = models.DateTimeField(null=True, blank=True)
+    last_failure_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.provider}: {self.failures} failures"

@@ -106,7 +106,7 @@ class JobDetailRead:
 
     def __init__(self) -> None:
         self.job = Columns(AIJob, f'"{AIJob._meta.db_table}"')
-        self.job_type = Columns(AIJobType, "t", ["id", "name", "category"])
+        self.job_type = Columns(AIJobType, "t", ["id", "name", "category", "default_model"])
         self.creator = Columns(AIJob._meta.get_field("created_by").related_model, "u", ["id", "username"])
         self.extensions = [
             (rel, Columns(rel.related_model, f"x{i}"))

@@ -4,6 +4,7 @@ import hashlib
 import json
 from collections.abc import Callable
 from contextlib import nullcontext
+from copy import copy
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
@@ -224,14 +225,17 @@ def job_check(
 ) -> ModelChoice:
     """Everything a new job must satisfy before it is written (one rule for single and bulk creation): its
     input against the job type, its priority, a catalogue model (MODEL_NOT_SUPPORTED) whose provider has a key
-    for the brand's company (PROVIDER_NOT_CONFIGURED). Returns the model's catalogue choice.
+    for the brand's company (PROVIDER_NOT_CONFIGURED), and so must the fallback models it names. Returns the
+    model's catalogue choice.
 
     `keys_seen`: whether each provider has a key, kept across the calls of one bulk creation (a query each)."""
     validate_input_data(job_type, input_data)
     if priority not in PRIORITIES:
         raise JobValidationError(f"Unknown priority '{priority}'", errors={"priority": ["Invalid choice."]})
     completion_window_of(job_type, input_data)
-    return _model_of(brand=brand, job_type=job_type, input_data=input_data, keys_seen=keys_seen)
+    choice = _model_of(brand=brand, job_type=job_type, input_data=input_data, keys_seen=keys_seen)
+    _fallbacks_check(brand=brand, job_type=job_type, input_data=input_data, keys_seen=keys_seen)
+    return choice
 
 
 def completion_window_of(job_type: AIJobType, input_data: dict) -> str:
@@ -364,24 +368,76 @@ def idempotency_key_check(key: str | None) -> None:
         raise ApplicationError(f"Idempotency-Key must be 1 to {limit} characters", error_code="INVALID_IDEMPOTENCY_KEY")
 
 
-def _model_of(*, brand: Brand, job_type: AIJobType, input_data: dict, keys_seen: dict | None = None) -> ModelChoice:
+def _model_of(
+    *, brand: Brand, job_type: AIJobType, input_data: dict, keys_seen: dict | None = None, model: str | None = None
+) -> ModelChoice:
     """The catalogue entry of the model the job would run (MODEL_NOT_SUPPORTED), with a key for its provider
-    (PROVIDER_NOT_CONFIGURED): checked on creation and on every change of a pending job's input.
+    (PROVIDER_NOT_CONFIGURED): checked on creation and on every change of a pending job's input. `model`: the
+    fallback model a job switched to, which its input no longer decides.
 
     `keys_seen`: whether each provider has a key, kept across the calls of one bulk creation (a query each)."""
-    model = input_data.get("model") or job_type.default_model
-    choice = model_resolve(model)
-    keys_seen = {} if keys_seen is None else keys_seen
+    model = model or input_data.get("model") or job_type.default_model
+    return _with_key(brand=brand, choice=model_resolve(model), keys_seen={} if keys_seen is None else keys_seen)
+
+
+def _with_key(*, brand: Brand, choice: ModelChoice, keys_seen: dict) -> ModelChoice:
+    """`choice` when its provider has a key for the brand's company, else PROVIDER_NOT_CONFIGURED."""
     if choice.provider.pk not in keys_seen:
         keys_seen[choice.provider.pk] = key_source(company_id=brand.company_id, provider=choice.provider) is not None
     if not keys_seen[choice.provider.pk]:
         raise ProviderNotConfigured(
-            f"Provider '{choice.provider.name}' (model '{model}') has no API key: store a "
+            f"Provider '{choice.provider.name}' (model '{choice.name}') has no API key: store a "
             f"credential for your company or ask the operator to set one",
             provider=choice.provider.name,
-            model=model,
+            model=choice.name,
         )
     return choice
+
+
+MAX_FALLBACK_MODELS = 3
+
+
+def fallback_models_clean(models: Any, *, primary: str) -> list[ModelChoice]:
+    """Fallback models as a job type or a request names them: a list of up to MAX_FALLBACK_MODELS distinct model
+    names other than the job's own (VALIDATION_ERROR), each in the catalogue (MODEL_NOT_SUPPORTED, naming it).
+    Returns their catalogue entries, in order."""
+    if (
+        not isinstance(models, list)
+        or len(models) > MAX_FALLBACK_MODELS
+        or not all(isinstance(name, str) and name for name in models)
+    ):
+        raise JobValidationError(
+            f"fallback_models must be a list of up to {MAX_FALLBACK_MODELS} model names",
+            errors={"fallback_models": [f"A list of up to {MAX_FALLBACK_MODELS} model names."]},
+        )
+    if len(set(models)) != len(models) or primary in models:
+        raise JobValidationError(
+            "fallback_models must name distinct models other than the job's own",
+            errors={"fallback_models": ["Distinct models, other than the job's own model."]},
+        )
+    choices = []
+    for name in models:
+        try:
+            choices.append(model_resolve(name))
+        except ApplicationError as exc:
+            raise ApplicationError(
+                f"fallback_models: {exc.detail}",
+                error_code=exc.error_code,
+                errors={"fallback_models": [exc.detail]},
+                model=name,
+            ) from None
+    return choices
+
+
+def _fallbacks_check(*, brand: Brand, job_type: AIJobType, input_data: dict, keys_seen: dict | None = None) -> None:
+    """The fallback models a request names (input_data.fallback_models): clean, and each with a key for its
+    provider. A type's own list is checked when it is saved (admin); the engine skips one it cannot run."""
+    if "fallback_models" not in input_data:
+        return
+    primary = input_data.get("model") or job_type.default_model
+    keys_seen = {} if keys_seen is None else keys_seen
+    for choice in fallback_models_clean(input_data["fallback_models"], primary=primary):
+        _with_key(brand=brand, choice=choice, keys_seen=keys_seen)
 
 
 def job_provider_request(job: AIJob) -> ChatRequest | None:
@@ -524,9 +580,16 @@ def job_update(*, job: AIJob, data: dict[str, Any]) -> AIJob:
         validate_input_data(job.job_type, changes["input_data"])
         _routing_unchanged(job, changes["input_data"])
         replanned = AIJob(
-            pk=job.pk, job_type=job.job_type, brand=job.brand, input_data=changes["input_data"]
+            pk=job.pk,
+            job_type=job.job_type,
+            brand=job.brand,
+            input_data=changes["input_data"],
+            fallback_model=job.fallback_model,
         )  # the job as it would be: what its reservation must cover
-        choice = _model_of(brand=job.brand, job_type=job.job_type, input_data=changes["input_data"])
+        choice = _model_of(
+            brand=job.brand, job_type=job.job_type, input_data=changes["input_data"], model=job.fallback_model
+        )
+        _fallbacks_check(brand=job.brand, job_type=job.job_type, input_data=changes["input_data"])
     if "progress_percentage" in changes and status != S.RUNNING:
         raise Conflict(
             "progress_percentage can only change while the job is running",
@@ -764,6 +827,33 @@ def job_timeout(
         reason="timeout",
         fields={"error_message": error_message, "error_code": "JOB_TIMEOUT"},
     )
+
+
+def job_fall_back(*, job: AIJob, attempt: int, choice: ModelChoice, reason: str) -> Transitioned:
+    """running -> pending on the fallback model `choice`, in one transaction: the job's quota reservation re-made
+    at that model's price (QUOTA_EXCEEDED when it does not fit), then the compare-and-set fenced by `attempt`,
+    which records the model and resets the attempts the new model has had (each model gets max_attempts).
+
+    Reservations first and the job's row last, the lock order of a job's end; a job cancelled meanwhile fails
+    the compare-and-set, which rolls the new reservation back."""
+    switched = copy(job)
+    switched.fallback_model = choice.name
+    with transaction.atomic():
+        quota_rereserve(job=job, choice=choice, request=job_provider_request(switched))
+        return transition(
+            job.pk,
+            to=S.PENDING,
+            attempt=attempt,
+            reason=f"fallback {job.current_model()} -> {choice.name}: {reason}"[:500],
+            fields={
+                "fallback_model": choice.name,
+                "fallback_provider": choice.provider.name,
+                "fallback_attempts": attempt,
+                "available_at": timezone.now(),
+                "progress_percentage": 0,
+                "heartbeat_at": None,
+            },
+        )
 
 
 def job_requeue(*, job_pk: int, attempt: int, reason: str, delay_seconds: float = 0) -> Transitioned:

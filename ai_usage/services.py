@@ -40,8 +40,8 @@ def next_month(month: date) -> date:
 
 
 def job_model_name(job: AIJob) -> str:
-    model = (job.input_data or {}).get("model") if isinstance(job.input_data, dict) else None
-    return model if isinstance(model, str) and model else job.job_type.default_model
+    """The model the job is charged for: the one it ran on (a fallback, once it switched to one)."""
+    return job.current_model()
 
 
 # --- the charge of a finished job ---------------------------------------------------------------------
@@ -320,10 +320,10 @@ def quota_reserve(*, job: AIJob, choice: ModelChoice, request: ChatRequest | Non
 
 
 def quota_rereserve(*, job: AIJob, choice: ModelChoice, request: ChatRequest | None) -> None:
-    """Replace the reservations of a pending job whose input changed by what the new input needs (release the
-    old, reserve the new), or raise QUOTA_EXCEEDED.
+    """Replace the reservations of a pending job whose input changed, or of a job switching to a fallback model,
+    by what the new input or model needs (release the old, reserve the new), or raise QUOTA_EXCEEDED.
 
-    Must run in a transaction that then changes the job by a compare-and-set on `pending` (the job's row is
+    Must run in a transaction that then changes the job by a compare-and-set on its status (the job's row is
     locked last, as at a job's end): if the job was claimed or ended meanwhile, or the quota refuses, the whole
     change rolls back and the old reservations stay as they were.
     """

@@ -313,6 +313,11 @@ AICORE_SWEEP_INTERVAL_MS = env_int("AICORE_SWEEP_INTERVAL_MS", 5000, minimum=50)
 AICORE_SWEEP_PENDING_AFTER_MS = env_int("AICORE_SWEEP_PENDING_AFTER_MS", 30_000, minimum=100)
 AICORE_RETRY_BASE_MS = env_int("AICORE_RETRY_BASE_MS", 1000, minimum=0)
 AICORE_RETRY_MAX_MS = env_int("AICORE_RETRY_MAX_MS", 60_000, minimum=0)
+# A provider's circuit breaker (ai_core.engine.circuit): open after this many consecutive 5xx/timeout/network
+# failures of its calls, for this long after the last one; jobs with fallback models skip it meanwhile.
+AICORE_CIRCUIT_FAILURES = env_int("AICORE_CIRCUIT_FAILURES", 5, minimum=1)
+AICORE_CIRCUIT_OPEN_SECONDS = env_int("AICORE_CIRCUIT_OPEN_SECONDS", 30, minimum=1)
+AICORE_CIRCUIT_CACHE_SECONDS = env_int("AICORE_CIRCUIT_CACHE_SECONDS", 0 if AICORE_ENV == "test" else 1, minimum=0)
 if AICORE_REAP_AFTER_MS < 3 * AICORE_HEARTBEAT_MS:
     raise ImproperlyConfigured("AICORE_REAP_AFTER_MS must be at least 3 heartbeats (AICORE_HEARTBEAT_MS)")
 # Redis without kombu's ack emulation: a message leaves Redis when a worker takes it. The emulation (an

@@ -86,6 +86,9 @@ class _NoRetryOnceStreamed:
     def delay(self, attempt: int) -> float:
         return self.policy.delay(attempt)
 
+    def may_run_again(self) -> bool:  # on a fallback model: the client would receive text twice all the same
+        return not self.streamed()
+
 
 def call_run(
     call: OpenCall, *, on_token=None, hung_up=None, streamed=lambda: False, streamed_chars=lambda: 0

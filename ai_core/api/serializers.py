@@ -59,6 +59,7 @@ class JobTypeSerializer(serializers.ModelSerializer):
             "default_completion_window",
             "timeout_seconds",
             "max_attempts",
+            "fallback_models",
             "input_schema",
         ]
         read_only_fields = fields
@@ -167,20 +168,46 @@ def _events(job):
     ]
 
 
+class JobFallbackSerializer(serializers.Serializer):
+    """The fallback model a job switched to when its own model's provider was down."""
+
+    model = serializers.CharField(help_text="the model the job runs (ran) on")
+    provider = serializers.CharField(help_text="that model's provider")
+    primary_model = serializers.CharField(help_text="the model the job asked for")
+    after_attempts = serializers.IntegerField(help_text="attempts spent on the models before it")
+
+
+def _fallback(job) -> dict | None:
+    if not job.fallback_model:
+        return None
+    return {
+        "model": job.fallback_model,
+        "provider": job.fallback_provider,
+        "primary_model": job.primary_model(),
+        "after_attempts": job.fallback_attempts,
+    }
+
+
 class JobDetailSerializer(JobSerializer):
+    model = serializers.CharField(
+        read_only=True, help_text="the model the job runs (ran) on: a fallback's once it switched"
+    )
+    fallback = JobFallbackSerializer(read_only=True, allow_null=True)
     openai_job = serializers.SerializerMethodField()
     usage = serializers.SerializerMethodField()
     events = JobEventSerializer(many=True, read_only=True)
 
     fast_fields = {
         **JobSerializer.fast_fields,
+        "model": lambda job: job.current_model(),
+        "fallback": _fallback,
         "openai_job": lambda job: job_extension(job, "openai_job"),
         "usage": lambda job: job_extension(job, "usage"),
         "events": _events,
     }
 
     class Meta(JobSerializer.Meta):
-        fields = JobSerializer.Meta.fields + ["task_id", "openai_job", "usage", "events"]
+        fields = JobSerializer.Meta.fields + ["task_id", "model", "fallback", "openai_job", "usage", "events"]
         read_only_fields = fields
 
     def get_openai_job(self, job) -> dict | None:

@@ -56,7 +56,7 @@ def chat_request(job: AIJob, messages: list[dict[str, Any]]) -> ChatRequest:
     data = job.input_data
     options = {key: data[key] for key in PASSTHROUGH_OPTIONS if key in data}
     return ChatRequest(
-        model=data.get("model") or job.job_type.default_model,
+        model=job.current_model(),  # a fallback model, once the job switched to one
         messages=messages,
         max_tokens=data.get("max_tokens"),
         temperature=data.get("temperature"),
@@ -76,7 +76,7 @@ def embedding(job: AIJob) -> ChatRequest:
     data = job.input_data
     texts = [data["input"]] if isinstance(data["input"], str) else list(data["input"])
     options = {"input": texts, **({"dimensions": data["dimensions"]} if data.get("dimensions") else {})}
-    return ChatRequest(model=data["model"], messages=[], options=options, operation="embedding", stream=False)
+    return ChatRequest(model=job.current_model(), messages=[], options=options, operation="embedding", stream=False)
 
 
 @register("text_generation")

@@ -30,7 +30,7 @@ class CatalogueBound:
         return self.client.chat(self.bound(request), on_progress=on_progress, should_stop=should_stop)
 
 
-def client_for_model(model: str, company_id: int | None = None) -> ProviderClient:
+def client_for_model(model: str, company_id: int | None = None) -> CatalogueBound:
     """The client for `model` on behalf of a company (which may bring its own credentials).
 
     Raises PermanentProviderError for a model nobody serves or a provider without a key: another attempt

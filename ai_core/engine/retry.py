@@ -30,6 +30,10 @@ class RetryPolicy:
     def should_retry(self, *, attempt: int, max_attempts: int) -> bool:
         return attempt < max_attempts
 
+    def may_run_again(self) -> bool:
+        """Whether the job may be run again at all, on another model (engine.fallback)."""
+        return True
+
 
 def default_policy() -> RetryPolicy:
     return RetryPolicy(

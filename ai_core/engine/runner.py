@@ -13,7 +13,7 @@ from django.conf import settings
 from django.db import connection
 
 from ai_core.dispatch import publish_job
-from ai_core.engine import finish, handlers
+from ai_core.engine import circuit, fallback, finish, handlers
 from ai_core.engine.claim import claim_next
 from ai_core.engine.finish import Discarded
 from ai_core.engine.providers import client_for_model
@@ -78,6 +78,7 @@ def execute(
     timeout = min(job.job_type.timeout_seconds, settings.AICORE_MAX_JOB_SECONDS)
     attempt = Attempt(job_pk=job_pk, attempt=attempt_number, deadline=time.monotonic() + timeout)
     in_flight.add(attempt)
+    provider = ""  # known once the model's client is: whose circuit the call's outcome counts on
     try:
         try:
             request = handlers.build_request(job)
@@ -89,6 +90,10 @@ def execute(
             if stop_when is not None:
                 should_stop = lambda: stop_when() or attempt.should_stop()  # noqa: E731
             client = client_for_model(request.model, job.company_id)
+            provider = client.choice.provider.name
+            skip_to = fallback.past_open_circuit(job, provider)
+            if skip_to is not None:
+                return fallback.switch(job, attempt_number, skip_to, reason=f"the {provider} circuit is open")
             # Provider calls never run inside a transaction nor hold a connection: they wait on the network
             # for seconds, and the pooled connection serves other threads meanwhile.
             connection.close()
@@ -97,14 +102,19 @@ def execute(
         except CallAbandoned:
             return _abandoned(attempt)
         except ProviderError as exc:
+            if provider and circuit.means_down(exc):
+                circuit.record_failure(provider, exc.message)
             if isinstance(exc, TransientProviderError):
-                return _retry_or_fail(attempt, job, exc.error_code, exc.message, policy or default_policy())
+                return _retry_or_fail(
+                    attempt, job, exc.error_code, exc.message, policy or default_policy(), may_fall_back=True
+                )
             return finish.fail(attempt.job_pk, attempt.attempt, exc.error_code, exc.message)
         except Exception as exc:  # a bug or a broken dependency: retried like a transient error, then failed
             logger.exception("job %s attempt %s crashed", job_pk, attempt_number)
             return _retry_or_fail(
                 attempt, job, "ENGINE_ERROR", f"{type(exc).__name__}: {exc}", policy or default_policy()
             )
+        circuit.record_success(provider)
         if attempt.should_stop():
             return _abandoned(attempt)
         return finish.complete(attempt.job_pk, attempt.attempt, result, job=job)
@@ -158,10 +168,19 @@ def _abandoned(attempt: Attempt) -> str | None:
     return None
 
 
-def _retry_or_fail(attempt: Attempt, job: AIJob, error_code: str, message: str, policy: RetryPolicy) -> str | None:
-    if not policy.should_retry(attempt=attempt.attempt, max_attempts=job.job_type.max_attempts):
+def _retry_or_fail(
+    attempt: Attempt, job: AIJob, error_code: str, message: str, policy: RetryPolicy, *, may_fall_back: bool = False
+) -> str | None:
+    """Another attempt after a backoff while the current model has attempts left; then the job's next fallback
+    model (`may_fall_back`: a provider's error, not ours), else the end: failed."""
+    on_model = job.attempts_on_current_model(attempt.attempt)
+    if not policy.should_retry(attempt=on_model, max_attempts=job.job_type.max_attempts):
+        choice = fallback.next_fallback(job) if may_fall_back and policy.may_run_again() else None
+        if choice is not None:
+            reason = f"{error_code} after {on_model} attempts on {job.current_model()}"
+            return fallback.switch(job, attempt.attempt, choice, reason=reason)
         return finish.fail(attempt.job_pk, attempt.attempt, error_code, f"{message} (after {attempt.attempt} attempts)")
-    delay = policy.delay(attempt.attempt)
+    delay = policy.delay(on_model)
     try:
         job_requeue(
             job_pk=attempt.job_pk,

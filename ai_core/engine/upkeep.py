@@ -64,14 +64,14 @@ def reap(*, now=None) -> dict[str, int]:
         running = AIJob.objects.filter(status=JobStatus.RUNNING, job_type=job_type)
         dead = running.filter(heartbeat_at__lt=silent_since)
         overdue = running.filter(started_at__lt=now - timedelta(seconds=limit + OVERDUE_GRACE_SECONDS))
-        for pk, attempt, started_at, priority in (dead | overdue).values_list(
-            "pk", "attempts", "started_at", "priority"
+        for pk, attempt, earlier_models, started_at, priority in (dead | overdue).values_list(
+            "pk", "attempts", "fallback_attempts", "started_at", "priority"
         )[:BATCH]:
             # Each write is fenced by the attempt: if the worker woke up and finished, or another reaper was
             # faster, it is discarded (None) and not counted.
             if started_at <= now - timedelta(seconds=limit):
                 outcome = finish.timeout(pk, attempt)
-            elif attempt < job_type.max_attempts:
+            elif attempt - earlier_models < job_type.max_attempts:  # each model gets max_attempts (fallbacks)
                 outcome = _requeue(pk, attempt, priority)
             else:
                 outcome = finish.fail(

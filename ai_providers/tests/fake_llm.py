@@ -4,7 +4,8 @@ The real SDKs talk to it. What it does is scripted by a directive in the last us
 another process can be scripted too:  `[fake status=429 times=1 key=t1]`, `[fake hang]`, `[fake trickle=0.2]`,
 `[fake chunks=5 delay=0.05]`, `[fake usage=1000,500]`, `[fake nousage]`, `[fake tool]`.
 
-- status=N [times=K] [key=K]: answer HTTP N (the first K requests carrying that key, else forever).
+- status=N [times=K] [key=K] [api=openai|anthropic]: answer HTTP N (the first K requests carrying that key, else
+  forever; with api=, only in that wire format: a fallback to the other provider is answered).
 - hang: accept the request and never answer (until the server stops).
 - trickle=S: stream one small chunk every S seconds, forever.
 - chunks=N delay=S: stream the answer in N chunks, S seconds apart.
@@ -165,7 +166,8 @@ class _Handler(BaseHTTPRequestHandler):
         messages = body.get("messages") or []
         last_user = next((str(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "")
         directive = _parse_directive(last_user)
-        if "status" in directive and self.server.should_fail(directive):
+        wire = "anthropic" if anthropic else "openai"
+        if "status" in directive and directive.get("api", wire) == wire and self.server.should_fail(directive):
             status = int(directive["status"])
             message = f"fake failure {status}"
             if anthropic:
