@@ -291,6 +291,14 @@ CELERY_RESULT_BACKEND = None
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# No prefetch reduction after a broker reconnect. With it (Celery's default), a worker that reconnects while
+# tasks run lowers its prefetch and raises it again from each ack's callback: on the threads pool that callback
+# runs in the pool thread, whose basic.qos then reads the consumer's AMQP socket while the event loop reads it
+# too. The two readers split the frames between them and both wait forever, the acks are never sent, and with
+# its prefetch window full RabbitMQ sends that worker nothing more: consumption stopped after a RabbitMQ restart
+# (test_broker_outage). Without the reduction, a reconnected worker may take a few wake-ups more than it has
+# free threads; they wait in the worker (a wake-up only claims the best job once a thread runs it).
+CELERY_WORKER_ENABLE_PREFETCH_COUNT_REDUCTION = False
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
