@@ -111,10 +111,11 @@ class Columns:
 class Insert:
     """A model's INSERT column list (every concrete field but the primary key), and an instance's values for
     it prepared as the ORM's own insert prepares them: defaults and auto_now applied, JSON and decimals
-    adapted to the database."""
+    adapted to the database. `exclude`: fields the statement fills itself (a foreign key to a row the same
+    statement inserts, read from its CTE)."""
 
-    def __init__(self, model: type[Model]) -> None:
-        self.fields = [f for f in model._meta.concrete_fields if not f.primary_key]
+    def __init__(self, model: type[Model], *, exclude: tuple[str, ...] = ()) -> None:
+        self.fields = [f for f in model._meta.concrete_fields if not f.primary_key and f.name not in exclude]
         self.columns = ", ".join(f'"{f.column}"' for f in self.fields)
         self.placeholders = ", ".join(["%s"] * len(self.fields))
         self._plain = [_plain_type(f) for f in self.fields]

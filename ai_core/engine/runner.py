@@ -116,7 +116,7 @@ def execute(
 
 def _what_an_attempt_reads(alias: str) -> tuple[Columns, str]:
     """The job's columns under `alias`, then its brand's company, whether it came through the OpenAI endpoint
-    and whether it holds a quota reservation (so its end need not look: ai_usage.services.usage_is_one_row)."""
+    and whether it holds a quota reservation (so its end need not look: ai_usage.services.accounting_along)."""
     columns = Columns(AIJob, alias)
     brand, openai, reservation = (m._meta.db_table for m in (Brand, OpenAIJob, QuotaReservation))
     return columns, (
@@ -144,9 +144,9 @@ def _load(job_pk: int) -> AIJob:
 def _job_from(columns: Columns, row: tuple) -> AIJob:
     """The job out of a row of _what_an_attempt_reads; the job type from the per-process memo."""
     job = columns.instance(row)
-    job.company_id, has_openai_job, job.holds_quota_reservation = row[len(columns) :]
+    job.company_id, job.has_openai_row, job.holds_quota_reservation = row[len(columns) :]
     job.job_type = job_type_by_pk(job.job_type_id)
-    if not has_openai_job:
+    if not job.has_openai_row:
         AIJob.openai_job.related.set_cached_value(job, None)  # job.openai_job: DoesNotExist, no query
     return job
 
