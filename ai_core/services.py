@@ -1,5 +1,6 @@
 """Writes on jobs. Status changes go through ai_core.workflow.transition (one compare-and-set each)."""
 
+import copy
 import hashlib
 import json
 from collections.abc import Callable
@@ -18,7 +19,14 @@ from django.utils import timezone
 from ai_core.dispatch import dispatch_job_on_commit
 from ai_core.engine.handlers import build_request
 from ai_core.models import AIJob, AIJobEvent, AIJobType, CompletionWindow, JobDailyStat, JobPriority, JobStatus
-from ai_core.workflow import IllegalTransition, Transitioned, claim_pending, stat_move, transition
+from ai_core.workflow import (
+    IllegalTransition,
+    Transitioned,
+    claim_pending,
+    claimed_at_creation,
+    stat_move,
+    transition,
+)
 from ai_openai.models import OpenAIJob
 from ai_openai.services import (
     openai_job_create,
@@ -216,8 +224,14 @@ def job_create(
     api_key: ApiKey | None = None,
     dispatch: bool = True,
     completion_window: str | None = None,
+    claimed_by: str | None = None,
 ) -> tuple[AIJob, bool]:
     """Create a pending job and wake a worker after commit. Returns (job, created).
+
+    `claimed_by` (who runs the attempt at once, with dispatch=False: "gateway"): where one statement creates
+    the job, it is created claimed (running, attempt 1, task id `<claimed_by>:<job_id>`, see
+    claimed_at_creation), which saves the claim's round trip and commit; otherwise it is created pending and
+    the caller claims it. `job.status` says which.
 
     With an idempotency key, the same key and body within 24 h return the original job (created=False);
     the same key with another body is a 409. The job's model must be in the catalogue (MODEL_NOT_SUPPORTED)
@@ -259,10 +273,16 @@ def job_create(
             # The usual job (and its OpenAI row, a gateway call's): one statement that writes it unless its
             # company has an active quota.
             openai_row = openai_job_new(choice=choice, input_data=input_data) if extension else None
-            if _insert_created_job(job, unless_quota_of=brand.company_id, openai_row=openai_row):
+            created, events = job, None
+            if claimed_by is not None:  # a copy: should the statement write nothing, `job` is still pending
+                created = copy.copy(job)
+                events = claimed_at_creation(created, **_claim(f"{claimed_by}:{job.job_id}"))
+            if _insert_created_job(created, unless_quota_of=brand.company_id, openai_row=openai_row, events=events):
                 if dispatch:
-                    dispatch_job_on_commit(job.pk, priority=priority)  # no transaction: published at once
-                return job, True
+                    dispatch_job_on_commit(created.pk, priority=priority)  # no transaction: published at once
+                # As the engine's load reads them (runner._job_from): no reservation, created without a quota.
+                created.has_openai_row, created.holds_quota_reservation = openai_row is not None, False
+                return created, True
             quotas = True  # it has one: reserve on it, in a transaction
         else:
             quotas = key_limited or company_has_active_quota(brand.company_id)
@@ -332,15 +352,20 @@ def _creation_in_one_statement() -> bool:
 
 
 def _insert_created_job(
-    job: AIJob, *, unless_quota_of: int | None = None, openai_row: OpenAIJob | None = None
+    job: AIJob,
+    *,
+    unless_quota_of: int | None = None,
+    openai_row: OpenAIJob | None = None,
+    events: list[tuple] | None = None,
 ) -> bool:
     """Insert the new job with its creation event and the roll-up's +1 pending. Returns whether it did.
 
     On PostgreSQL one statement does all three (data-modifying CTEs), written once per process: job creation is
     the API's hottest write, and the ORM's insert cost more to compile than to run. `unless_quota_of` (a
     company id, PostgreSQL): the statement writes nothing when that company has an active quota (the caller
-    then reserves on it in a transaction), saving the separate probe on every creation. `openai_row`
-    (PostgreSQL): the job's OpenAIJob row, unsaved, inserted by the same statement (a gateway call's).
+    then reserves on it in a transaction), saving the separate probe on every creation. PostgreSQL only:
+    `openai_row`, the job's OpenAIJob row, unsaved, inserted by the same statement (a gateway call's);
+    `events`, its events when not the creation's alone (claimed_at_creation's), the roll-up then +1 job.status.
     """
     day = timezone.localdate(job.created_at)
     if connection.vendor != "postgresql":
@@ -350,14 +375,17 @@ def _insert_created_job(
         )
         stat_move(brand_id=job.brand_id, day=day, job_type_id=job.job_type_id, deltas={S.PENDING: +1})
         return True
+    events = events or [("", S.PENDING, 0, "created", job.created_by_id)]
     guarded = unless_quota_of is not None
-    params = [*JOB_INSERT.values(job), *([unless_quota_of] if guarded else [])]
-    params += [S.PENDING, job.created_at, job.created_by_id, job.brand_id, day, job.job_type_id, S.PENDING]
+    params = [*JOB_INSERT.values(job), *([unless_quota_of] if guarded else []), job.created_at]
+    params += [value for event in events for value in event]
+    params += [job.brand_id, day, job.job_type_id, job.status]
     openai_part = None if openai_row is None else openai_job_insert_part(openai_row)
     if openai_part is not None:
         params += openai_part[1]
+    statement = _creation_statement(guarded=guarded, events=len(events), openai_part=openai_part and openai_part[0])
     with prepared_cursor() as cursor:
-        cursor.execute(_creation_statement(guarded=guarded, openai_part=openai_part and openai_part[0]), params)
+        cursor.execute(statement, params)
         row = cursor.fetchone()
     if row is None:
         return False
@@ -379,19 +407,22 @@ JOB_INSERT = Insert(AIJob)
 
 
 @cache
-def _creation_statement(*, guarded: bool, openai_part: str | None = None) -> str:
+def _creation_statement(*, guarded: bool, events: int = 1, openai_part: str | None = None) -> str:
     """PostgreSQL's one-statement creation; its first placeholders take JOB_INSERT's values, then (guarded)
-    the company whose active quota stops it, then the event's and roll-up's, then the OpenAI row's."""
-    jobs, events, stats = AIJob._meta.db_table, AIJobEvent._meta.db_table, JobDailyStat._meta.db_table
+    the company whose active quota stops it, the events' instant and their rows (from, to, attempt, reason,
+    actor), the roll-up's, then the OpenAI row's."""
+    jobs, event_table, stats = AIJob._meta.db_table, AIJobEvent._meta.db_table, JobDailyStat._meta.db_table
     unless = f"WHERE NOT {active_quota_exists_sql()} " if guarded else ""
+    rows = ", ".join(["(%s::text, %s::text, %s::integer, %s::text, %s::bigint)"] * events)
+    openai = f", openai AS ({openai_part}) SELECT id, (SELECT id FROM openai) FROM job" if openai_part else ""
     return (
         f"WITH job AS (INSERT INTO {jobs} ({JOB_INSERT.columns}) SELECT {JOB_INSERT.typed_placeholders} "
         f"{unless}RETURNING id), "
-        f"event AS (INSERT INTO {events} (job_id, from_status, to_status, at, attempt, reason, actor_id) "
-        f"SELECT id, '', %s, %s::timestamptz, 0, 'created', %s::bigint FROM job), "
+        f"event AS (INSERT INTO {event_table} (job_id, from_status, to_status, at, attempt, reason, actor_id) "
+        f"SELECT job.id, e.from_status, e.to_status, %s::timestamptz, e.attempt, e.reason, e.actor_id "
+        f"FROM job CROSS JOIN (VALUES {rows}) AS e (from_status, to_status, attempt, reason, actor_id)), "
         f"stat AS (INSERT INTO {stats} (brand_id, day, job_type_id, status, jobs, cost_micros) "
-        f"SELECT %s::bigint, %s::date, %s::bigint, %s::text, 1, 0 FROM job)"
-        + (f", openai AS ({openai_part}) SELECT id, (SELECT id FROM openai) FROM job" if openai_part else " SELECT id FROM job")
+        f"SELECT %s::bigint, %s::date, %s::bigint, %s::text, 1, 0 FROM job)" + (openai or " SELECT id FROM job")
     )
 
 

@@ -54,6 +54,12 @@ def claim_job(job_pk: int, *, task_id: str) -> tuple[int, AIJob | None]:
     return started.attempt, _job_from(CLAIMED_COLUMNS, started.extra) if started.extra else None
 
 
+def created_claimed(job: AIJob) -> AIJob:
+    """A job job_create made already claimed (`claimed_by`), ready for `execute` as the claim's would be."""
+    job.company_id = job.brand.company_id
+    return job
+
+
 def execute(
     job_pk: int,
     attempt_number: int,
