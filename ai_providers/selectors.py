@@ -193,7 +193,11 @@ def active_credential(*, company_id: int, provider: Provider) -> ProviderCredent
     another process is still used there for up to AICORE_CATALOGUE_CACHE_SECONDS."""
     return catalogue_memo.get(
         ("credential", company_id, provider.pk),
-        lambda: ProviderCredential.objects.filter(company_id=company_id, provider=provider, is_active=True).first(),
+        lambda: (
+            ProviderCredential.objects.filter(company_id=company_id, provider=provider, is_active=True)
+            .select_related("provider")
+            .first()
+        ),
     )
 
 

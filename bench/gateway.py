@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "gateway.json"
 DB_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/aicore_bench_gateway")
 CALLS = int(os.environ.get("BENCH_GATEWAY_CALLS", "300"))
+WORKERS = int(os.environ.get("BENCH_GATEWAY_WORKERS", "2"))
 CONCURRENCY = 16
 MESSAGES = [{"role": "user", "content": "Say hello to the benchmark"}]
 
@@ -43,12 +44,6 @@ os.environ.update(
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def brand_key() -> str:
     from ai_core.job_type_defaults import DEFAULT_JOB_TYPES
     from ai_core.models import AIJobType
@@ -60,16 +55,30 @@ def brand_key() -> str:
     return api_key_create(brand=user.memberships.get().brand, user=user, name="bench")[1]
 
 
-def start_api(port: int, fake_url: str) -> subprocess.Popen:
+def start_api(fake_url: str) -> tuple[subprocess.Popen, int]:
+    """uvicorn, WORKERS processes, on a listening socket made here (returns the server and its port).
+
+    The socket is ours so that it has TCP_NODELAY, which the connections accepted on it inherit: uvicorn's
+    own socket for several workers has none, and then a response written in two parts (headers, body) waits
+    for the client's delayed ACK, ~40 ms a call.
+    """
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1024)
+    port = listener.getsockname()[1]
     env = {**os.environ, "OPENAI_BASE_URL": fake_url}
-    argv = [sys.executable, "-m", "uvicorn", "config.asgi:application", "--port", str(port), "--log-level", "warning"]
-    argv += ["--no-access-log", "--lifespan", "off"]
-    proc = subprocess.Popen(argv, cwd=ROOT, env=env)
+    argv = [sys.executable, "-m", "uvicorn", "config.asgi:application", "--fd", str(listener.fileno())]
+    argv += ["--log-level", "warning", "--no-access-log", "--lifespan", "off", "--workers", str(WORKERS)]
+    proc = subprocess.Popen(argv, cwd=ROOT, env=env, pass_fds=[listener.fileno()])
+    listener.close()  # the server holds it now
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("the API exited")
         with socket.socket() as probe:
             if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return proc
+                return proc, port
         time.sleep(0.1)
     raise RuntimeError("the API did not start")
 
@@ -123,9 +132,8 @@ def main() -> int:
     from ai_providers.tests.fake_llm import FakeLLM
 
     key = brand_key()
-    port = free_port()
     with FakeLLM() as fake:
-        api = start_api(port, fake.openai_base_url)
+        api, port = start_api(fake.openai_base_url)
         try:
 
             def direct():
