@@ -97,6 +97,7 @@ def call_run(
     call: OpenCall, *, on_token=None, hung_up=None, streamed=lambda: False, streamed_chars=lambda: 0
 ) -> Outcome:
     """Run the call's attempt (or wait for whoever runs it) and return the finished job, else GatewayError."""
+    completed = []  # the result our attempt completed the job with: the answer, without reading the row back
     try:
         status = None
         if call.attempt is not None:
@@ -108,6 +109,7 @@ def call_run(
                 stop_when=hung_up,
                 policy=_NoRetryOnceStreamed(streamed),
                 whole=on_token is None,  # the client waits for the whole answer: no stream to parse
+                on_completed=completed.append,
             )
             if hung_up is not None and hung_up() and status not in FINAL_STATUSES:
                 call.hung_up = True
@@ -115,6 +117,11 @@ def call_run(
         if status not in FINAL_STATUSES:  # a worker runs it (a retry, a replay, it claimed it first): wait for it
             job_wait_final(
                 job_pk=call.job.pk, timeout_seconds=min(call.job.job_type.timeout_seconds * 3, MAX_WAIT_SECONDS)
+            )
+        if completed:
+            tokens = completed[0].tokens
+            return Outcome(
+                result=completed[0].as_result_data(), usage=usage_body(tokens.input_tokens, tokens.output_tokens)
             )
         return _outcome(call.job)
     finally:

@@ -22,7 +22,13 @@ from ai_core.engine.watch import Attempt, in_flight
 from ai_core.models import AIJob, JobStatus
 from ai_core.services import job_requeue, job_start, job_type_by_pk
 from ai_openai.models import OpenAIJob
-from ai_providers.clients.base import CallAbandoned, ProviderError, TokenCallback, TransientProviderError
+from ai_providers.clients.base import (
+    CallAbandoned,
+    ChatResult,
+    ProviderError,
+    TokenCallback,
+    TransientProviderError,
+)
 from ai_usage.models import QuotaReservation
 from business.models import Brand
 from business.sql import Columns, prepared_cursor
@@ -69,13 +75,16 @@ def execute(
     on_token: TokenCallback | None = None,
     stop_when: Callable[[], bool] | None = None,
     whole: bool = False,
+    on_completed: Callable[[ChatResult], None] | None = None,
 ) -> str | None:
     """Run attempt `attempt_number` of a claimed job (`job`: as the claim returned it, else read here).
 
     The gateway runs its calls through here too, in the API process: `on_token` receives the streamed text,
     `stop_when` stops the call from the caller's side (its client hung up). `whole`: ask the provider for the
     whole answer at once (a caller that waits for all of it anyway): no stream to parse, no progress, and a
-    cancel stops the call only when it returns (its writes are fenced like any late attempt's).
+    cancel stops the call only when it returns (its writes are fenced like any late attempt's). `on_completed`
+    receives the result this attempt completed the job with (the caller answers from it without reading the
+    row back).
     """
     if job is None:
         job = _load(job_pk)
@@ -113,7 +122,10 @@ def execute(
             )
         if attempt.should_stop():
             return _abandoned(attempt)
-        return finish.complete(attempt.job_pk, attempt.attempt, result, job=job)
+        status = finish.complete(attempt.job_pk, attempt.attempt, result, job=job)
+        if status == JobStatus.COMPLETED and on_completed is not None:
+            on_completed(result)
+        return status
     finally:
         in_flight.remove(attempt)
         connection.close()
