@@ -69,3 +69,34 @@ def test_a_call_under_a_quota_reserves_and_settles(personas, llm_env, memos_on):
         ("", "pending"),
         ("pending", "running"),
     ]
+
+
+def test_a_call_whose_process_died_is_requeued_by_the_reaper_and_run_by_a_worker(personas, llm_env):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from ai_core.engine.runner import execute, run_from_message
+    from ai_core.engine.upkeep import reap
+    from business.models import ApiKey
+    from gateway.calls import CHAT_JOB_TYPE, call_open
+
+    api_key_create(name="sdk", brand=personas.brand_a, user=personas.adam)
+    opened = call_open(
+        key=ApiKey.objects.select_related("brand", "created_by").get(),
+        job_type=CHAT_JOB_TYPE,
+        input_data={"model": "gpt-4o-mini", "messages": BODY["messages"]},
+        idempotency_key=None,
+        description="gateway: died",
+    )
+    assert opened.attempt == 1 and AIJob.objects.get(pk=opened.job.pk).status == "running"
+    # The process dies before its attempt ends: no heartbeat any more.
+    AIJob.objects.filter(pk=opened.job.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+    assert reap()["requeued"] == 1
+    assert AIJob.objects.get(pk=opened.job.pk).status == "pending"
+    assert run_from_message(opened.job.pk) == "completed"  # a worker's attempt 2
+    # The dead process's attempt, should it wake up, is fenced off: its writes are discarded.
+    assert execute(opened.job.pk, opened.attempt) is None
+    job = AIJob.objects.select_related("usage").get(pk=opened.job.pk)
+    assert (job.status, job.attempts) == ("completed", 2) and job.usage.total_cost > 0
+    assert [e.to_status for e in job.events.order_by("pk")] == ["pending", "running", "pending", "running", "completed"]
