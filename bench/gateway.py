@@ -3,11 +3,12 @@
 
     python -m bench.gateway        (or `make bench`)
 
-One API process (uvicorn, as `make run` serves) on PostgreSQL; the fake server answers at 0 ms. Measured in the
-same run: added latency p50 / p99 at 1 client, non-streaming (targets ≤ 3 ms / ≤ 15 ms); throughput at 16
-concurrent clients (≥ 0.5 × direct); time to the first streamed token, added p50 (≤ 5 ms). Environment:
-BENCH_DATABASE_URL (postgres://…/aicore_bench_gateway, created if missing), BENCH_GATEWAY_CALLS (default 300).
-The machine may be shared: figures are indicative.
+The API served by uvicorn (ASGI, as `make run` serves it) with BENCH_GATEWAY_WORKERS processes (default 2, the
+machine's cores: a call is Python CPU, one core per process) on PostgreSQL; the fake server answers at 0 ms.
+Measured in the same run: added latency p50 / p99 at 1 client, non-streaming (targets ≤ 3 ms / ≤ 15 ms);
+throughput at 16 concurrent clients (≥ 0.5 × direct); time to the first streamed token, added p50 (≤ 5 ms).
+Environment: BENCH_DATABASE_URL (postgres://…/aicore_bench_gateway, created if missing), BENCH_GATEWAY_CALLS
+(default 300). The machine may be shared: figures are indicative.
 """
 
 import json
@@ -117,6 +118,21 @@ def throughput(make_client, n: int) -> float:
     return per_client * CONCURRENCY / elapsed
 
 
+def api_cpu_seconds(api: subprocess.Popen) -> float | None:
+    """CPU time (user + system) the API's processes (uvicorn and its workers) have used so far; Linux only.
+    Unlike wall-clock figures on a shared machine, the CPU a call costs the API does not depend on the load."""
+    pids, total = [api.pid], 0
+    try:
+        children = Path(f"/proc/{api.pid}/task/{api.pid}/children").read_text().split()
+        pids += [int(pid) for pid in children]
+        for pid in pids:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (clock ticks)
+    except (OSError, ValueError, IndexError):
+        return None
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
@@ -148,13 +164,20 @@ def main() -> int:
                     latencies(client, 30)  # warm-up: connections, memos, prepared statements
                     lat = latencies(client, CALLS)
                     ttft = first_token_ms(client, CALLS // 3)
+                cpu_before = api_cpu_seconds(api)
+                calls_per_s = throughput(make, CALLS * 2)
+                cpu_after = api_cpu_seconds(api)
                 results[name] = {
                     "p50_ms": round(pct(lat, 0.5), 3),
                     "p99_ms": round(pct(lat, 0.99), 3),
                     "ttft_p50_ms": round(pct(ttft, 0.5), 3),
-                    "calls_per_s_16_clients": round(throughput(make, CALLS * 2), 1),
+                    "calls_per_s_16_clients": round(calls_per_s, 1),
                     "mean_ms": round(statistics.mean(lat), 3),
                 }
+                if name == "gateway" and cpu_before is not None and cpu_after is not None:
+                    # The 16-client phase's calls: the API's own CPU per call (PostgreSQL's is not counted).
+                    per_call = (cpu_after - cpu_before) / (CALLS * 2 // CONCURRENCY * CONCURRENCY)
+                    results[name]["api_cpu_ms_per_call"] = round(per_call * 1000, 2)
         finally:
             api.terminate()
             api.wait(20)
