@@ -20,22 +20,35 @@ from django.utils import timezone
 from ai_core.dispatch import dispatch_job_on_commit
 from ai_core.engine.handlers import build_request
 from ai_core.models import AIJob, AIJobEvent, AIJobType, CompletionWindow, JobDailyStat, JobPriority, JobStatus
-from ai_core.workflow import IllegalTransition, Transitioned, claim_pending, stat_move, transition
-from ai_openai.services import openai_job_create, openai_job_sync, openai_job_wanted
+from ai_core.workflow import (
+    IllegalTransition,
+    Transitioned,
+    claim_pending,
+    claimed_at_creation,
+    stat_move,
+    transition,
+)
+from ai_openai.models import OpenAIJob
+from ai_openai.services import (
+    openai_job_create,
+    openai_job_insert_part,
+    openai_job_new,
+    openai_job_sync,
+    openai_job_wanted,
+)
 from ai_providers.clients.base import ChatRequest, PermanentProviderError
 from ai_providers.money import NO_TOKENS, TokenUsage
 from ai_providers.selectors import ModelChoice, key_source, model_resolve
 from ai_providers.services import MAX_OUTPUT_BOUND, OUTPUT_BOUND_PARAMS, ProviderNotConfigured, is_output_bound
 from ai_usage.selectors import active_quota_exists_sql, company_has_active_quota
 from ai_usage.services import (
+    accounting_along,
+    accounting_in_one_statement,
     quota_release,
     quota_rereserve,
     quota_reserve,
     usage_charge,
-    usage_insert_along,
-    usage_is_one_row,
     usage_record,
-    usage_row,
 )
 from business.api.parsers import json_depth_exceeds, json_strings
 from business.errors import ApplicationError, Conflict, NotFound
@@ -291,8 +304,14 @@ def job_create(
     api_key: ApiKey | None = None,
     dispatch: bool = True,
     completion_window: str | None = None,
+    claimed_by: str | None = None,
 ) -> tuple[AIJob, bool]:
     """Create a pending job and wake a worker after commit. Returns (job, created).
+
+    `claimed_by` (who runs the attempt at once, with dispatch=False: "gateway"): where one statement creates
+    the job, it is created claimed (running, attempt 1, task id `<claimed_by>:<job_id>`, see
+    claimed_at_creation), which saves the claim's round trip and commit; otherwise it is created pending and
+    the caller claims it. `job.status` says which.
 
     With an idempotency key, the same key and body within 24 h return the original job (created=False);
     the same key with another body is a 409. The job's model must be in the catalogue (MODEL_NOT_SUPPORTED)
@@ -330,12 +349,20 @@ def job_create(
     extension = openai_job_wanted(choice=choice, always=openai_extension)
     key_limited = api_key is not None and api_key.monthly_cost_limit is not None
     try:
-        if not extension and not key_limited and router is None and _creation_in_one_statement():
-            # The usual job: one statement that writes it unless its company has an active quota.
-            if _insert_created_job(job, unless_quota_of=brand.company_id):
+        if not key_limited and router is None and _creation_in_one_statement():
+            # The usual job (and its OpenAI row, a gateway call's): one statement that writes it unless its
+            # company has an active quota.
+            openai_row = openai_job_new(choice=choice, input_data=input_data) if extension else None
+            created, events = job, None
+            if claimed_by is not None:  # a copy: should the statement write nothing, `job` is still pending
+                created = copy(job)
+                events = claimed_at_creation(created, **_claim(f"{claimed_by}:{job.job_id}"))
+            if _insert_created_job(created, unless_quota_of=brand.company_id, openai_row=openai_row, events=events):
                 if dispatch:
-                    dispatch_job_on_commit(job.pk, priority=priority)  # no transaction: published at once
-                return job, True
+                    dispatch_job_on_commit(created.pk, priority=priority)  # no transaction: published at once
+                # As the engine's load reads them (runner._job_from): no reservation, created without a quota.
+                created.has_openai_row, created.holds_quota_reservation = openai_row is not None, False
+                return created, True
             quotas = True  # it has one: reserve on it, in a transaction
         else:
             quotas = key_limited or company_has_active_quota(brand.company_id)
@@ -456,13 +483,21 @@ def _creation_in_one_statement() -> bool:
     return connection.vendor == "postgresql" and not connection.in_atomic_block
 
 
-def _insert_created_job(job: AIJob, *, unless_quota_of: int | None = None) -> bool:
+def _insert_created_job(
+    job: AIJob,
+    *,
+    unless_quota_of: int | None = None,
+    openai_row: OpenAIJob | None = None,
+    events: list[tuple] | None = None,
+) -> bool:
     """Insert the new job with its creation event and the roll-up's +1 pending. Returns whether it did.
 
     On PostgreSQL one statement does all three (data-modifying CTEs), written once per process: job creation is
     the API's hottest write, and the ORM's insert cost more to compile than to run. `unless_quota_of` (a
     company id, PostgreSQL): the statement writes nothing when that company has an active quota (the caller
-    then reserves on it in a transaction), saving the separate probe on every creation.
+    then reserves on it in a transaction), saving the separate probe on every creation. PostgreSQL only:
+    `openai_row`, the job's OpenAIJob row, unsaved, inserted by the same statement (a gateway call's);
+    `events`, its events when not the creation's alone (claimed_at_creation's), the roll-up then +1 job.status.
     """
     day = timezone.localdate(job.created_at)
     if connection.vendor != "postgresql":
@@ -472,36 +507,50 @@ def _insert_created_job(job: AIJob, *, unless_quota_of: int | None = None) -> bo
         )
         stat_move(brand_id=job.brand_id, day=day, job_type_id=job.job_type_id, deltas={S.PENDING: +1})
         return True
+    events = events or [("", S.PENDING, 0, "created", job.created_by_id)]
     guarded = unless_quota_of is not None
-    params = [*JOB_INSERT.values(job), *([unless_quota_of] if guarded else [])]
-    params += [S.PENDING, job.created_at, job.created_by_id, *CREATION_EVENT.defaults()]
-    params += [job.brand_id, day, job.job_type_id, S.PENDING, *CREATION_ROLLUP.defaults()]
+    params = [*JOB_INSERT.values(job), *([unless_quota_of] if guarded else []), job.created_at]
+    params += CREATION_EVENTS.defaults()
+    params += [value for event in events for value in event]
+    params += [job.brand_id, day, job.job_type_id, job.status, *CREATION_ROLLUP.defaults()]
+    openai_part = None if openai_row is None else openai_job_insert_part(openai_row)
+    if openai_part is not None:
+        params += openai_part[1]
+    statement = _creation_statement(guarded=guarded, events=len(events), openai_part=openai_part and openai_part[0])
     with prepared_cursor() as cursor:
-        cursor.execute(_creation_statement(guarded=guarded), params)
+        cursor.execute(statement, params)
         row = cursor.fetchone()
     if row is None:
         return False
-    job.pk = row[0]
-    job._state.adding = False
-    job._state.db = connection.alias
+    _saved(job, row[0])
+    if openai_row is not None:
+        _saved(openai_row, row[1])
+        openai_row.job = job  # and job.openai_job, the reverse of the one-to-one: no query to read it
     return True
+
+
+def _saved(instance, pk: int) -> None:
+    """An instance inserted by a hand-written statement, as the ORM leaves one it saved."""
+    instance.pk = pk
+    instance._state.adding = False
+    instance._state.db = connection.alias
 
 
 JOB_INSERT = Insert(AIJob)
 
 
-# The creation's event and roll-up +1 pending, read from the inserted `job` (business.sql.InsertSelect fills
-# the columns not named here with their field's default).
-CREATION_EVENT = InsertSelect(
+# The creation's events (from the VALUES list `e`) and its roll-up +1, beside the inserted `job`
+# (business.sql.InsertSelect fills the columns not named here with their field's default).
+CREATION_EVENTS = InsertSelect(
     AIJobEvent,
     {
-        "job_id": "id",
-        "from_status": "''",
-        "to_status": "%s",
+        "job_id": "job.id",
+        "from_status": "e.from_status",
+        "to_status": "e.to_status",
         "at": "%s::timestamptz",
-        "attempt": "0",
-        "reason": "'created'",
-        "actor_id": "%s::bigint",
+        "attempt": "e.attempt",
+        "reason": "e.reason",
+        "actor_id": "e.actor_id",
     },
 )
 CREATION_ROLLUP = InsertSelect(
@@ -517,16 +566,19 @@ CREATION_ROLLUP = InsertSelect(
 )
 
 
-def _creation_statement(*, guarded: bool) -> str:
+def _creation_statement(*, guarded: bool, events: int = 1, openai_part: str | None = None) -> str:
     """PostgreSQL's one-statement creation; its first placeholders take JOB_INSERT's values, then (guarded)
-    the company whose active quota stops it, then the event's and the roll-up's."""
+    the company whose active quota stops it, the events' instant and defaults then their rows (from, to,
+    attempt, reason, actor), the roll-up's, then the OpenAI row's."""
     unless = f"WHERE NOT {active_quota_exists_sql()} " if guarded else ""
+    rows = ", ".join(["(%s::text, %s::text, %s::integer, %s::text, %s::bigint)"] * events)
+    openai = f", openai AS ({openai_part}) SELECT id, (SELECT id FROM openai) FROM job" if openai_part else ""
     return (
         f"WITH job AS (INSERT INTO {AIJob._meta.db_table} ({JOB_INSERT.columns}) "
         f"SELECT {JOB_INSERT.typed_placeholders} {unless}RETURNING id), "
-        f"event AS ({CREATION_EVENT} FROM job), "
-        f"stat AS ({CREATION_ROLLUP} FROM job) "
-        f"SELECT id FROM job"
+        f"event AS ({CREATION_EVENTS} "
+        f"FROM job CROSS JOIN (VALUES {rows}) AS e (from_status, to_status, attempt, reason, actor_id)), "
+        f"stat AS ({CREATION_ROLLUP} FROM job)" + (openai or " SELECT id FROM job")
     )
 
 
@@ -696,15 +748,16 @@ def _finalize(
     quota settle (completed) or release (otherwise), roll-up cost, OpenAI token counts. A duplicate delivery
     loses the transition's compare-and-set, which rolls the whole thing back: a job is charged once.
 
-    The engine's usual end on PostgreSQL (no quota reservation, no OpenAI row: usage_is_one_row) needs no
-    transaction: the usage row is one more part of the transition's own statement, written only if the
-    compare-and-set moved the job. Otherwise the accounting is written first and the transition last.
+    The engine's usual end on PostgreSQL (no quota reservation: accounting_in_one_statement) needs no
+    transaction: the usage row and the OpenAI row's token counts are more parts of the transition's own
+    statement, written only if the compare-and-set moved the job. Otherwise the accounting is written first and
+    the transition last.
 
     `job`: the caller's copy when it has one (the engine, read right after its claim). Only fields that do
     not change while a job runs are used from it; the status is the transition's business. `batch`: the call
     went through the provider's Batch API, priced at its batch ratio.
     """
-    one_statement = job is not None and connection.vendor == "postgresql" and usage_is_one_row(job)
+    one_statement = job is not None and connection.vendor == "postgresql" and accounting_in_one_statement(job)
     with nullcontext() if one_statement else transaction.atomic():
         if job is None:
             job = AIJob.objects.select_related("job_type", "openai_job").filter(pk=job_pk).first()
@@ -714,11 +767,10 @@ def _finalize(
         at = timezone.now()
         on_attempt = job.attempts if attempt is None else attempt
         along = []
+        result = (transition_args.get("fields") or {}).get("result_data")
         if one_statement:
-            usage = usage_row(job=job, attempt=on_attempt, at=at, status=to, charge=charge)
-            along = [usage_insert_along(usage)] if usage is not None else []
+            along = accounting_along(job=job, attempt=on_attempt, at=at, status=to, charge=charge, result=result)
         else:
-            result = (transition_args.get("fields") or {}).get("result_data")
             usage_record(job=job, attempt=on_attempt, at=at, status=to, charge=charge, result=result)
         return transition(
             job_pk, to=to, attempt=attempt, cost=charge.cost.total_cost or None, at=at, along=along, **transition_args

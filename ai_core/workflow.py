@@ -156,6 +156,28 @@ def transition(
     return done
 
 
+def claimed_at_creation(job: AIJob, *, reason: str, fields: dict[str, Any]) -> list[tuple]:
+    """Make a new, unsaved job one its creator claims in the same instant (the gateway runs its call at once):
+    the claim's columns as a move to running writes them, attempt 1. Returns the events of both moves, as
+    (from, to, attempt, reason, actor id): created -> pending, then the claim -> running, so its history reads
+    as any claimed job's. Not a compare-and-set: no other process can see the row before it exists.
+    """
+    claim = _Change(
+        to=S.RUNNING,
+        allowed=allowed_from(S.RUNNING),
+        attempt=None,
+        reason=reason[:500],
+        actor_id=None,
+        fields=fields,
+        cost=None,
+        now=job.created_at,
+    )
+    for name, value in claim.updates().items():
+        setattr(job, name, value)
+    job.attempts = 1
+    return [("", S.PENDING, 0, "created", job.created_by_id), (S.PENDING, S.RUNNING, 1, claim.reason, None)]
+
+
 def claim_pending(
     *, levels: Sequence[tuple[str, int]], reason: str, fields: dict[str, Any], also_return: str = ""
 ) -> Transitioned | None:

@@ -8,6 +8,7 @@ from ai_providers.clients.families import REASONING_ONLY_PARAMS, STANDARD_ONLY_P
 from ai_providers.models import ProviderKind
 from ai_providers.selectors import ModelChoice, model_resolve
 from business.errors import ApplicationError
+from business.sql import Insert
 
 OPENAI_PARAMS = (
     "temperature",
@@ -62,6 +63,24 @@ def openai_job_create(*, job: AIJob, choice: ModelChoice, input_data: dict, alwa
     if not openai_job_wanted(choice=choice, always=always):
         return None
     return OpenAIJob.objects.create(job=job, **openai_job_fields(choice=choice, input_data=input_data))
+
+
+def openai_job_new(*, choice: ModelChoice, input_data: dict) -> OpenAIJob:
+    """The OpenAIJob row of a job about to be created, unsaved and without its job (openai_job_insert_part)."""
+    return OpenAIJob(**openai_job_fields(choice=choice, input_data=input_data))
+
+
+OPENAI_JOB_INSERT = Insert(OpenAIJob, exclude=("job",))
+
+
+def openai_job_insert_part(row: OpenAIJob) -> tuple[str, list[Any]]:
+    """`row`'s INSERT as a part of a job's one-statement creation (PostgreSQL, ai_core.services): its job is
+    the row of the statement's `job` CTE, so the two are written together or not at all. Returns its id."""
+    return (
+        f'INSERT INTO {OpenAIJob._meta.db_table} ("{OpenAIJob._meta.get_field("job").column}", '
+        f"{OPENAI_JOB_INSERT.columns}) SELECT id, {OPENAI_JOB_INSERT.typed_placeholders} FROM job RETURNING id",
+        OPENAI_JOB_INSERT.values(row),
+    )
 
 
 def openai_job_sync(*, job: AIJob, choice: ModelChoice, input_data: dict) -> None:

@@ -187,14 +187,25 @@ def environment_key(provider: Provider) -> str:
     return ""
 
 
+def active_credential(*, company_id: int, provider: Provider) -> ProviderCredential | None:
+    """The company's active credential for the provider, memoised like the catalogue: read on every job's
+    creation and every attempt. A credential saved or deleted in this process applies at once; one disabled in
+    another process is still used there for up to AICORE_CATALOGUE_CACHE_SECONDS."""
+    return catalogue_memo.get(
+        ("credential", company_id, provider.pk),
+        lambda: (
+            ProviderCredential.objects.filter(company_id=company_id, provider=provider, is_active=True)
+            .select_related("provider")
+            .first()
+        ),
+    )
+
+
 def key_source(*, company_id: int | None, provider: Provider) -> str | None:
     """Where a call for this company would take its key: "company", "environment", "builtin", or None."""
     if not provider.requires_key:
         return "builtin"
-    if (
-        company_id
-        and ProviderCredential.objects.filter(company_id=company_id, provider=provider, is_active=True).exists()
-    ):
+    if company_id and active_credential(company_id=company_id, provider=provider) is not None:
         return "company"
     if environment_key(provider):
         return "environment"

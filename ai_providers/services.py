@@ -15,7 +15,7 @@ from ai_providers.clients.base import ChatRequest, ProviderClient, ProviderError
 from ai_providers.clients.echo import EchoClient
 from ai_providers.crypto import decrypt_secret, encrypt_secret
 from ai_providers.models import ModelPrice, Provider, ProviderCredential, ProviderKind, ProviderModel
-from ai_providers.selectors import ModelChoice, environment_key, model_resolve
+from ai_providers.selectors import ModelChoice, active_credential, environment_key, model_resolve
 from ai_providers.urls_safety import check_base_url
 from business.errors import ApplicationError, Conflict
 from business.models import Company
@@ -47,7 +47,7 @@ def provider_endpoint(*, company_id: int | None, provider: Provider) -> Endpoint
         return Endpoint(api_key="", base_url="", organization="", source="builtin")
     credential = None
     if company_id:
-        credential = ProviderCredential.objects.filter(company_id=company_id, provider=provider, is_active=True).first()
+        credential = active_credential(company_id=company_id, provider=provider)
     if credential is not None:
         return _company_endpoint(credential)
     key = environment_key(provider)

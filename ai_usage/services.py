@@ -11,7 +11,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -119,23 +119,33 @@ def usage_record(
     return usage
 
 
-def usage_is_one_row(job: AIJob) -> bool:
-    """Whether the accounting of this job's end is its usage row alone: no open quota reservation to settle and
-    no OpenAI row to update. Known without a query only for a job read by the engine's load (reservations change
-    only while the job is pending, and the engine reads it once claimed, so what it read still holds); otherwise
-    False."""
-    return getattr(job, "holds_quota_reservation", True) is False and not _has_openai_job(job)
+def accounting_in_one_statement(job: AIJob) -> bool:
+    """Whether the accounting of this job's end can be parts of its final transition's statement
+    (accounting_along): it holds no open quota reservation to settle. Known without a query only for a job read
+    by the engine's load (reservations change only while the job is pending, and the engine reads it once
+    claimed, so what it read still holds); otherwise False."""
+    return getattr(job, "holds_quota_reservation", True) is False
 
 
-def usage_insert_along(usage: AIJobUsage) -> tuple[str, list[Any]]:
-    """The usage row's INSERT as a part of the job's final transition statement (workflow.transition's
-    `along`): it inserts only when the transition moved the job (`moved` has its row), so a duplicate delivery
-    that loses the compare-and-set writes nothing."""
-    return (
-        f"INSERT INTO {AIJobUsage._meta.db_table} ({USAGE_INSERT.columns}) "
-        f"SELECT {USAGE_INSERT.typed_placeholders} FROM moved ON CONFLICT DO NOTHING",
-        USAGE_INSERT.values(usage),
-    )
+def accounting_along(
+    *, job: AIJob, attempt: int, at: Any, status: str, charge: Charge, result: Any = None
+) -> list[tuple[str, list[Any]]]:
+    """usage_record's writes for a job without a reservation, as parts of its final transition statement
+    (workflow.transition's `along`): they write only when the transition moved the job (`moved` has its row),
+    so a duplicate delivery that loses the compare-and-set writes nothing."""
+    parts = []
+    usage = usage_row(job=job, attempt=attempt, at=at, status=status, charge=charge)
+    if usage is not None:
+        parts.append(
+            (
+                f"INSERT INTO {AIJobUsage._meta.db_table} ({USAGE_INSERT.columns}) "
+                f"SELECT {USAGE_INSERT.typed_placeholders} FROM moved ON CONFLICT DO NOTHING",
+                USAGE_INSERT.values(usage),
+            )
+        )
+    if _has_openai_job(job):
+        parts.append(_openai_job_record_part(charge=charge, result=result))
+    return parts
 
 
 def usage_row(*, job: AIJob, attempt: int, at: Any, status: str, charge: Charge) -> AIJobUsage | None:
@@ -177,6 +187,9 @@ USAGE_INSERT = Insert(AIJobUsage)
 def _has_openai_job(job: AIJob) -> bool:
     from django.core.exceptions import ObjectDoesNotExist
 
+    known = getattr(job, "has_openai_row", None)  # the engine's load read it along (no query)
+    if known is not None:
+        return known
     try:
         return job.openai_job is not None
     except ObjectDoesNotExist:
@@ -186,6 +199,25 @@ def _has_openai_job(job: AIJob) -> bool:
 def _openai_job_record(*, job_pk: int, charge: Charge, result: Any) -> None:
     from ai_openai.models import OpenAIJob
 
+    OpenAIJob.objects.filter(job_id=job_pk).update(**_openai_job_updates(charge=charge, result=result))
+
+
+def _openai_job_record_part(*, charge: Charge, result: Any) -> tuple[str, list[Any]]:
+    """_openai_job_record as a part of the final transition statement: the row of the job `moved` moved."""
+    from ai_openai.models import OpenAIJob
+
+    meta, conn = OpenAIJob._meta, connections[DEFAULT_DB_ALIAS]
+    updates = _openai_job_updates(charge=charge, result=result)
+    fields = [meta.get_field(name) for name in updates]
+    assignments = ", ".join(f'"{f.column}" = CAST(%s AS {f.db_type(conn)})' for f in fields)
+    return (
+        f'UPDATE {meta.db_table} SET {assignments} WHERE "{meta.get_field("job").column}" = (SELECT id FROM moved)',
+        list(updates.values()),
+    )
+
+
+def _openai_job_updates(*, charge: Charge, result: Any) -> dict[str, Any]:
+    """The OpenAI row's token counts at the job's end, and the provider's response id when it gave one."""
     response_id = (result or {}).get("provider_response_id") if isinstance(result, dict) else None
     updates: dict[str, Any] = {
         "prompt_tokens": charge.input_tokens,
@@ -194,7 +226,7 @@ def _openai_job_record(*, job_pk: int, charge: Charge, result: Any) -> None:
     }
     if response_id:
         updates["openai_id"] = str(response_id)[:255]
-    OpenAIJob.objects.filter(job_id=job_pk).update(**updates)
+    return updates
 
 
 # --- quotas -------------------------------------------------------------------------------------------

@@ -3,11 +3,12 @@
 
     python -m bench.gateway        (or `make bench`)
 
-One API process (uvicorn, as `make run` serves) on PostgreSQL; the fake server answers at 0 ms. Measured in the
-same run: added latency p50 / p99 at 1 client, non-streaming (targets ≤ 3 ms / ≤ 15 ms); throughput at 16
-concurrent clients (≥ 0.5 × direct); time to the first streamed token, added p50 (≤ 5 ms). Environment:
-BENCH_DATABASE_URL (postgres://…/aicore_bench_gateway, created if missing), BENCH_GATEWAY_CALLS (default 300).
-The machine may be shared: figures are indicative.
+The API served by uvicorn (ASGI, as `make run` serves it) with BENCH_GATEWAY_WORKERS processes (default 2, the
+machine's cores: a call is Python CPU, one core per process) on PostgreSQL; the fake server answers at 0 ms.
+Measured in the same run: added latency p50 / p99 at 1 client, non-streaming (targets ≤ 3 ms / ≤ 15 ms);
+throughput at 16 concurrent clients (≥ 0.5 × direct); time to the first streamed token, added p50 (≤ 5 ms).
+Environment: BENCH_DATABASE_URL (postgres://…/aicore_bench_gateway, created if missing), BENCH_GATEWAY_CALLS
+(default 300). The machine may be shared: figures are indicative.
 """
 
 import json
@@ -28,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "gateway.json"
 DB_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/aicore_bench_gateway")
 CALLS = int(os.environ.get("BENCH_GATEWAY_CALLS", "300"))
+WORKERS = int(os.environ.get("BENCH_GATEWAY_WORKERS", "2"))
 CONCURRENCY = 16
 MESSAGES = [{"role": "user", "content": "Say hello to the benchmark"}]
 
@@ -43,12 +45,6 @@ os.environ.update(
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def brand_key() -> str:
     from ai_core.job_type_defaults import DEFAULT_JOB_TYPES
     from ai_core.models import AIJobType
@@ -60,16 +56,30 @@ def brand_key() -> str:
     return api_key_create(brand=user.memberships.get().brand, user=user, name="bench")[1]
 
 
-def start_api(port: int, fake_url: str) -> subprocess.Popen:
+def start_api(fake_url: str) -> tuple[subprocess.Popen, int]:
+    """uvicorn, WORKERS processes, on a listening socket made here (returns the server and its port).
+
+    The socket is ours so that it has TCP_NODELAY, which the connections accepted on it inherit: uvicorn's
+    own socket for several workers has none, and then a response written in two parts (headers, body) waits
+    for the client's delayed ACK, ~40 ms a call.
+    """
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1024)
+    port = listener.getsockname()[1]
     env = {**os.environ, "OPENAI_BASE_URL": fake_url}
-    argv = [sys.executable, "-m", "uvicorn", "config.asgi:application", "--port", str(port), "--log-level", "warning"]
-    argv += ["--no-access-log", "--lifespan", "off"]
-    proc = subprocess.Popen(argv, cwd=ROOT, env=env)
+    argv = [sys.executable, "-m", "uvicorn", "config.asgi:application", "--fd", str(listener.fileno())]
+    argv += ["--log-level", "warning", "--no-access-log", "--lifespan", "off", "--workers", str(WORKERS)]
+    proc = subprocess.Popen(argv, cwd=ROOT, env=env, pass_fds=[listener.fileno()])
+    listener.close()  # the server holds it now
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("the API exited")
         with socket.socket() as probe:
             if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return proc
+                return proc, port
         time.sleep(0.1)
     raise RuntimeError("the API did not start")
 
@@ -108,6 +118,21 @@ def throughput(make_client, n: int) -> float:
     return per_client * CONCURRENCY / elapsed
 
 
+def api_cpu_seconds(api: subprocess.Popen) -> float | None:
+    """CPU time (user + system) the API's processes (uvicorn and its workers) have used so far; Linux only.
+    Unlike wall-clock figures on a shared machine, the CPU a call costs the API does not depend on the load."""
+    pids, total = [api.pid], 0
+    try:
+        children = Path(f"/proc/{api.pid}/task/{api.pid}/children").read_text().split()
+        pids += [int(pid) for pid in children]
+        for pid in pids:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (clock ticks)
+    except (OSError, ValueError, IndexError):
+        return None
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
@@ -123,9 +148,8 @@ def main() -> int:
     from ai_providers.tests.fake_llm import FakeLLM
 
     key = brand_key()
-    port = free_port()
     with FakeLLM() as fake:
-        api = start_api(port, fake.openai_base_url)
+        api, port = start_api(fake.openai_base_url)
         try:
 
             def direct():
@@ -140,13 +164,20 @@ def main() -> int:
                     latencies(client, 30)  # warm-up: connections, memos, prepared statements
                     lat = latencies(client, CALLS)
                     ttft = first_token_ms(client, CALLS // 3)
+                cpu_before = api_cpu_seconds(api)
+                calls_per_s = throughput(make, CALLS * 2)
+                cpu_after = api_cpu_seconds(api)
                 results[name] = {
                     "p50_ms": round(pct(lat, 0.5), 3),
                     "p99_ms": round(pct(lat, 0.99), 3),
                     "ttft_p50_ms": round(pct(ttft, 0.5), 3),
-                    "calls_per_s_16_clients": round(throughput(make, CALLS * 2), 1),
+                    "calls_per_s_16_clients": round(calls_per_s, 1),
                     "mean_ms": round(statistics.mean(lat), 3),
                 }
+                if name == "gateway" and cpu_before is not None and cpu_after is not None:
+                    # The 16-client phase's calls: the API's own CPU per call (PostgreSQL's is not counted).
+                    per_call = (cpu_after - cpu_before) / (CALLS * 2 // CONCURRENCY * CONCURRENCY)
+                    results[name]["api_cpu_ms_per_call"] = round(per_call * 1000, 2)
         finally:
             api.terminate()
             api.wait(20)

@@ -13,6 +13,7 @@ from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from business.errors import ApplicationError, Conflict
+from business.memo import TTLMemo
 from business.models import ApiKey, ApiKeyScope, Brand, Company, LoginFailure, Membership, User
 
 
@@ -158,8 +159,17 @@ def api_key_create(
 def api_key_revoke(*, key: ApiKey) -> ApiKey:
     """Revoke once (a compare-and-set on revoked_at); the key is refused from the next request on."""
     ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    api_keys_memo.clear()  # refused here from the next request on; other processes: within the memo's TTL
     key.refresh_from_db()
     return key
+
+
+# A key that authenticated, with its brand, creator and the creator's right to act on the brand, is reused
+# for this many seconds per process (AICORE_API_KEY_CACHE_SECONDS): every request of a service presents it.
+# A revocation or an edit of a key, user or membership in this process applies to the next request at once
+# (api_key_revoke clears it; so do saves and deletes, see BusinessConfig.ready); one made in another process
+# within the TTL. Expiry is checked on every request. Only matching keys are kept: no entry for a wrong key.
+api_keys_memo = TTLMemo("AICORE_API_KEY_CACHE_SECONDS")
 
 
 def api_key_use(raw_key: str) -> ApiKey:
@@ -167,10 +177,10 @@ def api_key_use(raw_key: str) -> ApiKey:
 
     1. Look the row up by its prefix (unique), 2. compare the hashes in constant time, 3. refuse a revoked or
     expired key and a key whose creator can no longer act on its brand, 4. note the use, at most once a minute.
+    Steps 1 and 2 are memoised (api_keys_memo).
     """
-    key = _api_key_lookup(raw_key)
-    if key is None or not hmac.compare_digest(key.key_hash, api_key_hash(raw_key)):
-        raise ApiKeyRefused("Invalid API key")
+    digest = api_key_hash(raw_key)
+    key = api_keys_memo.get(digest, lambda: _api_key_matching(raw_key, digest))
     now = timezone.now()
     refusal = api_key_refusal(key, now=now)
     if refusal:
@@ -211,7 +221,11 @@ def _api_key_rows():
     )
 
 
-def _api_key_lookup(raw_key: str) -> ApiKey | None:
-    if not raw_key.startswith(API_KEY_PREFIX) or len(raw_key) < len(API_KEY_PREFIX) + 32:
-        return None
-    return _api_key_rows().filter(prefix=raw_key[len(API_KEY_PREFIX) : len(API_KEY_PREFIX) + 8]).first()
+def _api_key_matching(raw_key: str, digest: str) -> ApiKey:
+    """The key row whose hash matches (compared in constant time), else ApiKeyRefused (not memoised)."""
+    key = None
+    if raw_key.startswith(API_KEY_PREFIX) and len(raw_key) >= len(API_KEY_PREFIX) + 32:
+        key = _api_key_rows().filter(prefix=raw_key[len(API_KEY_PREFIX) : len(API_KEY_PREFIX) + 8]).first()
+    if key is None or not hmac.compare_digest(key.key_hash, digest):
+        raise ApiKeyRefused("Invalid API key")
+    return key

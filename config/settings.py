@@ -181,7 +181,10 @@ AICORE_PROVIDER_BATCH_ON_EXPIRY = env_choice("AICORE_PROVIDER_BATCH_ON_EXPIRY", 
 # Job creation reuses an active job type read this many seconds ago (per process; a save in the admin clears
 # it at once in that process, elsewhere the change applies within this delay). 0 = always read (tests).
 AICORE_JOB_TYPE_CACHE_SECONDS = env_int("AICORE_JOB_TYPE_CACHE_SECONDS", 0 if AICORE_ENV == "test" else 5, minimum=0)
-# Provider catalogue and prices, read at every job's creation and end (business.memo).
+# An authenticated brand API key is reused this many seconds per process (business.services.api_keys_memo): a
+# revocation made in another process is honoured within this delay (in this one: at once). 0 = always read.
+AICORE_API_KEY_CACHE_SECONDS = env_int("AICORE_API_KEY_CACHE_SECONDS", 0 if AICORE_ENV == "test" else 5, minimum=0)
+# Provider catalogue, prices and companies' credentials, read at every job's creation and end (business.memo).
 AICORE_CATALOGUE_CACHE_SECONDS = env_int("AICORE_CATALOGUE_CACHE_SECONDS", 0 if AICORE_ENV == "test" else 5, minimum=0)
 # A `?search=` count is exact up to this many matches; past it, PostgreSQL's estimate (X-Count-Estimated).
 AICORE_SEARCH_EXACT_COUNT_LIMIT = env_int("AICORE_SEARCH_EXACT_COUNT_LIMIT", 10_000, minimum=1)

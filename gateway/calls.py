@@ -1,7 +1,9 @@
 """Where a gateway call runs: here, in the API process, as one attempt of an ordinary job.
 
 1. `call_open` authenticates nothing (the view did): it creates the job (reservation, OpenAIJob row, the key on
-   the job) without waking a worker, then claims it with the workflow's compare-and-set, pending → running.
+   the job) without waking a worker, claimed by this process: on PostgreSQL with no quota to reserve on, the
+   creating statement writes it claimed (running, both events: ai_core.workflow.claimed_at_creation); else it
+   is created pending and claimed with the workflow's compare-and-set, pending → running.
 2. `call_run` runs that attempt through the engine's own `runner.execute` (fenced writes, the in-flight watcher's
    heartbeat and cancel checks, the same finish functions, usage and webhooks), outside any transaction.
 3. If this process dies mid-call, the job is `running` with a stale heartbeat: the reaper re-queues it like any
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 from django.db import close_old_connections
 
 from ai_core.engine.retry import default_policy
-from ai_core.engine.runner import claim_job, execute
+from ai_core.engine.runner import claim_job, created_claimed, execute
 from ai_core.models import FINAL_STATUSES, AIJob, CompletionWindow, JobStatus
 from ai_core.selectors import job_wait_final
 from ai_core.services import job_cancel, job_create
@@ -30,6 +32,7 @@ logger = logging.getLogger(__name__)
 CHAT_JOB_TYPE = "chat_completion"
 EMBEDDING_JOB_TYPE = "embedding"
 MAX_WAIT_SECONDS = 600
+CLAIMANT = "gateway"  # its attempts' task ids: gateway:<job_id>
 
 
 @dataclass
@@ -61,13 +64,16 @@ def call_open(
             api_key=key,
             dispatch=False,  # run here, below; the sweeper wakes a worker should we never claim it
             completion_window=CompletionWindow.NOW,  # a gateway call is answered now, whatever the type's default
+            claimed_by=CLAIMANT,  # created claimed where it can be (one statement, no quota): no claim to run
         )
     except ApplicationError as exc:
         raise GatewayError.of(exc) from None
     if not created:
         return OpenCall(job=job, attempt=None)
+    if job.status == JobStatus.RUNNING:
+        return OpenCall(job=job, attempt=job.attempts, claimed=created_claimed(job))
     try:
-        attempt, claimed = claim_job(job.pk, task_id=f"gateway:{job.job_id}")
+        attempt, claimed = claim_job(job.pk, task_id=f"{CLAIMANT}:{job.job_id}")
         return OpenCall(job=job, attempt=attempt, claimed=claimed)
     except (IllegalTransition, NotFound, Conflict):
         return OpenCall(job=job, attempt=None)
@@ -94,6 +100,7 @@ def call_run(
     call: OpenCall, *, on_token=None, hung_up=None, streamed=lambda: False, streamed_chars=lambda: 0
 ) -> Outcome:
     """Run the call's attempt (or wait for whoever runs it) and return the finished job, else GatewayError."""
+    completed = []  # the result our attempt completed the job with: the answer, without reading the row back
     try:
         status = None
         if call.attempt is not None:
@@ -105,6 +112,7 @@ def call_run(
                 stop_when=hung_up,
                 policy=_NoRetryOnceStreamed(streamed),
                 whole=on_token is None,  # the client waits for the whole answer: no stream to parse
+                on_completed=completed.append,
             )
             if hung_up is not None and hung_up() and status not in FINAL_STATUSES:
                 call.hung_up = True
@@ -112,6 +120,11 @@ def call_run(
         if status not in FINAL_STATUSES:  # a worker runs it (a retry, a replay, it claimed it first): wait for it
             job_wait_final(
                 job_pk=call.job.pk, timeout_seconds=min(call.job.job_type.timeout_seconds * 3, MAX_WAIT_SECONDS)
+            )
+        if completed:
+            tokens = completed[0].tokens
+            return Outcome(
+                result=completed[0].as_result_data(), usage=usage_body(tokens.input_tokens, tokens.output_tokens)
             )
         return _outcome(call.job)
     finally:

@@ -22,7 +22,13 @@ from ai_core.engine.watch import Attempt, in_flight
 from ai_core.models import AIJob, JobStatus
 from ai_core.services import job_requeue, job_start, job_type_by_pk
 from ai_openai.models import OpenAIJob
-from ai_providers.clients.base import CallAbandoned, ProviderError, TokenCallback, TransientProviderError
+from ai_providers.clients.base import (
+    CallAbandoned,
+    ChatResult,
+    ProviderError,
+    TokenCallback,
+    TransientProviderError,
+)
 from ai_usage.models import QuotaReservation
 from business.models import Brand
 from business.sql import Columns, prepared_cursor
@@ -54,6 +60,12 @@ def claim_job(job_pk: int, *, task_id: str) -> tuple[int, AIJob | None]:
     return started.attempt, _job_from(CLAIMED_COLUMNS, started.extra) if started.extra else None
 
 
+def created_claimed(job: AIJob) -> AIJob:
+    """A job job_create made already claimed (`claimed_by`), ready for `execute` as the claim's would be."""
+    job.company_id = job.brand.company_id
+    return job
+
+
 def execute(
     job_pk: int,
     attempt_number: int,
@@ -63,13 +75,16 @@ def execute(
     on_token: TokenCallback | None = None,
     stop_when: Callable[[], bool] | None = None,
     whole: bool = False,
+    on_completed: Callable[[ChatResult], None] | None = None,
 ) -> str | None:
     """Run attempt `attempt_number` of a claimed job (`job`: as the claim returned it, else read here).
 
     The gateway runs its calls through here too, in the API process: `on_token` receives the streamed text,
     `stop_when` stops the call from the caller's side (its client hung up). `whole`: ask the provider for the
     whole answer at once (a caller that waits for all of it anyway): no stream to parse, no progress, and a
-    cancel stops the call only when it returns (its writes are fenced like any late attempt's).
+    cancel stops the call only when it returns (its writes are fenced like any late attempt's). `on_completed`
+    receives the result this attempt completed the job with (the caller answers from it without reading the
+    row back).
     """
     if job is None:
         job = _load(job_pk)
@@ -117,7 +132,10 @@ def execute(
         circuit.record_success(provider)
         if attempt.should_stop():
             return _abandoned(attempt)
-        return finish.complete(attempt.job_pk, attempt.attempt, result, job=job)
+        status = finish.complete(attempt.job_pk, attempt.attempt, result, job=job)
+        if status == JobStatus.COMPLETED and on_completed is not None:
+            on_completed(result)
+        return status
     finally:
         in_flight.remove(attempt)
         connection.close()
@@ -126,7 +144,7 @@ def execute(
 
 def _what_an_attempt_reads(alias: str) -> tuple[Columns, str]:
     """The job's columns under `alias`, then its brand's company, whether it came through the OpenAI endpoint
-    and whether it holds a quota reservation (so its end need not look: ai_usage.services.usage_is_one_row)."""
+    and whether it holds a quota reservation (so its end need not look: ai_usage.services.accounting_along)."""
     columns = Columns(AIJob, alias)
     brand, openai, reservation = (m._meta.db_table for m in (Brand, OpenAIJob, QuotaReservation))
     return columns, (
@@ -154,9 +172,9 @@ def _load(job_pk: int) -> AIJob:
 def _job_from(columns: Columns, row: tuple) -> AIJob:
     """The job out of a row of _what_an_attempt_reads; the job type from the per-process memo."""
     job = columns.instance(row)
-    job.company_id, has_openai_job, job.holds_quota_reservation = row[len(columns) :]
+    job.company_id, job.has_openai_row, job.holds_quota_reservation = row[len(columns) :]
     job.job_type = job_type_by_pk(job.job_type_id)
-    if not has_openai_job:
+    if not job.has_openai_row:
         AIJob.openai_job.related.set_cached_value(job, None)  # job.openai_job: DoesNotExist, no query
     return job
 

@@ -101,6 +101,32 @@ def test_the_catalogue_memo_saves_queries_and_a_local_save_clears_it(settings, d
         catalogue_memo.clear()
 
 
+@pytest.mark.django_db
+def test_a_company_credential_is_memoised_and_a_local_change_applies_at_once(
+    settings, personas, django_assert_num_queries
+):
+    from ai_providers.models import Provider
+    from ai_providers.selectors import key_source
+    from ai_providers.services import credential_create, credential_update, provider_endpoint
+
+    settings.AICORE_CATALOGUE_CACHE_SECONDS = 60
+    settings.OPENAI_API_KEY = ""
+    catalogue_memo.clear()
+    openai = Provider.objects.get(name="openai")
+    company = personas.brand_a.company_id
+    try:
+        assert key_source(company_id=company, provider=openai) is None
+        credential = credential_create(company=personas.brand_a.company, provider=openai, api_key="sk-company")
+        assert key_source(company_id=company, provider=openai) == "company"  # the creation cleared the memo
+        with django_assert_num_queries(0):  # a job's creation and its attempt read no credential row
+            assert key_source(company_id=company, provider=openai) == "company"
+            assert provider_endpoint(company_id=company, provider=openai).api_key == "sk-company"
+        credential_update(credential=credential, data={"is_active": False})
+        assert provider_endpoint(company_id=company, provider=openai) is None
+    finally:
+        catalogue_memo.clear()
+
+
 def _completed_job(
     personas, *, started: datetime, input_tokens: int = 0, output_tokens: int = 0, tokens=None, model="gpt-4o-mini"
 ):

@@ -185,3 +185,62 @@ def test_an_open_stream_ends_when_its_key_is_revoked(personas, job_types, live_a
             error = next(e for e in events if e.event == "error")
     assert "API_KEY_REVOKED" in str(error.data)
     assert httpx.get(f"{live_asgi}/ai/jobs/{job.job_id}/events/", headers=headers).status_code == 401
+
+
+@pytest.fixture
+def key_memo(settings, monkeypatch):
+    """The API-key memo on (5 s), with a clock the test moves."""
+    from business import memo
+    from business.services import api_keys_memo
+
+    settings.AICORE_API_KEY_CACHE_SECONDS = 5
+    clock = [1000.0]
+    monkeypatch.setattr(memo.time, "monotonic", lambda: clock[0])
+    api_keys_memo.clear()
+    yield clock
+    api_keys_memo.clear()
+
+
+def _key_reads(client, url="/ai/jobs/") -> int:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as statements:
+        assert client.get(url).status_code == 200
+    return sum("business_apikey" in q["sql"] and q["sql"].lstrip().startswith("SELECT") for q in statements)
+
+
+@pytest.mark.django_db
+def test_an_authenticated_key_is_memoised_and_a_revocation_here_applies_at_once(personas, client_for, key_memo):
+    raw = new_key(personas)
+    client = key_client(raw)
+    assert _key_reads(client) == 1
+    assert _key_reads(client) == 0  # from the memo
+    # A wrong secret under the same prefix is read (and refused) every time: the memo keeps matching keys only.
+    for _ in range(2):
+        assert key_client(raw[:12] + "x" * 40).get("/ai/jobs/").json()["error_code"] == "API_KEY_INVALID"
+    admin = client_for(personas.adam, personas.brand_a)
+    assert admin.post(f"/ai/api-keys/{ApiKey.objects.get().pk}/revoke/").status_code == 200
+    assert client.get("/ai/jobs/").json()["error_code"] == "API_KEY_REVOKED"
+
+
+@pytest.mark.django_db
+def test_a_revocation_made_by_another_process_applies_within_the_memo_ttl(personas, key_memo):
+    client = key_client(new_key(personas))
+    assert client.get("/ai/jobs/").status_code == 200
+    ApiKey.objects.update(revoked_at=timezone.now())  # as another process would: this one's memo not cleared
+    key_memo[0] += 4
+    assert client.get("/ai/jobs/").status_code == 200  # still within the 5 s
+    key_memo[0] += 1.5
+    assert client.get("/ai/jobs/").json()["error_code"] == "API_KEY_REVOKED"
+
+
+@pytest.mark.django_db
+def test_an_expiry_is_checked_on_every_request_even_from_the_memo(personas, key_memo, monkeypatch):
+    from business import services
+
+    client = key_client(new_key(personas, expires_at=timezone.now() + timedelta(hours=1)))
+    assert client.get("/ai/jobs/").status_code == 200
+    later = timezone.now() + timedelta(hours=2)
+    monkeypatch.setattr(services.timezone, "now", lambda: later)  # the memo's own clock has not moved
+    assert client.get("/ai/jobs/").json()["error_code"] == "API_KEY_EXPIRED"
