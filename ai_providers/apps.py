@@ -6,8 +6,10 @@ class AIProvidersConfig(AppConfig):
     verbose_name = "AI providers"
 
     def ready(self):
-        from ai_providers.models import ModelPrice, Provider, ProviderModel
+        from ai_providers.models import ModelPrice, Provider, ProviderCredential, ProviderModel
         from ai_providers.selectors import catalogue_memo
+        from ai_providers.services import credentials_memo
 
-        # A catalogue edit applies to the next job at once in this process (others: within the TTL).
+        # A catalogue or credential edit applies to the next job at once in this process (others: within the TTL).
         catalogue_memo.clear_on_change(Provider, ProviderModel, ModelPrice)
+        credentials_memo.clear_on_change(Provider, ProviderCredential)

@@ -18,6 +18,7 @@ from ai_providers.models import ModelPrice, Provider, ProviderCredential, Provid
 from ai_providers.selectors import ModelChoice, environment_key, model_resolve
 from ai_providers.urls_safety import check_base_url
 from business.errors import ApplicationError, Conflict
+from business.memo import TTLMemo
 from business.models import Company
 
 logger = logging.getLogger(__name__)
@@ -41,15 +42,19 @@ class Endpoint:
         return f"Endpoint(base_url={self.base_url!r}, source={self.source!r})"
 
 
+# A company's credential as its calls use it, read (one query, one decryption) once per TTL rather than at every
+# job. A save or delete of a credential in this process applies at once (apps.py), one elsewhere within the TTL.
+credentials_memo = TTLMemo("AICORE_CATALOGUE_CACHE_SECONDS")
+
+
 def provider_endpoint(*, company_id: int | None, provider: Provider) -> Endpoint | None:
     """The key and URL a call for this company uses: its own credential, else the operator's environment."""
     if not provider.requires_key:
         return Endpoint(api_key="", base_url="", organization="", source="builtin")
-    credential = None
     if company_id:
-        credential = ProviderCredential.objects.filter(company_id=company_id, provider=provider, is_active=True).first()
-    if credential is not None:
-        return _company_endpoint(credential)
+        own = credentials_memo.get(("endpoint", company_id, provider.pk), lambda: _own_endpoint(company_id, provider))
+        if own is not None:
+            return own
     key = environment_key(provider)
     if key:
         organization = settings.OPENAI_ORGANIZATION if provider.kind == ProviderKind.OPENAI else ""
@@ -60,6 +65,11 @@ def provider_endpoint(*, company_id: int | None, provider: Provider) -> Endpoint
             source="environment",
         )
     return None
+
+
+def _own_endpoint(company_id: int, provider: Provider) -> Endpoint | None:
+    credential = ProviderCredential.objects.filter(company_id=company_id, provider=provider, is_active=True).first()
+    return _company_endpoint(credential) if credential is not None else None
 
 
 def _company_endpoint(credential: ProviderCredential) -> Endpoint:

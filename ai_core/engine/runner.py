@@ -144,9 +144,9 @@ def _load(job_pk: int) -> AIJob:
 def _job_from(columns: Columns, row: tuple) -> AIJob:
     """The job out of a row of _what_an_attempt_reads; the job type from the per-process memo."""
     job = columns.instance(row)
-    job.company_id, has_openai_job, job.holds_quota_reservation = row[len(columns) :]
+    job.company_id, job.has_openai_job, job.holds_quota_reservation = row[len(columns) :]
     job.job_type = job_type_by_pk(job.job_type_id)
-    if not has_openai_job:
+    if not job.has_openai_job:
         AIJob.openai_job.related.set_cached_value(job, None)  # job.openai_job: DoesNotExist, no query
     return job
 
