@@ -16,7 +16,8 @@
 
 Rates are measured from the first to the last completion, after everything was queued (worker start-up is
 excluded from both sides). Environment: BENCH_DATABASE_URL (postgres://…/aicore_bench_engine, created if
-missing), BENCH_PEER_DATABASE_URL (postgres://…/aicore_bench_peer, dropped and re-created), BENCH_REDIS_URL
+missing), BENCH_PEER_DATABASE_URL (postgres://…/aicore_bench_peer, dropped and re-created), BENCH_PROVIDERS_DATABASE_URL
+(postgres://…/aicore_bench_providers), BENCH_REDIS_URL
 (redis://127.0.0.1:6379/1; its keys are flushed), BENCH_ENGINE_FAST_JOBS / BENCH_ENGINE_SLOW_JOBS (counts).
 A subset: BENCH_ENGINE_PARTS=celery,peer,fast,io,peer_io,providers (default all; e.g. `celery,peer,fast` for
 the 0 ms table only, ~1 minute). The machine may be shared: figures are indicative.
@@ -302,7 +303,9 @@ def peer_run(task_name: str, count: int, kwargs: dict, processes: int, concurren
 
 def providers_ratio() -> dict:
     """bench.providers in its own process (its own database and Redis): the OpenAI SDK path vs echo."""
-    code = subprocess.run([sys.executable, "-m", "bench.providers"], cwd=ROOT).returncode
+    database = os.environ.get("BENCH_PROVIDERS_DATABASE_URL", DB_URL.rsplit("/", 1)[0] + "/aicore_bench_providers")
+    env = {**os.environ, "BENCH_DATABASE_URL": database}
+    code = subprocess.run([sys.executable, "-m", "bench.providers"], cwd=ROOT, env=env).returncode
     document = json.loads((ROOT / "bench" / "results" / "providers.json").read_text()) if code == 0 else {}
     return {key: document.get(key) for key in ("echo", "openai", "ratio")}
 
