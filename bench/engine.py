@@ -180,6 +180,16 @@ def pg_connections() -> int:
         return cursor.fetchone()[0]
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """CPU time (user + system, all threads) the processes used so far: a cost per job that, unlike a rate,
+    another engineer's load on the machine hardly moves."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 # The same database set-up, worker shutdown and drain measurement as the engine bench.
-from bench.engine import drain_rate, ensure_database, stop
+from bench.engine import cpu_seconds, drain_rate, ensure_database, stop
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "providers.json"
@@ -90,7 +90,7 @@ def fresh_state():
     return AIJob, brands
 
 
-def run(model: str, worker_env: dict) -> dict:
+def run(model: str, worker_env: dict, fake) -> dict:
     from django.db import connection, transaction
 
     from ai_core.services import job_create
@@ -104,11 +104,24 @@ def run(model: str, worker_env: dict) -> dict:
             job_create(brand=brands[index % len(brands)], user=None, job_type="chat_completion", input_data=data)
     connection.close()
     workers = start_workers(2, worker_env)
+    pids = [worker.pid for worker in workers]
+    first: dict = {}  # the count and the workers' CPU time at the first completion (start-up excluded)
+    connections = fake.connections
+
+    def finished() -> int:
+        done = AIJob.objects.filter(status__in=["completed", "failed"]).count()
+        if done and not first:
+            first.update(done=done, cpu=cpu_seconds(pids))
+        return done
+
     try:
-        result = drain_rate(lambda: AIJob.objects.filter(status__in=["completed", "failed"]).count(), N_JOBS)
+        result = drain_rate(finished, N_JOBS)
+        cpu = cpu_seconds(pids) - first.get("cpu", 0.0)
     finally:
         stop(workers)
     result["not_completed"] = AIJob.objects.exclude(status="completed").count()
+    result["worker_cpu_ms_per_job"] = round(1000 * cpu / max(1, result["jobs"] - first.get("done", 0)), 2)
+    result["provider_connections_opened"] = fake.connections - connections
     return result
 
 
@@ -122,8 +135,8 @@ def main() -> int:
     started = datetime.now(UTC)
     with FakeLLM() as fake:
         env = {"OPENAI_API_KEY": "sk-bench", "OPENAI_BASE_URL": fake.openai_base_url}
-        echo = run("echo-1", env)
-        openai = run("gpt-4o-mini", env)
+        echo = run("echo-1", env, fake)
+        openai = run("gpt-4o-mini", env, fake)
     ratio = round(openai["per_second"] / echo["per_second"], 2) if echo["per_second"] else None
     rows = [
         {
@@ -134,6 +147,16 @@ def main() -> int:
         {
             "benchmark": f"openai SDK → fake server 0 ms ({N_JOBS} jobs), jobs/s",
             "value": openai["per_second"],
+            "target": "",
+        },
+        {
+            "benchmark": "worker CPU ms per job, echo → openai",
+            "value": f"{echo['worker_cpu_ms_per_job']} → {openai['worker_cpu_ms_per_job']}",
+            "target": "",
+        },
+        {
+            "benchmark": "connections to the fake server (openai run)",
+            "value": openai["provider_connections_opened"],
             "target": "",
         },
         {
@@ -155,6 +178,7 @@ def main() -> int:
         "echo": echo,
         "openai": openai,
         "ratio": ratio,
+        "cpu_ratio": round(echo["worker_cpu_ms_per_job"] / openai["worker_cpu_ms_per_job"], 2),
         "target_ratio": TARGET_RATIO,
         "rows": rows,
     }
