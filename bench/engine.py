@@ -282,6 +282,10 @@ def peer_succeeded() -> int:
     return peer_query("SELECT count(*) FROM procrastinate_jobs WHERE status = 'succeeded'")
 
 
+def peer_running() -> int:
+    return peer_query("SELECT count(*) FROM procrastinate_jobs WHERE status = 'doing'")
+
+
 def peer_connections() -> int:
     return peer_query(
         "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
@@ -303,7 +307,8 @@ def peer_run(task_name: str, count: int, kwargs: dict, processes: int, concurren
     workers = [start_peer(concurrency, f"peer{i}") for i in range(processes)]
     try:
         if sampled:
-            result = sampled_drain(peer_succeeded, count, [worker.pid for worker in workers], peer_connections)
+            pids = [worker.pid for worker in workers]
+            result = sampled_drain(peer_succeeded, count, pids, peer_connections, running=peer_running)
         else:
             result = drain_rate(peer_succeeded, count)
     finally:
