@@ -83,7 +83,11 @@ test-postgres: venv-test
 
 ## Benchmarks (PostgreSQL + Redis; the API one drives gunicorn with wrk, a C load generator, installed here
 ## with apt when missing and root): see bench/run.py. Not part of `make test`.
-bench: venv
+$(VENV)/.installed-bench: $(VENV)/.installed
+	$(PY) -m pip install -q -e '.[bench]'
+	touch $@
+
+bench: venv $(VENV)/.installed-bench
 	@command -v wrk >/dev/null || { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		apt-get install -y -q wrk >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q wrk >/dev/null; }; \
 	else echo "wrk not found: install it (e.g. apt-get install wrk) for bench.api" >&2; fi; }

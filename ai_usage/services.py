@@ -185,6 +185,8 @@ USAGE_INSERT = Insert(AIJobUsage)
 
 
 def _has_openai_job(job: AIJob) -> bool:
+    """Whether the job came through the OpenAI endpoint: known without a query for a job the engine read
+    (`has_openai_row`, runner._job_from), else asked of its related row."""
     from django.core.exceptions import ObjectDoesNotExist
 
     known = getattr(job, "has_openai_row", None)  # the engine's load read it along (no query)

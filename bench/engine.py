@@ -1,19 +1,26 @@
-"""Execution-engine benchmark: raw Celery vs. the whole job path, and an I/O-bound run on one worker machine.
+"""Execution-engine benchmark: the whole job path vs. raw Celery and vs. a peer (procrastinate), on one machine.
 
-    python -m bench.engine        (or `make bench`)
+    python -m bench.engine        (or `make bench`, which installs the `bench` extra: procrastinate)
 
-1. Baseline: 5 000 no-op Celery tasks (2 prefork processes) drained from Redis.
+1. Baselines: 5 000 no-op Celery tasks (2 prefork processes) drained from Redis; 5 000 no-op procrastinate
+   jobs (2 worker processes × concurrency 8) drained from PostgreSQL (its own database on the same server).
 2. Ours: 5 000 `echo` jobs at 0 ms through the whole path (claim, events, roll-up, result) with 2 worker
    processes (threads pool, 8 threads each), same Redis and PostgreSQL.
 3. I/O-bound: 2 000 `echo` jobs of 2 000 ms on one worker machine, 400 threads in all, run twice: as ONE
    worker process (400 threads, a database pool of at most 10 connections) and as one process per core
    (2 × 200 threads, pools of at most 9): sustained jobs/s, calls in flight, peak PostgreSQL connections,
-   worker RSS (summed over the processes).
+   worker RSS (summed over the processes). The peer: 2 000 procrastinate jobs sleeping 2 000 ms (asyncio) in
+   one worker process at concurrency 400.
+4. The provider ratio: bench.providers (OpenAI SDK → local fake server at 0 ms vs echo), run as a subprocess
+   and copied into the table.
 
 Rates are measured from the first to the last completion, after everything was queued (worker start-up is
 excluded from both sides). Environment: BENCH_DATABASE_URL (postgres://…/aicore_bench_engine, created if
-missing), BENCH_REDIS_URL (redis://127.0.0.1:6379/1; its keys are flushed). The machine may be shared:
-figures are indicative.
+missing), BENCH_PEER_DATABASE_URL (postgres://…/aicore_bench_peer, dropped and re-created), BENCH_PROVIDERS_DATABASE_URL
+(postgres://…/aicore_bench_providers), BENCH_REDIS_URL
+(redis://127.0.0.1:6379/1; its keys are flushed), BENCH_ENGINE_FAST_JOBS / BENCH_ENGINE_SLOW_JOBS (counts).
+A subset: BENCH_ENGINE_PARTS=celery,peer,fast,io,peer_io,providers (default all; e.g. `celery,peer,fast` for
+the 0 ms table only, ~1 minute). The machine may be shared: figures are indicative.
 """
 
 import json
@@ -33,6 +40,8 @@ DB_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:543
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/1")
 N_FAST = int(os.environ.get("BENCH_ENGINE_FAST_JOBS", "5000"))
 N_SLOW = int(os.environ.get("BENCH_ENGINE_SLOW_JOBS", "2000"))
+PEER_DB_URL = os.environ.get("BENCH_PEER_DATABASE_URL", DB_URL.rsplit("/", 1)[0] + "/aicore_bench_peer")
+PARTS = set(os.environ.get("BENCH_ENGINE_PARTS", "celery,peer,fast,io,peer_io,providers").split(","))
 SLOW_MS = 2000
 SLOW_THREADS = 400
 # (processes, threads each, database pool max each): one process, then one per core of this machine.
@@ -42,6 +51,7 @@ ENV = {
     "DATABASE_URL": DB_URL,
     "CELERY_BROKER_URL": REDIS_URL,
     "BENCH_REDIS_URL": REDIS_URL,
+    "BENCH_PEER_DATABASE_URL": PEER_DB_URL,
     "AICORE_ENV": "development",
     "LOG_LEVEL": "WARNING",
     "PYTHONWARNINGS": "ignore",
@@ -170,11 +180,46 @@ def pg_connections() -> int:
         return cursor.fetchone()[0]
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """CPU time (user + system, all threads) the processes used so far: a cost per job that, unlike a rate,
+    another engineer's load on the machine hardly moves."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def sampled_drain(count, total: int, pids: list[int], connections, running=None) -> dict:
+    """drain_rate, sampling every 0.25 s the peaks of calls in flight, PostgreSQL connections and RSS."""
+    from django.db import connection
+
+    peaks = {"in_flight": 0, "pg_connections": 0, "rss_mb": 0.0}
+    stop_sampling = threading.Event()
+
+    def sample() -> None:
+        while not stop_sampling.wait(0.25):
+            if running is not None:
+                peaks["in_flight"] = max(peaks["in_flight"], running())
+            peaks["pg_connections"] = max(peaks["pg_connections"], connections())
+            peaks["rss_mb"] = max(peaks["rss_mb"], sum(rss_mb(pid) for pid in pids))
+        connection.close()
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        result = drain_rate(count, total)
+    finally:
+        stop_sampling.set()
+        sampler.join()
+    return {**result, **peaks, "rss_mb": round(peaks["rss_mb"], 1)}
 
 
 def ours_io_bound(processes: int, threads: int, pool_max: int) -> dict:
@@ -189,27 +234,17 @@ def ours_io_bound(processes: int, threads: int, pool_max: int) -> dict:
         )
         for i in range(processes)
     ]
-    peaks = {"in_flight": 0, "pg_connections": 0, "rss_mb": 0.0}
-    stop_sampling = threading.Event()
-
-    def sample() -> None:
-        while not stop_sampling.wait(0.25):
-            peaks["in_flight"] = max(peaks["in_flight"], AIJob.objects.filter(status="running").count())
-            peaks["pg_connections"] = max(peaks["pg_connections"], pg_connections())
-            peaks["rss_mb"] = max(peaks["rss_mb"], sum(rss_mb(worker.pid) for worker in workers))
-        connection.close()
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
     try:
-        result = drain_rate(lambda: AIJob.objects.filter(status="completed").count(), N_SLOW)
+        result = sampled_drain(
+            lambda: AIJob.objects.filter(status="completed").count(),
+            N_SLOW,
+            [worker.pid for worker in workers],
+            pg_connections,
+            running=lambda: AIJob.objects.filter(status="running").count(),
+        )
     finally:
-        stop_sampling.set()
-        sampler.join()
         stop(workers)
     result.update(
-        peaks,
-        rss_mb=round(peaks["rss_mb"], 1),
         workers=f"{processes} worker process(es), threads pool, {threads} threads each",
         threads=processes * threads,
         db_pool_max=processes * pool_max,
@@ -219,17 +254,96 @@ def ours_io_bound(processes: int, threads: int, pool_max: int) -> dict:
     return result
 
 
+# --- the peer: procrastinate --------------------------------------------------------------------------
+
+
+def peer_fresh() -> None:
+    """A new, empty procrastinate database with its schema (the peer's own migrations)."""
+    import psycopg
+
+    admin_url, name = PEER_DB_URL.rsplit("/", 1)
+    with psycopg.connect(f"{admin_url}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    from bench.peer import app
+
+    with app.open():
+        app.schema_manager.apply_schema()
+
+
+def peer_query(sql: str) -> int:
+    import psycopg
+
+    with psycopg.connect(PEER_DB_URL, autocommit=True) as conn:
+        return conn.execute(sql).fetchone()[0]
+
+
+def peer_succeeded() -> int:
+    return peer_query("SELECT count(*) FROM procrastinate_jobs WHERE status = 'succeeded'")
+
+
+def peer_running() -> int:
+    return peer_query("SELECT count(*) FROM procrastinate_jobs WHERE status = 'doing'")
+
+
+def peer_connections() -> int:
+    return peer_query(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    )
+
+
+def start_peer(concurrency: int, name: str) -> subprocess.Popen:
+    argv = [sys.executable, "-m", "procrastinate", "--app=bench.peer.app", "--log-level=warning", "worker"]
+    argv.append(f"--concurrency={concurrency}")
+    return subprocess.Popen([*argv, f"--name={name}"], cwd=ROOT, env=os.environ.copy(), stdout=subprocess.DEVNULL)
+
+
+def peer_run(task_name: str, count: int, kwargs: dict, processes: int, concurrency: int, sampled: bool) -> dict:
+    from bench import peer
+
+    peer_fresh()
+    with peer.app.open():
+        getattr(peer, task_name).batch_defer(*[kwargs] * count)
+    workers = [start_peer(concurrency, f"peer{i}") for i in range(processes)]
+    try:
+        if sampled:
+            pids = [worker.pid for worker in workers]
+            result = sampled_drain(peer_succeeded, count, pids, peer_connections, running=peer_running)
+        else:
+            result = drain_rate(peer_succeeded, count)
+    finally:
+        stop(workers)
+    return {**result, "workers": f"{processes} procrastinate worker process(es), concurrency {concurrency} each"}
+
+
+def providers_ratio() -> dict:
+    """bench.providers in its own process (its own database and Redis): the OpenAI SDK path vs echo."""
+    database = os.environ.get("BENCH_PROVIDERS_DATABASE_URL", DB_URL.rsplit("/", 1)[0] + "/aicore_bench_providers")
+    env = {**os.environ, "BENCH_DATABASE_URL": database}
+    code = subprocess.run([sys.executable, "-m", "bench.providers"], cwd=ROOT, env=env).returncode
+    document = json.loads((ROOT / "bench" / "results" / "providers.json").read_text()) if code == 0 else {}
+    return {key: document.get(key) for key in ("echo", "openai", "ratio")}
+
+
+def rate_ratio(ours: dict | None, theirs: dict | None) -> float | None:
+    if not ours or not theirs or not theirs.get("per_second"):
+        return None
+    return round(ours["per_second"] / theirs["per_second"], 2)
+
+
 def main() -> None:
     ensure_database()
     import django
 
     django.setup()
     load_before = os.getloadavg()
-    base = baseline()
-    fast = ours_fast()
-    layouts = [ours_io_bound(*layout) for layout in IO_LAYOUTS]
-    slow = max(layouts, key=lambda run: run["per_second"])
-    ratio = round(fast["per_second"] / base["per_second"], 2) if base["per_second"] else None
+    base = baseline() if "celery" in PARTS else None
+    peer_noop = peer_run("noop", N_FAST, {}, 2, 8, sampled=False) if "peer" in PARTS else None
+    fast = ours_fast() if "fast" in PARTS else None
+    layouts = [ours_io_bound(*layout) for layout in IO_LAYOUTS] if "io" in PARTS else []
+    slow = max(layouts, key=lambda run: run["per_second"]) if layouts else None
+    peer_io = peer_run("sleep", N_SLOW, {"ms": SLOW_MS}, 1, SLOW_THREADS, sampled=True) if "peer_io" in PARTS else None
+    providers = providers_ratio() if "providers" in PARTS else None
     report = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {
@@ -239,38 +353,61 @@ def main() -> None:
             "load_average_before": [round(x, 1) for x in load_before],
             "load_average_after": [round(x, 1) for x in os.getloadavg()],
         },
+        "parts": sorted(PARTS),
         "broker": REDIS_URL.rsplit("@", 1)[-1],
         "database": DB_URL.rsplit("/", 1)[-1],
-        "baseline_noop_celery": {**base, "workers": "1 worker, prefork, 2 processes"},
-        "echo_0ms_full_path": {**fast, "workers": "2 workers, threads pool, 8 threads each"},
-        "ratio_vs_baseline": ratio,
+        "baseline_noop_celery": base and {**base, "workers": "1 worker, prefork, 2 processes"},
+        "baseline_noop_procrastinate": peer_noop,
+        "echo_0ms_full_path": fast and {**fast, "workers": "2 workers, threads pool, 8 threads each"},
+        "ratio_vs_baseline": rate_ratio(fast, base),
+        "ratio_vs_procrastinate": rate_ratio(fast, peer_noop),
         "io_bound_echo_2000ms": slow,
         "io_bound_layouts": layouts,
+        "peer_io_bound_sleep_2000ms": peer_io,
+        "providers": providers,
         "targets": {
-            "ratio_vs_baseline": 0.4,
-            "io_jobs_per_second": 150,
-            "io_in_flight": 300,
+            "ratio_vs_baseline": 0.8,
+            "ratio_vs_procrastinate": 1.5,
+            "io_jobs_per_second_one_process": 190,
             "io_pg_connections_max": 20,
+            "providers_ratio": 0.8,
         },
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+    print_table(report, layouts)
+    print(f"→ {RESULTS.relative_to(ROOT)}")
+
+
+def print_table(report: dict, layouts: list[dict]) -> None:
+    def rate(run: dict | None) -> str:
+        return f"{run['per_second']}/s" if run else "—"
+
+    def io_note(run: dict) -> str:
+        return f"{run['in_flight'] or '—'} in flight, {run['pg_connections']} PG conns, RSS {run['rss_mb']} MB"
+
     rows = [
-        ("raw Celery no-op (baseline)", f"{base['per_second']}/s", ""),
-        ("echo 0 ms, whole path", f"{fast['per_second']}/s", f"{ratio}× baseline (target ≥ 0.4)"),
+        ("raw Celery no-op (baseline)", rate(report["baseline_noop_celery"]), ""),
+        ("procrastinate no-op (2 × 8)", rate(report["baseline_noop_procrastinate"]), ""),
+        (
+            "echo 0 ms, whole path (2 × 8)",
+            rate(report["echo_0ms_full_path"]),
+            f"{report['ratio_vs_baseline']}× Celery (target ≥ 0.8), "
+            f"{report['ratio_vs_procrastinate']}× procrastinate (target ≥ 1.5)",
+        ),
     ]
     rows += [
-        (
-            f"echo 2 000 ms, {run['workers'].split(' worker')[0]} proc",
-            f"{run['per_second']}/s",
-            f"{run['in_flight']} in flight, {run['pg_connections']} PG conns, RSS {run['rss_mb']} MB (target ≥ 150/s)",
-        )
+        (f"echo 2 000 ms, {run['workers'].split(' worker')[0]} proc", rate(run), io_note(run) + " (target ≥ 190/s)")
         for run in layouts
     ]
-    print(f"{'engine benchmark':<32}{'rate':>12}  notes")
-    for name, rate, note in rows:
-        print(f"{name:<32}{rate:>12}  {note}")
-    print(f"→ {RESULTS.relative_to(ROOT)}")
+    if report["peer_io_bound_sleep_2000ms"]:
+        peer_io = report["peer_io_bound_sleep_2000ms"]
+        rows.append(("procrastinate sleep 2 000 ms, 1 proc", rate(peer_io), io_note(peer_io)))
+    if report["providers"]:
+        rows.append(("OpenAI SDK / echo (bench.providers)", str(report["providers"]["ratio"]), "target ≥ 0.8"))
+    print(f"{'engine benchmark':<38}{'rate':>12}  notes")
+    for name, value, note in rows:
+        print(f"{name:<38}{value:>12}  {note}")
 
 
 if __name__ == "__main__":

@@ -1,11 +1,11 @@
 """`make bench`: every benchmark module that exists, each in its own process, then one combined summary.
 
-Modules: bench.api (job API vs a bare DRF ModelViewSet), bench.engine (execution engine vs raw Celery),
-bench.providers (provider layer), bench.gateway (/v1/ vs the provider directly), bench.startup (time for
-`make run` to answer), bench.bulk (bulk submission and 24 h provider batches). Each prints its own table
-and writes bench/results/<name>.json.
+Modules: bench.api (job API vs a bare DRF ModelViewSet), bench.engine (execution engine vs raw Celery and
+procrastinate; it runs bench.providers, the provider layer, itself for its table), bench.gateway (/v1/ vs
+the provider directly), bench.startup (time for `make run` to answer), bench.bulk (bulk submission and 24 h
+provider batches). Each prints its own table and writes bench/results/<name>.json.
 Benchmarks measure, they do not assert: the exit status is non-zero only when a module crashed.
-BENCH_MODULES=api,engine picks some of them.
+BENCH_MODULES=api,engine picks some of them (providers alone: BENCH_MODULES=providers).
 """
 
 import importlib.util
@@ -18,9 +18,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 MODULES = [
-    m.strip()
-    for m in os.environ.get("BENCH_MODULES", "api,engine,providers,gateway,startup,bulk").split(",")
-    if m.strip()
+    m.strip() for m in os.environ.get("BENCH_MODULES", "api,engine,gateway,startup,bulk").split(",") if m.strip()
 ]
 
 

@@ -1,7 +1,10 @@
 """What the real provider clients share: the call deadline, progress reporting and error messages."""
 
+import json
 import time
 import weakref
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import httpx2
 
@@ -85,6 +88,35 @@ class StreamProgress:
         if percent > self.reported and (self.reported < 0 or now - self.reported_at >= PROGRESS_INTERVAL_SECONDS):
             self.reported, self.reported_at = percent, now
             self.on_progress(percent)
+
+
+def sse_data(lines: Iterable[str], check: Callable[[], None]) -> Iterator[Any]:
+    """The JSON data of each server-sent event in `lines` (a response body's lines), up to OpenAI's `[DONE]`.
+
+    Plain JSON, not the SDK's models: a stream has one event per few tokens, and building a model for each
+    costs more than the whole rest of reading it. After `[DONE]` the body is still read to its end: a
+    response closed with bytes unread (the chunked encoding's last chunk) closes its connection, where a body
+    read to the end returns it to the pool for the next call. `check` runs at every line, so a server that
+    trickles lines without events cannot hold the call past its deadline or a stop.
+    """
+    data: list[str] = []
+    done = False
+    for line in lines:
+        check()
+        if done:
+            continue
+        if line.startswith("data:"):
+            data.append(line[6:] if line.startswith("data: ") else line[5:])
+        elif not line and data:  # a blank line ends the event
+            text, data = "\n".join(data), []
+            if text.startswith("[DONE]"):
+                done = True
+            else:
+                yield json.loads(text)
+    if data and not done:
+        text = "\n".join(data)
+        if not text.startswith("[DONE]"):
+            yield json.loads(text)
 
 
 def error_message(exc: Exception, default: str) -> str:

@@ -21,6 +21,7 @@ from ai_providers.clients.common import (
     estimate_tokens,
     map_sdk_error,
     sdk_http_client,
+    sse_data,
 )
 from ai_providers.clients.families import is_reasoning_model
 from ai_providers.money import TokenUsage
@@ -134,33 +135,32 @@ class OpenAIClient:
     def _chat_streamed(
         self, request: ChatRequest, params: dict, guard: CallGuard, on_progress: ProgressCallback
     ) -> ChatResult:
+        """The streamed answer, its chunks read as plain JSON (stream_chunks) rather than as SDK models."""
         progress = StreamProgress(on_progress, request.max_tokens)
-        stream = self._sdk.chat.completions.create(
-            **params, stream=True, stream_options={"include_usage": True}, timeout=self._timeout(guard)
-        )
         parts: list[str] = []
         length = 0
         tool_calls: dict[int, dict[str, Any]] = {}
         finish, model, response_id, usage = None, request.model, None, None
-        with stream:
-            for chunk in stream:
-                guard.check()
-                response_id = response_id or chunk.id
-                model = chunk.model or model
-                if chunk.usage is not None:
-                    usage = chunk.usage
-                for choice in chunk.choices:
-                    delta = choice.delta
-                    if delta is not None and delta.content:
-                        parts.append(delta.content)
-                        length += len(delta.content)
+        with self._sdk.chat.completions.with_streaming_response.create(
+            **params, stream=True, stream_options={"include_usage": True}, timeout=self._timeout(guard)
+        ) as response:
+            for chunk in stream_chunks(response, guard):
+                response_id = response_id or chunk.get("id")
+                model = chunk.get("model") or model
+                usage = chunk.get("usage") or usage
+                for choice in chunk.get("choices") or ():
+                    delta = choice.get("delta") or {}
+                    content = delta.get("content")
+                    if content:
+                        parts.append(content)
+                        length += len(content)
                         if request.on_token is not None:
-                            request.on_token(delta.content)
-                    if delta is not None and delta.tool_calls:
-                        _merge_tool_calls(tool_calls, delta.tool_calls)
-                    finish = choice.finish_reason or finish
+                            request.on_token(content)
+                    if delta.get("tool_calls"):
+                        _merge_tool_calls(tool_calls, delta["tool_calls"])
+                    finish = choice.get("finish_reason") or finish
                 progress.update(length)
-            request_id = stream.response.headers.get("x-request-id")
+            request_id = response.headers.get("x-request-id")
         extra: dict[str, Any] = {"provider_response_id": response_id}
         if tool_calls:
             extra["tool_calls"] = [tool_calls[i] for i in sorted(tool_calls)]
@@ -240,31 +240,50 @@ class OpenAIClient:
             raise map_error(exc, self.name) from None
 
 
+def stream_chunks(response, guard: CallGuard):
+    """The chat.completion.chunk objects of a streamed answer, as dicts; an error the server reports in the
+    stream (`{"error": …}`, HTTP status already sent) raises as the SDK's own stream would."""
+    for chunk in sse_data(response.iter_lines(), guard.check):
+        if isinstance(chunk, dict) and chunk.get("error"):
+            error = chunk["error"]
+            message = error.get("message") if isinstance(error, dict) else None
+            raise openai.APIError(
+                message if isinstance(message, str) and message else "An error occurred during streaming",
+                request=response.http_request,
+                body=error,
+            )
+        yield chunk
+
+
 def usage_tokens(usage) -> TokenUsage | None:
-    """The SDK's usage object (whole answer, or the last chunk of a stream with include_usage) as token kinds:
-    prompt_tokens include the cached ones, completion_tokens the reasoning ones. None: the server sent none."""
-    if usage is None or usage.prompt_tokens is None or usage.completion_tokens is None:
+    """The usage (a whole answer's SDK object, or the dict of a stream's last chunk with include_usage) as token
+    kinds: prompt_tokens include the cached ones, completion_tokens the reasoning ones. None: the server sent
+    none."""
+    if usage is not None and not isinstance(usage, dict):
+        usage = usage.model_dump()
+    if not usage or usage.get("prompt_tokens") is None or usage.get("completion_tokens") is None:
         return None
-    prompt_details = getattr(usage, "prompt_tokens_details", None)
-    completion_details = getattr(usage, "completion_tokens_details", None)
+    prompt_details = usage.get("prompt_tokens_details") or {}
+    completion_details = usage.get("completion_tokens_details") or {}
     return TokenUsage.from_openai(
-        prompt_tokens=usage.prompt_tokens,
-        completion_tokens=usage.completion_tokens,
-        cached_tokens=(getattr(prompt_details, "cached_tokens", None) or 0),
-        reasoning_tokens=(getattr(completion_details, "reasoning_tokens", None) or 0),
+        prompt_tokens=usage["prompt_tokens"],
+        completion_tokens=usage["completion_tokens"],
+        cached_tokens=prompt_details.get("cached_tokens") or 0,
+        reasoning_tokens=completion_details.get("reasoning_tokens") or 0,
     )
 
 
-def _merge_tool_calls(calls: dict[int, dict[str, Any]], deltas) -> None:
+def _merge_tool_calls(calls: dict[int, dict[str, Any]], deltas: list[dict[str, Any]]) -> None:
     for delta in deltas:
         call = calls.setdefault(
-            delta.index, {"id": None, "type": "function", "function": {"name": "", "arguments": ""}}
+            delta.get("index", 0), {"id": None, "type": "function", "function": {"name": "", "arguments": ""}}
         )
-        if delta.id:
-            call["id"] = delta.id
-        if delta.function is not None:
-            call["function"]["name"] += delta.function.name or ""
-            call["function"]["arguments"] += delta.function.arguments or ""
+        if delta.get("id"):
+            call["id"] = delta["id"]
+        function = delta.get("function")
+        if function:
+            call["function"]["name"] += function.get("name") or ""
+            call["function"]["arguments"] += function.get("arguments") or ""
 
 
 @lru_cache(maxsize=64)

@@ -699,6 +699,12 @@ class _Server(_BatchStore, ThreadingHTTPServer):
         self.lock = threading.RLock()  # re-entered by the batch store's methods
         self.requests: list[dict] = []
         self.failures: dict[str, int] = {}
+        self.connections = 0  # TCP connections accepted: a client keeping its connections alive opens few
+
+    def process_request(self, request, client_address):
+        with self.lock:
+            self.connections += 1
+        super().process_request(request, client_address)
 
     def handle_error(self, request, client_address):
         # A client closing a kept-alive connection (a worker stopping) is normal here, not worth a traceback.
@@ -767,6 +773,10 @@ class FakeLLM:
     @property
     def requests(self) -> list[dict]:
         return self.server.requests
+
+    @property
+    def connections(self) -> int:
+        return self.server.connections
 
     def release_batches(self) -> None:
         """Answer every batch held in progress (hold_batches), then stop holding."""

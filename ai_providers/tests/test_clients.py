@@ -1,5 +1,7 @@
 """The OpenAI and Anthropic clients against the local fake server, through the real SDKs over real HTTP."""
 
+import json
+
 import pytest
 
 from ai_providers.clients.anthropic_client import AnthropicClient
@@ -59,6 +61,26 @@ def test_a_streamed_answer_drives_progress_and_reads_usage_from_the_stream(clien
     assert body["stream"] is True
     if isinstance(client, OpenAIClient):
         assert body["stream_options"] == {"include_usage": True}
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["streamed", "whole"])
+def test_calls_one_after_another_share_one_kept_alive_connection(client, fake_llm, stream):
+    """A streamed answer is read to the end of its body (past OpenAI's [DONE]): its connection goes back to the
+    pool instead of being closed, so the next call needs no new connection (nor, over TLS, a new handshake)."""
+    before = fake_llm.connections
+    for number in range(3):
+        assert ask(client, f"again {number} [fake chunks=3]", stream=stream).completion.startswith("Fake: again")
+    assert fake_llm.connections - before == 1
+
+
+def test_streamed_tool_calls_are_assembled_from_their_deltas(fake_llm):
+    client = OpenAIClient(api_key="sk-test", base_url=fake_llm.openai_base_url)
+    tools = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}]
+    result = ask(client, "find [fake tool]", tools=tools)
+    assert result.finish_reason == "tool_calls"
+    [call] = result.extra["tool_calls"]
+    assert call["id"].startswith("call_fake") and call["function"]["name"] == "lookup"
+    assert json.loads(call["function"]["arguments"]) == {"q": "find [fake tool]"}
 
 
 def test_a_whole_answer_reads_usage_and_request_id(client):

@@ -95,6 +95,23 @@ def test_the_company_key_is_used_before_the_environment(personas, client_for, fa
 
 
 @pytest.mark.django_db
+def test_a_remembered_credential_is_forgotten_when_it_changes(personas, client_for, fake_llm, allow_loopback, settings):
+    """Workers remember a company's endpoint for the catalogue TTL (no query nor decryption per job); a change
+    saved in the process applies to its next call at once."""
+    settings.AICORE_CATALOGUE_CACHE_SECONDS = 3600
+    settings.OPENAI_API_KEY = "sk-env"
+    company_id = personas.brand_a.company_id
+    create_credential(client_for(personas.acme_admin, personas.brand_a), fake_llm)
+    assert client_for_model(model="gpt-4o-mini", company_id=company_id)[0]._sdk.api_key == SECRET
+    credential = ProviderCredential.objects.get(company_id=company_id)
+    ProviderCredential.objects.filter(pk=credential.pk).update(is_active=False)  # no signal: remembered
+    assert client_for_model(model="gpt-4o-mini", company_id=company_id)[0]._sdk.api_key == SECRET
+    credential.is_active = False
+    credential.save()
+    assert client_for_model(model="gpt-4o-mini", company_id=company_id)[0]._sdk.api_key == "sk-env"
+
+
+@pytest.mark.django_db
 def test_only_company_admins_write_and_other_companies_see_nothing(personas, client_for, fake_llm, allow_loopback):
     member = client_for(personas.alice, personas.brand_a)
     assert create_credential(member, fake_llm).json()["error_code"] == "COMPANY_ADMIN_REQUIRED"
