@@ -85,6 +85,11 @@ class AIJobType(models.Model):
         help_text="a job's completion window when its input_data names none (24h: through a provider Batch API)",
     )
     is_active = models.BooleanField(default=True)
+    max_queue_seconds = models.PositiveIntegerField(
+        default=24 * 3600,
+        help_text="how long a job may wait for provider capacity after its creation before it ends timeout "
+        "(CAPACITY_WAIT_EXCEEDED)",
+    )
 
     class Meta:
         ordering = ["name"]
@@ -129,6 +134,8 @@ class AIJob(models.Model):
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     # Earliest time a pending job may be claimed (backoff between attempts).
     available_at = models.DateTimeField(default=timezone.now)
+    # Set while the job waits for provider capacity: {"reason", "provider", "model", "until"}; cleared on claim.
+    waiting = models.JSONField(null=True, blank=True)
 
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)
     idempotency_fingerprint = models.CharField(max_length=64, blank=True)

@@ -2,8 +2,10 @@
 
 A broker message only wakes a worker; the worker then takes the *best* claimable job from the database:
 strictly by priority (urgent > high > normal > low), and within a priority brand by brand in round-robin,
-oldest job first within a brand. So one brand's 10 000 queued jobs cannot delay another brand's single job
-by more than one claim per brand, and message order in the broker does not matter.
+each brand served as many claims in a row as its weight (business.Brand.capacity_weight, 1 by default), oldest
+job first within a brand. So one brand's 10 000 queued jobs cannot delay another brand's single job by more
+than one turn per brand, and message order in the broker does not matter. Jobs waiting for provider capacity
+are pending like any other (ai_providers.capacity): when a slot frees, this order decides who gets it.
 """
 
 import threading
@@ -16,6 +18,8 @@ from ai_core.models import AIJob, JobPriority, JobStatus
 from ai_core.services import job_claim_pending, job_start
 from ai_core.workflow import IllegalTransition, Transitioned
 from business.errors import Conflict, NotFound
+from business.memo import TTLMemo
+from business.models import Brand
 from business.sql import prepared_cursor
 
 PRIORITY_ORDER = tuple(reversed(JobPriority))  # urgent first: JobPriority is declared by rank, as PRIORITY_RANK
@@ -23,19 +27,34 @@ MAX_LOST_RACES = 8
 
 
 class BrandRotation:
-    """The last brand served at each priority, per process: the next claim starts after it."""
+    """The last brand served at each priority and its claims in a row, per process: the next claim starts
+    after it, or at it again while it had fewer claims in a row than its weight."""
 
     def __init__(self) -> None:
-        self._last: dict[str, int] = {}
+        self._last: dict[str, tuple[int, int]] = {}
         self._lock = threading.Lock()
 
     def after(self, priority: str) -> int:
         with self._lock:
-            return self._last.get(priority, 0)
+            brand_id, in_a_row = self._last.get(priority, (0, 0))
+        if brand_id and in_a_row < brand_weight(brand_id):
+            return brand_id - 1  # the pick takes the first brand above: this one again
+        return brand_id
 
     def served(self, priority: str, brand_id: int) -> None:
         with self._lock:
-            self._last[priority] = brand_id
+            last, in_a_row = self._last.get(priority, (0, 0))
+            self._last[priority] = (brand_id, in_a_row + 1 if brand_id == last else 1)
+
+
+weights = TTLMemo("AICORE_CAPACITY_CACHE_SECONDS")
+
+
+def brand_weight(brand_id: int) -> int:
+    """The brand's capacity_weight (1 for a brand gone meanwhile), read at most once per cache period."""
+    return weights.get(
+        brand_id, lambda: Brand.objects.filter(pk=brand_id).values_list("capacity_weight", flat=True).first() or 1
+    )
 
 
 rotation = BrandRotation()
