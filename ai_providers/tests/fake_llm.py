@@ -4,7 +4,8 @@ The real SDKs talk to it. What it does is scripted by a directive in the last us
 another process can be scripted too:  `[fake status=429 times=1 key=t1]`, `[fake hang]`, `[fake trickle=0.2]`,
 `[fake chunks=5 delay=0.05]`, `[fake usage=1000,500]`, `[fake nousage]`, `[fake tool]`.
 
-- status=N [times=K] [key=K]: answer HTTP N (the first K requests carrying that key, else forever).
+- status=N [times=K] [key=K] [retry_after=S]: answer HTTP N (the first K requests carrying that key, else
+  forever), with a Retry-After of S seconds when given.
 - hang: accept the request and never answer (until the server stops).
 - trickle=S: stream one small chunk every S seconds, forever.
 - chunks=N delay=S: stream the answer in N chunks, S seconds apart.
@@ -190,10 +191,11 @@ class _Handler(BaseHTTPRequestHandler):
         if "status" in directive and self.server.should_fail(directive):
             status = int(directive["status"])
             message = f"fake failure {status}"
+            headers = {"retry-after": directive["retry_after"]} if "retry_after" in directive else {}
             if anthropic:
-                self._json(status, {"type": "error", "error": {"type": "api_error", "message": message}})
+                self._json(status, {"type": "error", "error": {"type": "api_error", "message": message}}, headers)
             else:
-                self._json(status, {"error": {"message": message, "type": "fake_error", "code": None}})
+                self._json(status, {"error": {"message": message, "type": "fake_error", "code": None}}, headers)
             return
         if "hang" in directive:
             self._hang()
