@@ -15,6 +15,7 @@ class AIJobTypeAdmin(admin.ModelAdmin):
         "default_completion_window",
         "timeout_seconds",
         "max_attempts",
+        "max_queue_seconds",
         "is_active",
     ]
     list_filter = ["category", "requires_async", "is_active"]

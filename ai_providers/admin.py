@@ -2,7 +2,7 @@ from django import forms
 from django.contrib import admin
 
 from ai_providers.crypto import encrypt_secret
-from ai_providers.models import ModelPrice, Provider, ProviderCredential, ProviderModel
+from ai_providers.models import CapacityLimit, ModelPrice, Provider, ProviderCredential, ProviderModel
 from ai_providers.urls_safety import check_base_url
 from business.errors import ApplicationError
 
@@ -95,3 +95,36 @@ class ProviderCredentialAdmin(admin.ModelAdmin):
     @admin.display(boolean=True)
     def has_key(self, obj):
         return obj.has_key
+
+
+@admin.register(CapacityLimit)
+class CapacityLimitAdmin(admin.ModelAdmin):
+    """Rate limits per endpoint and model: configured here, learned from the provider's headers (read-only)."""
+
+    list_display = [
+        "provider",
+        "credential",
+        "model",
+        "requests_per_minute",
+        "tokens_per_minute",
+        "concurrent_requests",
+        "learned_requests_per_minute",
+        "learned_tokens_per_minute",
+        "learned_until",
+        "calls",
+        "rate_limited",
+        "waits",
+    ]
+    list_filter = ["provider"]
+    search_fields = ["model"]
+    raw_id_fields = ["credential"]
+    readonly_fields = [
+        "learned_requests_per_minute",
+        "learned_tokens_per_minute",
+        "learned_until",
+        "blocked_until",
+        "calls",
+        "rate_limited",
+        "waits",
+        "wait_seconds",
+    ]

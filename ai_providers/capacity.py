@@ -37,11 +37,11 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from ai_providers.models import CapacityLease, CapacityLimit
+from ai_providers.selectors import LIMIT_FIELDS
 from business.memo import TTLMemo
 
 logger = logging.getLogger(__name__)
 MINUTE = timedelta(seconds=60)
-LIMIT_FIELDS = ("requests_per_minute", "tokens_per_minute", "concurrent_requests")
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from ai_providers.capacity import CapacityKey
 from ai_providers.clients.base import ChatRequest, ProviderClient, ProviderError
 from ai_providers.clients.echo import EchoClient
 from ai_providers.crypto import decrypt_secret, encrypt_secret
-from ai_providers.models import ModelPrice, Provider, ProviderCredential, ProviderKind, ProviderModel
+from ai_providers.models import CapacityLimit, ModelPrice, Provider, ProviderCredential, ProviderKind, ProviderModel
 from ai_providers.selectors import ModelChoice, environment_key, model_resolve
 from ai_providers.urls_safety import check_base_url
 from business.errors import ApplicationError, Conflict
@@ -154,6 +154,24 @@ def request_bounded(request: ChatRequest, choice: ModelChoice) -> ChatRequest:
     options = {key: value for key, value in request.options.items() if key != "max_completion_tokens"}
     options["model_family"] = choice.family
     return replace(request, max_tokens=output_bound(request, choice), options=options)
+
+
+# --- capacity limits ----------------------------------------------------------------------------------
+
+
+def capacity_limit_set(
+    *, provider: Provider, credential: ProviderCredential | None, model: str, limits: dict[str, int | None]
+) -> CapacityLimit:
+    """Configure an endpoint's limits for a model (model "": each model of the endpoint). A limit left None is
+    not configured: the learned one, if any, applies alone. Every process applies it within
+    AICORE_CAPACITY_CACHE_SECONDS."""
+    if credential is not None and credential.provider_id != provider.pk:
+        raise ApplicationError("The credential is not the provider's", error_code="VALIDATION_ERROR")
+    row, _ = CapacityLimit.objects.update_or_create(
+        provider=provider, credential=credential, model=model, defaults=limits
+    )
+    logger.info("capacity limits of %s set: %s", row, limits)
+    return row
 
 
 # --- credentials --------------------------------------------------------------------------------------

@@ -59,6 +59,7 @@ class JobTypeSerializer(serializers.ModelSerializer):
             "default_completion_window",
             "timeout_seconds",
             "max_attempts",
+            "max_queue_seconds",
             "input_schema",
         ]
         read_only_fields = fields
@@ -78,6 +79,15 @@ class BrandRefSerializer(serializers.Serializer):
 class UserRefSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     username = serializers.CharField()
+
+
+class WaitingSerializer(serializers.Serializer):
+    """Why a pending job is not running yet and when it is next tried (null: it is not waiting)."""
+
+    reason = serializers.ChoiceField(choices=["provider_capacity"])
+    provider = serializers.CharField()
+    model = serializers.CharField()
+    until = serializers.DateTimeField()
 
 
 class JobSerializer(LeanRepresentationMixin, serializers.ModelSerializer):
@@ -101,6 +111,7 @@ class JobSerializer(LeanRepresentationMixin, serializers.ModelSerializer):
                 "attempts",
                 "task_id",
                 "execution_time_seconds",
+                "waiting",
             )
         },
         **{name: _when(name) for name in ("created_at", "updated_at", "started_at", "completed_at", "cancelled_at")},
@@ -113,6 +124,7 @@ class JobSerializer(LeanRepresentationMixin, serializers.ModelSerializer):
     brand = BrandRefSerializer(read_only=True)
     created_by = UserRefSerializer(read_only=True, allow_null=True)
     execution_time_seconds = serializers.FloatField(read_only=True, allow_null=True)
+    waiting = WaitingSerializer(read_only=True, allow_null=True)
 
     class Meta:
         model = AIJob
@@ -138,6 +150,7 @@ class JobSerializer(LeanRepresentationMixin, serializers.ModelSerializer):
             "is_async",
             "attempts",
             "execution_time_seconds",
+            "waiting",
         ]
         read_only_fields = fields
 

@@ -14,7 +14,6 @@ from ai_core.models import AIJob, AIJobEvent
 from ai_core.tests.helpers import all_final, bulk_submit, wait_for
 from ai_core.tests.workers import purge_broker
 from ai_providers.models import CapacityLease, CapacityLimit, Provider
-from ai_providers.tests.fixtures import catalogue, fake_llm  # noqa: F401
 
 pytestmark = [
     pytest.mark.slow,
@@ -26,7 +25,7 @@ CONCURRENCY = 8
 
 
 @pytest.fixture(scope="module")
-def three_workers(workers, fake_llm):  # noqa: F811
+def three_workers(workers, fake_llm):
     purge_broker()
     env = {
         "OPENAI_API_KEY": "sk-capacity-test",
@@ -41,7 +40,7 @@ def three_workers(workers, fake_llm):  # noqa: F811
 
 
 @pytest.fixture
-def endpoint(three_workers, fake_llm, catalogue, job_types):  # noqa: F811
+def endpoint(three_workers, fake_llm, catalogue, job_types):
     """The fake endpoint, limited afresh for each test."""
     purge_broker()
     fake_llm.rate_limit(requests=PER_SECOND, per_seconds=1)
