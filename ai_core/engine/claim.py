@@ -18,7 +18,6 @@ from ai_core.models import AIJob, JobPriority, JobStatus
 from ai_core.services import job_claim_pending, job_start
 from ai_core.workflow import IllegalTransition, Transitioned
 from business.errors import Conflict, NotFound
-from business.memo import TTLMemo
 from business.models import Brand
 from business.sql import prepared_cursor
 
@@ -27,37 +26,32 @@ MAX_LOST_RACES = 8
 
 
 class BrandRotation:
-    """The last brand served at each priority and its claims in a row, per process: the next claim starts
-    after it, or at it again while it had fewer claims in a row than its weight."""
+    """The last brand served at each priority, its weight and its claims in a row, per process: the next claim
+    starts after it, or at it again while it had fewer claims in a row than its weight. The claim itself
+    reads the weight (no query of its own)."""
 
     def __init__(self) -> None:
-        self._last: dict[str, tuple[int, int]] = {}
+        self._last: dict[str, tuple[int, int, int]] = {}
         self._lock = threading.Lock()
 
     def after(self, priority: str) -> int:
         with self._lock:
-            brand_id, in_a_row = self._last.get(priority, (0, 0))
-        if brand_id and in_a_row < brand_weight(brand_id):
+            brand_id, weight, in_a_row = self._last.get(priority, (0, 1, 0))
+        if brand_id and in_a_row < weight:
             return brand_id - 1  # the pick takes the first brand above: this one again
         return brand_id
 
-    def served(self, priority: str, brand_id: int) -> None:
+    def served(self, priority: str, brand_id: int, weight: int = 1) -> None:
         with self._lock:
-            last, in_a_row = self._last.get(priority, (0, 0))
-            self._last[priority] = (brand_id, in_a_row + 1 if brand_id == last else 1)
-
-
-weights = TTLMemo("AICORE_CAPACITY_CACHE_SECONDS")
-
-
-def brand_weight(brand_id: int) -> int:
-    """The brand's capacity_weight (1 for a brand gone meanwhile), read at most once per cache period."""
-    return weights.get(
-        brand_id, lambda: Brand.objects.filter(pk=brand_id).values_list("capacity_weight", flat=True).first() or 1
-    )
+            last, _, in_a_row = self._last.get(priority, (0, 1, 0))
+            self._last[priority] = (brand_id, weight, in_a_row + 1 if brand_id == last else 1)
 
 
 rotation = BrandRotation()
+BRAND_WEIGHT = (
+    f"(SELECT b.{Brand._meta.get_field('capacity_weight').column} FROM {Brand._meta.db_table} b "
+    f"WHERE b.id = moved.brand_id)"
+)
 
 
 def _best_level(now) -> str | None:
@@ -91,9 +85,9 @@ def _pick() -> int | None:
     level = AIJob.objects.filter(status=JobStatus.PENDING, available_at__lte=now, priority=priority)
     level = level.order_by("brand_id", "created_at", "id")
     for queryset in (level.filter(brand_id__gt=rotation.after(priority)), level):
-        row = queryset.values_list("pk", "brand_id").first()
+        row = queryset.values_list("pk", "brand_id", "brand__capacity_weight").first()
         if row is not None:
-            rotation.served(priority, row[1])
+            rotation.served(priority, row[1], row[2])
             return row[0]
     return None
 
@@ -128,12 +122,14 @@ def _claim_in_one_statement(task_id: str, also_return: str) -> Transitioned | No
     for _ in range(MAX_LOST_RACES):
         try:
             claimed = job_claim_pending(
-                levels=levels, task_id=task_id, also_return=", ".join(filter(None, ["moved.priority", also_return]))
+                levels=levels,
+                task_id=task_id,
+                also_return=", ".join(filter(None, ["moved.priority", BRAND_WEIGHT, also_return])),
             )
         except Conflict:  # the row changed between its pick and its compare-and-set: look again
             continue
         if claimed is None:
             return None
-        rotation.served(claimed.extra[0], claimed.brand_id)
-        return replace(claimed, extra=claimed.extra[1:])
+        rotation.served(claimed.extra[0], claimed.brand_id, claimed.extra[1])
+        return replace(claimed, extra=claimed.extra[2:])
     return None

@@ -105,7 +105,6 @@ def test_brands_are_served_by_weight_within_a_priority(job_types, make_brands, m
     heavy.capacity_weight = 2
     heavy.save()
     monkeypatch.setattr(claim, "rotation", BrandRotation())
-    claim.weights.clear()
     for _ in range(6):
         submit(heavy), submit(light)
     order = [AIJob.objects.get(pk=claim_next().job_pk).brand_id for _ in range(6)]

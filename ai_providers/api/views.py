@@ -149,17 +149,26 @@ class CredentialViewSet(BrandScopedMixin, viewsets.ViewSet):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(
-        summary="Configure a credential's capacity limits",
+        summary="List a credential's capacity limits",
         description=(
-            "GET: the limits of the endpoint this credential calls, per model. PUT (company admins only): set the "
-            "requests per minute, tokens per minute and concurrent requests for one model (`model` empty: for "
-            "each model of the endpoint). Jobs beyond them wait for capacity (`waiting` in the job) instead of "
-            "failing. A limit sent as null is not configured: what the provider's headers say applies alone."
+            "The limits configured for the endpoint this credential calls, per model (`model` empty: each model of "
+            "the endpoint). Jobs beyond them wait for capacity (`waiting` in the job) instead of failing; a limit "
+            "that is null is not configured, and what the provider's headers say applies alone."
         ),
         methods=["GET"],
         responses=CapacityLimitSerializer(many=True),
     )
-    @extend_schema(methods=["PUT"], request=CapacityLimitSerializer, responses=CapacityLimitSerializer)
+    @extend_schema(
+        methods=["PUT"],
+        summary="Set a credential's capacity limits for a model",
+        description=(
+            "Company admins only (else 403 COMPANY_ADMIN_REQUIRED): the requests per minute, tokens per minute and "
+            "concurrent requests of the endpoint this credential calls, for `model` (empty: each model). Null: "
+            "not configured. Every process applies them within AICORE_CAPACITY_CACHE_SECONDS."
+        ),
+        request=CapacityLimitSerializer,
+        responses=CapacityLimitSerializer,
+    )
     @action(detail=True, methods=["get", "put"])
     def capacity(self, request, pk=None):
         credential = self._credential(pk)
