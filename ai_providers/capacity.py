@@ -191,8 +191,11 @@ def acquire(key: CapacityKey, *, holder: str, tokens: int) -> Lease:
             return Lease(key=key, limit_id=None, lease_id=None)
         now = timezone.now()
         limits = effective(resolved.configured, row, now)
+        waiting = row["waited_at"] is not None and row["waited_at"] > now - MINUTE
         if limits.unlimited and not (row["blocked_until"] and row["blocked_until"] > now):
-            return Lease(key=key, limit_id=resolved.limit_id, lease_id=None)
+            # Nothing to count (a pause is over, no limit is known): wake the jobs the pause made wait.
+            wakes = _pace(resolved.limit_id, row, limits, now, now) if waiting else []
+            return Lease(key=key, limit_id=resolved.limit_id, lease_id=None, wakes=wakes)
         leases = CapacityLease.objects.filter(limit_id=resolved.limit_id)
         leases.filter(granted_at__lt=now - MINUTE).filter(Q(released_at__isnull=False) | Q(expires_at__lt=now)).delete()
         until, reason = _next_free(leases, limits, row, now, tokens)
@@ -204,7 +207,6 @@ def acquire(key: CapacityKey, *, holder: str, tokens: int) -> Lease:
                 granted_at=now,
                 expires_at=now + lease_ttl(),
             )
-            waiting = row["waited_at"] is not None and row["waited_at"] > now - MINUTE
             wakes = _pace(resolved.limit_id, row, limits, now, now) if waiting else []
             return Lease(key=key, limit_id=resolved.limit_id, lease_id=lease.pk, wakes=wakes)
         wakes = _pace(resolved.limit_id, row, limits, until, now)
@@ -261,13 +263,15 @@ MAX_WAKES_AT_ONCE = 100
 
 
 def _slot_interval(limits: Limits) -> timedelta:
-    """The time between two slots: at the request rate; else a call a window per concurrent slot, or a window
-    (a token rate gives none: calls differ)."""
+    """The time between two slots: at the request rate; else a call a window per concurrent slot; else a
+    window (a token rate gives none: calls differ); no limit at all (a pause just ended): as fast as allowed."""
     if limits.requests_per_minute:
         return smoothing() / per_smoothing_window(limits.requests_per_minute)
     if limits.concurrent_requests:
         return smoothing() / limits.concurrent_requests
-    return smoothing()
+    if limits.tokens_per_minute:
+        return smoothing()
+    return smoothing() / MAX_WAKES_AT_ONCE
 
 
 def lease_ttl() -> timedelta:

@@ -111,13 +111,14 @@ class JobSerializer(LeanRepresentationMixin, serializers.ModelSerializer):
                 "attempts",
                 "task_id",
                 "execution_time_seconds",
-                "waiting",
             )
         },
         **{name: _when(name) for name in ("created_at", "updated_at", "started_at", "completed_at", "cancelled_at")},
         "job_type": lambda job: {"id": job.job_type.id, "name": job.job_type.name, "category": job.job_type.category},
         "brand": lambda job: {"id": job.brand.id, "name": job.brand.name},
         "created_by": _user_ref,
+        # Only a pending job waits (a job cancelled while waiting keeps the field, stale).
+        "waiting": lambda job: job.waiting if job.status == JobStatus.PENDING else None,
     }
 
     job_type = JobTypeRefSerializer(read_only=True)

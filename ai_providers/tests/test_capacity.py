@@ -159,3 +159,14 @@ def test_the_pacer_schedules_wake_ups_at_the_capacity_rate_not_per_waiting_job(k
         wakes += waited.value.wakes
     assert 10 <= len(wakes) <= 11  # one smoothing window of slots, 0.1 s apart, whatever the queue's length
     assert all(b - a == timedelta(milliseconds=100) for a, b in zip(wakes, wakes[1:], strict=False))
+
+
+def test_when_a_pause_ends_on_an_endpoint_without_limits_the_waiting_jobs_are_woken(key):
+    row = limit(key)  # nothing configured nor learned: only the provider's pause (429 Retry-After)
+    CapacityLimit.objects.filter(pk=row.pk).update(blocked_until=timezone.now() + timedelta(seconds=30))
+    for _ in range(3):
+        with pytest.raises(CapacityWait):
+            grant(key)
+    CapacityLimit.objects.filter(pk=row.pk).update(blocked_until=timezone.now(), paced_until=None)
+    lease = grant(key)
+    assert lease.lease_id is None and len(lease.wakes) > 3  # nothing to count, and the waiting jobs are woken
