@@ -666,16 +666,18 @@ def job_timeout(
     )
 
 
-def job_wait_for_capacity(*, job_pk: int, attempt: int, waiting: dict[str, str], until: datetime) -> Transitioned:
-    """running -> pending until the provider has capacity: claimable again at `until`, shown as `waiting`, and
-    the attempt given back (attempts - 1: waiting is not failing; the fence makes the count exact)."""
+def job_wait_for_capacity(
+    *, job_pk: int, attempt: int, waiting: dict[str, str], claimable_at: datetime
+) -> Transitioned:
+    """running -> pending until the provider has capacity: claimable again at `claimable_at`, shown as `waiting`,
+    and the attempt given back (attempts - 1: waiting is not failing; the fence makes the count exact)."""
     return transition(
         job_pk,
         to=S.PENDING,
         attempt=attempt,
         reason=f"waiting for {waiting['provider']} capacity until {waiting['until']}"[:500],
         fields={
-            "available_at": until,
+            "available_at": claimable_at,
             "attempts": attempt - 1,
             "waiting": waiting,
             "progress_percentage": 0,

@@ -74,12 +74,27 @@ class Resolved:
 
 
 class CapacityWait(Exception):
-    """No capacity now: try again at `until`. `wakes`: when the caller should publish wake-ups (none: the
-    pacer has enough scheduled, the job is claimed after one of them)."""
+    """No capacity now: a slot frees at `until`. `wakes`: when the caller should publish wake-ups (none: the
+    pacer has enough scheduled, the job is claimed after one of them).
 
-    def __init__(self, key: CapacityKey, until: datetime, *, wakes: list[datetime], reason: str = "") -> None:
+    `claimable_at`: when the waiting job may be claimed again. For the endpoint's own limits, at once: a wake-up
+    comes only with a free slot, and which waiting job gets it must be the claim's fair choice (priority, brand
+    weight); a job pushed out to a time of its own would miss the slot to whichever job is claimable then, and
+    a brand whose jobs the claim favours would collect the refusals. After a 429, `until`: the job honours the
+    provider's Retry-After itself."""
+
+    def __init__(
+        self,
+        key: CapacityKey,
+        until: datetime,
+        *,
+        wakes: list[datetime],
+        reason: str = "",
+        claimable_at: datetime | None = None,
+    ) -> None:
         super().__init__(f"{key.provider} {key.model}: no capacity until {until.isoformat()} ({reason})")
         self.key, self.until, self.wakes, self.reason = key, until, wakes, reason
+        self.claimable_at = claimable_at or timezone.now()
 
     def as_waiting(self) -> dict[str, str]:
         """The job's `waiting` field while it waits."""
@@ -317,7 +332,7 @@ def after_rate_limit(key: CapacityKey, headers: dict[str, str]) -> CapacityWait:
     if seconds is None:
         seconds = settings.AICORE_RETRY_BASE_MS / 1000
     until = timezone.now() + timedelta(seconds=seconds)
-    return CapacityWait(key, until, wakes=[until], reason="the provider answered 429")
+    return CapacityWait(key, until, wakes=[until], reason="the provider answered 429", claimable_at=until)
 
 
 @dataclass(frozen=True)

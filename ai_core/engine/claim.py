@@ -32,6 +32,7 @@ class BrandRotation:
 
     def __init__(self) -> None:
         self._last: dict[str, tuple[int, int, int]] = {}
+        self._before: dict[str, tuple[int, int, int]] = {}
         self._lock = threading.Lock()
 
     def after(self, priority: str) -> int:
@@ -43,8 +44,16 @@ class BrandRotation:
 
     def served(self, priority: str, brand_id: int, weight: int = 1) -> None:
         with self._lock:
-            last, _, in_a_row = self._last.get(priority, (0, 1, 0))
-            self._last[priority] = (brand_id, weight, in_a_row + 1 if brand_id == last else 1)
+            before = self._last.get(priority, (0, 1, 0))
+            self._before[priority] = before
+            self._last[priority] = (brand_id, weight, before[2] + 1 if brand_id == before[0] else 1)
+
+    def not_served(self, priority: str, brand_id: int) -> None:
+        """The brand's claim found no provider capacity: its turn is not used up. Otherwise the brand the
+        rotation favours would collect the refusals, and the claims that do get a slot go to the others."""
+        with self._lock:
+            if self._last.get(priority, (0,))[0] == brand_id and priority in self._before:
+                self._last[priority] = self._before.pop(priority)
 
 
 rotation = BrandRotation()

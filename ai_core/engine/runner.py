@@ -15,7 +15,7 @@ from django.db import connection
 from django.utils import timezone
 
 from ai_core.dispatch import publish_job
-from ai_core.engine import finish, handlers
+from ai_core.engine import claim, finish, handlers
 from ai_core.engine.claim import claim_next
 from ai_core.engine.finish import Discarded
 from ai_core.engine.providers import client_for_model
@@ -194,8 +194,9 @@ def _release(lease: capacity.Lease, attempt: Attempt, **answer) -> None:
 
 
 def _wait_for_capacity(attempt: Attempt, job: AIJob, wait: capacity.CapacityWait) -> str | None:
-    """No capacity for the call (or the provider answered 429): the job goes back to pending until `wait.until`,
-    its attempt given back and no thread held; past the type's max_queue_seconds it ends timeout instead."""
+    """No capacity for the call (or the provider answered 429): the job goes back to pending, shown waiting until
+    `wait.until`, its attempt given back and no thread held; past the type's max_queue_seconds it ends timeout
+    instead."""
     deadline = job.created_at + timedelta(seconds=job.job_type.max_queue_seconds)
     if wait.until > deadline:
         return finish.timeout(
@@ -204,9 +205,10 @@ def _wait_for_capacity(attempt: Attempt, job: AIJob, wait: capacity.CapacityWait
             error_code="CAPACITY_WAIT_EXCEEDED",
             message=f"Waited for provider capacity past the job type's max_queue_seconds ({wait})",
         )
+    claim.rotation.not_served(job.priority, job.brand_id)
     try:
         job_wait_for_capacity(
-            job_pk=attempt.job_pk, attempt=attempt.attempt, waiting=wait.as_waiting(), until=wait.until
+            job_pk=attempt.job_pk, attempt=attempt.attempt, waiting=wait.as_waiting(), claimable_at=wait.claimable_at
         )
     except Discarded:
         return None

@@ -74,7 +74,8 @@ def test_a_job_beyond_a_configured_limit_waits_and_shows_as_waiting(llm_env, per
     assert run_from_message(first.pk) == "completed"
     assert run_from_message(second.pk) == "pending"
     second.refresh_from_db()
-    assert second.attempts == 0 and second.available_at > timezone.now() + timedelta(seconds=50)
+    assert second.attempts == 0 and second.waiting["until"] > (timezone.now() + timedelta(seconds=50)).isoformat()
+    assert run_from_message(second.pk) == "pending"  # claimable, but woken only with a free slot: still none
     client = make_client(personas.alice, personas.brand_a)
     listed = {job["job_id"]: job for job in client.get("/ai/jobs/").json()["results"]}
     assert listed[second.job_id]["waiting"]["reason"] == "provider_capacity"
@@ -85,7 +86,7 @@ def test_a_job_beyond_a_configured_limit_waits_and_shows_as_waiting(llm_env, per
     assert 'class="badge waiting"' in rows and "for openai capacity" in rows
     capacity = next(p for p in client.get("/ai/providers/").json() if p["name"] == "openai")["capacity"]
     assert capacity[0]["configured"]["requests_per_minute"] == 1
-    assert capacity[0]["in_use"]["requests_last_minute"] == 1 and capacity[0]["waits"] == 1
+    assert capacity[0]["in_use"]["requests_last_minute"] == 1 and capacity[0]["waits"] == 2
 
 
 def test_metrics_export_capacity_waits_429s_and_queue_wait(llm_env, personas):

@@ -1,7 +1,7 @@
 """Provider capacity with real worker processes: a burst beyond a provider's rate limit waits instead of failing.
 
 Three worker processes share a fake OpenAI-compatible endpoint in rate-limit mode (fake_llm.RateLimit: a fixed
-window, 429 with Retry-After beyond it). Limits are scaled up (40 a second) so a drain takes seconds.
+window, 429 with Retry-After beyond it). Limits are scaled up (20 a second) so a drain takes seconds.
 PostgreSQL + Redis only (the heavy ones); the embedded set-up is covered in-process by test_capacity_waits.py.
 """
 
@@ -20,7 +20,7 @@ pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.skipif(not settings.IS_POSTGRES, reason="three worker processes: the PostgreSQL + Redis pass"),
 ]
-PER_SECOND = 40
+PER_SECOND = 20  # low enough to bind even on a loaded machine (the waits must happen)
 CONCURRENCY = 8
 
 
@@ -32,6 +32,9 @@ def three_workers(workers, fake_llm):
         "OPENAI_BASE_URL": fake_llm.openai_base_url,
         "AICORE_CAPACITY_SMOOTHING_SECONDS": "1",
         "AICORE_CAPACITY_CACHE_SECONDS": "1",
+        # Not the reaper's test: on a loaded machine a worker starved for 1.5 s would look dead (FAST_ENGINE).
+        "AICORE_REAP_AFTER_MS": "5000",
+        "AICORE_CAPACITY_LEASE_MS": "3000",
     }
     procs = [workers.start(concurrency=CONCURRENCY, **env) for _ in range(3)]
     workers.wait_ready(*procs)
@@ -65,7 +68,9 @@ def most_granted_in_a_second() -> int:
 
 def assert_burst_absorbed(jobs: list[AIJob], limiter) -> None:
     assert {job.status for job in jobs} == {"completed"}, [(j.status, j.error_code) for j in jobs if j.is_final]
-    assert {job.attempts for job in jobs} == {1}  # waits spent no attempt
+    retried = [j.pk for j in jobs if j.attempts != 1]
+    reasons = set(AIJobEvent.objects.filter(job_id__in=retried, to_status="pending").values_list("reason", flat=True))
+    assert not retried, f"{len(retried)} jobs spent more than one attempt: {reasons}"  # waits spent none
     assert limiter.served == len(jobs)  # each job called the provider successfully exactly once
     calls = limiter.served + limiter.refused
     assert limiter.refused < 0.05 * calls, f"{limiter.refused} answers of 429 in {calls} calls"
@@ -110,6 +115,8 @@ def test_a_small_brand_gets_its_share_beside_a_large_backlog(endpoint, make_bran
     drain(late, three_workers)
     done_meanwhile = AIJob.objects.filter(pk__in=backlog, status="completed").count() - started
     AIJob.objects.filter(pk__in=backlog, status="pending").update(available_at="2999-01-01T00:00:00Z")
+    # Leave the backlog alone for the next tests; the calls under way end first (the flush would race them).
+    wait_for(lambda: not AIJob.objects.filter(status="running").exists(), timeout=30, what="the calls under way")
     # Equal weights: the small brand's 10 jobs took about every other slot, not the end of the queue.
     assert done_meanwhile < 60, f"the small brand waited behind {done_meanwhile} of the backlog's jobs"
     assert {job.status for job in AIJob.objects.filter(pk__in=late)} == {"completed"}
