@@ -314,6 +314,7 @@ def release(lease: Lease, *, tokens: int | None, headers: dict[str, str], status
         if lease.key.provider_id is None or not settings.AICORE_CAPACITY_ENABLED:
             return
         limit_id = _row_for(lease.key).pk  # a limit the provider told us of: from now on it is kept
+        memo.clear()  # and this process keeps it from its next call (the row may be another process's)
     if limit_id is None:
         return
     changes: dict[str, Any] = {"calls": F("calls") + 1}

@@ -117,8 +117,9 @@ def test_a_small_brand_gets_its_share_beside_a_large_backlog(endpoint, make_bran
     AIJob.objects.filter(pk__in=backlog, status="pending").update(available_at="2999-01-01T00:00:00Z")
     # Leave the backlog alone for the next tests; the calls under way end first (the flush would race them).
     wait_for(lambda: not AIJob.objects.filter(status="running").exists(), timeout=30, what="the calls under way")
-    # Equal weights: the small brand's 10 jobs took about every other slot, not the end of the queue.
-    assert done_meanwhile < 60, f"the small brand waited behind {done_meanwhile} of the backlog's jobs"
+    # Equal weights: the small brand's 10 jobs took about every other slot (some 20 of the backlog's meanwhile,
+    # plus the calls under way; more on a loaded machine), not the end of the queue (nearly 300).
+    assert done_meanwhile < 100, f"the small brand waited behind {done_meanwhile} of the backlog's jobs"
     assert {job.status for job in AIJob.objects.filter(pk__in=late)} == {"completed"}
 
 
