@@ -2,7 +2,7 @@ from django import forms
 from django.contrib import admin
 
 from ai_providers.crypto import encrypt_secret
-from ai_providers.models import CapacityLimit, ModelPrice, Provider, ProviderCredential, ProviderModel
+from ai_providers.models import CapacityLease, CapacityLimit, ModelPrice, Provider, ProviderCredential, ProviderModel
 from ai_providers.urls_safety import check_base_url
 from business.errors import ApplicationError
 
@@ -128,3 +128,17 @@ class CapacityLimitAdmin(admin.ModelAdmin):
         "waits",
         "wait_seconds",
     ]
+
+
+@admin.register(CapacityLease)
+class CapacityLeaseAdmin(admin.ModelAdmin):
+    """The calls of the last minute drawn from each limit (read-only: the engine writes them)."""
+
+    list_display = ["holder", "limit", "tokens", "granted_at", "expires_at", "released_at"]
+    list_filter = ["limit__provider"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
