@@ -17,7 +17,7 @@ from ai_providers.models import (
     ProviderKind,
     ProviderModel,
 )
-from ai_providers.money import FREE, Cost, Price, TokenUsage, cost_of  # noqa: F401  (the money module's API)
+from ai_providers.money import FREE, Cost, Price, TokenUsage, cost_of, dollars  # noqa: F401  (the money module's API)
 from business.errors import ApplicationError, NotFound
 from business.memo import TTLMemo
 from business.models import Brand
@@ -225,7 +225,7 @@ def model_as_dict(model: ProviderModel) -> dict:
     price = current_price(model)
 
     def rate(value) -> str | None:
-        return None if value is None else str(Decimal(value).quantize(Decimal("0.000001")))
+        return None if value is None else str(dollars(value))
 
     return {
         "name": model.name,
