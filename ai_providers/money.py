@@ -123,6 +123,15 @@ class TokenUsage:
             object.__setattr__(self, name, value)
 
     @classmethod
+    def of(cls, counted) -> "TokenUsage":
+        """The counts of anything that carries them under these names (a provider's ChatResult, a usage row)."""
+        return cls(**{name: getattr(counted, name) for name in cls.__dataclass_fields__})
+
+    def by_kind(self) -> dict[str, int]:
+        """Each count under its name (the usage row's columns are named alike)."""
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+    @classmethod
     def from_openai(
         cls, *, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0, reasoning_tokens: int = 0
     ) -> "TokenUsage":
