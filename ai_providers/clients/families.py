@@ -12,6 +12,19 @@ ACCEPTED_PARAMS = {
     "reasoning": ("max_completion_tokens", "reasoning_effort", "response_format", "tools"),
     "standard": ("temperature", "top_p", "max_tokens", "response_format", "tools"),
 }
+# The OpenAI chat parameters a job carries in its input_data: what /ai/openai/chat/ and the gateway's
+# /v1/chat/completions pass on, and what the engine hands the provider's client (ai_core.engine.handlers).
+CHAT_PARAMS = (
+    "temperature",
+    "max_tokens",
+    "max_completion_tokens",
+    "reasoning_effort",
+    "response_format",
+    "tools",
+    "tool_choice",
+    "top_p",
+    "stop",
+)
 REASONING_ONLY_PARAMS = frozenset(ACCEPTED_PARAMS["reasoning"]) - frozenset(ACCEPTED_PARAMS["standard"])
 STANDARD_ONLY_PARAMS = frozenset(ACCEPTED_PARAMS["standard"]) - frozenset(ACCEPTED_PARAMS["reasoning"])
 
