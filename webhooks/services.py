@@ -236,7 +236,8 @@ def publish_delivery(delivery_id: int, *, countdown: float | None = None) -> Non
 
 def retry_delay(attempt: int) -> float:
     """The kernel's backoff: base * 4**(attempt-1) seconds ± 20 %, capped (a receiver down for hours still gets
-    its deliveries within AICORE_WEBHOOK_MAX_ATTEMPTS)."""
+    its deliveries within AICORE_WEBHOOK_MAX_ATTEMPTS). At the cap the wait is jittered too (0.8 to 1 × the cap),
+    so endpoints that failed together are not retried together."""
     return Backoff(
         base_seconds=settings.AICORE_WEBHOOK_RETRY_BASE_SECONDS,
         factor=4,
