@@ -68,10 +68,10 @@ def main() -> int:
     from rest_framework_simplejwt.tokens import RefreshToken
 
     from ai_core.models import AIJob
-    from ai_providers.tests.fake_llm import FakeLLM
     from batches import routing
     from batches.models import Batch, ProviderBatch
     from business.services import user_provision
+    from testing.fake_llm import FakeLLM
 
     call_command("migrate", verbosity=0)
     user = user_provision(username="bench-bulk", password="bench-bulk-pass", company_name="BenchBulk", member_of=["B1"])

@@ -34,8 +34,8 @@ N_LIMITED = int(os.environ.get("BENCH_CAPACITY_JOBS", "1000"))
 N_ECHO = int(os.environ.get("BENCH_CAPACITY_ECHO_JOBS", "3000"))
 LIMIT_PER_SECOND = 10  # 600 requests a minute
 
-from ai_providers.tests.fake_llm import FakeLLM  # noqa: E402
 from bench.engine import drain_rate, ensure_database, fresh_state, start_worker, stop, submit_jobs  # noqa: E402
+from testing.fake_llm import FakeLLM  # noqa: E402
 
 WORKERS = [("-P", "threads", "-c", "8", "-n", f"capacity{i}@%h") for i in range(2)]
 

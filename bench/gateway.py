@@ -145,7 +145,7 @@ def main() -> int:
     django.setup()
     import openai
 
-    from ai_providers.tests.fake_llm import FakeLLM
+    from testing.fake_llm import FakeLLM
 
     key = brand_key()
     with FakeLLM() as fake:

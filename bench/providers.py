@@ -130,7 +130,7 @@ def main() -> int:
 
     ensure_database(DB_URL)
     django.setup()
-    from ai_providers.tests.fake_llm import FakeLLM
+    from testing.fake_llm import FakeLLM
 
     started = datetime.now(UTC)
     with FakeLLM() as fake:

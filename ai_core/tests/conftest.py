@@ -2,8 +2,8 @@
 
 import pytest
 
-from ai_providers.tests.fixtures import catalogue, fake_llm, llm_env  # noqa: F401  (fallback and capacity tests)
 from business.models import Brand, Company
+from testing.providers import catalogue, fake_llm, llm_env  # noqa: F401  (fallback and capacity tests)
 from testing.workers import PrivateRabbitMQ, PrivateRedis, WorkerProcesses
 
 

@@ -1,6 +1,6 @@
 import pytest
 
-from ai_providers.tests.fixtures import catalogue, fake_llm, llm_env  # noqa: F401
+from testing.providers import catalogue, fake_llm, llm_env  # noqa: F401
 
 
 def pytest_runtest_setup(item):

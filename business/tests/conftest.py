@@ -1,1 +1,1 @@
-from ai_providers.tests.fixtures import catalogue, fake_llm, llm_env  # noqa: F401
+from testing.providers import catalogue, fake_llm, llm_env  # noqa: F401

@@ -882,7 +882,7 @@ def port_is_open(host: str, port: int) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
-if __name__ == "__main__":  # `python -m ai_providers.tests.fake_llm`: serve until Ctrl-C
+if __name__ == "__main__":  # `python -m testing.fake_llm`: serve until Ctrl-C
     with FakeLLM() as fake:
         print(f"fake LLM on {fake.openai_base_url} (OpenAI) and {fake.base_url} (Anthropic)", flush=True)
         try:

@@ -5,7 +5,7 @@ import warnings
 
 import pytest
 
-from ai_providers.tests.fake_llm import FakeLLM
+from testing.fake_llm import FakeLLM
 
 
 @pytest.fixture(scope="session")
