@@ -33,6 +33,7 @@ class AIJobTypeAdmin(admin.ModelAdmin):
         "timeout_seconds",
         "max_attempts",
         "fallback_models",
+        "max_queue_seconds",
         "is_active",
     ]
     list_filter = ["category", "requires_async", "is_active"]

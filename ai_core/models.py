@@ -91,6 +91,11 @@ class AIJobType(models.Model):
         "(a job's input_data.fallback_models replaces this list)",
     )
     is_active = models.BooleanField(default=True)
+    max_queue_seconds = models.PositiveIntegerField(
+        default=24 * 3600,
+        help_text="how long a job may wait for provider capacity after its creation before it ends timeout "
+        "(CAPACITY_WAIT_EXCEEDED)",
+    )
 
     class Meta:
         ordering = ["name"]
@@ -140,6 +145,8 @@ class AIJob(models.Model):
     fallback_model = models.CharField(max_length=100, blank=True, default="", db_default="")
     fallback_provider = models.CharField(max_length=50, blank=True, default="", db_default="")
     fallback_attempts = models.PositiveSmallIntegerField(default=0, db_default=0)
+    # Set while the job waits for provider capacity: {"reason", "provider", "model", "until"}; cleared on claim.
+    waiting = models.JSONField(null=True, blank=True)
 
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)
     idempotency_fingerprint = models.CharField(max_length=64, blank=True)

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from copy import copy
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any
@@ -779,7 +779,7 @@ def _finalize(
 
 def _claim(task_id: str) -> dict[str, Any]:
     """What a claim writes besides the move to running, whichever way the job was picked."""
-    return {"reason": "claimed by worker", "fields": {"task_id": task_id[:255]}}
+    return {"reason": "claimed by worker", "fields": {"task_id": task_id[:255], "waiting": None}}
 
 
 def job_start(*, job_pk: int, task_id: str = "", also_return: str = "") -> Transitioned:
@@ -869,6 +869,7 @@ def job_timeout(
     job_pk: int,
     attempt: int | None,
     error_message: str = "The job exceeded its time limit",
+    error_code: str = "JOB_TIMEOUT",
     cost: Decimal | None = None,
 ) -> Transitioned:
     return _finalize(
@@ -877,7 +878,27 @@ def job_timeout(
         attempt=attempt,
         cost=cost,
         reason="timeout",
-        fields={"error_message": error_message, "error_code": "JOB_TIMEOUT"},
+        fields={"error_message": error_message, "error_code": error_code},
+    )
+
+
+def job_wait_for_capacity(
+    *, job_pk: int, attempt: int, waiting: dict[str, str], claimable_at: datetime
+) -> Transitioned:
+    """running -> pending until the provider has capacity: claimable again at `claimable_at`, shown as `waiting`,
+    and the attempt given back (attempts - 1: waiting is not failing; the fence makes the count exact)."""
+    return transition(
+        job_pk,
+        to=S.PENDING,
+        attempt=attempt,
+        reason=f"waiting for {waiting['provider']} capacity until {waiting['until']}"[:500],
+        fields={
+            "available_at": claimable_at,
+            "attempts": attempt - 1,
+            "waiting": waiting,
+            "progress_percentage": 0,
+            "heartbeat_at": None,
+        },
     )
 
 

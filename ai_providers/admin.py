@@ -2,7 +2,7 @@ from django import forms
 from django.contrib import admin
 
 from ai_providers.crypto import encrypt_secret
-from ai_providers.models import ModelPrice, Provider, ProviderCredential, ProviderModel
+from ai_providers.models import CapacityLease, CapacityLimit, ModelPrice, Provider, ProviderCredential, ProviderModel
 from ai_providers.urls_safety import check_base_url
 from business.errors import ApplicationError
 
@@ -95,3 +95,50 @@ class ProviderCredentialAdmin(admin.ModelAdmin):
     @admin.display(boolean=True)
     def has_key(self, obj):
         return obj.has_key
+
+
+@admin.register(CapacityLimit)
+class CapacityLimitAdmin(admin.ModelAdmin):
+    """Rate limits per endpoint and model: configured here, learned from the provider's headers (read-only)."""
+
+    list_display = [
+        "provider",
+        "credential",
+        "model",
+        "requests_per_minute",
+        "tokens_per_minute",
+        "concurrent_requests",
+        "learned_requests_per_minute",
+        "learned_tokens_per_minute",
+        "learned_until",
+        "calls",
+        "rate_limited",
+        "waits",
+    ]
+    list_filter = ["provider"]
+    search_fields = ["model"]
+    raw_id_fields = ["credential"]
+    readonly_fields = [
+        "learned_requests_per_minute",
+        "learned_tokens_per_minute",
+        "learned_until",
+        "blocked_until",
+        "calls",
+        "rate_limited",
+        "waits",
+        "wait_seconds",
+    ]
+
+
+@admin.register(CapacityLease)
+class CapacityLeaseAdmin(admin.ModelAdmin):
+    """The calls of the last minute drawn from each limit (read-only: the engine writes them)."""
+
+    list_display = ["holder", "limit", "tokens", "granted_at", "expires_at", "released_at"]
+    list_filter = ["limit__provider"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False

@@ -162,3 +162,72 @@ class ProviderCredential(models.Model):
     @property
     def has_key(self) -> bool:
         return bool(self.api_key_encrypted)
+
+
+class CapacityLimit(models.Model):
+    """The rate limits of one provider endpoint for one model, and the state every process shares to keep them.
+
+    An endpoint is the environment's (credential empty) or a company's own credential. The limits are
+    configured here (model empty: for each model of the endpoint, counted per model) or learned from the
+    provider's response headers (learned_*, until learned_until: a provider that stops sending them stops
+    limiting us). Calls draw leases (CapacityLease) under a lock on this row: ai_providers.capacity.
+    """
+
+    provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="capacity_limits")
+    credential = models.ForeignKey(
+        ProviderCredential, on_delete=models.CASCADE, null=True, blank=True, related_name="capacity_limits"
+    )
+    model = models.CharField(max_length=100, blank=True, help_text="empty: each model of the endpoint")
+    requests_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    tokens_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    concurrent_requests = models.PositiveIntegerField(null=True, blank=True)
+    learned_requests_per_minute = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    learned_tokens_per_minute = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    learned_until = models.DateTimeField(null=True, blank=True, editable=False)
+    # The provider asked us to stop until then (Retry-After, or no requests remaining until the reset).
+    blocked_until = models.DateTimeField(null=True, blank=True, editable=False)
+    # The wake-up pacer: wake-ups for waiting jobs are scheduled up to here, one per free slot.
+    paced_until = models.DateTimeField(null=True, blank=True, editable=False)
+    waited_at = models.DateTimeField(null=True, blank=True, editable=False)  # the last time a call had to wait
+    # Counters since the row was created (/metrics exports them; /ai/providers/ shows their ratios).
+    calls = models.BigIntegerField(default=0, editable=False)
+    rate_limited = models.BigIntegerField(default=0, editable=False)  # calls the provider answered 429
+    waits = models.BigIntegerField(default=0, editable=False)  # times a job went back to wait for capacity
+    wait_seconds = models.FloatField(default=0, editable=False)  # the waits' total length, as announced
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["provider__name", "model"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["provider", "model"], condition=Q(credential__isnull=True), name="capacity_one_per_env_model"
+            ),
+            models.UniqueConstraint(
+                fields=["provider", "credential", "model"],
+                condition=Q(credential__isnull=False),
+                name="capacity_one_per_credential_model",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        endpoint = f"credential {self.credential_id}" if self.credential_id else "environment"
+        return f"{self.provider_id} ({endpoint}) {self.model or '*'}"
+
+
+class CapacityLease(models.Model):
+    """One call drawn from a CapacityLimit: it counts in the request and token windows from granted_at, and
+    holds a concurrent slot until released. Its holder renews expires_at with the job's heartbeat, so the slot
+    of a process killed mid-call comes back when the lease expires."""
+
+    limit = models.ForeignKey(CapacityLimit, on_delete=models.CASCADE, related_name="leases")
+    holder = models.CharField(max_length=100)
+    tokens = models.PositiveIntegerField(default=0)
+    granted_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    released_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["limit", "granted_at"], name="capacitylease_window")]
+
+    def __str__(self) -> str:
+        return f"{self.holder} on {self.limit_id}"

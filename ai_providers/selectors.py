@@ -1,15 +1,18 @@
 """Reads on the catalogue, prices and credentials. Credentials are read through `credentials_of()` only."""
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
-from django.db.models import QuerySet
+from django.db.models import Count, Q, QuerySet, Sum
 from django.utils import timezone
 
 from ai_providers.models import (
     OPTIONAL_RATES,
+    CapacityLease,
+    CapacityLimit,
     ModelFamily,
     ModelPrice,
     Provider,
@@ -252,3 +255,66 @@ def models_of_kind(kinds: set[str]) -> QuerySet[ProviderModel]:
         .prefetch_related("prices")
         .order_by("provider__name", "name")
     )
+
+
+LIMIT_FIELDS = ("requests_per_minute", "tokens_per_minute", "concurrent_requests")
+
+
+def capacity_limits(*, company_id: int | None = None) -> QuerySet[CapacityLimit]:
+    """The capacity rows a company sees: the environment's endpoints and its own credentials' (every row when
+    company_id is None: the operator's view, /metrics)."""
+    rows = CapacityLimit.objects.select_related("provider").order_by("provider__name", "credential_id", "model")
+    if company_id is None:
+        return rows
+    return rows.filter(Q(credential__isnull=True) | Q(credential__company_id=company_id))
+
+
+def capacity_as_dict(row: CapacityLimit, use: dict[str, int], now: datetime) -> dict[str, Any]:
+    """One endpoint and model's limits (configured; learned while fresh), current use, 429 rate and waits."""
+    learned_fresh = row.learned_until is not None and row.learned_until > now
+    return {
+        "id": row.pk,
+        "provider": row.provider.name,
+        "endpoint": "company" if row.credential_id else "environment",
+        "model": row.model,
+        "configured": {name: getattr(row, name) for name in LIMIT_FIELDS},
+        "learned": {
+            "requests_per_minute": row.learned_requests_per_minute,
+            "tokens_per_minute": row.learned_tokens_per_minute,
+            "until": api_timestamp(row.learned_until),
+        }
+        if learned_fresh
+        else None,
+        "blocked_until": api_timestamp(row.blocked_until) if row.blocked_until and row.blocked_until > now else None,
+        "in_use": use,
+        "calls": row.calls,
+        "rate_limited": row.rate_limited,
+        "rate_limited_ratio": round(row.rate_limited / row.calls, 4) if row.calls else 0.0,
+        "waits": row.waits,
+        "average_wait_seconds": round(row.wait_seconds / row.waits, 3) if row.waits else 0.0,
+    }
+
+
+def capacity_in_use(limit_ids: list[int], now: datetime) -> dict[int, dict[str, int]]:
+    """Per limit row, in one query: requests and tokens of the last minute, and calls in flight now."""
+    rows = (
+        CapacityLease.objects.filter(limit_id__in=limit_ids)
+        .values("limit_id")
+        .annotate(
+            requests_last_minute=Count("id", filter=Q(granted_at__gt=now - timedelta(minutes=1))),
+            tokens_last_minute=Sum("tokens", filter=Q(granted_at__gt=now - timedelta(minutes=1))),
+            concurrent=Count("id", filter=Q(released_at__isnull=True, expires_at__gt=now)),
+        )
+    )
+    empty = {"requests_last_minute": 0, "tokens_last_minute": 0, "concurrent": 0}
+    use = {limit_id: dict(empty) for limit_id in limit_ids}
+    for row in rows:
+        use[row.pop("limit_id")] = {name: value or 0 for name, value in row.items()}
+    return use
+
+
+def capacity_overview(*, company_id: int | None = None) -> list[dict[str, Any]]:
+    now = timezone.now()
+    rows = list(capacity_limits(company_id=company_id))
+    use = capacity_in_use([row.pk for row in rows], now)
+    return [capacity_as_dict(row, use[row.pk], now) for row in rows]

@@ -11,10 +11,11 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from ai_providers.capacity import CapacityKey
 from ai_providers.clients.base import ChatRequest, ProviderClient, ProviderError
 from ai_providers.clients.echo import EchoClient
 from ai_providers.crypto import decrypt_secret, encrypt_secret
-from ai_providers.models import ModelPrice, Provider, ProviderCredential, ProviderKind, ProviderModel
+from ai_providers.models import CapacityLimit, ModelPrice, Provider, ProviderCredential, ProviderKind, ProviderModel
 from ai_providers.selectors import ModelChoice, active_credential, environment_key, model_resolve
 from ai_providers.urls_safety import check_base_url
 from business.errors import ApplicationError, Conflict
@@ -36,6 +37,7 @@ class Endpoint:
     organization: str
     source: str  # "company" | "environment" | "builtin"
     guarded: bool = False  # the base URL is the company's own (tenant input): calls go through the network guard
+    credential_id: int | None = None  # the company credential's (None: the environment's endpoint)
 
     def __repr__(self) -> str:  # never the key
         return f"Endpoint(base_url={self.base_url!r}, source={self.source!r})"
@@ -72,6 +74,7 @@ def _company_endpoint(credential: ProviderCredential) -> Endpoint:
         organization=credential.organization,
         source="company",
         guarded=own_url,
+        credential_id=credential.pk,
     )
 
 
@@ -101,6 +104,12 @@ def client_for_model(*, model: str, company_id: int | None) -> tuple[ProviderCli
 
     Raises ApplicationError MODEL_NOT_SUPPORTED (unknown model) or PROVIDER_NOT_CONFIGURED (no key anywhere).
     """
+    client, choice, _ = endpoint_for_model(model=model, company_id=company_id)
+    return client, choice
+
+
+def endpoint_for_model(*, model: str, company_id: int | None) -> tuple[ProviderClient, ModelChoice, CapacityKey]:
+    """As client_for_model, and the endpoint's capacity key (whose rate limits the call draws from)."""
     choice = model_resolve(model)
     endpoint = provider_endpoint(company_id=company_id, provider=choice.provider)
     if endpoint is None:
@@ -109,7 +118,10 @@ def client_for_model(*, model: str, company_id: int | None) -> tuple[ProviderCli
             f"the operator's environment key",
             provider=choice.provider.name,
         )
-    return client_for(choice.provider, endpoint), choice
+    key = CapacityKey(
+        provider_id=choice.provider.pk, provider=choice.provider.name, credential_id=endpoint.credential_id, model=model
+    )
+    return client_for(choice.provider, endpoint), choice, key
 
 
 OUTPUT_BOUND_PARAMS = ("max_tokens", "max_completion_tokens")
@@ -142,6 +154,24 @@ def request_bounded(request: ChatRequest, choice: ModelChoice) -> ChatRequest:
     options = {key: value for key, value in request.options.items() if key != "max_completion_tokens"}
     options["model_family"] = choice.family
     return replace(request, max_tokens=output_bound(request, choice), options=options)
+
+
+# --- capacity limits ----------------------------------------------------------------------------------
+
+
+def capacity_limit_set(
+    *, provider: Provider, credential: ProviderCredential | None, model: str, limits: dict[str, int | None]
+) -> CapacityLimit:
+    """Configure an endpoint's limits for a model (model "": each model of the endpoint). A limit left None is
+    not configured: the learned one, if any, applies alone. Every process applies it within
+    AICORE_CAPACITY_CACHE_SECONDS."""
+    if credential is not None and credential.provider_id != provider.pk:
+        raise ApplicationError("The credential is not the provider's", error_code="VALIDATION_ERROR")
+    row, _ = CapacityLimit.objects.update_or_create(
+        provider=provider, credential=credential, model=model, defaults=limits
+    )
+    logger.info("capacity limits of %s set: %s", row, limits)
+    return row
 
 
 # --- credentials --------------------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 Modules: bench.api (job API vs a bare DRF ModelViewSet), bench.engine (execution engine vs raw Celery and
 procrastinate; it runs bench.providers, the provider layer, itself for its table), bench.gateway (/v1/ vs
 the provider directly), bench.startup (time for `make run` to answer), bench.bulk (bulk submission and 24 h
-provider batches). Each prints its own table and writes bench/results/<name>.json.
+provider batches), bench.capacity (a drain against a provider rate limit, and the capacity machinery's
+overhead). Each prints its own table and writes bench/results/<name>.json.
 Benchmarks measure, they do not assert: the exit status is non-zero only when a module crashed.
 BENCH_MODULES=api,engine picks some of them (providers alone: BENCH_MODULES=providers).
 """
@@ -18,7 +19,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 MODULES = [
-    m.strip() for m in os.environ.get("BENCH_MODULES", "api,engine,gateway,startup,bulk").split(",") if m.strip()
+    m.strip()
+    for m in os.environ.get("BENCH_MODULES", "api,engine,gateway,startup,bulk,capacity").split(",")
+    if m.strip()
 ]
 
 

@@ -18,10 +18,16 @@ class Brand(models.Model):
     company = models.ForeignKey(Company, on_delete=models.PROTECT, related_name="brands")
     name = models.CharField(max_length=200)
     created_at = models.DateTimeField(auto_now_add=True)
+    # The brand's share when brands compete for the workers (a provider's capacity): weight 2 is served twice
+    # as often as weight 1. Claims rotate over brands by it (ai_core.engine.claim).
+    capacity_weight = models.PositiveSmallIntegerField(default=1)
 
     class Meta:
         ordering = ["name"]
-        constraints = [models.UniqueConstraint(fields=["company", "name"], name="brand_unique_name_per_company")]
+        constraints = [
+            models.UniqueConstraint(fields=["company", "name"], name="brand_unique_name_per_company"),
+            models.CheckConstraint(condition=models.Q(capacity_weight__gte=1), name="brand_capacity_weight_positive"),
+        ]
 
     def __str__(self) -> str:
         return self.name

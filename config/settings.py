@@ -331,6 +331,21 @@ AICORE_CIRCUIT_OPEN_SECONDS = env_int("AICORE_CIRCUIT_OPEN_SECONDS", 30, minimum
 AICORE_CIRCUIT_CACHE_SECONDS = env_int("AICORE_CIRCUIT_CACHE_SECONDS", 0 if AICORE_ENV == "test" else 1, minimum=0)
 if AICORE_REAP_AFTER_MS < 3 * AICORE_HEARTBEAT_MS:
     raise ImproperlyConfigured("AICORE_REAP_AFTER_MS must be at least 3 heartbeats (AICORE_HEARTBEAT_MS)")
+
+# --- Provider capacity (ai_providers.capacity) --------------------------------------------------------
+# Off only to measure what the machinery costs (bench): without it nothing is limited nor learned.
+AICORE_CAPACITY_ENABLED = env_bool("AICORE_CAPACITY_ENABLED", True)
+# How long a process trusts what it read of an endpoint's limits (a limit configured or learned elsewhere
+# applies here within this delay; a local save at once).
+AICORE_CAPACITY_CACHE_SECONDS = env_int("AICORE_CAPACITY_CACHE_SECONDS", 2, minimum=0)
+# A minute's request limit is also kept over this shorter window (limit x seconds / 60, at least 1 a window).
+AICORE_CAPACITY_SMOOTHING_SECONDS = env_int("AICORE_CAPACITY_SMOOTHING_SECONDS", 1, minimum=1)
+# A limit learned from a provider's headers applies this long after the last answer that stated it.
+AICORE_CAPACITY_LEARNED_SECONDS = env_int("AICORE_CAPACITY_LEARNED_SECONDS", 600, minimum=1)
+# A call's concurrent slot is held this long past its holder's last heartbeat (a process killed mid-call).
+AICORE_CAPACITY_LEASE_MS = env_int("AICORE_CAPACITY_LEASE_MS", 3 * AICORE_HEARTBEAT_MS, minimum=100)
+if AICORE_CAPACITY_LEASE_MS < 2 * AICORE_HEARTBEAT_MS:
+    raise ImproperlyConfigured("AICORE_CAPACITY_LEASE_MS must cover at least 2 heartbeats (AICORE_HEARTBEAT_MS)")
 # Redis without kombu's ack emulation: a message leaves Redis when a worker takes it. The emulation (an
 # "unacked" hash re-delivered after visibility_timeout) buys nothing here — a message only wakes a worker, and
 # the reaper and the sweeper repair a lost one — and it is what killed every worker when Redis went away

@@ -6,13 +6,14 @@ come from the JobDailyStat roll-up (thousands of rows, not millions), queue dept
 pending jobs, provider figures from the usage table.
 """
 
-from django.db.models import Count, F, Q, Sum
+from django.db.models import Count, F, Min, Q, Sum
 from django.utils import timezone
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
 
 from ai_core.engine.upkeep import workers_alive
 from ai_core.models import AIJob, JobDailyStat, JobStatus
+from ai_providers.selectors import capacity_limits
 from ai_usage.models import AIJobUsage
 
 MICROS = 1_000_000
@@ -26,6 +27,7 @@ class DatabaseCollector:
         yield from _webhooks()
         yield from _quota_alerts()
         yield from _workers()
+        yield from _capacity()
 
 
 def _jobs():
@@ -152,6 +154,39 @@ def _workers():
     )
     alive.add_metric([], workers_alive())
     yield alive
+
+
+def _capacity():
+    """Provider capacity per endpoint and model (ai_providers.CapacityLimit's counters), the jobs waiting for it,
+    and how long the queue's oldest job has waited, by priority."""
+    labels = ["provider", "endpoint", "model"]
+    calls = CounterMetricFamily("aicore_provider_calls", "Provider calls on endpoints with rate limits", labels=labels)
+    limited = CounterMetricFamily("aicore_provider_rate_limited", "Provider calls answered 429", labels=labels)
+    waits = CounterMetricFamily("aicore_capacity_waits", "Times a job went back to wait for capacity", labels=labels)
+    waited = CounterMetricFamily(
+        "aicore_capacity_wait_seconds", "Total length of the capacity waits, as announced", labels=labels
+    )
+    for row in capacity_limits():
+        key = [row.provider.name, f"credential-{row.credential_id}" if row.credential_id else "environment", row.model]
+        calls.add_metric(key, row.calls)
+        limited.add_metric(key, row.rate_limited)
+        waits.add_metric(key, row.waits)
+        waited.add_metric(key, row.wait_seconds)
+    yield from (calls, limited, waits, waited)
+    waiting = GaugeMetricFamily("aicore_jobs_waiting_capacity", "Pending jobs waiting for provider capacity")
+    waiting.add_metric([], AIJob.objects.filter(status=JobStatus.PENDING, waiting__isnull=False).count())
+    yield waiting
+    oldest = GaugeMetricFamily(
+        "aicore_queue_wait_seconds", "How long the oldest pending job has waited, by priority", labels=["priority"]
+    )
+    now = timezone.now()
+    firsts = dict(
+        AIJob.objects.filter(status=JobStatus.PENDING).values_list("priority").annotate(first=Min("created_at"))
+    )
+    for priority in ("urgent", "high", "normal", "low"):
+        first = firsts.get(priority)
+        oldest.add_metric([priority], (now - first).total_seconds() if first else 0.0)
+    yield oldest
 
 
 def registry() -> CollectorRegistry:

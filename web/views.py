@@ -302,6 +302,7 @@ def providers(request, brand):
     activity = {row["name"]: row for row in usage_selectors.activity_by(brands=[brand], field="provider_name", days=7)}
     company = is_company_admin_of(request.user, brand)
     credentials = {c.provider_id: c for c in provider_selectors.credentials_of(brand)} if company else {}
+    capacity = provider_selectors.capacity_overview(company_id=brand.company_id)
     rows = []
     for provider in catalogue:
         models = []
@@ -318,6 +319,7 @@ def providers(request, brand):
                 "activity": activity.get(provider.name),
                 "models": models,
                 "credential": credentials.get(provider.pk),
+                "capacity": [row for row in capacity if row["provider"] == provider.name],
                 "form": CredentialForm(prefix=f"p{provider.pk}") if company and provider.requires_key else None,
             }
         )

@@ -60,6 +60,7 @@ class JobTypeSerializer(serializers.ModelSerializer):
             "timeout_seconds",
             "max_attempts",
             "fallback_models",
+            "max_queue_seconds",
             "input_schema",
         ]
         read_only_fields = fields
@@ -79,6 +80,15 @@ class BrandRefSerializer(serializers.Serializer):
 class UserRefSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     username = serializers.CharField()
+
+
+class WaitingSerializer(serializers.Serializer):
+    """Why a pending job is not running yet and when it is next tried (null: it is not waiting)."""
+
+    reason = serializers.ChoiceField(choices=["provider_capacity"])
+    provider = serializers.CharField()
+    model = serializers.CharField()
+    until = serializers.DateTimeField()
 
 
 class JobSerializer(LeanRepresentationMixin, serializers.ModelSerializer):
@@ -108,12 +118,15 @@ class JobSerializer(LeanRepresentationMixin, serializers.ModelSerializer):
         "job_type": lambda job: {"id": job.job_type.id, "name": job.job_type.name, "category": job.job_type.category},
         "brand": lambda job: {"id": job.brand.id, "name": job.brand.name},
         "created_by": _user_ref,
+        # Only a pending job waits (a job cancelled while waiting keeps the field, stale).
+        "waiting": lambda job: job.waiting if job.status == JobStatus.PENDING else None,
     }
 
     job_type = JobTypeRefSerializer(read_only=True)
     brand = BrandRefSerializer(read_only=True)
     created_by = UserRefSerializer(read_only=True, allow_null=True)
     execution_time_seconds = serializers.FloatField(read_only=True, allow_null=True)
+    waiting = WaitingSerializer(read_only=True, allow_null=True)
 
     class Meta:
         model = AIJob
@@ -139,6 +152,7 @@ class JobSerializer(LeanRepresentationMixin, serializers.ModelSerializer):
             "is_async",
             "attempts",
             "execution_time_seconds",
+            "waiting",
         ]
         read_only_fields = fields
 

@@ -2,8 +2,10 @@
 
 A broker message only wakes a worker; the worker then takes the *best* claimable job from the database:
 strictly by priority (urgent > high > normal > low), and within a priority brand by brand in round-robin,
-oldest job first within a brand. So one brand's 10 000 queued jobs cannot delay another brand's single job
-by more than one claim per brand, and message order in the broker does not matter.
+each brand served as many claims in a row as its weight (business.Brand.capacity_weight, 1 by default), oldest
+job first within a brand. So one brand's 10 000 queued jobs cannot delay another brand's single job by more
+than one turn per brand, and message order in the broker does not matter. Jobs waiting for provider capacity
+are pending like any other (ai_providers.capacity): when a slot frees, this order decides who gets it.
 """
 
 import threading
@@ -16,6 +18,7 @@ from ai_core.models import AIJob, JobPriority, JobStatus
 from ai_core.services import job_claim_pending, job_start
 from ai_core.workflow import IllegalTransition, Transitioned
 from business.errors import Conflict, NotFound
+from business.models import Brand
 from business.sql import prepared_cursor
 
 PRIORITY_ORDER = tuple(reversed(JobPriority))  # urgent first: JobPriority is declared by rank, as PRIORITY_RANK
@@ -23,22 +26,41 @@ MAX_LOST_RACES = 8
 
 
 class BrandRotation:
-    """The last brand served at each priority, per process: the next claim starts after it."""
+    """The last brand served at each priority, its weight and its claims in a row, per process: the next claim
+    starts after it, or at it again while it had fewer claims in a row than its weight. The claim itself
+    reads the weight (no query of its own)."""
 
     def __init__(self) -> None:
-        self._last: dict[str, int] = {}
+        self._last: dict[str, tuple[int, int, int]] = {}
+        self._before: dict[str, tuple[int, int, int]] = {}
         self._lock = threading.Lock()
 
     def after(self, priority: str) -> int:
         with self._lock:
-            return self._last.get(priority, 0)
+            brand_id, weight, in_a_row = self._last.get(priority, (0, 1, 0))
+        if brand_id and in_a_row < weight:
+            return brand_id - 1  # the pick takes the first brand above: this one again
+        return brand_id
 
-    def served(self, priority: str, brand_id: int) -> None:
+    def served(self, priority: str, brand_id: int, weight: int = 1) -> None:
         with self._lock:
-            self._last[priority] = brand_id
+            before = self._last.get(priority, (0, 1, 0))
+            self._before[priority] = before
+            self._last[priority] = (brand_id, weight, before[2] + 1 if brand_id == before[0] else 1)
+
+    def not_served(self, priority: str, brand_id: int) -> None:
+        """The brand's claim found no provider capacity: its turn is not used up. Otherwise the brand the
+        rotation favours would collect the refusals, and the claims that do get a slot go to the others."""
+        with self._lock:
+            if self._last.get(priority, (0,))[0] == brand_id and priority in self._before:
+                self._last[priority] = self._before.pop(priority)
 
 
 rotation = BrandRotation()
+BRAND_WEIGHT = (
+    f"(SELECT b.{Brand._meta.get_field('capacity_weight').column} FROM {Brand._meta.db_table} b "
+    f"WHERE b.id = moved.brand_id)"
+)
 
 
 def _best_level(now) -> str | None:
@@ -72,9 +94,9 @@ def _pick() -> int | None:
     level = AIJob.objects.filter(status=JobStatus.PENDING, available_at__lte=now, priority=priority)
     level = level.order_by("brand_id", "created_at", "id")
     for queryset in (level.filter(brand_id__gt=rotation.after(priority)), level):
-        row = queryset.values_list("pk", "brand_id").first()
+        row = queryset.values_list("pk", "brand_id", "brand__capacity_weight").first()
         if row is not None:
-            rotation.served(priority, row[1])
+            rotation.served(priority, row[1], row[2])
             return row[0]
     return None
 
@@ -109,12 +131,14 @@ def _claim_in_one_statement(task_id: str, also_return: str) -> Transitioned | No
     for _ in range(MAX_LOST_RACES):
         try:
             claimed = job_claim_pending(
-                levels=levels, task_id=task_id, also_return=", ".join(filter(None, ["moved.priority", also_return]))
+                levels=levels,
+                task_id=task_id,
+                also_return=", ".join(filter(None, ["moved.priority", BRAND_WEIGHT, also_return])),
             )
         except Conflict:  # the row changed between its pick and its compare-and-set: look again
             continue
         if claimed is None:
             return None
-        rotation.served(claimed.extra[0], claimed.brand_id)
-        return replace(claimed, extra=claimed.extra[1:])
+        rotation.served(claimed.extra[0], claimed.brand_id, claimed.extra[1])
+        return replace(claimed, extra=claimed.extra[2:])
     return None

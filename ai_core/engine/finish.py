@@ -79,11 +79,13 @@ def fail(job_pk: int, attempt: int, error_code: str, message: str) -> str | None
     )
 
 
-def timeout(job_pk: int, attempt: int) -> str | None:
+def timeout(
+    job_pk: int, attempt: int, *, error_code: str = "JOB_TIMEOUT", message: str = "The job exceeded its time limit"
+) -> str | None:
     return _finish(
         job_pk,
         attempt,
         JobStatus.TIMEOUT,
-        lambda: job_timeout(job_pk=job_pk, attempt=attempt),
-        error_code="JOB_TIMEOUT",
+        lambda: job_timeout(job_pk=job_pk, attempt=attempt, error_code=error_code, error_message=message),
+        error_code=error_code,
     )

@@ -1,9 +1,10 @@
 """Which provider client answers a model: the provider catalogue decides (ai_providers.services)."""
 
+from ai_providers.capacity import CapacityKey
 from ai_providers.clients.base import ChatRequest, ChatResult, PermanentProviderError, ProviderClient
+from ai_providers.clients.common import estimate_tokens
 from ai_providers.selectors import ModelChoice
-from ai_providers.services import client_for_model as catalogue_client_for_model
-from ai_providers.services import request_bounded
+from ai_providers.services import endpoint_for_model, request_bounded
 from business.errors import ApplicationError
 
 
@@ -12,8 +13,17 @@ class CatalogueBound:
     the job's quota reservation assumed (ai_providers.services.request_bounded), so no charge exceeds it.
     """
 
-    def __init__(self, client: ProviderClient, choice: ModelChoice) -> None:
+    def __init__(self, client: ProviderClient, choice: ModelChoice, capacity_key: CapacityKey) -> None:
         self.client, self.choice, self.name = client, choice, client.name
+        self.capacity_key = capacity_key  # the endpoint and model whose rate limits the call draws from
+
+    def tokens_at_most(self, request: ChatRequest) -> int:
+        """What the call may count against a tokens-per-minute limit: the prompt (estimated) and the output
+        bound, as providers count it before the answer."""
+        if request.operation == "embedding":
+            return estimate_tokens("".join(request.options.get("input") or []))
+        prompt = estimate_tokens("".join(str(m.get("content") or "") for m in request.messages))
+        return prompt + (self.bound(request).max_tokens or 0)
 
     def bound(self, request: ChatRequest) -> ChatRequest:
         """The request under the catalogue's rules (also what a provider Batch API line asks)."""
@@ -37,7 +47,7 @@ def client_for_model(model: str, company_id: int | None = None) -> CatalogueBoun
     would not change that.
     """
     try:
-        client, choice = catalogue_client_for_model(model=model, company_id=company_id)
+        client, choice, capacity_key = endpoint_for_model(model=model, company_id=company_id)
     except ApplicationError as exc:
         raise PermanentProviderError(exc.detail, error_code=exc.error_code, status_code=400) from None
-    return CatalogueBound(client, choice)
+    return CatalogueBound(client, choice, capacity_key)

@@ -8,27 +8,24 @@ IllegalTransition and are discarded.
 import logging
 import time
 from collections.abc import Callable
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection
+from django.utils import timezone
 
 from ai_core.dispatch import publish_job
-from ai_core.engine import circuit, fallback, finish, handlers
+from ai_core.engine import circuit, claim, fallback, finish, handlers
 from ai_core.engine.claim import claim_next
 from ai_core.engine.finish import Discarded
 from ai_core.engine.providers import client_for_model
 from ai_core.engine.retry import RetryPolicy, default_policy
 from ai_core.engine.watch import Attempt, in_flight
 from ai_core.models import AIJob, JobStatus
-from ai_core.services import job_requeue, job_start, job_type_by_pk
+from ai_core.services import job_requeue, job_start, job_type_by_pk, job_wait_for_capacity
 from ai_openai.models import OpenAIJob
-from ai_providers.clients.base import (
-    CallAbandoned,
-    ChatResult,
-    ProviderError,
-    TokenCallback,
-    TransientProviderError,
-)
+from ai_providers import capacity
+from ai_providers.clients.base import CallAbandoned, ChatResult, ProviderError, TokenCallback, TransientProviderError
 from ai_usage.models import QuotaReservation
 from business.models import Brand
 from business.sql import Columns, prepared_cursor
@@ -109,13 +106,15 @@ def execute(
             skip_to = fallback.past_open_circuit(job, provider)
             if skip_to is not None:
                 return fallback.switch(job, attempt_number, skip_to, reason=f"the {provider} circuit is open")
+            lease = _capacity_for(client, request, attempt, job)
             # Provider calls never run inside a transaction nor hold a connection: they wait on the network
             # for seconds, and the pooled connection serves other threads meanwhile.
             connection.close()
-            # Progress is only noted here: the watcher writes it with its next round (watch.py).
-            result = client.chat(request, on_progress=attempt.report, should_stop=should_stop)
+            result = _call_under_lease(client, request, lease, attempt, should_stop)
         except CallAbandoned:
             return _abandoned(attempt)
+        except capacity.CapacityWait as wait:
+            return _wait_for_capacity(attempt, job, wait)
         except ProviderError as exc:
             if provider and circuit.means_down(exc):
                 circuit.record_failure(provider, exc.message)
@@ -177,6 +176,73 @@ def _job_from(columns: Columns, row: tuple) -> AIJob:
     if not job.has_openai_row:
         AIJob.openai_job.related.set_cached_value(job, None)  # job.openai_job: DoesNotExist, no query
     return job
+
+
+def _capacity_for(client, request, attempt: Attempt, job: AIJob) -> capacity.Lease:
+    """A lease on the endpoint's capacity for this call (raises CapacityWait), held where the watcher renews it.
+    The wake-ups it scheduled for waiting jobs go out at once: they only wake workers."""
+    lease = capacity.acquire(
+        client.capacity_key, holder=f"job {job.job_id} attempt {attempt.attempt}", tokens=client.tokens_at_most(request)
+    )
+    attempt.capacity_lease = lease.lease_id
+    _publish_wakes(lease.wakes, job)
+    return lease
+
+
+def _call_under_lease(client, request, lease: capacity.Lease, attempt: Attempt, should_stop) -> ChatResult:
+    """The provider call, then the lease given back with what the answer said of the limits. A 429 that
+    happened anyway becomes a wait (CapacityWait), not an error."""
+    try:
+        # Progress is only noted here: the watcher writes it with its next round (watch.py).
+        result = client.chat(request, on_progress=attempt.report, should_stop=should_stop)
+    except ProviderError as exc:
+        _release(lease, attempt, tokens=None, headers=exc.headers, status=exc.status_code)
+        if exc.error_code == "PROVIDER_RATE_LIMITED":
+            raise capacity.after_rate_limit(lease.key, exc.headers) from exc
+        raise
+    except BaseException:
+        _release(lease, attempt, tokens=None, headers={}, status=None)
+        raise
+    _release(lease, attempt, tokens=result.input_tokens + result.output_tokens, headers=result.headers, status=200)
+    return result
+
+
+def _release(lease: capacity.Lease, attempt: Attempt, **answer) -> None:
+    attempt.capacity_lease = None
+    try:
+        capacity.release(lease, **answer)
+    except Exception:  # the database briefly away: the lease expires on its own, the outcome matters more
+        logger.warning("could not release capacity lease %s", lease.lease_id, exc_info=True)
+
+
+def _wait_for_capacity(attempt: Attempt, job: AIJob, wait: capacity.CapacityWait) -> str | None:
+    """No capacity for the call (or the provider answered 429): the job goes back to pending, shown waiting until
+    `wait.until`, its attempt given back and no thread held; past the type's max_queue_seconds it ends timeout
+    instead."""
+    deadline = job.created_at + timedelta(seconds=job.job_type.max_queue_seconds)
+    if wait.until > deadline:
+        return finish.timeout(
+            attempt.job_pk,
+            attempt.attempt,
+            error_code="CAPACITY_WAIT_EXCEEDED",
+            message=f"Waited for provider capacity past the job type's max_queue_seconds ({wait})",
+        )
+    claim.rotation.not_served(job.priority, job.brand_id)
+    try:
+        job_wait_for_capacity(
+            job_pk=attempt.job_pk, attempt=attempt.attempt, waiting=wait.as_waiting(), claimable_at=wait.claimable_at
+        )
+    except Discarded:
+        return None
+    _publish_wakes(wait.wakes, job)
+    return JobStatus.PENDING
+
+
+def _publish_wakes(wakes: list, job: AIJob) -> None:
+    """Wake-ups at the times the capacity pacer chose (each claims the best pending job, not this one)."""
+    now = timezone.now()
+    for at in wakes:
+        publish_job(job.pk, priority=job.priority, countdown=max(0.0, (at - now).total_seconds()) or None)
 
 
 def _abandoned(attempt: Attempt) -> str | None:

@@ -18,6 +18,7 @@ from django.db import connection
 
 from ai_core.models import AIJob, JobStatus
 from ai_core.services import jobs_beat
+from ai_providers.capacity import leases_renew
 
 logger = logging.getLogger(__name__)
 CHUNK = 200  # bounded statement size whatever the number of calls in flight
@@ -34,6 +35,7 @@ class Attempt:
     stop_reason: str = ""
     progress: int | None = None  # the last percentage the provider reported
     progress_written: int | None = None  # the last one written (by the watcher)
+    capacity_lease: int | None = None  # the provider capacity lease the call holds (renewed with the heartbeat)
 
     def report(self, percentage: int) -> None:
         self.progress = max(0, min(100, int(percentage)))
@@ -86,6 +88,8 @@ class InFlight:
                 stop_the_gone(attempts)
                 if time.monotonic() - last_beat >= beat_every:
                     beat(attempts)  # all of them: heartbeat, and progress where it moved
+                    # With the heartbeat, the capacity leases of their calls (a killed process stops renewing).
+                    leases_renew([a.capacity_lease for a in attempts if a.capacity_lease is not None])
                     last_beat = time.monotonic()
                 else:
                     beat([a for a in attempts if a.progress != a.progress_written])

@@ -26,11 +26,12 @@ def submit(
     return job
 
 
-def bulk_submit(brands_and_priorities, *, echo: dict | None = None) -> list[int]:
+def bulk_submit(brands_and_priorities, *, echo: dict | None = None, input_data: dict | None = None) -> list[int]:
     """Many pending chat jobs at once, as job_create leaves them (row, creation event, roll-up), then one
-    wake-up each: a fast way to queue thousands of jobs (the other tests use job_create one by one)."""
+    wake-up each: a fast way to queue thousands of jobs (the other tests use job_create one by one).
+    `input_data`: the jobs' input instead of an echo chat."""
     job_type = AIJobType.objects.get(name="chat_completion")
-    data = dict(ECHO_CHAT, echo=echo or {})
+    data = input_data or dict(ECHO_CHAT, echo=echo or {})
     now = timezone.now()
     with transaction.atomic():
         jobs = AIJob.objects.bulk_create(

@@ -48,3 +48,12 @@ class ConnectionTestSerializer(serializers.Serializer):
     tested_at = serializers.DateTimeField()
     models = serializers.IntegerField(required=False)
     error_code = serializers.CharField(required=False)
+
+
+class CapacityLimitSerializer(serializers.Serializer):
+    """An endpoint's configured limits for a model; null: not configured (a learned limit applies alone)."""
+
+    model = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
+    requests_per_minute = serializers.IntegerField(min_value=1, max_value=10_000_000, allow_null=True, default=None)
+    tokens_per_minute = serializers.IntegerField(min_value=1, max_value=2_000_000_000, allow_null=True, default=None)
+    concurrent_requests = serializers.IntegerField(min_value=1, max_value=100_000, allow_null=True, default=None)

@@ -6,6 +6,7 @@ from rest_framework.views import APIView
 
 from ai_providers import selectors, services
 from ai_providers.api.serializers import (
+    CapacityLimitSerializer,
     ConnectionTestSerializer,
     CredentialCreateSerializer,
     CredentialSerializer,
@@ -35,13 +36,17 @@ class ProviderListView(BrandScopedMixin, APIView):
         description=(
             "The active providers with their models, current prices (per million input/output tokens, with "
             "the date they apply from) and, for the request's brand: whether a key is available (`has_key`, "
-            "`key_source`: company or environment) and health (success rate over 15 minutes, last connection test)."
+            "`key_source`: company or environment) and health (success rate over 15 minutes, last connection test). "
+            "`capacity`: per endpoint (the environment's, the company's credential) and model, the rate limits "
+            "configured and learned from the provider's headers, their use now (requests and tokens of the last "
+            "minute, calls in flight), the share of calls answered 429 and the waits for capacity."
         ),
         responses={200: list[dict]},
     )
     def get(self, request):
         providers = list(selectors.providers_active())
         health = provider_health(brand=request.brand, providers=providers)
+        capacity = selectors.capacity_overview(company_id=request.brand.company_id)
         data = []
         for provider in providers:
             source = selectors.key_source(company_id=request.brand.company_id, provider=provider)
@@ -55,6 +60,7 @@ class ProviderListView(BrandScopedMixin, APIView):
                     "key_source": source,
                     "models": [selectors.model_as_dict(model) for model in provider.models.all() if model.is_active],
                     "health": health[provider.pk],
+                    "capacity": [row for row in capacity if row["provider"] == provider.name],
                 }
             )
         return Response(data)
@@ -141,6 +147,42 @@ class CredentialViewSet(BrandScopedMixin, viewsets.ViewSet):
         require_company_admin(request)
         services.credential_delete(credential=credential)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(
+        summary="List a credential's capacity limits",
+        description=(
+            "The limits configured for the endpoint this credential calls, per model (`model` empty: each model of "
+            "the endpoint). Jobs beyond them wait for capacity (`waiting` in the job) instead of failing; a limit "
+            "that is null is not configured, and what the provider's headers say applies alone."
+        ),
+        methods=["GET"],
+        responses=CapacityLimitSerializer(many=True),
+    )
+    @extend_schema(
+        methods=["PUT"],
+        summary="Set a credential's capacity limits for a model",
+        description=(
+            "Company admins only (else 403 COMPANY_ADMIN_REQUIRED): the requests per minute, tokens per minute and "
+            "concurrent requests of the endpoint this credential calls, for `model` (empty: each model). Null: "
+            "not configured. Every process applies them within AICORE_CAPACITY_CACHE_SECONDS."
+        ),
+        request=CapacityLimitSerializer,
+        responses=CapacityLimitSerializer,
+    )
+    @action(detail=True, methods=["get", "put"])
+    def capacity(self, request, pk=None):
+        credential = self._credential(pk)
+        if request.method == "GET":
+            rows = credential.capacity_limits.order_by("model")
+            return Response(CapacityLimitSerializer(rows, many=True).data)
+        require_company_admin(request)
+        payload = CapacityLimitSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        limits = dict(payload.validated_data)
+        row = services.capacity_limit_set(
+            provider=credential.provider, credential=credential, model=limits.pop("model"), limits=limits
+        )
+        return Response(CapacityLimitSerializer(row).data)
 
     @extend_schema(
         summary="Test a credential",

@@ -14,7 +14,7 @@ from ai_providers.clients.base import (
     ProviderError,
     StopCheck,
 )
-from ai_providers.clients.common import CallGuard, StreamProgress, map_sdk_error, sdk_http_client
+from ai_providers.clients.common import CallGuard, StreamProgress, map_sdk_error, rate_headers, sdk_http_client
 from ai_providers.money import TokenUsage
 from kernel.netguard import AddressRefused
 
@@ -80,7 +80,9 @@ class AnthropicClient:
             raw = self._sdk.messages.with_raw_response.create(**params, timeout=self._timeout(guard))
             message = raw.parse()
             guard.check()
-            return message_result(message, request_id=raw.headers.get("request-id"))
+            result = message_result(message, request_id=raw.headers.get("request-id"))
+            result.headers = rate_headers(raw.headers)
+            return result
         except (anthropic.AnthropicError, AddressRefused) as exc:
             guard.abandon_if_stopped()  # the caller stopped us (cancel, job deadline) while we waited
             raise map_error(exc, self.name) from None
@@ -116,6 +118,7 @@ class AnthropicClient:
             model=model,
             request_id=request_id,
             extra={"provider_response_id": message_id},
+            headers=rate_headers(stream.response.headers),
             **asdict(usage_tokens(*usages)),
         )
 

@@ -46,6 +46,8 @@ class ChatResult:
     cache_write_5m_tokens: int = 0
     cache_write_1h_tokens: int = 0
     reasoning_tokens: int = 0
+    # The provider's rate-limit headers on the answer (common.rate_headers): what ai_providers.capacity learns.
+    headers: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def tokens(self) -> TokenUsage:
@@ -72,10 +74,18 @@ class ProviderError(Exception):
     permanent = False
     error_code = "PROVIDER_ERROR"
 
-    def __init__(self, message: str, *, error_code: str | None = None, status_code: int | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        error_code: str | None = None,
+        status_code: int | None = None,
+        headers: dict[str, str] | None = None,
+    ):
         super().__init__(message)
         self.message = message
         self.status_code = status_code
+        self.headers = headers or {}  # the rate-limit headers of the error answer (Retry-After, x-ratelimit-*)
         if error_code:
             self.error_code = error_code
 

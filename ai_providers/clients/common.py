@@ -130,6 +130,17 @@ def error_message(exc: Exception, default: str) -> str:
     return (getattr(exc, "message", None) or str(exc) or default)[:2000]
 
 
+RATE_HEADER_PREFIXES = ("x-ratelimit-", "anthropic-ratelimit-", "retry-after")
+
+
+def rate_headers(headers) -> dict[str, str]:
+    """The rate-limit headers of an answer (OpenAI's x-ratelimit-*, Anthropic's anthropic-ratelimit-*,
+    Retry-After), lower-cased; the rest of the headers is of no use past the client."""
+    if headers is None:
+        return {}
+    return {name.lower(): value for name, value in headers.items() if name.lower().startswith(RATE_HEADER_PREFIXES)}
+
+
 def estimate_tokens(text: str) -> int:
     """A rough token count (4 characters a token) when a server does not report usage."""
     return (len(text) + 3) // 4
@@ -153,6 +164,7 @@ def map_sdk_error(exc: Exception, provider: str, *, timeout_error: type, connect
         )
     status = getattr(exc, "status_code", None)
     message = f"{provider}: {error_message(exc, 'error')}"
+    headers = rate_headers(getattr(getattr(exc, "response", None), "headers", None))
     if status is not None and 300 <= status < 400:
         response = getattr(exc, "response", None)
         location = response.headers.get("location", "") if response is not None else ""
@@ -163,9 +175,9 @@ def map_sdk_error(exc: Exception, provider: str, *, timeout_error: type, connect
             status_code=status,
         )
     if status == 429:
-        return TransientProviderError(message, error_code="PROVIDER_RATE_LIMITED", status_code=status)
+        return TransientProviderError(message, error_code="PROVIDER_RATE_LIMITED", status_code=status, headers=headers)
     if status is None or status in {408, 409} or status >= 500:
-        return TransientProviderError(message, error_code="PROVIDER_UNAVAILABLE", status_code=status)
+        return TransientProviderError(message, error_code="PROVIDER_UNAVAILABLE", status_code=status, headers=headers)
     if status in {401, 403}:
         return PermanentProviderError(message, error_code="PROVIDER_AUTH_FAILED", status_code=status)
     if status == 404:

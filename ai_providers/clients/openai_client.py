@@ -21,6 +21,7 @@ from ai_providers.clients.common import (
     StreamProgress,
     estimate_tokens,
     map_sdk_error,
+    rate_headers,
     sdk_http_client,
     sse_data,
 )
@@ -116,7 +117,9 @@ class OpenAIClient:
             "/chat/completions", cast_to=httpx2.Response, body=params, options={"timeout": self._timeout(guard)}
         )
         guard.check()
-        return self.whole_result(request, response.json(), request_id=response.headers.get("x-request-id"))
+        result = self.whole_result(request, response.json(), request_id=response.headers.get("x-request-id"))
+        result.headers = rate_headers(response.headers)
+        return result
 
     def whole_result(self, request: ChatRequest, response: dict, *, request_id: str | None) -> ChatResult:
         """A whole (not streamed) chat.completion, as the JSON it came in, as a ChatResult (also a Batch API
@@ -166,10 +169,11 @@ class OpenAIClient:
                     finish = choice.get("finish_reason") or finish
                 progress.update(length)
             request_id = response.headers.get("x-request-id")
+            headers = rate_headers(response.headers)
         extra: dict[str, Any] = {"provider_response_id": response_id}
         if tool_calls:
             extra["tool_calls"] = [tool_calls[i] for i in sorted(tool_calls)]
-        return self._result(
+        result = self._result(
             request,
             text="".join(parts),
             finish=finish or "stop",
@@ -178,6 +182,8 @@ class OpenAIClient:
             tokens=usage_tokens(usage),
             extra=extra,
         )
+        result.headers = headers
+        return result
 
     def _result(
         self,
@@ -234,6 +240,7 @@ class OpenAIClient:
             input_tokens=usage.prompt_tokens if usage else estimate_tokens("".join(request.options["input"])),
             output_tokens=0,
             extra={"embeddings": vectors},
+            headers=rate_headers(raw.headers),
         )
 
     def check(self, *, timeout_seconds: float = 10.0) -> dict[str, Any]:

@@ -4,8 +4,9 @@ The real SDKs talk to it. What it does is scripted by a directive in the last us
 another process can be scripted too:  `[fake status=429 times=1 key=t1]`, `[fake hang]`, `[fake trickle=0.2]`,
 `[fake chunks=5 delay=0.05]`, `[fake usage=1000,500]`, `[fake nousage]`, `[fake tool]`.
 
-- status=N [times=K] [key=K] [api=openai|anthropic]: answer HTTP N (the first K requests carrying that key, else
-  forever; with api=, only in that wire format: a fallback to the other provider is answered).
+- status=N [times=K] [key=K] [api=openai|anthropic] [retry_after=S]: answer HTTP N (the first K requests carrying
+  that key, else forever; with api=, only in that wire format: a fallback to the other provider is answered),
+  with a Retry-After of S seconds when given.
 - hang: accept the request and never answer (until the server stops).
 - trickle=S: stream one small chunk every S seconds, forever.
 - chunks=N delay=S: stream the answer in N chunks, S seconds apart.
@@ -20,6 +21,12 @@ Without usage=, tokens are counted as ceil(characters / 4) (prompt: all message 
 and the answer is cut to max_tokens*4 characters (finish_reason "length") like a real model.
 API key "bad-key" gets a 401. Python: `with FakeLLM() as server: server.openai_base_url`.
 
+Rate-limit mode (`server.rate_limit(requests=20, per_seconds=5)`): chat calls beyond `requests` in a fixed
+window of `per_seconds` are answered 429 with Retry-After / retry-after-ms, as OpenAI does; every answer carries
+OpenAI's x-ratelimit-limit/remaining/reset-requests (Anthropic's anthropic-ratelimit-requests-* on /messages)
+unless `state_headers=False`. `server.limiter` counts what was served and refused, per window, and the most
+calls in flight at once.
+
 Batch APIs, driven through the real SDKs: OpenAI's `/v1/files` (upload, retrieve, content) and `/v1/batches`
 (create, retrieve, list, cancel; output and error files), Anthropic's `/v1/messages/batches` (create, retrieve,
 list, results, cancel). A batch is answered at once (0 ms) unless `server.hold_batches` is set (it then stays
@@ -28,8 +35,10 @@ fails), `batch_expire` (the batch expires; that request is left unanswered), `ba
 batch fails validation, nothing is answered).
 """
 
+import contextlib
 import itertools
 import json
+import math
 import re
 import socket
 import threading
@@ -65,6 +74,7 @@ class _Handler(BaseHTTPRequestHandler):
     # ACK (40 ms on Linux), which would make a 0 ms fake answer in 40 ms.
     disable_nagle_algorithm = True
     server: "_Server"
+    rate_headers: dict[str, str] = {}  # rate-limit mode: the headers of this request's answer
 
     def log_message(self, format, *args):  # quiet
         pass
@@ -163,6 +173,19 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.record(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
         if self._unauthorized(anthropic=anthropic):
             return
+        limiter = self.server.limiter
+        if limiter is None:
+            self._chat(body, anthropic)
+            return
+        admitted, self.rate_headers = limiter.admit(anthropic=anthropic)
+        if not admitted:
+            error = {"message": "Rate limit reached for requests", "type": "requests", "code": "rate_limit_exceeded"}
+            self._json(429, {"type": "error", "error": error} if anthropic else {"error": error}, self.rate_headers)
+            return
+        with limiter.calling():
+            self._chat(body, anthropic)
+
+    def _chat(self, body: dict, anthropic: bool) -> None:
         messages = body.get("messages") or []
         last_user = next((str(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "")
         directive = _parse_directive(last_user)
@@ -170,10 +193,11 @@ class _Handler(BaseHTTPRequestHandler):
         if "status" in directive and directive.get("api", wire) == wire and self.server.should_fail(directive):
             status = int(directive["status"])
             message = f"fake failure {status}"
+            headers = {"retry-after": directive["retry_after"]} if "retry_after" in directive else {}
             if anthropic:
-                self._json(status, {"type": "error", "error": {"type": "api_error", "message": message}})
+                self._json(status, {"type": "error", "error": {"type": "api_error", "message": message}}, headers)
             else:
-                self._json(status, {"error": {"message": message, "type": "fake_error", "code": None}})
+                self._json(status, {"error": {"message": message, "type": "fake_error", "code": None}}, headers)
             return
         if "hang" in directive:
             self._hang()
@@ -222,7 +246,7 @@ class _Handler(BaseHTTPRequestHandler):
         text, finish, prompt, completion = self._answer(body, messages, last_user, directive, max_tokens)
         model, created, rid = body.get("model", "fake"), int(time.time()), f"chatcmpl-fake{number}"
         usage = _openai_usage(prompt, completion, directive)
-        headers = {"x-request-id": f"req_fake{number}"}
+        headers = {"x-request-id": f"req_fake{number}", **self.rate_headers}
         tool_call = None
         if "tool" in directive and body.get("tools"):
             name = body["tools"][0]["function"]["name"]
@@ -294,7 +318,7 @@ class _Handler(BaseHTTPRequestHandler):
         text, finish, prompt, completion = self._answer(body, messages, last_user, directive, body.get("max_tokens"))
         finish = "max_tokens" if finish == "length" else "end_turn"
         model, mid = body.get("model", "fake"), f"msg_fake{number}"
-        headers = {"request-id": f"req_fake{number}"}
+        headers = {"request-id": f"req_fake{number}", **self.rate_headers}
         cache = _anthropic_cache(directive)
         if not body.get("stream"):
             self._json(200, _anthropic_message(mid, model, text, finish, prompt, completion, cache), headers)
@@ -687,6 +711,64 @@ class _BatchStore:
         batch["results_url"] = f"{batch['base']}/v1/messages/batches/{batch_id}/results"
 
 
+class RateLimit:
+    """A provider's request limit: `requests` per fixed window of `per_seconds`, 429 with Retry-After beyond."""
+
+    def __init__(self, requests: int, per_seconds: float, *, state_headers: bool = True) -> None:
+        self.requests, self.per_seconds, self.state_headers = requests, per_seconds, state_headers
+        self.lock = threading.Lock()
+        self.window, self.count = -1, 0
+        self.served, self.refused = 0, 0
+        self.per_window: dict[int, int] = {}
+        self.in_flight, self.most_in_flight = 0, 0
+
+    def admit(self, *, anthropic: bool = False) -> tuple[bool, dict[str, str]]:
+        with self.lock:
+            now = time.monotonic()
+            window = int(now // self.per_seconds)
+            if window != self.window:
+                self.window, self.count = window, 0
+            reset = (window + 1) * self.per_seconds - now
+            admitted = self.count < self.requests
+            if admitted:
+                self.count += 1
+                self.served += 1
+                self.per_window[window] = self.count
+            else:
+                self.refused += 1
+            headers = self._state(self.requests - self.count, reset, anthropic) if self.state_headers else {}
+        if not admitted:
+            headers.update({"retry-after": str(math.ceil(reset)), "retry-after-ms": str(int(reset * 1000) + 1)})
+        return admitted, headers
+
+    def _state(self, remaining: int, reset: float, anthropic: bool) -> dict[str, str]:
+        per_minute = str(int(self.requests * 60 / self.per_seconds))
+        if anthropic:
+            at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + reset + 1))
+            return {
+                "anthropic-ratelimit-requests-limit": per_minute,
+                "anthropic-ratelimit-requests-remaining": str(remaining),
+                "anthropic-ratelimit-requests-reset": at,
+            }
+        return {
+            "x-ratelimit-limit-requests": per_minute,
+            "x-ratelimit-remaining-requests": str(remaining),
+            "x-ratelimit-reset-requests": f"{int(reset * 1000) + 1}ms",
+        }
+
+    @contextlib.contextmanager
+    def calling(self):
+        """Count the call in flight while it is answered."""
+        with self.lock:
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+
+
 class _Server(_BatchStore, ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -700,6 +782,7 @@ class _Server(_BatchStore, ThreadingHTTPServer):
         self.requests: list[dict] = []
         self.failures: dict[str, int] = {}
         self.connections = 0  # TCP connections accepted: a client keeping its connections alive opens few
+        self.limiter: RateLimit | None = None
 
     def process_request(self, request, client_address):
         with self.lock:
@@ -777,6 +860,11 @@ class FakeLLM:
     @property
     def connections(self) -> int:
         return self.server.connections
+
+    def rate_limit(self, *, requests: int, per_seconds: float, state_headers: bool = True) -> RateLimit:
+        """Serve at most `requests` chat calls per `per_seconds` from now on (see the module's docstring)."""
+        self.server.limiter = RateLimit(requests, per_seconds, state_headers=state_headers)
+        return self.server.limiter
 
     def release_batches(self) -> None:
         """Answer every batch held in progress (hold_batches), then stop holding."""

@@ -1,0 +1,137 @@
+"""Waiting for provider capacity, in this process (both passes, the embedded SQLite one included): a job that
+finds no capacity, or gets a 429, goes back to pending with a reason and no attempt spent; past its type's
+max_queue_seconds it ends timeout; the job API, the dashboard, /ai/providers/ and /metrics show it."""
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.conf import settings
+from django.test import Client
+from django.utils import timezone
+
+from ai_core.engine import claim
+from ai_core.engine.claim import BrandRotation, claim_next
+from ai_core.engine.runner import run_from_message
+from ai_core.models import AIJob, AIJobType
+from ai_core.tests.helpers import event_trail, submit
+from ai_providers.models import CapacityLimit, Provider
+from conftest import make_client
+
+pytestmark = pytest.mark.django_db(transaction=True)  # the runner closes its connection around a call
+
+
+def openai_chat(text: str) -> dict:
+    return {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": text}], "max_tokens": 16}
+
+
+def submit_chat(brand, text: str = "hello") -> AIJob:
+    return submit(brand, **openai_chat(text))
+
+
+def rate_limited_once(retry_after: int) -> str:
+    return f"[fake status=429 times=1 key={uuid.uuid4().hex} retry_after={retry_after}]"
+
+
+def test_a_429_puts_the_job_back_to_wait_as_long_as_retry_after_says_without_spending_an_attempt(llm_env, personas):
+    job = submit_chat(personas.brand_a, rate_limited_once(30))
+    before = timezone.now()
+    assert run_from_message(job.pk) == "pending"
+    job.refresh_from_db()
+    assert job.status == "pending" and job.attempts == 0
+    assert job.waiting["reason"] == "provider_capacity" and job.waiting["provider"] == "openai"
+    assert job.available_at >= before + timedelta(seconds=29)  # Retry-After: 30
+    assert run_from_message(job.pk) is None  # not before its time
+    detail = make_client(personas.alice, personas.brand_a).get(f"/ai/jobs/{job.job_id}/").json()
+    assert detail["waiting"]["until"] and detail["waiting"]["model"] == "gpt-4o-mini"
+    # Every caller of the endpoint waits, not only this job: the 429 paused it.
+    other = submit_chat(personas.brand_b)
+    assert run_from_message(other.pk) == "pending"
+    # Time passes.
+    CapacityLimit.objects.update(blocked_until=timezone.now())
+    AIJob.objects.filter(pk__in=[job.pk, other.pk]).update(available_at=timezone.now())
+    assert {run_from_message(job.pk), run_from_message(job.pk)} == {"completed"}
+    job.refresh_from_db()
+    assert job.attempts == 1 and job.waiting is None
+    assert [to for _, to, _ in event_trail(job.pk)] == ["pending", "running", "pending", "running", "completed"]
+    limit = CapacityLimit.objects.get(model="gpt-4o-mini")
+    assert limit.rate_limited == 1 and limit.calls == 3
+
+
+def test_a_wait_past_the_types_max_queue_seconds_ends_the_job_timeout(llm_env, personas):
+    AIJobType.objects.filter(name="chat_completion").update(max_queue_seconds=5)
+    job = submit_chat(personas.brand_a, rate_limited_once(60))
+    assert run_from_message(job.pk) == "timeout"
+    job.refresh_from_db()
+    assert (job.status, job.error_code, job.attempts) == ("timeout", "CAPACITY_WAIT_EXCEEDED", 1)
+
+
+def test_a_job_beyond_a_configured_limit_waits_and_shows_as_waiting(llm_env, personas):
+    CapacityLimit.objects.create(
+        provider=Provider.objects.get(name="openai"), model="gpt-4o-mini", requests_per_minute=1
+    )
+    first, second = submit_chat(personas.brand_a), submit_chat(personas.brand_a)
+    assert run_from_message(first.pk) == "completed"
+    assert run_from_message(second.pk) == "pending"
+    second.refresh_from_db()
+    assert second.attempts == 0 and second.waiting["until"] > (timezone.now() + timedelta(seconds=50)).isoformat()
+    assert run_from_message(second.pk) == "pending"  # claimable, but woken only with a free slot: still none
+    client = make_client(personas.alice, personas.brand_a)
+    listed = {job["job_id"]: job for job in client.get("/ai/jobs/").json()["results"]}
+    assert listed[second.job_id]["waiting"]["reason"] == "provider_capacity"
+    assert listed[first.job_id]["waiting"] is None
+    page = Client()
+    page.force_login(personas.alice)
+    rows = page.get("/dashboard/jobs/?fragment=rows").content.decode()
+    assert 'class="badge waiting"' in rows and "for openai capacity" in rows
+    capacity = next(p for p in client.get("/ai/providers/").json() if p["name"] == "openai")["capacity"]
+    assert capacity[0]["configured"]["requests_per_minute"] == 1
+    assert capacity[0]["in_use"]["requests_last_minute"] == 1 and capacity[0]["waits"] == 2
+
+
+def test_metrics_export_capacity_waits_429s_and_queue_wait(llm_env, personas):
+    job = submit_chat(personas.brand_a, rate_limited_once(30))
+    run_from_message(job.pk)
+    scrape = Client().get("/metrics", HTTP_AUTHORIZATION=f"Bearer {settings.AICORE_METRICS_TOKEN}")
+    body = scrape.content.decode()
+    assert (
+        'aicore_provider_rate_limited_total{endpoint="environment",model="gpt-4o-mini",provider="openai"} 1.0' in body
+    )
+    assert "aicore_jobs_waiting_capacity 1.0" in body
+    assert 'aicore_queue_wait_seconds{priority="normal"}' in body
+
+
+def test_brands_are_served_by_weight_within_a_priority(job_types, make_brands, monkeypatch):
+    heavy, light = make_brands(2)
+    heavy.capacity_weight = 2
+    heavy.save()
+    monkeypatch.setattr(claim, "rotation", BrandRotation())
+    for _ in range(6):
+        submit(heavy), submit(light)
+    order = [AIJob.objects.get(pk=claim_next().job_pk).brand_id for _ in range(6)]
+    first = order[0]
+    # Two of the heavy brand for one of the light one, in turns.
+    assert order.count(heavy.pk) == 4 and order.count(light.pk) == 2, order
+    assert order[:3].count(first) in (1, 2) and order[3:].count(heavy.pk) == 2
+
+
+def test_a_company_admin_configures_its_credentials_limits_and_others_cannot(llm_env, personas):
+    admin = make_client(personas.acme_admin, personas.brand_a)
+    created = admin.post(
+        "/ai/providers/credentials/", {"provider": "openai", "api_key": "sk-acme-own"}, format="json"
+    ).json()
+    url = f"/ai/providers/credentials/{created['id']}/capacity/"
+    answer = admin.put(
+        url, {"model": "gpt-4o-mini", "requests_per_minute": 500, "concurrent_requests": 4}, format="json"
+    )
+    assert answer.status_code == 200, answer.content
+    assert answer.json()["requests_per_minute"] == 500 and answer.json()["tokens_per_minute"] is None
+    assert admin.get(url).json()[0]["concurrent_requests"] == 4
+    bad = admin.put(url, {"model": "gpt-4o-mini", "requests_per_minute": 0}, format="json")
+    assert bad.status_code == 400 and bad.json()["error_code"]
+    member = make_client(personas.alice, personas.brand_a)
+    assert member.put(url, {"requests_per_minute": 5}, format="json").json()["error_code"] == "COMPANY_ADMIN_REQUIRED"
+    outsider = make_client(personas.carol, personas.brand_z)
+    assert outsider.get(url).status_code == 404
+    row = CapacityLimit.objects.get(credential_id=created["id"])
+    assert (row.requests_per_minute, row.concurrent_requests) == (500, 4)
