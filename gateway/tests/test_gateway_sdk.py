@@ -18,11 +18,6 @@ from business.services import api_key_create
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
 
-@pytest.fixture
-def gateway(live_asgi, personas, llm_env):
-    return live_asgi
-
-
 def brand_key(personas, **kwargs) -> str:
     kwargs.setdefault("brand", personas.brand_a)
     kwargs.setdefault("user", personas.adam)
