@@ -71,6 +71,8 @@ def test_bursts_beyond_the_providers_rate_limit_all_succeed(gateway, personas, f
         fake_llm.server.limiter = None
     assert [a.choices[0].message.content for a in answers] == [f"Fake: call {n}" for n in range(5)]
     assert limiter.served == 5
+    limit = CapacityLimit.objects.get(model="gpt-4o-mini")
+    assert limit.waits + limit.rate_limited >= 1  # 5 calls at 2 a second: some had to wait
     assert AIJob.objects.filter(status="completed").count() == 5
 
 
