@@ -4,7 +4,6 @@ import json
 import time
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from functools import cache, cached_property
 
 from django.conf import settings
@@ -15,7 +14,7 @@ from django.db.models.functions import Cast
 from django.utils import timezone
 
 from ai_core.models import FINAL_STATUSES, AIJob, AIJobEvent, AIJobType, JobDailyStat, JobStatus
-from ai_core.workflow import from_micros
+from ai_providers import money
 from business.errors import NotFound
 from business.models import Brand
 from business.numbers import parse_natural
@@ -242,13 +241,6 @@ def job_wait_final(*, job_pk: int, timeout_seconds: float, poll_seconds: float =
         poll_seconds = min(poll_seconds * 1.5, 0.5)
 
 
-def money(amount: Decimal) -> str:
-    """A cost for people: two decimals, more only when a smaller amount would otherwise read as zero."""
-    exact = Decimal(amount).quantize(Decimal("0.000001"))
-    cents = exact.quantize(Decimal("0.01"))
-    return str(cents) if cents == exact else str(exact.normalize())
-
-
 def _recent_jobs(brand_ids: list[int], limit: int) -> list[AIJob]:
     """The newest jobs across brands without sorting all their rows.
 
@@ -319,7 +311,9 @@ def dashboard(*, brands: list[Brand], recent_limit: int = 10) -> dict:
     for offset in range(DASHBOARD_DAYS):
         day = today - timedelta(days=offset)
         jobs, cost = per_day.get(day, (0, 0))
-        daily_activity.append({"date": day.isoformat(), "jobs": jobs, "total_cost": money(from_micros(cost))})
+        daily_activity.append(
+            {"date": day.isoformat(), "jobs": jobs, "total_cost": money.shown(money.from_micros(cost))}
+        )
 
     brand_breakdown = sorted(
         (
@@ -327,7 +321,7 @@ def dashboard(*, brands: list[Brand], recent_limit: int = 10) -> dict:
                 "brand_id": b.id,
                 "brand_name": b.name,
                 "jobs": by_brand.get(b.id, (0, 0))[0],
-                "cost": money(from_micros(by_brand.get(b.id, (0, 0))[1])),
+                "cost": money.shown(money.from_micros(by_brand.get(b.id, (0, 0))[1])),
             }
             for b in brands
         ),

@@ -19,6 +19,7 @@ from django.dispatch import Signal
 from django.utils import timezone
 
 from ai_core.models import FINAL_STATUSES, AIJob, AIJobEvent, JobDailyStat, JobStatus
+from ai_providers.money import to_micros
 from business.errors import Conflict, NotFound
 from business.sql import InsertSelect, prepared_cursor
 
@@ -465,17 +466,6 @@ def transition_many(
                 partial(job_final_committed.send, sender=AIJob, job_pk=t.job_pk, status=to), robust=True
             )
     return done
-
-
-MICROS = Decimal("1000000")
-
-
-def to_micros(amount: Decimal) -> int:
-    return int((Decimal(amount) * MICROS).to_integral_value())
-
-
-def from_micros(micros: int) -> Decimal:
-    return (Decimal(int(micros)) / MICROS).quantize(Decimal("0.000001"))
 
 
 def stat_move(

@@ -10,17 +10,6 @@ from ai_providers.selectors import ModelChoice, model_resolve
 from business.errors import ApplicationError
 from business.sql import Insert
 
-OPENAI_PARAMS = (
-    "temperature",
-    "max_tokens",
-    "max_completion_tokens",
-    "reasoning_effort",
-    "response_format",
-    "tools",
-    "tool_choice",
-    "top_p",
-)
-
 
 def openai_params_validate(*, model: str, params: dict[str, Any]) -> ModelChoice:
     """o-series models refuse temperature/top_p/max_tokens (they take reasoning_effort and max_completion_tokens);

@@ -18,6 +18,31 @@ from decimal import ROUND_HALF_UP, Decimal
 
 MICRO = Decimal("0.000001")
 MILLION = Decimal(1_000_000)
+CENT = Decimal("0.01")
+
+
+# --- amounts: stored as Decimal dollars (6 places), summed as integer micro-dollars, shown to people ----------
+
+
+def dollars(amount) -> Decimal:
+    """An amount (Decimal, int, numeric string, or None for nothing) as Decimal dollars to the micro-dollar."""
+    return Decimal(amount or 0).quantize(MICRO)
+
+
+def to_micros(amount: Decimal) -> int:
+    """Dollars as whole micro-dollars: what the roll-ups and quota counters add up without rounding drift."""
+    return int((Decimal(amount) * MILLION).to_integral_value())
+
+
+def from_micros(micros: int) -> Decimal:
+    return (Decimal(int(micros)) / MILLION).quantize(MICRO)
+
+
+def shown(amount: Decimal) -> str:
+    """A cost for people: two decimals, more only when a smaller amount would otherwise read as zero."""
+    exact = dollars(amount)
+    cents = exact.quantize(CENT)
+    return str(cents) if cents == exact else str(exact.normalize())
 
 
 @dataclass(frozen=True)
@@ -96,6 +121,15 @@ class TokenUsage:
         clean["reasoning_tokens"] = min(clean["reasoning_tokens"], clean["output_tokens"])
         for name, value in clean.items():
             object.__setattr__(self, name, value)
+
+    @classmethod
+    def of(cls, counted) -> "TokenUsage":
+        """The counts of anything that carries them under these names (a provider's ChatResult, a usage row)."""
+        return cls(**{name: getattr(counted, name) for name in cls.__dataclass_fields__})
+
+    def by_kind(self) -> dict[str, int]:
+        """Each count under its name (the usage row's columns are named alike)."""
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
     @classmethod
     def from_openai(

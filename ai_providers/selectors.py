@@ -20,7 +20,7 @@ from ai_providers.models import (
     ProviderKind,
     ProviderModel,
 )
-from ai_providers.money import FREE, Cost, Price, TokenUsage, cost_of  # noqa: F401  (the money module's API)
+from ai_providers.money import FREE, Cost, Price, TokenUsage, cost_of, dollars  # noqa: F401  (the money module's API)
 from business.errors import ApplicationError, NotFound
 from business.memo import TTLMemo
 from business.models import Brand
@@ -204,15 +204,23 @@ def active_credential(*, company_id: int, provider: Provider) -> ProviderCredent
     )
 
 
+def key_of(*, company_id: int | None, provider: Provider) -> tuple[str | None, ProviderCredential | None]:
+    """THE rule of which key a call for this company uses: none for a provider that needs none ("builtin"), the
+    company's own active credential ("company"), else the operator's environment key ("environment"); None when
+    there is no key anywhere. Returns the source and, for "company", the credential."""
+    if not provider.requires_key:
+        return "builtin", None
+    credential = active_credential(company_id=company_id, provider=provider) if company_id else None
+    if credential is not None:
+        return "company", credential
+    if environment_key(provider):
+        return "environment", None
+    return None, None
+
+
 def key_source(*, company_id: int | None, provider: Provider) -> str | None:
     """Where a call for this company would take its key: "company", "environment", "builtin", or None."""
-    if not provider.requires_key:
-        return "builtin"
-    if company_id and active_credential(company_id=company_id, provider=provider) is not None:
-        return "company"
-    if environment_key(provider):
-        return "environment"
-    return None
+    return key_of(company_id=company_id, provider=provider)[0]
 
 
 def current_price(model: ProviderModel, at: datetime | None = None) -> Price:
@@ -228,7 +236,7 @@ def model_as_dict(model: ProviderModel) -> dict:
     price = current_price(model)
 
     def rate(value) -> str | None:
-        return None if value is None else str(Decimal(value).quantize(Decimal("0.000001")))
+        return None if value is None else str(dollars(value))
 
     return {
         "name": model.name,

@@ -12,11 +12,12 @@ from django.db import transaction
 from django.utils import timezone
 
 from ai_providers.capacity import CapacityKey
-from ai_providers.clients.base import ChatRequest, ProviderClient, ProviderError
+from ai_providers.clients.base import ChatRequest, ChatResult, PermanentProviderError, ProviderClient, ProviderError
+from ai_providers.clients.common import estimate_tokens
 from ai_providers.clients.echo import EchoClient
 from ai_providers.crypto import decrypt_secret, encrypt_secret
 from ai_providers.models import CapacityLimit, ModelPrice, Provider, ProviderCredential, ProviderKind, ProviderModel
-from ai_providers.selectors import ModelChoice, active_credential, environment_key, model_resolve
+from ai_providers.selectors import ModelChoice, environment_key, key_of, model_resolve
 from ai_providers.urls_safety import check_base_url
 from business.errors import ApplicationError, Conflict
 from business.models import Company
@@ -44,19 +45,16 @@ class Endpoint:
 
 
 def provider_endpoint(*, company_id: int | None, provider: Provider) -> Endpoint | None:
-    """The key and URL a call for this company uses: its own credential, else the operator's environment."""
-    if not provider.requires_key:
+    """The key and URL a call for this company uses, from the key the catalogue's rule picks (selectors.key_of)."""
+    source, credential = key_of(company_id=company_id, provider=provider)
+    if source == "builtin":
         return Endpoint(api_key="", base_url="", organization="", source="builtin")
-    credential = None
-    if company_id:
-        credential = active_credential(company_id=company_id, provider=provider)
-    if credential is not None:
+    if source == "company":
         return _company_endpoint(credential)
-    key = environment_key(provider)
-    if key:
+    if source == "environment":
         organization = settings.OPENAI_ORGANIZATION if provider.kind == ProviderKind.OPENAI else ""
         return Endpoint(
-            api_key=key,
+            api_key=environment_key(provider),
             base_url=_environment_base_url(provider),
             organization=organization,
             source="environment",
@@ -99,29 +97,62 @@ def client_for(provider: Provider, endpoint: Endpoint) -> ProviderClient:
     return openai_client(endpoint.api_key, endpoint.base_url, endpoint.organization, provider.name, endpoint.guarded)
 
 
-def client_for_model(*, model: str, company_id: int | None) -> tuple[ProviderClient, ModelChoice]:
-    """The engine's seam: the client that runs `model` for this company, and the model's catalogue entry.
-
-    Raises ApplicationError MODEL_NOT_SUPPORTED (unknown model) or PROVIDER_NOT_CONFIGURED (no key anywhere).
+class CatalogueBound:
+    """The model's client, calling it under the catalogue's rules: the model family, and the one output bound
+    the job's quota reservation assumed (request_bounded), so no charge exceeds it.
     """
-    client, choice, _ = endpoint_for_model(model=model, company_id=company_id)
-    return client, choice
+
+    def __init__(self, client: ProviderClient, choice: ModelChoice, capacity_key: CapacityKey) -> None:
+        self.client, self.choice, self.name = client, choice, client.name
+        self.capacity_key = capacity_key  # the endpoint and model whose rate limits the call draws from
+
+    def tokens_at_most(self, request: ChatRequest) -> int:
+        """What the call may count against a tokens-per-minute limit: the prompt (estimated) and the output
+        bound, as providers count it before the answer."""
+        if request.operation == "embedding":
+            return estimate_tokens("".join(request.options.get("input") or []))
+        prompt = estimate_tokens("".join(str(m.get("content") or "") for m in request.messages))
+        return prompt + (self.bound(request).max_tokens or 0)
+
+    def bound(self, request: ChatRequest) -> ChatRequest:
+        """The request under the catalogue's rules (also what a provider Batch API line asks)."""
+        return request_bounded(request, self.choice)
+
+    def chat(self, request: ChatRequest, *, on_progress, should_stop) -> ChatResult:
+        if request.operation == "embedding":
+            embed = getattr(self.client, "embed", None)
+            if embed is None:
+                raise PermanentProviderError(
+                    f"Provider '{self.name}' does not serve embeddings", error_code="EMBEDDINGS_NOT_SUPPORTED"
+                )
+            return embed(request, should_stop=should_stop)
+        return self.client.chat(self.bound(request), on_progress=on_progress, should_stop=should_stop)
 
 
-def endpoint_for_model(*, model: str, company_id: int | None) -> tuple[ProviderClient, ModelChoice, CapacityKey]:
-    """As client_for_model, and the endpoint's capacity key (whose rate limits the call draws from)."""
-    choice = model_resolve(model)
-    endpoint = provider_endpoint(company_id=company_id, provider=choice.provider)
-    if endpoint is None:
-        raise ProviderNotConfigured(
-            f"Provider '{choice.provider.name}' has no API key: store a credential for your company or set "
-            f"the operator's environment key",
-            provider=choice.provider.name,
-        )
+def client_for_model(model: str, company_id: int | None = None) -> CatalogueBound:
+    """The one seam from a model name to a ready client (the engine, the gateway, the provider batches): the
+    client that runs `model` on behalf of a company (which may bring its own credentials), bound to the model's
+    catalogue entry and to the endpoint's capacity key (whose rate limits the call draws from).
+
+    Raises PermanentProviderError MODEL_NOT_SUPPORTED (unknown model) or PROVIDER_NOT_CONFIGURED (no key
+    anywhere), status 400: another attempt would not change that.
+    """
+    try:
+        choice = model_resolve(model)
+        endpoint = provider_endpoint(company_id=company_id, provider=choice.provider)
+        if endpoint is None:
+            raise ProviderNotConfigured(
+                f"Provider '{choice.provider.name}' has no API key: store a credential for your company or set "
+                f"the operator's environment key",
+                provider=choice.provider.name,
+            )
+        client = client_for(choice.provider, endpoint)
+    except ApplicationError as exc:
+        raise PermanentProviderError(exc.detail, error_code=exc.error_code, status_code=400) from None
     key = CapacityKey(
         provider_id=choice.provider.pk, provider=choice.provider.name, credential_id=endpoint.credential_id, model=model
     )
-    return client_for(choice.provider, endpoint), choice, key
+    return CatalogueBound(client, choice, key)
 
 
 OUTPUT_BOUND_PARAMS = ("max_tokens", "max_completion_tokens")

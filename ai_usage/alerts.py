@@ -19,7 +19,7 @@ from django.db import transaction
 from django.dispatch import Signal
 from django.utils import timezone
 
-from ai_core.workflow import from_micros, to_micros
+from ai_providers.money import dollars, from_micros, to_micros
 from ai_usage.models import CrossingBasis, Quota, QuotaPeriod, QuotaThresholdCrossing, normalise_thresholds
 from business.errors import ApplicationError
 from business.sql import Insert, prepared_cursor
@@ -138,9 +138,7 @@ def crossing_payload(quota: Quota, crossing: QuotaThresholdCrossing) -> dict[str
         "reserved": {"tokens": crossing.reserved_tokens, "cost": str(from_micros(crossing.reserved_cost_micros))},
         "limit": {
             "tokens": quota.monthly_token_limit,
-            "cost": str(Decimal(quota.monthly_cost_limit).quantize(Decimal("0.000001")))
-            if quota.monthly_cost_limit is not None
-            else None,
+            "cost": str(dollars(quota.monthly_cost_limit)) if quota.monthly_cost_limit is not None else None,
         },
         "crossed_at": api_timestamp(crossing.crossed_at),
     }

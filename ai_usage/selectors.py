@@ -10,7 +10,7 @@ from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from ai_core.selectors import money
+from ai_providers import money
 from ai_usage.models import AIJobUsage, Quota, QuotaReservation, ReservationState
 from ai_usage.services import month_start, next_month, quota_status
 from business.errors import ApplicationError, NotFound
@@ -35,10 +35,6 @@ def usage_list(*, brand: Brand) -> QuerySet[AIJobUsage]:
     return usage_of(brand).select_related("job", "job_type", "user")
 
 
-def _sum_decimal(value) -> Decimal:
-    return Decimal(value or 0).quantize(Decimal("0.000001"))
-
-
 def _totals(rows: QuerySet[AIJobUsage]) -> dict[str, Any]:
     agg = rows.aggregate(
         jobs=Count("id"),
@@ -56,7 +52,7 @@ def _totals(rows: QuerySet[AIJobUsage]) -> dict[str, Any]:
         "output_tokens": int(agg["output_tokens"] or 0),
         "total_tokens": int(agg["total_tokens"] or 0),
         **{kind: int(agg[kind] or 0) for kind in TOKEN_KINDS},
-        "total_cost": str(_sum_decimal(agg["cost"])),
+        "total_cost": str(money.dollars(agg["cost"])),
         "success_rate": round((agg["succeeded"] or 0) / jobs, 4) if jobs else None,
     }
 
@@ -72,7 +68,7 @@ def _grouped(rows: QuerySet[AIJobUsage], *fields: str) -> list[dict[str, Any]]:
         item.update(
             jobs=row["jobs"],
             total_tokens=int(row["total_tokens"] or 0),
-            total_cost=str(_sum_decimal(row["cost"])),
+            total_cost=str(money.dollars(row["cost"])),
         )
         out.append(item)
     return out
@@ -99,7 +95,7 @@ def usage_dashboard(*, brand: Brand, days: int) -> dict[str, Any]:
                 "date": day.isoformat(),
                 "jobs": row["jobs"] if row else 0,
                 "total_tokens": int(row["total_tokens"] or 0) if row else 0,
-                "total_cost": money(_sum_decimal(row["cost"])) if row else "0.00",
+                "total_cost": money.shown(money.dollars(row["cost"])) if row else "0.00",
             }
         )
     return {
@@ -152,7 +148,7 @@ def usage_breakdown(*, brands: list[Brand], first_day: date, last_day: date) -> 
                 "date": day.isoformat(),
                 "jobs": row.get("jobs", 0),
                 "total_tokens": int(row.get("total_tokens") or 0),
-                "total_cost": str(_sum_decimal(row.get("cost"))),
+                "total_cost": str(money.dollars(row.get("cost"))),
             }
         )
         day += timedelta(days=1)
@@ -311,7 +307,7 @@ def quota_overview(*, brand: Brand, today: date | None = None) -> list[dict[str,
         status = quota_status(quota=quota, month=month)
         used_cost = Decimal(status["used"]["cost"])
         forecast_tokens = status["used"]["tokens"] * days_in_month // elapsed
-        forecast_cost = (used_cost * days_in_month / elapsed).quantize(Decimal("0.000001"))
+        forecast_cost = money.dollars(used_cost * days_in_month / elapsed)
         limits = status["limits"]
         over = (limits["tokens"] is not None and forecast_tokens > limits["tokens"]) or (
             limits["cost"] is not None and forecast_cost > Decimal(limits["cost"])

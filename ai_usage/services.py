@@ -16,9 +16,18 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from ai_core.models import AIJob, JobStatus
-from ai_core.workflow import to_micros
 from ai_providers.clients.base import ChatRequest
-from ai_providers.money import FREE, NO_TOKENS, Cost, TokenUsage, cost_ceiling_micros, cost_of
+from ai_providers.money import (
+    FREE,
+    NO_TOKENS,
+    Cost,
+    TokenUsage,
+    cost_ceiling_micros,
+    cost_of,
+    dollars,
+    from_micros,
+    to_micros,
+)
 from ai_providers.selectors import ModelChoice, model_resolve, price_at, prices_from
 from ai_providers.services import request_bounded
 from ai_usage.alerts import clean_thresholds, crossings_of, thresholds_check, use_ratio
@@ -84,7 +93,7 @@ def usage_charge(
     except ApplicationError:
         provider_name, price = "unknown", FREE
     if cost is not None:
-        billed = Cost(input_cost=Decimal(cost).quantize(Decimal("0.000001")), output_cost=Decimal("0.000000"))
+        billed = Cost(input_cost=dollars(cost), output_cost=dollars(0))
     else:
         billed = cost_of(tokens, price, batch=batch)
     return Charge(provider_name=provider_name, model_name=model_name, tokens=tokens, cost=billed, priced_at=priced_at)
@@ -162,13 +171,8 @@ def usage_row(*, job: AIJob, attempt: int, at: Any, status: str, charge: Charge)
         user_id=job.created_by_id,
         provider_name=charge.provider_name,
         model_name=charge.model_name,
-        input_tokens=charge.input_tokens,
-        output_tokens=charge.output_tokens,
+        **charge.tokens.by_kind(),
         total_tokens=charge.total_tokens,
-        cached_input_tokens=charge.tokens.cached_input_tokens,
-        cache_write_5m_tokens=charge.tokens.cache_write_5m_tokens,
-        cache_write_1h_tokens=charge.tokens.cache_write_1h_tokens,
-        reasoning_tokens=charge.tokens.reasoning_tokens,
         input_cost=charge.cost.input_cost,
         output_cost=charge.cost.output_cost,
         total_cost=charge.cost.total_cost,
@@ -614,7 +618,7 @@ def _open_reservations(job_pk: int) -> list[tuple[int, int, int, int]]:
 
 
 def _dollars(micros: int) -> str:
-    return str((Decimal(int(micros)) / Decimal(1_000_000)).quantize(Decimal("0.000001")))
+    return str(from_micros(micros))
 
 
 NEAR_LIMIT_RATIO = Decimal("0.8")
@@ -734,4 +738,4 @@ def usage_reprice(*, since, until, model_name: str | None = None, dry_run: bool 
                         used_cost_micros=F("used_cost_micros") + micros
                     )
                     thresholds_check(period_pks=[reservation.period_id])  # a correction upwards may cross one
-    return {"rows": changed, "delta": str(delta_total.quantize(Decimal("0.000001"))), "dry_run": dry_run}
+    return {"rows": changed, "delta": str(dollars(delta_total)), "dry_run": dry_run}

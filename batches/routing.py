@@ -35,12 +35,12 @@ from django.utils import timezone
 from ai_core.dispatch import publish_job
 from ai_core.engine import finish, handlers
 from ai_core.engine.finish import Discarded
-from ai_core.engine.providers import client_for_model
 from ai_core.models import AIJob, JobStatus
 from ai_core.services import job_provider_request, job_type_by_pk
 from ai_core.workflow import transition
 from ai_providers.clients.base import ChatRequest, PermanentProviderError, ProviderError
 from ai_providers.selectors import model_resolve
+from ai_providers.services import client_for_model
 from ai_usage.services import QuotaExceeded, quota_rereserve
 
 # ai_providers.clients.batch_api (the provider SDKs) is imported on first use: never at start-up.

@@ -2,11 +2,11 @@
 
 import json
 from collections.abc import Iterator
-from decimal import Decimal
 
 from django.db.models import Count, QuerySet, Sum
 
 from ai_core.models import FINAL_STATUSES, AIJob, JobStatus
+from ai_providers.money import dollars
 from ai_usage.models import AIJobUsage
 from batches.models import Batch, BatchJob
 from business.errors import NotFound
@@ -67,7 +67,7 @@ def _summary(batch: Batch, counts: dict[str, int], cost) -> dict:
         "status": status,
         "counts": {"total": total, **counts},
         "progress_percentage": round(100 * final / total, 2) if total else 100.0,
-        "cost_so_far": str(Decimal(cost or 0).quantize(Decimal("0.000001"))),
+        "cost_so_far": str(dollars(cost)),
     }
 
 

@@ -93,9 +93,9 @@ def machinery_per_call_us(iterations: int = 10_000) -> float:
     a steadier figure than the difference of two drains on a shared machine."""
     import time
 
-    from ai_core.engine.providers import client_for_model
     from ai_providers import capacity
     from ai_providers.clients.base import ChatRequest
+    from ai_providers.services import client_for_model
 
     client = client_for_model("echo-1", None)
     request = ChatRequest(model="echo-1", messages=[{"role": "user", "content": "bench"}])

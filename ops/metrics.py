@@ -13,10 +13,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Summa
 
 from ai_core.engine.upkeep import workers_alive
 from ai_core.models import AIJob, JobDailyStat, JobStatus
+from ai_providers.money import from_micros
 from ai_providers.selectors import capacity_limits
 from ai_usage.models import AIJobUsage
-
-MICROS = 1_000_000
 
 
 class DatabaseCollector:
@@ -57,7 +56,7 @@ def _jobs():
         key = (*brand, row["type_name"])
         costs[key] = costs.get(key, 0) + int(row["micros"] or 0)
     for labels, micros in costs.items():
-        cost.add_metric(list(labels), micros / MICROS)
+        cost.add_metric(list(labels), float(from_micros(micros)))
     yield jobs
     yield cost
 

@@ -22,6 +22,7 @@ from ai_core import selectors, services
 from ai_core.api.filters import JobFilter
 from ai_core.api.serializers import JobDetailSerializer
 from ai_core.models import JobPriority, JobStatus
+from ai_providers import money
 from ai_providers import selectors as provider_selectors
 from ai_providers import services as provider_services
 from ai_usage import selectors as usage_selectors
@@ -85,7 +86,7 @@ def dashboard(request, brand):
             ),
         ],
         "latency": latency,
-        "month_cost": selectors.money(sum((Decimal(d["total_cost"]) for d in days), Decimal(0))),
+        "month_cost": money.shown(sum((Decimal(d["total_cost"]) for d in days), Decimal(0))),
         "recent_jobs": data["recent_jobs"],
         "form": SubmitJobForm(job_types=_job_types()),
         "statuses": JobStatus.values,

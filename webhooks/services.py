@@ -3,7 +3,6 @@ signed, retried with backoff, logged."""
 
 import json
 import logging
-import random
 import time
 from datetime import timedelta
 
@@ -19,6 +18,7 @@ from business.errors import ApplicationError
 from business.models import Brand, User
 from business.sql import prepared_cursor
 from business.timestamps import api_timestamp
+from kernel.backoff import Backoff
 from kernel.netguard import AddressRefused, guarded_client
 from webhooks.models import (
     BATCH_COMPLETED,
@@ -235,9 +235,15 @@ def publish_delivery(delivery_id: int, *, countdown: float | None = None) -> Non
 
 
 def retry_delay(attempt: int) -> float:
-    """Exponential backoff with jitter: about base * 4**(attempt-1) seconds, capped."""
-    base = settings.AICORE_WEBHOOK_RETRY_BASE_SECONDS * 4 ** (attempt - 1)
-    return min(settings.AICORE_WEBHOOK_RETRY_MAX_SECONDS, base * random.uniform(0.8, 1.2))
+    """The kernel's backoff: base * 4**(attempt-1) seconds ± 20 %, capped (a receiver down for hours still gets
+    its deliveries within AICORE_WEBHOOK_MAX_ATTEMPTS). At the cap the wait is jittered too (0.8 to 1 × the cap),
+    so endpoints that failed together are not retried together."""
+    return Backoff(
+        base_seconds=settings.AICORE_WEBHOOK_RETRY_BASE_SECONDS,
+        factor=4,
+        max_seconds=settings.AICORE_WEBHOOK_RETRY_MAX_SECONDS,
+        jitter=(0.8, 1.2),
+    ).delay(attempt)
 
 
 def delivery_attempt(*, delivery_id: int) -> float | None:

@@ -1,3 +1,5 @@
+from django.core.exceptions import FieldDoesNotExist
+from django.db import models
 from rest_framework import serializers
 
 from ai_core.extensions import job_extension
@@ -13,6 +15,31 @@ def _when(name):
     return lambda obj: api_timestamp(getattr(obj, name))
 
 
+# Columns whose attribute is already their JSON form (DRF's field would hand it back unchanged).
+_PLAIN_COLUMNS = (
+    models.CharField,
+    models.TextField,
+    models.IntegerField,
+    models.BooleanField,
+    models.FloatField,
+    models.JSONField,
+)
+
+
+def _column_renderer(model, name):
+    """The fast renderer of a plain column of `model`: its attribute, a timestamp in the API's form; None for
+    anything else (relations, computed values, other types), which then renders through its DRF field."""
+    try:
+        field = model._meta.get_field(name)
+    except FieldDoesNotExist:
+        return None
+    if field.is_relation or not field.concrete:
+        return None
+    if isinstance(field, models.DateTimeField):
+        return _when(name)
+    return _attr(name) if isinstance(field, _PLAIN_COLUMNS) else None
+
+
 def _user_ref(job):
     user = job.created_by
     return None if user is None else {"id": user.id, "username": user.username}
@@ -24,9 +51,22 @@ class LeanRepresentationMixin:
     Lists render 20 jobs and the job API is the hottest path: building and walking ~25 bound fields per
     object cost more than the database. The declared fields still describe the API (OpenAPI) and any field
     without a fast renderer falls back to its DRF field, so adding a field never breaks the output.
+
+    Meta.fields is the one field list: `renderers` names only the fields that are no plain column (nested
+    objects, computed values); every plain column of Meta.fields gets its renderer from the model.
     """
 
+    renderers: dict = {}
     fast_fields: dict = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        model, names = cls.Meta.model, cls.Meta.fields
+        cls.fast_fields = {
+            name: render
+            for name in names
+            if (render := cls.renderers.get(name) or _column_renderer(model, name)) is not None
+        }
 
     def to_representation(self, instance):
         fast = self.fast_fields
@@ -94,27 +134,8 @@ class WaitingSerializer(serializers.Serializer):
 class JobSerializer(LeanRepresentationMixin, serializers.ModelSerializer):
     """A job as lists show it (the original's list example, plus the lifecycle additions)."""
 
-    fast_fields = {
-        **{
-            name: _attr(name)
-            for name in (
-                "id",
-                "job_id",
-                "status",
-                "priority",
-                "progress_percentage",
-                "description",
-                "input_data",
-                "result_data",
-                "error_message",
-                "error_code",
-                "is_async",
-                "attempts",
-                "task_id",
-                "execution_time_seconds",
-            )
-        },
-        **{name: _when(name) for name in ("created_at", "updated_at", "started_at", "completed_at", "cancelled_at")},
+    renderers = {
+        "execution_time_seconds": _attr("execution_time_seconds"),
         "job_type": lambda job: {"id": job.job_type.id, "name": job.job_type.name, "category": job.job_type.category},
         "brand": lambda job: {"id": job.brand.id, "name": job.brand.name},
         "created_by": _user_ref,
@@ -211,8 +232,8 @@ class JobDetailSerializer(JobSerializer):
     usage = serializers.SerializerMethodField()
     events = JobEventSerializer(many=True, read_only=True)
 
-    fast_fields = {
-        **JobSerializer.fast_fields,
+    renderers = {
+        **JobSerializer.renderers,
         "model": lambda job: job.current_model(),
         "fallback": _fallback,
         "openai_job": lambda job: job_extension(job, "openai_job"),

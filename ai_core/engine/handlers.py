@@ -9,21 +9,15 @@ from typing import Any
 
 from ai_core.models import AIJob
 from ai_providers.clients.base import ChatRequest, PermanentProviderError
+from ai_providers.clients.families import CHAT_PARAMS
 
 Handler = Callable[[AIJob], ChatRequest]
 _HANDLERS: dict[str, Handler] = {}
 
-# Fields of input_data that reach the provider as they are (the provider validates them per model).
-PASSTHROUGH_OPTIONS = (
-    "echo",
-    "response_format",
-    "tools",
-    "tool_choice",
-    "reasoning_effort",
-    "top_p",
-    "stop",
-    "max_completion_tokens",
-)
+# The request's own fields; every other OpenAI chat parameter of input_data (and the echo client's `echo`)
+# reaches the provider as it is, an option (the provider validates them per model).
+REQUEST_FIELDS = ("max_tokens", "temperature")
+PASSTHROUGH_OPTIONS = ("echo", *(name for name in CHAT_PARAMS if name not in REQUEST_FIELDS))
 
 
 def register(job_type_name: str) -> Callable[[Handler], Handler]:

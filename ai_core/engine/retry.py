@@ -1,31 +1,14 @@
 """When to try again after a transient provider error."""
 
-import random
-from dataclasses import dataclass, field
-
 from django.conf import settings
 
+from kernel.backoff import Backoff
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Exponential backoff with "equal jitter": half the step is fixed, half random.
 
-    The fixed half keeps retries from hammering a provider that just said 429; the random half spreads a
-    burst of jobs that failed together so they do not come back together.
+class RetryPolicy(Backoff):
+    """The engine's backoff between attempts of a job (kernel.backoff: equal jitter, by default 1 s doubling up
+    to a minute), and whether another attempt or another model may follow.
     """
-
-    base_seconds: float = 1.0
-    factor: float = 2.0
-    max_seconds: float = 60.0
-    rng: random.Random = field(default_factory=random.Random, compare=False)
-
-    def step(self, attempt: int) -> float:
-        """The backoff ceiling after `attempt` failed attempts (attempt >= 1)."""
-        return min(self.max_seconds, self.base_seconds * self.factor ** max(0, attempt - 1))
-
-    def delay(self, attempt: int) -> float:
-        step = self.step(attempt)
-        return step / 2 + self.rng.uniform(0, step / 2)
 
     def should_retry(self, *, attempt: int, max_attempts: int) -> bool:
         return attempt < max_attempts

@@ -18,7 +18,6 @@ from ai_core.dispatch import publish_job
 from ai_core.engine import circuit, claim, fallback, finish, handlers
 from ai_core.engine.claim import claim_next
 from ai_core.engine.finish import Discarded
-from ai_core.engine.providers import client_for_model
 from ai_core.engine.retry import RetryPolicy, default_policy
 from ai_core.engine.watch import Attempt, in_flight
 from ai_core.models import AIJob, JobStatus
@@ -26,6 +25,7 @@ from ai_core.services import job_requeue, job_start, job_type_by_pk, job_wait_fo
 from ai_openai.models import OpenAIJob
 from ai_providers import capacity
 from ai_providers.clients.base import CallAbandoned, ChatResult, ProviderError, TokenCallback, TransientProviderError
+from ai_providers.services import client_for_model
 from ai_usage.models import QuotaReservation
 from business.models import Brand
 from business.sql import Columns, prepared_cursor

@@ -2,9 +2,9 @@
 
 import pytest
 
-from ai_core.tests.workers import PrivateRabbitMQ, PrivateRedis, WorkerProcesses
 from ai_providers.tests.fixtures import catalogue, fake_llm, llm_env  # noqa: F401  (fallback and capacity tests)
 from business.models import Brand, Company
+from testing.workers import PrivateRabbitMQ, PrivateRedis, WorkerProcesses
 
 
 @pytest.fixture

@@ -23,8 +23,8 @@ import pytest
 from django.conf import settings
 
 from ai_core.models import AIJob, AIJobEvent
-from ai_core.tests.helpers import all_final, wait_for
-from ai_core.tests.workers import PrivateRedis
+from testing.jobs import all_final, wait_for
+from testing.workers import PrivateRedis
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 OUTAGE_SECONDS = float(os.environ.get("AICORE_TEST_BROKER_OUTAGE_SECONDS", "10"))

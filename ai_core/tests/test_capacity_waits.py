@@ -14,9 +14,9 @@ from ai_core.engine import claim
 from ai_core.engine.claim import BrandRotation, claim_next
 from ai_core.engine.runner import run_from_message
 from ai_core.models import AIJob, AIJobType
-from ai_core.tests.helpers import event_trail, submit
 from ai_providers.models import CapacityLimit, Provider
 from conftest import make_client
+from testing.jobs import event_trail, submit
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the runner closes its connection around a call
 

@@ -9,8 +9,8 @@ from kombu.exceptions import OperationalError
 
 from ai_core import dispatch
 from ai_core.dispatch import RUN_JOB_TASK, WakeUps, publish_job
-from ai_core.tests.workers import purge_broker
 from config.celery_app import app
+from testing.workers import purge_broker
 
 pytestmark = pytest.mark.slow  # a real broker; no worker consumes these (the module starts none)
 

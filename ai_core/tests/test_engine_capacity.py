@@ -11,9 +11,9 @@ import pytest
 from django.conf import settings
 
 from ai_core.models import AIJob, AIJobEvent
-from ai_core.tests.helpers import all_final, bulk_submit, wait_for
-from ai_core.tests.workers import purge_broker
 from ai_providers.models import CapacityLease, CapacityLimit, Provider
+from testing.jobs import all_final, bulk_submit, wait_for
+from testing.workers import purge_broker
 
 pytestmark = [
     pytest.mark.slow,

@@ -12,8 +12,8 @@ from django.db import connection
 
 from ai_core.models import AIJob
 from ai_core.services import job_cancel
-from ai_core.tests.helpers import all_final, assert_sane_history, event_trail, submit, wait_for
-from ai_core.tests.workers import purge_broker
+from testing.jobs import all_final, assert_sane_history, event_trail, submit, wait_for
+from testing.workers import purge_broker
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 

@@ -10,9 +10,9 @@ from django.db import connection
 
 from ai_core.models import AIJob, AIJobEvent
 from ai_core.services import job_cancel
-from ai_core.tests.helpers import all_final, assert_sane_history, bulk_submit, submit, wait_for
-from ai_core.tests.workers import purge_broker
 from business.errors import Conflict
+from testing.jobs import all_final, assert_sane_history, bulk_submit, submit, wait_for
+from testing.workers import purge_broker
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 PRIORITIES = ["low", "normal", "high", "urgent"]

@@ -12,18 +12,18 @@ from django.utils import timezone
 
 from ai_core.engine import handlers
 from ai_core.engine.claim import claim_next
-from ai_core.engine.providers import client_for_model
 from ai_core.engine.retry import RetryPolicy
 from ai_core.engine.runner import claim_job, execute, run_from_message
 from ai_core.engine.upkeep import TRICKLE, reap, sweep
 from ai_core.engine.watch import Attempt, beat, stop_the_gone
 from ai_core.models import AIJob, AIJobType
 from ai_core.services import job_cancel, job_complete, job_progress, job_start, job_type_by_pk
-from ai_core.tests.helpers import event_trail, submit
 from ai_core.workflow import IllegalTransition, StaleAttempt
 from ai_providers.clients.base import ChatRequest, PermanentProviderError
+from ai_providers.services import client_for_model
 from business.errors import ApplicationError
 from config.celery_app import app
+from testing.jobs import event_trail, submit
 
 NO_WAIT = RetryPolicy(base_seconds=0)
 

@@ -8,10 +8,10 @@ from django.db import transaction
 
 from ai_core.dispatch import RUN_JOB_TASK
 from ai_core.models import AIJob, AIJobType
-from ai_core.tests.helpers import all_final, event_trail, submit, wait_for
-from ai_core.tests.workers import purge_broker
 from config.celery_app import app
 from conftest import make_client
+from testing.jobs import all_final, event_trail, submit, wait_for
+from testing.workers import purge_broker
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 CONCURRENCY = 4

@@ -7,10 +7,10 @@ from decimal import Decimal
 import pytest
 
 from ai_core.models import AIJob, AIJobEvent, AIJobType
-from ai_core.tests.helpers import all_final, wait_for
-from ai_core.tests.workers import purge_broker
 from ai_usage.models import AIJobUsage, Quota, QuotaPeriod, QuotaReservation
 from conftest import make_client
+from testing.jobs import all_final, wait_for
+from testing.workers import purge_broker
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 FALLBACK = "claude-3-5-haiku-latest"

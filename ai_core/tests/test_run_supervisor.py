@@ -15,8 +15,8 @@ from django.conf import settings
 
 from ai_core.engine.retry import RetryPolicy
 from ai_core.engine.supervisor import RESTART_POLICY, WorkerSupervisor, describe_exit
-from ai_core.tests.helpers import wait_for
-from ai_core.tests.workers import FAST_ENGINE
+from testing.jobs import wait_for
+from testing.workers import FAST_ENGINE
 
 
 class RecordingPolicy(RetryPolicy):

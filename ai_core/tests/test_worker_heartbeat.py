@@ -10,7 +10,7 @@ from django.test import Client
 from prometheus_client.parser import text_string_to_metric_families
 
 from ai_core.models import WorkerHeartbeat
-from ai_core.tests.helpers import wait_for
+from testing.jobs import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 

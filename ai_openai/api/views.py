@@ -9,7 +9,8 @@ from ai_core import selectors as job_selectors
 from ai_core import services as job_services
 from ai_core.models import JobStatus
 from ai_openai.api.serializers import ChatRequestSerializer
-from ai_openai.services import OPENAI_PARAMS, openai_params_validate
+from ai_openai.services import openai_params_validate
+from ai_providers.clients.families import ACCEPTED_PARAMS, CHAT_PARAMS
 from ai_providers.models import ProviderKind
 from ai_providers.selectors import key_source, model_as_dict, models_of_kind
 from ai_usage.api.serializers import QUOTA_EXCEEDED_RESPONSE
@@ -45,7 +46,7 @@ class ChatView(BrandScopedMixin, APIView):
         data = payload.validated_data
         job_type = job_services.job_type_get(CHAT_JOB_TYPE)
         model = data.get("model") or job_type.default_model
-        params = {key: data.get(key) for key in OPENAI_PARAMS}
+        params = {key: data.get(key) for key in CHAT_PARAMS}  # `stop` is not one /ai/openai/chat/ takes: None
         openai_params_validate(model=model, params=params)
         input_data = {
             "messages": [dict(m) for m in data["messages"]],
@@ -148,14 +149,7 @@ class ChatModelsView(BrandScopedMixin, APIView):
                     "provider": provider.name,
                     "available": available[provider.pk],
                     "is_default": model.name == provider.default_model,
-                    "accepted_params": [
-                        "max_completion_tokens",
-                        "reasoning_effort",
-                        "response_format",
-                        "tools",
-                    ]
-                    if reasoning
-                    else ["temperature", "top_p", "max_tokens", "response_format", "tools"],
+                    "accepted_params": list(ACCEPTED_PARAMS["reasoning" if reasoning else "standard"]),
                 }
             )
         return Response({"models": out, "count": len(out)})

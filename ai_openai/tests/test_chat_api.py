@@ -68,6 +68,19 @@ def test_the_models_list_shows_rules_prices_and_availability(personas, client_fo
     assert models["gpt-4o-mini"]["available"] is False and models["echo-1"]["available"] is True
     assert "reasoning_effort" in models["o3-mini"]["accepted_params"]
     assert "temperature" not in models["o3-mini"]["accepted_params"]
+    assert models["o3-mini"]["accepted_params"] == [
+        "max_completion_tokens",
+        "reasoning_effort",
+        "response_format",
+        "tools",
+    ]
+    assert models["gpt-4o-mini"]["accepted_params"] == [
+        "temperature",
+        "top_p",
+        "max_tokens",
+        "response_format",
+        "tools",
+    ]
     assert "claude-haiku-4-5" not in models
 
 

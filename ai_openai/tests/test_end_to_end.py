@@ -7,11 +7,11 @@ from decimal import Decimal
 import pytest
 
 from ai_core.models import AIJob, AIJobType
-from ai_core.tests.helpers import all_final, wait_for
-from ai_core.tests.workers import purge_broker
 from ai_usage.models import AIJobUsage, Quota, QuotaPeriod
 from ai_usage.services import month_start
 from conftest import make_client
+from testing.jobs import all_final, wait_for
+from testing.workers import purge_broker
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 

@@ -51,14 +51,7 @@ class ChatResult:
 
     @property
     def tokens(self) -> TokenUsage:
-        return TokenUsage(
-            input_tokens=self.input_tokens,
-            output_tokens=self.output_tokens,
-            cached_input_tokens=self.cached_input_tokens,
-            cache_write_5m_tokens=self.cache_write_5m_tokens,
-            cache_write_1h_tokens=self.cache_write_1h_tokens,
-            reasoning_tokens=self.reasoning_tokens,
-        )
+        return TokenUsage.of(self)
 
     def as_result_data(self) -> dict[str, Any]:
         return {

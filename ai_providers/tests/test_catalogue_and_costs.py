@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from ai_core import services as jobs
 from ai_core.models import JobDailyStat
+from ai_providers.clients.base import PermanentProviderError
 from ai_providers.models import ModelPrice, ProviderModel
 from ai_providers.money import Price, TokenUsage, cost_of
 from ai_providers.selectors import catalogue_memo, model_resolve, price_at
@@ -37,11 +38,11 @@ def test_a_model_picks_its_provider_through_the_catalogue():
 @pytest.mark.django_db
 def test_a_model_without_a_key_anywhere_is_not_configured(settings):
     settings.OPENAI_API_KEY = ""
-    with pytest.raises(ApplicationError) as raised:
+    with pytest.raises(PermanentProviderError) as raised:
         client_for_model(model="gpt-4o-mini", company_id=None)
     assert raised.value.error_code == "PROVIDER_NOT_CONFIGURED"
-    client, choice = client_for_model(model="echo-1", company_id=None)
-    assert client.name == "echo" and choice.provider.name == "echo"
+    bound = client_for_model(model="echo-1", company_id=None)
+    assert bound.client.name == "echo" and bound.choice.provider.name == "echo"
 
 
 def test_cost_arithmetic_to_six_decimals_by_hand():

@@ -88,9 +88,9 @@ def test_test_connection_makes_a_real_call(personas, client_for, fake_llm, allow
 def test_the_company_key_is_used_before_the_environment(personas, client_for, fake_llm, allow_loopback, settings):
     settings.OPENAI_API_KEY = "sk-env"
     create_credential(client_for(personas.acme_admin, personas.brand_a), fake_llm)
-    client, _ = client_for_model(model="gpt-4o-mini", company_id=personas.brand_a.company_id)
+    client = client_for_model(model="gpt-4o-mini", company_id=personas.brand_a.company_id).client
     assert client._sdk.api_key == SECRET and str(client._sdk.base_url).startswith(fake_llm.openai_base_url)
-    other, _ = client_for_model(model="gpt-4o-mini", company_id=personas.brand_z.company_id)
+    other = client_for_model(model="gpt-4o-mini", company_id=personas.brand_z.company_id).client
     assert other._sdk.api_key == "sk-env"
 
 
@@ -102,13 +102,13 @@ def test_a_remembered_credential_is_forgotten_when_it_changes(personas, client_f
     settings.OPENAI_API_KEY = "sk-env"
     company_id = personas.brand_a.company_id
     create_credential(client_for(personas.acme_admin, personas.brand_a), fake_llm)
-    assert client_for_model(model="gpt-4o-mini", company_id=company_id)[0]._sdk.api_key == SECRET
+    assert client_for_model(model="gpt-4o-mini", company_id=company_id).client._sdk.api_key == SECRET
     credential = ProviderCredential.objects.get(company_id=company_id)
     ProviderCredential.objects.filter(pk=credential.pk).update(is_active=False)  # no signal: remembered
-    assert client_for_model(model="gpt-4o-mini", company_id=company_id)[0]._sdk.api_key == SECRET
+    assert client_for_model(model="gpt-4o-mini", company_id=company_id).client._sdk.api_key == SECRET
     credential.is_active = False
     credential.save()
-    assert client_for_model(model="gpt-4o-mini", company_id=company_id)[0]._sdk.api_key == "sk-env"
+    assert client_for_model(model="gpt-4o-mini", company_id=company_id).client._sdk.api_key == "sk-env"
 
 
 @pytest.mark.django_db

@@ -7,13 +7,13 @@ import socket
 import pytest
 
 from ai_core.engine.runner import run_from_message
-from ai_core.tests.helpers import submit
 from ai_providers.clients.anthropic_client import AnthropicClient
 from ai_providers.clients.base import ChatRequest, PermanentProviderError
 from ai_providers.clients.openai_client import OpenAIClient
 from ai_providers.crypto import encrypt_secret
 from ai_providers.models import Provider, ProviderCredential
-from kernel.tests.loopback import Listener, ScriptedResolver
+from testing.jobs import submit
+from testing.loopback import Listener, ScriptedResolver
 
 
 @pytest.fixture

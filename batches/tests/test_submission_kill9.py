@@ -11,13 +11,13 @@ import pytest
 from django.utils import timezone
 
 from ai_core.models import AIJob
-from ai_core.tests.workers import database_url_of_tests
 from ai_providers.tests.fake_llm import FakeLLM
 from batches import routing
 from batches.models import ProviderBatch
 from batches.models import ProviderBatchStatus as PB
 from batches.services import BatchLine, batch_create
 from conftest import Personas
+from testing.workers import database_url_of_tests
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 

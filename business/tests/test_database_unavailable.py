@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db import connection
 from rest_framework_simplejwt.tokens import RefreshToken
 
-from ai_core.tests.workers import database_url_of_tests, free_port
+from testing.workers import database_url_of_tests, free_port
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 

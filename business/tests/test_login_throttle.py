@@ -13,9 +13,9 @@ import pytest
 from django.conf import settings
 from rest_framework.test import APIClient
 
-from ai_core.tests.workers import database_url_of_tests
 from business.models import LoginFailure
 from business.proxies import client_ip
+from testing.workers import database_url_of_tests
 
 
 def login(username, password, **meta):

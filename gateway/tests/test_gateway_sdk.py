@@ -11,9 +11,9 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from ai_core.models import AIJob
-from ai_core.tests.helpers import wait_for
 from business.models import ApiKey
 from business.services import api_key_create
+from testing.jobs import wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 

@@ -12,7 +12,7 @@ import pytest
 import trustme
 
 from kernel.netguard import AddressRefused, NetPolicy, URLRefused, check_url, guarded_client, refusal
-from kernel.tests.loopback import Listener, ScriptedResolver, twin_listeners
+from testing.loopback import Listener, ScriptedResolver, twin_listeners
 
 REFUSED = [
     # everything either former guard refused …

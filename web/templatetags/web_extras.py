@@ -6,7 +6,7 @@ from django import template
 from django.utils.dateparse import parse_datetime
 from django.utils.html import format_html
 
-from ai_core.selectors import money
+from ai_providers import money
 
 register = template.Library()
 
@@ -60,4 +60,4 @@ def usd(value) -> str:
     """An amount in dollars for people: $0.00, $1.50, $0.000150 (small amounts keep their digits)."""
     if value is None or value == "":
         return "–"
-    return f"${money(Decimal(value))}"
+    return f"${money.shown(Decimal(value))}"

@@ -13,7 +13,7 @@ import pytest
 from ai_core import services as jobs
 from aicore.webhooks import verify
 from business.errors import ApplicationError
-from kernel.tests.loopback import Listener, ScriptedResolver
+from testing.loopback import Listener, ScriptedResolver
 from webhooks import services
 from webhooks.models import WebhookDelivery, WebhookEndpoint
 from webhooks.tasks import deliver
