@@ -184,6 +184,9 @@ AICORE_JOB_TYPE_CACHE_SECONDS = env_int("AICORE_JOB_TYPE_CACHE_SECONDS", 0 if AI
 # An authenticated brand API key is reused this many seconds per process (business.services.api_keys_memo): a
 # revocation made in another process is honoured within this delay (in this one: at once). 0 = always read.
 AICORE_API_KEY_CACHE_SECONDS = env_int("AICORE_API_KEY_CACHE_SECONDS", 0 if AICORE_ENV == "test" else 5, minimum=0)
+# A gateway call refused provider capacity waits for it this long unless its X-AICore-Max-Wait says otherwise
+# (0 to 300 s), then answers 429 with Retry-After.
+AICORE_GATEWAY_MAX_WAIT_SECONDS = env_int("AICORE_GATEWAY_MAX_WAIT_SECONDS", 30, minimum=0)
 # Provider catalogue, prices and companies' credentials, read at every job's creation and end (business.memo).
 AICORE_CATALOGUE_CACHE_SECONDS = env_int("AICORE_CATALOGUE_CACHE_SECONDS", 0 if AICORE_ENV == "test" else 5, minimum=0)
 # A `?search=` count is exact up to this many matches; past it, PostgreSQL's estimate (X-Count-Estimated).

@@ -12,9 +12,13 @@
 """
 
 import logging
+import math
+import time
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.db import close_old_connections
+from django.utils import timezone
 
 from ai_core.engine.retry import default_policy
 from ai_core.engine.runner import claim_job, created_claimed, execute
@@ -33,6 +37,9 @@ CHAT_JOB_TYPE = "chat_completion"
 EMBEDDING_JOB_TYPE = "embedding"
 MAX_WAIT_SECONDS = 600
 CLAIMANT = "gateway"  # its attempts' task ids: gateway:<job_id>
+CAPACITY_WAIT_EXCEEDED = "CAPACITY_WAIT_EXCEEDED"
+MIN_CAPACITY_SLEEP = 0.05  # seconds: a slot announced as free now is asked for again after this
+STOP_CHECK_SECONDS = 0.1  # a wait for capacity notices a hang-up or a cancel this often
 
 
 @dataclass
@@ -96,10 +103,45 @@ class _NoRetryOnceStreamed:
         return not self.streamed()
 
 
+class CapacityWaiter:
+    """Waits, in the call's own thread, for the provider capacity the call was refused (no slot, or the provider
+    answered 429), up to the client's bound (X-AICore-Max-Wait). The client holds its request open meanwhile,
+    so the job keeps its attempt (the watcher's heartbeat goes on) rather than going back to the queue for a
+    worker; past the bound the engine ends it timeout (CAPACITY_WAIT_EXCEEDED) and the client gets a 429."""
+
+    def __init__(self, max_wait: float):
+        self.deadline = time.monotonic() + max_wait
+        self.until: datetime | None = None  # when the last refusal said a slot frees: the 429's Retry-After
+
+    def __call__(self, wait, should_stop) -> bool:
+        """Sleep until `wait.until` and return True (ask again), or False when that is past the bound."""
+        self.until = wait.until
+        seconds = max((wait.until - timezone.now()).total_seconds(), MIN_CAPACITY_SLEEP)
+        if time.monotonic() + seconds > self.deadline:
+            return False
+        end = time.monotonic() + seconds
+        while not should_stop() and (left := end - time.monotonic()) > 0:
+            time.sleep(min(left, STOP_CHECK_SECONDS))
+        return True
+
+    def retry_after(self) -> str:
+        """Whole seconds until the capacity frees, at least 1."""
+        seconds = (self.until - timezone.now()).total_seconds() if self.until else 1
+        return str(max(1, math.ceil(seconds)))
+
+
 def call_run(
-    call: OpenCall, *, on_token=None, hung_up=None, streamed=lambda: False, streamed_chars=lambda: 0
+    call: OpenCall,
+    *,
+    max_wait: float = 0.0,
+    on_token=None,
+    hung_up=None,
+    streamed=lambda: False,
+    streamed_chars=lambda: 0,
 ) -> Outcome:
-    """Run the call's attempt (or wait for whoever runs it) and return the finished job, else GatewayError."""
+    """Run the call's attempt (or wait for whoever runs it) and return the finished job, else GatewayError.
+    `max_wait`: the seconds the call may wait for provider capacity."""
+    waiter = CapacityWaiter(max_wait)
     completed = []  # the result our attempt completed the job with: the answer, without reading the row back
     try:
         status = None
@@ -113,6 +155,7 @@ def call_run(
                 policy=_NoRetryOnceStreamed(streamed),
                 whole=on_token is None,  # the client waits for the whole answer: no stream to parse
                 on_completed=completed.append,
+                capacity_wait=waiter,
             )
             if hung_up is not None and hung_up() and status not in FINAL_STATUSES:
                 call.hung_up = True
@@ -126,7 +169,7 @@ def call_run(
             return Outcome(
                 result=completed[0].as_result_data(), usage=usage_body(tokens.input_tokens, tokens.output_tokens)
             )
-        return _outcome(call.job)
+        return _outcome(call.job, waiter)
     finally:
         close_old_connections()
 
@@ -146,7 +189,7 @@ def _cancel_quietly(job: AIJob, *, streamed_chars: int) -> None:
         pass
 
 
-def _outcome(job: AIJob) -> Outcome:
+def _outcome(job: AIJob, waiter: CapacityWaiter) -> Outcome:
     """The call's answer from its job's final row: only the columns the answer needs (the rest is in `job`)."""
     row = (
         AIJob.objects.filter(pk=job.pk)
@@ -159,6 +202,11 @@ def _outcome(job: AIJob) -> Outcome:
         return Outcome(result=row["result_data"] or {}, usage=usage_body(*tokens))
     if status == JobStatus.CANCELLED:
         raise GatewayError("The job was cancelled", status=409, code="JOB_CANCELLED")
+    if status in FINAL_STATUSES and row["error_code"] == CAPACITY_WAIT_EXCEEDED:
+        message = row["error_message"] or "No provider capacity within X-AICore-Max-Wait"
+        raise GatewayError(
+            message, status=429, code=CAPACITY_WAIT_EXCEEDED, headers={"Retry-After": waiter.retry_after()}
+        )
     if status in FINAL_STATUSES:
         code = row["error_code"]
         http_status = 400 if code in {"PROVIDER_REJECTED", "MODEL_NOT_SUPPORTED", "PROVIDER_NOT_FOUND"} else 502

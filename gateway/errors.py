@@ -12,21 +12,32 @@ _BY_CODE = {
     "QUOTA_EXCEEDED": (429, "insufficient_quota"),
     "VALIDATION_ERROR": (400, "invalid_request_error"),
     "JOB_TYPE_NOT_FOUND": (400, "invalid_request_error"),
+    "CAPACITY_WAIT_EXCEEDED": (429, "rate_limit_error"),
 }
 _TYPE_BY_STATUS = {401: "authentication_error", 403: "permission_error", 404: "invalid_request_error"}
 
 
 class GatewayError(Exception):
-    def __init__(self, message: str, *, status: int = 400, code: str, param: str | None = None, type_: str = ""):
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 400,
+        code: str,
+        param: str | None = None,
+        type_: str = "",
+        headers: dict[str, str] | None = None,
+    ):
         super().__init__(message)
         self.message, self.status, self.code, self.param = message, status, code, param
+        self.headers = headers or {}  # e.g. Retry-After on a 429
         self.type = type_ or _TYPE_BY_STATUS.get(status, "api_error" if status >= 500 else "invalid_request_error")
 
     def body(self) -> dict:
         return {"error": {"message": self.message, "type": self.type, "code": self.code, "param": self.param}}
 
     def response(self) -> JsonResponse:
-        return JsonResponse(self.body(), status=self.status)
+        return JsonResponse(self.body(), status=self.status, headers=self.headers)
 
     @classmethod
     def of(cls, exc: ApplicationError) -> "GatewayError":

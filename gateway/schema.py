@@ -221,7 +221,8 @@ _ERRORS = {
     "404": "Unknown model (MODEL_NOT_SUPPORTED)",
     "405": "Wrong HTTP method",
     "409": "The job was cancelled meanwhile (JOB_CANCELLED), or Idempotency-Key reused with another body",
-    "429": "Over a quota of the brand, company or key (QUOTA_EXCEEDED)",
+    "429": "Over a quota of the brand, company or key (QUOTA_EXCEEDED), or no provider capacity within "
+    "X-AICore-Max-Wait (CAPACITY_WAIT_EXCEEDED, with Retry-After)",
     "502": "The provider failed after the job's retries",
     "504": "The job is not finished yet: fetch it from /ai/jobs/{id}/",
 }
@@ -248,6 +249,13 @@ _BACKGROUND = {
     "required": False,
     "schema": {"type": "string", "enum": ["true", "false"]},
     "description": "With `true`, a stream whose client hangs up runs on to its end instead of being cancelled",
+}
+_MAX_WAIT = {
+    "in": "header",
+    "name": "X-AICore-Max-Wait",
+    "required": False,
+    "schema": {"type": "number", "minimum": 0, "maximum": 300, "default": 30},
+    "description": "Seconds the call may wait for provider capacity before answering 429 CAPACITY_WAIT_EXCEEDED",
 }
 
 
@@ -294,7 +302,7 @@ def document_gateway(result, generator, request, public):
         codes=calls,
         ok="The completion (or its SSE stream)",
         ok_content={**_json("OpenAIChatCompletion"), "text/event-stream": {"schema": {"type": "string"}}},
-        parameters=[_BRAND, _IDEMPOTENCY, _BACKGROUND],
+        parameters=[_BRAND, _IDEMPOTENCY, _BACKGROUND, _MAX_WAIT],
         body="OpenAIChatCompletionRequest",
     )
     embeddings = _operation(
@@ -307,7 +315,7 @@ def document_gateway(result, generator, request, public):
         codes=calls,
         ok="One vector per input",
         ok_content=_json("OpenAIEmbeddingList"),
-        parameters=[_BRAND, _IDEMPOTENCY],
+        parameters=[_BRAND, _IDEMPOTENCY, _MAX_WAIT],
         body="OpenAIEmbeddingRequest",
     )
     models = _operation(

@@ -28,7 +28,9 @@ from gateway.wire import (
 )
 
 JOB_HEADER = "X-AICore-Job-Id"
+MAX_WAIT_HEADER = "X-AICore-Max-Wait"
 MAX_IDEMPOTENCY_KEY = 255
+MAX_WAIT_BOUND = 300  # seconds: a longer wait is a job for /ai/jobs/, not a request held open
 
 
 def gateway_key(request: HttpRequest) -> ApiKey:
@@ -66,6 +68,24 @@ def _idempotency_key(request: HttpRequest) -> str | None:
     return value
 
 
+def _max_wait(request: HttpRequest) -> float:
+    """How long the call may wait for provider capacity (seconds, X-AICore-Max-Wait: 0 to 300, default 30)."""
+    value = request.headers.get(MAX_WAIT_HEADER)
+    if value is None:
+        return float(settings.AICORE_GATEWAY_MAX_WAIT_SECONDS)
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= MAX_WAIT_BOUND:  # NaN fails this too
+        raise GatewayError(
+            f"{MAX_WAIT_HEADER} must be a number of seconds from 0 to {MAX_WAIT_BOUND}",
+            code="INVALID_MAX_WAIT",
+            param=MAX_WAIT_HEADER,
+        )
+    return seconds
+
+
 def _open_chat(request: HttpRequest, chat: ChatCall) -> OpenCall:
     try:
         key = gateway_key(request)
@@ -81,10 +101,10 @@ def _open_chat(request: HttpRequest, chat: ChatCall) -> OpenCall:
         close_old_connections()
 
 
-def _whole(request: HttpRequest, chat: ChatCall) -> JsonResponse:
+def _whole(request: HttpRequest, chat: ChatCall, max_wait: float) -> JsonResponse:
     opened = _open_chat(request, chat)
     try:
-        outcome = call_run(opened)
+        outcome = call_run(opened, max_wait=max_wait)
     except GatewayError as exc:
         response = exc.response()
         response[JOB_HEADER] = opened.job.job_id
@@ -111,20 +131,22 @@ def chat_completions(request: HttpRequest):
         return GatewayError("Use POST", status=405, code="method_not_allowed").response()
     try:
         chat = chat_call_parse(_body(request))
+        max_wait = _max_wait(request)
         if not chat.stream:
-            return _whole(request, chat)
+            return _whole(request, chat, max_wait)
         opened = _open_chat(request, chat)
     except GatewayError as exc:
         return exc.response()
     background = request.headers.get("X-AICore-Background", "").strip().lower() == "true"
-    response = StreamingHttpResponse(_relay(opened, chat, background=background), content_type="text/event-stream")
+    relay = _relay(opened, chat, background=background, max_wait=max_wait)
+    response = StreamingHttpResponse(relay, content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
     response[JOB_HEADER] = opened.job.job_id
     return response
 
 
-async def _relay(opened: OpenCall, chat: ChatCall, *, background: bool):
+async def _relay(opened: OpenCall, chat: ChatCall, *, background: bool, max_wait: float):
     """The provider's tokens to the client as they arrive. The call runs in a thread of its own; if the client
     hangs up, the call is abandoned and the job cancelled, unless `X-AICore-Background: true` asked it to run on.
     """
@@ -152,6 +174,7 @@ async def _relay(opened: OpenCall, chat: ChatCall, *, background: bool):
                     "done",
                     call_run(
                         opened,
+                        max_wait=max_wait,
                         on_token=on_token,
                         hung_up=None if background else hung_up.is_set,
                         streamed=sent.is_set,
@@ -194,6 +217,7 @@ async def _relay(opened: OpenCall, chat: ChatCall, *, background: bool):
 
 def _embeddings(request: HttpRequest) -> JsonResponse:
     call = embedding_call_parse(_body(request))
+    max_wait = _max_wait(request)
     key = gateway_key(request)
     opened = call_open(
         key=key,
@@ -203,7 +227,7 @@ def _embeddings(request: HttpRequest) -> JsonResponse:
         description=f"gateway: {key.name}"[:2000],
     )
     try:
-        outcome = call_run(opened)
+        outcome = call_run(opened, max_wait=max_wait)
     except GatewayError as exc:
         response = exc.response()
         response[JOB_HEADER] = opened.job.job_id

@@ -73,6 +73,7 @@ def execute(
     stop_when: Callable[[], bool] | None = None,
     whole: bool = False,
     on_completed: Callable[[ChatResult], None] | None = None,
+    capacity_wait: Callable[[capacity.CapacityWait, Callable[[], bool]], bool] | None = None,
 ) -> str | None:
     """Run attempt `attempt_number` of a claimed job (`job`: as the claim returned it, else read here).
 
@@ -81,7 +82,9 @@ def execute(
     whole answer at once (a caller that waits for all of it anyway): no stream to parse, no progress, and a
     cancel stops the call only when it returns (its writes are fenced like any late attempt's). `on_completed`
     receives the result this attempt completed the job with (the caller answers from it without reading the
-    row back).
+    row back). `capacity_wait`: a caller that holds its client's request open (the gateway) waits for refused
+    provider capacity in its own thread: called with the refusal, it sleeps and returns True to ask again, or
+    False, and the job ends timeout (CAPACITY_WAIT_EXCEEDED); without it, the job goes back to wait in the queue.
     """
     if job is None:
         job = _load(job_pk)
@@ -106,14 +109,12 @@ def execute(
             skip_to = fallback.past_open_circuit(job, provider)
             if skip_to is not None:
                 return fallback.switch(job, attempt_number, skip_to, reason=f"the {provider} circuit is open")
-            lease = _capacity_for(client, request, attempt, job)
-            # Provider calls never run inside a transaction nor hold a connection: they wait on the network
-            # for seconds, and the pooled connection serves other threads meanwhile.
-            connection.close()
-            result = _call_under_lease(client, request, lease, attempt, should_stop)
+            result = _leased_call(client, request, attempt, job, should_stop, capacity_wait)
         except CallAbandoned:
             return _abandoned(attempt)
         except capacity.CapacityWait as wait:
+            if capacity_wait is not None:  # the caller waited as long as it would
+                return _capacity_timeout(attempt, f"No provider capacity within the caller's bound ({wait})")
             return _wait_for_capacity(attempt, job, wait)
         except ProviderError as exc:
             if provider and circuit.means_down(exc):
@@ -189,6 +190,27 @@ def _capacity_for(client, request, attempt: Attempt, job: AIJob) -> capacity.Lea
     return lease
 
 
+def _leased_call(client, request, attempt: Attempt, job: AIJob, should_stop, capacity_wait) -> ChatResult:
+    """The provider call under a capacity lease; refused (CapacityWait), asked again for as long as
+    `capacity_wait` (see execute) waits, else the refusal goes up."""
+    while True:
+        try:
+            lease = _capacity_for(client, request, attempt, job)
+            # Provider calls never run inside a transaction nor hold a connection: they wait on the network
+            # for seconds, and the pooled connection serves other threads meanwhile.
+            connection.close()
+            return _call_under_lease(client, request, lease, attempt, should_stop)
+        except capacity.CapacityWait as wait:
+            if capacity_wait is None:
+                raise
+            _publish_wakes(wait.wakes, job)  # the jobs waiting in the queue get their wake-ups all the same
+            connection.close()  # no connection held while we sleep
+            if not capacity_wait(wait, should_stop):
+                raise
+            if should_stop():
+                raise CallAbandoned() from None
+
+
 def _call_under_lease(client, request, lease: capacity.Lease, attempt: Attempt, should_stop) -> ChatResult:
     """The provider call, then the lease given back with what the answer said of the limits. A 429 that
     happened anyway becomes a wait (CapacityWait), not an error."""
@@ -221,11 +243,8 @@ def _wait_for_capacity(attempt: Attempt, job: AIJob, wait: capacity.CapacityWait
     instead."""
     deadline = job.created_at + timedelta(seconds=job.job_type.max_queue_seconds)
     if wait.until > deadline:
-        return finish.timeout(
-            attempt.job_pk,
-            attempt.attempt,
-            error_code="CAPACITY_WAIT_EXCEEDED",
-            message=f"Waited for provider capacity past the job type's max_queue_seconds ({wait})",
+        return _capacity_timeout(
+            attempt, f"Waited for provider capacity past the job type's max_queue_seconds ({wait})"
         )
     claim.rotation.not_served(job.priority, job.brand_id)
     try:
@@ -236,6 +255,10 @@ def _wait_for_capacity(attempt: Attempt, job: AIJob, wait: capacity.CapacityWait
         return None
     _publish_wakes(wait.wakes, job)
     return JobStatus.PENDING
+
+
+def _capacity_timeout(attempt: Attempt, message: str) -> str | None:
+    return finish.timeout(attempt.job_pk, attempt.attempt, error_code="CAPACITY_WAIT_EXCEEDED", message=message)
 
 
 def _publish_wakes(wakes: list, job: AIJob) -> None:

@@ -118,10 +118,10 @@ class OpenAIBatchAPI:
         response, error = item.get("response") or {}, item.get("error") or {}
         if response.get("status_code") == 200:
             request = request_of(custom_id)
-            completion = openai.types.chat.ChatCompletion.model_validate(response.get("body") or {})
             if request is None:
                 return BatchOutcome(custom_id)
-            return BatchOutcome(custom_id, result=self.client.whole_result(request, completion, request_id=None))
+            body = response.get("body") or {}
+            return BatchOutcome(custom_id, result=self.client.whole_result(request, body, request_id=None))
         if error.get("code") in {"batch_expired", "batch_cancelled"}:
             return BatchOutcome(custom_id)
         body = response.get("body") or {}

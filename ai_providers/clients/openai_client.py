@@ -5,6 +5,7 @@ from dataclasses import asdict
 from functools import lru_cache
 from typing import Any
 
+import httpx2
 import openai
 from django.conf import settings
 
@@ -109,29 +110,33 @@ class OpenAIClient:
             raise map_error(exc, self.name) from None
 
     def _chat_whole(self, request: ChatRequest, params: dict, guard: CallGuard) -> ChatResult:
-        raw = self._sdk.chat.completions.with_raw_response.create(**params, timeout=self._timeout(guard))
-        response = raw.parse()
+        """The whole answer, through the SDK's request method (its auth, errors, timeouts) with the body as it is
+        and the answer read as plain JSON: `chat.completions.create` would run its per-call transforms over the
+        parameters and build pydantic models of the answer, most of the SDK's CPU on a call."""
+        response = self._sdk.post(
+            "/chat/completions", cast_to=httpx2.Response, body=params, options={"timeout": self._timeout(guard)}
+        )
         guard.check()
-        result = self.whole_result(request, response, request_id=raw.headers.get("x-request-id"))
-        result.headers = rate_headers(raw.headers)
+        result = self.whole_result(request, response.json(), request_id=response.headers.get("x-request-id"))
+        result.headers = rate_headers(response.headers)
         return result
 
-    def whole_result(self, request: ChatRequest, response, *, request_id: str | None) -> ChatResult:
-        """A whole (not streamed) chat.completion as a ChatResult (also a Batch API answer's body)."""
-        choice = response.choices[0] if response.choices else None
-        message = choice.message if choice else None
-        text = (message.content if message else None) or ""
-        extra: dict[str, Any] = {"provider_response_id": response.id}
-        if message is not None and message.tool_calls:
-            extra["tool_calls"] = [call.model_dump(mode="json") for call in message.tool_calls]
-        usage = response.usage
+    def whole_result(self, request: ChatRequest, response: dict, *, request_id: str | None) -> ChatResult:
+        """A whole (not streamed) chat.completion, as the JSON it came in, as a ChatResult (also a Batch API
+        answer's body)."""
+        choices = response.get("choices") or ()
+        choice = choices[0] if choices else {}
+        message = choice.get("message") or {}
+        extra: dict[str, Any] = {"provider_response_id": response.get("id")}
+        if message.get("tool_calls"):
+            extra["tool_calls"] = message["tool_calls"]
         return self._result(
             request,
-            text=text,
-            finish=(choice.finish_reason if choice else None) or "stop",
-            model=response.model,
+            text=message.get("content") or "",
+            finish=choice.get("finish_reason") or "stop",
+            model=response.get("model") or request.model,
             request_id=request_id,
-            tokens=usage_tokens(usage),
+            tokens=usage_tokens(response.get("usage")),
             extra=extra,
         )
 
@@ -262,12 +267,9 @@ def stream_chunks(response, guard: CallGuard):
         yield chunk
 
 
-def usage_tokens(usage) -> TokenUsage | None:
-    """The usage (a whole answer's SDK object, or the dict of a stream's last chunk with include_usage) as token
-    kinds: prompt_tokens include the cached ones, completion_tokens the reasoning ones. None: the server sent
-    none."""
-    if usage is not None and not isinstance(usage, dict):
-        usage = usage.model_dump()
+def usage_tokens(usage: dict | None) -> TokenUsage | None:
+    """The usage of an answer (a whole one's, or a stream's last chunk with include_usage) as token kinds:
+    prompt_tokens include the cached ones, completion_tokens the reasoning ones. None: the server sent none."""
     if not usage or usage.get("prompt_tokens") is None or usage.get("completion_tokens") is None:
         return None
     prompt_details = usage.get("prompt_tokens_details") or {}

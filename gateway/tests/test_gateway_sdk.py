@@ -18,11 +18,6 @@ from testing.jobs import wait_for
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
 
-@pytest.fixture
-def gateway(live_asgi, personas, llm_env):
-    return live_asgi
-
-
 def brand_key(personas, **kwargs) -> str:
     kwargs.setdefault("brand", personas.brand_a)
     kwargs.setdefault("user", personas.adam)
@@ -141,6 +136,21 @@ def test_tools_and_json_mode(gateway, personas):
     stream_calls = [tc for c in streamed if c.choices for tc in (c.choices[0].delta.tool_calls or [])]
     assert stream_calls and stream_calls[0].function.name == "lookup"
     assert as_json.choices[0].message.content == '{"answer": "json please"}'
+
+
+def test_the_gateway_runs_through_the_whole_middleware_under_asgi(gateway, personas, settings):
+    """/v1/ takes the middleware run synchronously (config.asgi): the same middleware, with the same effects."""
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 4096
+    headers = {"Authorization": f"Bearer {brand_key(personas)}"}
+    body = {"model": "gpt-4o-mini", "messages": user("hello")}
+    answered = httpx.post(f"{gateway}/v1/chat/completions", json=body, headers=headers, timeout=30)
+    assert answered.status_code == 200, answered.text
+    assert answered.headers["X-Frame-Options"] == "DENY"  # XFrameOptionsMiddleware
+    assert answered.headers["X-Content-Type-Options"] == "nosniff"  # SecurityMiddleware
+    oversized = {**body, "messages": user("x" * 5000)}
+    refused = httpx.post(f"{gateway}/v1/chat/completions", json=oversized, headers=headers, timeout=30)
+    assert refused.status_code == 413 and refused.json()["error_code"] == "PAYLOAD_TOO_LARGE"
+    assert AIJob.objects.count() == 1
 
 
 def test_a_claude_model_goes_through_the_anthropic_client(gateway, personas):
