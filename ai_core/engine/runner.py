@@ -114,6 +114,9 @@ def execute(
         except CallAbandoned:
             return _abandoned(attempt)
         except capacity.CapacityWait as wait:
+            skip_to = fallback.past_long_wait(job, wait.until)
+            if skip_to is not None:
+                return fallback.switch(job, attempt_number, skip_to, reason=f"waiting too long for capacity ({wait})")
             return _wait_for_capacity(attempt, job, wait)
         except ProviderError as exc:
             if provider and circuit.means_down(exc):
