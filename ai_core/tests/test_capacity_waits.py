@@ -17,6 +17,7 @@ from ai_core.models import AIJob, AIJobEvent, AIJobType
 from ai_core.tests.helpers import event_trail, submit
 from ai_providers.models import CapacityLimit, Provider
 from business.models import Brand
+from business.services import user_provision
 from conftest import make_client
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the runner closes its connection around a call
@@ -184,3 +185,29 @@ def test_a_company_admin_configures_its_credentials_limits_and_others_cannot(llm
     assert outsider.get(url).status_code == 404
     row = CapacityLimit.objects.get(credential_id=created["id"])
     assert (row.requests_per_minute, row.concurrent_requests) == (500, 4)
+
+
+def test_staff_configure_the_environment_endpoints_limits_and_others_only_read_them(llm_env, personas):
+    staff = user_provision(username="sam", password="sam-pass-1", company_name="Acme", member_of=["A"], staff=True)
+    url = "/ai/providers/openai/capacity/"
+    operator = make_client(staff, personas.brand_a)
+    answer = operator.put(
+        url, {"model": "gpt-4o-mini", "requests_per_minute": 1, "concurrent_requests": 2}, format="json"
+    )
+    assert answer.status_code == 200, answer.content
+    assert (answer.json()["requests_per_minute"], answer.json()["tokens_per_minute"]) == (1, None)
+    row = CapacityLimit.objects.get(provider__name="openai", credential=None, model="gpt-4o-mini")
+    assert (row.requests_per_minute, row.concurrent_requests) == (1, 2)
+    # Every company calling with the environment's key is bound by it: the second job of the minute waits.
+    assert run_from_message(submit_chat(personas.brand_a).pk) == "completed"
+    assert run_from_message(submit_chat(personas.brand_z).pk) == "pending"
+
+    bad = operator.put(url, {"model": "gpt-4o-mini", "requests_per_minute": 0}, format="json")
+    assert bad.status_code == 400 and bad.json()["error_code"]
+    assert operator.put("/ai/providers/nope/capacity/", {"model": ""}, format="json").status_code == 404
+    for user, brand in ((personas.acme_admin, personas.brand_a), (personas.carol, personas.brand_z)):
+        client = make_client(user, brand)
+        refused = client.put(url, {"model": "gpt-4o-mini", "requests_per_minute": 500}, format="json")
+        assert (refused.status_code, refused.json()["error_code"]) == (403, "STAFF_REQUIRED")
+        assert [r["requests_per_minute"] for r in client.get(url).json()] == [1]
+    assert CapacityLimit.objects.get(pk=row.pk).requests_per_minute == 1
