@@ -14,18 +14,9 @@ from ai_providers.api.serializers import (
 )
 from ai_providers.models import ProviderCredential
 from ai_usage.selectors import provider_health
+from business.access import require_company_admin
 from business.api.mixins import BrandScopedMixin
 from business.errors import AccessDenied
-
-
-def require_company_admin(request) -> None:
-    """Credentials and quotas bind a whole company: only its company admins change them."""
-    user = request.user
-    if not (user.is_company_admin and user.company_id == request.brand.company_id):
-        raise AccessDenied(
-            "Only a company admin may change provider credentials and quotas",
-            error_code="COMPANY_ADMIN_REQUIRED",
-        )
 
 
 class ProviderListView(BrandScopedMixin, APIView):
