@@ -887,11 +887,25 @@ def job_wait_for_capacity(
 ) -> Transitioned:
     """running -> pending until the provider has capacity: claimable again at `claimable_at`, shown as `waiting`,
     and the attempt given back (attempts - 1: waiting is not failing; the fence makes the count exact)."""
+    return job_give_back(
+        job_pk=job_pk,
+        attempt=attempt,
+        reason=f"waiting for {waiting['provider']} capacity until {waiting['until']}",
+        claimable_at=claimable_at,
+        waiting=waiting,
+    )
+
+
+def job_give_back(
+    *, job_pk: int, attempt: int, reason: str, claimable_at: datetime, waiting: dict[str, str] | None = None
+) -> Transitioned:
+    """running -> pending with the attempt given back (attempts - 1), claimable again at `claimable_at`: the
+    attempt could not start (no provider capacity, its brand over its max_running_jobs), nothing failed."""
     return transition(
         job_pk,
         to=S.PENDING,
         attempt=attempt,
-        reason=f"waiting for {waiting['provider']} capacity until {waiting['until']}"[:500],
+        reason=reason[:500],
         fields={
             "available_at": claimable_at,
             "attempts": attempt - 1,

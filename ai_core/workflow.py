@@ -21,6 +21,7 @@ from django.utils import timezone
 from ai_core.models import FINAL_STATUSES, AIJob, AIJobEvent, JobDailyStat, JobStatus
 from ai_providers.money import to_micros
 from business.errors import Conflict, NotFound
+from business.models import Brand
 from business.sql import InsertSelect, prepared_cursor
 
 S = JobStatus
@@ -179,6 +180,21 @@ def claimed_at_creation(job: AIJob, *, reason: str, fields: dict[str, Any]) -> l
     return [("", S.PENDING, 0, "created", job.created_by_id), (S.PENDING, S.RUNNING, 1, claim.reason, None)]
 
 
+def _brands_at_limit() -> str:
+    """The brands whose running jobs have reached their max_running_jobs, as a subquery of their ids: both claims
+    (this module's statement, engine.claim's pick) skip their jobs. It depends on nothing of the row it filters,
+    so the database runs it once per claim (a hashed subplan), over the limited brands only."""
+    brand, limit = Brand._meta.db_table, Brand._meta.get_field("max_running_jobs").column
+    job, job_brand = AIJob._meta.db_table, AIJob._meta.get_field("brand").column
+    return (
+        f"SELECT b.id FROM {brand} b WHERE b.{limit} IS NOT NULL AND b.{limit} <= "
+        f"(SELECT count(*) FROM {job} r WHERE r.{job_brand} = b.id AND r.status = '{S.RUNNING.value}')"
+    )
+
+
+BRANDS_AT_LIMIT = _brands_at_limit()
+
+
 def claim_pending(
     *, levels: Sequence[tuple[str, int]], reason: str, fields: dict[str, Any], also_return: str = ""
 ) -> Transitioned | None:
@@ -206,7 +222,8 @@ def claim_pending(
         f"SELECT c.id, c.status, c.attempts FROM (VALUES {', '.join(['(%s, %s::bigint)'] * len(levels))}) "
         f"AS level (priority, after_brand) CROSS JOIN LATERAL ("
         f"SELECT id, status, attempts FROM {table} WHERE status = 'pending' AND priority = level.priority "
-        f"AND available_at <= %s AND brand_id > level.after_brand ORDER BY brand_id, created_at, id "
+        f"AND available_at <= %s AND brand_id > level.after_brand AND brand_id NOT IN ({BRANDS_AT_LIMIT}) "
+        f"ORDER BY brand_id, created_at, id "
         f"LIMIT 1 FOR UPDATE SKIP LOCKED) AS c LIMIT 1"
     )
     params = [value for level in levels for value in level] + [change.now]

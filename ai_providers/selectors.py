@@ -160,11 +160,12 @@ def providers_active() -> QuerySet[Provider]:
     return Provider.objects.filter(is_active=True).prefetch_related("models__prices").order_by("name")
 
 
-def provider_get(name: str) -> Provider:
-    """The active provider a request body names; an unknown name is that body's fault: a 400, like a job type."""
+def provider_get(name: str, *, status_code: int = 400) -> Provider:
+    """The active provider a request names; an unknown name in a body is that body's fault: a 400, like a job
+    type (in a URL's path: a 404, `status_code`)."""
     provider = Provider.objects.filter(name=name, is_active=True).first()
     if provider is None:
-        raise NotFound(f"Provider '{name}' not found", error_code="PROVIDER_NOT_FOUND", status_code=400)
+        raise NotFound(f"Provider '{name}' not found", error_code="PROVIDER_NOT_FOUND", status_code=status_code)
     return provider
 
 

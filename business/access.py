@@ -127,3 +127,14 @@ def can_administer_brand(user: User, brand: Brand) -> bool:
     if user.is_company_admin and user.company_id == brand.company_id:
         return True
     return brand.memberships.filter(user=user, role="admin").exists()
+
+
+def require_company_admin(request) -> None:
+    """Credentials, quotas and brand settings bind the company's share of providers: only its company admins
+    change them (of the request's brand's company)."""
+    user = request.user
+    if not (user.is_company_admin and user.company_id == request.brand.company_id):
+        raise AccessDenied(
+            "Only a company admin may change provider credentials, quotas and brand settings",
+            error_code="COMPANY_ADMIN_REQUIRED",
+        )

@@ -27,7 +27,7 @@ class CompanyAdmin(admin.ModelAdmin):
 
 @admin.register(Brand)
 class BrandAdmin(admin.ModelAdmin):
-    list_display = ["name", "company", "capacity_weight", "created_at"]
+    list_display = ["name", "company", "capacity_weight", "max_running_jobs", "created_at"]
     list_filter = ["company"]
     search_fields = ["name", "company__name"]
 

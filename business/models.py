@@ -21,12 +21,19 @@ class Brand(models.Model):
     # The brand's share when brands compete for the workers (a provider's capacity): weight 2 is served twice
     # as often as weight 1. Claims rotate over brands by it (ai_core.engine.claim).
     capacity_weight = models.PositiveSmallIntegerField(default=1)
+    # At most this many of the brand's jobs run at once, across the deployment (null: no limit): the claim skips
+    # a brand at its limit (ai_core.workflow.BRANDS_AT_LIMIT), its jobs stay pending.
+    max_running_jobs = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["name"]
         constraints = [
             models.UniqueConstraint(fields=["company", "name"], name="brand_unique_name_per_company"),
             models.CheckConstraint(condition=models.Q(capacity_weight__gte=1), name="brand_capacity_weight_positive"),
+            models.CheckConstraint(
+                condition=models.Q(max_running_jobs__isnull=True) | models.Q(max_running_jobs__gte=1),
+                name="brand_max_running_jobs_positive",
+            ),
         ]
 
     def __str__(self) -> str:

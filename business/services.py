@@ -113,6 +113,16 @@ class ApiKeyRefused(ApplicationError):
     error_code = "API_KEY_INVALID"
 
 
+def brand_capacity_set(*, brand: Brand, **fields: int | None) -> Brand:
+    """Change how the brand shares provider capacity (`capacity_weight`, `max_running_jobs`: the fields given).
+    The claim reads both from the row, so the next claim anywhere applies them."""
+    for name, value in fields.items():
+        setattr(brand, name, value)
+    if fields:
+        brand.save(update_fields=list(fields))
+    return brand
+
+
 def api_key_hash(raw_key: str) -> str:
     """SHA-256 of the key. The key carries 256 random bits, so a fast hash is safe: nothing to brute-force."""
     return hashlib.sha256(raw_key.encode()).hexdigest()

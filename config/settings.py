@@ -332,6 +332,8 @@ AICORE_RETRY_MAX_MS = env_int("AICORE_RETRY_MAX_MS", 60_000, minimum=0)
 AICORE_CIRCUIT_FAILURES = env_int("AICORE_CIRCUIT_FAILURES", 5, minimum=1)
 AICORE_CIRCUIT_OPEN_SECONDS = env_int("AICORE_CIRCUIT_OPEN_SECONDS", 30, minimum=1)
 AICORE_CIRCUIT_CACHE_SECONDS = env_int("AICORE_CIRCUIT_CACHE_SECONDS", 0 if AICORE_ENV == "test" else 1, minimum=0)
+# A job with fallback models runs on its next one rather than wait longer than this for provider capacity.
+AICORE_FALLBACK_AFTER_WAIT_SECONDS = env_int("AICORE_FALLBACK_AFTER_WAIT_SECONDS", 60, minimum=0)
 if AICORE_REAP_AFTER_MS < 3 * AICORE_HEARTBEAT_MS:
     raise ImproperlyConfigured("AICORE_REAP_AFTER_MS must be at least 3 heartbeats (AICORE_HEARTBEAT_MS)")
 

@@ -15,6 +15,7 @@ urlpatterns = [
     path("ai/", include("ai_core.api.urls")),
     path("ai/", include("webhooks.api.urls")),
     path("ai/", include("business.api.api_keys")),
+    path("ai/", include("business.api.brands")),
     path("v1/", include("gateway.urls")),
     path("ai/", include("batches.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -6,17 +6,23 @@ each brand served as many claims in a row as its weight (business.Brand.capacity
 job first within a brand. So one brand's 10 000 queued jobs cannot delay another brand's single job by more
 than one turn per brand, and message order in the broker does not matter. Jobs waiting for provider capacity
 are pending like any other (ai_providers.capacity): when a slot frees, this order decides who gets it.
+
+A brand with `max_running_jobs` (business.Brand) that many of its jobs running is skipped by the claim, across
+the deployment (the count is the database's): its jobs stay pending, nothing spent. SQLite's claims run one at
+a time (IMMEDIATE transactions); PostgreSQL's concurrent ones may each see room, so a claim of a limited brand
+then checks, committed, that it is among the brand's first `max_running_jobs` (`_over_brand_limit`).
 """
 
 import threading
 from dataclasses import replace
 
 from django.db import connection, transaction
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from ai_core.models import AIJob, JobPriority, JobStatus
-from ai_core.services import job_claim_pending, job_start
-from ai_core.workflow import IllegalTransition, Transitioned
+from ai_core.services import job_claim_pending, job_give_back, job_start
+from ai_core.workflow import BRANDS_AT_LIMIT, IllegalTransition, Transitioned
 from business.errors import Conflict, NotFound
 from business.models import Brand
 from business.sql import prepared_cursor
@@ -57,19 +63,29 @@ class BrandRotation:
 
 
 rotation = BrandRotation()
-BRAND_WEIGHT = (
-    f"(SELECT b.{Brand._meta.get_field('capacity_weight').column} FROM {Brand._meta.db_table} b "
-    f"WHERE b.id = moved.brand_id)"
+
+
+def _of_moved_brand(field: str) -> str:
+    """The claimed job's brand's `field`, as a column the claim statement returns."""
+    return f"(SELECT b.{Brand._meta.get_field(field).column} FROM {Brand._meta.db_table} b WHERE b.id = moved.brand_id)"
+
+
+BRAND_WEIGHT, BRAND_MAX_RUNNING = _of_moved_brand("capacity_weight"), _of_moved_brand("max_running_jobs")
+# The brand's running jobs that started before the given one (by started_at, then id).
+RUNNING_BEFORE = (
+    f"SELECT count(*) FROM {AIJob._meta.db_table} r WHERE r.brand_id = %s AND r.status = '{JobStatus.RUNNING.value}' "
+    f"AND (r.started_at, r.id) < (SELECT j.started_at, j.id FROM {AIJob._meta.db_table} j WHERE j.id = %s)"
 )
 
 
 def _best_level(now) -> str | None:
-    """The most urgent priority that has a claimable job, in one round trip (an index probe per level).
+    """The most urgent priority that has a claimable job (of a brand below its max_running_jobs), in one round
+    trip (an index probe per level).
     SQLite's pick needs it; PostgreSQL's one-statement claim looks at the levels itself."""
     table = AIJob._meta.db_table
     probe = (
         f"SELECT CAST(%s AS text) WHERE EXISTS (SELECT 1 FROM {table} WHERE status = 'pending' AND priority = %s "
-        f"AND available_at <= %s)"
+        f"AND available_at <= %s AND brand_id NOT IN ({BRANDS_AT_LIMIT}))"
     )
     at = connection.ops.adapt_datetimefield_value(now)  # raw SQL: stored as the ORM does (SQLite: naive UTC)
     with prepared_cursor() as cursor:
@@ -92,6 +108,7 @@ def _pick() -> int | None:
     if priority is None:
         return None
     level = AIJob.objects.filter(status=JobStatus.PENDING, available_at__lte=now, priority=priority)
+    level = level.exclude(brand_id__in=RawSQL(BRANDS_AT_LIMIT, []))
     level = level.order_by("brand_id", "created_at", "id")
     for queryset in (level.filter(brand_id__gt=rotation.after(priority)), level):
         row = queryset.values_list("pk", "brand_id", "brand__capacity_weight").first()
@@ -133,12 +150,39 @@ def _claim_in_one_statement(task_id: str, also_return: str) -> Transitioned | No
             claimed = job_claim_pending(
                 levels=levels,
                 task_id=task_id,
-                also_return=", ".join(filter(None, ["moved.priority", BRAND_WEIGHT, also_return])),
+                also_return=", ".join(filter(None, ["moved.priority", BRAND_WEIGHT, BRAND_MAX_RUNNING, also_return])),
             )
         except Conflict:  # the row changed between its pick and its compare-and-set: look again
             continue
         if claimed is None:
             return None
-        rotation.served(claimed.extra[0], claimed.brand_id, claimed.extra[1])
-        return replace(claimed, extra=claimed.extra[2:])
+        priority, weight, max_running = claimed.extra[:3]
+        if max_running is not None and _over_brand_limit(claimed, max_running):
+            continue
+        rotation.served(priority, claimed.brand_id, weight)
+        return replace(claimed, extra=claimed.extra[3:])
     return None
+
+
+def _over_brand_limit(claimed: Transitioned, max_running: int) -> bool:
+    """Whether a claim of a brand with max_running_jobs raced others past it, and then gave the job back.
+
+    The claim statement counts the brand's running jobs in its own snapshot, so workers claiming at the same
+    instant can each see room for one more. Once committed they see each other: the brand's first
+    `max_running` running jobs (by start, then id) keep running, a later one goes back to pending with its
+    attempt given back. A limited brand's claim costs this one more statement; others' none."""
+    with prepared_cursor() as cursor:
+        cursor.execute(RUNNING_BEFORE, [claimed.brand_id, claimed.job_pk])
+        (before,) = cursor.fetchone()
+    if before < max_running:
+        return False
+    try:
+        job_give_back(
+            job_pk=claimed.job_pk,
+            attempt=claimed.attempt,
+            reason=f"its brand already runs {before} jobs (max_running_jobs {max_running})",
+            claimable_at=timezone.now(),
+        )
+    except Conflict:  # cancelled meanwhile: nothing to give back
+        pass
+    return True

@@ -5,8 +5,8 @@ next one that the catalogue serves with a key for the job's company:
 
 1. when a transient provider error (5xx, timeout, network, 429) ends its last attempt on the current model;
 2. when an attempt starts while the current model's provider circuit is open (engine.circuit): no call;
-3. when another part of the engine decides the model cannot serve the job in time (`next_fallback`, then
-   `switch`: e.g. a capacity wait that would exceed its bound).
+3. when an attempt finds no provider capacity (a configured or learned limit, a 429's Retry-After) for longer
+   than AICORE_FALLBACK_AFTER_WAIT_SECONDS: the job runs on its next model rather than wait (`past_long_wait`).
 
 Attempts: each model gets the job type's max_attempts. `attempts` keeps counting across models (it fences a
 zombie's writes); `fallback_attempts` is what the earlier models spent.
@@ -17,6 +17,10 @@ which model to which and why. The job is claimable again at once (the fallback h
 """
 
 import logging
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.utils import timezone
 
 from ai_core.dispatch import publish_job
 from ai_core.engine import circuit, finish
@@ -35,6 +39,16 @@ def past_open_circuit(job: AIJob, provider: str) -> ModelChoice | None:
     circuit is closed or the job has no fallback left (it then calls the provider, as it always did). A job
     without fallbacks costs no query here."""
     if not job.fallback_models() or not circuit.is_open(provider):
+        return None
+    return next_fallback(job)
+
+
+def past_long_wait(job: AIJob, until: datetime) -> ModelChoice | None:
+    """The fallback an attempt switches to instead of waiting for capacity until `until`, when that is further
+    off than AICORE_FALLBACK_AFTER_WAIT_SECONDS; None for a shorter wait or a job without a fallback left (it
+    then waits, as it always did). A job without fallbacks costs no query here."""
+    bound = timedelta(seconds=settings.AICORE_FALLBACK_AFTER_WAIT_SECONDS)
+    if not job.fallback_models() or until - timezone.now() <= bound:
         return None
     return next_fallback(job)
 

@@ -115,6 +115,9 @@ def execute(
         except capacity.CapacityWait as wait:
             if capacity_wait is not None:  # the caller waited as long as it would
                 return _capacity_timeout(attempt, f"No provider capacity within the caller's bound ({wait})")
+            skip_to = fallback.past_long_wait(job, wait.until)
+            if skip_to is not None:
+                return fallback.switch(job, attempt_number, skip_to, reason=f"waiting too long for capacity ({wait})")
             return _wait_for_capacity(attempt, job, wait)
         except ProviderError as exc:
             if provider and circuit.means_down(exc):

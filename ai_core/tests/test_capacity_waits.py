@@ -10,11 +10,13 @@ from django.conf import settings
 from django.test import Client
 from django.utils import timezone
 
-from ai_core.engine import claim
+from ai_core.engine import claim, finish
 from ai_core.engine.claim import BrandRotation, claim_next
 from ai_core.engine.runner import run_from_message
-from ai_core.models import AIJob, AIJobType
+from ai_core.models import AIJob, AIJobEvent, AIJobType
 from ai_providers.models import CapacityLimit, Provider
+from business.models import Brand
+from business.services import user_provision
 from conftest import make_client
 from testing.jobs import event_trail, submit
 
@@ -115,6 +117,54 @@ def test_brands_are_served_by_weight_within_a_priority(job_types, make_brands, m
     assert order[:3].count(first) in (1, 2) and order[3:].count(heavy.pk) == 2
 
 
+def test_a_brand_at_its_max_running_jobs_is_skipped_by_the_claim_and_other_brands_are_served(
+    job_types, make_brands, monkeypatch
+):
+    """The limited brand's jobs are urgent, so a claim that did not skip it would take them first."""
+    limited, other = make_brands(2)
+    limited.max_running_jobs = 1
+    limited.save()
+    monkeypatch.setattr(claim, "rotation", BrandRotation())
+    for _ in range(3):
+        submit(limited, priority="urgent")
+    for _ in range(2):
+        submit(other)
+    claimed = [AIJob.objects.get(pk=claim_next().job_pk) for _ in range(3)]
+    assert [job.brand_id for job in claimed] == [limited.pk, other.pk, other.pk]
+    assert claim_next() is None  # nothing spent: the limited brand's two others stay pending, unclaimed
+    assert list(AIJob.objects.filter(brand=limited).values_list("status", "attempts").order_by("id")) == [
+        ("running", 1),
+        ("pending", 0),
+        ("pending", 0),
+    ]
+    # Its running job ends: the next one is claimed, and again only one.
+    assert finish.fail(claimed[0].pk, 1, "PROVIDER_ERROR", "done") == "failed"
+    assert AIJob.objects.get(pk=claim_next().job_pk).brand_id == limited.pk
+    assert claim_next() is None
+    # No limit: the last one runs beside it.
+    Brand.objects.filter(pk=limited.pk).update(max_running_jobs=None)
+    assert AIJob.objects.get(pk=claim_next().job_pk).brand_id == limited.pk
+    assert AIJob.objects.filter(brand=limited, status="running").count() == 2
+
+
+def test_claims_that_raced_past_a_brands_max_running_jobs_give_the_later_job_back(job_types, make_brands):
+    """Two claims that each saw room (their statements' snapshots did not see each other): once committed, the
+    brand's first job by start keeps running, the later one goes back to pending, its attempt given back."""
+    (brand,) = make_brands(1)
+    first, second = submit(brand), submit(brand)
+    claims = {claimed.job_pk: claimed for claimed in (claim_next(), claim_next())}
+    assert set(claims) == {first.pk, second.pk}
+    Brand.objects.filter(pk=brand.pk).update(max_running_jobs=1)
+    assert claim._over_brand_limit(claims[first.pk], 1) is False
+    assert claim._over_brand_limit(claims[second.pk], 1) is True
+    assert [(j.pk, j.status, j.attempts) for j in AIJob.objects.filter(brand=brand).order_by("id")] == [
+        (first.pk, "running", 1),
+        (second.pk, "pending", 0),
+    ]
+    assert "max_running_jobs 1" in AIJobEvent.objects.filter(job_id=second.pk).latest("id").reason
+    assert claim_next() is None
+
+
 def test_a_company_admin_configures_its_credentials_limits_and_others_cannot(llm_env, personas):
     admin = make_client(personas.acme_admin, personas.brand_a)
     created = admin.post(
@@ -135,3 +185,29 @@ def test_a_company_admin_configures_its_credentials_limits_and_others_cannot(llm
     assert outsider.get(url).status_code == 404
     row = CapacityLimit.objects.get(credential_id=created["id"])
     assert (row.requests_per_minute, row.concurrent_requests) == (500, 4)
+
+
+def test_staff_configure_the_environment_endpoints_limits_and_others_only_read_them(llm_env, personas):
+    staff = user_provision(username="sam", password="sam-pass-1", company_name="Acme", member_of=["A"], staff=True)
+    url = "/ai/providers/openai/capacity/"
+    operator = make_client(staff, personas.brand_a)
+    answer = operator.put(
+        url, {"model": "gpt-4o-mini", "requests_per_minute": 1, "concurrent_requests": 2}, format="json"
+    )
+    assert answer.status_code == 200, answer.content
+    assert (answer.json()["requests_per_minute"], answer.json()["tokens_per_minute"]) == (1, None)
+    row = CapacityLimit.objects.get(provider__name="openai", credential=None, model="gpt-4o-mini")
+    assert (row.requests_per_minute, row.concurrent_requests) == (1, 2)
+    # Every company calling with the environment's key is bound by it: the second job of the minute waits.
+    assert run_from_message(submit_chat(personas.brand_a).pk) == "completed"
+    assert run_from_message(submit_chat(personas.brand_z).pk) == "pending"
+
+    bad = operator.put(url, {"model": "gpt-4o-mini", "requests_per_minute": 0}, format="json")
+    assert bad.status_code == 400 and bad.json()["error_code"]
+    assert operator.put("/ai/providers/nope/capacity/", {"model": ""}, format="json").status_code == 404
+    for user, brand in ((personas.acme_admin, personas.brand_a), (personas.carol, personas.brand_z)):
+        client = make_client(user, brand)
+        refused = client.put(url, {"model": "gpt-4o-mini", "requests_per_minute": 500}, format="json")
+        assert (refused.status_code, refused.json()["error_code"]) == (403, "STAFF_REQUIRED")
+        assert [r["requests_per_minute"] for r in client.get(url).json()] == [1]
+    assert CapacityLimit.objects.get(pk=row.pk).requests_per_minute == 1

@@ -5,6 +5,7 @@ fallback the quota cannot afford."""
 from decimal import Decimal
 
 import pytest
+from django.utils import timezone
 
 from ai_core.admin import AIJobTypeForm
 from ai_core.engine import circuit
@@ -14,7 +15,8 @@ from ai_core.engine.runner import run_from_message
 from ai_core.models import AIJob, AIJobType
 from ai_core.services import job_create
 from ai_providers.clients.base import TransientProviderError
-from ai_usage.models import Quota, QuotaPeriod
+from ai_providers.models import CapacityLimit
+from ai_usage.models import AIJobUsage, Quota, QuotaPeriod
 from conftest import make_client
 
 FALLBACK = "claude-3-5-haiku-latest"
@@ -110,3 +112,46 @@ def test_a_fallback_dearer_than_the_quota_has_room_for_fails_the_job_and_gives_t
     assert f"fallback to {FALLBACK}" in job.error_message
     period = QuotaPeriod.objects.get()
     assert (period.reserved_cost_micros, period.used_cost_micros) == (0, 0)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_capacity_wait_past_the_bound_runs_the_job_on_its_fallback_and_a_short_one_waits(
+    personas, llm_env, job_types, settings
+):
+    """In this process: the primary endpoint answers 429 with Retry-After 600 s (past the 60 s bound), which
+    pauses it for every job; a job with a fallback completes on it, one without waits. A 429 asking for 5 s
+    is waited out even by a job with fallbacks."""
+    settings.AICORE_FALLBACK_AFTER_WAIT_SECONDS = 60
+    short = chat("hi [fake status=429 times=1 key=short-wait api=openai retry_after=5]", fallback_models=[FALLBACK])
+    job, _ = job_create(brand=personas.brand_a, user=None, job_type="chat_completion", input_data=short["input_data"])
+    assert run_from_message(job.pk) == "pending"
+    job.refresh_from_db()
+    assert (job.fallback_model, job.attempts, job.waiting["provider"]) == ("", 0, "openai")
+    CapacityLimit.objects.update(blocked_until=None)
+    AIJob.objects.filter(pk=job.pk).update(available_at=timezone.now())
+    assert run_from_message(job.pk) == "completed"
+
+    long = chat("hi [fake status=429 api=openai retry_after=600]", fallback_models=[FALLBACK])
+    job, _ = job_create(brand=personas.brand_a, user=None, job_type="chat_completion", input_data=long["input_data"])
+    assert run_from_message(job.pk) == "pending"  # the 429, then the switch
+    job.refresh_from_db()
+    assert (job.fallback_model, job.fallback_provider) == (FALLBACK, "anthropic")
+    assert "waiting too long for capacity" in job.events.order_by("-id").first().reason
+    assert run_from_message(job.pk) == "completed"
+    job.refresh_from_db()
+    assert (job.status, job.waiting) == ("completed", None)
+    assert AIJobUsage.objects.get(job=job).model_name == FALLBACK
+
+    # The endpoint stays paused for everyone: a job with fallbacks does not call it; one without waits.
+    calls = CapacityLimit.objects.get(model="gpt-4o-mini").calls
+    data = chat("hi", fallback_models=[FALLBACK])["input_data"]
+    other, _ = job_create(brand=personas.brand_b, user=None, job_type="chat_completion", input_data=data)
+    assert [run_from_message(other.pk), run_from_message(other.pk)] == ["pending", "completed"]
+    other.refresh_from_db()
+    assert (other.status, other.fallback_model) == ("completed", FALLBACK)
+    assert CapacityLimit.objects.get(model="gpt-4o-mini").calls == calls
+    data = chat("hi")["input_data"]
+    lone, _ = job_create(brand=personas.brand_b, user=None, job_type="chat_completion", input_data=data)
+    assert run_from_message(lone.pk) == "pending"
+    lone.refresh_from_db()
+    assert (lone.fallback_model, lone.waiting["provider"]) == ("", "openai")

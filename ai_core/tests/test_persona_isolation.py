@@ -131,12 +131,19 @@ BATCH_OF_A: dict[str, Callable[[World], dict[str, str]]] = {
     "/ai/batches/{id}/cancel/": lambda w: {"id": str(w.a_batch.pk)},
     "/ai/batches/{id}/results/": lambda w: {"id": str(w.a_batch.pk)},
 }
-# Global catalogues: every authenticated user reads them, whatever the brand.
-SHARED = {"/ai/job-types/{id}/"}
+# Global catalogues: every authenticated user reads them, whatever the brand (the environment endpoint's
+# capacity limits: the operator's, one per provider).
+SHARED = {"/ai/job-types/{id}/", "/ai/providers/{name}/capacity/"}
 
 
-# Catalogues and company-level resources: they hold no row of any brand.
-WITHOUT_BRAND_ROWS = {"/ai/job-types/", "/ai/openai/chat/models/", "/ai/providers/", "/ai/providers/credentials/"}
+# Catalogues and company-level resources: they hold no row of any brand; /ai/brand/ is the request's brand itself.
+WITHOUT_BRAND_ROWS = {
+    "/ai/job-types/",
+    "/ai/openai/chat/models/",
+    "/ai/providers/",
+    "/ai/providers/credentials/",
+    "/ai/brand/",
+}
 
 
 def test_every_operation_with_an_id_is_covered():
@@ -265,7 +272,7 @@ def test_the_owning_brand_reaches_the_same_object(world, client_for, method, pat
 @pytest.mark.parametrize("path", sorted(SHARED))
 def test_shared_catalogues_are_readable_by_every_brand(world, client_for, path):
     for user in (world.p.alice, world.p.bob, world.p.carol):
-        assert client_for(user).get(_url(path, {"id": "1"})).status_code == 200
+        assert client_for(user).get(_url(path, {"id": "1", "name": "openai"})).status_code == 200
 
 
 def _leaks(world: World, response) -> list[str]:

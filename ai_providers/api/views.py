@@ -14,18 +14,9 @@ from ai_providers.api.serializers import (
 )
 from ai_providers.models import ProviderCredential
 from ai_usage.selectors import provider_health
+from business.access import require_company_admin
 from business.api.mixins import BrandScopedMixin
 from business.errors import AccessDenied
-
-
-def require_company_admin(request) -> None:
-    """Credentials and quotas bind a whole company: only its company admins change them."""
-    user = request.user
-    if not (user.is_company_admin and user.company_id == request.brand.company_id):
-        raise AccessDenied(
-            "Only a company admin may change provider credentials and quotas",
-            error_code="COMPANY_ADMIN_REQUIRED",
-        )
 
 
 class ProviderListView(BrandScopedMixin, APIView):
@@ -64,6 +55,55 @@ class ProviderListView(BrandScopedMixin, APIView):
                 }
             )
         return Response(data)
+
+
+def _set_capacity(request, *, provider, credential) -> Response:
+    """A PUT of an endpoint's limits for one model (the body: CapacityLimitSerializer), answered with the row."""
+    payload = CapacityLimitSerializer(data=request.data)
+    payload.is_valid(raise_exception=True)
+    limits = dict(payload.validated_data)
+    row = services.capacity_limit_set(
+        provider=provider, credential=credential, model=limits.pop("model"), limits=limits
+    )
+    return Response(CapacityLimitSerializer(row).data)
+
+
+class EnvironmentCapacityView(BrandScopedMixin, APIView):
+    """The capacity limits of the operator's own endpoint for a provider (the environment's key and URL): what
+    every company without a credential of its own calls. Read as /ai/providers/ is; set by staff only."""
+
+    @extend_schema(
+        summary="List the environment endpoint's capacity limits",
+        description=(
+            "The limits configured for the operator's endpoint of this provider (the one called with the "
+            "environment's key), per model (`model` empty: each model of the endpoint). A limit that is null is "
+            "not configured: what the provider's headers say applies alone. Unknown provider: 404."
+        ),
+        responses=CapacityLimitSerializer(many=True),
+    )
+    def get(self, request, name: str):
+        provider = selectors.provider_get(name, status_code=404)
+        rows = provider.capacity_limits.filter(credential=None).order_by("model")
+        return Response(CapacityLimitSerializer(rows, many=True).data)
+
+    @extend_schema(
+        summary="Set the environment endpoint's capacity limits for a model",
+        description=(
+            "Staff only (else 403 STAFF_REQUIRED): the requests per minute, tokens per minute and concurrent "
+            "requests of the operator's endpoint of this provider, for `model` (empty: each model). They bind "
+            "every company calling it with the environment's key. Null: not configured. Every process applies "
+            "them within AICORE_CAPACITY_CACHE_SECONDS."
+        ),
+        request=CapacityLimitSerializer,
+        responses=CapacityLimitSerializer,
+    )
+    def put(self, request, name: str):
+        provider = selectors.provider_get(name, status_code=404)
+        if not (request.user.is_staff or request.user.is_superuser):
+            raise AccessDenied(
+                "Only staff may change the environment endpoint's capacity limits", error_code="STAFF_REQUIRED"
+            )
+        return _set_capacity(request, provider=provider, credential=None)
 
 
 class CredentialViewSet(BrandScopedMixin, viewsets.ViewSet):
@@ -176,13 +216,7 @@ class CredentialViewSet(BrandScopedMixin, viewsets.ViewSet):
             rows = credential.capacity_limits.order_by("model")
             return Response(CapacityLimitSerializer(rows, many=True).data)
         require_company_admin(request)
-        payload = CapacityLimitSerializer(data=request.data)
-        payload.is_valid(raise_exception=True)
-        limits = dict(payload.validated_data)
-        row = services.capacity_limit_set(
-            provider=credential.provider, credential=credential, model=limits.pop("model"), limits=limits
-        )
-        return Response(CapacityLimitSerializer(row).data)
+        return _set_capacity(request, provider=credential.provider, credential=credential)
 
     @extend_schema(
         summary="Test a credential",

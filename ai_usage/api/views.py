@@ -6,13 +6,12 @@ from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from ai_providers.api.views import require_company_admin
 from ai_providers.selectors import provider_get
 from ai_usage import selectors, services
 from ai_usage.api.filters import UsageFilter
 from ai_usage.api.serializers import QuotaSerializer, QuotaWriteSerializer, UsageSerializer
 from ai_usage.models import AIJobUsage, Quota
-from business.access import company_brands
+from business.access import company_brands, require_company_admin
 from business.api.mixins import BrandScopedMixin
 from business.errors import ApplicationError
 from business.numbers import parse_natural
