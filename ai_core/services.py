@@ -901,18 +901,8 @@ def job_give_back(
 ) -> Transitioned:
     """running -> pending with the attempt given back (attempts - 1), claimable again at `claimable_at`: the
     attempt could not start (no provider capacity, its brand over its max_running_jobs), nothing failed."""
-    return transition(
-        job_pk,
-        to=S.PENDING,
-        attempt=attempt,
-        reason=reason[:500],
-        fields={
-            "available_at": claimable_at,
-            "attempts": attempt - 1,
-            "waiting": waiting,
-            "progress_percentage": 0,
-            "heartbeat_at": None,
-        },
+    return _back_to_pending(
+        job_pk, attempt=attempt, reason=reason, available_at=claimable_at, attempts=attempt - 1, waiting=waiting
     )
 
 
@@ -927,32 +917,31 @@ def job_fall_back(*, job: AIJob, attempt: int, choice: ModelChoice, reason: str)
     switched.fallback_model = choice.name
     with transaction.atomic():
         quota_rereserve(job=job, choice=choice, request=job_provider_request(switched))
-        return transition(
+        return _back_to_pending(
             job.pk,
-            to=S.PENDING,
             attempt=attempt,
-            reason=f"fallback {job.current_model()} -> {choice.name}: {reason}"[:500],
-            fields={
-                "fallback_model": choice.name,
-                "fallback_provider": choice.provider.name,
-                "fallback_attempts": attempt,
-                "available_at": timezone.now(),
-                "progress_percentage": 0,
-                "heartbeat_at": None,
-            },
+            reason=f"fallback {job.current_model()} -> {choice.name}: {reason}",
+            available_at=timezone.now(),
+            fallback_model=choice.name,
+            fallback_provider=choice.provider.name,
+            fallback_attempts=attempt,
         )
 
 
 def job_requeue(*, job_pk: int, attempt: int, reason: str, delay_seconds: float = 0) -> Transitioned:
     """running -> pending for another attempt (transient error or lost worker), claimable after a delay."""
+    return _back_to_pending(
+        job_pk, attempt=attempt, reason=reason, available_at=timezone.now() + timedelta(seconds=delay_seconds)
+    )
+
+
+def _back_to_pending(job_pk: int, *, attempt: int, reason: str, available_at: datetime, **fields) -> Transitioned:
+    """The engine's running -> pending, fenced by `attempt`: claimable at `available_at`, its progress and
+    heartbeat reset, with the move's own `fields` (re-queue, give-back, fallback)."""
     return transition(
         job_pk,
         to=S.PENDING,
         attempt=attempt,
         reason=reason[:500],
-        fields={
-            "available_at": timezone.now() + timedelta(seconds=delay_seconds),
-            "progress_percentage": 0,
-            "heartbeat_at": None,
-        },
+        fields={"available_at": available_at, "progress_percentage": 0, "heartbeat_at": None, **fields},
     )
