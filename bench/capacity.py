@@ -17,7 +17,6 @@ BENCH_CAPACITY_ECHO_JOBS (3000). The machine may be shared: figures are indicati
 
 import json
 import os
-import platform
 import statistics
 import sys
 from datetime import UTC, datetime
@@ -35,6 +34,7 @@ N_ECHO = int(os.environ.get("BENCH_CAPACITY_ECHO_JOBS", "3000"))
 LIMIT_PER_SECOND = 10  # 600 requests a minute
 
 from bench.engine import drain_rate, ensure_database, fresh_state, start_worker, stop, submit_jobs  # noqa: E402
+from bench.machine import machine  # noqa: E402
 from testing.fake_llm import FakeLLM  # noqa: E402
 
 WORKERS = [("-P", "threads", "-c", "8", "-n", f"capacity{i}@%h") for i in range(2)]
@@ -126,13 +126,9 @@ def main() -> None:
     per_call_share = round(per_call_us / cpu_us_per_job, 4) if cpu_us_per_job else None
     report = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "note": "shared machine (other engineers' tests and benchmarks run at once): figures are indicative",
-            "load_average_before": [round(x, 1) for x in load_before],
-            "load_average_after": [round(x, 1) for x in os.getloadavg()],
-        },
+        "machine": machine(
+            load_before, "shared machine (other engineers' tests and benchmarks run at once): figures are indicative"
+        ),
         "workers": "2 worker processes, threads pool, 8 threads each",
         "drain_against_600_per_minute": limited,
         "echo_0ms_per_second": {"machinery_on": runs[True], "machinery_off": runs[False]},

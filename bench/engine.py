@@ -25,7 +25,6 @@ the 0 ms table only, ~1 minute). The machine may be shared: figures are indicati
 
 import json
 import os
-import platform
 import signal
 import subprocess
 import sys
@@ -33,6 +32,8 @@ import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+
+from bench.machine import machine
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "engine.json"
@@ -346,13 +347,7 @@ def main() -> None:
     providers = providers_ratio() if "providers" in PARTS else None
     report = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "note": "shared machine: other processes may run; figures are indicative",
-            "load_average_before": [round(x, 1) for x in load_before],
-            "load_average_after": [round(x, 1) for x in os.getloadavg()],
-        },
+        "machine": machine(load_before),
         "parts": sorted(PARTS),
         "broker": REDIS_URL.rsplit("@", 1)[-1],
         "database": DB_URL.rsplit("/", 1)[-1],
