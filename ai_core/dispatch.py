@@ -8,7 +8,7 @@ import os
 import threading
 from typing import NamedTuple
 
-from celery import signals
+from celery import current_app, signals
 from django.db import transaction
 from kombu import Queue
 from kombu.utils.uuid import uuid
@@ -165,8 +165,7 @@ os.register_at_fork(after_in_child=_forget_wake_ups)
 def publish_job(job_pk: int, *, priority: str = "normal", countdown: float | None = None) -> None:
     """Wake a worker now (through WakeUps), or after `countdown` seconds (a retry's backoff, via send_task)."""
     global _wake_ups
-    from config.celery_app import app
-
+    app = current_app  # the project's app (config/celery_app.py makes it the default in every thread)
     try:
         if countdown is None:
             wake_ups = _wake_ups or WakeUps(app)

@@ -374,10 +374,10 @@ LOG_FORMAT = env_choice("LOG_FORMAT", "json" if PRODUCTION else "plain", {"json"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"job_context": {"()": "config.logs.ContextFilter"}},
+    "filters": {"job_context": {"()": "kernel.logs.ContextFilter"}},
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s %(context)s"},
-        "json": {"()": "config.logs.JsonFormatter"},
+        "json": {"()": "kernel.logs.JsonFormatter"},
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["job_context"]}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},

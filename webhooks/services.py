@@ -7,6 +7,7 @@ import time
 from datetime import timedelta
 
 import httpx2
+from celery import current_app
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F
@@ -226,10 +227,8 @@ def _endpoints_wanting(job_pk: int, event: str) -> list[int]:
 
 
 def publish_delivery(delivery_id: int, *, countdown: float | None = None) -> None:
-    from config.celery_app import app
-
     try:
-        app.send_task(DELIVER_TASK, args=[delivery_id], countdown=countdown)
+        current_app.send_task(DELIVER_TASK, args=[delivery_id], countdown=countdown)
     except Exception:  # the broker is down: deliveries_sweep re-publishes what is due
         logger.warning("could not publish webhook delivery %s", delivery_id, exc_info=True)
 

@@ -29,7 +29,7 @@ from ai_providers.services import client_for_model
 from ai_usage.models import QuotaReservation
 from business.models import Brand
 from business.sql import Columns, prepared_cursor
-from config.logs import bind_log_context, reset_log_context
+from kernel.logs import bind_log_context, reset_log_context
 
 logger = logging.getLogger(__name__)
 

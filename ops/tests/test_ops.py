@@ -23,7 +23,7 @@ from ai_core.engine.upkeep import worker_beat
 from ai_core.models import AIJob, AIJobEvent, JobDailyStat, WorkerHeartbeat
 from ai_core.selectors import dashboard
 from ai_usage.models import AIJobUsage
-from config.logs import JsonFormatter, log_context
+from kernel.logs import JsonFormatter, log_context
 
 pytestmark = pytest.mark.usefixtures("job_types")
 CHAT = {"model": "echo-1", "messages": [{"role": "user", "content": "hello"}]}
