@@ -4,3 +4,10 @@ from django.apps import AppConfig
 class AIUsageConfig(AppConfig):
     name = "ai_usage"
     verbose_name = "AI usage and cost"
+
+    def ready(self):
+        from ai_providers.health import register_health_source
+        from ai_usage.selectors import provider_health
+
+        # The provider catalogue's health (GET /ai/providers/) is this brand's recent usage per provider.
+        register_health_source(provider_health)

@@ -9,6 +9,7 @@ from web.api_docs import RedocDocsView, SwaggerDocsView
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("auth/", include("business.api.urls")),
+    path("ai/providers/", include("ai_usage.api.quota_urls")),  # /ai/providers/quotas/: ai_usage's own route
     path("ai/providers/", include("ai_providers.api.urls")),
     path("ai/usage/", include("ai_usage.api.urls")),
     path("ai/openai/", include("ai_openai.api.urls")),

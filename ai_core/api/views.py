@@ -18,10 +18,10 @@ from ai_core.api.serializers import (
     JobUpdateSerializer,
 )
 from ai_core.models import AIJob
-from ai_usage.api.serializers import QUOTA_EXCEEDED_RESPONSE
 from business.access import company_brands
 from business.api.authentication import request_api_key
 from business.api.mixins import BrandScopedMixin
+from business.api.responses import QUOTA_EXCEEDED_RESPONSE
 from business.errors import ApplicationError
 
 MAX_WAIT_SECONDS = 60

@@ -13,9 +13,9 @@ from ai_openai.services import openai_params_validate
 from ai_providers.clients.families import ACCEPTED_PARAMS, CHAT_PARAMS
 from ai_providers.models import ProviderKind
 from ai_providers.selectors import key_source, model_as_dict, models_of_kind
-from ai_usage.api.serializers import QUOTA_EXCEEDED_RESPONSE
 from business.api.authentication import request_api_key
 from business.api.mixins import BrandScopedMixin
+from business.api.responses import QUOTA_EXCEEDED_RESPONSE
 from business.errors import ApplicationError
 from business.timestamps import api_timestamp
 

@@ -12,8 +12,8 @@ from ai_providers.api.serializers import (
     CredentialSerializer,
     CredentialUpdateSerializer,
 )
+from ai_providers.health import provider_health
 from ai_providers.models import ProviderCredential
-from ai_usage.selectors import provider_health
 from business.access import require_company_admin
 from business.api.mixins import BrandScopedMixin
 from business.errors import AccessDenied

@@ -1,4 +1,3 @@
-from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
 
 from ai_core.api.serializers import BrandRefSerializer
@@ -90,26 +89,3 @@ class QuotaWriteSerializer(serializers.Serializer):
         "[] for none",
     )
     is_active = serializers.BooleanField(required=False)
-
-
-class RemainingQuotaSerializer(serializers.Serializer):
-    tokens = serializers.IntegerField(allow_null=True, help_text="tokens left this month; null: no token limit")
-    cost = serializers.DecimalField(
-        max_digits=14, decimal_places=6, allow_null=True, help_text="USD left this month; null: no cost limit"
-    )
-
-
-class QuotaExceededSerializer(serializers.Serializer):
-    """The 429 body of a submission that does not fit a quota (the first quota it does not fit)."""
-
-    detail = serializers.CharField()
-    error_code = serializers.ChoiceField(choices=["QUOTA_EXCEEDED"])
-    remaining_quota = RemainingQuotaSerializer(help_text="what is left of that quota this month (used + reserved)")
-    required = RemainingQuotaSerializer(help_text="the most this job can use: what it reserves")
-
-
-QUOTA_EXCEEDED_RESPONSE = OpenApiResponse(
-    QuotaExceededSerializer,
-    description="QUOTA_EXCEEDED: the job's maximum (prompt bound + output bound, at the current price) does not "
-    "fit what is left of a monthly quota",
-)

@@ -7,7 +7,6 @@ from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from ai_usage.api.serializers import QUOTA_EXCEEDED_RESPONSE
 from batches import selectors, services
 from batches.api.parsers import NDJSON, NDJSONParser, line_of
 from batches.api.serializers import (
@@ -19,6 +18,7 @@ from batches.api.serializers import (
 from batches.models import Batch
 from business.api.mixins import BrandScopedMixin
 from business.api.parsers import SafeJSONParser
+from business.api.responses import QUOTA_EXCEEDED_RESPONSE
 from business.errors import ApplicationError
 
 JSONL_PARAMS = [
