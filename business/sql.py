@@ -10,7 +10,7 @@ either way. `prepared_cursor` runs them as prepared statements, planned once per
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from functools import cache, cached_property, lru_cache
+from functools import cached_property
 from typing import Any
 
 from django.conf import settings
@@ -34,49 +34,19 @@ def prepared_cursor() -> Iterator[Any]:
         return
     connection.close_if_health_check_failed()
     connection.ensure_connection()
+    connection.validate_thread_sharing()
     with connection.wrap_database_errors:
-        cursor = connection._prepare_cursor(_preparing_cursor_class()(connection.connection))
+        raw = _preparing_cursor_class()(connection.connection)
+    # What Django does to its own cursors: its query log when queries are logged (debug, assertNumQueries).
+    cursor = connection.make_debug_cursor(raw) if connection.queries_logged else connection.make_cursor(raw)
     with cursor:
         yield cursor
 
 
-@cache
 def _preparing_cursor_class():
-    from django.db.backends.postgresql.base import ServerBindingCursor
-    from psycopg._queries import PostgresQuery, _query2pg_nocache
+    from kernel.adapters.psycopg import server_binding_cursor_class  # psycopg: PostgreSQL only
 
-    class HotQuery(PostgresQuery):
-        """psycopg's conversion of the placeholders ($1…), remembered whatever the statement's size: psycopg
-        keeps it only for statements under 4 KB with at most 50 parameters (against ORM statements of varying
-        shape), and the hot ones here are longer (the job's creation: ~60 parameters; the final transition with
-        its usage row: over 4 KB). Converting them again cost ~0.3 ms of CPU a statement, three per gateway call.
-        These statements are few and fixed in shape, so a small LRU holds them all."""
-
-        __slots__ = ()
-
-        def convert(self, query, vars) -> None:
-            if vars is None or not isinstance(query, str | bytes):
-                super().convert(query, vars)
-                return
-            self.query, self._want_formats, self._order, self._parts = hot_conversion(
-                self._ensure_bytes(query), self._tx.encoding
-            )
-            self.dump(vars)
-
-    hot_conversion = lru_cache(maxsize=256)(_query2pg_nocache)
-
-    class PreparingCursor(ServerBindingCursor):
-        _query_cls = HotQuery
-        conversions = hot_conversion  # its cache_info() tells the tests it serves
-
-        def _convert_query(self, query, params=None):
-            # Django's query log (debug, assertNumQueries) reads the statement from `_query`, which psycopg
-            # leaves unset when it runs a prepared one: logged with its placeholders ($1…).
-            converted = super()._convert_query(query, params)
-            self._query = converted
-            return converted
-
-    return PreparingCursor
+    return server_binding_cursor_class(remember_conversions=settings.DB_REMEMBER_HOT_CONVERSIONS)
 
 
 class Columns:

@@ -134,6 +134,9 @@ if IS_POSTGRES and env_bool("DB_POOL", default=AICORE_ENV != "test"):
 # connection. Turn off behind a pooler that cannot keep prepared statements (PgBouncer in transaction mode
 # before 1.21).
 DB_PREPARE_HOT_STATEMENTS = env_bool("DB_PREPARE_HOT_STATEMENTS", default=True)
+# The placeholder conversion of the long hot statements remembered per process (kernel/adapters/psycopg.py, psycopg
+# internals kept for their measured gain, docs/PERFORMANCE.md). 0: psycopg's own conversion (the comparison).
+DB_REMEMBER_HOT_CONVERSIONS = env_bool("DB_REMEMBER_HOT_CONVERSIONS", default=True)
 if IS_POSTGRES and DB_PREPARE_HOT_STATEMENTS:
     # Only server-side-bound cursors can prepare, and Django binds its own queries client-side: 0 prepares
     # those few statements on their first run.
@@ -367,8 +370,10 @@ if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
         "socket_connect_timeout": 2,
         "socket_timeout": 10,
     }
-if CELERY_BROKER_URL.startswith("redis://"):
-    CELERY_BROKER_TRANSPORT = "config.broker:RedisTransport"  # one Redis client per channel (config/broker.py)
+# Job wake-ups published by kernel/adapters/celery.py (a message built once per process, kept producers) rather
+# than send_task per call: the one use of Celery internals, kept for its measured gain (docs/PERFORMANCE.md).
+# 0: send_task, Celery's public path.
+AICORE_DIRECT_WAKE_UPS = env_bool("AICORE_DIRECT_WAKE_UPS", default=True)
 
 LOG_FORMAT = env_choice("LOG_FORMAT", "json" if PRODUCTION else "plain", {"json", "plain"})
 LOGGING = {

@@ -258,11 +258,6 @@ class JobCreateSerializer(serializers.Serializer):
     description = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
     input_data = serializers.JSONField()
 
-    def get_fields(self):
-        """The declared fields, rebuilt from their arguments as DRF's deepcopy would, without deep-copying
-        those arguments (immutable here): this serializer runs on every job creation."""
-        return {name: type(field)(*field._args, **field._kwargs) for name, field in self._declared_fields.items()}
-
 
 class JobUpdateSerializer(serializers.Serializer):
     """Only these fields are client-writable; anything else in the body is ignored, never applied."""

@@ -349,26 +349,6 @@ def test_messages_are_acked_late_one_at_a_time_and_redis_keeps_no_unacked_copy()
         assert app.conf.broker_transport_options["ack_emulation"] is False
 
 
-def test_the_redis_channel_shares_one_client_per_pool_and_a_new_pool_gets_a_new_one():
-    """config.broker: kombu would build a Redis client per publish and per ack; ours keeps one per pool."""
-    from kombu import Connection
-
-    from config.broker import RedisTransport
-
-    redis_url = settings.CELERY_BROKER_URL
-    if not redis_url.startswith("redis://"):
-        pytest.skip("needs the Redis broker (the PostgreSQL pass)")
-    with Connection(redis_url, transport=RedisTransport) as conn:
-        channel = conn.default_channel
-        with channel.conn_or_acquire() as first, channel.conn_or_acquire() as second:
-            assert first is second and first.connection_pool is channel.pool
-            assert first.ping()
-        channel._disconnect_pools()  # what a fork or a reconnect does
-        with channel.conn_or_acquire() as third:
-            assert third is not first and third.connection_pool is channel.pool
-            assert third.ping()
-
-
 def test_execute_refuses_nothing_silently_for_a_missing_job(db):
     with pytest.raises(AIJob.DoesNotExist):
         execute(10**9, 1)
