@@ -156,7 +156,9 @@ def run_extra_rounds() -> None:
 class Upkeep:
     """A daemon thread stamping the worker's heartbeat and running reap(), sweep(), stats_compact() and the
     registered rounds (EXTRA_ROUNDS) every AICORE_SWEEP_INTERVAL_MS (with jitter); the first heartbeat is
-    written as soon as the worker is ready."""
+    written as soon as the worker is ready. One of the worker's loops (engine/loops.py)."""
+
+    name = "aicore-upkeep"
 
     def __init__(self) -> None:
         self._stop = threading.Event()
