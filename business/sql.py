@@ -44,9 +44,9 @@ def prepared_cursor() -> Iterator[Any]:
 
 
 def _preparing_cursor_class():
-    from kernel.adapters.psycopg import server_binding_cursor_class  # psycopg: PostgreSQL only
+    from kernel.adapters.psycopg import ServerBindingCursor  # psycopg: PostgreSQL only
 
-    return server_binding_cursor_class(remember_conversions=settings.DB_REMEMBER_HOT_CONVERSIONS)
+    return ServerBindingCursor
 
 
 class Columns:

@@ -134,9 +134,6 @@ if IS_POSTGRES and env_bool("DB_POOL", default=AICORE_ENV != "test"):
 # connection. Turn off behind a pooler that cannot keep prepared statements (PgBouncer in transaction mode
 # before 1.21).
 DB_PREPARE_HOT_STATEMENTS = env_bool("DB_PREPARE_HOT_STATEMENTS", default=True)
-# The placeholder conversion of the long hot statements remembered per process (kernel/adapters/psycopg.py, psycopg
-# internals kept for their measured gain, docs/PERFORMANCE.md). 0: psycopg's own conversion (the comparison).
-DB_REMEMBER_HOT_CONVERSIONS = env_bool("DB_REMEMBER_HOT_CONVERSIONS", default=True)
 if IS_POSTGRES and DB_PREPARE_HOT_STATEMENTS:
     # Only server-side-bound cursors can prepare, and Django binds its own queries client-side: 0 prepares
     # those few statements on their first run.
