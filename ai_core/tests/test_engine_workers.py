@@ -49,11 +49,12 @@ def test_prefer_wait_returns_the_finished_job_from_a_worker(worker, personas, jo
 
 
 def test_the_worker_runs_the_wake_up_the_api_process_published(worker, job_types, make_brands, monkeypatch):
-    """The lean wake-up (ai_core.dispatch.WakeUps) is consumed as is: the job records its task id."""
-    from ai_core import dispatch
+    """The lean wake-up (ai_core.dispatch.WakeUps, kernel/adapters/celery.py) is consumed as is: the job records its
+    task id."""
+    from kernel.adapters import celery as adapter
 
     published = []
-    monkeypatch.setattr(dispatch, "uuid", lambda: published.append(f"wake-{len(published)}") or published[-1])
+    monkeypatch.setattr(adapter, "uuid", lambda: published.append(f"wake-{len(published)}") or published[-1])
     (brand,) = make_brands(1)
     job = submit(brand)
     wait_for(lambda: all_final([job.pk]), timeout=30, what=lambda: f"the job to finish\n{worker.logs()}")
