@@ -1,6 +1,7 @@
 import asyncio
 import contextvars
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import django
@@ -14,6 +15,8 @@ from django.urls import set_script_prefix
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django.setup(set_prefix=False)  # what django.core.asgi.get_asgi_application does before making its handler
+
+from gateway.views import DISCONNECTED  # noqa: E402  (after setup: it imports models)
 
 # Paths served through the middleware run synchronously, in the request's one thread (the gateway's sync views).
 SYNC_CHAIN_PREFIXES = ("/v1/",)
@@ -80,17 +83,20 @@ class ApplicationHandler(ASGIHandler):
             return
         loop = asyncio.get_running_loop()
         context = contextvars.copy_context()  # as sync_to_async: the thread sees the request's context
+        # The client's hang-up is listened for from the start, and told to the view (it may hold its answer for
+        # a while: a stream waits for its first token) through the request's scope.
+        hung_up = threading.Event()
+        scope = {**scope, DISCONNECTED: hung_up}
+        listener = asyncio.create_task(self.listen_for_disconnect(receive))
+        listener.add_done_callback(lambda task: task.cancelled() or hung_up.set())
         try:
             response = await loop.run_in_executor(self.v1_threads, context.run, self._v1_respond, scope, body_file)
             if not response.streaming:
                 await self.send_response(response, send)
                 return
-            tasks = [
-                asyncio.create_task(self.listen_for_disconnect(receive)),
-                asyncio.create_task(self.send_response(response, send)),
-            ]
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            for task in tasks:  # as Django's handle(): the one still running is cancelled (the client hung up)
+            sending = asyncio.create_task(self.send_response(response, send))
+            await asyncio.wait([listener, sending], return_when=asyncio.FIRST_COMPLETED)
+            for task in (listener, sending):  # as Django's handle(): the one still running is cancelled
                 if not task.done():
                     task.cancel()
                 try:
@@ -99,6 +105,8 @@ class ApplicationHandler(ASGIHandler):
                     pass
             await loop.run_in_executor(self.v1_threads, context.run, response.close)
         finally:
+            if not listener.done():
+                listener.cancel()
             body_file.close()
 
 

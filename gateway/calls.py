@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
@@ -133,8 +134,14 @@ class CapacityWaiter:
         shown = self._show_waiting(wait)
         try:
             end = time.monotonic() + seconds
+            poll = settings.AICORE_CANCEL_POLL_MS / 1000
+            look_at = time.monotonic() + poll
             while not should_stop() and (left := end - time.monotonic()) > 0:
                 time.sleep(min(left, STOP_CHECK_SECONDS))
+                if shown and time.monotonic() >= look_at:  # the watcher's round, for the job we gave back
+                    if not self._still_waiting():
+                        break  # cancelled: the claim below fails, the call is abandoned
+                    look_at = time.monotonic() + poll
         finally:
             if shown:
                 self._claim_again()
@@ -158,6 +165,12 @@ class CapacityWaiter:
         finally:
             connection.close()  # no connection held while we sleep
         return True
+
+    def _still_waiting(self) -> bool:
+        try:
+            return AIJob.objects.filter(pk=self.job_pk, status=JobStatus.PENDING).exists()
+        finally:
+            connection.close()
 
     def _claim_again(self) -> None:
         """pending -> running on the same attempt number, `waiting` cleared; CallAbandoned when the job left

@@ -34,6 +34,7 @@ JOB_HEADER = "X-AICore-Job-Id"
 MAX_WAIT_HEADER = "X-AICore-Max-Wait"
 MAX_IDEMPOTENCY_KEY = 255
 MAX_WAIT_BOUND = 300  # seconds: a longer wait is a job for /ai/jobs/, not a request held open
+DISCONNECTED = "aicore.disconnected"  # in a request's ASGI scope (config.asgi): an Event set on the client's hang-up
 
 
 def gateway_key(request: HttpRequest) -> ApiKey:
@@ -144,7 +145,9 @@ def chat_completions(request: HttpRequest):
     except GatewayError as exc:
         return exc.response()
     background = request.headers.get("X-AICore-Background", "").strip().lower() == "true"
-    relay = _Relay(opened, background=background, max_wait=max_wait)
+    # Served by config.asgi, the client's hang-up is known while we wait for the first event (the capacity wait).
+    disconnected = getattr(request, "scope", {}).get(DISCONNECTED)
+    relay = _Relay(opened, background=background, max_wait=max_wait, disconnected=disconnected)
     first = relay.first()
     if first[0] == "error":
         response = first[1].response()
@@ -168,9 +171,9 @@ class _Relay:
     view's `first`, before the response's headers) and then from the event loop (`chunks`). If the client hangs
     up, the call is abandoned and the job cancelled, unless `X-AICore-Background: true` asked it to run on."""
 
-    def __init__(self, opened: OpenCall, *, background: bool, max_wait: float):
+    def __init__(self, opened: OpenCall, *, background: bool, max_wait: float, disconnected=None):
         self.opened = opened
-        self.hung_up = threading.Event()
+        self.hung_up = disconnected if disconnected is not None else threading.Event()
         self.sent = threading.Event()
         self.sent_chars = 0
         self._lock = threading.Lock()

@@ -3,6 +3,8 @@ server: while it waits its job shows what a job waiting in the queue shows (`pen
 when the call starts; a stream refused capacity within its bound is an HTTP 429 (RateLimitError), not a 200
 stream that ends with an error event."""
 
+import json
+import socket
 import threading
 import uuid
 
@@ -80,3 +82,56 @@ def test_a_stream_refused_capacity_within_its_bound_is_a_429(gateway, personas):
     assert 1 <= int(response.headers["Retry-After"]) <= 60
     job = AIJob.objects.get(job_id=response.headers["X-AICore-Job-Id"])
     assert (job.status, job.error_code) == ("timeout", "CAPACITY_WAIT_EXCEEDED")
+
+
+def test_a_call_cancelled_while_it_waits_for_capacity_stops_waiting(gateway, personas):
+    from ai_core.services import job_cancel
+
+    key = brand_key(personas)
+    directive = f"[fake status=429 times=1 key={uuid.uuid4().hex} retry_after=60]"
+    refused = []
+
+    def call():
+        with sdk(gateway, key) as client:
+            try:
+                client.chat.completions.create(
+                    model="gpt-4o-mini", messages=user(f"hello {directive}"), extra_headers={"X-AICore-Max-Wait": "120"}
+                )
+            except openai.APIStatusError as exc:
+                refused.append(exc)
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    try:
+        job = wait_for(
+            lambda: AIJob.objects.filter(status="pending", waiting__isnull=False).first(),
+            timeout=20,
+            what="the call's job shown waiting",
+        )
+        job_cancel(job_pk=job.pk, reason="no longer wanted")
+    finally:
+        caller.join(30)  # well before the provider's 60 s Retry-After
+    assert not caller.is_alive()
+    assert refused and refused[0].status_code == 409 and refused[0].body["code"] == "JOB_CANCELLED"
+    job.refresh_from_db()
+    assert job.status == "cancelled"
+
+
+def test_a_stream_whose_client_hangs_up_while_it_waits_for_capacity_is_cancelled(gateway, personas):
+    """The stream has not answered yet (it waits for capacity before its headers): the hang-up is seen all the
+    same, and the job ends cancelled well before the provider's Retry-After."""
+    directive = f"[fake status=429 times=1 key={uuid.uuid4().hex} retry_after=60]"
+    body = json.dumps({"model": "gpt-4o-mini", "stream": True, "messages": user(f"hello {directive}")}).encode()
+    host, port = gateway.removeprefix("http://").split(":")
+    request = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {brand_key(personas)}\r\n"
+        f"Content-Type: application/json\r\nX-AICore-Max-Wait: 120\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    with socket.create_connection((host, int(port)), timeout=30) as client:
+        client.sendall(request + body)
+        job = wait_for(
+            lambda: AIJob.objects.filter(status="pending", waiting__isnull=False).first(),
+            timeout=20,
+            what="the stream's job shown waiting",
+        )
+    wait_for(lambda: AIJob.objects.get(pk=job.pk).status == "cancelled", timeout=20, what="the job cancelled")
