@@ -3,6 +3,7 @@ import contextvars
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 import django
 from asgiref.sync import sync_to_async
@@ -26,6 +27,13 @@ def _path_info(scope) -> str:
     """The request's path_info as Django's ASGIRequest makes it (the path without the script prefix)."""
     path, root = scope["path"], scope.get("root_path", "")
     return path.removeprefix(root) if root and path.startswith(f"{root}/") else path
+
+
+def _heard(hung_up: threading.Event, listener: asyncio.Task) -> None:
+    """The disconnect listener ended: the client hung up (RequestAborted, retrieved here), unless we cancelled it."""
+    if not listener.cancelled():
+        listener.exception()
+        hung_up.set()
 
 
 class ApplicationHandler(ASGIHandler):
@@ -88,7 +96,7 @@ class ApplicationHandler(ASGIHandler):
         hung_up = threading.Event()
         scope = {**scope, DISCONNECTED: hung_up}
         listener = asyncio.create_task(self.listen_for_disconnect(receive))
-        listener.add_done_callback(lambda task: task.cancelled() or hung_up.set())
+        listener.add_done_callback(partial(_heard, hung_up))
         try:
             response = await loop.run_in_executor(self.v1_threads, context.run, self._v1_respond, scope, body_file)
             if not response.streaming:
