@@ -187,6 +187,10 @@ AICORE_API_KEY_CACHE_SECONDS = env_int("AICORE_API_KEY_CACHE_SECONDS", 0 if AICO
 # A gateway call refused provider capacity waits for it this long unless its X-AICore-Max-Wait says otherwise
 # (0 to 300 s), then answers 429 with Retry-After.
 AICORE_GATEWAY_MAX_WAIT_SECONDS = env_int("AICORE_GATEWAY_MAX_WAIT_SECONDS", 30, minimum=0)
+# At most this many /v1/ requests are handled at once per API process, and as many streams' calls run (a call
+# holds its thread while the provider answers, a stream its request's until the first token); past it they
+# queue for a thread. The threads are kept and reused (config.asgi, gateway.views).
+AICORE_GATEWAY_MAX_THREADS = env_int("AICORE_GATEWAY_MAX_THREADS", 256, minimum=1)
 # Provider catalogue, prices and companies' credentials, read at every job's creation and end (business.memo).
 AICORE_CATALOGUE_CACHE_SECONDS = env_int("AICORE_CATALOGUE_CACHE_SECONDS", 0 if AICORE_ENV == "test" else 5, minimum=0)
 # A `?search=` count is exact up to this many matches; past it, PostgreSQL's estimate (X-Count-Estimated).

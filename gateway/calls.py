@@ -15,17 +15,19 @@ import logging
 import math
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from django.db import close_old_connections
+from django.conf import settings
+from django.db import close_old_connections, connection
 from django.utils import timezone
 
 from ai_core.engine.retry import default_policy
 from ai_core.engine.runner import claim_job, created_claimed, execute
 from ai_core.models import FINAL_STATUSES, AIJob, CompletionWindow, JobStatus
 from ai_core.selectors import job_wait_final
-from ai_core.services import job_cancel, job_create
+from ai_core.services import job_cancel, job_create, job_start, job_wait_for_capacity
 from ai_core.workflow import IllegalTransition
+from ai_providers.clients.base import CallAbandoned
 from ai_providers.clients.common import estimate_tokens
 from business.errors import ApplicationError, Conflict, NotFound
 from business.models import ApiKey
@@ -40,6 +42,7 @@ CLAIMANT = "gateway"  # its attempts' task ids: gateway:<job_id>
 CAPACITY_WAIT_EXCEEDED = "CAPACITY_WAIT_EXCEEDED"
 MIN_CAPACITY_SLEEP = 0.05  # seconds: a slot announced as free now is asked for again after this
 STOP_CHECK_SECONDS = 0.1  # a wait for capacity notices a hang-up or a cancel this often
+WAITING_GRACE_SECONDS = 60  # a job shown waiting is a worker's to claim this long past its call's bound
 
 
 @dataclass
@@ -105,12 +108,21 @@ class _NoRetryOnceStreamed:
 
 class CapacityWaiter:
     """Waits, in the call's own thread, for the provider capacity the call was refused (no slot, or the provider
-    answered 429), up to the client's bound (X-AICore-Max-Wait). The client holds its request open meanwhile,
-    so the job keeps its attempt (the watcher's heartbeat goes on) rather than going back to the queue for a
-    worker; past the bound the engine ends it timeout (CAPACITY_WAIT_EXCEEDED) and the client gets a 429."""
+    answered 429), up to the client's bound (X-AICore-Max-Wait). The client holds its request open meanwhile.
 
-    def __init__(self, max_wait: float):
+    While it waits the job shows what a job waiting in the queue shows: `pending` with its `waiting` field (the
+    workflow's give-back, running -> pending, the attempt given back), claimable by a worker only once the bound
+    and a grace period are past (so no worker takes it from us; should this process die, a worker runs it then,
+    as any job waiting for capacity). Before it returns, the call claims its job again (pending -> running, the
+    same attempt number, `waiting` cleared): the attempt goes on with the lease asked again, or, past the bound,
+    the engine ends it timeout (CAPACITY_WAIT_EXCEEDED) and the client gets a 429. A job cancelled while it
+    waited cannot be claimed again: the call is abandoned (CallAbandoned)."""
+
+    def __init__(self, max_wait: float, *, job: AIJob | None = None, attempt: int | None = None):
         self.deadline = time.monotonic() + max_wait
+        self.max_wait = max_wait
+        self.job_pk, self.attempt = (job.pk, attempt) if job is not None and attempt is not None else (None, None)
+        self.task_id = f"{CLAIMANT}:{job.job_id}" if job is not None else ""
         self.until: datetime | None = None  # when the last refusal said a slot frees: the 429's Retry-After
 
     def __call__(self, wait, should_stop) -> bool:
@@ -119,10 +131,56 @@ class CapacityWaiter:
         seconds = max((wait.until - timezone.now()).total_seconds(), MIN_CAPACITY_SLEEP)
         if time.monotonic() + seconds > self.deadline:
             return False
-        end = time.monotonic() + seconds
-        while not should_stop() and (left := end - time.monotonic()) > 0:
-            time.sleep(min(left, STOP_CHECK_SECONDS))
+        shown = self._show_waiting(wait)
+        try:
+            end = time.monotonic() + seconds
+            poll = settings.AICORE_CANCEL_POLL_MS / 1000
+            look_at = time.monotonic() + poll
+            while not should_stop() and (left := end - time.monotonic()) > 0:
+                time.sleep(min(left, STOP_CHECK_SECONDS))
+                if shown and time.monotonic() >= look_at:  # the watcher's round, for the job we gave back
+                    if not self._still_waiting():
+                        break  # cancelled: the claim below fails, the call is abandoned
+                    look_at = time.monotonic() + poll
+        finally:
+            if shown:
+                self._claim_again()
         return True
+
+    def _show_waiting(self, wait) -> bool:
+        """running -> pending, shown waiting (False: no job to show); CallAbandoned when the job is no longer
+        running on our attempt (cancelled meanwhile)."""
+        if self.job_pk is None:
+            return False
+        grace = self.max_wait + WAITING_GRACE_SECONDS
+        try:
+            job_wait_for_capacity(
+                job_pk=self.job_pk,
+                attempt=self.attempt,
+                waiting=wait.as_waiting(),
+                claimable_at=timezone.now() + timedelta(seconds=grace),
+            )
+        except (IllegalTransition, NotFound, Conflict):
+            raise CallAbandoned() from None
+        finally:
+            connection.close()  # no connection held while we sleep
+        return True
+
+    def _still_waiting(self) -> bool:
+        try:
+            return AIJob.objects.filter(pk=self.job_pk, status=JobStatus.PENDING).exists()
+        finally:
+            connection.close()
+
+    def _claim_again(self) -> None:
+        """pending -> running on the same attempt number, `waiting` cleared; CallAbandoned when the job left
+        pending meanwhile (cancelled)."""
+        try:
+            started = job_start(job_pk=self.job_pk, task_id=self.task_id)
+        except (IllegalTransition, NotFound, Conflict):
+            raise CallAbandoned() from None
+        if started.attempt != self.attempt:  # cannot happen (give-back and claim are one attempt apart)
+            raise CallAbandoned()
 
     def retry_after(self) -> str:
         """Whole seconds until the capacity frees, at least 1."""
@@ -141,7 +199,7 @@ def call_run(
 ) -> Outcome:
     """Run the call's attempt (or wait for whoever runs it) and return the finished job, else GatewayError.
     `max_wait`: the seconds the call may wait for provider capacity."""
-    waiter = CapacityWaiter(max_wait)
+    waiter = CapacityWaiter(max_wait, job=call.job, attempt=call.attempt)
     completed = []  # the result our attempt completed the job with: the answer, without reading the row back
     try:
         status = None

@@ -1,8 +1,11 @@
 """/v1/: the OpenAI-compatible gateway. Every call is a job of the key's brand (gateway.calls)."""
 
 import asyncio
+import contextvars
 import threading
 import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 
 from django.conf import settings
 from django.db import close_old_connections
@@ -31,6 +34,7 @@ JOB_HEADER = "X-AICore-Job-Id"
 MAX_WAIT_HEADER = "X-AICore-Max-Wait"
 MAX_IDEMPOTENCY_KEY = 255
 MAX_WAIT_BOUND = 300  # seconds: a longer wait is a job for /ai/jobs/, not a request held open
+DISCONNECTED = "aicore.disconnected"  # in a request's ASGI scope (config.asgi): an Event set on the client's hang-up
 
 
 def gateway_key(request: HttpRequest) -> ApiKey:
@@ -124,7 +128,10 @@ def chat_completions(request: HttpRequest):
     """POST /v1/chat/completions — OpenAI's chat completion, non-streaming or streaming (SSE chunks).
 
     A sync view: the whole non-streaming call runs on the request's one thread (an async view would hop between
-    the event loop and threads several times per request, through the sync middleware). A stream is an async
+    the event loop and threads several times per request, through the sync middleware). A stream's call runs
+    in a thread of its own; the view waits for its first event before it answers, so that a call refused before
+    any text (no provider capacity within X-AICore-Max-Wait, the provider's refusal) is an HTTP error in OpenAI's
+    shape (a 429 is the SDK's RateLimitError), not an error event in a 200 stream. The rest is an async
     generator the server iterates on its event loop (served by ASGI, as `make run` does).
     """
     if request.method != "POST":
@@ -138,81 +145,121 @@ def chat_completions(request: HttpRequest):
     except GatewayError as exc:
         return exc.response()
     background = request.headers.get("X-AICore-Background", "").strip().lower() == "true"
-    relay = _relay(opened, chat, background=background, max_wait=max_wait)
-    response = StreamingHttpResponse(relay, content_type="text/event-stream")
+    # Served by config.asgi, the client's hang-up is known while we wait for the first event (the capacity wait).
+    disconnected = getattr(request, "scope", {}).get(DISCONNECTED)
+    relay = _Relay(opened, background=background, max_wait=max_wait, disconnected=disconnected)
+    first = relay.first()
+    if first[0] == "error":
+        response = first[1].response()
+        response[JOB_HEADER] = opened.job.job_id
+        return response
+    response = StreamingHttpResponse(relay.chunks(chat, first), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
     response[JOB_HEADER] = opened.job.job_id
     return response
 
 
-async def _relay(opened: OpenCall, chat: ChatCall, *, background: bool, max_wait: float):
-    """The provider's tokens to the client as they arrive. The call runs in a thread of its own; if the client
-    hangs up, the call is abandoned and the job cancelled, unless `X-AICore-Background: true` asked it to run on.
-    """
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue = asyncio.Queue()
-    hung_up = threading.Event()
-    sent = threading.Event()
-    sent_chars = [0]
+# The streamed calls' own threads, kept (made as concurrent streams need them, reused after): starting a thread
+# per stream cost as much CPU as a tenth of a call.
+_relay_threads = ThreadPoolExecutor(max_workers=settings.AICORE_GATEWAY_MAX_THREADS, thread_name_prefix="v1-stream")
 
-    def put(item) -> None:
+
+class _Relay:
+    """The provider's tokens to the client as they arrive. The call runs in a thread of its own, started here;
+    its events ("token", text), ("done", Outcome), ("error", GatewayError) are read once synchronously (the
+    view's `first`, before the response's headers) and then from the event loop (`chunks`). If the client hangs
+    up, the call is abandoned and the job cancelled, unless `X-AICore-Background: true` asked it to run on."""
+
+    def __init__(self, opened: OpenCall, *, background: bool, max_wait: float, disconnected=None):
+        self.opened = opened
+        self.hung_up = disconnected if disconnected is not None else threading.Event()
+        self.sent = threading.Event()
+        self.sent_chars = 0
+        self._lock = threading.Lock()
+        self._items: deque = deque()
+        self._arrived = threading.Event()  # for the synchronous first read
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None  # for the event loop's reads, set on the loop
+        self._background, self._max_wait = background, max_wait
+        _relay_threads.submit(contextvars.Context().run, self._work)  # as a new thread's: an empty context
+
+    def _put(self, item) -> None:
+        with self._lock:
+            self._items.append(item)
+            loop, wake = self._loop, self._wake
+        self._arrived.set()
+        if loop is not None:
+            try:
+                loop.call_soon_threadsafe(wake.set)
+            except RuntimeError:  # the loop is gone (the server stopped): nobody is listening any more
+                pass
+
+    def _on_token(self, text: str) -> None:
+        self.sent.set()
+        self.sent_chars += len(text)
+        self._put(("token", text))
+
+    def _work(self) -> None:
         try:
-            loop.call_soon_threadsafe(queue.put_nowait, item)
-        except RuntimeError:  # the loop is gone (the server stopped): nobody is listening any more
-            pass
-
-    def on_token(text: str) -> None:
-        sent.set()
-        sent_chars[0] += len(text)
-        put(("token", text))
-
-    def work() -> None:
-        try:
-            put(
-                (
-                    "done",
-                    call_run(
-                        opened,
-                        max_wait=max_wait,
-                        on_token=on_token,
-                        hung_up=None if background else hung_up.is_set,
-                        streamed=sent.is_set,
-                        streamed_chars=lambda: sent_chars[0],
-                    ),
-                )
+            outcome = call_run(
+                self.opened,
+                max_wait=self._max_wait,
+                on_token=self._on_token,
+                hung_up=None if self._background else self.hung_up.is_set,
+                streamed=self.sent.is_set,
+                streamed_chars=lambda: self.sent_chars,
             )
+            self._put(("done", outcome))
         except GatewayError as exc:
-            put(("error", exc))
-        except Exception as exc:  # a bug: the client gets an error event rather than a stream that never ends
-            put(("error", GatewayError(f"{type(exc).__name__}: {exc}", status=500, code="GATEWAY_ERROR")))
+            self._put(("error", exc))
+        except Exception as exc:  # a bug: the client gets an error rather than a stream that never ends
+            self._put(("error", GatewayError(f"{type(exc).__name__}: {exc}", status=500, code="GATEWAY_ERROR")))
 
-    writer = ChunkWriter(job_id=opened.job.job_id, model=chat.model, include_usage=chat.include_usage)
-    threading.Thread(target=work, name=f"gateway-{opened.job.job_id}", daemon=True).start()
-    finished = False
-    try:
-        yield writer.delta({"role": "assistant", "content": ""})
-        streamed_any = False
+    def first(self):
+        """The call's first event, waited for in the view's thread."""
+        self._arrived.wait()
+        with self._lock:
+            return self._items.popleft()
+
+    async def _next(self):
+        with self._lock:
+            if self._loop is None:
+                self._loop, self._wake = asyncio.get_running_loop(), asyncio.Event()
         while True:
-            kind, value = await queue.get()
-            if kind == "token":
-                streamed_any = True
-                yield writer.delta({"content": value})
-            elif kind == "error":
-                finished = True
-                yield writer.error(value)
-                return
-            else:
-                finished = True
-                if not streamed_any and value.result.get("completion"):
-                    # Not streamed by us (a replay, a worker ran it, a provider that does not stream): all at once.
-                    yield writer.delta({"content": value.result["completion"]})
-                for chunk in writer.end(result=value.result, usage=value.usage):
-                    yield chunk
-                return
-    finally:
-        if not finished:
-            hung_up.set()
+            with self._lock:
+                if self._items:
+                    return self._items.popleft()
+                self._wake.clear()
+            await self._wake.wait()
+
+    async def chunks(self, chat: ChatCall, first):
+        writer = ChunkWriter(job_id=self.opened.job.job_id, model=chat.model, include_usage=chat.include_usage)
+        finished = False
+        try:
+            yield writer.delta({"role": "assistant", "content": ""})
+            streamed_any = False
+            kind, value = first
+            while True:
+                if kind == "token":
+                    streamed_any = True
+                    yield writer.delta({"content": value})
+                elif kind == "error":
+                    finished = True
+                    yield writer.error(value)
+                    return
+                else:
+                    finished = True
+                    if not streamed_any and value.result.get("completion"):
+                        # Not streamed by us (a replay, a worker ran it, a provider that does not stream): at once.
+                        yield writer.delta({"content": value.result["completion"]})
+                    for chunk in writer.end(result=value.result, usage=value.usage):
+                        yield chunk
+                    return
+                kind, value = await self._next()
+        finally:
+            if not finished:
+                self.hung_up.set()
 
 
 def _embeddings(request: HttpRequest) -> JsonResponse:

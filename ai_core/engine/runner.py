@@ -85,6 +85,8 @@ def execute(
     row back). `capacity_wait`: a caller that holds its client's request open (the gateway) waits for refused
     provider capacity in its own thread: called with the refusal, it sleeps and returns True to ask again, or
     False, and the job ends timeout (CAPACITY_WAIT_EXCEEDED); without it, the job goes back to wait in the queue.
+    While `capacity_wait` sleeps the attempt is not watched: the caller may show its job waiting meanwhile
+    (running -> pending) provided it claims it again, on the same attempt number, before it returns.
     """
     if job is None:
         job = _load(job_pk)
@@ -208,7 +210,14 @@ def _leased_call(client, request, attempt: Attempt, job: AIJob, should_stop, cap
                 raise
             _publish_wakes(wait.wakes, job)  # the jobs waiting in the queue get their wake-ups all the same
             connection.close()  # no connection held while we sleep
-            if not capacity_wait(wait, should_stop):
+            # gateway: the caller shows its job waiting (running -> pending) while it sleeps and claims it again
+            # (the same attempt number) before it returns: the watcher would take that for a supersession.
+            in_flight.remove(attempt)
+            try:
+                again = capacity_wait(wait, should_stop)
+            finally:
+                in_flight.add(attempt)
+            if not again:
                 raise
             if should_stop():
                 raise CallAbandoned() from None

@@ -143,15 +143,26 @@ class OpenAIClient:
     def _chat_streamed(
         self, request: ChatRequest, params: dict, guard: CallGuard, on_progress: ProgressCallback
     ) -> ChatResult:
-        """The streamed answer, its chunks read as plain JSON (stream_chunks) rather than as SDK models."""
+        """The streamed answer, its chunks read as plain JSON (stream_chunks) rather than as SDK models. Asked through
+        the SDK's request method as the whole answer is (its auth, errors, timeouts; the body as it is): the SDK's
+        `create` would run its TypedDict transforms over the parameters first, a third of a stream call's Python
+        and all of it before the request goes out (the time to the first token). The SDK's Stream is not iterated:
+        its HTTP response is read as it comes (`Stream.response`)."""
         progress = StreamProgress(on_progress, request.max_tokens)
         parts: list[str] = []
         length = 0
         tool_calls: dict[int, dict[str, Any]] = {}
         finish, model, response_id, usage = None, request.model, None, None
-        with self._sdk.chat.completions.with_streaming_response.create(
-            **params, stream=True, stream_options={"include_usage": True}, timeout=self._timeout(guard)
-        ) as response:
+        stream = self._sdk.post(
+            "/chat/completions",
+            cast_to=object,
+            body={**params, "stream": True, "stream_options": {"include_usage": True}},
+            options={"timeout": self._timeout(guard)},
+            stream=True,
+            stream_cls=openai.Stream[object],
+        )
+        with stream:  # closes its response
+            response = stream.response
             for chunk in stream_chunks(response, guard):
                 response_id = response_id or chunk.get("id")
                 model = chunk.get("model") or model
@@ -261,7 +272,7 @@ def stream_chunks(response, guard: CallGuard):
             message = error.get("message") if isinstance(error, dict) else None
             raise openai.APIError(
                 message if isinstance(message, str) and message else "An error occurred during streaming",
-                request=response.http_request,
+                request=response.request,
                 body=error,
             )
         yield chunk

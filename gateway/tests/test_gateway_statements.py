@@ -30,6 +30,8 @@ def memos_on(settings):
     settings.AICORE_API_KEY_CACHE_SECONDS = 60
     settings.AICORE_JOB_TYPE_CACHE_SECONDS = settings.AICORE_CATALOGUE_CACHE_SECONDS = 60
     settings.AICORE_CIRCUIT_CACHE_SECONDS = 60  # the providers' circuits (ai_core.engine.circuit)
+    # The endpoints' capacity rows (2 s by default: a loaded machine's calls can outlast it, one more statement).
+    settings.AICORE_CAPACITY_CACHE_SECONDS = 60
 
 
 def calls(key: str, n: int) -> list[list[str]]:
