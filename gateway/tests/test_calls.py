@@ -10,7 +10,7 @@ import pytest
 
 from ai_core.models import AIJob
 from ai_providers.models import CapacityLimit, Provider
-from gateway.tests.test_gateway_sdk import brand_key, sdk, user
+from gateway.tests.test_views import brand_key, sdk, user
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 

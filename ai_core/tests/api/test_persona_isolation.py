@@ -147,7 +147,7 @@ WITHOUT_BRAND_ROWS = {
 
 
 def test_every_operation_with_an_id_is_covered():
-    from ai_usage.tests.test_isolation import ISOLATED_PATHS  # quotas and credentials: tested there
+    from ai_usage.tests.api.test_persona_isolation import ISOLATED_PATHS  # quotas and credentials: tested there
 
     uncovered = (
         {path for _, path in WITH_ID}
