@@ -395,7 +395,7 @@ def test_an_outsider_cannot_reach_brand_a_by_naming_it(world, client_for):
 # --- the SSE streams (documented, but their bodies stream: not called like the other operations) --------
 
 # Each one is checked here for the id case; their streaming bodies are scoped in their own tests
-# (ai_core/tests/test_events_stream.py).
+# (ai_core/tests/api/test_events.py).
 STREAMS = {
     "/ai/jobs/{pk}/events/": lambda w: {"pk": str(w.a_pending.pk)},
     "/ai/jobs/events/": None,
