@@ -6,7 +6,7 @@ PORT   ?= 8000
 PG_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: run test test-sqlite test-postgres bench lint architecture worker venv venv-test migrate demo clean browser
+.PHONY: run test test-sqlite test-postgres test-postgres-if-up bench lint architecture worker venv venv-test migrate demo clean browser
 
 # Two stamps: `make run` installs the runtime dependencies only; `make test` / `make lint` add the test and
 # tool extras (pytest, schemathesis, playwright, ruff…) on top, once.
@@ -66,14 +66,27 @@ browser:
 		echo "chromium could not be installed: the browser test will be skipped"; \
 	fi
 
-## The whole suite on SQLite + embedded broker, then again on PostgreSQL + Redis where they answer.
+## The whole suite on SQLite + embedded broker, then again on PostgreSQL + Redis where they answer. Where they do
+## not, the last lines printed say plainly that the PostgreSQL pass did not run; AICORE_REQUIRE_POSTGRES=1 (CI:
+## .ci/run) makes that a failure instead.
 test: venv-test browser
 	$(MAKE) --no-print-directory test-sqlite
-	@if $(PY) -m scripts.services_up "$(PG_URL)" "$(REDIS_URL)"; then \
+	@$(MAKE) --no-print-directory test-postgres-if-up
+
+## The second half of `make test`: the PostgreSQL pass if PG_URL and REDIS_URL answer, else the closing notice.
+test-postgres-if-up: venv-test
+	@if why=$$($(PY) -m scripts.services_up --why "$(PG_URL)" "$(REDIS_URL)"); then \
 		$(MAKE) --no-print-directory test-postgres; \
 	elif [ -n "$$AICORE_REQUIRE_POSTGRES" ]; then \
-		echo "PostgreSQL/Redis pass required but the services do not answer" >&2; exit 1; \
-	else echo "PostgreSQL or Redis not reachable: skipping the PostgreSQL pass"; fi
+		echo "FAILED: the PostgreSQL + Redis pass is required (AICORE_REQUIRE_POSTGRES) but $$why." >&2; exit 1; \
+	else \
+		echo; \
+		echo "=================================================================================================="; \
+		echo "THE POSTGRESQL + REDIS PASS DID NOT RUN: $$why."; \
+		echo "Only the SQLite pass ran; the tests marked postgres were skipped. Start PostgreSQL and Redis (see"; \
+		echo "CONTRIBUTING.md, \"What make test needs\") and run make test-postgres, or set PG_URL / REDIS_URL."; \
+		echo "=================================================================================================="; \
+	fi
 
 test-sqlite: venv-test
 	env -u DATABASE_URL -u CELERY_BROKER_URL $(PY) -m pytest -q $(PYTEST_ARGS)

@@ -1,8 +1,13 @@
-"""Exit 0 when the PostgreSQL and Redis servers named on the command line answer, else 1."""
+"""Exit 0 when the PostgreSQL and Redis servers named on the command line answer, else 1.
+
+With `--why`, print which of them does not answer (name, host and port; never the URL's credentials), one line:
+what `make test` ends with when it cannot run the PostgreSQL pass."""
 
 import socket
 import sys
 from urllib.parse import urlsplit
+
+NAMES = {"postgres": "PostgreSQL", "postgresql": "PostgreSQL", "redis": "Redis", "amqp": "RabbitMQ"}
 
 
 def answers(url: str) -> bool:
@@ -15,5 +20,14 @@ def answers(url: str) -> bool:
         return False
 
 
+def where(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{NAMES.get(parts.scheme, parts.scheme)} at {parts.hostname or '127.0.0.1'}:{parts.port or 'default port'}"
+
+
 if __name__ == "__main__":
-    sys.exit(0 if all(answers(url) for url in sys.argv[1:]) else 1)
+    why = "--why" in sys.argv[1:]
+    down = [url for url in sys.argv[1:] if url != "--why" and not answers(url)]
+    if why and down:
+        print(" and ".join(where(url) for url in down) + (" does not answer" if len(down) == 1 else " do not answer"))
+    sys.exit(1 if down else 0)

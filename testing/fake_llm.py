@@ -175,6 +175,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         limiter = self.server.limiter
         if limiter is None:
+            self.rate_headers = {}  # a kept-alive connection's handler must not repeat a former limiter's headers
             self._chat(body, anthropic)
             return
         admitted, self.rate_headers = limiter.admit(anthropic=anthropic)

@@ -7,8 +7,9 @@ from decimal import Decimal
 import pytest
 
 from ai_core.models import AIJob, AIJobType
-from ai_usage.models import AIJobUsage, Quota, QuotaPeriod
+from ai_usage.models import AIJobUsage, QuotaPeriod
 from ai_usage.services import month_start
+from ai_usage.tests.factories import QuotaFactory
 from conftest import make_client
 from testing.jobs import all_final, wait_for
 from testing.workers import purge_broker
@@ -83,9 +84,7 @@ def test_a_sync_chat_answers_201_with_tokens_and_cost_and_the_job_carries_its_ex
 
 def test_transient_errors_retry_permanent_ones_fail_at_once_and_a_hung_server_times_out(ready, personas):
     AIJobType.objects.filter(name="text_generation").update(timeout_seconds=2, max_attempts=3)
-    quota = Quota.objects.create(
-        company=personas.brand_a.company, brand=personas.brand_a, monthly_token_limit=10_000_000
-    )
+    quota = QuotaFactory(brand=personas.brand_a, monthly_token_limit=10_000_000)
     alice = make_client(personas.alice, personas.brand_a)
 
     def submit(job_type, data):
@@ -139,9 +138,7 @@ def test_an_async_chat_answers_202_with_where_to_follow_it(ready, personas):
 def test_cached_cache_write_and_reasoning_tokens_are_recorded_and_charged_as_by_hand(ready, personas):
     """The issue's example through the engine: gpt-4o, 2 010 prompt tokens of which 2 000 served from OpenAI's
     prompt cache, 3 output tokens; and an Anthropic answer with cache reads and both kinds of cache writes."""
-    quota = Quota.objects.create(
-        company=personas.brand_a.company, brand=personas.brand_a, monthly_cost_limit=Decimal("100")
-    )
+    quota = QuotaFactory(brand=personas.brand_a, monthly_cost_limit=Decimal("100"))
     alice = make_client(personas.alice, personas.brand_a)
 
     def submit(data):

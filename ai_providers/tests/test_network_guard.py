@@ -10,8 +10,7 @@ from ai_core.engine.runner import run_from_message
 from ai_providers.clients.anthropic_client import AnthropicClient
 from ai_providers.clients.base import ChatRequest, PermanentProviderError
 from ai_providers.clients.openai_client import OpenAIClient
-from ai_providers.crypto import encrypt_secret
-from ai_providers.models import Provider, ProviderCredential
+from ai_providers.tests.factories import ProviderCredentialFactory
 from testing.jobs import submit
 from testing.loopback import Listener, ScriptedResolver
 
@@ -74,10 +73,9 @@ def test_test_connection_connects_to_the_address_the_guard_checked(
     with Listener("127.0.0.2", fake_llm.port) as rebound:
         resolver = ScriptedResolver("llm.rebind.test", ["127.0.0.1", "127.0.0.2"])
         monkeypatch.setattr(socket, "getaddrinfo", resolver)
-        credential = ProviderCredential.objects.create(
+        credential = ProviderCredentialFactory(
             company=personas.brand_a.company,
-            provider=Provider.objects.get(name="openai"),
-            api_key_encrypted=encrypt_secret("sk-x"),
+            api_key="sk-x",
             base_url=f"http://llm.rebind.test:{fake_llm.port}/v1",
         )
         result = client_for(personas.acme_admin, personas.brand_a).post(
@@ -93,10 +91,9 @@ def test_a_stored_url_whose_host_now_resolves_inside_is_refused_on_connect(
     personas, client_for, only_127_0_0_1, refused, monkeypatch
 ):
     monkeypatch.setattr(socket, "getaddrinfo", ScriptedResolver("llm.moved.test", ["127.0.0.2"]))
-    credential = ProviderCredential.objects.create(
+    credential = ProviderCredentialFactory(
         company=personas.brand_a.company,
-        provider=Provider.objects.get(name="openai"),
-        api_key_encrypted=encrypt_secret("sk-x"),
+        api_key="sk-x",
         base_url=f"http://llm.moved.test:{refused.port}/v1",  # saved when it pointed elsewhere
     )
     result = client_for(personas.acme_admin, personas.brand_a).post(

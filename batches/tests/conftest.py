@@ -10,7 +10,7 @@ def pytest_runtest_setup(item):
         pytest.skip("needs PostgreSQL (the PostgreSQL + Redis pass)")
 
 
-# The provider Batch API tests' fixtures (test_provider_batches, test_single_job_routing).
+# The provider Batch API tests' fixtures (test_routing, test_routing_single_jobs).
 
 
 @pytest.fixture

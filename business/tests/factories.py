@@ -1,9 +1,9 @@
-"""factory_boy factories for tenancy: companies, brands, users and memberships (reusable by every app)."""
+"""factory_boy factories for tenancy: companies, brands, users, memberships and API keys (reusable by every app)."""
 
 import factory
 from factory.django import DjangoModelFactory
 
-from business.models import Brand, Company, Membership, User
+from business.models import ApiKey, Brand, Company, Membership, User
 
 DEFAULT_PASSWORD = "factory-pass-1"
 
@@ -57,3 +57,23 @@ class MembershipFactory(DjangoModelFactory):
     brand = factory.SubFactory(BrandFactory)
     user = factory.SubFactory(UserFactory, company=factory.SelfAttribute("..brand.company"))
     role = Membership.Role.MEMBER
+
+
+class ApiKeyFactory(DjangoModelFactory):
+    """A brand API key made by `api_key_create` (hashed at rest, as in production); the full key, which exists in
+    clear only at creation, is on `key.raw_key`: `ApiKeyFactory(brand=brand, user=admin).raw_key`."""
+
+    class Meta:
+        model = ApiKey
+
+    brand = factory.SubFactory(BrandFactory)
+    user = factory.LazyAttribute(lambda k: UserFactory(company=k.brand.company, admin_of=[k.brand]))
+    name = factory.Sequence(lambda n: f"key {n}")
+
+    @classmethod
+    def _create(cls, model_class, *, brand, user, name, **kwargs):
+        from business.services import api_key_create
+
+        key, raw = api_key_create(brand=brand, user=user, name=name, **kwargs)
+        key.raw_key = raw
+        return key

@@ -15,7 +15,8 @@ from ai_core import services
 from ai_providers.models import Provider, ProviderCredential
 from ai_usage.models import Quota
 from web.models import ConsolePreference
-from webhooks.models import WebhookDelivery, WebhookEndpoint
+from webhooks.models import WebhookDelivery
+from webhooks.tests.factories import WebhookDeliveryFactory, WebhookEndpointFactory
 
 pytestmark = pytest.mark.usefixtures("job_types")
 CHAT = {"messages": [{"role": "user", "content": "hi"}]}
@@ -256,9 +257,9 @@ def test_providers_show_prices_to_all_and_key_forms_to_company_admins_only(perso
 
 
 def test_webhooks_log_and_redeliver_for_admins_of_the_brand(personas, django_capture_on_commit_callbacks):
-    endpoint = WebhookEndpoint.objects.create(brand=personas.brand_a, url="https://hooks.example.com/a")
-    WebhookEndpoint.objects.create(brand=personas.brand_b, url="https://hooks.example.com/brand-b")
-    delivery = WebhookDelivery.objects.create(
+    endpoint = WebhookEndpointFactory(brand=personas.brand_a, url="https://hooks.example.com/a")
+    WebhookEndpointFactory(brand=personas.brand_b, url="https://hooks.example.com/brand-b")
+    delivery = WebhookDeliveryFactory(
         endpoint=endpoint,
         job_ref="ai_job_x",
         event="job.completed",

@@ -15,8 +15,9 @@ from aicore.webhooks import verify
 from business.errors import ApplicationError
 from testing.loopback import Listener, ScriptedResolver
 from webhooks import services
-from webhooks.models import WebhookDelivery, WebhookEndpoint
+from webhooks.models import WebhookDelivery
 from webhooks.tasks import deliver
+from webhooks.tests.factories import WebhookEndpointFactory
 
 CHAT = {"messages": [{"role": "user", "content": "hi"}]}
 
@@ -222,7 +223,7 @@ def test_the_delivery_connects_to_the_address_that_was_checked(
     with Listener("127.0.0.2", port) as rebound:
         resolver = ScriptedResolver("hooks.rebind.test", ["127.0.0.1", "127.0.0.2"])
         monkeypatch.setattr(socket, "getaddrinfo", resolver)
-        WebhookEndpoint.objects.create(brand=personas.brand_a, url=f"http://hooks.rebind.test:{port}/hooks/aicore")
+        WebhookEndpointFactory(brand=personas.brand_a, url=f"http://hooks.rebind.test:{port}/hooks/aicore")
         _finish_job(personas, django_capture_on_commit_callbacks)
         delivery = WebhookDelivery.objects.get()
         assert services.delivery_attempt(delivery_id=delivery.pk) is None

@@ -5,13 +5,13 @@ import json
 import pytest
 
 from ai_openai.models import OpenAIJob
+from ai_openai.tests.factories import ChatRequestFactory
 
 pytestmark = pytest.mark.django_db
 
 
 def post(client, **body):
-    body.setdefault("messages", [{"role": "user", "content": "hi"}])
-    return client.post("/ai/openai/chat/", body, format="json")
+    return client.post("/ai/openai/chat/", ChatRequestFactory(**body), format="json")
 
 
 def test_o_series_refuses_temperature_and_max_tokens(personas, client_for, llm_env):

@@ -12,7 +12,7 @@ from rest_framework.test import APIClient
 
 from ai_core.models import AIJob
 from business.models import ApiKey
-from business.services import api_key_create
+from gateway.tests.factories import ChatCompletionFactory, GatewayKeyFactory
 from testing.jobs import wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.django_db(transaction=True)]
 def brand_key(personas, **kwargs) -> str:
     kwargs.setdefault("brand", personas.brand_a)
     kwargs.setdefault("user", personas.adam)
-    return api_key_create(name="sdk", **kwargs)[1]
+    return GatewayKeyFactory(**kwargs).raw_key
 
 
 def sdk(gateway, key) -> openai.OpenAI:
@@ -100,8 +100,9 @@ def test_the_async_client_works_too(gateway, personas):
 
     async def run():
         async with openai.AsyncOpenAI(base_url=f"{gateway}/v1", api_key=key, max_retries=0) as client:
-            whole = await client.chat.completions.create(model="echo-1", messages=user("hi async"))
-            stream = await client.chat.completions.create(model="echo-1", messages=user("hi stream"), stream=True)
+            whole = await client.chat.completions.create(**ChatCompletionFactory(messages=user("hi async")))
+            asked = ChatCompletionFactory(messages=user("hi stream"), stream=True)
+            stream = await client.chat.completions.create(**asked)
             parts = [c.choices[0].delta.content or "" async for c in stream if c.choices]
             return whole, "".join(parts)
 

@@ -14,7 +14,8 @@ from ai_core.engine import claim, finish
 from ai_core.engine.claim import BrandRotation, claim_next
 from ai_core.engine.runner import run_from_message
 from ai_core.models import AIJob, AIJobEvent, AIJobType
-from ai_providers.models import CapacityLimit, Provider
+from ai_providers.models import CapacityLimit
+from ai_providers.tests.factories import CapacityLimitFactory
 from business.models import Brand
 from business.services import user_provision
 from conftest import make_client
@@ -69,9 +70,7 @@ def test_a_wait_past_the_types_max_queue_seconds_ends_the_job_timeout(llm_env, p
 
 
 def test_a_job_beyond_a_configured_limit_waits_and_shows_as_waiting(llm_env, personas):
-    CapacityLimit.objects.create(
-        provider=Provider.objects.get(name="openai"), model="gpt-4o-mini", requests_per_minute=1
-    )
+    CapacityLimitFactory(model="gpt-4o-mini", requests_per_minute=1)
     first, second = submit_chat(personas.brand_a), submit_chat(personas.brand_a)
     assert run_from_message(first.pk) == "completed"
     assert run_from_message(second.pk) == "pending"

@@ -15,6 +15,7 @@ from ai_providers.models import ModelPrice, ProviderModel
 from ai_providers.money import Price, TokenUsage, cost_of
 from ai_providers.selectors import catalogue_memo, model_resolve, price_at
 from ai_providers.services import client_for_model, price_set
+from ai_providers.tests.factories import ModelPriceFactory
 from ai_usage.models import AIJobUsage
 from business.errors import ApplicationError
 
@@ -243,7 +244,7 @@ def test_reprice_recomputes_a_period_and_moves_the_roll_up(personas, llm_env):
     usage = _completed_job(personas, started=at(10), input_tokens=10_000, output_tokens=2_000)
     assert usage.total_cost == Decimal("0.002700")
     # the operator corrects the price from the 1st of the month, then reprices the month
-    ModelPrice.objects.create(
+    ModelPriceFactory(
         model=ProviderModel.objects.get(name="gpt-4o-mini"),
         effective_from=at(1, 0),
         input_per_million=Decimal("1.00"),

@@ -2,7 +2,7 @@
 
 Three worker processes share a fake OpenAI-compatible endpoint in rate-limit mode (fake_llm.RateLimit: a fixed
 window, 429 with Retry-After beyond it). Limits are scaled up (20 a second) so a drain takes seconds.
-PostgreSQL + Redis only (the heavy ones); the embedded set-up is covered in-process by test_capacity_waits.py.
+PostgreSQL + Redis only (the heavy ones); the embedded set-up is covered in-process by engine/test_capacity_waits.py.
 """
 
 from datetime import timedelta

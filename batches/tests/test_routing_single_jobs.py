@@ -17,7 +17,7 @@ from ai_usage.services import reservation_for
 from batches import routing
 from batches.models import BatchJob, ProviderBatch
 from batches.models import ProviderBatchStatus as PB
-from batches.tests.test_provider_batches import line, submit
+from batches.tests.test_routing import line, submit
 
 S = JobStatus
 pytestmark = pytest.mark.usefixtures("llm_env", "batch_settings")

@@ -1,46 +1,25 @@
-"""The engine's parts in this process: retry policy, handlers, provider seam, fair claim, runner, repairs."""
+"""ai_core.engine.runner in this process, with the handlers it builds requests with and the watcher of its running
+attempts (ai_core.engine.watch): a run to completion, retries, failures, timeouts, the handler registry, heartbeat
+and cancel, the final writes."""
 
-import random
-import re
 from datetime import timedelta
 
 import pytest
-from django.conf import settings
-from django.db import connection
-from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from ai_core.engine import handlers
-from ai_core.engine.claim import claim_next
 from ai_core.engine.retry import RetryPolicy
-from ai_core.engine.runner import claim_job, execute, run_from_message
-from ai_core.engine.upkeep import TRICKLE, reap, sweep
+from ai_core.engine.runner import execute, run_from_message
+from ai_core.engine.upkeep import reap
 from ai_core.engine.watch import Attempt, beat, stop_the_gone
 from ai_core.models import AIJob, AIJobType
-from ai_core.services import job_cancel, job_complete, job_progress, job_start, job_type_by_pk
-from ai_core.workflow import IllegalTransition, StaleAttempt
+from ai_core.services import job_cancel, job_start
 from ai_providers.clients.base import ChatRequest, PermanentProviderError
 from ai_providers.services import client_for_model
 from business.errors import ApplicationError
-from config.celery_app import app
 from testing.jobs import event_trail, submit
 
 NO_WAIT = RetryPolicy(base_seconds=0)
-
-
-# --- retry policy -------------------------------------------------------------------------------------
-
-
-def test_backoff_grows_exponentially_with_jitter_and_a_ceiling():
-    policy = RetryPolicy(base_seconds=1, factor=2, max_seconds=10, rng=random.Random(7))
-    assert [policy.step(n) for n in range(1, 7)] == [1, 2, 4, 8, 10, 10]
-    for attempt in range(1, 7):
-        delays = {policy.delay(attempt) for _ in range(50)}
-        step = policy.step(attempt)
-        assert all(step / 2 <= d <= step for d in delays)
-        assert len(delays) > 1  # jittered: a burst of failures does not come back in lockstep
-    assert policy.should_retry(attempt=2, max_attempts=3)
-    assert not policy.should_retry(attempt=3, max_attempts=3)
 
 
 # --- handlers and the provider seam -------------------------------------------------------------------
@@ -93,58 +72,6 @@ def test_echo_models_resolve_to_the_echo_client_and_unknown_models_fail_permanen
     with pytest.raises(PermanentProviderError) as err:
         client_for_model("llama-nonexistent")
     assert err.value.error_code == "MODEL_NOT_SUPPORTED"
-
-
-# --- the claim: priority, fairness, compare-and-set ---------------------------------------------------
-
-
-def test_claiming_a_given_job_reads_it_in_the_same_statement_on_postgresql(job_types, make_brands):
-    (brand,) = make_brands(1)
-    job = submit(brand)
-    job_type_by_pk(job.job_type_id)  # the per-process memo, read once
-
-    with CaptureQueriesContext(connection) as queries:
-        attempt, claimed = claim_job(job.pk, task_id="gateway:t")
-
-    assert attempt == 1
-    assert [to for _, to, _ in event_trail(job.pk)] == ["pending", "running"]  # the workflow's compare-and-set
-    with pytest.raises(IllegalTransition):  # a second claim of the same job is refused
-        claim_job(job.pk, task_id="gateway:u")
-    if connection.vendor != "postgresql":
-        assert claimed is None  # execute reads it
-        return
-    on_the_job = [q["sql"] for q in queries.captured_queries if re.search(r"\bai_core_aijob\b", q["sql"])]
-    assert len(on_the_job) == 1  # the claim itself: the job is not read again
-    assert (claimed.pk, claimed.status, claimed.attempts, claimed.task_id) == (job.pk, "running", 1, "gateway:t")
-    assert claimed.company_id == brand.company_id and claimed.holds_quota_reservation is False
-
-
-def test_claims_follow_priority_urgent_first(job_types, make_brands):
-    (brand,) = make_brands(1)
-    jobs = {p: submit(brand, priority=p) for p in ["low", "normal", "high", "urgent"]}
-    claimed = [claim_next().job_pk for _ in range(4)]
-    assert claimed == [jobs[p].pk for p in ["urgent", "high", "normal", "low"]]
-    assert claim_next() is None
-
-
-def test_a_brand_with_a_backlog_does_not_starve_a_single_job_of_another_brand(job_types, make_brands):
-    busy, quiet = make_brands(2)
-    backlog = [submit(busy) for _ in range(30)]
-    single = submit(quiet)
-    first_two = {claim_next().job_pk for _ in range(2)}
-    assert single.pk in first_two
-    rest = [claim_next().job_pk for _ in range(29)]
-    assert rest == sorted(rest) and set(rest) | first_two == {j.pk for j in backlog} | {single.pk}  # oldest first
-
-
-def test_cancelled_or_not_yet_available_jobs_are_never_claimed(job_types, make_brands):
-    (brand,) = make_brands(1)
-    cancelled = submit(brand)
-    job_cancel(job_pk=cancelled.pk)
-    later = submit(brand)
-    AIJob.objects.filter(pk=later.pk).update(available_at=timezone.now() + timedelta(minutes=5))
-    assert claim_next() is None
-    assert AIJob.objects.get(pk=cancelled.pk).attempts == 0
 
 
 # --- the runner, in this process ----------------------------------------------------------------------
@@ -259,7 +186,7 @@ def test_new_job_types_plug_in_through_the_registry(job_types, make_brands):
     assert job.result_data["completion"] == "Echo: HEY"
 
 
-# --- heartbeat, cancel watcher, reaper, sweeper, fencing ------------------------------------------------
+# --- the watcher of running attempts (ai_core.engine.watch): heartbeat and cancel ---------------------
 
 
 def test_the_watcher_stops_cancelled_attempts_and_beats_only_current_ones(job_types, make_brands):
@@ -290,63 +217,7 @@ def test_the_watcher_stops_cancelled_attempts_and_beats_only_current_ones(job_ty
     assert moved.updated_at > row.updated_at
 
 
-def test_the_reaper_requeues_then_fails_silent_jobs_and_times_out_overdue_ones(job_types, make_brands):
-    (brand,) = make_brands(1)
-    silent, last_try, overdue, healthy = (submit(brand) for _ in range(4))
-    for job in (silent, last_try, overdue, healthy):
-        job_start(job_pk=job.pk)
-    AIJob.objects.filter(pk=last_try.pk).update(attempts=3)
-    long_ago = timezone.now() - timedelta(hours=1)
-    AIJob.objects.filter(pk__in=[silent.pk, last_try.pk]).update(heartbeat_at=long_ago)
-    AIJob.objects.filter(pk=overdue.pk).update(started_at=long_ago)  # still beating, but way past 60 s
-
-    assert reap() == {"requeued": 1, "failed": 1, "timeout": 1}
-    statuses = dict(AIJob.objects.values_list("pk", "status"))
-    assert statuses == {
-        silent.pk: "pending",
-        last_try.pk: "failed",
-        overdue.pk: "timeout",
-        healthy.pk: "running",
-    }
-    assert AIJob.objects.get(pk=last_try.pk).error_code == "WORKER_LOST"
-    assert reap() == {"requeued": 0, "failed": 0, "timeout": 0}
-
-    # The lost worker comes back to life: its late writes are fenced off by the attempt number.
-    second = claim_next()
-    assert (second.job_pk, second.attempt) == (silent.pk, 2)
-    assert not job_progress(job_pk=silent.pk, attempt=1, percentage=50)
-    with pytest.raises(StaleAttempt):
-        job_complete(job_pk=silent.pk, attempt=1, result_data={"completion": "late"})
-    assert AIJob.objects.get(pk=silent.pk).result_data is None
-
-
-def test_the_sweeper_redispatches_pending_jobs_whose_wake_up_was_lost(job_types, make_brands):
-    (brand,) = make_brands(1)
-    forgotten, fresh = submit(brand), submit(brand)
-    AIJob.objects.filter(pk=forgotten.pk).update(available_at=timezone.now() - timedelta(minutes=10))
-    assert sweep() == 1
-    assert AIJob.objects.get(pk=forgotten.pk).available_at > timezone.now() - timedelta(minutes=1)
-    assert sweep() == 0  # re-published at most once per period
-    assert AIJob.objects.get(pk=fresh.pk).available_at < timezone.now()
-
-
-def test_while_jobs_run_the_sweeper_only_trickles_wake_ups_into_a_backlog(job_types, make_brands):
-    (brand,) = make_brands(1)
-    backlog = [submit(brand) for _ in range(TRICKLE + 5)]
-    job_start(job_pk=backlog.pop().pk)
-    AIJob.objects.filter(status="pending").update(available_at=timezone.now() - timedelta(minutes=10))
-    assert sweep() == TRICKLE
-
-
-# --- settings -----------------------------------------------------------------------------------------
-
-
-def test_messages_are_acked_late_one_at_a_time_and_redis_keeps_no_unacked_copy():
-    """Redis without ack emulation: its restore through a closed connection killed workers (broker outage)."""
-    assert app.conf.task_acks_late and app.conf.task_reject_on_worker_lost
-    assert app.conf.worker_prefetch_multiplier == 1
-    if settings.CELERY_BROKER_URL.startswith("redis"):
-        assert app.conf.broker_transport_options["ack_emulation"] is False
+# --- the runner's final writes ------------------------------------------------------------------------
 
 
 def test_execute_refuses_nothing_silently_for_a_missing_job(db):

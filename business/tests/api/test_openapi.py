@@ -41,7 +41,7 @@ CONFIG = schemathesis.Config.from_dict(
         "generation": {"max-examples": EXAMPLES_PER_OPERATION, "deterministic": True},
     }
 )
-# The SSE streams stay open for minutes: their behaviour is tested in ai_core/tests/test_events_stream.py.
+# The SSE streams stay open for minutes: their behaviour is tested in ai_core/tests/api/test_events.py.
 document = schemathesis.openapi.from_wsgi("/api/schema/", get_wsgi_application(), config=CONFIG).exclude(
     path_regex=r"/events/$"
 )
@@ -339,7 +339,7 @@ def gateway_keys(personas, llm_env):
 )
 def test_the_gateway_answers_as_documented_and_never_with_a_5xx(case, gateway_keys):
     if isinstance(case.body, dict) and case.body.get("stream"):
-        # A stream is an async generator, served by ASGI only: tested in gateway/tests/test_gateway_sdk.py.
+        # A stream is an async generator, served by ASGI only: tested in gateway/tests/test_views.py.
         case.body["stream"] = False
     response = case.call(headers=gateway_keys(case))
     case.validate_response(

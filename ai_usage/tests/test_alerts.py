@@ -15,6 +15,7 @@ from ai_core import services as jobs
 from ai_usage.alerts import quota_threshold_crossed
 from ai_usage.models import Quota, QuotaPeriod, QuotaThresholdCrossing
 from ai_usage.services import month_start, quota_status
+from ai_usage.tests.factories import QuotaFactory
 from webhooks import services as webhooks
 from webhooks.models import WebhookDelivery, WebhookEndpoint
 from webhooks.tasks import deliver
@@ -57,7 +58,7 @@ def crossed(quota):
 
 @pytest.mark.django_db
 def test_each_threshold_is_recorded_once_when_settled_use_reaches_it(personas, llm_env):
-    quota = Quota.objects.create(company=personas.brand_a.company, brand=personas.brand_a, monthly_token_limit=10_000)
+    quota = QuotaFactory(brand=personas.brand_a, monthly_token_limit=10_000)
     assert quota.alert_thresholds == [50, 80, 100]
     run(submit(personas.brand_a), input_tokens=3000)
     assert crossed(quota) == []  # 30 %
@@ -74,7 +75,7 @@ def test_each_threshold_is_recorded_once_when_settled_use_reaches_it(personas, l
 
 @pytest.mark.django_db
 def test_a_reservation_crosses_what_used_plus_reserved_reaches_once_and_its_cancel_undoes_nothing(personas, llm_env):
-    quota = Quota.objects.create(company=personas.brand_a.company, brand=personas.brand_a, monthly_token_limit=200)
+    quota = QuotaFactory(brand=personas.brand_a, monthly_token_limit=200)
     job = submit(personas.brand_a)  # reserves most of the limit
     reserved = QuotaPeriod.objects.get(quota=quota).reserved_tokens
     assert 100 < reserved < 160
@@ -110,7 +111,7 @@ def test_thresholds_are_editable_on_the_quota_api_and_checked(personas, client_f
 def test_a_crossing_is_delivered_as_a_signed_quota_threshold_webhook_to_subscribers_only(
     personas, client_for, llm_env, receiver, django_capture_on_commit_callbacks
 ):
-    quota = Quota.objects.create(company=personas.brand_a.company, brand=personas.brand_a, monthly_token_limit=1000)
+    quota = QuotaFactory(brand=personas.brand_a, monthly_token_limit=1000)
     created = client_for(personas.adam, personas.brand_a).post(
         "/ai/webhooks/", {"url": receiver.url, "events": ["quota.threshold"]}, format="json"
     )
@@ -148,7 +149,7 @@ def test_a_company_wide_quota_alerts_every_brand_of_the_company_that_subscribed(
     personas, llm_env, django_capture_on_commit_callbacks, settings
 ):
     settings.AICORE_WEBHOOK_ALLOWED_HOSTS = ["127.0.0.1"]
-    Quota.objects.create(company=personas.brand_a.company, monthly_token_limit=1000, alert_thresholds=[10])
+    QuotaFactory(company=personas.brand_a.company, monthly_token_limit=1000, alert_thresholds=[10])
     for brand in (personas.brand_a, personas.brand_b, personas.brand_z):
         webhooks.endpoint_create(brand=brand, user=None, url="http://127.0.0.1:9/x", events=["quota.threshold"])
     with django_capture_on_commit_callbacks(execute=True):
@@ -160,7 +161,7 @@ def test_a_company_wide_quota_alerts_every_brand_of_the_company_that_subscribed(
 
 @pytest.mark.django_db
 def test_the_dashboard_and_the_metrics_show_the_crossings(personas, client_for, llm_env):
-    quota = Quota.objects.create(company=personas.brand_a.company, brand=personas.brand_a, monthly_token_limit=1000)
+    quota = QuotaFactory(brand=personas.brand_a, monthly_token_limit=1000)
     run(submit(personas.brand_a), input_tokens=850)
     alice = client_for(personas.alice, personas.brand_a)
     [shown] = alice.get("/ai/usage/dashboard/").json()["quotas"]
@@ -185,7 +186,7 @@ def test_the_dashboard_and_the_metrics_show_the_crossings(personas, client_for, 
 def test_settlements_racing_past_a_threshold_record_and_announce_it_once(personas, llm_env):
     if connection.vendor != "postgresql":
         pytest.skip("SQLite serialises every writer: the race this test exercises only exists on PostgreSQL")
-    quota = Quota.objects.create(company=personas.brand_a.company, brand=personas.brand_a, monthly_token_limit=100_000)
+    quota = QuotaFactory(brand=personas.brand_a, monthly_token_limit=100_000)
     started = []
     for _ in range(20):
         job = submit(personas.brand_a)

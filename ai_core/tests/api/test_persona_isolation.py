@@ -16,12 +16,14 @@ from drf_spectacular.generators import SchemaGenerator
 
 from ai_core.models import AIJob, JobStatus
 from ai_core.tests.factories import AIJobFactory
-from ai_usage.models import Quota
-from batches.models import Batch, BatchJob
+from ai_usage.tests.factories import QuotaFactory
+from batches.models import Batch
+from batches.tests.factories import BatchFactory, BatchJobFactory
 from business.api.schema import UNDOCUMENTED_ALIASES
 from business.services import api_key_create
 from conftest import Personas
 from webhooks.models import WebhookEndpoint
+from webhooks.tests.factories import WebhookEndpointFactory
 
 SECRET = "alpha-secret"
 
@@ -67,23 +69,21 @@ class World:
             for s in (JobStatus.PENDING, JobStatus.COMPLETED)
         ]
         self.z_jobs = [AIJobFactory(brand=personas.brand_z, created_by=personas.carol, description="zulu")]
-        self.a_webhook = WebhookEndpoint.objects.create(
+        self.a_webhook = WebhookEndpointFactory(
             brand=personas.brand_a, url="https://93.184.216.34/a", description=f"{SECRET} webhook"
         )
         # (completed and failed jobs of A also carry usage rows: the services write them with the final state)
-        self.a_quota = Quota.objects.create(
-            company=personas.brand_a.company, brand=personas.brand_a, monthly_token_limit=1000
-        )
+        self.a_quota = QuotaFactory(brand=personas.brand_a, monthly_token_limit=1000)
         self.a_key = api_key_create(brand=personas.brand_a, user=personas.adam, name=f"{SECRET} key")[0]
         # A service key of brand B: it must see of A no more than bob does.
         self.b_raw_key = api_key_create(brand=personas.brand_b, user=personas.bob, name="bravo key")[1]
         self.a_pending = next(j for j in self.a_jobs if j.status == JobStatus.PENDING)
         self.a_running = next(j for j in self.a_jobs if j.status == JobStatus.RUNNING)
         # A bulk submission of A holding its pending job (batches app).
-        self.a_batch = Batch.objects.create(
+        self.a_batch = BatchFactory(
             brand=personas.brand_a, job_type=self.a_pending.job_type, description=f"{SECRET} batch", total_jobs=1
         )
-        BatchJob.objects.create(job=self.a_pending, batch=self.a_batch, line=0, custom_id=SECRET)
+        BatchJobFactory(job=self.a_pending, batch=self.a_batch, line=0, custom_id=SECRET)
 
     def a_markers(self) -> set[str]:
         return {job.job_id for job in self.a_jobs} | {SECRET}
@@ -147,7 +147,7 @@ WITHOUT_BRAND_ROWS = {
 
 
 def test_every_operation_with_an_id_is_covered():
-    from ai_usage.tests.test_isolation import ISOLATED_PATHS  # quotas and credentials: tested there
+    from ai_usage.tests.api.test_persona_isolation import ISOLATED_PATHS  # quotas and credentials: tested there
 
     uncovered = (
         {path for _, path in WITH_ID}
@@ -395,7 +395,7 @@ def test_an_outsider_cannot_reach_brand_a_by_naming_it(world, client_for):
 # --- the SSE streams (documented, but their bodies stream: not called like the other operations) --------
 
 # Each one is checked here for the id case; their streaming bodies are scoped in their own tests
-# (ai_core/tests/test_events_stream.py).
+# (ai_core/tests/api/test_events.py).
 STREAMS = {
     "/ai/jobs/{pk}/events/": lambda w: {"pk": str(w.a_pending.pk)},
     "/ai/jobs/events/": None,

@@ -9,10 +9,12 @@ import pytest
 from ai_core.models import AIJob, AIJobEvent, JobDailyStat, JobStatus
 from ai_core.services import job_create
 from ai_core.workflow import stats_compact
-from ai_usage.models import Quota, QuotaPeriod, QuotaReservation
+from ai_usage.models import QuotaPeriod, QuotaReservation
+from ai_usage.tests.factories import QuotaFactory
 from batches.models import Batch, BatchJob
 from batches.services import batch_complete_if_done
-from webhooks.models import WebhookDelivery, WebhookEndpoint
+from webhooks.models import WebhookDelivery
+from webhooks.tests.factories import WebhookEndpointFactory
 
 S = JobStatus
 
@@ -157,7 +159,7 @@ def test_too_many_jobs_are_refused(settings, alice):
 
 
 def test_the_whole_batch_is_reserved_in_one_step_or_refused(personas, alice, llm_env):
-    quota = Quota.objects.create(company=personas.brand_a.company, monthly_token_limit=10_000)
+    quota = QuotaFactory(company=personas.brand_a.company, monthly_token_limit=10_000)
     gpt = {"model": "gpt-4o-mini", "max_tokens": 1000}
     one = {"input_data": {"messages": [{"role": "user", "content": "hi"}], **gpt}}
 
@@ -182,13 +184,13 @@ def test_a_batch_reserving_90_percent_of_a_budget_crosses_its_80_percent_alert_o
     from ai_usage.alerts import quota_threshold_crossed
     from ai_usage.models import QuotaThresholdCrossing
 
-    probe = Quota.objects.create(company=personas.brand_a.company, monthly_token_limit=10**9, alert_thresholds=[])
+    probe = QuotaFactory(company=personas.brand_a.company, monthly_token_limit=10**9, alert_thresholds=[])
     one = {"input_data": {"messages": [{"role": "user", "content": "hi"}], "model": "gpt-4o-mini", "max_tokens": 900}}
     assert post_jsonl(alice, [one]).status_code == 201
     need = QuotaReservation.objects.get().tokens  # what one such job reserves
     probe.delete()
     AIJob.objects.all().delete()
-    quota = Quota.objects.create(company=personas.brand_a.company, monthly_token_limit=need * 10)
+    quota = QuotaFactory(company=personas.brand_a.company, monthly_token_limit=need * 10)
     announced = []
     quota_threshold_crossed.connect(lambda **kw: announced.append(kw["payload"]), weak=False, dispatch_uid="t90")
     try:
@@ -217,7 +219,7 @@ def test_a_batch_reserves_nothing_on_an_api_keys_own_limit(personas, alice, llm_
     from business.services import api_key_create
 
     key, _ = api_key_create(brand=personas.brand_a, user=personas.adam, name="k", monthly_cost_limit=Decimal("0.001"))
-    Quota.objects.create(company=personas.brand_a.company, brand=personas.brand_a, api_key=key, monthly_cost_limit=1)
+    QuotaFactory(company=personas.brand_a.company, brand=personas.brand_a, api_key=key, monthly_cost_limit=1)
     gpt = {"model": "gpt-4o-mini", "max_tokens": 1000}
 
     admitted = post_jsonl(alice, [{"input_data": {"messages": [{"role": "user", "content": "hi"}], **gpt}}] * 5)
@@ -267,7 +269,7 @@ def test_results_stream_every_job_in_line_order(alice):
 
 
 def test_cancel_ends_every_open_job_through_the_workflow_and_releases_reservations(personas, alice, llm_env):
-    Quota.objects.create(company=personas.brand_a.company, monthly_token_limit=10_000_000)
+    QuotaFactory(company=personas.brand_a.company, monthly_token_limit=10_000_000)
     gpt = {"input_data": {"messages": [{"role": "user", "content": "hi"}], "model": "gpt-4o-mini"}}
     created = post_jsonl(alice, [gpt] * 4).json()
     done = AIJob.objects.order_by("batch_link__line").first()
@@ -294,7 +296,7 @@ def test_cancel_is_set_based_its_queries_do_not_grow_with_its_jobs(personas, ali
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    quota = Quota.objects.create(company=personas.brand_a.company, monthly_token_limit=10_000_000)
+    quota = QuotaFactory(company=personas.brand_a.company, monthly_token_limit=10_000_000)
     gpt = {"input_data": {"messages": [{"role": "user", "content": "hi"}], "model": "gpt-4o-mini"}}
     small, large = post_jsonl(alice, [gpt] * 3).json(), post_jsonl(alice, [gpt] * 120).json()
     from ai_core.services import job_start
@@ -323,7 +325,7 @@ def test_cancel_is_set_based_its_queries_do_not_grow_with_its_jobs(personas, ali
 
 
 def test_batch_completed_is_announced_once_to_subscribed_endpoints(personas, alice, django_capture_on_commit_callbacks):
-    endpoint = WebhookEndpoint.objects.create(
+    endpoint = WebhookEndpointFactory(
         brand=personas.brand_a, url="https://hooks.example.com/x", events=["batch.completed"]
     )
     created = post_jsonl(alice, [job("a")]).json()

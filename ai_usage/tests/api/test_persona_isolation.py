@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from ai_core.tests.test_persona_isolation import WITH_ID
+from ai_core.tests.api.test_persona_isolation import WITH_ID
 from ai_providers.models import Provider, ProviderCredential
 from ai_providers.services import credential_create
 from ai_usage.models import Quota

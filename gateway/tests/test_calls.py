@@ -9,16 +9,15 @@ import openai
 import pytest
 
 from ai_core.models import AIJob
-from ai_providers.models import CapacityLimit, Provider
-from gateway.tests.test_gateway_sdk import brand_key, sdk, user
+from ai_providers.models import CapacityLimit
+from ai_providers.tests.factories import CapacityLimitFactory
+from gateway.tests.test_views import brand_key, sdk, user
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
 
 def limit_to_one_a_minute() -> None:
-    CapacityLimit.objects.create(
-        provider=Provider.objects.get(name="openai"), model="gpt-4o-mini", requests_per_minute=1
-    )
+    CapacityLimitFactory(model="gpt-4o-mini", requests_per_minute=1)
 
 
 def test_a_429_from_the_provider_is_waited_out_within_the_bound(gateway, personas):

@@ -15,6 +15,7 @@ from ai_core.workflow import IllegalTransition, StaleAttempt
 from ai_providers.selectors import model_resolve
 from ai_usage.models import AIJobUsage, Quota, QuotaPeriod, QuotaReservation
 from ai_usage.services import month_start, next_month, quota_status, reservation_for
+from ai_usage.tests.factories import QuotaFactory, QuotaPeriodFactory
 from business.errors import ApplicationError
 
 MESSAGE = {"messages": [{"role": "user", "content": "quota me"}], "model": "gpt-4o-mini", "max_tokens": 100}
@@ -155,7 +156,7 @@ def test_a_duplicate_delivery_charges_once(personas, llm_env):
 @pytest.mark.django_db
 def test_no_month_ever_ends_above_its_limit(personas, llm_env):
     limit = need().tokens * 3 + need().tokens // 2
-    quota = Quota.objects.create(company=personas.brand_a.company, brand=personas.brand_a, monthly_token_limit=limit)
+    quota = QuotaFactory(brand=personas.brand_a, monthly_token_limit=limit)
     admitted = 0
     for _ in range(10):
         try:
@@ -171,20 +172,20 @@ def test_no_month_ever_ends_above_its_limit(personas, llm_env):
 
 @pytest.mark.django_db
 def test_quota_status_is_near_the_limit_at_80_percent_and_months_roll_over(personas, llm_env):
-    quota = Quota.objects.create(company=personas.brand_a.company, monthly_token_limit=1000)
+    quota = QuotaFactory(company=personas.brand_a.company, monthly_token_limit=1000)
     last_month = month_start(month_start() - __import__("datetime").timedelta(days=1))
-    QuotaPeriod.objects.create(quota=quota, month=last_month, used_tokens=1000)
+    QuotaPeriodFactory(quota=quota, month=last_month, used_tokens=1000)
     status = quota_status(quota=quota)
     assert status["used"]["tokens"] == 0 and status["near_limit"] is False  # a new month starts at zero
     assert quota_status(quota=quota, month=last_month)["exceeded"] is True
-    QuotaPeriod.objects.create(quota=quota, month=month_start(), used_tokens=790, reserved_tokens=10)
+    QuotaPeriodFactory(quota=quota, used_tokens=790, reserved_tokens=10)
     assert quota_status(quota=quota)["near_limit"] is True
     assert next_month(date(2026, 12, 1)) == date(2027, 1, 1) and month_start(date(2027, 1, 31)) == date(2027, 1, 1)
 
 
 @pytest.mark.django_db
 def test_quotas_of_another_brand_or_company_are_404(personas, client_for):
-    quota_b = Quota.objects.create(company=personas.brand_b.company, brand=personas.brand_b, monthly_token_limit=5)
+    quota_b = QuotaFactory(brand=personas.brand_b, monthly_token_limit=5)
     alice = client_for(personas.alice, personas.brand_a)
     assert alice.get(f"/ai/providers/quotas/{quota_b.pk}/").status_code == 404
     assert alice.get(f"/ai/providers/quotas/{quota_b.pk}/quota_status/").status_code == 404
