@@ -14,7 +14,7 @@ from rest_framework.test import APIClient
 
 from ai_core.models import AIJob, AIJobEvent
 from gateway.tests.test_calls import limit_to_one_a_minute
-from gateway.tests.test_gateway_sdk import brand_key, sdk, user
+from gateway.tests.test_views import brand_key, sdk, user
 from testing.jobs import wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
