@@ -11,9 +11,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from ai_core.dispatch import dispatch_jobs_on_commit
+from ai_core.lifecycle import stat_move, transition_many
 from ai_core.models import FINAL_STATUSES, AIJob, AIJobEvent, JobPriority, JobStatus, new_job_id
 from ai_core.services import JobRouter, job_check, job_provider_request, job_type_get
-from ai_core.workflow import stat_move, transition_many
 from ai_openai.models import OpenAIJob
 from ai_openai.services import openai_job_fields, openai_job_wanted
 from ai_providers.models import ProviderKind
