@@ -14,8 +14,9 @@ The hooks, in the order a job meets them (ai_core/lifecycle.py calls them; docs/
   extension (True), nothing (False), or nothing unless a row exists (`RowExists`, checked inside the one-statement
   creation on PostgreSQL; where it matches, the statement writes nothing and the lifecycle creates the job in a
   transaction instead).
-- `rows_at_creation(created) -> list[Model]`: unsaved rows of the extension's own models to write with the jobs
-  (their link to the job is set by the lifecycle), in the creation statement or its transaction.
+- `rows_at_creation(created) -> list[tuple[int, Model]]`: unsaved rows of the extension's own models to write
+  with the jobs, each with the index of its job in `created` (the lifecycle sets their link to the job), in the
+  creation statement or its transaction.
 - `on_created(created)`: in the creating transaction, after the jobs' rows (a quota reservation).
 - `on_replanned(replans)`: in the transaction of a pending job's new input or fallback model, before its
   compare-and-set (re-reservation, the OpenAI row's new parameters).
@@ -49,10 +50,16 @@ from django.db.models import Model
 
 @dataclass
 class Created:
-    """A job being created. `job` is unsaved in `guard` and `rows_at_creation`, saved (pk set) in `on_created`."""
+    """A job being created. `job` is unsaved in `guard` and `rows_at_creation`, saved (pk set) in `on_created`.
 
-    job: Any  # ai_core.models.AIJob
+    In a bulk creation (`bulk`, a batch's jobs) there is no instance per job (10 000 of them cost as much as the
+    insert): `job` is None and `job_pk`, `brand` and `input_data` say which job it is."""
+
+    job: Any  # ai_core.models.AIJob, or None in a bulk creation
     choice: Any  # ai_providers.selectors.ModelChoice: the model it will run
+    input_data: Any = None
+    brand: Any = None
+    job_pk: int | None = None
     openai: bool = False  # submitted through /ai/openai/: wants its OpenAI row whatever the model
     batch: bool = False  # routed to a provider's Batch API (reserved at its batch price)
     request: Callable[[], Any] | None = None  # the provider request it will send (built on demand)
@@ -198,8 +205,8 @@ class Registry:
                 guards.append(answer)
         return guards
 
-    def rows_at_creation(self, created: list[Created]) -> list[Model]:
-        return [row for hook in self._hooks["rows_at_creation"] for row in hook(created)]
+    def rows_at_creation(self, created: list[Created]) -> list[tuple[int, Model]]:
+        return [item for hook in self._hooks["rows_at_creation"] for item in hook(created)]
 
     def call(self, point: str, payloads: list) -> None:
         if payloads:

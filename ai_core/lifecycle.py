@@ -40,12 +40,13 @@ from ai_providers.clients.base import ChatRequest, PermanentProviderError
 from ai_providers.money import NO_TOKENS, TokenUsage
 from business.errors import Conflict, NotFound
 from business.models import User
-from business.sql import prepared_cursor
+from business.sql import bulk_insert, bulk_insert_like, bulk_insert_values, prepared_cursor
 
 S = JobStatus
 
 __all__ = [
     "job_insert",
+    "jobs_insert_bulk",
     "job_update_guarded",
     "job_delete",
     "jobs_purge",
@@ -110,7 +111,7 @@ def job_insert(
     payloads = [created]
     guards = hooks.creation_guards(payloads) if attach is None else None
     if guards is not None and _creation_in_one_statement():
-        rows = hooks.rows_at_creation(payloads)
+        rows = [row for _, row in hooks.rows_at_creation(payloads)]
         inserted, events = job, None
         if claimed_by is not None:  # a copy: should the statement write nothing, `job` is still pending
             inserted = copy(job)
@@ -125,7 +126,7 @@ def job_insert(
         created.guard_matched = bool(guards)
     # A savepoint inside a caller's transaction: a failed insert (an Idempotency-Key race) won't break it.
     with transaction.atomic():
-        rows = hooks.rows_at_creation(payloads)
+        rows = [row for _, row in hooks.rows_at_creation(payloads)]
         if connection.vendor == "postgresql":
             _insert_one_statement(job, guards=[], rows=rows, events=None)  # unguarded: it writes
         else:
@@ -139,6 +140,45 @@ def job_insert(
         if dispatch:
             dispatch_job_on_commit(job.pk, priority=job.priority)
     return job
+
+
+def jobs_insert_bulk(
+    template: AIJob,
+    varying: list[str],
+    rows: list[tuple],
+    *,
+    created: Callable[[int, int], Created],
+    actor_id: int | None,
+) -> list[int]:
+    """Write many new jobs of one brand and type at once (bulk submission), in the caller's transaction: the
+    jobs (`template`'s values but for the `varying` fields each row gives: business.sql.bulk_insert_like, COPY),
+    their creation events (COPY), the roll-up's +N pending, the extensions' rows (COPY per model) and the
+    `on_created` hooks, called once with every job (`created(index, pk)`: its payload). Returns the jobs' pks."""
+    pks = bulk_insert_like(AIJob, template, varying, rows)
+    payloads = [created(i, pk) for i, pk in enumerate(pks)]
+    hooks.call("on_created", payloads)
+    event = {
+        "from_status": "",
+        "to_status": S.PENDING,
+        "at": template.created_at,
+        "attempt": 0,
+        "reason": "created",
+        "actor_id": actor_id,
+    }
+    bulk_insert_values(AIJobEvent, [{"job_id": pk, **event} for pk in pks])
+    stat_move(
+        brand_id=template.brand_id,
+        day=timezone.localdate(template.created_at),
+        job_type_id=template.job_type_id,
+        deltas={S.PENDING: len(pks)},
+    )
+    by_model: dict[type, list] = {}
+    for index, row in hooks.rows_at_creation(payloads):
+        setattr(row, statements.job_link(type(row)).attname, pks[index])
+        by_model.setdefault(type(row), []).append(row)
+    for model, instances in by_model.items():
+        bulk_insert(model, instances)
+    return pks
 
 
 def _insert_orm(job: AIJob) -> None:

@@ -338,6 +338,8 @@ def job_create(
     created = Created(
         job=job,
         choice=choice,
+        input_data=input_data,
+        brand=brand,
         openai=openai_extension,
         batch=router is not None,
         request=lambda: job_provider_request(job),

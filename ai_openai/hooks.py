@@ -13,10 +13,10 @@ from ai_openai.services import openai_job_new, openai_job_sync, openai_job_wante
 PROBES = {"has_openai_row": RowExists(OpenAIJob, "job")}
 
 
-def rows_at_creation(created: list[Created]) -> list[OpenAIJob]:
+def rows_at_creation(created: list[Created]) -> list[tuple[int, OpenAIJob]]:
     return [
-        openai_job_new(choice=c.choice, input_data=c.job.input_data)
-        for c in created
+        (i, openai_job_new(choice=c.choice, input_data=c.input_data))
+        for i, c in enumerate(created)
         if openai_job_wanted(choice=c.choice, always=c.openai)
     ]
 

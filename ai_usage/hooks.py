@@ -30,7 +30,7 @@ def _key_limited(job) -> bool:
 
 def guard(created: list[Created]) -> bool | RowExists:
     """A key with a monthly limit or a routed job reserves whatever: a transaction. Else: unless a quota exists."""
-    if any(c.batch or _key_limited(c.job) for c in created):
+    if any(c.batch or c.bulk or _key_limited(c.job) for c in created):
         return True
     return _ACTIVE_QUOTA
 
@@ -40,10 +40,10 @@ def on_created(created: list[Created]) -> None:
     bulk = [c for c in created if c.bulk]
     if bulk:
         services.quota_reserve_bulk(
-            brand=bulk[0].job.brand,
+            brand=bulk[0].brand,
             jobs=[
                 services.BulkReservation(
-                    job_pk=c.job.pk, input_data=c.job.input_data, choice=c.choice, request=c.request, batch=c.batch
+                    job_pk=c.job_pk, input_data=c.input_data, choice=c.choice, request=c.request, batch=c.batch
                 )
                 for c in bulk
             ],

@@ -11,7 +11,6 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from django.db import connection
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -30,11 +29,11 @@ from ai_providers.money import (
 )
 from ai_providers.selectors import ModelChoice, model_resolve, price_at, prices_from
 from ai_providers.services import request_bounded
+from ai_usage import statements
 from ai_usage.alerts import clean_thresholds, crossings_of, thresholds_check, use_ratio
 from ai_usage.models import AIJobUsage, Quota, QuotaPeriod, QuotaReservation, ReservationState
 from business.errors import ApplicationError
 from business.models import ApiKey, Brand
-from business.sql import prepared_cursor
 
 S = JobStatus
 logger = logging.getLogger(__name__)
@@ -429,20 +428,7 @@ def quota_lock_open(*, job_pks: list[int]) -> list[OpenReservation]:
     """The open reservations of many jobs, locked (quota order, as every job's end locks them): the first half
     of a bulk release (quota_release_locked), taken BEFORE the jobs' final transition, so that a job's end
     racing it either committed first (its reservation is no longer open) or waits for this transaction."""
-    reservation, period = QuotaReservation._meta.db_table, QuotaPeriod._meta.db_table
-    lock = " FOR UPDATE OF r" if connection.features.has_select_for_update_of else ""
-    found = []
-    for start in range(0, len(job_pks), 2000):
-        chunk = job_pks[start : start + 2000]
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT r.id, r.job_id, r.period_id, r.tokens, r.cost_micros FROM {reservation} r "
-                f"JOIN {period} p ON p.id = r.period_id WHERE r.job_id IN ({', '.join(['%s'] * len(chunk))}) "
-                f"AND r.state = %s ORDER BY p.quota_id, r.id{lock}",
-                [*chunk, ReservationState.RESERVED],
-            )
-            found += [OpenReservation(*row) for row in cursor.fetchall()]
-    return found
+    return [OpenReservation(*row) for row in statements.open_reservations_of_many(job_pks)]
 
 
 def quota_release_locked(held: list[OpenReservation], *, job_pks: set[int]) -> None:
@@ -507,16 +493,7 @@ def _open_reservations(job_pk: int) -> list[tuple[int, int, int, int]]:
     between two jobs settling on the same quotas), locked: an update of the pending job that is changing them
     (quota_rereserve) commits first, and what is given back is what it left. Runs at every job's end, most
     often to find none: one plain statement."""
-    reservation, period = QuotaReservation._meta.db_table, QuotaPeriod._meta.db_table
-    lock = " FOR UPDATE OF r" if connection.features.has_select_for_update_of else ""
-    with prepared_cursor() as cursor:
-        cursor.execute(
-            f"SELECT r.id, r.period_id, r.tokens, r.cost_micros FROM {reservation} r "
-            f"JOIN {period} p ON p.id = r.period_id WHERE r.job_id = %s AND r.state = %s "
-            f"ORDER BY p.quota_id, r.id{lock}",
-            [job_pk, ReservationState.RESERVED],
-        )
-        return cursor.fetchall()
+    return statements.open_reservations_of(job_pk)
 
 
 def _dollars(micros: int) -> str:
