@@ -63,6 +63,7 @@ __all__ = [
     "job_give_back",
     "job_fall_back",
     "job_requeue",
+    "job_make_claimable",
     "job_provider_request",
     "stat_move",
 ]
@@ -598,6 +599,25 @@ def job_fall_back(*, job: AIJob, attempt: int, choice, reason: str) -> Transitio
             fallback_provider=choice.provider.name,
             fallback_attempts=attempt,
         )
+
+
+class _LeftPending(Exception):
+    pass
+
+
+def job_make_claimable(*, job: AIJob, choice) -> bool:
+    """A pending job held off the claim (routed to a provider's Batch API) put on the normal path, in one
+    transaction: the on_replanned hooks (its reservation grows to what `choice` may charge on the normal path:
+    QUOTA_EXCEEDED when it cannot), then claimable now by a compare-and-set on `pending` (not a status change).
+    False, with nothing changed, when the job left `pending` meanwhile (cancelled)."""
+    try:
+        with transaction.atomic():
+            hooks.call("on_replanned", [Replanned(job=job, choice=choice, request=lambda: job_provider_request(job))])
+            if not AIJob.objects.filter(pk=job.pk, status=S.PENDING).update(available_at=timezone.now()):
+                raise _LeftPending  # its reservation stays as its cancel left it
+    except _LeftPending:
+        return False
+    return True
 
 
 def job_requeue(*, job_pk: int, attempt: int, reason: str, delay_seconds: float = 0) -> Transitioned:
