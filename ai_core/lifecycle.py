@@ -363,13 +363,10 @@ def jobs_cancel(job_pks: list[int], *, reason: str, actor_id: int | None = None)
 
 def _load_for_end(job_pk: int) -> AIJob | None:
     """The job as its end needs it (with its company and the extensions' probes), in one plain statement."""
-    read = _END_READ
-    with prepared_cursor() as cursor:
-        cursor.execute(f"SELECT {read.sql} FROM {AIJob._meta.db_table} j WHERE j.id = %s", [job_pk])
-        row = cursor.fetchone()
+    row = statements.job_row(_END_READ, job_pk)
     if row is None:
         return None
-    job = read.job(row)
+    job = _END_READ.job(row)
     from ai_core.services import job_type_by_pk  # the per-process memo of job types
 
     job.job_type = job_type_by_pk(job.job_type_id)
@@ -534,21 +531,7 @@ def jobs_beat(beats: list[tuple[int, int, int | None]]) -> int:
 
     updated_at moves only with the progress (the brand's event stream looks for progress by it).
     """
-    job = AIJob._meta.db_table
-    now = connection.ops.adapt_datetimefield_value(timezone.now())
-    # A row source both PostgreSQL and SQLite read: SELECT ... UNION ALL SELECT ...
-    values = " UNION ALL ".join(["SELECT %s AS pk, %s AS attempt, CAST(%s AS integer) AS progress"] * len(beats))
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {job} SET heartbeat_at = %s, "
-            f"progress_percentage = COALESCE(beat.progress, {job}.progress_percentage), "
-            f"updated_at = CASE WHEN beat.progress IS NULL OR beat.progress = {job}.progress_percentage "
-            f"THEN {job}.updated_at ELSE %s END "
-            f"FROM ({values}) AS beat "
-            f"WHERE {job}.id = beat.pk AND {job}.attempts = beat.attempt AND {job}.status = 'running'",
-            [now, now, *[value for beat in beats for value in beat]],
-        )
-        return cursor.rowcount
+    return statements.jobs_beat(beats, timezone.now())
 
 
 # --- back to pending ------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from django.db.models import Model
 from ai_core.hooks import RowExists, hooks
 from ai_core.models import AIJob, AIJobEvent, JobDailyStat
 from business.models import Brand
-from business.sql import Columns, Insert, InsertSelect
+from business.sql import Columns, Insert, InsertSelect, prepared_cursor
 
 # --- conditions on an extension's rows (hooks.RowExists) ---------------------------------------------------
 
@@ -85,6 +85,34 @@ class JobRead:
         job.probed = dict(zip(self._names, probed, strict=True))
         job.__dict__.update(job.probed)
         return job
+
+
+def job_row(read: JobRead, job_pk: int) -> tuple | None:
+    """The row of one job as `read` reads it (one prepared statement), or None."""
+    with prepared_cursor() as cursor:
+        cursor.execute(
+            f"SELECT {read.sql} FROM {AIJob._meta.db_table} {read.alias} WHERE {read.alias}.id = %s", [job_pk]
+        )
+        return cursor.fetchone()
+
+
+def jobs_beat(beats: list[tuple[int, int, int | None]], now: Any) -> int:
+    """Stamp heartbeat_at (and the progress when given) on jobs still running on these attempts, in one
+    statement both PostgreSQL and SQLite read (a row source of SELECT … UNION ALL SELECT …). Returns the count."""
+    job = AIJob._meta.db_table
+    now = connection.ops.adapt_datetimefield_value(now)
+    values = " UNION ALL ".join(["SELECT %s AS pk, %s AS attempt, CAST(%s AS integer) AS progress"] * len(beats))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {job} SET heartbeat_at = %s, "
+            f"progress_percentage = COALESCE(beat.progress, {job}.progress_percentage), "
+            f"updated_at = CASE WHEN beat.progress IS NULL OR beat.progress = {job}.progress_percentage "
+            f"THEN {job}.updated_at ELSE %s END "
+            f"FROM ({values}) AS beat "
+            f"WHERE {job}.id = beat.pk AND {job}.attempts = beat.attempt AND {job}.status = 'running'",
+            [now, now, *[value for beat in beats for value in beat]],
+        )
+        return cursor.rowcount
 
 
 # --- the one-statement creation ----------------------------------------------------------------------------

@@ -22,11 +22,10 @@ from ai_core.engine.retry import RetryPolicy, default_policy
 from ai_core.engine.watch import Attempt, in_flight
 from ai_core.models import AIJob, JobStatus
 from ai_core.services import job_requeue, job_start, job_type_by_pk, job_wait_for_capacity
-from ai_core.statements import JobRead
+from ai_core.statements import JobRead, job_row
 from ai_providers import capacity
 from ai_providers.clients.base import CallAbandoned, ChatResult, ProviderError, TokenCallback, TransientProviderError
 from ai_providers.services import client_for_model
-from business.sql import prepared_cursor
 from config.logs import bind_log_context, reset_log_context
 
 logger = logging.getLogger(__name__)
@@ -162,9 +161,7 @@ def __getattr__(name: str):
 
 def _load(job_pk: int) -> AIJob:
     """The job as an attempt needs it, in one plain statement (where the claim did not return it)."""
-    with prepared_cursor() as cursor:
-        cursor.execute(f"SELECT {JOB_READ.sql} FROM {AIJob._meta.db_table} j WHERE j.id = %s", [job_pk])
-        row = cursor.fetchone()
+    row = job_row(JOB_READ, job_pk)
     if row is None:
         raise AIJob.DoesNotExist(f"Job {job_pk} does not exist")
     return _job_from(JOB_READ, row)
