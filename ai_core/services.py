@@ -1,60 +1,49 @@
-"""Writes on jobs. Status changes go through ai_core.workflow.transition (one compare-and-set each)."""
+"""Job creation and client updates: the rules a new or changed job must satisfy (input, model, key, idempotency).
+
+The writes themselves are the lifecycle's (ai_core/lifecycle.py: every write of a job's status, events and
+roll-up); its public functions are re-exported here (job_complete, job_fail, job_timeout, job_start, …) so
+callers keep importing them from ai_core.services."""
 
 import hashlib
 import json
 from collections.abc import Callable
-from contextlib import nullcontext
-from copy import copy
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from decimal import Decimal
+from datetime import timedelta
 from functools import lru_cache
 from typing import Any
 
 import fastjsonschema
 import jsonschema
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError
 from django.utils import timezone
 
-from ai_core.dispatch import dispatch_job_on_commit
-from ai_core.engine.handlers import build_request
-from ai_core.models import AIJob, AIJobEvent, AIJobType, CompletionWindow, JobDailyStat, JobPriority, JobStatus
-from ai_core.workflow import (
-    IllegalTransition,
-    Transitioned,
-    claim_pending,
-    claimed_at_creation,
-    stat_move,
-    transition,
+from ai_core import lifecycle
+from ai_core.hooks import Created, Replanned
+from ai_core.lifecycle import (  # noqa: F401  (re-exported: callers import the lifecycle's writes from here)
+    job_cancel,
+    job_claim_pending,
+    job_complete,
+    job_delete,
+    job_fail,
+    job_fall_back,
+    job_give_back,
+    job_progress,
+    job_provider_request,
+    job_requeue,
+    job_start,
+    job_timeout,
+    job_wait_for_capacity,
+    jobs_beat,
+    jobs_cancel,
 )
-from ai_openai.models import OpenAIJob
-from ai_openai.services import (
-    openai_job_create,
-    openai_job_insert_part,
-    openai_job_new,
-    openai_job_sync,
-    openai_job_wanted,
-)
-from ai_providers.clients.base import ChatRequest, PermanentProviderError
-from ai_providers.money import NO_TOKENS, TokenUsage
+from ai_core.models import AIJob, AIJobType, CompletionWindow, JobPriority, JobStatus
 from ai_providers.selectors import ModelChoice, key_source, model_resolve
 from ai_providers.services import MAX_OUTPUT_BOUND, OUTPUT_BOUND_PARAMS, ProviderNotConfigured, is_output_bound
-from ai_usage.selectors import active_quota_exists_sql, company_has_active_quota
-from ai_usage.services import (
-    accounting_along,
-    accounting_in_one_statement,
-    quota_release,
-    quota_rereserve,
-    quota_reserve,
-    usage_charge,
-    usage_record,
-)
 from business.api.parsers import json_depth_exceeds, json_strings
 from business.errors import ApplicationError, Conflict, NotFound
 from business.memo import TTLMemo
 from business.models import ApiKey, Brand, User
-from business.sql import Insert, InsertSelect, prepared_cursor
 
 S = JobStatus
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
@@ -346,37 +335,22 @@ def job_create(
     if router is not None:
         job.available_at = job.created_at + router.hold
         dispatch = False  # no worker wakes for it: the router sends it
-    extension = openai_job_wanted(choice=choice, always=openai_extension)
-    key_limited = api_key is not None and api_key.monthly_cost_limit is not None
+    created = Created(
+        job=job,
+        choice=choice,
+        input_data=input_data,
+        brand=brand,
+        openai=openai_extension,
+        batch=router is not None,
+        request=lambda: job_provider_request(job),
+    )
     try:
-        if not key_limited and router is None and _creation_in_one_statement():
-            # The usual job (and its OpenAI row, a gateway call's): one statement that writes it unless its
-            # company has an active quota.
-            openai_row = openai_job_new(choice=choice, input_data=input_data) if extension else None
-            created, events = job, None
-            if claimed_by is not None:  # a copy: should the statement write nothing, `job` is still pending
-                created = copy(job)
-                events = claimed_at_creation(created, **_claim(f"{claimed_by}:{job.job_id}"))
-            if _insert_created_job(created, unless_quota_of=brand.company_id, openai_row=openai_row, events=events):
-                if dispatch:
-                    dispatch_job_on_commit(created.pk, priority=priority)  # no transaction: published at once
-                # As the engine's load reads them (runner._job_from): no reservation, created without a quota.
-                created.has_openai_row, created.holds_quota_reservation = openai_row is not None, False
-                return created, True
-            quotas = True  # it has one: reserve on it, in a transaction
-        else:
-            quotas = key_limited or company_has_active_quota(brand.company_id)
-        # A savepoint inside a caller's transaction: a failed insert (an Idempotency-Key race) won't break it.
-        with transaction.atomic():
-            _insert_created_job(job)
-            if quotas:
-                quota_reserve(job=job, choice=choice, request=job_provider_request(job), batch=router is not None)
-            if router is not None:
-                router.attach(job, choice)
-            if extension:
-                openai_job_create(job=job, choice=choice, input_data=input_data, always=openai_extension)
-            if dispatch:
-                dispatch_job_on_commit(job.pk, priority=priority)
+        job = lifecycle.job_insert(
+            created,
+            claimed_by=claimed_by,
+            dispatch=dispatch,
+            attach=None if router is None else (lambda new: router.attach(new, choice)),
+        )
     except IntegrityError:
         # Two requests with the same key raced; the loser answers with the winner's job.
         if idempotency_key is None:
@@ -467,128 +441,13 @@ def _fallbacks_check(*, brand: Brand, job_type: AIJobType, input_data: dict, key
         _with_key(brand=brand, choice=choice, keys_seen=keys_seen)
 
 
-def job_provider_request(job: AIJob) -> ChatRequest | None:
-    """The provider request the job will send, built by the engine's own handler: what its quota reservation
-    covers. None when none can be built: the engine then fails the job without calling any provider."""
-    try:
-        return build_request(job)
-    except (PermanentProviderError, KeyError, TypeError, ValueError):
-        # No handler for the type, or input its (admin-edited) schema lets through but its handler cannot read.
-        return None
-
-
-def _creation_in_one_statement() -> bool:
-    """Whether a job with nothing else to write (no quota to reserve, no OpenAI row) is created by one
-    statement, atomic on its own, with no BEGIN and COMMIT round trips: on PostgreSQL, outside a transaction."""
-    return connection.vendor == "postgresql" and not connection.in_atomic_block
-
-
-def _insert_created_job(
-    job: AIJob,
-    *,
-    unless_quota_of: int | None = None,
-    openai_row: OpenAIJob | None = None,
-    events: list[tuple] | None = None,
-) -> bool:
-    """Insert the new job with its creation event and the roll-up's +1 pending. Returns whether it did.
-
-    On PostgreSQL one statement does all three (data-modifying CTEs), written once per process: job creation is
-    the API's hottest write, and the ORM's insert cost more to compile than to run. `unless_quota_of` (a
-    company id, PostgreSQL): the statement writes nothing when that company has an active quota (the caller
-    then reserves on it in a transaction), saving the separate probe on every creation. PostgreSQL only:
-    `openai_row`, the job's OpenAIJob row, unsaved, inserted by the same statement (a gateway call's);
-    `events`, its events when not the creation's alone (claimed_at_creation's), the roll-up then +1 job.status.
-    """
-    day = timezone.localdate(job.created_at)
-    if connection.vendor != "postgresql":
-        job.save(force_insert=True)
-        AIJobEvent.objects.create(
-            job=job, from_status="", to_status=S.PENDING, at=job.created_at, reason="created", actor=job.created_by
-        )
-        stat_move(brand_id=job.brand_id, day=day, job_type_id=job.job_type_id, deltas={S.PENDING: +1})
-        return True
-    events = events or [("", S.PENDING, 0, "created", job.created_by_id)]
-    guarded = unless_quota_of is not None
-    params = [*JOB_INSERT.values(job), *([unless_quota_of] if guarded else []), job.created_at]
-    params += CREATION_EVENTS.defaults()
-    params += [value for event in events for value in event]
-    params += [job.brand_id, day, job.job_type_id, job.status, *CREATION_ROLLUP.defaults()]
-    openai_part = None if openai_row is None else openai_job_insert_part(openai_row)
-    if openai_part is not None:
-        params += openai_part[1]
-    statement = _creation_statement(guarded=guarded, events=len(events), openai_part=openai_part and openai_part[0])
-    with prepared_cursor() as cursor:
-        cursor.execute(statement, params)
-        row = cursor.fetchone()
-    if row is None:
-        return False
-    _saved(job, row[0])
-    if openai_row is not None:
-        _saved(openai_row, row[1])
-        openai_row.job = job  # and job.openai_job, the reverse of the one-to-one: no query to read it
-    return True
-
-
-def _saved(instance, pk: int) -> None:
-    """An instance inserted by a hand-written statement, as the ORM leaves one it saved."""
-    instance.pk = pk
-    instance._state.adding = False
-    instance._state.db = connection.alias
-
-
-JOB_INSERT = Insert(AIJob)
-
-
-# The creation's events (from the VALUES list `e`) and its roll-up +1, beside the inserted `job`
-# (business.sql.InsertSelect fills the columns not named here with their field's default).
-CREATION_EVENTS = InsertSelect(
-    AIJobEvent,
-    {
-        "job_id": "job.id",
-        "from_status": "e.from_status",
-        "to_status": "e.to_status",
-        "at": "%s::timestamptz",
-        "attempt": "e.attempt",
-        "reason": "e.reason",
-        "actor_id": "e.actor_id",
-    },
-)
-CREATION_ROLLUP = InsertSelect(
-    JobDailyStat,
-    {
-        "brand_id": "%s::bigint",
-        "day": "%s::date",
-        "job_type_id": "%s::bigint",
-        "status": "%s::text",
-        "jobs": "1",
-        "cost_micros": "0",
-    },
-)
-
-
-def _creation_statement(*, guarded: bool, events: int = 1, openai_part: str | None = None) -> str:
-    """PostgreSQL's one-statement creation; its first placeholders take JOB_INSERT's values, then (guarded)
-    the company whose active quota stops it, the events' instant and defaults then their rows (from, to,
-    attempt, reason, actor), the roll-up's, then the OpenAI row's."""
-    unless = f"WHERE NOT {active_quota_exists_sql()} " if guarded else ""
-    rows = ", ".join(["(%s::text, %s::text, %s::integer, %s::text, %s::bigint)"] * events)
-    openai = f", openai AS ({openai_part}) SELECT id, (SELECT id FROM openai) FROM job" if openai_part else ""
-    return (
-        f"WITH job AS (INSERT INTO {AIJob._meta.db_table} ({JOB_INSERT.columns}) "
-        f"SELECT {JOB_INSERT.typed_placeholders} {unless}RETURNING id), "
-        f"event AS ({CREATION_EVENTS} "
-        f"FROM job CROSS JOIN (VALUES {rows}) AS e (from_status, to_status, attempt, reason, actor_id)), "
-        f"stat AS ({CREATION_ROLLUP} FROM job)" + (openai or " SELECT id FROM job")
-    )
-
-
 def _idempotent_replay(brand: Brand, key: str, fingerprint: str) -> AIJob | None:
     job = AIJob.objects.filter(brand=brand, idempotency_key=key).first()
     if job is None:
         return None
     if job.created_at < timezone.now() - IDEMPOTENCY_WINDOW:
         # The key has expired: free it for the new request (the old job keeps its history).
-        AIJob.objects.filter(pk=job.pk, idempotency_key=key).update(idempotency_key=None)
+        lifecycle.idempotency_key_free(job_pk=job.pk, key=key)
         return None
     if job.idempotency_fingerprint != fingerprint:
         raise Conflict(
@@ -649,19 +508,19 @@ def job_update(*, job: AIJob, data: dict[str, Any]) -> AIJob:
             current_status=status,
         )
     changes["updated_at"] = timezone.now()
-    with transaction.atomic() if replanned is not None else nullcontext():
-        if replanned is not None:
-            # Reservations first and the job's row last, the lock order of a job's end (no deadlock with a
-            # cancel); the compare-and-set below then undoes all of it if the job left `pending` meanwhile.
-            quota_rereserve(job=job, choice=choice, request=job_provider_request(replanned))
-            openai_job_sync(job=job, choice=choice, input_data=changes["input_data"])
-        if AIJob.objects.filter(pk=job.pk, status=status).update(**changes) != 1:
-            job.refresh_from_db(fields=["status"])
-            raise Conflict(
-                f"The job changed to {job.status} meanwhile; reload and retry",
-                error_code="JOB_STATE_CHANGED",
-                current_status=job.status,
-            )
+    lifecycle.job_update_guarded(
+        job=job,
+        status=status,
+        changes=changes,
+        replanned=None
+        if replanned is None
+        else Replanned(
+            job=job,
+            choice=choice,
+            request=lambda: job_provider_request(replanned),
+            input_data=changes["input_data"],
+        ),
+    )
     for field, value in changes.items():
         setattr(job, field, value)
     return job
@@ -677,271 +536,3 @@ def _routing_unchanged(job: AIJob, input_data: dict) -> None:
             "input_data of a job routed to a provider Batch API cannot change; cancel it and submit another",
             error_code="JOB_ROUTED",
         )
-
-
-def job_delete(*, job: AIJob) -> None:
-    """Delete a job that is not running. Its usage row (money spent) is kept."""
-    with transaction.atomic():
-        # A pending job never ran: its reservation goes back (a final job has none open; a running one rolls
-        # this back below). Released before the job's row is locked: the lock order of a job's end.
-        quota_release(job_pk=job.pk)
-        # Lock the row: a worker claiming the job between our check and the delete would otherwise run a
-        # deleted job and leave the roll-up counting it in the wrong status.
-        status = AIJob.objects.select_for_update().filter(pk=job.pk).values_list("status", flat=True).first()
-        if status is None:
-            raise NotFound("Job not found", error_code="JOB_NOT_FOUND")
-        if status == S.RUNNING:
-            raise Conflict(
-                "Cannot delete a running job; cancel it first", error_code="JOB_RUNNING", current_status=status
-            )
-        AIJob.objects.filter(pk=job.pk).delete()
-        stat_move(
-            brand_id=job.brand_id,
-            day=timezone.localdate(job.created_at),
-            job_type_id=job.job_type_id,
-            deltas={status: -1},
-        )
-
-
-# --- lifecycle ----------------------------------------------------------------------------------------
-
-
-def job_cancel(
-    *,
-    job_pk: int,
-    actor: User | None = None,
-    reason: str = "cancelled by user",
-    input_tokens: int = 0,
-    output_tokens: int = 0,
-) -> Transitioned:
-    """Cancel a pending or running job. Tokens: what a call that was cut short had already used (a gateway
-    stream whose client hung up): charged like a finished job's, else nothing is."""
-    try:
-        return _finalize(
-            job_pk,
-            to=S.CANCELLED,
-            reason=reason,
-            actor_id=actor.pk if actor else None,
-            tokens=TokenUsage(input_tokens=input_tokens, output_tokens=output_tokens),
-        )
-    except IllegalTransition as exc:
-        raise Conflict(
-            "Job cannot be cancelled",
-            error_code="JOB_NOT_CANCELLABLE",
-            error="Job cannot be cancelled",
-            current_status=exc.current,
-        ) from None
-
-
-def _finalize(
-    job_pk: int,
-    *,
-    to: str,
-    attempt: int | None = None,
-    tokens: TokenUsage = NO_TOKENS,
-    cost: Decimal | None = None,
-    job: AIJob | None = None,
-    batch: bool = False,
-    **transition_args: Any,
-) -> Transitioned:
-    """A final transition and its accounting in ONE transaction: usage row (completed, failed, timeout),
-    quota settle (completed) or release (otherwise), roll-up cost, OpenAI token counts. A duplicate delivery
-    loses the transition's compare-and-set, which rolls the whole thing back: a job is charged once.
-
-    The engine's usual end on PostgreSQL (no quota reservation: accounting_in_one_statement) needs no
-    transaction: the usage row and the OpenAI row's token counts are more parts of the transition's own
-    statement, written only if the compare-and-set moved the job. Otherwise the accounting is written first and
-    the transition last.
-
-    `job`: the caller's copy when it has one (the engine, read right after its claim). Only fields that do
-    not change while a job runs are used from it; the status is the transition's business. `batch`: the call
-    went through the provider's Batch API, priced at its batch ratio.
-    """
-    one_statement = job is not None and connection.vendor == "postgresql" and accounting_in_one_statement(job)
-    with nullcontext() if one_statement else transaction.atomic():
-        if job is None:
-            job = AIJob.objects.select_related("job_type", "openai_job").filter(pk=job_pk).first()
-        if job is None:
-            raise NotFound("Job not found", error_code="JOB_NOT_FOUND")
-        charge = usage_charge(job=job, tokens=tokens, cost=cost, batch=batch)
-        at = timezone.now()
-        on_attempt = job.attempts if attempt is None else attempt
-        along = []
-        result = (transition_args.get("fields") or {}).get("result_data")
-        if one_statement:
-            along = accounting_along(job=job, attempt=on_attempt, at=at, status=to, charge=charge, result=result)
-        else:
-            usage_record(job=job, attempt=on_attempt, at=at, status=to, charge=charge, result=result)
-        return transition(
-            job_pk, to=to, attempt=attempt, cost=charge.cost.total_cost or None, at=at, along=along, **transition_args
-        )
-
-
-def _claim(task_id: str) -> dict[str, Any]:
-    """What a claim writes besides the move to running, whichever way the job was picked."""
-    return {"reason": "claimed by worker", "fields": {"task_id": task_id[:255], "waiting": None}}
-
-
-def job_start(*, job_pk: int, task_id: str = "", also_return: str = "") -> Transitioned:
-    """Claim a pending job for one attempt: pending -> running, attempts + 1 (`also_return`: see transition)."""
-    return transition(job_pk, to=S.RUNNING, expected={S.PENDING}, also_return=also_return, **_claim(task_id))
-
-
-def job_claim_pending(
-    *, levels: list[tuple[str, int]], task_id: str = "", also_return: str = ""
-) -> Transitioned | None:
-    """PostgreSQL: claim the first claimable job along `levels` ((priority, after brand), in order)."""
-    return claim_pending(levels=levels, also_return=also_return, **_claim(task_id))
-
-
-def job_progress(*, job_pk: int, attempt: int, percentage: int) -> bool:
-    """Record progress of the current attempt (also a heartbeat). False when the attempt is no longer current."""
-    return jobs_beat([(job_pk, attempt, max(0, min(100, int(percentage))))]) == 1
-
-
-def jobs_beat(beats: list[tuple[int, int, int | None]]) -> int:
-    """Stamp heartbeat_at, and the progress when one is given, on jobs still running on these attempts:
-    (job pk, attempt, progress or None), in one statement. Returns the number of jobs stamped.
-
-    updated_at moves only with the progress (the brand's event stream looks for progress by it).
-    """
-    job = AIJob._meta.db_table
-    now = connection.ops.adapt_datetimefield_value(timezone.now())
-    # A row source both PostgreSQL and SQLite read: SELECT ... UNION ALL SELECT ...
-    values = " UNION ALL ".join(["SELECT %s AS pk, %s AS attempt, CAST(%s AS integer) AS progress"] * len(beats))
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {job} SET heartbeat_at = %s, "
-            f"progress_percentage = COALESCE(beat.progress, {job}.progress_percentage), "
-            f"updated_at = CASE WHEN beat.progress IS NULL OR beat.progress = {job}.progress_percentage "
-            f"THEN {job}.updated_at ELSE %s END "
-            f"FROM ({values}) AS beat "
-            f"WHERE {job}.id = beat.pk AND {job}.attempts = beat.attempt AND {job}.status = 'running'",
-            [now, now, *[value for beat in beats for value in beat]],
-        )
-        return cursor.rowcount
-
-
-def job_complete(
-    *,
-    job_pk: int,
-    attempt: int,
-    result_data: dict,
-    input_tokens: int = 0,
-    output_tokens: int = 0,
-    tokens: TokenUsage | None = None,
-    cost: Decimal | None = None,
-    job: AIJob | None = None,
-    batch: bool = False,
-) -> Transitioned:
-    """running -> completed, charging the tokens at the price in effect when the job started.
-
-    `tokens`: every kind of token the call reported; without it, `input_tokens` and `output_tokens` (plain).
-    `batch`: answered through the provider's Batch API (charged at the price's batch ratio)."""
-    return _finalize(
-        job_pk,
-        to=S.COMPLETED,
-        attempt=attempt,
-        tokens=tokens or TokenUsage(input_tokens=input_tokens, output_tokens=output_tokens),
-        cost=cost,
-        job=job,
-        batch=batch,
-        reason="completed",
-        fields={"result_data": result_data, "error_message": "", "error_code": ""},
-    )
-
-
-def job_fail(
-    *, job_pk: int, attempt: int | None, error_message: str, error_code: str = "JOB_FAILED", cost: Decimal | None = None
-) -> Transitioned:
-    return _finalize(
-        job_pk,
-        to=S.FAILED,
-        attempt=attempt,
-        cost=cost,
-        reason=error_code,
-        fields={"error_message": error_message[:10_000], "error_code": error_code[:64]},
-    )
-
-
-def job_timeout(
-    *,
-    job_pk: int,
-    attempt: int | None,
-    error_message: str = "The job exceeded its time limit",
-    error_code: str = "JOB_TIMEOUT",
-    cost: Decimal | None = None,
-) -> Transitioned:
-    return _finalize(
-        job_pk,
-        to=S.TIMEOUT,
-        attempt=attempt,
-        cost=cost,
-        reason="timeout",
-        fields={"error_message": error_message, "error_code": error_code},
-    )
-
-
-def job_wait_for_capacity(
-    *, job_pk: int, attempt: int, waiting: dict[str, str], claimable_at: datetime
-) -> Transitioned:
-    """running -> pending until the provider has capacity: claimable again at `claimable_at`, shown as `waiting`,
-    and the attempt given back (attempts - 1: waiting is not failing; the fence makes the count exact)."""
-    return job_give_back(
-        job_pk=job_pk,
-        attempt=attempt,
-        reason=f"waiting for {waiting['provider']} capacity until {waiting['until']}",
-        claimable_at=claimable_at,
-        waiting=waiting,
-    )
-
-
-def job_give_back(
-    *, job_pk: int, attempt: int, reason: str, claimable_at: datetime, waiting: dict[str, str] | None = None
-) -> Transitioned:
-    """running -> pending with the attempt given back (attempts - 1), claimable again at `claimable_at`: the
-    attempt could not start (no provider capacity, its brand over its max_running_jobs), nothing failed."""
-    return _back_to_pending(
-        job_pk, attempt=attempt, reason=reason, available_at=claimable_at, attempts=attempt - 1, waiting=waiting
-    )
-
-
-def job_fall_back(*, job: AIJob, attempt: int, choice: ModelChoice, reason: str) -> Transitioned:
-    """running -> pending on the fallback model `choice`, in one transaction: the job's quota reservation re-made
-    at that model's price (QUOTA_EXCEEDED when it does not fit), then the compare-and-set fenced by `attempt`,
-    which records the model and resets the attempts the new model has had (each model gets max_attempts).
-
-    Reservations first and the job's row last, the lock order of a job's end; a job cancelled meanwhile fails
-    the compare-and-set, which rolls the new reservation back."""
-    switched = copy(job)
-    switched.fallback_model = choice.name
-    with transaction.atomic():
-        quota_rereserve(job=job, choice=choice, request=job_provider_request(switched))
-        return _back_to_pending(
-            job.pk,
-            attempt=attempt,
-            reason=f"fallback {job.current_model()} -> {choice.name}: {reason}",
-            available_at=timezone.now(),
-            fallback_model=choice.name,
-            fallback_provider=choice.provider.name,
-            fallback_attempts=attempt,
-        )
-
-
-def job_requeue(*, job_pk: int, attempt: int, reason: str, delay_seconds: float = 0) -> Transitioned:
-    """running -> pending for another attempt (transient error or lost worker), claimable after a delay."""
-    return _back_to_pending(
-        job_pk, attempt=attempt, reason=reason, available_at=timezone.now() + timedelta(seconds=delay_seconds)
-    )
-
-
-def _back_to_pending(job_pk: int, *, attempt: int, reason: str, available_at: datetime, **fields) -> Transitioned:
-    """The engine's running -> pending, fenced by `attempt`: claimable at `available_at`, its progress and
-    heartbeat reset, with the move's own `fields` (re-queue, give-back, fallback)."""
-    return transition(
-        job_pk,
-        to=S.PENDING,
-        attempt=attempt,
-        reason=reason[:500],
-        fields={"available_at": available_at, "progress_percentage": 0, "heartbeat_at": None, **fields},
-    )

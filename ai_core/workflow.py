@@ -1,4 +1,6 @@
-"""The job lifecycle: the transition table and the one function that performs a transition.
+"""The compare-and-set machinery of the job lifecycle: the transition table and the statements that perform a
+transition. ai_core/lifecycle.py is its caller (the lifecycle's own module for every write of a job's status,
+events and roll-up; the batches app's provider routing also moves its jobs through `transition()`).
 
 Every status change in AI Core goes through `transition()` (or `claim_pending()`, the engine's claim, which
 picks its job itself): one compare-and-set
@@ -14,15 +16,15 @@ from typing import Any
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
-from django.db.models import F
-from django.dispatch import Signal
+from django.db.models import F, Model
 from django.utils import timezone
 
+from ai_core.hooks import Committed, InsertRow, UpdateRows, hooks
 from ai_core.models import FINAL_STATUSES, AIJob, AIJobEvent, JobDailyStat, JobStatus
 from ai_providers.money import to_micros
 from business.errors import Conflict, NotFound
 from business.models import Brand
-from business.sql import InsertSelect, prepared_cursor
+from business.sql import Insert, InsertSelect, prepared_cursor
 
 S = JobStatus
 
@@ -37,10 +39,7 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     S.TIMEOUT: frozenset(),
 }
 
-
-# Sent once the transaction that made a job final has committed (webhooks, notifications). Arguments:
-# job_pk, status. After commit, so receivers never announce a state that was rolled back.
-job_final_committed = Signal()
+from ai_core.signals import job_final_committed  # noqa: E402,F401  (a thin wrapper over on_final_committed)
 
 
 class IllegalTransition(Conflict):
@@ -117,7 +116,7 @@ def transition(
     fields: dict[str, Any] | None = None,
     cost: Decimal | None = None,
     at: Any = None,
-    along: Sequence[tuple[str, list[Any]]] = (),
+    along: Sequence[InsertRow | UpdateRows] = (),
     also_return: str = "",
 ) -> Transitioned:
     """Move one job to `to`, or raise IllegalTransition / StaleAttempt. Never overwrites silently.
@@ -128,9 +127,9 @@ def transition(
     4. Write the event and move the job between roll-up buckets, in the same transaction.
 
     On PostgreSQL the four steps are one statement: one round trip, atomic on its own (see _cas_statement).
-    `along` (PostgreSQL only): writes of other apps that belong to this move, as (SQL, params) parts of the
-    same statement that read the moved row from `moved` (id, from_status, attempts, brand_id, job_type_id,
-    created_at); they write nothing when the compare-and-set fails. `also_return` (PostgreSQL; elsewhere
+    `along` (PostgreSQL only): writes of other apps that belong to this move (hooks.InsertRow / UpdateRows,
+    data: their statements are built here from the models' fields), parts of the same statement; they write
+    nothing when the compare-and-set fails. `also_return` (PostgreSQL; elsewhere
     Transitioned.extra stays empty): as for claim_pending, more columns read from `moved`.
     """
     change = _Change(
@@ -145,7 +144,9 @@ def transition(
     )
     if connection.vendor == "postgresql":
         pick = f"SELECT id, status, attempts FROM {AIJob._meta.db_table} WHERE id = %s FOR UPDATE"
-        done = _cas_statement(change, pick=pick, pick_params=[job_pk], along=along, also_return=also_return)
+        done = _cas_statement(
+            change, pick=pick, pick_params=[job_pk], along=[along_part(w) for w in along], also_return=also_return
+        )
         if done is None:
             raise NotFound("Job not found", error_code="JOB_NOT_FOUND")
     else:
@@ -153,9 +154,65 @@ def transition(
             raise ValueError("`along` writes need PostgreSQL's one-statement transition")
         done = _cas_portable(job_pk, change)
     if to in FINAL_STATUSES:
-        # After commit, so receivers never announce a state that was rolled back (in autocommit: at once).
-        transaction.on_commit(partial(job_final_committed.send, sender=AIJob, job_pk=job_pk, status=to), robust=True)
+        _announce([Committed(job_pk=job_pk, status=to)])
     return done
+
+
+def _announce(ended: list[Committed]) -> None:
+    """The on_final_committed hooks, once the transaction that made these jobs final has committed (in
+    autocommit: at once), so they never announce a state that was rolled back. One call per batch of jobs."""
+    if ended:
+        transaction.on_commit(partial(hooks.call, "on_final_committed", ended), robust=True)
+
+
+_INSERTS: dict[type[Model], Insert] = {}
+
+
+def _insert_of(model: type[Model]) -> Insert:
+    found = _INSERTS.get(model)
+    if found is None:
+        found = _INSERTS[model] = Insert(model)
+    return found
+
+
+def along_part(write: InsertRow | UpdateRows) -> tuple[str, list[Any]]:
+    """One extension write as a part of the transition statement: it reads the moved row from `moved`, so it
+    writes nothing when the compare-and-set moved nothing. Built from the model's fields (a field added with a
+    default is written with it)."""
+    conn = connections[DEFAULT_DB_ALIAS]
+    if isinstance(write, InsertRow):
+        model = type(write.row)
+        insert = _insert_of(model)
+        return (
+            f"INSERT INTO {model._meta.db_table} ({insert.columns}) "
+            f"SELECT {insert.typed_placeholders} FROM moved ON CONFLICT DO NOTHING",
+            insert.values(write.row),
+        )
+    meta = write.model._meta
+    fields = [meta.get_field(name) for name in write.values]
+    assignments = ", ".join(f'"{f.column}" = CAST(%s AS {f.db_type(conn)})' for f in fields)
+    return (
+        f'UPDATE {meta.db_table} SET {assignments} WHERE "{meta.get_field(write.key).column}" = (SELECT id FROM moved)',
+        [f.get_db_prep_save(v, conn) for f, v in zip(fields, write.values.values(), strict=True)],
+    )
+
+
+def writes_apply(writes: Sequence[InsertRow | UpdateRows]) -> None:
+    """The extensions' writes of jobs' ends as their own statements, in the caller's transaction, right after
+    the compare-and-set that moved those jobs: the rows to insert in one bulk insert per model (a conflicting
+    row is skipped), the updates grouped per model and values (one UPDATE … WHERE job IN (…) each)."""
+    inserts: dict[type[Model], list[Model]] = {}
+    updates: dict[tuple, list[int]] = {}
+    for write in writes:
+        if isinstance(write, InsertRow):
+            inserts.setdefault(type(write.row), []).append(write.row)
+        else:
+            updates.setdefault((write.model, write.key, tuple(write.values.items())), []).append(write.job_pk)
+    for model, rows in inserts.items():
+        model.objects.bulk_create(rows, ignore_conflicts=True)
+    for (model, key, values), pks in updates.items():
+        for start in range(0, len(pks), 2000):
+            model.objects.filter(**{f"{key}__in": pks[start : start + 2000]}).update(**dict(values))
 
 
 def claimed_at_creation(job: AIJob, *, reason: str, fields: dict[str, Any]) -> list[tuple]:
@@ -478,10 +535,7 @@ def transition_many(
             ]
         )
     if to in FINAL_STATUSES:
-        for t in done:
-            transaction.on_commit(
-                partial(job_final_committed.send, sender=AIJob, job_pk=t.job_pk, status=to), robust=True
-            )
+        _announce([Committed(job_pk=t.job_pk, status=to) for t in done])
     return done
 
 

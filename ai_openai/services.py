@@ -8,7 +8,6 @@ from ai_providers.clients.families import REASONING_ONLY_PARAMS, STANDARD_ONLY_P
 from ai_providers.models import ProviderKind
 from ai_providers.selectors import ModelChoice, model_resolve
 from business.errors import ApplicationError
-from business.sql import Insert
 
 
 def openai_params_validate(*, model: str, params: dict[str, Any]) -> ModelChoice:
@@ -47,29 +46,9 @@ def openai_job_wanted(*, choice: ModelChoice, always: bool = False) -> bool:
     return always or choice.provider.kind == ProviderKind.OPENAI
 
 
-def openai_job_create(*, job: AIJob, choice: ModelChoice, input_data: dict, always: bool = False) -> OpenAIJob | None:
-    """The OpenAIJob row of a job that wants one (openai_job_wanted)."""
-    if not openai_job_wanted(choice=choice, always=always):
-        return None
-    return OpenAIJob.objects.create(job=job, **openai_job_fields(choice=choice, input_data=input_data))
-
-
 def openai_job_new(*, choice: ModelChoice, input_data: dict) -> OpenAIJob:
-    """The OpenAIJob row of a job about to be created, unsaved and without its job (openai_job_insert_part)."""
+    """The OpenAIJob row of a job about to be created, unsaved and without its job (ai_openai.hooks)."""
     return OpenAIJob(**openai_job_fields(choice=choice, input_data=input_data))
-
-
-OPENAI_JOB_INSERT = Insert(OpenAIJob, exclude=("job",))
-
-
-def openai_job_insert_part(row: OpenAIJob) -> tuple[str, list[Any]]:
-    """`row`'s INSERT as a part of a job's one-statement creation (PostgreSQL, ai_core.services): its job is
-    the row of the statement's `job` CTE, so the two are written together or not at all. Returns its id."""
-    return (
-        f'INSERT INTO {OpenAIJob._meta.db_table} ("{OpenAIJob._meta.get_field("job").column}", '
-        f"{OPENAI_JOB_INSERT.columns}) SELECT id, {OPENAI_JOB_INSERT.typed_placeholders} FROM job RETURNING id",
-        OPENAI_JOB_INSERT.values(row),
-    )
 
 
 def openai_job_sync(*, job: AIJob, choice: ModelChoice, input_data: dict) -> None:
@@ -81,7 +60,7 @@ def openai_job_sync(*, job: AIJob, choice: ModelChoice, input_data: dict) -> Non
 
 
 def openai_job_fields(*, choice: ModelChoice, input_data: dict) -> dict[str, Any]:
-    """The OpenAIJob row's fields but its job (openai_job_create, openai_job_sync; bulk creation too)."""
+    """The OpenAIJob row's fields but its job (creation, openai_job_sync; bulk creation too)."""
 
     def number(key):
         value = input_data.get(key)

@@ -21,15 +21,13 @@ from django.utils import timezone
 
 from ai_providers.money import dollars, from_micros, to_micros
 from ai_usage.models import CrossingBasis, Quota, QuotaPeriod, QuotaThresholdCrossing, normalise_thresholds
+from ai_usage.statements import crossing_insert_once
 from business.errors import ApplicationError
-from business.sql import Insert, prepared_cursor
 from business.timestamps import api_timestamp
 
 # Sent after the commit of the settlement that crossed a threshold: sender=Quota, quota, crossing, payload (the
 # `quota.threshold` webhook's data).
 quota_threshold_crossed = Signal()
-
-CROSSING_INSERT = Insert(QuotaThresholdCrossing)
 
 
 def use_ratio(quota: Quota, *, tokens: int, cost_micros: int) -> Decimal:
@@ -102,13 +100,7 @@ def thresholds_check(*, period_pks: list[int], reserved: bool = False) -> list[Q
 
 
 def _insert_once(crossing: QuotaThresholdCrossing) -> bool:
-    with prepared_cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {QuotaThresholdCrossing._meta.db_table} ({CROSSING_INSERT.columns}) "
-            f"VALUES ({CROSSING_INSERT.placeholders}) ON CONFLICT DO NOTHING",
-            CROSSING_INSERT.values(crossing),
-        )
-        return cursor.rowcount == 1
+    return crossing_insert_once(crossing)
 
 
 def crossings_of(quota: Quota, month) -> list[dict[str, Any]]:

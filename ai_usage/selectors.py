@@ -13,10 +13,10 @@ from django.utils import timezone
 from ai_providers import money
 from ai_usage.models import AIJobUsage, Quota, QuotaReservation, ReservationState
 from ai_usage.services import month_start, next_month, quota_status
+from ai_usage.statements import active_quota_exists
 from business.errors import ApplicationError, NotFound
 from business.models import Brand
 from business.numbers import parse_natural
-from business.sql import prepared_cursor
 from business.timestamps import api_timestamp
 
 HEALTH_WINDOW = timedelta(minutes=15)
@@ -260,15 +260,7 @@ def company_has_active_quota(company_id: int | None) -> bool:
     """
     if not company_id:
         return False
-    with prepared_cursor() as cursor:
-        cursor.execute(f"SELECT {active_quota_exists_sql()}", [company_id])
-        return bool(cursor.fetchone()[0])
-
-
-def active_quota_exists_sql() -> str:
-    """company_has_active_quota as an SQL condition on one placeholder (the company id), for statements that
-    check it on their way (job creation on PostgreSQL)."""
-    return f"EXISTS (SELECT 1 FROM {Quota._meta.db_table} WHERE company_id = %s AND is_active)"  # noqa: S608
+    return active_quota_exists(company_id)
 
 
 def quotas_of(brand: Brand) -> QuerySet[Quota]:

@@ -11,7 +11,6 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -30,11 +29,11 @@ from ai_providers.money import (
 )
 from ai_providers.selectors import ModelChoice, model_resolve, price_at, prices_from
 from ai_providers.services import request_bounded
+from ai_usage import statements
 from ai_usage.alerts import clean_thresholds, crossings_of, thresholds_check, use_ratio
 from ai_usage.models import AIJobUsage, Quota, QuotaPeriod, QuotaReservation, ReservationState
 from business.errors import ApplicationError
 from business.models import ApiKey, Brand
-from business.sql import Insert, prepared_cursor
 
 S = JobStatus
 logger = logging.getLogger(__name__)
@@ -99,64 +98,6 @@ def usage_charge(
     return Charge(provider_name=provider_name, model_name=model_name, tokens=tokens, cost=billed, priced_at=priced_at)
 
 
-def usage_record(
-    *, job: AIJob, attempt: int, at: Any, status: str, charge: Charge, result: Any = None
-) -> AIJobUsage | None:
-    """Write the job's usage row and settle (completed) or release (other final states) its quota reservations.
-
-    Call inside the transaction of the job's final transition (`attempt`, at the instant `at`): if the
-    transition loses its race (a duplicate delivery), the whole transaction rolls back and nothing is
-    charged twice.
-    """
-    job_pk = job.pk
-    if status == S.COMPLETED or (status == S.CANCELLED and charge.total_tokens):  # a cut-short call pays its part
-        quota_settle(job_pk=job_pk, tokens=charge.total_tokens, cost_micros=to_micros(charge.cost.total_cost))
-    else:
-        quota_release(job_pk=job_pk)
-    if _has_openai_job(job):
-        _openai_job_record(job_pk=job_pk, charge=charge, result=result)
-    usage = usage_row(job=job, attempt=attempt, at=at, status=status, charge=charge)
-    if usage is not None:
-        # A duplicate delivery of the job's end finds its row there and writes nothing; its transition then
-        # loses the compare-and-set and rolls the whole transaction back.
-        with prepared_cursor() as cursor:
-            cursor.execute(
-                f"INSERT INTO {AIJobUsage._meta.db_table} ({USAGE_INSERT.columns}) "
-                f"VALUES ({USAGE_INSERT.placeholders}) ON CONFLICT DO NOTHING",
-                USAGE_INSERT.values(usage),
-            )
-    return usage
-
-
-def accounting_in_one_statement(job: AIJob) -> bool:
-    """Whether the accounting of this job's end can be parts of its final transition's statement
-    (accounting_along): it holds no open quota reservation to settle. Known without a query only for a job read
-    by the engine's load (reservations change only while the job is pending, and the engine reads it once
-    claimed, so what it read still holds); otherwise False."""
-    return getattr(job, "holds_quota_reservation", True) is False
-
-
-def accounting_along(
-    *, job: AIJob, attempt: int, at: Any, status: str, charge: Charge, result: Any = None
-) -> list[tuple[str, list[Any]]]:
-    """usage_record's writes for a job without a reservation, as parts of its final transition statement
-    (workflow.transition's `along`): they write only when the transition moved the job (`moved` has its row),
-    so a duplicate delivery that loses the compare-and-set writes nothing."""
-    parts = []
-    usage = usage_row(job=job, attempt=attempt, at=at, status=status, charge=charge)
-    if usage is not None:
-        parts.append(
-            (
-                f"INSERT INTO {AIJobUsage._meta.db_table} ({USAGE_INSERT.columns}) "
-                f"SELECT {USAGE_INSERT.typed_placeholders} FROM moved ON CONFLICT DO NOTHING",
-                USAGE_INSERT.values(usage),
-            )
-        )
-    if _has_openai_job(job):
-        parts.append(_openai_job_record_part(charge=charge, result=result))
-    return parts
-
-
 def usage_row(*, job: AIJob, attempt: int, at: Any, status: str, charge: Charge) -> AIJobUsage | None:
     """The usage row of a job that ended `status` on `attempt` at `at`; None for a cancelled job that used no
     tokens (a cancelled call that had used some, e.g. a gateway stream cut short, is charged for them)."""
@@ -183,56 +124,6 @@ def usage_row(*, job: AIJob, attempt: int, at: Any, status: str, charge: Charge)
         final_status=status,
         priced_at=charge.priced_at,
     )
-
-
-USAGE_INSERT = Insert(AIJobUsage)
-
-
-def _has_openai_job(job: AIJob) -> bool:
-    """Whether the job came through the OpenAI endpoint: known without a query for a job the engine read
-    (`has_openai_row`, runner._job_from), else asked of its related row."""
-    from django.core.exceptions import ObjectDoesNotExist
-
-    known = getattr(job, "has_openai_row", None)  # the engine's load read it along (no query)
-    if known is not None:
-        return known
-    try:
-        return job.openai_job is not None
-    except ObjectDoesNotExist:
-        return False
-
-
-def _openai_job_record(*, job_pk: int, charge: Charge, result: Any) -> None:
-    from ai_openai.models import OpenAIJob
-
-    OpenAIJob.objects.filter(job_id=job_pk).update(**_openai_job_updates(charge=charge, result=result))
-
-
-def _openai_job_record_part(*, charge: Charge, result: Any) -> tuple[str, list[Any]]:
-    """_openai_job_record as a part of the final transition statement: the row of the job `moved` moved."""
-    from ai_openai.models import OpenAIJob
-
-    meta, conn = OpenAIJob._meta, connections[DEFAULT_DB_ALIAS]
-    updates = _openai_job_updates(charge=charge, result=result)
-    fields = [meta.get_field(name) for name in updates]
-    assignments = ", ".join(f'"{f.column}" = CAST(%s AS {f.db_type(conn)})' for f in fields)
-    return (
-        f'UPDATE {meta.db_table} SET {assignments} WHERE "{meta.get_field("job").column}" = (SELECT id FROM moved)',
-        list(updates.values()),
-    )
-
-
-def _openai_job_updates(*, charge: Charge, result: Any) -> dict[str, Any]:
-    """The OpenAI row's token counts at the job's end, and the provider's response id when it gave one."""
-    response_id = (result or {}).get("provider_response_id") if isinstance(result, dict) else None
-    updates: dict[str, Any] = {
-        "prompt_tokens": charge.input_tokens,
-        "completion_tokens": charge.output_tokens,
-        "total_tokens": charge.total_tokens,
-    }
-    if response_id:
-        updates["openai_id"] = str(response_id)[:255]
-    return updates
 
 
 # --- quotas -------------------------------------------------------------------------------------------
@@ -506,17 +397,22 @@ def quota_reserve_bulk(*, brand: Brand, jobs: list[BulkReservation]) -> int:
     return len(rows)
 
 
-def quota_settle(*, job_pk: int, tokens: int, cost_micros: int) -> None:
+def quota_settle(
+    *, job_pk: int, tokens: int, cost_micros: int, held: list[tuple[int, int, int, int]] | None = None
+) -> None:
     """Replace the job's reservations by its real charge, exactly once (a compare-and-set on each state), and
-    record the budget alerts (thresholds) the real use now reaches."""
-    settled = _close_reservations(job_pk=job_pk, to=ReservationState.SETTLED, tokens=tokens, cost_micros=cost_micros)
+    record the budget alerts (thresholds) the real use now reaches. `held`: its open reservations as the caller
+    locked them (_open_reservations)."""
+    settled = _close_reservations(
+        job_pk=job_pk, to=ReservationState.SETTLED, tokens=tokens, cost_micros=cost_micros, rows=held
+    )
     if settled:
         thresholds_check(period_pks=settled)
 
 
-def quota_release(*, job_pk: int) -> None:
+def quota_release(*, job_pk: int, held: list[tuple[int, int, int, int]] | None = None) -> None:
     """Give the job's reservations back (failed, timeout, cancelled, deleted while pending), exactly once."""
-    _close_reservations(job_pk=job_pk, to=ReservationState.RELEASED, tokens=0, cost_micros=0)
+    _close_reservations(job_pk=job_pk, to=ReservationState.RELEASED, tokens=0, cost_micros=0, rows=held)
 
 
 @dataclass(frozen=True)
@@ -532,20 +428,7 @@ def quota_lock_open(*, job_pks: list[int]) -> list[OpenReservation]:
     """The open reservations of many jobs, locked (quota order, as every job's end locks them): the first half
     of a bulk release (quota_release_locked), taken BEFORE the jobs' final transition, so that a job's end
     racing it either committed first (its reservation is no longer open) or waits for this transaction."""
-    reservation, period = QuotaReservation._meta.db_table, QuotaPeriod._meta.db_table
-    lock = " FOR UPDATE OF r" if connection.features.has_select_for_update_of else ""
-    found = []
-    for start in range(0, len(job_pks), 2000):
-        chunk = job_pks[start : start + 2000]
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT r.id, r.job_id, r.period_id, r.tokens, r.cost_micros FROM {reservation} r "
-                f"JOIN {period} p ON p.id = r.period_id WHERE r.job_id IN ({', '.join(['%s'] * len(chunk))}) "
-                f"AND r.state = %s ORDER BY p.quota_id, r.id{lock}",
-                [*chunk, ReservationState.RESERVED],
-            )
-            found += [OpenReservation(*row) for row in cursor.fetchall()]
-    return found
+    return [OpenReservation(*row) for row in statements.open_reservations_of_many(job_pks)]
 
 
 def quota_release_locked(held: list[OpenReservation], *, job_pks: set[int]) -> None:
@@ -569,11 +452,16 @@ def quota_release_locked(held: list[OpenReservation], *, job_pks: set[int]) -> N
         )
 
 
-def _close_reservations(*, job_pk: int, to: str, tokens: int, cost_micros: int) -> list[int]:
-    """Close the job's open reservations; returns the periods whose counters this call moved."""
+def _close_reservations(
+    *, job_pk: int, to: str, tokens: int, cost_micros: int, rows: list[tuple[int, int, int, int]] | None = None
+) -> list[int]:
+    """Close the job's open reservations (`rows`: as _open_reservations reads them, when the caller already
+    locked them); returns the periods whose counters this call moved."""
     now = timezone.now()
     moved = []
-    for reservation_pk, period_pk, reserved_tokens, reserved_micros in _open_reservations(job_pk):
+    for reservation_pk, period_pk, reserved_tokens, reserved_micros in (
+        _open_reservations(job_pk) if rows is None else rows
+    ):
         won = QuotaReservation.objects.filter(pk=reservation_pk, state=ReservationState.RESERVED).update(
             state=to, settled_tokens=tokens, settled_cost_micros=cost_micros, closed_at=now
         )
@@ -605,16 +493,7 @@ def _open_reservations(job_pk: int) -> list[tuple[int, int, int, int]]:
     between two jobs settling on the same quotas), locked: an update of the pending job that is changing them
     (quota_rereserve) commits first, and what is given back is what it left. Runs at every job's end, most
     often to find none: one plain statement."""
-    reservation, period = QuotaReservation._meta.db_table, QuotaPeriod._meta.db_table
-    lock = " FOR UPDATE OF r" if connection.features.has_select_for_update_of else ""
-    with prepared_cursor() as cursor:
-        cursor.execute(
-            f"SELECT r.id, r.period_id, r.tokens, r.cost_micros FROM {reservation} r "
-            f"JOIN {period} p ON p.id = r.period_id WHERE r.job_id = %s AND r.state = %s "
-            f"ORDER BY p.quota_id, r.id{lock}",
-            [job_pk, ReservationState.RESERVED],
-        )
-        return cursor.fetchall()
+    return statements.open_reservations_of(job_pk)
 
 
 def _dollars(micros: int) -> str:
@@ -701,7 +580,7 @@ def usage_reprice(*, since, until, model_name: str | None = None, dry_run: bool 
     """
     from django.db import transaction
 
-    from ai_core.workflow import stat_move
+    from ai_core.lifecycle import stat_move
 
     rows = AIJobUsage.objects.filter(priced_at__gte=since, priced_at__lt=until).order_by("id")
     if model_name:

@@ -35,18 +35,19 @@ from django.utils import timezone
 from ai_core.dispatch import publish_job
 from ai_core.engine import finish, handlers
 from ai_core.engine.finish import Discarded
+from ai_core.lifecycle import job_make_claimable
 from ai_core.models import AIJob, JobStatus
-from ai_core.services import job_provider_request, job_type_by_pk
+from ai_core.services import job_type_by_pk
 from ai_core.workflow import transition
 from ai_providers.clients.base import ChatRequest, PermanentProviderError, ProviderError
 from ai_providers.selectors import model_resolve
 from ai_providers.services import client_for_model
-from ai_usage.services import QuotaExceeded, quota_rereserve
-
-# ai_providers.clients.batch_api (the provider SDKs) is imported on first use: never at start-up.
 from batches.models import BatchJob, ProviderBatch
 from batches.models import ProviderBatchStatus as PB
 from batches.services import batches_complete_open
+
+# ai_providers.clients.batch_api (the provider SDKs) is imported on first use: never at start-up.
+from business.errors import ApplicationError
 
 logger = logging.getLogger(__name__)
 S = JobStatus
@@ -351,22 +352,15 @@ def _requeue(job: AIJob) -> None:
     job.job_type = job_type_by_pk(job.job_type_id)
     choice = model_resolve(job.input_data.get("model") or job.job_type.default_model)
     try:
-        with transaction.atomic():
-            quota_rereserve(job=job, choice=choice, request=job_provider_request(job))
-            # Still pending (not a status change): it only becomes claimable now, by the normal path.
-            if not AIJob.objects.filter(pk=job.pk, status=S.PENDING).update(available_at=timezone.now()):
-                raise _LeftPending  # cancelled meanwhile: its reservation stays as its cancel left it
-    except _LeftPending:
-        return
-    except QuotaExceeded as exc:
+        if not job_make_claimable(job=job, choice=choice):
+            return  # cancelled meanwhile
+    except ApplicationError as exc:
+        if exc.status_code != 429:  # QUOTA_EXCEEDED (ai_usage's hook): it cannot cover the standard price
+            raise
         fail = partial(finish.fail, error_code=exc.error_code, message=exc.detail)
         _end_now(job.pk, job.attempts, "the quota cannot cover the standard price", fail)
         return
     publish_job(job.pk)
-
-
-class _LeftPending(Exception):
-    pass
 
 
 def _end_now(job_pk: int, attempts: int, reason: str, end: Callable[[int, int], object]) -> None:

@@ -10,21 +10,19 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from ai_core import lifecycle
 from ai_core.dispatch import dispatch_jobs_on_commit
-from ai_core.models import FINAL_STATUSES, AIJob, AIJobEvent, JobPriority, JobStatus, new_job_id
+from ai_core.hooks import Created
+from ai_core.models import FINAL_STATUSES, AIJob, JobPriority, JobStatus, new_job_id
 from ai_core.services import JobRouter, job_check, job_provider_request, job_type_get
-from ai_core.workflow import stat_move, transition_many
-from ai_openai.models import OpenAIJob
-from ai_openai.services import openai_job_fields, openai_job_wanted
 from ai_providers.models import ProviderKind
 from ai_providers.selectors import ModelChoice
-from ai_usage.services import BulkReservation, quota_lock_open, quota_release_locked, quota_reserve_bulk
 from batches.models import Batch, BatchJob, CompletionWindow
 from batches.selectors import batch_summary
 from batches.signals import batch_completed
 from business.errors import ApplicationError
 from business.models import Brand, User
-from business.sql import bulk_insert, bulk_insert_like, bulk_insert_values
+from business.sql import bulk_insert_values
 
 S = JobStatus
 # Providers whose Batch API the routing speaks (batches.routing); a 24 h job of another provider (echo) runs
@@ -155,7 +153,6 @@ JOB_VARYING = ["job_id", "priority", "description", "input_data", "available_at"
 
 def _insert(brand, user, type_, accepted, priority, description, completion_window) -> Batch:
     now = timezone.now()
-    day = timezone.localdate(now)
     routed = [routes_to_provider(choice, completion_window) for _, _, choice in accepted]
     template = AIJob(
         job_type=type_,
@@ -182,29 +179,21 @@ def _insert(brand, user, type_, accepted, priority, description, completion_wind
             total_jobs=len(rows),
             created_at=now,
         )
-        pks = bulk_insert_like(AIJob, template, JOB_VARYING, rows)
-        quota_reserve_bulk(
-            brand=brand,
-            jobs=[
-                BulkReservation(
-                    job_pk=pk,
-                    input_data=line.input_data,
-                    choice=choice,
-                    request=partial(_request_of, template, pk, line.input_data),
-                    batch=to_provider,
-                )
-                for pk, (_, line, choice), to_provider in zip(pks, accepted, routed, strict=True)
-            ],
-        )
-        _events_created(pks, at=now, actor_id=user.pk if user is not None else None)
-        stat_move(brand_id=brand.pk, day=day, job_type_id=type_.pk, deltas={S.PENDING: len(pks)})
-        bulk_insert(
-            OpenAIJob,
-            [
-                OpenAIJob(job_id=pk, **openai_job_fields(choice=choice, input_data=line.input_data))
-                for pk, (_, line, choice) in zip(pks, accepted, strict=True)
-                if openai_job_wanted(choice=choice)
-            ],
+        pks = lifecycle.jobs_insert_bulk(
+            template,
+            JOB_VARYING,
+            rows,
+            created=lambda i, pk: Created(
+                job=None,
+                job_pk=pk,
+                brand=brand,
+                input_data=accepted[i][1].input_data,
+                choice=accepted[i][2],
+                request=partial(_request_of, template, pk, accepted[i][1].input_data),
+                batch=routed[i],
+                bulk=True,
+            ),
+            actor_id=user.pk if user is not None else None,
         )
         bulk_insert_values(
             BatchJob,
@@ -226,12 +215,6 @@ def _insert(brand, user, type_, accepted, priority, description, completion_wind
     return batch
 
 
-def _events_created(job_pks: list[int], *, at, actor_id: int | None) -> None:
-    """The creation event of every new job (pending, attempt 0): one COPY."""
-    row = {"from_status": "", "to_status": S.PENDING, "at": at, "attempt": 0, "reason": "created", "actor_id": actor_id}
-    bulk_insert_values(AIJobEvent, [{"job_id": pk, **row} for pk in job_pks])
-
-
 def _request_of(template: AIJob, pk: int, input_data: dict):
     """The provider request of one new job of the batch (what its reservation covers)."""
     job = AIJob(pk=pk, job_type=template.job_type, brand=template.brand, input_data=input_data)
@@ -242,10 +225,10 @@ CANCEL_CHUNK = 2000  # jobs per transaction of a batch's cancel
 
 
 def batch_cancel(*, batch: Batch, actor: User | None = None) -> dict[str, int]:
-    """Cancel every job of the batch not yet final, set-based: per chunk of jobs, one transaction locks their
-    open reservations (the lock order of a job's end), moves them all by the workflow's bulk compare-and-set
-    (transition_many: events and roll-up in bulk) and gives back the reservations of the jobs it moved. A job
-    that became final meanwhile is left as it is (and keeps its reservation's outcome)."""
+    """Cancel every job of the batch not yet final, set-based: per chunk of jobs, one transaction of the
+    lifecycle's jobs_cancel (the extensions lock what the jobs hold, the workflow's bulk compare-and-set moves
+    them with their events and roll-up, then the reservations of the jobs it moved go back). A job that became
+    final meanwhile is left as it is (and keeps its reservation's outcome)."""
     Batch.objects.filter(pk=batch.pk, cancel_requested_at__isnull=True).update(cancel_requested_at=timezone.now())
     open_jobs = list(
         AIJob.objects.filter(batch_link__batch=batch)
@@ -257,12 +240,7 @@ def batch_cancel(*, batch: Batch, actor: User | None = None) -> dict[str, int]:
     cancelled = 0
     for start in range(0, len(open_jobs), CANCEL_CHUNK):
         chunk = open_jobs[start : start + CANCEL_CHUNK]
-        with transaction.atomic():
-            held = quota_lock_open(job_pks=chunk)
-            moves = transition_many(chunk, to=S.CANCELLED, reason="batch cancelled", actor_id=actor_id)
-            moved = {t.job_pk for t in moves}
-            quota_release_locked(held, job_pks=moved)
-            OpenAIJob.objects.filter(job_id__in=moved).update(prompt_tokens=0, completion_tokens=0, total_tokens=0)
+        moved = lifecycle.jobs_cancel(chunk, reason="batch cancelled", actor_id=actor_id)
         cancelled += len(moved)
     batch_complete_if_done(batch_pk=batch.pk)
     return {"cancelled": cancelled, "already_final": len(open_jobs) - cancelled}

@@ -7,9 +7,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from ai_core.dispatch import publish_job
+from ai_core.lifecycle import stat_move
 from ai_core.models import FINAL_STATUSES, AIJob, AIJobEvent, AIJobType
 from ai_core.services import job_create
-from ai_core.workflow import stat_move
 
 ECHO_CHAT = {"model": "echo-1", "messages": [{"role": "user", "content": "hello"}]}
 

@@ -7,12 +7,12 @@ class WebhooksConfig(AppConfig):
 
     def ready(self) -> None:
         from ai_core.engine.loops import PeriodicLoop, register_loop
-        from ai_core.workflow import job_final_committed
+        from ai_core.hooks import register
         from ai_usage.alerts import quota_threshold_crossed
         from batches.signals import batch_completed
         from webhooks import services
 
-        job_final_committed.connect(services.on_job_final, dispatch_uid="webhooks.on_job_final")
+        register(on_final_committed=services.on_jobs_final)
         quota_threshold_crossed.connect(services.on_quota_threshold, dispatch_uid="webhooks.on_quota_threshold")
         batch_completed.connect(services.on_batch_completed, dispatch_uid="webhooks.on_batch_completed")
         # Every worker re-publishes overdue deliveries (a lost message only delays a webhook); several at once is

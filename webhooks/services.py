@@ -103,6 +103,16 @@ def endpoint_delete(*, endpoint: WebhookEndpoint) -> None:
 # --- deliveries ---------------------------------------------------------------------------------------
 
 
+def on_jobs_final(committed: list) -> None:
+    """The lifecycle's on_final_committed hook: each job's deliveries (one failing job does not keep the others'
+    from being queued)."""
+    for item in committed:
+        try:
+            on_job_final(job_pk=item.job_pk, status=item.status)
+        except Exception:
+            logger.exception("webhook deliveries of job %s could not be queued", item.job_pk)
+
+
 def on_job_final(sender=None, *, job_pk: int, status: str, **_) -> list[int]:
     """After a job's final state committed: one delivery per active endpoint of its brand that wants it."""
     from ai_core.api.serializers import JobSerializer

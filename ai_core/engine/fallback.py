@@ -28,7 +28,6 @@ from ai_core.engine.finish import Discarded
 from ai_core.models import AIJob, JobStatus
 from ai_core.services import job_fall_back
 from ai_providers.selectors import ModelChoice, key_source, model_resolve
-from ai_usage.services import QuotaExceeded
 from business.errors import ApplicationError
 
 logger = logging.getLogger(__name__)
@@ -86,7 +85,9 @@ def switch(job: AIJob, attempt: int, choice: ModelChoice, *, reason: str) -> str
         job_fall_back(job=job, attempt=attempt, choice=choice, reason=reason)
     except Discarded:
         return None
-    except QuotaExceeded as exc:
+    except ApplicationError as exc:
+        if exc.status_code != 429:  # an on_replanned hook refusing the switch: QUOTA_EXCEEDED (ai_usage)
+            raise
         return finish.fail(job.pk, attempt, exc.error_code, f"{reason}; fallback to {choice.name}: {exc.detail}")
     publish_job(job.pk, priority=job.priority)
     return JobStatus.PENDING

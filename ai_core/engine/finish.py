@@ -1,18 +1,15 @@
 """The final writes of an attempt (runner and reaper alike), fenced by its attempt number.
 
-Each sends `job_finished` inside the same transaction, so accounting apps (usage, quota settlement) commit
-or roll back with the final state. A write that lost to a cancel, another attempt or a deletion is
-discarded: the function returns None instead of the status.
+Accounting apps (usage, quota settlement) write with the final state through the lifecycle's hooks
+(ai_core/hooks.py: on_final, in the end's own statement or transaction). A write that lost to a cancel,
+another attempt or a deletion is discarded: the function returns None instead of the status.
 """
 
 import logging
 from collections.abc import Callable
 
-from django.db import transaction
-
 from ai_core.models import AIJob, JobStatus
 from ai_core.services import job_complete, job_fail, job_timeout
-from ai_core.signals import job_finished
 from ai_core.workflow import IllegalTransition, StaleAttempt
 from ai_providers.clients.base import ChatResult
 from business.errors import NotFound
@@ -31,19 +28,7 @@ def _finish(
     error_code: str = "",
 ) -> str | None:
     try:
-        if not job_finished.has_listeners(AIJob):
-            write()  # already one transaction: no outer one, two round trips fewer per job
-        else:
-            with transaction.atomic():
-                write()
-                job_finished.send(
-                    sender=AIJob,
-                    job_pk=job_pk,
-                    attempt=attempt,
-                    status=status,
-                    result=result,
-                    error_code=error_code,
-                )
+        write()  # one statement, or one transaction (ai_core.lifecycle._finalize): no outer one
     except Discarded as exc:
         logger.info("job %s attempt %s: %s write discarded (%s)", job_pk, attempt, status, exc)
         return None

@@ -22,13 +22,10 @@ from ai_core.engine.retry import RetryPolicy, default_policy
 from ai_core.engine.watch import Attempt, in_flight
 from ai_core.models import AIJob, JobStatus
 from ai_core.services import job_requeue, job_start, job_type_by_pk, job_wait_for_capacity
-from ai_openai.models import OpenAIJob
+from ai_core.statements import JobRead, job_row
 from ai_providers import capacity
 from ai_providers.clients.base import CallAbandoned, ChatResult, ProviderError, TokenCallback, TransientProviderError
 from ai_providers.services import client_for_model
-from ai_usage.models import QuotaReservation
-from business.models import Brand
-from business.sql import Columns, prepared_cursor
 from kernel.logs import bind_log_context, reset_log_context
 
 logger = logging.getLogger(__name__)
@@ -40,10 +37,10 @@ def run_from_message(job_pk: int, *, task_id: str = "", policy: RetryPolicy | No
     Returns the status the attempt left the job in, or None when there was nothing to claim (a duplicate
     delivery, a job cancelled while pending, a job another worker took).
     """
-    claimed = claim_next(task_id=task_id, also_return=CLAIMED_READ)
+    claimed = claim_next(task_id=task_id, also_return=CLAIMED.sql)
     if claimed is None:
         return None
-    job = _job_from(CLAIMED_COLUMNS, claimed.extra) if claimed.extra else None
+    job = _job_from(CLAIMED, claimed.extra) if claimed.extra else None
     return execute(claimed.job_pk, claimed.attempt, policy=policy, job=job)
 
 
@@ -53,8 +50,8 @@ def claim_job(job_pk: int, *, task_id: str) -> tuple[int, AIJob | None]:
     Returns (attempt, job): on PostgreSQL the claim statement also returns the job as `execute` needs it (no
     second read); elsewhere the job is None and `execute` reads it. Raises what job_start raises.
     """
-    started = job_start(job_pk=job_pk, task_id=task_id, also_return=CLAIMED_READ)
-    return started.attempt, _job_from(CLAIMED_COLUMNS, started.extra) if started.extra else None
+    started = job_start(job_pk=job_pk, task_id=task_id, also_return=CLAIMED.sql)
+    return started.attempt, _job_from(CLAIMED, started.extra) if started.extra else None
 
 
 def created_claimed(job: AIJob) -> AIJob:
@@ -147,40 +144,35 @@ def execute(
         reset_log_context(log_token)
 
 
-def _what_an_attempt_reads(alias: str) -> tuple[Columns, str]:
-    """The job's columns under `alias`, then its brand's company, whether it came through the OpenAI endpoint
-    and whether it holds a quota reservation (so its end need not look: ai_usage.services.accounting_along)."""
-    columns = Columns(AIJob, alias)
-    brand, openai, reservation = (m._meta.db_table for m in (Brand, OpenAIJob, QuotaReservation))
-    return columns, (
-        f"{columns.sql}, (SELECT b.company_id FROM {brand} b WHERE b.id = {alias}.brand_id), "
-        f"EXISTS (SELECT 1 FROM {openai} o WHERE o.job_id = {alias}.id), "
-        f"EXISTS (SELECT 1 FROM {reservation} r WHERE r.job_id = {alias}.id AND r.state = 'reserved')"
-    )
-
-
-JOB_COLUMNS, JOB_READ = _what_an_attempt_reads("j")
+# The job as an attempt reads it: its columns, its brand's company, and the extensions' probes (hooks.probes:
+# whether it has an OpenAI row, whether it holds a quota reservation), so its end need not look.
+JOB_READ = JobRead("j")
 # On PostgreSQL the claim statement returns the same, read from the row it claimed (workflow: `moved`).
-CLAIMED_COLUMNS, CLAIMED_READ = _what_an_attempt_reads("moved")
+CLAIMED = JobRead("moved")
+
+
+def __getattr__(name: str):
+    """CLAIMED_READ / CLAIMED_COLUMNS: the claim's extra columns and their reader (built from the registered
+    probes, so read when asked, not at import)."""
+    if name == "CLAIMED_READ":
+        return CLAIMED.sql
+    if name == "CLAIMED_COLUMNS":
+        return CLAIMED
+    raise AttributeError(name)
 
 
 def _load(job_pk: int) -> AIJob:
     """The job as an attempt needs it, in one plain statement (where the claim did not return it)."""
-    with prepared_cursor() as cursor:
-        cursor.execute(f"SELECT {JOB_READ} FROM {AIJob._meta.db_table} j WHERE j.id = %s", [job_pk])
-        row = cursor.fetchone()
+    row = job_row(JOB_READ, job_pk)
     if row is None:
         raise AIJob.DoesNotExist(f"Job {job_pk} does not exist")
-    return _job_from(JOB_COLUMNS, row)
+    return _job_from(JOB_READ, row)
 
 
-def _job_from(columns: Columns, row: tuple) -> AIJob:
-    """The job out of a row of _what_an_attempt_reads; the job type from the per-process memo."""
-    job = columns.instance(row)
-    job.company_id, job.has_openai_row, job.holds_quota_reservation = row[len(columns) :]
+def _job_from(read: JobRead, row: tuple) -> AIJob:
+    """The job out of a row read through `read`; the job type from the per-process memo."""
+    job = read.job(row)
     job.job_type = job_type_by_pk(job.job_type_id)
-    if not job.has_openai_row:
-        AIJob.openai_job.related.set_cached_value(job, None)  # job.openai_job: DoesNotExist, no query
     return job
 
 

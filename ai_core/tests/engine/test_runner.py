@@ -227,17 +227,24 @@ def test_execute_refuses_nothing_silently_for_a_missing_job(db):
 
 @pytest.mark.django_db(transaction=True)
 def test_final_writes_of_runner_and_reaper_tell_accounting_apps_in_the_same_transaction(job_types, make_brands):
+    """An extension that asks for a transaction (hooks: needs_transaction) hears each end in it (on_final)."""
     from django.db import connection as conn
 
-    from ai_core.signals import job_finished
+    from ai_core.hooks import hooks
 
     (brand,) = make_brands(1)
     heard = []
 
-    def receiver(sender, job_pk, attempt, status, result, error_code, **kwargs):
-        heard.append((job_pk, attempt, status, result and result.completion, error_code, conn.in_atomic_block))
+    def on_final(finals):
+        for f in finals:
+            completion = (f.result_data or {}).get("completion")
+            heard.append((f.job_pk, f.attempt, f.to, completion, f.error_code, conn.in_atomic_block))
+        return []
 
-    job_finished.connect(receiver, sender=AIJob)
+    def needs_transaction(finals):
+        return True
+
+    hooks.register(on_final=on_final, needs_transaction=needs_transaction)
     try:
         done = submit(brand)
         run_from_message(done.pk)
@@ -246,7 +253,7 @@ def test_final_writes_of_runner_and_reaper_tell_accounting_apps_in_the_same_tran
         AIJob.objects.filter(pk=lost.pk).update(attempts=3, heartbeat_at=timezone.now() - timedelta(hours=1))
         reap()
     finally:
-        job_finished.disconnect(receiver, sender=AIJob)
+        hooks.unregister(on_final=on_final, needs_transaction=needs_transaction)
     assert heard == [
         (done.pk, 1, "completed", "Echo: hello", "", True),
         (lost.pk, 3, "failed", None, "WORKER_LOST", True),
