@@ -23,6 +23,7 @@ from ai_core.engine.retry import RetryPolicy, default_policy
 from ai_core.engine.watch import Attempt, in_flight
 from ai_core.models import AIJob, JobStatus
 from ai_core.services import job_requeue, job_start, job_type_by_pk, job_wait_for_capacity
+from ai_core.workflow import Transitioned
 from ai_openai.models import OpenAIJob
 from ai_providers import capacity
 from ai_providers.clients.base import (
@@ -53,6 +54,12 @@ def run_from_message(job_pk: int, *, task_id: str = "", policy: RetryPolicy | No
         return None
     job = _job_from(CLAIMED_COLUMNS, claimed.extra) if claimed.extra else None
     return execute(claimed.job_pk, claimed.attempt, policy=policy, job=job)
+
+
+def claimed_job(claimed: Transitioned) -> AIJob:
+    """The job a claim (claim_next with also_return=CLAIMED_READ) took, as an attempt needs it: from the claim
+    statement's own row on PostgreSQL, else read."""
+    return _job_from(CLAIMED_COLUMNS, claimed.extra) if claimed.extra else _load(claimed.job_pk)
 
 
 def claim_job(job_pk: int, *, task_id: str) -> tuple[int, AIJob | None]:
@@ -96,8 +103,7 @@ def execute(
     """
     if job is None:
         job = _load(job_pk)
-    # Every log line of this attempt (ours, the provider SDK's) carries the job, brand and attempt.
-    log_token = bind_log_context(job_id=job.job_id, brand=job.brand_id, attempt=attempt_number)
+    log_token = bind_attempt_log(job, attempt_number)
     call = Call(job=job, attempt=new_attempt(job, attempt_number), policy=policy)
     in_flight.add(call.attempt)
     try:
@@ -137,6 +143,12 @@ class Call:
     request: ChatRequest | None = None
     client: CatalogueBound | None = None
     should_stop: Callable[[], bool] | None = None
+
+
+def bind_attempt_log(job: AIJob, attempt_number: int):
+    """Every log line of this attempt (ours, the provider SDK's) carries the job, brand and attempt (the
+    current thread's or task's context); returns the token that undoes it."""
+    return bind_log_context(job_id=job.job_id, brand=job.brand_id, attempt=attempt_number)
 
 
 def new_attempt(job: AIJob, attempt_number: int, kind: type[Attempt] = Attempt) -> Attempt:
