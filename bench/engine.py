@@ -334,10 +334,13 @@ def peer_run(task_name: str, count: int, kwargs: dict, processes: int, concurren
     return {**result, "workers": f"{processes} procrastinate worker process(es), concurrency {concurrency} each"}
 
 
-def providers_ratio() -> dict:
-    """bench.providers in its own process (its own database and Redis): the OpenAI SDK path vs echo."""
+def providers_ratio(executor: str = "threads") -> dict:
+    """bench.providers in its own process (its own database and Redis): the OpenAI SDK path vs echo, on workers
+    of `executor` (AICORE_ENGINE_EXECUTOR; asyncio: the OpenAI calls through AsyncOpenAI)."""
     database = os.environ.get("BENCH_PROVIDERS_DATABASE_URL", DB_URL.rsplit("/", 1)[0] + "/aicore_bench_providers")
-    env = {**os.environ, "BENCH_DATABASE_URL": database}
+    env = {**os.environ, "BENCH_DATABASE_URL": database, "AICORE_ENGINE_EXECUTOR": executor}
+    if executor == "asyncio":
+        env["AICORE_ENGINE_IN_FLIGHT"] = str(FAST_IN_FLIGHT)
     code = subprocess.run([sys.executable, "-m", "bench.providers"], cwd=ROOT, env=env).returncode
     document = json.loads((ROOT / "bench" / "results" / "providers.json").read_text()) if code == 0 else {}
     return {key: document.get(key) for key in ("echo", "openai", "ratio")}
@@ -364,6 +367,7 @@ def main() -> None:
     aio_layouts = [ours_io_bound(*layout) for layout in AIO_LAYOUTS] if "io_aio" in PARTS else []
     peer_io = peer_run("sleep", N_SLOW, {"ms": SLOW_MS}, 1, SLOW_THREADS, sampled=True) if "peer_io" in PARTS else None
     providers = providers_ratio() if "providers" in PARTS else None
+    providers_aio = providers_ratio("asyncio") if "providers" in PARTS else None
     report = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(load_before),
@@ -383,6 +387,7 @@ def main() -> None:
         "io_bound_asyncio": aio_layouts,
         "peer_io_bound_sleep_2000ms": peer_io,
         "providers": providers,
+        "providers_asyncio": providers_aio,
         "targets": {
             "ratio_vs_baseline": 0.8,
             "ratio_vs_procrastinate": 1.5,
@@ -426,6 +431,8 @@ def print_table(report: dict, layouts: list[dict]) -> None:
         rows.append(("procrastinate sleep 2 000 ms, 1 proc", rate(peer_io), io_note(peer_io)))
     if report["providers"]:
         rows.append(("OpenAI SDK / echo (bench.providers)", str(report["providers"]["ratio"]), "target ≥ 0.8"))
+    if report.get("providers_asyncio"):
+        rows.append(("OpenAI SDK / echo, asyncio executor", str(report["providers_asyncio"]["ratio"]), "target ≥ 0.8"))
     print(f"{'engine benchmark':<38}{'rate':>12}  notes")
     for name, value, note in rows:
         print(f"{name:<38}{value:>12}  {note}")

@@ -146,7 +146,7 @@ class Engine:
                     task = self.loop.create_task(self._run(one.attempt, job))
                     self.tasks.add(task)
                     task.add_done_callback(self._ended)
-                if len(claimed) == asked:
+                if claimed:  # there may be more (a batch also ends early, after half a heartbeat)
                     self.more = True
         finally:
             self.claiming = False
@@ -183,6 +183,10 @@ class Engine:
             return await self.in_db(runner.after_failure, call, exc)
         if attempt.should_stop():
             return await self.in_db(runner.abandoned, attempt)
+        # Its call is over: no more heartbeats for it (they would only wait on the locks of the completion's
+        # transaction, or deadlock with it), nor a cancel to deliver (a cancel now races the completion's
+        # compare-and-set, which one of them wins).
+        in_flight.remove(attempt)
         return await self._complete(attempt, result, call.job)
 
     async def _call(self, call: runner.Call, start) -> tuple[ChatResult | None, BaseException | None]:
@@ -242,11 +246,12 @@ class Engine:
 
 
 def _db_call(function, *args):
+    """One piece of database work; its connection goes back to the pool after it (as the threads path gives it
+    back before every provider call), so the watcher and the upkeep always find one."""
     try:
         return function(*args)
-    except Exception:
-        connection.close()  # a broken connection goes back to the pool closed, not to the next caller
-        raise
+    finally:
+        connection.close()
 
 
 def _prepare(call: runner.Call):

@@ -50,9 +50,11 @@ def claim_many(limit: int, task_id: str = "") -> list[tuple[Transitioned, AIJob]
 def complete_many(items: list[tuple[int, int, ChatResult, AIJob]]) -> list[str | None]:
     """Complete (job pk, attempt, result, job) items in one transaction; the status each was left in (None: its
     write was discarded, as finish.complete says)."""
+    order = sorted(range(len(items)), key=lambda index: items[index][0])  # row locks taken in pk order
     try:
         with transaction.atomic():
-            return [finish.complete(pk, attempt, result, job=job) for pk, attempt, result, job in items]
+            done = {index: finish.complete(*items[index][:3], job=items[index][3]) for index in order}
+        return [done[index] for index in range(len(items))]
     except Exception:
         if len(items) == 1:
             raise
