@@ -173,6 +173,9 @@ def ours_fast(executor: str = "threads") -> dict:
     workers = [start_worker("-P", "threads", "-c", "8", "-n", f"fast{i}@%h", **env) for i in range(2)]
     try:
         result = drain_rate(lambda: AIJob.objects.filter(status="completed").count(), N_FAST)
+        # CPU per job of the worker processes (start-up included, the same for both executors): unlike a rate,
+        # hardly moved by the other engineers' load on the machine.
+        result["worker_cpu_ms_per_job"] = round(cpu_seconds([w.pid for w in workers]) * 1000 / N_FAST, 2)
     finally:
         stop(workers)
     result["not_completed"] = AIJob.objects.exclude(status="completed").count()
@@ -258,6 +261,7 @@ def ours_io_bound(processes: int, threads: int, pool_max: int, executor: str = "
             pg_connections,
             running=lambda: AIJob.objects.filter(status="running").count(),
         )
+        result["worker_cpu_ms_per_job"] = round(cpu_seconds([w.pid for w in workers]) * 1000 / N_SLOW, 2)
     finally:
         stop(workers)
     how = f"asyncio executor, {threads} in flight" if executor == "asyncio" else f"threads pool, {threads} threads"

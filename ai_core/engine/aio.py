@@ -104,7 +104,8 @@ class Engine:
             self.tasks = set()
             self.stopping = False
             self.more = False
-            self.claiming = False
+            self.claimers = 0  # claim loops running
+            self.reserved = 0  # room the running claims asked for
             self.task_id = ""
             self.pending: list[tuple[LoopAttempt, ChatResult, object, asyncio.Future]] = []
             self.writing = 0
@@ -123,71 +124,74 @@ class Engine:
     def _poke(self, task_id: str = "") -> None:
         self.more = True
         self.task_id = task_id or self.task_id
-        if not self.claiming and not self.stopping:
-            self.claiming = True
+        # Claims run side by side on all database threads but one (each claim is one statement: several at once
+        # go as fast as the database takes them, SKIP LOCKED keeps them apart).
+        if self.claimers < max(1, settings.AICORE_ENGINE_DB_THREADS - 1) and not self.stopping:
+            self.claimers += 1
             self.loop.create_task(self._claim_while_room())
 
     async def _claim_while_room(self) -> None:
         try:
             while self.more and not self.stopping:
-                room = settings.AICORE_ENGINE_IN_FLIGHT - len(self.tasks)
+                room = settings.AICORE_ENGINE_IN_FLIGHT - len(self.tasks) - self.reserved
                 if room <= 0:
                     return  # `more` stays: the next end asks again
                 asked = min(room, settings.AICORE_ENGINE_BATCH)
                 self.more = False
+                self.reserved += asked
                 try:
-                    claimed = await self.in_db(batch.claim_many, asked, self.task_id)
+                    claimed = await self.in_db(_claim_and_prepare, asked, self.task_id, self.loop)
                 except Exception:
                     logger.warning("claim failed; the next wake-up or sweep asks again", exc_info=True)
                     await asyncio.sleep(0.5)
                     self.more = True
                     continue
-                for one, job in claimed:
-                    task = self.loop.create_task(self._run(one.attempt, job))
+                finally:
+                    self.reserved -= asked
+                for prepared in claimed:
+                    task = self.loop.create_task(self._run(prepared))
                     self.tasks.add(task)
                     task.add_done_callback(self._ended)
                 if claimed:  # there may be more (a batch also ends early, after half a heartbeat)
                     self.more = True
         finally:
-            self.claiming = False
+            self.claimers -= 1
 
     def _ended(self, task: asyncio.Task) -> None:
         self.tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             logger.error("attempt crashed in the executor", exc_info=task.exception())
-        if self.more and not self.claiming and not self.stopping:
+        if self.more and not self.claimers and not self.stopping:
             self._poke()
 
-    async def _run(self, attempt_number: int, job) -> str | None:
-        runner.bind_attempt_log(job, attempt_number)  # this task's own context
-        attempt = runner.new_attempt(job, attempt_number, kind=LoopAttempt)
-        attempt.loop = self.loop
-        call = runner.Call(job=job, attempt=attempt)
-        in_flight.add(attempt)
+    async def _run(self, prepared: "Prepared") -> str | None:
+        call = prepared.call
+        runner.bind_attempt_log(call.job, call.attempt.attempt)  # this task's own context
         try:
-            return await self._attempt(call)
+            return await self._attempt(prepared)
         finally:
-            in_flight.remove(attempt)
+            in_flight.remove(call.attempt)
 
-    async def _attempt(self, call: runner.Call) -> str | None:
-        attempt = call.attempt
-        try:
-            ended, lease, start = await self.in_db(_prepare, call)
-            if ended is not runner.NOT_ENDED:
-                return ended
-            result, error = await self._call(call, start)
-            raised = await self.in_db(_released, call, lease, result, error)
-            if raised is not None:
+    async def _attempt(self, prepared: "Prepared") -> str | None:
+        call, attempt = prepared.call, prepared.call.attempt
+        if prepared.error is not None:
+            return await self.in_db(runner.after_failure, call, prepared.error)
+        if prepared.ended is not runner.NOT_ENDED:
+            return prepared.ended
+        result, error = await self._call(call, prepared.start)
+        if error is not None:
+            try:
+                raised = await self.in_db(runner.release, prepared.lease, attempt, None, error)
                 raise raised
-        except Exception as exc:
-            return await self.in_db(runner.after_failure, call, exc)
+            except Exception as exc:
+                return await self.in_db(runner.after_failure, call, exc)
         if attempt.should_stop():
-            return await self.in_db(runner.abandoned, attempt)
+            return await self.in_db(_released_then_abandoned, call, prepared.lease, result)
         # Its call is over: no more heartbeats for it (they would only wait on the locks of the completion's
         # transaction, or deadlock with it), nor a cancel to deliver (a cancel now races the completion's
         # compare-and-set, which one of them wins).
         in_flight.remove(attempt)
-        return await self._complete(attempt, result, call.job)
+        return await self._complete(prepared, result)
 
     async def _call(self, call: runner.Call, start) -> tuple[ChatResult | None, BaseException | None]:
         """The provider call as its own task (a halt cancels it, not the database work around it), bounded by
@@ -217,10 +221,11 @@ class Engine:
             return None, task.exception()
         return task.result(), None
 
-    async def _complete(self, attempt: LoopAttempt, result: ChatResult, job) -> str | None:
-        """Queue the completion; the writer writes what queued meanwhile in one transaction (batch.complete_many)."""
+    async def _complete(self, prepared: "Prepared", result: ChatResult) -> str | None:
+        """Queue the completion; the writer writes what queued meanwhile: the leases given back, then the
+        completions in one transaction (batch.complete_many)."""
         future = self.loop.create_future()
-        self.pending.append((attempt, result, job, future))
+        self.pending.append((prepared, result, future))
         if self.writing < 2:
             self.writing += 1
             self.loop.create_task(self._write_completions())
@@ -232,9 +237,7 @@ class Engine:
                 size = settings.AICORE_ENGINE_BATCH
                 items, self.pending = self.pending[:size], self.pending[size:]
                 try:
-                    statuses = await self.in_db(
-                        batch.complete_many, [(a.job_pk, a.attempt, result, job) for a, result, job, _ in items]
-                    )
+                    statuses = await self.in_db(_complete_many, [(prepared, result) for prepared, result, _ in items])
                 except Exception as exc:
                     for *_, future in items:
                         future.set_exception(exc)
@@ -245,6 +248,56 @@ class Engine:
             self.writing -= 1
 
 
+@dataclass(eq=False)
+class Prepared:
+    """A claimed job made ready on a database thread: its call (runner.begin done) and lease, or how it ended
+    (a fallback switch) or what it raised (after_failure decides on the loop's next trip)."""
+
+    call: runner.Call
+    ended: str | None = runner.NOT_ENDED
+    lease: object = None
+    start: object = None  # the client's coroutine call, or None: the call runs on a thread
+    error: Exception | None = None
+
+
+def _claim_and_prepare(limit: int, task_id: str, loop) -> list[Prepared]:
+    """batch.claim_many, then each claimed attempt put in flight (its heartbeat from now on) and prepared
+    (runner.begin, the capacity lease), all in one trip to a database thread."""
+    prepared = []
+    for claimed, job in batch.claim_many(limit, task_id):
+        attempt = runner.new_attempt(job, claimed.attempt, kind=LoopAttempt)
+        attempt.loop = loop
+        call = runner.Call(job=job, attempt=attempt)
+        in_flight.add(attempt)
+        one = Prepared(call=call)
+        token = runner.bind_attempt_log(job, claimed.attempt)
+        try:
+            one.ended = runner.begin(call)
+            if one.ended is runner.NOT_ENDED:
+                one.lease = runner.capacity_lease(call)
+                one.start = call.client.async_call(call.request)
+        except Exception as exc:
+            one.error = exc
+        finally:
+            runner.unbind_attempt_log(token)
+        prepared.append(one)
+    return prepared
+
+
+def _complete_many(items: list[tuple[Prepared, ChatResult]]) -> list[str | None]:
+    """The calls' leases given back and their providers' circuits told, then the completions in one
+    transaction."""
+    for prepared, result in items:
+        runner.release(prepared.lease, prepared.call.attempt, result, None)
+        circuit.record_success(prepared.call.provider)
+    return batch.complete_many([(p.call.job.pk, p.call.attempt.attempt, result, p.call.job) for p, result in items])
+
+
+def _released_then_abandoned(call: runner.Call, lease, result: ChatResult) -> str | None:
+    runner.release(lease, call.attempt, result, None)
+    return runner.abandoned(call.attempt)
+
+
 def _db_call(function, *args):
     """One piece of database work; its connection goes back to the pool after it (as the threads path gives it
     back before every provider call), so the watcher and the upkeep always find one."""
@@ -252,23 +305,6 @@ def _db_call(function, *args):
         return function(*args)
     finally:
         connection.close()
-
-
-def _prepare(call: runner.Call):
-    """runner.begin, then the capacity lease, in one trip to a database thread: (ended, lease, the client's
-    coroutine call or None)."""
-    ended = runner.begin(call)
-    if ended is not runner.NOT_ENDED:
-        return ended, None, None
-    return ended, runner.capacity_lease(call), call.client.async_call(call.request)
-
-
-def _released(call: runner.Call, lease, result: ChatResult | None, error: BaseException | None):
-    """The lease given back and, after a result, the provider's circuit told: what the error becomes."""
-    raised = runner.release(lease, call.attempt, result, error)
-    if result is not None:
-        circuit.record_success(call.provider)
-    return raised
 
 
 def _sync_call(call: runner.Call) -> ChatResult:

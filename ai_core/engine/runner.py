@@ -151,6 +151,10 @@ def bind_attempt_log(job: AIJob, attempt_number: int):
     return bind_log_context(job_id=job.job_id, brand=job.brand_id, attempt=attempt_number)
 
 
+def unbind_attempt_log(token) -> None:
+    reset_log_context(token)
+
+
 def new_attempt(job: AIJob, attempt_number: int, kind: type[Attempt] = Attempt) -> Attempt:
     """The attempt's fence, deadline (the type's timeout, at most AICORE_MAX_JOB_SECONDS) and stop flag."""
     timeout = min(job.job_type.timeout_seconds, settings.AICORE_MAX_JOB_SECONDS)
