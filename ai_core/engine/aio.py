@@ -49,6 +49,15 @@ def enabled() -> bool:
     return settings.AICORE_ENGINE_EXECUTOR == "asyncio"
 
 
+def db_threads() -> int:
+    """AICORE_ENGINE_DB_THREADS, but never the whole connection pool: the watcher (heartbeats, cancels) and the
+    upkeep (reaper, sweeper) must always find a connection, or the calls in flight would look dead."""
+    pool = settings.DATABASES["default"].get("OPTIONS", {}).get("pool")
+    if isinstance(pool, dict) and pool.get("max_size"):
+        return max(1, min(settings.AICORE_ENGINE_DB_THREADS, pool["max_size"] - 2))
+    return settings.AICORE_ENGINE_DB_THREADS
+
+
 @dataclass(eq=False)
 class LoopAttempt(Attempt):
     """An attempt whose halt (from the watcher's thread, or its own deadline) also cancels its call's task."""
@@ -109,7 +118,7 @@ class Engine:
             self.task_id = ""
             self.pending: list[tuple[LoopAttempt, ChatResult, object, asyncio.Future]] = []
             self.writing = 0
-            self.db = ThreadPoolExecutor(settings.AICORE_ENGINE_DB_THREADS, thread_name_prefix="aicore-aio-db")
+            self.db = ThreadPoolExecutor(db_threads(), thread_name_prefix="aicore-aio-db")
             self.sync_calls = ThreadPoolExecutor(
                 settings.AICORE_ENGINE_SYNC_THREADS, thread_name_prefix="aicore-aio-call"
             )
@@ -126,7 +135,7 @@ class Engine:
         self.task_id = task_id or self.task_id
         # Claims run side by side on all database threads but one (each claim is one statement: several at once
         # go as fast as the database takes them, SKIP LOCKED keeps them apart).
-        if self.claimers < max(1, settings.AICORE_ENGINE_DB_THREADS - 1) and not self.stopping:
+        if self.claimers < max(1, db_threads() - 1) and not self.stopping:
             self.claimers += 1
             self.loop.create_task(self._claim_while_room())
 
