@@ -6,7 +6,7 @@ PORT   ?= 8000
 PG_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: run test test-sqlite test-postgres test-postgres-if-up bench lint architecture worker venv venv-test migrate demo clean browser
+.PHONY: run test test-sqlite test-postgres test-postgres-if-up bench bench-crash lint architecture worker venv venv-test migrate demo clean browser
 
 # Two stamps: `make run` installs the runtime dependencies only; `make test` / `make lint` add the test and
 # tool extras (pytest, schemathesis, playwright, ruff…) on top, once.
@@ -105,6 +105,10 @@ bench: venv $(VENV)/.installed-bench
 		apt-get install -y -q wrk >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q wrk >/dev/null; }; \
 	else echo "wrk not found: install it (e.g. apt-get install wrk) for bench.api" >&2; fi; }
 	$(PY) -m bench.run
+
+## kill -9 of a worker with 2 000 calls in flight (asyncio executor): 0 lost, 0 duplicated, 0 double-charged.
+bench-crash: venv $(VENV)/.installed-bench
+	$(PY) -m bench.engine_crash
 
 lint: venv-test architecture
 	$(PY) -m ruff check . && $(PY) -m ruff format --check .

@@ -3,10 +3,12 @@
 from celery import shared_task
 
 from ai_core.dispatch import RUN_JOB_TASK
-from ai_core.engine import runner
+from ai_core.engine import aio, runner
 from ai_core.engine import worker as _worker  # noqa: F401  (starts the sweeper/reaper in worker processes)
 
 
 @shared_task(name=RUN_JOB_TASK, bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def run_job(self, job_pk: int) -> str | None:
+    if aio.enabled():  # the asyncio executor: the wake-up is handed to the loop, acked at once (see engine.aio)
+        return aio.engine.wake(task_id=self.request.id or "")
     return runner.run_from_message(job_pk, task_id=self.request.id or "")

@@ -128,6 +128,16 @@ class CatalogueBound:
             return embed(request, should_stop=should_stop)
         return self.client.chat(self.bound(request), on_progress=on_progress, should_stop=should_stop)
 
+    def async_call(self, request: ChatRequest):
+        """The client's coroutine call for `request` under the catalogue's rules (the asyncio executor,
+        ai_core.engine.aio), as a function of (on_progress, should_stop); None when the client has none for it
+        (embeddings, a company's own base URL, a synchronous custom client): the call then runs on a thread."""
+        achat = getattr(self.client, "achat", None)
+        if request.operation != "chat" or achat is None or not getattr(self.client, "async_capable", True):
+            return None
+        bound = self.bound(request)
+        return lambda *, on_progress, should_stop: achat(bound, on_progress=on_progress, should_stop=should_stop)
+
 
 def client_for_model(model: str, company_id: int | None = None) -> CatalogueBound:
     """The one seam from a model name to a ready client (the engine, the gateway, the provider batches): the

@@ -5,12 +5,14 @@
 1. Baselines: 5 000 no-op Celery tasks (2 prefork processes) drained from Redis; 5 000 no-op procrastinate
    jobs (2 worker processes × concurrency 8) drained from PostgreSQL (its own database on the same server).
 2. Ours: 5 000 `echo` jobs at 0 ms through the whole path (claim, events, roll-up, result) with 2 worker
-   processes (threads pool, 8 threads each), same Redis and PostgreSQL.
+   processes (threads pool, 8 threads each), same Redis and PostgreSQL; again with the asyncio executor
+   (AICORE_ENGINE_EXECUTOR=asyncio, 64 calls in flight each: part `fast_aio`).
 3. I/O-bound: 2 000 `echo` jobs of 2 000 ms on one worker machine, 400 threads in all, run twice: as ONE
    worker process (400 threads, a database pool of at most 10 connections) and as one process per core
    (2 × 200 threads, pools of at most 9): sustained jobs/s, calls in flight, peak PostgreSQL connections,
    worker RSS (summed over the processes). The peer: 2 000 procrastinate jobs sleeping 2 000 ms (asyncio) in
    one worker process at concurrency 400.
+   Part `io_aio`: the same 2 000 jobs with the asyncio executor in ONE process, 400 then 2 000 calls in flight.
 4. The provider ratio: bench.providers (OpenAI SDK → local fake server at 0 ms vs echo), run as a subprocess
    and copied into the table.
 
@@ -19,8 +21,8 @@ excluded from both sides). Environment: BENCH_DATABASE_URL (postgres://…/aicor
 missing), BENCH_PEER_DATABASE_URL (postgres://…/aicore_bench_peer, dropped and re-created), BENCH_PROVIDERS_DATABASE_URL
 (postgres://…/aicore_bench_providers), BENCH_REDIS_URL
 (redis://127.0.0.1:6379/1; its keys are flushed), BENCH_ENGINE_FAST_JOBS / BENCH_ENGINE_SLOW_JOBS (counts).
-A subset: BENCH_ENGINE_PARTS=celery,peer,fast,io,peer_io,providers (default all; e.g. `celery,peer,fast` for
-the 0 ms table only, ~1 minute). The machine may be shared: figures are indicative.
+A subset: BENCH_ENGINE_PARTS=celery,peer,fast,fast_aio,io,io_aio,peer_io,providers (default all; e.g.
+`celery,peer,fast,fast_aio` for the 0 ms table only, ~2 minutes). The machine may be shared: figures are indicative.
 """
 
 import json
@@ -42,11 +44,16 @@ REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/1")
 N_FAST = int(os.environ.get("BENCH_ENGINE_FAST_JOBS", "5000"))
 N_SLOW = int(os.environ.get("BENCH_ENGINE_SLOW_JOBS", "2000"))
 PEER_DB_URL = os.environ.get("BENCH_PEER_DATABASE_URL", DB_URL.rsplit("/", 1)[0] + "/aicore_bench_peer")
-PARTS = set(os.environ.get("BENCH_ENGINE_PARTS", "celery,peer,fast,io,peer_io,providers").split(","))
+ALL_PARTS = "celery,peer,fast,fast_aio,io,io_aio,peer_io,providers"
+PARTS = set(os.environ.get("BENCH_ENGINE_PARTS", ALL_PARTS).split(","))
 SLOW_MS = 2000
 SLOW_THREADS = 400
 # (processes, threads each, database pool max each): one process, then one per core of this machine.
 IO_LAYOUTS = [(1, SLOW_THREADS, 10), (2, SLOW_THREADS // 2, 9)]
+# The asyncio executor (AICORE_ENGINE_EXECUTOR=asyncio), one process: 400 then 2 000 calls in flight, a pool of
+# at most 8 connections (its 4 database threads, the watcher, the upkeep).
+AIO_LAYOUTS = [(1, SLOW_THREADS, 8, "asyncio"), (1, 2000, 8, "asyncio")]
+FAST_IN_FLIGHT = 64  # the asyncio executor's calls in flight per process for echo at 0 ms
 
 ENV = {
     "DATABASE_URL": DB_URL,
@@ -159,15 +166,23 @@ def baseline() -> dict:
         stop(workers)
 
 
-def ours_fast() -> dict:
+def ours_fast(executor: str = "threads") -> dict:
     AIJob, brands = fresh_state()
     submit_jobs(brands, N_FAST, {"delay_ms": 0})
-    workers = [start_worker("-P", "threads", "-c", "8", "-n", f"fast{i}@%h") for i in range(2)]
+    env = {"AICORE_ENGINE_EXECUTOR": executor, "AICORE_ENGINE_IN_FLIGHT": str(FAST_IN_FLIGHT)}
+    workers = [start_worker("-P", "threads", "-c", "8", "-n", f"fast{i}@%h", **env) for i in range(2)]
     try:
         result = drain_rate(lambda: AIJob.objects.filter(status="completed").count(), N_FAST)
+        # CPU per job of the worker processes (start-up included, the same for both executors): unlike a rate,
+        # hardly moved by the other engineers' load on the machine.
+        result["worker_cpu_ms_per_job"] = round(cpu_seconds([w.pid for w in workers]) * 1000 / N_FAST, 2)
     finally:
         stop(workers)
     result["not_completed"] = AIJob.objects.exclude(status="completed").count()
+    if executor == "asyncio":
+        result["workers"] = f"2 workers, asyncio executor, {FAST_IN_FLIGHT} in flight each"
+    else:
+        result["workers"] = "2 workers, threads pool, 8 threads each"
     return result
 
 
@@ -223,17 +238,20 @@ def sampled_drain(count, total: int, pids: list[int], connections, running=None)
     return {**result, **peaks, "rss_mb": round(peaks["rss_mb"], 1)}
 
 
-def ours_io_bound(processes: int, threads: int, pool_max: int) -> dict:
+def ours_io_bound(processes: int, threads: int, pool_max: int, executor: str = "threads") -> dict:
+    """`threads`: the Celery threads (threads pool) or, with the asyncio executor, the calls in flight at most
+    (AICORE_ENGINE_IN_FLIGHT; the Celery pool then has 4 threads, which only hand wake-ups to the loop)."""
     from django.db import connection
 
     AIJob, brands = fresh_state()
     submit_jobs(brands, N_SLOW, {"delay_ms": SLOW_MS, "chunks": 4})
     connection.close()
+    env = {"DB_POOL_MAX_SIZE": str(pool_max), "DB_POOL_MIN_SIZE": "2", "AICORE_ENGINE_EXECUTOR": executor}
+    celery_threads = threads
+    if executor == "asyncio":
+        env["AICORE_ENGINE_IN_FLIGHT"], celery_threads = str(threads), 4
     workers = [
-        start_worker(
-            "-P", "threads", "-c", str(threads), "-n", f"io{i}@%h", DB_POOL_MAX_SIZE=str(pool_max), DB_POOL_MIN_SIZE="2"
-        )
-        for i in range(processes)
+        start_worker("-P", "threads", "-c", str(celery_threads), "-n", f"io{i}@%h", **env) for i in range(processes)
     ]
     try:
         result = sampled_drain(
@@ -243,10 +261,13 @@ def ours_io_bound(processes: int, threads: int, pool_max: int) -> dict:
             pg_connections,
             running=lambda: AIJob.objects.filter(status="running").count(),
         )
+        result["worker_cpu_ms_per_job"] = round(cpu_seconds([w.pid for w in workers]) * 1000 / N_SLOW, 2)
     finally:
         stop(workers)
+    how = f"asyncio executor, {threads} in flight" if executor == "asyncio" else f"threads pool, {threads} threads"
     result.update(
-        workers=f"{processes} worker process(es), threads pool, {threads} threads each",
+        workers=f"{processes} worker process(es), {how} each",
+        executor=executor,
         threads=processes * threads,
         db_pool_max=processes * pool_max,
         delay_ms=SLOW_MS,
@@ -317,10 +338,13 @@ def peer_run(task_name: str, count: int, kwargs: dict, processes: int, concurren
     return {**result, "workers": f"{processes} procrastinate worker process(es), concurrency {concurrency} each"}
 
 
-def providers_ratio() -> dict:
-    """bench.providers in its own process (its own database and Redis): the OpenAI SDK path vs echo."""
+def providers_ratio(executor: str = "threads") -> dict:
+    """bench.providers in its own process (its own database and Redis): the OpenAI SDK path vs echo, on workers
+    of `executor` (AICORE_ENGINE_EXECUTOR; asyncio: the OpenAI calls through AsyncOpenAI)."""
     database = os.environ.get("BENCH_PROVIDERS_DATABASE_URL", DB_URL.rsplit("/", 1)[0] + "/aicore_bench_providers")
-    env = {**os.environ, "BENCH_DATABASE_URL": database}
+    env = {**os.environ, "BENCH_DATABASE_URL": database, "AICORE_ENGINE_EXECUTOR": executor}
+    if executor == "asyncio":
+        env["AICORE_ENGINE_IN_FLIGHT"] = str(FAST_IN_FLIGHT)
     code = subprocess.run([sys.executable, "-m", "bench.providers"], cwd=ROOT, env=env).returncode
     document = json.loads((ROOT / "bench" / "results" / "providers.json").read_text()) if code == 0 else {}
     return {key: document.get(key) for key in ("echo", "openai", "ratio")}
@@ -341,10 +365,13 @@ def main() -> None:
     base = baseline() if "celery" in PARTS else None
     peer_noop = peer_run("noop", N_FAST, {}, 2, 8, sampled=False) if "peer" in PARTS else None
     fast = ours_fast() if "fast" in PARTS else None
+    fast_aio = ours_fast("asyncio") if "fast_aio" in PARTS else None
     layouts = [ours_io_bound(*layout) for layout in IO_LAYOUTS] if "io" in PARTS else []
     slow = max(layouts, key=lambda run: run["per_second"]) if layouts else None
+    aio_layouts = [ours_io_bound(*layout) for layout in AIO_LAYOUTS] if "io_aio" in PARTS else []
     peer_io = peer_run("sleep", N_SLOW, {"ms": SLOW_MS}, 1, SLOW_THREADS, sampled=True) if "peer_io" in PARTS else None
     providers = providers_ratio() if "providers" in PARTS else None
+    providers_aio = providers_ratio("asyncio") if "providers" in PARTS else None
     report = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(load_before),
@@ -353,24 +380,30 @@ def main() -> None:
         "database": DB_URL.rsplit("/", 1)[-1],
         "baseline_noop_celery": base and {**base, "workers": "1 worker, prefork, 2 processes"},
         "baseline_noop_procrastinate": peer_noop,
-        "echo_0ms_full_path": fast and {**fast, "workers": "2 workers, threads pool, 8 threads each"},
+        "echo_0ms_full_path": fast,
         "ratio_vs_baseline": rate_ratio(fast, base),
         "ratio_vs_procrastinate": rate_ratio(fast, peer_noop),
+        "echo_0ms_full_path_asyncio": fast_aio,
+        "ratio_vs_baseline_asyncio": rate_ratio(fast_aio, base),
+        "ratio_vs_procrastinate_asyncio": rate_ratio(fast_aio, peer_noop),
         "io_bound_echo_2000ms": slow,
         "io_bound_layouts": layouts,
+        "io_bound_asyncio": aio_layouts,
         "peer_io_bound_sleep_2000ms": peer_io,
         "providers": providers,
+        "providers_asyncio": providers_aio,
         "targets": {
             "ratio_vs_baseline": 0.8,
             "ratio_vs_procrastinate": 1.5,
             "io_jobs_per_second_one_process": 190,
+            "io_jobs_per_second_one_process_2000_in_flight": 800,
             "io_pg_connections_max": 20,
             "providers_ratio": 0.8,
         },
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(report, indent=2) + "\n")
-    print_table(report, layouts)
+    print_table(report, layouts + aio_layouts)
     print(f"→ {RESULTS.relative_to(ROOT)}")
 
 
@@ -390,16 +423,20 @@ def print_table(report: dict, layouts: list[dict]) -> None:
             f"{report['ratio_vs_baseline']}× Celery (target ≥ 0.8), "
             f"{report['ratio_vs_procrastinate']}× procrastinate (target ≥ 1.5)",
         ),
+        (
+            "echo 0 ms, whole path (2 × asyncio)",
+            rate(report["echo_0ms_full_path_asyncio"]),
+            f"{report['ratio_vs_baseline_asyncio']}× Celery, {report['ratio_vs_procrastinate_asyncio']}× procrastinate",
+        ),
     ]
-    rows += [
-        (f"echo 2 000 ms, {run['workers'].split(' worker')[0]} proc", rate(run), io_note(run) + " (target ≥ 190/s)")
-        for run in layouts
-    ]
+    rows += [(f"echo 2 000 ms, {run['workers'].split(' each')[0]}", rate(run), io_note(run)) for run in layouts]
     if report["peer_io_bound_sleep_2000ms"]:
         peer_io = report["peer_io_bound_sleep_2000ms"]
         rows.append(("procrastinate sleep 2 000 ms, 1 proc", rate(peer_io), io_note(peer_io)))
     if report["providers"]:
         rows.append(("OpenAI SDK / echo (bench.providers)", str(report["providers"]["ratio"]), "target ≥ 0.8"))
+    if report.get("providers_asyncio"):
+        rows.append(("OpenAI SDK / echo, asyncio executor", str(report["providers_asyncio"]["ratio"]), "target ≥ 0.8"))
     print(f"{'engine benchmark':<38}{'rate':>12}  notes")
     for name, value, note in rows:
         print(f"{name:<38}{value:>12}  {note}")

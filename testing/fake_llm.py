@@ -377,11 +377,16 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
     def _trickle(self, make_event, every: float) -> None:
+        with self.server.lock:
+            self.server.trickling += 1
         try:
             while not self.server.stopping.wait(every):
                 self._send_chunk(make_event())
         except (BrokenPipeError, ConnectionResetError, OSError):
             pass
+        finally:
+            with self.server.lock:
+                self.server.trickling -= 1
         self.close_connection = True
 
     # --- Batch APIs ----------------------------------------------------------------------------------------
@@ -784,6 +789,7 @@ class _Server(_BatchStore, ThreadingHTTPServer):
         self.failures: dict[str, int] = {}
         self.connections = 0  # TCP connections accepted: a client keeping its connections alive opens few
         self.limiter: RateLimit | None = None
+        self.trickling = 0  # trickle streams still open: one ends when its client closes it (a cancel)
 
     def process_request(self, request, client_address):
         with self.lock:
@@ -861,6 +867,11 @@ class FakeLLM:
     @property
     def connections(self) -> int:
         return self.server.connections
+
+    @property
+    def trickling(self) -> int:
+        """Trickle streams still open (a client that closes one is seen at the next chunk it would get)."""
+        return self.server.trickling
 
     def rate_limit(self, *, requests: int, per_seconds: float, state_headers: bool = True) -> RateLimit:
         """Serve at most `requests` chat calls per `per_seconds` from now on (see the module's docstring)."""

@@ -7,4 +7,6 @@
 - watch.py: per-process heartbeat and cancel watcher over the attempts in flight.
 - upkeep.py: sweeper (lost wake-ups) and reaper (dead workers, overdue jobs), run in every worker.
 - retry.py: the retry policy (exponential backoff with jitter).
+- aio.py: the asyncio executor (AICORE_ENGINE_EXECUTOR=asyncio): one event loop per process runs the calls.
+- batch.py: claims and completions of many jobs per trip to the database (the asyncio executor's).
 """

@@ -8,6 +8,7 @@ IllegalTransition and are discarded.
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
@@ -23,9 +24,17 @@ from ai_core.engine.watch import Attempt, in_flight
 from ai_core.models import AIJob, JobStatus
 from ai_core.services import job_requeue, job_start, job_type_by_pk, job_wait_for_capacity
 from ai_core.statements import JobRead, job_row
+from ai_core.workflow import Transitioned
 from ai_providers import capacity
-from ai_providers.clients.base import CallAbandoned, ChatResult, ProviderError, TokenCallback, TransientProviderError
-from ai_providers.services import client_for_model
+from ai_providers.clients.base import (
+    CallAbandoned,
+    ChatRequest,
+    ChatResult,
+    ProviderError,
+    TokenCallback,
+    TransientProviderError,
+)
+from ai_providers.services import CatalogueBound, client_for_model
 from kernel.logs import bind_log_context, reset_log_context
 
 logger = logging.getLogger(__name__)
@@ -42,6 +51,12 @@ def run_from_message(job_pk: int, *, task_id: str = "", policy: RetryPolicy | No
         return None
     job = _job_from(CLAIMED, claimed.extra) if claimed.extra else None
     return execute(claimed.job_pk, claimed.attempt, policy=policy, job=job)
+
+
+def claimed_job(claimed: Transitioned) -> AIJob:
+    """The job a claim (claim_next with also_return=CLAIMED.sql) took, as an attempt needs it: from the claim
+    statement's own row on PostgreSQL, else read."""
+    return _job_from(CLAIMED, claimed.extra) if claimed.extra else _load(claimed.job_pk)
 
 
 def claim_job(job_pk: int, *, task_id: str) -> tuple[int, AIJob | None]:
@@ -87,61 +102,142 @@ def execute(
     """
     if job is None:
         job = _load(job_pk)
-    # Every log line of this attempt (ours, the provider SDK's) carries the job, brand and attempt.
-    log_token = bind_log_context(job_id=job.job_id, brand=job.brand_id, attempt=attempt_number)
-    timeout = min(job.job_type.timeout_seconds, settings.AICORE_MAX_JOB_SECONDS)
-    attempt = Attempt(job_pk=job_pk, attempt=attempt_number, deadline=time.monotonic() + timeout)
-    in_flight.add(attempt)
-    provider = ""  # known once the model's client is: whose circuit the call's outcome counts on
+    log_token = bind_attempt_log(job, attempt_number)
+    call = Call(job=job, attempt=new_attempt(job, attempt_number), policy=policy)
+    in_flight.add(call.attempt)
     try:
         try:
-            request = handlers.build_request(job)
-            request.attempt, request.timeout_seconds = attempt_number, float(timeout)
-            request.on_token = on_token
-            if whole:
-                request.stream = False
-            should_stop = attempt.should_stop
-            if stop_when is not None:
-                should_stop = lambda: stop_when() or attempt.should_stop()  # noqa: E731
-            client = client_for_model(request.model, job.company_id)
-            provider = client.choice.provider.name
-            skip_to = fallback.past_open_circuit(job, provider)
-            if skip_to is not None:
-                return fallback.switch(job, attempt_number, skip_to, reason=f"the {provider} circuit is open")
-            result = _leased_call(client, request, attempt, job, should_stop, capacity_wait)
-        except CallAbandoned:
-            return _abandoned(attempt)
-        except capacity.CapacityWait as wait:
-            if capacity_wait is not None:  # the caller waited as long as it would
-                return _capacity_timeout(attempt, f"No provider capacity within the caller's bound ({wait})")
-            skip_to = fallback.past_long_wait(job, wait.until)
-            if skip_to is not None:
-                return fallback.switch(job, attempt_number, skip_to, reason=f"waiting too long for capacity ({wait})")
-            return _wait_for_capacity(attempt, job, wait)
-        except ProviderError as exc:
-            if provider and circuit.means_down(exc):
-                circuit.record_failure(provider, exc.message)
-            if isinstance(exc, TransientProviderError):
-                return _retry_or_fail(
-                    attempt, job, exc.error_code, exc.message, policy or default_policy(), may_fall_back=True
-                )
-            return finish.fail(attempt.job_pk, attempt.attempt, exc.error_code, exc.message)
-        except Exception as exc:  # a bug or a broken dependency: retried like a transient error, then failed
-            logger.exception("job %s attempt %s crashed", job_pk, attempt_number)
-            return _retry_or_fail(
-                attempt, job, "ENGINE_ERROR", f"{type(exc).__name__}: {exc}", policy or default_policy()
-            )
-        circuit.record_success(provider)
-        if attempt.should_stop():
-            return _abandoned(attempt)
-        status = finish.complete(attempt.job_pk, attempt.attempt, result, job=job)
+            ended = begin(call, on_token=on_token, whole=whole, stop_when=stop_when)
+            if ended is not NOT_ENDED:
+                return ended
+            result = _leased_call(call.client, call.request, call.attempt, job, call.should_stop, capacity_wait)
+        except Exception as exc:
+            return after_failure(call, exc, capacity_wait=capacity_wait)
+        circuit.record_success(call.provider)
+        if call.attempt.should_stop():
+            return _abandoned(call.attempt)
+        status = finish.complete(call.attempt.job_pk, call.attempt.attempt, result, job=job)
         if status == JobStatus.COMPLETED and on_completed is not None:
             on_completed(result)
         return status
     finally:
-        in_flight.remove(attempt)
+        in_flight.remove(call.attempt)
         connection.close()
         reset_log_context(log_token)
+
+
+# --- the decisions of an attempt, shared by this thread path and the asyncio executor (engine.aio) -----------
+
+NOT_ENDED = "not ended"  # begin(): the call is to be made
+
+
+@dataclass(eq=False)
+class Call:
+    """One attempt's call as the decisions see it: the job, its attempt, and what begin() found."""
+
+    job: AIJob
+    attempt: Attempt
+    policy: RetryPolicy | None = None
+    provider: str = ""  # known once the model's client is: whose circuit the call's outcome counts on
+    request: ChatRequest | None = None
+    client: CatalogueBound | None = None
+    should_stop: Callable[[], bool] | None = None
+
+
+def bind_attempt_log(job: AIJob, attempt_number: int):
+    """Every log line of this attempt (ours, the provider SDK's) carries the job, brand and attempt (the
+    current thread's or task's context); returns the token that undoes it."""
+    return bind_log_context(job_id=job.job_id, brand=job.brand_id, attempt=attempt_number)
+
+
+def unbind_attempt_log(token) -> None:
+    reset_log_context(token)
+
+
+def new_attempt(job: AIJob, attempt_number: int, kind: type[Attempt] = Attempt) -> Attempt:
+    """The attempt's fence, deadline (the type's timeout, at most AICORE_MAX_JOB_SECONDS) and stop flag."""
+    timeout = min(job.job_type.timeout_seconds, settings.AICORE_MAX_JOB_SECONDS)
+    return kind(job_pk=job.pk, attempt=attempt_number, deadline=time.monotonic() + timeout)
+
+
+def begin(
+    call: Call,
+    *,
+    on_token: TokenCallback | None = None,
+    whole: bool = False,
+    stop_when: Callable[[], bool] | None = None,
+) -> str | None:
+    """Build the request and find the model's client (call.request, call.client, call.provider), or end the
+    attempt at once: a switch to a fallback past the provider's open circuit. Returns NOT_ENDED when the call is
+    to be made, else the status the attempt left the job in. Raises what after_failure() decides on."""
+    job, attempt = call.job, call.attempt
+    request = handlers.build_request(job)
+    request.attempt = attempt.attempt
+    request.timeout_seconds = float(min(job.job_type.timeout_seconds, settings.AICORE_MAX_JOB_SECONDS))
+    request.on_token = on_token
+    if whole:
+        request.stream = False
+    call.should_stop = attempt.should_stop
+    if stop_when is not None:
+        call.should_stop = lambda: stop_when() or attempt.should_stop()  # noqa: E731
+    call.request = request
+    call.client = client_for_model(request.model, job.company_id)
+    call.provider = call.client.choice.provider.name
+    skip_to = fallback.past_open_circuit(job, call.provider)
+    if skip_to is not None:
+        return fallback.switch(job, attempt.attempt, skip_to, reason=f"the {call.provider} circuit is open")
+    return NOT_ENDED
+
+
+def after_failure(call: Call, exc: Exception, *, capacity_wait=None) -> str | None:
+    """What a failed or stopped call leaves the job in: ended (timeout), waiting for capacity, switched to a
+    fallback, re-queued for another attempt, or failed; None when a cancel or a newer attempt already ended it."""
+    attempt, job, provider = call.attempt, call.job, call.provider
+    policy = call.policy or default_policy()
+    if isinstance(exc, CallAbandoned):
+        return _abandoned(attempt)
+    if isinstance(exc, capacity.CapacityWait):
+        if capacity_wait is not None:  # the caller waited as long as it would
+            return _capacity_timeout(attempt, f"No provider capacity within the caller's bound ({exc})")
+        skip_to = fallback.past_long_wait(job, exc.until)
+        if skip_to is not None:
+            return fallback.switch(job, attempt.attempt, skip_to, reason=f"waiting too long for capacity ({exc})")
+        return _wait_for_capacity(attempt, job, exc)
+    if isinstance(exc, ProviderError):
+        if provider and circuit.means_down(exc):
+            circuit.record_failure(provider, exc.message)
+        if isinstance(exc, TransientProviderError):
+            return _retry_or_fail(attempt, job, exc.error_code, exc.message, policy, may_fall_back=True)
+        return finish.fail(attempt.job_pk, attempt.attempt, exc.error_code, exc.message)
+    # A bug or a broken dependency: retried like a transient error, then failed.
+    logger.error("job %s attempt %s crashed", attempt.job_pk, attempt.attempt, exc_info=exc)
+    return _retry_or_fail(attempt, job, "ENGINE_ERROR", f"{type(exc).__name__}: {exc}", policy)
+
+
+def abandoned(attempt: Attempt) -> str | None:
+    return _abandoned(attempt)
+
+
+def capacity_lease(call: Call) -> capacity.Lease:
+    """The call's lease on its endpoint's capacity (raises CapacityWait: after_failure decides)."""
+    return _capacity_for(call.client, call.request, call.attempt, call.job)
+
+
+def release(
+    lease: capacity.Lease, attempt: Attempt, result: ChatResult | None, exc: BaseException | None
+) -> BaseException | None:
+    """The lease given back with what the answer (or the error) said of the limits; returns what the call's
+    error becomes (a 429 that happened anyway: a CapacityWait, not an error), None after a result."""
+    if result is not None:
+        _release(lease, attempt, tokens=result.input_tokens + result.output_tokens, headers=result.headers, status=200)
+        return None
+    if isinstance(exc, ProviderError):
+        _release(lease, attempt, tokens=None, headers=exc.headers, status=exc.status_code)
+        if exc.error_code == "PROVIDER_RATE_LIMITED":
+            return capacity.after_rate_limit(lease.key, exc.headers)
+        return exc
+    _release(lease, attempt, tokens=None, headers={}, status=None)
+    return exc
 
 
 # The job as an attempt reads it: its columns, its brand's company, and the extensions' probes (hooks.probes:
@@ -216,20 +312,16 @@ def _leased_call(client, request, attempt: Attempt, job: AIJob, should_stop, cap
 
 
 def _call_under_lease(client, request, lease: capacity.Lease, attempt: Attempt, should_stop) -> ChatResult:
-    """The provider call, then the lease given back with what the answer said of the limits. A 429 that
-    happened anyway becomes a wait (CapacityWait), not an error."""
+    """The provider call, then the lease given back (release)."""
     try:
         # Progress is only noted here: the watcher writes it with its next round (watch.py).
         result = client.chat(request, on_progress=attempt.report, should_stop=should_stop)
-    except ProviderError as exc:
-        _release(lease, attempt, tokens=None, headers=exc.headers, status=exc.status_code)
-        if exc.error_code == "PROVIDER_RATE_LIMITED":
-            raise capacity.after_rate_limit(lease.key, exc.headers) from exc
-        raise
-    except BaseException:
-        _release(lease, attempt, tokens=None, headers={}, status=None)
-        raise
-    _release(lease, attempt, tokens=result.input_tokens + result.output_tokens, headers=result.headers, status=200)
+    except BaseException as exc:
+        raised = release(lease, attempt, None, exc)
+        if raised is exc:
+            raise
+        raise raised from exc
+    release(lease, attempt, result, None)
     return result
 
 

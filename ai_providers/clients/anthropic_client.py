@@ -1,7 +1,7 @@
 """Anthropic through the official `anthropic` SDK (messages API), behind the same interface as OpenAI."""
 
 from dataclasses import asdict
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any
 
 import anthropic
@@ -14,7 +14,14 @@ from ai_providers.clients.base import (
     ProviderError,
     StopCheck,
 )
-from ai_providers.clients.common import CallGuard, StreamProgress, map_sdk_error, rate_headers, sdk_http_client
+from ai_providers.clients.common import (
+    CallGuard,
+    StreamProgress,
+    map_sdk_error,
+    rate_headers,
+    sdk_async_http_client,
+    sdk_http_client,
+)
 from ai_providers.money import TokenUsage
 from kernel.netguard import AddressRefused
 
@@ -55,6 +62,7 @@ class AnthropicClient:
 
     def __init__(self, *, api_key: str, base_url: str | None = None, name: str = "anthropic", guarded: bool = True):
         self.name = name
+        self._guarded = guarded
         self._sdk = anthropic.Anthropic(
             api_key=api_key,
             base_url=base_url or None,
@@ -90,37 +98,53 @@ class AnthropicClient:
     def _chat_streamed(
         self, params: dict, guard: CallGuard, on_progress: ProgressCallback, on_token=None
     ) -> ChatResult:
-        progress = StreamProgress(on_progress, params["max_tokens"])
+        answer = _StreamedMessage(params, on_progress, on_token)
         stream = self._sdk.messages.create(**params, stream=True, timeout=self._timeout(guard))
-        parts: list[str] = []
-        length = 0
-        usages = []  # message_start's, then each message_delta's
-        finish, model, message_id = None, params["model"], None
         with stream:
             for event in stream:
                 guard.check()
-                if event.type == "message_start":
-                    message_id, model = event.message.id, event.message.model or model
-                    usages.append(event.message.usage)
-                elif event.type == "content_block_delta" and event.delta.type == "text_delta":
-                    parts.append(event.delta.text)
-                    length += len(event.delta.text)
-                    if on_token is not None:
-                        on_token(event.delta.text)
-                    progress.update(length)
-                elif event.type == "message_delta":
-                    finish = event.delta.stop_reason or finish
-                    usages.append(event.usage)
-            request_id = stream.response.headers.get("request-id")
-        return ChatResult(
-            completion="".join(parts),
-            finish_reason=finish or "end_turn",
-            model=model,
-            request_id=request_id,
-            extra={"provider_response_id": message_id},
-            headers=rate_headers(stream.response.headers),
-            **asdict(usage_tokens(*usages)),
+                answer.take(event)
+            return answer.result(stream.response.headers)
+
+    # --- the async engine's path (ai_core.engine.aio): the same call as a coroutine, on AsyncAnthropic -----
+
+    @property
+    def async_capable(self) -> bool:
+        """Not for a company's own base URL (the network guard's transport is synchronous): threads path."""
+        return not self._guarded
+
+    @cached_property
+    def _async_sdk(self) -> anthropic.AsyncAnthropic:
+        return anthropic.AsyncAnthropic(
+            api_key=self._sdk.api_key,
+            base_url=self._sdk.base_url,
+            max_retries=0,
+            timeout=anthropic.Timeout(60.0, connect=float(settings.AICORE_PROVIDER_CONNECT_TIMEOUT)),
+            http_client=sdk_async_http_client(),
         )
+
+    async def achat(self, request: ChatRequest, *, on_progress: ProgressCallback, should_stop: StopCheck) -> ChatResult:
+        """chat() as a coroutine. A cancel cancels the task: the stream's context closes the response."""
+        guard = CallGuard(provider=self.name, timeout_seconds=request.timeout_seconds, should_stop=should_stop)
+        params = messages_params(request)
+        try:
+            if request.stream:
+                answer = _StreamedMessage(params, on_progress, request.on_token)
+                stream = await self._async_sdk.messages.create(**params, stream=True, timeout=self._timeout(guard))
+                async with stream:
+                    async for event in stream:
+                        guard.check()
+                        answer.take(event)
+                    return answer.result(stream.response.headers)
+            raw = await self._async_sdk.messages.with_raw_response.create(**params, timeout=self._timeout(guard))
+            message = await raw.parse()
+            guard.check()
+            result = message_result(message, request_id=raw.headers.get("request-id"))
+            result.headers = rate_headers(raw.headers)
+            return result
+        except (anthropic.AnthropicError, AddressRefused) as exc:
+            guard.abandon_if_stopped()
+            raise map_error(exc, self.name) from None
 
     def check(self, *, timeout_seconds: float = 10.0) -> dict[str, Any]:
         """A real, cheap call (list models) proving the key and the URL work."""
@@ -129,6 +153,43 @@ class AnthropicClient:
             return {"models": len(page.data)}
         except (anthropic.AnthropicError, AddressRefused) as exc:
             raise map_error(exc, self.name) from None
+
+
+class _StreamedMessage:
+    """What a streamed message's events add up to (the sync and the async call read them alike)."""
+
+    def __init__(self, params: dict, on_progress: ProgressCallback, on_token=None) -> None:
+        self.progress = StreamProgress(on_progress, params["max_tokens"])
+        self.on_token = on_token
+        self.parts: list[str] = []
+        self.length = 0
+        self.usages = []  # message_start's, then each message_delta's
+        self.finish, self.model, self.message_id = None, params["model"], None
+
+    def take(self, event) -> None:
+        if event.type == "message_start":
+            self.message_id, self.model = event.message.id, event.message.model or self.model
+            self.usages.append(event.message.usage)
+        elif event.type == "content_block_delta" and event.delta.type == "text_delta":
+            self.parts.append(event.delta.text)
+            self.length += len(event.delta.text)
+            if self.on_token is not None:
+                self.on_token(event.delta.text)
+            self.progress.update(self.length)
+        elif event.type == "message_delta":
+            self.finish = event.delta.stop_reason or self.finish
+            self.usages.append(event.usage)
+
+    def result(self, headers) -> ChatResult:
+        return ChatResult(
+            completion="".join(self.parts),
+            finish_reason=self.finish or "end_turn",
+            model=self.model,
+            request_id=headers.get("request-id"),
+            extra={"provider_response_id": self.message_id},
+            headers=rate_headers(headers),
+            **asdict(usage_tokens(*self.usages)),
+        )
 
 
 def message_result(message, *, request_id: str | None) -> ChatResult:

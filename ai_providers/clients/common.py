@@ -40,6 +40,13 @@ def sdk_http_client(owner: object, *, guarded: bool) -> httpx2.Client:
     return client
 
 
+def sdk_async_http_client() -> httpx2.AsyncClient:
+    """The async engine's HTTP client under a provider SDK (ai_core.engine.aio): as sdk_http_client's, for an
+    operator's base URL only (the network guard is a synchronous transport: a company's own base URL keeps the
+    threads path). One per client, used from the one event loop of the process."""
+    return httpx2.AsyncClient(follow_redirects=False, limits=SDK_LIMITS)
+
+
 class CallGuard:
     """The whole call's deadline and the caller's stop request, checked between streamed chunks.
 
@@ -99,24 +106,48 @@ def sse_data(lines: Iterable[str], check: Callable[[], None]) -> Iterator[Any]:
     read to the end returns it to the pool for the next call. `check` runs at every line, so a server that
     trickles lines without events cannot hold the call past its deadline or a stop.
     """
-    data: list[str] = []
-    done = False
+    reader = SSEReader()
     for line in lines:
         check()
-        if done:
-            continue
+        event = reader.feed(line)
+        if event is not NOTHING:
+            yield event
+    event = reader.end()
+    if event is not NOTHING:
+        yield event
+
+
+NOTHING = object()
+
+
+class SSEReader:
+    """sse_data's parsing, a line at a time (the async engine's calls read their lines themselves)."""
+
+    def __init__(self) -> None:
+        self.data: list[str] = []
+        self.done = False
+
+    def feed(self, line: str) -> Any:
+        """The event `line` completes (parsed JSON), else NOTHING."""
+        if self.done:
+            return NOTHING
         if line.startswith("data:"):
-            data.append(line[6:] if line.startswith("data: ") else line[5:])
-        elif not line and data:  # a blank line ends the event
-            text, data = "\n".join(data), []
+            self.data.append(line[6:] if line.startswith("data: ") else line[5:])
+        elif not line and self.data:  # a blank line ends the event
+            text, self.data = "\n".join(self.data), []
             if text.startswith("[DONE]"):
-                done = True
+                self.done = True
             else:
-                yield json.loads(text)
-    if data and not done:
-        text = "\n".join(data)
-        if not text.startswith("[DONE]"):
-            yield json.loads(text)
+                return json.loads(text)
+        return NOTHING
+
+    def end(self) -> Any:
+        """The last event when the body ended without its blank line, else NOTHING."""
+        if self.data and not self.done:
+            text = "\n".join(self.data)
+            if not text.startswith("[DONE]"):
+                return json.loads(text)
+        return NOTHING
 
 
 def error_message(exc: Exception, default: str) -> str:

@@ -1,5 +1,6 @@
 """The offline `echo` provider: deterministic answers, zero price, controllable delay and failures."""
 
+import asyncio
 import hashlib
 import math
 import time
@@ -24,6 +25,29 @@ class EchoClient:
     name = "echo"
 
     def chat(self, request: ChatRequest, *, on_progress: ProgressCallback, should_stop: StopCheck) -> ChatResult:
+        completion, chunks, delay = self._plan(request)
+        size = -(-len(completion) // chunks)
+        for index in range(chunks):
+            _sleep_unless_stopped(delay / chunks, should_stop)
+            self._chunk_done(request, completion, index, chunks, size, on_progress)
+        return self._result(request, completion)
+
+    async def achat(self, request: ChatRequest, *, on_progress: ProgressCallback, should_stop: StopCheck) -> ChatResult:
+        """The same call as a coroutine (ai_core.engine.aio): its waits are the event loop's, so thousands of
+        calls in flight cost no thread each; a cancel is the coroutine's own (the task is cancelled)."""
+        completion, chunks, delay = self._plan(request)
+        size = -(-len(completion) // chunks)
+        for index in range(chunks):
+            if delay:
+                await asyncio.sleep(delay / chunks)
+            if should_stop():
+                raise CallAbandoned("echo: call abandoned")
+            self._chunk_done(request, completion, index, chunks, size, on_progress)
+        return self._result(request, completion)
+
+    @staticmethod
+    def _plan(request: ChatRequest) -> tuple[str, int, float]:
+        """The requested failure raised, else (the completion, its chunks, the whole delay in seconds)."""
         options = request.options.get("echo") or {}
         fail = options.get("fail")
         # Without fail_times, every attempt fails (a transient failure then exhausts max_attempts).
@@ -35,18 +59,18 @@ class EchoClient:
             raise TransientProviderError(
                 "echo: transient failure requested", error_code="ECHO_TRANSIENT", status_code=503
             )
-
         last_user = next((m.get("content", "") for m in reversed(request.messages) if m.get("role") == "user"), "")
-        completion = f"Echo: {last_user}"
         chunks = max(1, int(options.get("chunks", 1)))
-        delay = max(0, int(options.get("delay_ms", 0))) / 1000
-        size = -(-len(completion) // chunks)
-        for index in range(chunks):
-            _sleep_unless_stopped(delay / chunks, should_stop)
-            on_progress(int((index + 1) * 100 / chunks))
-            if request.on_token is not None and completion[index * size : (index + 1) * size]:
-                request.on_token(completion[index * size : (index + 1) * size])
+        return f"Echo: {last_user}", chunks, max(0, int(options.get("delay_ms", 0))) / 1000
 
+    @staticmethod
+    def _chunk_done(request, completion: str, index: int, chunks: int, size: int, on_progress) -> None:
+        on_progress(int((index + 1) * 100 / chunks))
+        if request.on_token is not None and completion[index * size : (index + 1) * size]:
+            request.on_token(completion[index * size : (index + 1) * size])
+
+    @staticmethod
+    def _result(request: ChatRequest, completion: str) -> ChatResult:
         prompt_text = "".join(str(m.get("content", "")) for m in request.messages)
         output_tokens = echo_token_count(completion)
         if request.max_tokens is not None:

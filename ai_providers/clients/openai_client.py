@@ -2,7 +2,7 @@
 
 import json
 from dataclasses import asdict
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any
 
 import httpx2
@@ -17,11 +17,14 @@ from ai_providers.clients.base import (
     StopCheck,
 )
 from ai_providers.clients.common import (
+    NOTHING,
     CallGuard,
+    SSEReader,
     StreamProgress,
     estimate_tokens,
     map_sdk_error,
     rate_headers,
+    sdk_async_http_client,
     sdk_http_client,
     sse_data,
 )
@@ -81,6 +84,7 @@ class OpenAIClient:
         guarded: bool = True,
     ):
         self.name = name
+        self._guarded = guarded
         self._sdk = openai.OpenAI(
             api_key=api_key,
             base_url=base_url or None,
@@ -148,11 +152,7 @@ class OpenAIClient:
         `create` would run its TypedDict transforms over the parameters first, a third of a stream call's Python
         and all of it before the request goes out (the time to the first token). The SDK's Stream is not iterated:
         its HTTP response is read as it comes (`Stream.response`)."""
-        progress = StreamProgress(on_progress, request.max_tokens)
-        parts: list[str] = []
-        length = 0
-        tool_calls: dict[int, dict[str, Any]] = {}
-        finish, model, response_id, usage = None, request.model, None, None
+        answer = _StreamedAnswer(request, on_progress)
         stream = self._sdk.post(
             "/chat/completions",
             cast_to=object,
@@ -164,37 +164,59 @@ class OpenAIClient:
         with stream:  # closes its response
             response = stream.response
             for chunk in stream_chunks(response, guard):
-                response_id = response_id or chunk.get("id")
-                model = chunk.get("model") or model
-                usage = chunk.get("usage") or usage
-                for choice in chunk.get("choices") or ():
-                    delta = choice.get("delta") or {}
-                    content = delta.get("content")
-                    if content:
-                        parts.append(content)
-                        length += len(content)
-                        if request.on_token is not None:
-                            request.on_token(content)
-                    if delta.get("tool_calls"):
-                        _merge_tool_calls(tool_calls, delta["tool_calls"])
-                    finish = choice.get("finish_reason") or finish
-                progress.update(length)
-            request_id = response.headers.get("x-request-id")
-            headers = rate_headers(response.headers)
-        extra: dict[str, Any] = {"provider_response_id": response_id}
-        if tool_calls:
-            extra["tool_calls"] = [tool_calls[i] for i in sorted(tool_calls)]
-        result = self._result(
-            request,
-            text="".join(parts),
-            finish=finish or "stop",
-            model=model,
-            request_id=request_id,
-            tokens=usage_tokens(usage),
-            extra=extra,
+                answer.take(chunk)
+            return answer.result(self, response)
+
+    # --- the async engine's path (ai_core.engine.aio): the same call as a coroutine, on AsyncOpenAI ---------
+
+    @property
+    def async_capable(self) -> bool:
+        """Whether `achat` serves this client: not for a company's own base URL (the network guard's transport
+        is synchronous), which keeps the threads path."""
+        return not self._guarded
+
+    @cached_property
+    def _async_sdk(self) -> openai.AsyncOpenAI:
+        """One AsyncOpenAI per client, created in the event loop's thread on first use, kept (keep-alive)."""
+        return openai.AsyncOpenAI(
+            api_key=self._sdk.api_key,
+            base_url=self._sdk.base_url,
+            organization=self._sdk.organization,
+            max_retries=0,
+            timeout=openai.Timeout(60.0, connect=float(settings.AICORE_PROVIDER_CONNECT_TIMEOUT)),
+            http_client=sdk_async_http_client(),
         )
-        result.headers = headers
-        return result
+
+    async def achat(self, request: ChatRequest, *, on_progress: ProgressCallback, should_stop: StopCheck) -> ChatResult:
+        """chat() as a coroutine. A cancel cancels the task: the stream's context closes the response."""
+        guard = CallGuard(provider=self.name, timeout_seconds=request.timeout_seconds, should_stop=should_stop)
+        params = chat_params(request)
+        try:
+            if request.stream:
+                answer = _StreamedAnswer(request, on_progress)
+                async with self._async_sdk.chat.completions.with_streaming_response.create(
+                    **params, stream=True, stream_options={"include_usage": True}, timeout=self._timeout(guard)
+                ) as response:
+                    reader = SSEReader()
+                    async for line in response.iter_lines():
+                        guard.check()
+                        chunk = reader.feed(line)
+                        if chunk is not NOTHING:
+                            answer.take(_checked_chunk(chunk, response))
+                    chunk = reader.end()
+                    if chunk is not NOTHING:
+                        answer.take(_checked_chunk(chunk, response))
+                    return answer.result(self, response)
+            response = await self._async_sdk.post(
+                "/chat/completions", cast_to=httpx2.Response, body=params, options={"timeout": self._timeout(guard)}
+            )
+            guard.check()
+            result = self.whole_result(request, response.json(), request_id=response.headers.get("x-request-id"))
+            result.headers = rate_headers(response.headers)
+            return result
+        except (openai.OpenAIError, AddressRefused) as exc:
+            guard.abandon_if_stopped()
+            raise map_error(exc, self.name) from None
 
     def _result(
         self,
@@ -267,15 +289,64 @@ def stream_chunks(response, guard: CallGuard):
     """The chat.completion.chunk objects of a streamed answer, as dicts; an error the server reports in the
     stream (`{"error": …}`, HTTP status already sent) raises as the SDK's own stream would."""
     for chunk in sse_data(response.iter_lines(), guard.check):
-        if isinstance(chunk, dict) and chunk.get("error"):
-            error = chunk["error"]
-            message = error.get("message") if isinstance(error, dict) else None
-            raise openai.APIError(
-                message if isinstance(message, str) and message else "An error occurred during streaming",
-                request=response.request,
-                body=error,
-            )
-        yield chunk
+        yield _checked_chunk(chunk, response)
+
+
+def _checked_chunk(chunk: Any, response) -> Any:
+    if isinstance(chunk, dict) and chunk.get("error"):
+        error = chunk["error"]
+        message = error.get("message") if isinstance(error, dict) else None
+        raise openai.APIError(
+            message if isinstance(message, str) and message else "An error occurred during streaming",
+            request=getattr(response, "http_request", None) or response.request,  # the SDK's or httpx's response
+            body=error,
+        )
+    return chunk
+
+
+class _StreamedAnswer:
+    """What a streamed answer's chunks add up to (the sync and the async call read them alike)."""
+
+    def __init__(self, request: ChatRequest, on_progress: ProgressCallback) -> None:
+        self.request = request
+        self.progress = StreamProgress(on_progress, request.max_tokens)
+        self.parts: list[str] = []
+        self.length = 0
+        self.tool_calls: dict[int, dict[str, Any]] = {}
+        self.finish, self.model, self.response_id, self.usage = None, request.model, None, None
+
+    def take(self, chunk: dict) -> None:
+        self.response_id = self.response_id or chunk.get("id")
+        self.model = chunk.get("model") or self.model
+        self.usage = chunk.get("usage") or self.usage
+        for choice in chunk.get("choices") or ():
+            delta = choice.get("delta") or {}
+            content = delta.get("content")
+            if content:
+                self.parts.append(content)
+                self.length += len(content)
+                if self.request.on_token is not None:
+                    self.request.on_token(content)
+            if delta.get("tool_calls"):
+                _merge_tool_calls(self.tool_calls, delta["tool_calls"])
+            self.finish = choice.get("finish_reason") or self.finish
+        self.progress.update(self.length)
+
+    def result(self, client: "OpenAIClient", response) -> ChatResult:
+        extra: dict[str, Any] = {"provider_response_id": self.response_id}
+        if self.tool_calls:
+            extra["tool_calls"] = [self.tool_calls[i] for i in sorted(self.tool_calls)]
+        result = client._result(
+            self.request,
+            text="".join(self.parts),
+            finish=self.finish or "stop",
+            model=self.model,
+            request_id=response.headers.get("x-request-id"),
+            tokens=usage_tokens(self.usage),
+            extra=extra,
+        )
+        result.headers = rate_headers(response.headers)
+        return result
 
 
 def usage_tokens(usage: dict | None) -> TokenUsage | None:

@@ -1,0 +1,331 @@
+"""The asyncio executor of a worker process (AICORE_ENGINE_EXECUTOR=asyncio).
+
+LLM calls are I/O-bound: a call waits seconds on the network for a few milliseconds of CPU. On the threads
+path each call in flight holds a thread (its stack, its share of the GIL's switching); here one event loop per
+process (a thread of its own, started by the first wake-up) runs up to AICORE_ENGINE_IN_FLIGHT calls as
+coroutines, with the providers' async SDKs (echo, OpenAI and OpenAI-compatible through AsyncOpenAI). A client
+without a coroutine path (a synchronous custom client, embeddings, a company's own base URL behind the network
+guard) runs its call on AICORE_ENGINE_SYNC_THREADS threads, under the same decisions.
+
+- A wake-up message (tasks.run_job) only pokes the loop and returns: its message is acked before the job ends.
+  That is safe because the row is the truth, not the message: a claimed job is `running` with a heartbeat, and
+  when this process dies the reaper re-queues it (attempt fence: the dead attempt's late writes are discarded);
+  a pending job whose wake-up was taken by a process that died before claiming it is re-dispatched by the
+  sweeper. No job depends on the message surviving.
+- The loop keeps claiming while it has room and the last claim found as many jobs as it asked for (a wake-up
+  or a job's end asks again): one wake-up may run many jobs.
+- Database work never runs on the loop (Django's ORM refuses to): it runs on AICORE_ENGINE_DB_THREADS threads,
+  so the process holds at most that many connections for it (plus the watcher's and the upkeep's), whatever
+  the number of calls in flight. It is batched: claims (batch.claim_many) and completions (batch.complete_many,
+  one transaction for many jobs) by up to AICORE_ENGINE_BATCH; heartbeats and progress are the watcher's, one
+  statement per round for all calls in flight (watch.py).
+- The decisions of an attempt (fallback past an open circuit, capacity lease and wait, retry or fail, timeout)
+  are the thread path's own functions (runner.begin, runner.after_failure, runner.release): one behaviour.
+- Cancel: the watcher halts an attempt whose job was cancelled (or taken over); the halt cancels the call's
+  task, which closes the provider stream, within the watcher's poll (AICORE_CANCEL_POLL_MS).
+"""
+
+import asyncio
+import contextvars
+import logging
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from celery.signals import worker_shutting_down
+from django.conf import settings
+from django.db import connection
+
+from ai_core.engine import batch, circuit, runner
+from ai_core.engine.watch import Attempt, in_flight
+from ai_providers.clients.base import CallAbandoned, ChatResult
+
+logger = logging.getLogger(__name__)
+
+
+def enabled() -> bool:
+    return settings.AICORE_ENGINE_EXECUTOR == "asyncio"
+
+
+def db_threads() -> int:
+    """AICORE_ENGINE_DB_THREADS, but never the whole connection pool: the watcher (heartbeats, cancels) and the
+    upkeep (reaper, sweeper) must always find a connection, or the calls in flight would look dead."""
+    pool = settings.DATABASES["default"].get("OPTIONS", {}).get("pool")
+    if isinstance(pool, dict) and pool.get("max_size"):
+        return max(1, min(settings.AICORE_ENGINE_DB_THREADS, pool["max_size"] - 2))
+    return settings.AICORE_ENGINE_DB_THREADS
+
+
+@dataclass(eq=False)
+class LoopAttempt(Attempt):
+    """An attempt whose halt (from the watcher's thread, or its own deadline) also cancels its call's task."""
+
+    loop: asyncio.AbstractEventLoop | None = None
+    call_task: asyncio.Task | None = field(default=None, repr=False)
+
+    def halt(self, reason: str) -> None:
+        super().halt(reason)
+        task, loop = self.call_task, self.loop
+        if task is not None and loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(task.cancel)
+
+
+class Engine:
+    """One per process: the loop, its database threads, the calls in flight and the batched finishes."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pid: int | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.tasks: set[asyncio.Task] = set()
+        self.stopping = False
+
+    # --- from any thread -------------------------------------------------------------------------------
+
+    def wake(self, *, task_id: str = "") -> None:
+        """A wake-up: claim what there is room for. Returns at once (the loop does the work)."""
+        self._start()
+        self.loop.call_soon_threadsafe(self._poke, task_id)
+
+    def in_flight(self) -> int:
+        return len(self.tasks)
+
+    def stop(self, grace_seconds: float | None = None) -> None:
+        """Stop claiming, let the calls in flight end for up to `grace_seconds`, then stop the loop (what is still
+        running is the reaper's: its heartbeat stops)."""
+        if self.loop is None or self._pid != os.getpid():
+            return
+        self.stopping = True
+        grace = settings.AICORE_ENGINE_DRAIN_SECONDS if grace_seconds is None else grace_seconds
+        deadline = time.monotonic() + grace
+        while self.tasks and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._pid == os.getpid():
+                return
+            self._pid = os.getpid()  # first use in this (possibly forked) process
+            self.loop = asyncio.new_event_loop()
+            self.tasks = set()
+            self.stopping = False
+            self.more = False
+            self.claimers = 0  # claim loops running
+            self.reserved = 0  # room the running claims asked for
+            self.task_id = ""
+            self.pending: list[tuple[LoopAttempt, ChatResult, object, asyncio.Future]] = []
+            self.writing = 0
+            self.db = ThreadPoolExecutor(db_threads(), thread_name_prefix="aicore-aio-db")
+            self.sync_calls = ThreadPoolExecutor(
+                settings.AICORE_ENGINE_SYNC_THREADS, thread_name_prefix="aicore-aio-call"
+            )
+            threading.Thread(target=self.loop.run_forever, name="aicore-aio", daemon=True).start()
+
+    # --- on the loop -----------------------------------------------------------------------------------
+
+    async def in_db(self, function, *args):
+        """`function(*args)` on a database thread, in this task's context (its log fields)."""
+        return await self.loop.run_in_executor(self.db, contextvars.copy_context().run, _db_call, function, *args)
+
+    def _poke(self, task_id: str = "") -> None:
+        self.more = True
+        self.task_id = task_id or self.task_id
+        # Claims run side by side on all database threads but one (each claim is one statement: several at once
+        # go as fast as the database takes them, SKIP LOCKED keeps them apart).
+        if self.claimers < max(1, db_threads() - 1) and not self.stopping:
+            self.claimers += 1
+            self.loop.create_task(self._claim_while_room())
+
+    async def _claim_while_room(self) -> None:
+        try:
+            while self.more and not self.stopping:
+                room = settings.AICORE_ENGINE_IN_FLIGHT - len(self.tasks) - self.reserved
+                if room <= 0:
+                    return  # `more` stays: the next end asks again
+                asked = min(room, settings.AICORE_ENGINE_BATCH)
+                self.more = False
+                self.reserved += asked
+                try:
+                    claimed = await self.in_db(_claim_and_prepare, asked, self.task_id, self.loop)
+                except Exception:
+                    logger.warning("claim failed; the next wake-up or sweep asks again", exc_info=True)
+                    await asyncio.sleep(0.5)
+                    self.more = True
+                    continue
+                finally:
+                    self.reserved -= asked
+                for prepared in claimed:
+                    task = self.loop.create_task(self._run(prepared))
+                    self.tasks.add(task)
+                    task.add_done_callback(self._ended)
+                if claimed:  # there may be more (a batch also ends early, after half a heartbeat)
+                    self.more = True
+        finally:
+            self.claimers -= 1
+
+    def _ended(self, task: asyncio.Task) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("attempt crashed in the executor", exc_info=task.exception())
+        if self.more and not self.claimers and not self.stopping:
+            self._poke()
+
+    async def _run(self, prepared: "Prepared") -> str | None:
+        call = prepared.call
+        runner.bind_attempt_log(call.job, call.attempt.attempt)  # this task's own context
+        try:
+            return await self._attempt(prepared)
+        finally:
+            in_flight.remove(call.attempt)
+
+    async def _attempt(self, prepared: "Prepared") -> str | None:
+        call, attempt = prepared.call, prepared.call.attempt
+        if prepared.error is not None:
+            return await self.in_db(runner.after_failure, call, prepared.error)
+        if prepared.ended is not runner.NOT_ENDED:
+            return prepared.ended
+        result, error = await self._call(call, prepared.start)
+        if error is not None:
+            try:
+                raised = await self.in_db(runner.release, prepared.lease, attempt, None, error)
+                raise raised
+            except Exception as exc:
+                return await self.in_db(runner.after_failure, call, exc)
+        if attempt.should_stop():
+            return await self.in_db(_released_then_abandoned, call, prepared.lease, result)
+        # Its call is over: no more heartbeats for it (they would only wait on the locks of the completion's
+        # transaction, or deadlock with it), nor a cancel to deliver (a cancel now races the completion's
+        # compare-and-set, which one of them wins).
+        in_flight.remove(attempt)
+        return await self._complete(prepared, result)
+
+    async def _call(self, call: runner.Call, start) -> tuple[ChatResult | None, BaseException | None]:
+        """The provider call as its own task (a halt cancels it, not the database work around it), bounded by
+        the attempt's deadline. Returns (result, None) or (None, the error; CallAbandoned when stopped).
+
+        `start`: the client's coroutine call (CatalogueBound.async_call); None: the client has none, and the
+        call runs on a thread, stopped by its should_stop as on the threads path (a thread cannot be cancelled)."""
+        attempt = call.attempt
+        if start is not None:
+            task = asyncio.ensure_future(start(on_progress=attempt.report, should_stop=call.should_stop))
+            attempt.call_task = task
+        else:
+            work = self.loop.run_in_executor(self.sync_calls, contextvars.copy_context().run, _sync_call, call)
+            task = asyncio.ensure_future(work)
+        try:
+            if start is not None and attempt.stop.is_set():  # halted before its task existed
+                task.cancel()
+            await asyncio.wait({task}, timeout=max(0.0, attempt.deadline - time.monotonic()))
+            if not task.done():
+                attempt.halt("timeout")  # cancels a coroutine call; a thread's call sees should_stop
+                await asyncio.wait({task})
+        finally:
+            attempt.call_task = None
+        if task.cancelled():
+            return None, CallAbandoned("call abandoned")
+        if task.exception() is not None:
+            return None, task.exception()
+        return task.result(), None
+
+    async def _complete(self, prepared: "Prepared", result: ChatResult) -> str | None:
+        """Queue the completion; the writer writes what queued meanwhile: the leases given back, then the
+        completions in one transaction (batch.complete_many)."""
+        future = self.loop.create_future()
+        self.pending.append((prepared, result, future))
+        if self.writing < 2:
+            self.writing += 1
+            self.loop.create_task(self._write_completions())
+        return await future
+
+    async def _write_completions(self) -> None:
+        try:
+            while self.pending:
+                size = settings.AICORE_ENGINE_BATCH
+                items, self.pending = self.pending[:size], self.pending[size:]
+                try:
+                    statuses = await self.in_db(_complete_many, [(prepared, result) for prepared, result, _ in items])
+                except Exception as exc:
+                    for *_, future in items:
+                        future.set_exception(exc)
+                    continue
+                for (*_, future), status in zip(items, statuses, strict=True):
+                    future.set_result(status)
+        finally:
+            self.writing -= 1
+
+
+@dataclass(eq=False)
+class Prepared:
+    """A claimed job made ready on a database thread: its call (runner.begin done) and lease, or how it ended
+    (a fallback switch) or what it raised (after_failure decides on the loop's next trip)."""
+
+    call: runner.Call
+    ended: str | None = runner.NOT_ENDED
+    lease: object = None
+    start: object = None  # the client's coroutine call, or None: the call runs on a thread
+    error: Exception | None = None
+
+
+def _claim_and_prepare(limit: int, task_id: str, loop) -> list[Prepared]:
+    """batch.claim_many, then each claimed attempt put in flight (its heartbeat from now on) and prepared
+    (runner.begin, the capacity lease), all in one trip to a database thread."""
+    prepared = []
+    for claimed, job in batch.claim_many(limit, task_id):
+        attempt = runner.new_attempt(job, claimed.attempt, kind=LoopAttempt)
+        attempt.loop = loop
+        call = runner.Call(job=job, attempt=attempt)
+        in_flight.add(attempt)
+        one = Prepared(call=call)
+        token = runner.bind_attempt_log(job, claimed.attempt)
+        try:
+            one.ended = runner.begin(call)
+            if one.ended is runner.NOT_ENDED:
+                one.lease = runner.capacity_lease(call)
+                one.start = call.client.async_call(call.request)
+        except Exception as exc:
+            one.error = exc
+        finally:
+            runner.unbind_attempt_log(token)
+        prepared.append(one)
+    return prepared
+
+
+def _complete_many(items: list[tuple[Prepared, ChatResult]]) -> list[str | None]:
+    """The calls' leases given back and their providers' circuits told, then the completions in one
+    transaction."""
+    for prepared, result in items:
+        runner.release(prepared.lease, prepared.call.attempt, result, None)
+        circuit.record_success(prepared.call.provider)
+    return batch.complete_many([(p.call.job.pk, p.call.attempt.attempt, result, p.call.job) for p, result in items])
+
+
+def _released_then_abandoned(call: runner.Call, lease, result: ChatResult) -> str | None:
+    runner.release(lease, call.attempt, result, None)
+    return runner.abandoned(call.attempt)
+
+
+def _db_call(function, *args):
+    """One piece of database work; its connection goes back to the pool after it (as the threads path gives it
+    back before every provider call), so the watcher and the upkeep always find one."""
+    try:
+        return function(*args)
+    finally:
+        connection.close()
+
+
+def _sync_call(call: runner.Call) -> ChatResult:
+    try:
+        return call.client.chat(call.request, on_progress=call.attempt.report, should_stop=call.should_stop)
+    finally:
+        connection.close()  # a custom client that used the database gives its connection back
+
+
+engine = Engine()
+
+
+@worker_shutting_down.connect
+def _drain(**_kwargs) -> None:
+    engine.stop()
