@@ -40,7 +40,7 @@ from ai_core.lifecycle import (  # noqa: F401  (re-exported: callers import the 
 from ai_core.models import AIJob, AIJobType, CompletionWindow, JobPriority, JobStatus
 from ai_providers.selectors import ModelChoice, key_source, model_resolve
 from ai_providers.services import MAX_OUTPUT_BOUND, OUTPUT_BOUND_PARAMS, ProviderNotConfigured, is_output_bound
-from business.api.parsers import json_depth_exceeds, json_strings
+from kernel.jsonread import json_depth_exceeds, json_strings
 from business.errors import ApplicationError, Conflict, NotFound
 from business.memo import TTLMemo
 from business.models import ApiKey, Brand, User

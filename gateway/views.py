@@ -16,7 +16,7 @@ from ai_providers.models import ProviderModel
 from ai_providers.selectors import key_source
 from business.access import BRAND_HEADER
 from business.api.authentication import api_key_brand, bearer_api_key
-from business.api.parsers import JSONRefused, json_parse
+from kernel.jsonread import JSONRefused, json_parse
 from business.models import ApiKey, ApiKeyScope
 from business.services import ApiKeyRefused, api_key_use
 from gateway.calls import CHAT_JOB_TYPE, EMBEDDING_JOB_TYPE, OpenCall, call_open, call_run

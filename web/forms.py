@@ -7,7 +7,7 @@ from django.contrib.auth.forms import AuthenticationForm
 from django.utils import timezone
 
 from ai_core.models import JobPriority
-from business.api.parsers import JSONRefused, json_parse
+from kernel.jsonread import JSONRefused, json_parse
 from business.errors import ApplicationError
 from business.models import ApiKeyScope
 from business.proxies import client_ip

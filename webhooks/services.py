@@ -115,7 +115,7 @@ def on_jobs_final(committed: list) -> None:
 
 def on_job_final(sender=None, *, job_pk: int, status: str, **_) -> list[int]:
     """After a job's final state committed: one delivery per active endpoint of its brand that wants it."""
-    from ai_core.api.serializers import JobSerializer
+    from webhooks.payloads import job_event
 
     event = f"job.{status}"
     wanted = _endpoints_wanting(job_pk, event)
@@ -126,8 +126,7 @@ def on_job_final(sender=None, *, job_pk: int, status: str, **_) -> list[int]:
     if job is None:
         return []
     now = timezone.now()
-    payload = {"event": event, "created_at": api_timestamp(now), "data": {"job": JobSerializer(job).data}}
-    payload = json.loads(json.dumps(payload, default=str))  # dates and decimals as the API writes them
+    payload = job_event(job, event, now)
     deliveries = WebhookDelivery.objects.bulk_create(
         [
             WebhookDelivery(endpoint=e, job=job, job_ref=job.job_id, event=event, payload=payload, next_attempt_at=now)
