@@ -40,10 +40,10 @@ from ai_core.lifecycle import (  # noqa: F401  (re-exported: callers import the 
 from ai_core.models import AIJob, AIJobType, CompletionWindow, JobPriority, JobStatus
 from ai_providers.selectors import ModelChoice, key_source, model_resolve
 from ai_providers.services import MAX_OUTPUT_BOUND, OUTPUT_BOUND_PARAMS, ProviderNotConfigured, is_output_bound
-from kernel.jsonread import json_depth_exceeds, json_strings
 from business.errors import ApplicationError, Conflict, NotFound
 from business.memo import TTLMemo
 from business.models import ApiKey, Brand, User
+from kernel.jsonread import json_depth_exceeds, json_strings
 
 S = JobStatus
 IDEMPOTENCY_WINDOW = timedelta(hours=24)

@@ -16,7 +16,6 @@ from ai_providers.models import ProviderModel
 from ai_providers.selectors import key_source
 from business.access import BRAND_HEADER
 from business.api.authentication import api_key_brand, bearer_api_key
-from kernel.jsonread import JSONRefused, json_parse
 from business.models import ApiKey, ApiKeyScope
 from business.services import ApiKeyRefused, api_key_use
 from gateway.calls import CHAT_JOB_TYPE, EMBEDDING_JOB_TYPE, OpenCall, call_open, call_run
@@ -29,6 +28,7 @@ from gateway.wire import (
     embedding_call_parse,
     embeddings_body,
 )
+from kernel.jsonread import JSONRefused, json_parse
 
 JOB_HEADER = "X-AICore-Job-Id"
 MAX_WAIT_HEADER = "X-AICore-Max-Wait"

@@ -7,11 +7,11 @@ from django.contrib.auth.forms import AuthenticationForm
 from django.utils import timezone
 
 from ai_core.models import JobPriority
-from kernel.jsonread import JSONRefused, json_parse
 from business.errors import ApplicationError
 from business.models import ApiKeyScope
 from business.proxies import client_ip
 from business.services import login_check
+from kernel.jsonread import JSONRefused, json_parse
 
 
 class SubmitJobForm(forms.Form):
