@@ -47,11 +47,11 @@ def test_a_call_that_gets_no_capacity_within_its_bound_is_a_429_with_retry_after
             assert (job.status, job.error_code) == ("timeout", "CAPACITY_WAIT_EXCEEDED")
 
 
-def test_a_stream_refused_capacity_ends_with_an_error_event(gateway, personas):
+def test_a_stream_refused_capacity_is_an_http_429_before_any_chunk(gateway, personas):
     limit_to_one_a_minute()
     with sdk(gateway, brand_key(personas)) as client:
         client.chat.completions.create(model="gpt-4o-mini", messages=user("first"))
-        with pytest.raises(openai.APIError, match="capacity"):
+        with pytest.raises(openai.RateLimitError, match="capacity"):
             list(client.chat.completions.create(model="gpt-4o-mini", messages=user("second"), stream=True))
     assert AIJob.objects.order_by("-pk").values_list("error_code", flat=True)[0] == "CAPACITY_WAIT_EXCEEDED"
 
