@@ -383,6 +383,10 @@ if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
         "socket_connect_timeout": 2,
         "socket_timeout": 10,
     }
+# One Redis client per channel, not per publish (kernel/adapters/kombu.py: kombu's private _create_client, kept
+# for its measured gain on job creation, docs/PERFORMANCE.md). 0: kombu's own transport.
+if CELERY_BROKER_URL.startswith("redis://") and env_bool("AICORE_SHARED_REDIS_CLIENT", default=True):
+    CELERY_BROKER_TRANSPORT = "kernel.adapters.kombu:RedisTransport"
 # Job wake-ups published by kernel/adapters/celery.py (a message built once per process, kept producers) rather
 # than send_task per call: the one use of Celery internals, kept for its measured gain (docs/PERFORMANCE.md).
 # 0: send_task, Celery's public path.
