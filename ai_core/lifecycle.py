@@ -2,9 +2,9 @@
 
 Creation, every transition (claims, re-queues, give-backs, fallbacks, ends, cancels), progress and heartbeats,
 the update compare-and-set, deletion, purge and the roll-up's writers (JobDailyStat) live here. Status changes
-go through ai_core.workflow (the transition table and its compare-and-set statements), which only this module
-and the batches app's provider routing call; the statements that write other models through the hooks are in
-ai_core/statements.py.
+go through ai_core.workflow (the transition table and its compare-and-set), which only this module calls (the
+batches app's provider routing claims its jobs through job_claim_answered / job_claim_to_end); the statement
+text is in ai_core/statements.py.
 
 Extension apps attach through the hook registry (ai_core/hooks.py), registered in their AppConfig.ready():
 ai_core imports none of them. docs/ARCHITECTURE.md ("The lifecycle and its hooks") says when each hook runs and
@@ -511,6 +511,25 @@ def _claim(task_id: str) -> dict[str, Any]:
 def job_start(*, job_pk: int, task_id: str = "", also_return: str = "") -> Transitioned:
     """Claim a pending job for one attempt: pending -> running, attempts + 1 (`also_return`: see transition)."""
     return transition(job_pk, to=S.RUNNING, expected={S.PENDING}, also_return=also_return, **_claim(task_id))
+
+
+def job_claim_answered(*, job_pk: int, attempt: int, provider_batch_id: str) -> Transitioned:
+    """Claim a pending job a provider's Batch API answered, to write its answer: pending -> running, fenced by
+    `attempt` (the attempt its custom_id names; the claim moves attempts from attempt - 1 to it)."""
+    return transition(
+        job_pk,
+        to=S.RUNNING,
+        expected={S.PENDING},
+        attempt=attempt - 1,
+        reason="answered by provider batch",
+        fields={"task_id": f"provider-batch:{provider_batch_id}"[:255]},
+    )
+
+
+def job_claim_to_end(*, job_pk: int, attempts: int, reason: str) -> Transitioned:
+    """Claim a pending routed job to end it without a provider call (pending -> running, fenced by its current
+    `attempts`); its caller then ends it on attempts + 1."""
+    return transition(job_pk, to=S.RUNNING, expected={S.PENDING}, attempt=attempts, reason=reason[:200])
 
 
 def job_claim_pending(

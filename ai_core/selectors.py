@@ -3,8 +3,8 @@
 import json
 import time
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
-from functools import cache, cached_property
+from datetime import timedelta
+from functools import cache
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -13,12 +13,12 @@ from django.db.models import BigIntegerField, QuerySet, Sum, Value
 from django.db.models.functions import Cast
 from django.utils import timezone
 
-from ai_core.models import FINAL_STATUSES, AIJob, AIJobEvent, AIJobType, JobDailyStat, JobStatus
+from ai_core import statements
+from ai_core.models import FINAL_STATUSES, AIJob, AIJobType, JobDailyStat, JobStatus
 from ai_providers import money
 from business.errors import NotFound
 from business.models import Brand
 from business.numbers import parse_natural
-from business.sql import Columns, prepared_cursor
 
 DASHBOARD_DAYS = 30
 
@@ -36,9 +36,6 @@ def job_list(*, brand: Brand) -> QuerySet[AIJob]:
     return jobs_of(brand).select_related("job_type", "brand", "created_by")
 
 
-EVENT_FIELDS = ("id", "from_status", "to_status", "at", "attempt", "reason", "actor_id")
-
-
 def _job_lookup(lookup: str | int) -> tuple[str, str | int] | None:
     """(field, value) a job lookup names: its job_id ("ai_job_…") or its numeric id; None for anything else."""
     text = str(lookup)
@@ -52,7 +49,7 @@ def job_get(*, brand: Brand, lookup: str | int, for_detail: bool = False) -> AIJ
     """One job of the brand by numeric id or by job_id ("ai_job_…"); another brand's job is a 404.
 
     for_detail: its one-to-one extensions and its events (`job.event_rows`, plain rows) come along, in the
-    same single query (see JobDetailRead).
+    same single query (see statements.JobDetailRead).
     """
     found = _job_lookup(lookup)
     job = None
@@ -94,100 +91,10 @@ def _brand_condition(vendor: str) -> str:
     return sql
 
 
-class JobDetailRead:
-    """The job detail in one query: the job, its type, creator, one-to-one extensions and events.
-
-    The API's hottest read. Its ORM form (select_related over five tables, plus a query for the events)
-    cost ~2 ms of Python per request, most of it compiling SQL; written once, it costs ~0.2 ms. The brand
-    condition is jobs_of()'s; the request's brand is the job's brand (that condition holds), so it is not
-    read again.
-    """
-
-    def __init__(self) -> None:
-        self.job = Columns(AIJob, f'"{AIJob._meta.db_table}"')
-        self.job_type = Columns(AIJobType, "t", ["id", "name", "category", "default_model"])
-        self.creator = Columns(AIJob._meta.get_field("created_by").related_model, "u", ["id", "username"])
-        self.extensions = [
-            (rel, Columns(rel.related_model, f"x{i}"))
-            for i, rel in enumerate(r for r in AIJob._meta.related_objects if r.one_to_one)
-        ]
-
-    @cached_property
-    def _from(self) -> str:
-        job_table = AIJob._meta.db_table
-        joins = [
-            f'INNER JOIN "{AIJobType._meta.db_table}" t ON t."id" = "{job_table}"."job_type_id"',
-            f'LEFT JOIN "{self.creator.model._meta.db_table}" u ON u."id" = "{job_table}"."created_by_id"',
-        ]
-        for rel, columns in self.extensions:
-            joins.append(
-                f'LEFT JOIN "{rel.related_model._meta.db_table}" {columns.alias} '
-                f'ON {columns.alias}."{rel.field.column}" = "{job_table}"."id"'
-            )
-        return f'FROM "{job_table}" ' + " ".join(joins)
-
-    def _events_sql(self, vendor: str) -> str:
-        """The job's events as one JSON array, oldest first."""
-        table, job_table = AIJobEvent._meta.db_table, AIJob._meta.db_table
-        pairs = ", ".join(f"'{name}', e.\"{AIJobEvent._meta.get_field(name).column}\"" for name in EVENT_FIELDS)
-        if vendor == "postgresql":
-            return (
-                f"(SELECT coalesce(json_agg(json_build_object({pairs}) ORDER BY e.\"id\"), '[]') "
-                f'FROM "{table}" e WHERE e."job_id" = "{job_table}"."id")'
-            )
-        return (
-            f"(SELECT json_group_array(json_object({pairs})) FROM "
-            f'(SELECT * FROM "{table}" WHERE "job_id" = "{job_table}"."id" ORDER BY "id") e)'
-        )
-
-    @cache  # noqa: B019 - one instance per process and a handful of (field, vendor) keys: nothing leaks
-    def sql(self, field: str, vendor: str) -> str:
-        select = [self.job.sql, self.job_type.sql, self.creator.sql]
-        select += [columns.sql for _, columns in self.extensions]
-        select.append(self._events_sql(vendor))
-        column = AIJob._meta.get_field(field).column
-        return (
-            f"SELECT {', '.join(select)} {self._from} "
-            f'WHERE {_brand_condition(vendor)} AND "{AIJob._meta.db_table}"."{column}" = %s'
-        )
-
-    def get(self, *, brand: Brand, field: str, value: str | int) -> AIJob | None:
-        with prepared_cursor() as cursor:
-            cursor.execute(self.sql(field, connection.vendor), [brand.id, value])
-            row = cursor.fetchone()
-        if row is None:
-            return None
-        job = self.job.instance(row)
-        at = len(self.job)
-        job.job_type = self.job_type.instance(row, at)
-        at += len(self.job_type)
-        job.brand = brand
-        job.created_by = self.creator.instance(row, at) if self.creator.present(row, at) else None
-        at += len(self.creator)
-        for rel, columns in self.extensions:
-            # No row: cached as None, which the accessor answers with RelatedObjectDoesNotExist, as after
-            # select_related.
-            rel.set_cached_value(job, columns.instance(row, at) if columns.present(row, at) else None)
-            at += len(columns)
-        job.event_rows = [_event_row(e) for e in _json(row[at])]
-        return job
-
-
-def _json(value):
-    return json.loads(value) if isinstance(value, str) else value
-
-
-def _event_row(event: dict) -> dict:
-    """An event out of the JSON array: its timestamp back to an aware datetime (SQLite's has no offset)."""
-    at = datetime.fromisoformat(event["at"])
-    event["at"] = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
-    return event
-
-
 @cache
-def _job_detail_read() -> JobDetailRead:
+def _job_detail_read() -> statements.JobDetailRead:
     """Built on first use: by then every app has registered its extensions of the job."""
-    return JobDetailRead()
+    return statements.JobDetailRead(_brand_condition)
 
 
 def job_type_ids_matching(text: str) -> list[int]:
@@ -208,7 +115,7 @@ def job_count_bounded(jobs: QuerySet[AIJob], *, limit: int | None = None) -> tup
         return counted, counted <= limit
     sql, params = jobs.order_by().values("id").query.sql_with_params()
     with connection.cursor() as cursor:
-        cursor.execute("EXPLAIN (FORMAT JSON) " + sql, params)
+        cursor.execute(statements.explained(sql), params)
         plan = cursor.fetchone()[0]
     plan = plan if isinstance(plan, list) else json.loads(plan)
     return max(int(plan[0]["Plan"]["Plan Rows"]), limit + 1), False
@@ -251,14 +158,8 @@ def _recent_jobs(brand_ids: list[int], limit: int) -> list[AIJob]:
     jobs = AIJob.objects.select_related("job_type", "brand", "created_by")
     if len(brand_ids) == 1 or connection.vendor != "postgresql":
         return list(jobs.filter(brand_id__in=brand_ids)[:limit])
-    table = AIJob._meta.db_table
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT j.id FROM unnest(%s::bigint[]) AS b(id) CROSS JOIN LATERAL ("
-            f"SELECT id, created_at FROM {table} WHERE brand_id = b.id ORDER BY created_at DESC, id DESC LIMIT %s"
-            f") AS j ORDER BY j.created_at DESC, j.id DESC LIMIT %s",
-            [brand_ids, limit, limit],
-        )
+        cursor.execute(statements.NEWEST_PER_BRAND, [brand_ids, limit, limit])
         ids = [row[0] for row in cursor.fetchall()]
     return list(jobs.filter(id__in=ids)[:limit])
 

@@ -1,18 +1,24 @@
-"""ai_core's hand-written statements that read or write other models than the job's own through the hooks:
-the creation statement (the job, its events, its roll-up +1 and the extensions' rows, guarded), and the job as
-an attempt or an end reads it (its columns, its brand's company and the extensions' claim-time probes).
+"""ai_core's hand-written statements, in one place: the creation statement (the job, its events, its roll-up
++1 and the extensions' rows, guarded), the job as an attempt or an end reads it (its columns, its brand's
+company and the extensions' claim-time probes), the compare-and-set's statement text (ai_core.workflow
+assembles it and its parameters), the claim's probes (ai_core.engine.claim), the roll-up's fold and the
+selectors' hand-written reads (the one-query job detail, the newest jobs per brand).
 
 Every column list comes from the models' fields (business.sql), every extension table from the model the
 extension named in its hook (hooks.RowExists, hooks.rows_at_creation): no statement text comes from another app.
 """
 
+import json
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from functools import cache, cached_property
 from typing import Any
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.models import Model
 
-from ai_core.hooks import RowExists, hooks
-from ai_core.models import AIJob, AIJobEvent, JobDailyStat
+from ai_core.hooks import InsertRow, RowExists, UpdateRows, hooks
+from ai_core.models import AIJob, AIJobEvent, AIJobType, JobDailyStat, JobStatus
 from business.models import Brand
 from business.sql import Columns, Insert, InsertSelect, prepared_cursor
 
@@ -207,3 +213,332 @@ def saved(instance: Model, pk: int) -> None:
     instance.pk = pk
     instance._state.adding = False
     instance._state.db = connection.alias
+
+
+# --- the compare-and-set (ai_core.workflow assembles the statement and its parameters) ----------------------
+
+
+def job_assignments(updates: dict[str, Any]) -> tuple[list[str], list[Any]]:
+    """`"<column>" = %s` per field of the job to set, and their values as the database stores them."""
+    meta, conn = AIJob._meta, connections[DEFAULT_DB_ALIAS]  # not the `connection` proxy: read several times
+    assignments, values = [], []
+    for name, value in updates.items():
+        field = meta.get_field(name)
+        assignments.append(f"{conn.ops.quote_name(field.column)} = %s")
+        values.append(field.get_db_prep_save(value, conn))
+    return assignments, values
+
+
+def _brands_at_limit() -> str:
+    """The brands whose running jobs have reached their max_running_jobs, as a subquery of their ids: both claims
+    (the compare-and-set's pick, engine.claim's) skip their jobs. It depends on nothing of the row it filters,
+    so the database runs it once per claim (a hashed subplan), over the limited brands only."""
+    brand, limit = Brand._meta.db_table, Brand._meta.get_field("max_running_jobs").column
+    job, job_brand = AIJob._meta.db_table, AIJob._meta.get_field("brand").column
+    return (
+        f"SELECT b.id FROM {brand} b WHERE b.{limit} IS NOT NULL AND b.{limit} <= "
+        f"(SELECT count(*) FROM {job} r WHERE r.{job_brand} = b.id AND r.status = '{JobStatus.RUNNING.value}')"
+    )
+
+
+BRANDS_AT_LIMIT = _brands_at_limit()
+# A single job's transition picks it by id, locked.
+PICK_BY_ID = f"SELECT id, status, attempts FROM {AIJob._meta.db_table} WHERE id = %s FOR UPDATE"
+
+
+def claim_pick(levels: int) -> str:
+    """claim_pending()'s pick: a nested loop over `levels` (priority, after brand) values, in their order, that
+    stops at the first level yielding a row: one index range scan (aijob_pending_claim: priority, brand,
+    created_at, id) per level looked at. Its last placeholder is the instant the jobs must be available at."""
+    table = AIJob._meta.db_table
+    return (
+        f"SELECT c.id, c.status, c.attempts FROM (VALUES {', '.join(['(%s, %s::bigint)'] * levels)}) "
+        f"AS level (priority, after_brand) CROSS JOIN LATERAL ("
+        f"SELECT id, status, attempts FROM {table} WHERE status = 'pending' AND priority = level.priority "
+        f"AND available_at <= %s AND brand_id > level.after_brand AND brand_id NOT IN ({BRANDS_AT_LIMIT}) "
+        f"ORDER BY brand_id, created_at, id "
+        f"LIMIT 1 FOR UPDATE SKIP LOCKED) AS c LIMIT 1"
+    )
+
+
+# The rows a transition statement writes beside the job: its event and its two roll-up deltas, read from
+# `moved` (the job as the compare-and-set left it, with `from_status`). business.sql.InsertSelect fills
+# the columns not named here with their field's default.
+TRANSITION_EVENT = InsertSelect(
+    AIJobEvent,
+    {
+        "job_id": "id",
+        "from_status": "from_status",
+        "to_status": "%s::text",
+        "at": "%s::timestamptz",
+        "attempt": "attempts",
+        "reason": "%s::text",
+        "actor_id": "%s::bigint",
+    },
+)
+TRANSITION_ROLLUP = InsertSelect(
+    JobDailyStat,
+    {
+        "brand_id": "moved.brand_id",
+        "day": "(moved.created_at AT TIME ZONE %s::text)::date",
+        "job_type_id": "moved.job_type_id",
+        "status": "d.status",
+        "jobs": "d.jobs",
+        "cost_micros": "d.cost",
+    },
+)
+
+
+def transition_sql(
+    *, pick: str, assignments: list[str], claim: bool, fenced: bool, along: Sequence[str], also_return: str
+) -> str:
+    """PostgreSQL: the whole transition in one statement of data-modifying CTEs.
+
+    `cur` locks the picked row (FOR UPDATE waits for a concurrent writer, then sees its committed version),
+    `moved` is the compare-and-set (status still the one read, allowed, attempt fence), `event` and `rollup`
+    only see a row when `moved` does; each `along` part reads `moved` too. Placeholders, in order: the pick's,
+    the assignments', the allowed statuses, the attempt (when `fenced`), TRANSITION_EVENT's (to, at, reason,
+    actor, its defaults), TRANSITION_ROLLUP's (time zone, its defaults), the new status and its cost, the
+    along parts'. `claim`: the attempt counter moves on.
+    """
+    job = AIJob._meta
+    if claim:
+        assignments = [*assignments, "attempts = job.attempts + 1"]
+    fence = "AND cur.attempts = %s" if fenced else ""
+    return f"""
+        WITH cur AS ({pick}),
+        moved AS (
+            UPDATE {job.db_table} AS job SET {", ".join(assignments)} FROM cur
+            WHERE job.id = cur.id AND job.status = cur.status AND cur.status = ANY(%s::text[]) {fence}
+            RETURNING cur.status AS from_status, job.*
+        ),
+        event AS ({TRANSITION_EVENT} FROM moved),
+        rollup AS (
+            {TRANSITION_ROLLUP}
+            FROM moved CROSS JOIN LATERAL (VALUES (moved.from_status::text, -1, 0::bigint), (%s::text, 1, %s::bigint))
+                AS d (status, jobs, cost)
+        ){"".join(f", along{i} AS ({part})" for i, part in enumerate(along))}
+        SELECT cur.id, cur.status, cur.attempts, moved.attempts, moved.brand_id{also_return and ", "}{also_return}
+        FROM cur LEFT JOIN moved ON true
+    """
+
+
+_INSERTS: dict[type[Model], Insert] = {}
+
+
+def _insert_of(model: type[Model]) -> Insert:
+    found = _INSERTS.get(model)
+    if found is None:
+        found = _INSERTS[model] = Insert(model)
+    return found
+
+
+def along_part(write: InsertRow | UpdateRows) -> tuple[str, list[Any]]:
+    """One extension write as a part of the transition statement: it reads the moved row from `moved`, so it
+    writes nothing when the compare-and-set moved nothing. Built from the model's fields (a field added with a
+    default is written with it)."""
+    conn = connections[DEFAULT_DB_ALIAS]
+    if isinstance(write, InsertRow):
+        model = type(write.row)
+        insert = _insert_of(model)
+        return (
+            f"INSERT INTO {model._meta.db_table} ({insert.columns}) "
+            f"SELECT {insert.typed_placeholders} FROM moved ON CONFLICT DO NOTHING",
+            insert.values(write.row),
+        )
+    meta = write.model._meta
+    fields = [meta.get_field(name) for name in write.values]
+    assignments = ", ".join(f'"{f.column}" = CAST(%s AS {f.db_type(conn)})' for f in fields)
+    return (
+        f'UPDATE {meta.db_table} SET {assignments} WHERE "{meta.get_field(write.key).column}" = (SELECT id FROM moved)',
+        [f.get_db_prep_save(v, conn) for f, v in zip(fields, write.values.values(), strict=True)],
+    )
+
+
+def jobs_move_sql(assignments: list[str], jobs: int) -> str:
+    """transition_many()'s compare-and-set of `jobs` jobs from one status: placeholders, the assignments',
+    the job ids, the status."""
+    return (
+        f"UPDATE {AIJob._meta.db_table} SET {', '.join(assignments)} "
+        f"WHERE id IN ({', '.join(['%s'] * jobs)}) AND status = %s RETURNING id, attempts"
+    )
+
+
+# --- the roll-up's fold (workflow.stats_compact) -------------------------------------------------------------
+
+ROLLUP_KEY = ", ".join(JobDailyStat._meta.get_field(name).column for name in ("brand", "day", "job_type", "status"))
+# The folded row per key, from the deleted delta rows (`gone`).
+FOLDED_ROLLUP = InsertSelect(
+    JobDailyStat,
+    {
+        "brand_id": "brand_id",
+        "day": "day",
+        "job_type_id": "job_type_id",
+        "status": "status",
+        "jobs": "sum(jobs)",
+        "cost_micros": "sum(cost_micros)",
+    },
+)
+
+
+def _duplicated_keys(recent: bool) -> str:
+    """The roll-up keys with several rows (placeholders: the id the recent rows are above, when `recent`; the
+    number of keys)."""
+    table, key = JobDailyStat._meta.db_table, ROLLUP_KEY
+    since = f"WHERE ({key}) IN (SELECT {key} FROM {table} WHERE id > %s) " if recent else ""
+    return f"SELECT {key} FROM {table} {since}GROUP BY {key} HAVING count(*) > 1 LIMIT %s"
+
+
+def rollup_fold_sql(*, recent: bool) -> str:
+    """PostgreSQL: delete the rows of duplicated keys and insert their sums, one statement (then
+    FOLDED_ROLLUP's defaults as placeholders)."""
+    table, key = JobDailyStat._meta.db_table, ROLLUP_KEY
+    return (
+        f"WITH gone AS (DELETE FROM {table} WHERE ({key}) IN ({_duplicated_keys(recent)}) "
+        f"RETURNING {key}, jobs, cost_micros) "
+        f"{FOLDED_ROLLUP} FROM gone GROUP BY {key}"
+    )
+
+
+def rollup_duplicates_sql(*, recent: bool) -> str:
+    """SQLite: the sums of duplicated keys and their rows' ids (group_concat), for the fold to rewrite."""
+    table, key = JobDailyStat._meta.db_table, ROLLUP_KEY
+    return (
+        f"SELECT {key}, sum(jobs), sum(cost_micros), group_concat(id) FROM {table} "
+        f"WHERE ({key}) IN ({_duplicated_keys(recent)}) GROUP BY {key}"
+    )
+
+
+# --- the engine's claim (ai_core.engine.claim) ------------------------------------------------------------
+
+
+def of_moved_brand(field: str) -> str:
+    """The claimed job's brand's `field`, as a column the claim statement returns."""
+    return f"(SELECT b.{Brand._meta.get_field(field).column} FROM {Brand._meta.db_table} b WHERE b.id = moved.brand_id)"
+
+
+# The brand's running jobs that started before the given one (by started_at, then id).
+RUNNING_BEFORE = (
+    f"SELECT count(*) FROM {AIJob._meta.db_table} r WHERE r.brand_id = %s AND r.status = '{JobStatus.RUNNING.value}' "
+    f"AND (r.started_at, r.id) < (SELECT j.started_at, j.id FROM {AIJob._meta.db_table} j WHERE j.id = %s)"
+)
+
+
+def levels_with_work_sql(levels: int) -> str:
+    """One row per priority of `levels` that has a claimable job (of a brand below its max_running_jobs), in one
+    round trip (an index probe per level). Placeholders per level: its name, its name, the instant."""
+    probe = (
+        f"SELECT CAST(%s AS text) WHERE EXISTS (SELECT 1 FROM {AIJob._meta.db_table} WHERE status = 'pending' "
+        f"AND priority = %s AND available_at <= %s AND brand_id NOT IN ({BRANDS_AT_LIMIT}))"
+    )
+    return " UNION ALL ".join([probe] * levels)
+
+
+# --- the selectors' hand-written reads (ai_core.selectors) ----------------------------------------------------
+
+EVENT_FIELDS = ("id", "from_status", "to_status", "at", "attempt", "reason", "actor_id")
+
+
+class JobDetailRead:
+    """The job detail in one query: the job, its type, creator, one-to-one extensions and events.
+
+    The API's hottest read. Its ORM form (select_related over five tables, plus a query for the events)
+    cost ~2 ms of Python per request, most of it compiling SQL; written once, it costs ~0.2 ms. The brand
+    condition is jobs_of()'s (`brand_condition(vendor)`: its SQL, one placeholder for the brand id, from
+    ai_core.selectors); the request's brand is the job's brand (that condition holds), so it is not read again.
+    """
+
+    def __init__(self, brand_condition: Callable[[str], str]) -> None:
+        self.brand_condition = brand_condition
+        self.job = Columns(AIJob, f'"{AIJob._meta.db_table}"')
+        self.job_type = Columns(AIJobType, "t", ["id", "name", "category", "default_model"])
+        self.creator = Columns(AIJob._meta.get_field("created_by").related_model, "u", ["id", "username"])
+        self.extensions = [
+            (rel, Columns(rel.related_model, f"x{i}"))
+            for i, rel in enumerate(r for r in AIJob._meta.related_objects if r.one_to_one)
+        ]
+
+    @cached_property
+    def _from(self) -> str:
+        job_table = AIJob._meta.db_table
+        joins = [
+            f'INNER JOIN "{AIJobType._meta.db_table}" t ON t."id" = "{job_table}"."job_type_id"',
+            f'LEFT JOIN "{self.creator.model._meta.db_table}" u ON u."id" = "{job_table}"."created_by_id"',
+        ]
+        for rel, columns in self.extensions:
+            joins.append(
+                f'LEFT JOIN "{rel.related_model._meta.db_table}" {columns.alias} '
+                f'ON {columns.alias}."{rel.field.column}" = "{job_table}"."id"'
+            )
+        return f'FROM "{job_table}" ' + " ".join(joins)
+
+    def _events_sql(self, vendor: str) -> str:
+        """The job's events as one JSON array, oldest first."""
+        table, job_table = AIJobEvent._meta.db_table, AIJob._meta.db_table
+        pairs = ", ".join(f"'{name}', e.\"{AIJobEvent._meta.get_field(name).column}\"" for name in EVENT_FIELDS)
+        if vendor == "postgresql":
+            return (
+                f"(SELECT coalesce(json_agg(json_build_object({pairs}) ORDER BY e.\"id\"), '[]') "
+                f'FROM "{table}" e WHERE e."job_id" = "{job_table}"."id")'
+            )
+        return (
+            f"(SELECT json_group_array(json_object({pairs})) FROM "
+            f'(SELECT * FROM "{table}" WHERE "job_id" = "{job_table}"."id" ORDER BY "id") e)'
+        )
+
+    @cache  # noqa: B019 - one instance per process and a handful of (field, vendor) keys: nothing leaks
+    def sql(self, field: str, vendor: str) -> str:
+        select = [self.job.sql, self.job_type.sql, self.creator.sql]
+        select += [columns.sql for _, columns in self.extensions]
+        select.append(self._events_sql(vendor))
+        column = AIJob._meta.get_field(field).column
+        return (
+            f"SELECT {', '.join(select)} {self._from} "
+            f'WHERE {self.brand_condition(vendor)} AND "{AIJob._meta.db_table}"."{column}" = %s'
+        )
+
+    def get(self, *, brand: Brand, field: str, value: str | int) -> AIJob | None:
+        with prepared_cursor() as cursor:
+            cursor.execute(self.sql(field, connection.vendor), [brand.id, value])
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        job = self.job.instance(row)
+        at = len(self.job)
+        job.job_type = self.job_type.instance(row, at)
+        at += len(self.job_type)
+        job.brand = brand
+        job.created_by = self.creator.instance(row, at) if self.creator.present(row, at) else None
+        at += len(self.creator)
+        for rel, columns in self.extensions:
+            # No row: cached as None, which the accessor answers with RelatedObjectDoesNotExist, as after
+            # select_related.
+            rel.set_cached_value(job, columns.instance(row, at) if columns.present(row, at) else None)
+            at += len(columns)
+        job.event_rows = [_event_row(e) for e in _json(row[at])]
+        return job
+
+
+def _json(value):
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def _event_row(event: dict) -> dict:
+    """An event out of the JSON array: its timestamp back to an aware datetime (SQLite's has no offset)."""
+    at = datetime.fromisoformat(event["at"])
+    event["at"] = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+    return event
+
+
+def explained(sql: str) -> str:
+    """PostgreSQL's plan of a query, as JSON (its row estimate)."""
+    return "EXPLAIN (FORMAT JSON) " + sql
+
+
+# The newest jobs across brands: each brand's newest `limit` ids from its (brand, created_at) index (a LATERAL
+# join), then the overall newest. Placeholders: the brand ids (an array), the limit, the limit.
+NEWEST_PER_BRAND = (
+    f"SELECT j.id FROM unnest(%s::bigint[]) AS b(id) CROSS JOIN LATERAL ("
+    f"SELECT id, created_at FROM {AIJob._meta.db_table} WHERE brand_id = b.id ORDER BY created_at DESC, id DESC "
+    f"LIMIT %s) AS j ORDER BY j.created_at DESC, j.id DESC LIMIT %s"
+)

@@ -1,6 +1,6 @@
-"""The compare-and-set machinery of the job lifecycle: the transition table and the statements that perform a
-transition. ai_core/lifecycle.py is its caller (the lifecycle's own module for every write of a job's status,
-events and roll-up; the batches app's provider routing also moves its jobs through `transition()`).
+"""The compare-and-set machinery of the job lifecycle: the transition table and the assembly of the statements
+that perform a transition (their text is in ai_core/statements.py). ai_core/lifecycle.py is its only caller
+(the lifecycle's own module for every write of a job's status, events and roll-up).
 
 Every status change in AI Core goes through `transition()` (or `claim_pending()`, the engine's claim, which
 picks its job itself): one compare-and-set
@@ -19,12 +19,12 @@ from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.models import F, Model
 from django.utils import timezone
 
+from ai_core import statements
 from ai_core.hooks import Committed, InsertRow, UpdateRows, hooks
 from ai_core.models import FINAL_STATUSES, AIJob, AIJobEvent, JobDailyStat, JobStatus
 from ai_providers.money import to_micros
 from business.errors import Conflict, NotFound
-from business.models import Brand
-from business.sql import Insert, InsertSelect, prepared_cursor
+from business.sql import prepared_cursor
 
 S = JobStatus
 
@@ -143,9 +143,12 @@ def transition(
         now=at or timezone.now(),
     )
     if connection.vendor == "postgresql":
-        pick = f"SELECT id, status, attempts FROM {AIJob._meta.db_table} WHERE id = %s FOR UPDATE"
         done = _cas_statement(
-            change, pick=pick, pick_params=[job_pk], along=[along_part(w) for w in along], also_return=also_return
+            change,
+            pick=statements.PICK_BY_ID,
+            pick_params=[job_pk],
+            along=[statements.along_part(w) for w in along],
+            also_return=also_return,
         )
         if done is None:
             raise NotFound("Job not found", error_code="JOB_NOT_FOUND")
@@ -163,38 +166,6 @@ def _announce(ended: list[Committed]) -> None:
     autocommit: at once), so they never announce a state that was rolled back. One call per batch of jobs."""
     if ended:
         transaction.on_commit(partial(hooks.call, "on_final_committed", ended), robust=True)
-
-
-_INSERTS: dict[type[Model], Insert] = {}
-
-
-def _insert_of(model: type[Model]) -> Insert:
-    found = _INSERTS.get(model)
-    if found is None:
-        found = _INSERTS[model] = Insert(model)
-    return found
-
-
-def along_part(write: InsertRow | UpdateRows) -> tuple[str, list[Any]]:
-    """One extension write as a part of the transition statement: it reads the moved row from `moved`, so it
-    writes nothing when the compare-and-set moved nothing. Built from the model's fields (a field added with a
-    default is written with it)."""
-    conn = connections[DEFAULT_DB_ALIAS]
-    if isinstance(write, InsertRow):
-        model = type(write.row)
-        insert = _insert_of(model)
-        return (
-            f"INSERT INTO {model._meta.db_table} ({insert.columns}) "
-            f"SELECT {insert.typed_placeholders} FROM moved ON CONFLICT DO NOTHING",
-            insert.values(write.row),
-        )
-    meta = write.model._meta
-    fields = [meta.get_field(name) for name in write.values]
-    assignments = ", ".join(f'"{f.column}" = CAST(%s AS {f.db_type(conn)})' for f in fields)
-    return (
-        f'UPDATE {meta.db_table} SET {assignments} WHERE "{meta.get_field(write.key).column}" = (SELECT id FROM moved)',
-        [f.get_db_prep_save(v, conn) for f, v in zip(fields, write.values.values(), strict=True)],
-    )
 
 
 def writes_apply(writes: Sequence[InsertRow | UpdateRows]) -> None:
@@ -237,21 +208,6 @@ def claimed_at_creation(job: AIJob, *, reason: str, fields: dict[str, Any]) -> l
     return [("", S.PENDING, 0, "created", job.created_by_id), (S.PENDING, S.RUNNING, 1, claim.reason, None)]
 
 
-def _brands_at_limit() -> str:
-    """The brands whose running jobs have reached their max_running_jobs, as a subquery of their ids: both claims
-    (this module's statement, engine.claim's pick) skip their jobs. It depends on nothing of the row it filters,
-    so the database runs it once per claim (a hashed subplan), over the limited brands only."""
-    brand, limit = Brand._meta.db_table, Brand._meta.get_field("max_running_jobs").column
-    job, job_brand = AIJob._meta.db_table, AIJob._meta.get_field("brand").column
-    return (
-        f"SELECT b.id FROM {brand} b WHERE b.{limit} IS NOT NULL AND b.{limit} <= "
-        f"(SELECT count(*) FROM {job} r WHERE r.{job_brand} = b.id AND r.status = '{S.RUNNING.value}')"
-    )
-
-
-BRANDS_AT_LIMIT = _brands_at_limit()
-
-
 def claim_pending(
     *, levels: Sequence[tuple[str, int]], reason: str, fields: dict[str, Any], also_return: str = ""
 ) -> Transitioned | None:
@@ -272,19 +228,8 @@ def claim_pending(
         cost=None,
         now=timezone.now(),
     )
-    # A nested loop over the levels, in their order, that stops at the first level yielding a row: one
-    # index range scan (aijob_pending_claim: priority, brand, created_at, id) per level looked at.
-    table = AIJob._meta.db_table
-    pick = (
-        f"SELECT c.id, c.status, c.attempts FROM (VALUES {', '.join(['(%s, %s::bigint)'] * len(levels))}) "
-        f"AS level (priority, after_brand) CROSS JOIN LATERAL ("
-        f"SELECT id, status, attempts FROM {table} WHERE status = 'pending' AND priority = level.priority "
-        f"AND available_at <= %s AND brand_id > level.after_brand AND brand_id NOT IN ({BRANDS_AT_LIMIT}) "
-        f"ORDER BY brand_id, created_at, id "
-        f"LIMIT 1 FOR UPDATE SKIP LOCKED) AS c LIMIT 1"
-    )
     params = [value for level in levels for value in level] + [change.now]
-    return _cas_statement(change, pick=pick, pick_params=params, also_return=also_return)
+    return _cas_statement(change, pick=statements.claim_pick(len(levels)), pick_params=params, also_return=also_return)
 
 
 def _raise_refusal(current: str, current_attempt: int, change: _Change) -> None:
@@ -292,46 +237,6 @@ def _raise_refusal(current: str, current_attempt: int, change: _Change) -> None:
         raise IllegalTransition(current, change.to)
     if change.attempt is not None and current_attempt != change.attempt:
         raise StaleAttempt(f"Attempt {change.attempt} is stale (job is on attempt {current_attempt})")
-
-
-# The rows a transition statement writes beside the job: its event and its two roll-up deltas, read from
-# `moved` (the job as the compare-and-set left it, with `from_status`). business.sql.InsertSelect fills
-# the columns not named here with their field's default.
-TRANSITION_EVENT = InsertSelect(
-    AIJobEvent,
-    {
-        "job_id": "id",
-        "from_status": "from_status",
-        "to_status": "%s::text",
-        "at": "%s::timestamptz",
-        "attempt": "attempts",
-        "reason": "%s::text",
-        "actor_id": "%s::bigint",
-    },
-)
-TRANSITION_ROLLUP = InsertSelect(
-    JobDailyStat,
-    {
-        "brand_id": "moved.brand_id",
-        "day": "(moved.created_at AT TIME ZONE %s::text)::date",
-        "job_type_id": "moved.job_type_id",
-        "status": "d.status",
-        "jobs": "d.jobs",
-        "cost_micros": "d.cost",
-    },
-)
-# stats_compact's folded row per key, from the deleted delta rows (`gone`).
-FOLDED_ROLLUP = InsertSelect(
-    JobDailyStat,
-    {
-        "brand_id": "brand_id",
-        "day": "day",
-        "job_type_id": "job_type_id",
-        "status": "status",
-        "jobs": "sum(jobs)",
-        "cost_micros": "sum(cost_micros)",
-    },
-)
 
 
 def _cas_statement(
@@ -342,43 +247,24 @@ def _cas_statement(
     along: Sequence[tuple[str, list[Any]]] = (),
     also_return: str = "",
 ) -> Transitioned | None:
-    """PostgreSQL: the whole transition in one statement of data-modifying CTEs.
-
-    `cur` locks the picked row (FOR UPDATE waits for a concurrent writer, then sees its committed version),
-    `moved` is the compare-and-set (status still the one read, allowed, attempt fence), `event` and `rollup`
-    only see a row when `moved` does. Returns None when nothing was picked.
+    """PostgreSQL: the whole transition in one statement of data-modifying CTEs (statements.transition_sql:
+    the compare-and-set on the picked row, its event, its roll-up deltas and the `along` writes). Returns None
+    when nothing was picked.
     """
-    job = AIJob._meta
-    assignments, values = [], []
-    conn = connections[DEFAULT_DB_ALIAS]  # not the `connection` proxy: each field reads it several times
-    for name, value in change.updates().items():
-        field = job.get_field(name)
-        assignments.append(f"{conn.ops.quote_name(field.column)} = %s")
-        values.append(field.get_db_prep_save(value, conn))
-    if change.to == S.RUNNING:
-        assignments.append("attempts = job.attempts + 1")
-    fence = "AND cur.attempts = %s" if change.attempt is not None else ""
-    sql = f"""
-        WITH cur AS ({pick}),
-        moved AS (
-            UPDATE {job.db_table} AS job SET {", ".join(assignments)} FROM cur
-            WHERE job.id = cur.id AND job.status = cur.status AND cur.status = ANY(%s::text[]) {fence}
-            RETURNING cur.status AS from_status, job.*
-        ),
-        event AS ({TRANSITION_EVENT} FROM moved),
-        rollup AS (
-            {TRANSITION_ROLLUP}
-            FROM moved CROSS JOIN LATERAL (VALUES (moved.from_status::text, -1, 0::bigint), (%s::text, 1, %s::bigint))
-                AS d (status, jobs, cost)
-        ){"".join(f", along{i} AS ({part})" for i, (part, _) in enumerate(along))}
-        SELECT cur.id, cur.status, cur.attempts, moved.attempts, moved.brand_id{also_return and ", "}{also_return}
-        FROM cur LEFT JOIN moved ON true
-    """
+    assignments, values = statements.job_assignments(change.updates())
+    sql = statements.transition_sql(
+        pick=pick,
+        assignments=assignments,
+        claim=change.to == S.RUNNING,
+        fenced=change.attempt is not None,
+        along=[part for part, _ in along],
+        also_return=also_return,
+    )
     params = [*pick_params, *values, list(change.allowed)]  # in the order of the placeholders
     if change.attempt is not None:
         params.append(change.attempt)
-    params += [change.to, change.now, change.reason, change.actor_id, *TRANSITION_EVENT.defaults()]
-    params += [settings.TIME_ZONE, *TRANSITION_ROLLUP.defaults()]
+    params += [change.to, change.now, change.reason, change.actor_id, *statements.TRANSITION_EVENT.defaults()]
+    params += [settings.TIME_ZONE, *statements.TRANSITION_ROLLUP.defaults()]
     params += [change.to, to_micros(change.cost) if change.cost else 0]
     for _, part_params in along:
         params += part_params
@@ -482,13 +368,8 @@ def transition_many(
     )
     if to == S.RUNNING:
         raise ValueError("a claim moves one job at a time (attempts + 1): use transition()")
-    job = AIJob._meta
     conn = connections[DEFAULT_DB_ALIAS]
-    assignments, values = [], []
-    for name, value in change.updates().items():
-        field = job.get_field(name)
-        assignments.append(f"{conn.ops.quote_name(field.column)} = %s")
-        values.append(field.get_db_prep_save(value, conn))
+    assignments, values = statements.job_assignments(change.updates())
     moved: dict[int, tuple[str, int]] = {}
     with transaction.atomic():
         for source in sorted(change.allowed):
@@ -496,11 +377,7 @@ def transition_many(
             if not pks:
                 break
             with conn.cursor() as cursor:
-                cursor.execute(
-                    f"UPDATE {job.db_table} SET {', '.join(assignments)} "
-                    f"WHERE id IN ({', '.join(['%s'] * len(pks))}) AND status = %s RETURNING id, attempts",
-                    [*values, *pks, source],
-                )
+                cursor.execute(statements.jobs_move_sql(assignments, len(pks)), [*values, *pks, source])
                 moved.update((pk, (source, attempts)) for pk, attempts in cursor.fetchall())
         if not moved:
             return []
@@ -571,26 +448,15 @@ def stats_compact(*, keys: int = COMPACT_KEYS, since_id: int = 0) -> int:
     whole roll-up). Safe beside writers and other compactions: rows appended meanwhile are simply left for the
     next round; on PostgreSQL a row two compactions both delete is counted by the one whose DELETE returned it.
     """
-    table = JobDailyStat._meta.db_table
-    key = "brand_id, day, job_type_id, status"
-    recent = f"WHERE ({key}) IN (SELECT {key} FROM {table} WHERE id > %s) " if since_id else ""
-    duplicated = f"SELECT {key} FROM {table} {recent}GROUP BY {key} HAVING count(*) > 1 LIMIT %s"
     params = [since_id, keys] if since_id else [keys]
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(
-                f"WITH gone AS (DELETE FROM {table} WHERE ({key}) IN ({duplicated}) "
-                f"RETURNING {key}, jobs, cost_micros) "
-                f"{FOLDED_ROLLUP} FROM gone GROUP BY {key}",
-                [*params, *FOLDED_ROLLUP.defaults()],
+                statements.rollup_fold_sql(recent=bool(since_id)), [*params, *statements.FOLDED_ROLLUP.defaults()]
             )
             return cursor.rowcount
     with transaction.atomic(), connection.cursor() as cursor:  # SQLite: one writer at a time
-        cursor.execute(
-            f"SELECT {key}, sum(jobs), sum(cost_micros), group_concat(id) FROM {table} "
-            f"WHERE ({key}) IN ({duplicated}) GROUP BY {key}",
-            params,
-        )
+        cursor.execute(statements.rollup_duplicates_sql(recent=bool(since_id)), params)
         folded = cursor.fetchall()
         for brand_id, day, job_type_id, status, jobs, micros, ids in folded:
             JobDailyStat.objects.filter(pk__in=[int(i) for i in ids.split(",")]).delete()

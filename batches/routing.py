@@ -35,10 +35,9 @@ from django.utils import timezone
 from ai_core.dispatch import publish_job
 from ai_core.engine import finish, handlers
 from ai_core.engine.finish import Discarded
-from ai_core.lifecycle import job_make_claimable
+from ai_core.lifecycle import job_claim_answered, job_claim_to_end, job_make_claimable
 from ai_core.models import AIJob, JobStatus
 from ai_core.services import job_type_by_pk
-from ai_core.workflow import transition
 from ai_providers.clients.base import ChatRequest, PermanentProviderError, ProviderError
 from ai_providers.selectors import model_resolve
 from ai_providers.services import client_for_model
@@ -315,14 +314,7 @@ def _write_all(batch: ProviderBatch, answers: list[tuple]) -> None:
 def _write(batch: ProviderBatch, job_pk: int, attempt: int, outcome) -> str | None:
     """Claim the job on the custom_id's attempt (pending → running), then complete or fail it."""
     try:
-        transition(
-            job_pk,
-            to=S.RUNNING,
-            expected={S.PENDING},
-            attempt=attempt - 1,  # the claim moves attempts from attempt - 1 to attempt
-            reason="answered by provider batch",
-            fields={"task_id": f"provider-batch:{batch.provider_batch_id}"[:255]},
-        )
+        job_claim_answered(job_pk=job_pk, attempt=attempt, provider_batch_id=batch.provider_batch_id)
     except Discarded:
         return None  # cancelled (or deleted) meanwhile: the answer is discarded
     if outcome.result is not None:
@@ -366,7 +358,7 @@ def _requeue(job: AIJob) -> None:
 def _end_now(job_pk: int, attempts: int, reason: str, end: Callable[[int, int], object]) -> None:
     """End a pending routed job without a provider call: claimed (pending → running), then `end`."""
     try:
-        transition(job_pk, to=S.RUNNING, expected={S.PENDING}, attempt=attempts, reason=reason[:200])
+        job_claim_to_end(job_pk=job_pk, attempts=attempts, reason=reason)
     except Discarded:
         return
     end(job_pk, attempts + 1)

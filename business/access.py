@@ -1,14 +1,12 @@
 """Which brands a user may act on, and the brand of a request (X-Brand-ID). The one place tenancy is decided."""
 
-from dataclasses import dataclass
-from functools import cache
-
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
+from business import statements
 from business.errors import AccessDenied
-from business.models import Brand, Company, Membership, User
+from business.models import Brand, Membership, User
 from business.numbers import parse_natural
-from business.sql import Columns, prepared_cursor
+from business.sql import prepared_cursor
 
 BRAND_HEADER = "HTTP_X_BRAND_ID"
 # The brand a web-dashboard session acts on (chosen with the brand switcher, checked on every use).
@@ -68,9 +66,9 @@ def user_with_brand(user_id, brand_id: int) -> tuple[User | None, Brand | None]:
 
     The access rule is brands_for_user's: a brand of the user's own company, and a membership of it unless
     company admin. The brand and its company carry their ids and names; other fields load on first use.
-    Hand-written (business.sql) because every API request runs it: as a raw() queryset it cost ~3x the Python.
+    Hand-written (business.statements) because every API request runs it: as a raw() queryset it cost ~3x the Python.
     """
-    read = _user_with_brand_read()
+    read = statements.user_with_brand_read()
     with prepared_cursor() as cursor:
         cursor.execute(read.sql, [brand_id, user_id])
         row = cursor.fetchone()
@@ -92,27 +90,6 @@ def still_authorized(user: User, brand: Brand) -> bool:
     """
     current, granted = user_with_brand(user.pk, brand.pk)
     return current is not None and current.is_active and current.password == user.password and granted is not None
-
-
-@dataclass(frozen=True)
-class _UserWithBrandRead:
-    user: Columns
-    brand: Columns
-    company: Columns
-    sql: str
-
-
-@cache
-def _user_with_brand_read() -> _UserWithBrandRead:
-    user, brand = Columns(User, "u"), Columns(Brand, "b", ["id", "company_id", "name"])
-    company = Columns(Company, "c", ["id", "name"])
-    sql = (
-        f"SELECT {user.sql}, {brand.sql}, {company.sql} FROM {User._meta.db_table} u "
-        f"LEFT JOIN {Brand._meta.db_table} b ON b.id = %s AND b.company_id = u.company_id AND (u.is_company_admin "
-        f"OR EXISTS (SELECT 1 FROM {Membership._meta.db_table} m WHERE m.user_id = u.id AND m.brand_id = b.id)) "
-        f"LEFT JOIN {Company._meta.db_table} c ON c.id = b.company_id WHERE u.id = %s"
-    )
-    return _UserWithBrandRead(user=user, brand=brand, company=company, sql=sql)
 
 
 def company_brands(user: User, brand: Brand) -> QuerySet[Brand]:

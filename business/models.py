@@ -22,7 +22,7 @@ class Brand(models.Model):
     # as often as weight 1. Claims rotate over brands by it (ai_core.engine.claim).
     capacity_weight = models.PositiveSmallIntegerField(default=1)
     # At most this many of the brand's jobs run at once, across the deployment (null: no limit): the claim skips
-    # a brand at its limit (ai_core.workflow.BRANDS_AT_LIMIT), its jobs stay pending.
+    # a brand at its limit (ai_core.statements.BRANDS_AT_LIMIT), its jobs stay pending.
     max_running_jobs = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:

@@ -12,6 +12,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
+from business import statements
 from business.errors import ApplicationError, Conflict
 from business.memo import TTLMemo
 from business.models import ApiKey, ApiKeyScope, Brand, Company, LoginFailure, Membership, User
@@ -45,7 +46,7 @@ def _take_attempt(*, username: str, ip: str | None) -> LoginFailure:
         keys = sorted({f"user:{username}", *([f"ip:{ip}"] if ip else [])})
         with connection.cursor() as cursor:
             for key in keys:
-                cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"aicore.login.{key}"])
+                cursor.execute(statements.ADVISORY_XACT_LOCK, [f"aicore.login.{key}"])
     since = timezone.now() - timedelta(seconds=settings.LOGIN_FAILURE_WINDOW_SECONDS)
     recent = LoginFailure.objects.filter(at__gte=since)
     too_many = recent.filter(username=username).count() >= settings.LOGIN_FAILURES_PER_USERNAME or (

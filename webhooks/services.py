@@ -17,10 +17,10 @@ from ai_core.models import AIJob
 from aicore.webhooks import sign
 from business.errors import ApplicationError
 from business.models import Brand, User
-from business.sql import prepared_cursor
 from business.timestamps import api_timestamp
 from kernel.backoff import Backoff
 from kernel.netguard import AddressRefused, guarded_client
+from webhooks import statements
 from webhooks.models import (
     BATCH_COMPLETED,
     EVENTS,
@@ -221,16 +221,10 @@ def on_batch_completed(sender=None, *, batch, summary: dict, **_) -> list[int]:
 def _endpoints_wanting(job_pk: int, event: str) -> list[int]:
     """The active endpoints of the job's brand subscribed to `event`.
 
-    This runs after every final transition, and most brands have no endpoint: one plain statement, no ORM.
+    This runs after every final transition, and most brands have no endpoint: one plain statement, no ORM
+    (statements.ENDPOINTS_OF_JOB_BRAND).
     """
-    endpoint, job = WebhookEndpoint._meta.db_table, AIJob._meta.db_table
-    with prepared_cursor() as cursor:
-        cursor.execute(
-            f"SELECT e.id, e.events FROM {endpoint} e JOIN {job} j ON j.brand_id = e.brand_id "
-            f"WHERE j.id = %s AND e.is_active",
-            [job_pk],
-        )
-        rows = cursor.fetchall()
+    rows = statements.endpoints_of_job_brand(job_pk)
     field = WebhookEndpoint._meta.get_field("events")
     return [pk for pk, events in rows if event in (field.from_db_value(events, None, connection) or [])]
 

@@ -20,11 +20,11 @@ from django.db import connection, transaction
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
+from ai_core import statements
 from ai_core.models import AIJob, JobPriority, JobStatus
 from ai_core.services import job_claim_pending, job_give_back, job_start
-from ai_core.workflow import BRANDS_AT_LIMIT, IllegalTransition, Transitioned
+from ai_core.workflow import IllegalTransition, Transitioned
 from business.errors import Conflict, NotFound
-from business.models import Brand
 from business.sql import prepared_cursor
 
 PRIORITY_ORDER = tuple(reversed(JobPriority))  # urgent first: JobPriority is declared by rank, as PRIORITY_RANK
@@ -65,32 +65,18 @@ class BrandRotation:
 rotation = BrandRotation()
 
 
-def _of_moved_brand(field: str) -> str:
-    """The claimed job's brand's `field`, as a column the claim statement returns."""
-    return f"(SELECT b.{Brand._meta.get_field(field).column} FROM {Brand._meta.db_table} b WHERE b.id = moved.brand_id)"
-
-
-BRAND_WEIGHT, BRAND_MAX_RUNNING = _of_moved_brand("capacity_weight"), _of_moved_brand("max_running_jobs")
-# The brand's running jobs that started before the given one (by started_at, then id).
-RUNNING_BEFORE = (
-    f"SELECT count(*) FROM {AIJob._meta.db_table} r WHERE r.brand_id = %s AND r.status = '{JobStatus.RUNNING.value}' "
-    f"AND (r.started_at, r.id) < (SELECT j.started_at, j.id FROM {AIJob._meta.db_table} j WHERE j.id = %s)"
-)
+BRAND_WEIGHT = statements.of_moved_brand("capacity_weight")
+BRAND_MAX_RUNNING = statements.of_moved_brand("max_running_jobs")
 
 
 def _best_level(now) -> str | None:
     """The most urgent priority that has a claimable job (of a brand below its max_running_jobs), in one round
     trip (an index probe per level).
     SQLite's pick needs it; PostgreSQL's one-statement claim looks at the levels itself."""
-    table = AIJob._meta.db_table
-    probe = (
-        f"SELECT CAST(%s AS text) WHERE EXISTS (SELECT 1 FROM {table} WHERE status = 'pending' AND priority = %s "
-        f"AND available_at <= %s AND brand_id NOT IN ({BRANDS_AT_LIMIT}))"
-    )
     at = connection.ops.adapt_datetimefield_value(now)  # raw SQL: stored as the ORM does (SQLite: naive UTC)
     with prepared_cursor() as cursor:
         cursor.execute(
-            " UNION ALL ".join([probe] * len(PRIORITY_ORDER)),
+            statements.levels_with_work_sql(len(PRIORITY_ORDER)),
             [value for level in PRIORITY_ORDER for value in (level.value, level.value, at)],
         )
         found = {row[0] for row in cursor.fetchall()}
@@ -108,7 +94,7 @@ def _pick() -> int | None:
     if priority is None:
         return None
     level = AIJob.objects.filter(status=JobStatus.PENDING, available_at__lte=now, priority=priority)
-    level = level.exclude(brand_id__in=RawSQL(BRANDS_AT_LIMIT, []))
+    level = level.exclude(brand_id__in=RawSQL(statements.BRANDS_AT_LIMIT, []))
     level = level.order_by("brand_id", "created_at", "id")
     for queryset in (level.filter(brand_id__gt=rotation.after(priority)), level):
         row = queryset.values_list("pk", "brand_id", "brand__capacity_weight").first()
@@ -172,7 +158,7 @@ def _over_brand_limit(claimed: Transitioned, max_running: int) -> bool:
     `max_running` running jobs (by start, then id) keep running, a later one goes back to pending with its
     attempt given back. A limited brand's claim costs this one more statement; others' none."""
     with prepared_cursor() as cursor:
-        cursor.execute(RUNNING_BEFORE, [claimed.brand_id, claimed.job_pk])
+        cursor.execute(statements.RUNNING_BEFORE, [claimed.brand_id, claimed.job_pk])
         (before,) = cursor.fetchone()
     if before < max_running:
         return False
