@@ -115,7 +115,7 @@ def execute(
             return after_failure(call, exc, capacity_wait=capacity_wait)
         circuit.record_success(call.provider)
         if call.attempt.should_stop():
-            return _abandoned(call.attempt)
+            return abandoned(call.attempt)
         status = finish.complete(call.attempt.job_pk, call.attempt.attempt, result, job=job)
         if status == JobStatus.COMPLETED and on_completed is not None:
             on_completed(result)
@@ -154,9 +154,14 @@ def unbind_attempt_log(token) -> None:
     reset_log_context(token)
 
 
+def _timeout_of(job: AIJob) -> int:
+    """An attempt's time limit: the job type's timeout, at most AICORE_MAX_JOB_SECONDS."""
+    return min(job.job_type.timeout_seconds, settings.AICORE_MAX_JOB_SECONDS)
+
+
 def new_attempt(job: AIJob, attempt_number: int, kind: type[Attempt] = Attempt) -> Attempt:
-    """The attempt's fence, deadline (the type's timeout, at most AICORE_MAX_JOB_SECONDS) and stop flag."""
-    timeout = min(job.job_type.timeout_seconds, settings.AICORE_MAX_JOB_SECONDS)
+    """The attempt's fence, deadline (_timeout_of) and stop flag."""
+    timeout = _timeout_of(job)
     return kind(job_pk=job.pk, attempt=attempt_number, deadline=time.monotonic() + timeout)
 
 
@@ -173,7 +178,7 @@ def begin(
     job, attempt = call.job, call.attempt
     request = handlers.build_request(job)
     request.attempt = attempt.attempt
-    request.timeout_seconds = float(min(job.job_type.timeout_seconds, settings.AICORE_MAX_JOB_SECONDS))
+    request.timeout_seconds = float(_timeout_of(job))
     request.on_token = on_token
     if whole:
         request.stream = False
@@ -195,7 +200,7 @@ def after_failure(call: Call, exc: Exception, *, capacity_wait=None) -> str | No
     attempt, job, provider = call.attempt, call.job, call.provider
     policy = call.policy or default_policy()
     if isinstance(exc, CallAbandoned):
-        return _abandoned(attempt)
+        return abandoned(attempt)
     if isinstance(exc, capacity.CapacityWait):
         if capacity_wait is not None:  # the caller waited as long as it would
             return _capacity_timeout(attempt, f"No provider capacity within the caller's bound ({exc})")
@@ -212,10 +217,6 @@ def after_failure(call: Call, exc: Exception, *, capacity_wait=None) -> str | No
     # A bug or a broken dependency: retried like a transient error, then failed.
     logger.error("job %s attempt %s crashed", attempt.job_pk, attempt.attempt, exc_info=exc)
     return _retry_or_fail(attempt, job, "ENGINE_ERROR", f"{type(exc).__name__}: {exc}", policy)
-
-
-def abandoned(attempt: Attempt) -> str | None:
-    return _abandoned(attempt)
 
 
 def capacity_lease(call: Call) -> capacity.Lease:
@@ -245,16 +246,6 @@ def release(
 JOB_READ = JobRead("j")
 # On PostgreSQL the claim statement returns the same, read from the row it claimed (workflow: `moved`).
 CLAIMED = JobRead("moved")
-
-
-def __getattr__(name: str):
-    """CLAIMED_READ / CLAIMED_COLUMNS: the claim's extra columns and their reader (built from the registered
-    probes, so read when asked, not at import)."""
-    if name == "CLAIMED_READ":
-        return CLAIMED.sql
-    if name == "CLAIMED_COLUMNS":
-        return CLAIMED
-    raise AttributeError(name)
 
 
 def _load(job_pk: int) -> AIJob:
@@ -364,7 +355,7 @@ def _publish_wakes(wakes: list, job: AIJob) -> None:
         publish_job(job.pk, priority=job.priority, countdown=max(0.0, (at - now).total_seconds()) or None)
 
 
-def _abandoned(attempt: Attempt) -> str | None:
+def abandoned(attempt: Attempt) -> str | None:
     """The call stopped early: on timeout we end the job; on cancel or supersession others already did."""
     if attempt.stop_reason == "timeout":
         return finish.timeout(attempt.job_pk, attempt.attempt)

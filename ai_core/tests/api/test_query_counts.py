@@ -136,9 +136,9 @@ def test_an_engine_end_without_quota_is_one_statement_with_its_usage_row(persona
 
     _jobs(personas, 1)
     with CaptureQueriesContext(connection) as claim:
-        claimed = claim_next(task_id="t-1", also_return=runner.CLAIMED_READ)
+        claimed = claim_next(task_id="t-1", also_return=runner.CLAIMED.sql)
     assert len(claim) == 1  # levels, pick, compare-and-set, event, roll-up and the job's row: one statement
-    job = runner._job_from(runner.CLAIMED_COLUMNS, claimed.extra)
+    job = runner._job_from(runner.CLAIMED, claimed.extra)
     loaded = runner._load(claimed.job_pk)
     assert [getattr(job, f.attname) for f in AIJob._meta.concrete_fields] == [
         getattr(loaded, f.attname) for f in AIJob._meta.concrete_fields
