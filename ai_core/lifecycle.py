@@ -30,6 +30,7 @@ from ai_core.workflow import (
     IllegalTransition,
     Transitioned,
     claim_pending,
+    claim_pending_batch,
     claimed_at_creation,
     stat_move,
     transition,
@@ -54,6 +55,7 @@ __all__ = [
     "jobs_cancel",
     "job_start",
     "job_claim_pending",
+    "job_claim_pending_batch",
     "job_progress",
     "jobs_beat",
     "job_complete",
@@ -537,6 +539,14 @@ def job_claim_pending(
 ) -> Transitioned | None:
     """PostgreSQL: claim the first claimable job along `levels` ((priority, after brand), in order)."""
     return claim_pending(levels=levels, also_return=also_return, **_claim(task_id))
+
+
+def job_claim_pending_batch(
+    *, levels: list[tuple[str, int, int, int]], limit: int, task_id: str = "", also_return: str = ""
+) -> list[Transitioned]:
+    """PostgreSQL: claim up to `limit` claimable jobs in one statement, in the order successive claims would
+    (`levels`: per priority in order, the rotation's (priority, after brand, turn brand, claims in a row))."""
+    return claim_pending_batch(levels=levels, limit=limit, also_return=also_return, **_claim(task_id))
 
 
 def job_progress(*, job_pk: int, attempt: int, percentage: int) -> bool:

@@ -23,6 +23,7 @@ from ai_core.hooks import Created, Replanned
 from ai_core.lifecycle import (  # noqa: F401  (re-exported: callers import the lifecycle's writes from here)
     job_cancel,
     job_claim_pending,
+    job_claim_pending_batch,
     job_complete,
     job_delete,
     job_fail,

@@ -323,6 +323,104 @@ def transition_sql(
     """
 
 
+# The roll-up deltas of a batch of claims: one row per (brand, day, type, status) moved, summed (GROUP BY the
+# first four columns, InsertSelect's order: a batch of 64 claims writes a few rows, not 128).
+CLAIM_BATCH_ROLLUP = InsertSelect(
+    JobDailyStat,
+    {
+        "brand_id": "moved.brand_id",
+        "day": "(moved.created_at AT TIME ZONE %s::text)::date",
+        "job_type_id": "moved.job_type_id",
+        "status": "d.status",
+        "jobs": "sum(d.jobs)",
+        "cost_micros": "0",
+    },
+)
+
+
+def claim_batch_sql(*, levels: int, assignments: list[str], also_return: str) -> str:
+    """PostgreSQL: up to N claims in one statement, in the order N successive claims (claim_pick's) would make
+    them, each the claim's compare-and-set (pending -> running, attempts + 1) with its event and roll-up.
+
+    `level` holds, per priority in order, the rotation's position (engine.claim.BrandRotation): the brands
+    after `after_brand` come first, then from the first (a lap); `turn_brand` had `in_a_row` claims of its
+    turn already. `walk` finds each level's brands with claimable work (a loose scan of aijob_pending_claim:
+    one index probe per brand), `turn` their weight and their room under max_running_jobs (NULL: no limit,
+    the running jobs counted only for limited brands), `cand` each brand's oldest N jobs at the level (one
+    index range scan each), numbered: its `nth` job falls in round (nth + in_a_row) / weight. `pick` orders
+    them by level, round, lap, brand, nth (a brand's `weight` jobs in a row per round, brands in rotation
+    order) and keeps a brand's first `room` across the levels; `cur` locks them (SKIP LOCKED, the status
+    checked again on the row's newest version); `moved`, `event`, `rollup` are the compare-and-set's. Returns
+    the moved rows in claim order: id, attempts, brand id, then `also_return` (read from `moved`).
+
+    Placeholders: per level (rank, priority, after brand, turn brand, in a row); the instant, N; the
+    assignments'; the allowed statuses; TRANSITION_EVENT's (to, at, reason, actor, its defaults);
+    CLAIM_BATCH_ROLLUP's (time zone, its defaults); the new status.
+    """
+    job, brand = AIJob._meta.db_table, Brand._meta.db_table
+    weight = Brand._meta.get_field("capacity_weight").column
+    limit = Brand._meta.get_field("max_running_jobs").column
+    claimable = f"status = '{JobStatus.PENDING.value}' AND available_at <= (SELECT at FROM ask)"
+    values = ", ".join(["(%s::int, %s::text, %s::bigint, %s::bigint, %s::int)"] * levels)
+    return f"""
+        WITH RECURSIVE level (rank, priority, after_brand, turn_brand, in_a_row) AS (VALUES {values}),
+        ask (at, n) AS (VALUES (%s::timestamptz, %s::int)),
+        walk (rank, brand_id) AS (
+            SELECT level.rank, (SELECT min(brand_id) FROM {job} WHERE {claimable} AND priority = level.priority)
+            FROM level
+            UNION ALL
+            SELECT walk.rank, (
+                SELECT min(brand_id) FROM {job} WHERE {claimable} AND brand_id > walk.brand_id
+                AND priority = (SELECT level.priority FROM level WHERE level.rank = walk.rank)
+            ) FROM walk WHERE walk.brand_id IS NOT NULL
+        ),
+        turn AS (
+            SELECT level.rank, level.priority, walk.brand_id, b.{weight} AS weight,
+                CASE WHEN b.{limit} IS NULL THEN NULL ELSE b.{limit} - (
+                    SELECT count(*) FROM {job} r WHERE r.brand_id = b.id AND r.status = '{JobStatus.RUNNING.value}'
+                ) END AS room,
+                CASE WHEN walk.brand_id = level.turn_brand THEN least(level.in_a_row, b.{weight} - 1) ELSE 0 END
+                    AS done,
+                walk.brand_id <= level.after_brand AS lap
+            FROM walk JOIN level ON level.rank = walk.rank JOIN {brand} b ON b.id = walk.brand_id
+        ),
+        cand AS (
+            SELECT c.id, turn.rank, turn.brand_id, turn.lap, turn.room, c.nth,
+                (c.nth + turn.done) / turn.weight AS round,
+                row_number() OVER (PARTITION BY turn.brand_id ORDER BY turn.rank, c.nth) AS of_brand
+            FROM turn CROSS JOIN LATERAL (
+                SELECT s.id, row_number() OVER (ORDER BY s.created_at, s.id) - 1 AS nth FROM (
+                    SELECT id, created_at FROM {job} WHERE {claimable} AND priority = turn.priority
+                    AND brand_id = turn.brand_id ORDER BY created_at, id LIMIT (SELECT n FROM ask)
+                ) s
+            ) c
+            WHERE turn.room IS NULL OR turn.room > 0
+        ),
+        pick AS MATERIALIZED (
+            SELECT id, row_number() OVER (ORDER BY rank, round, lap, brand_id, nth) AS pos FROM cand
+            WHERE room IS NULL OR of_brand <= room
+            ORDER BY rank, round, lap, brand_id, nth LIMIT (SELECT n FROM ask)
+        ),
+        cur AS (
+            SELECT j.id, j.status, pick.pos FROM {job} j JOIN pick ON pick.id = j.id
+            WHERE j.status = '{JobStatus.PENDING.value}' FOR UPDATE OF j SKIP LOCKED
+        ),
+        moved AS (
+            UPDATE {job} AS job SET {", ".join([*assignments, "attempts = job.attempts + 1"])} FROM cur
+            WHERE job.id = cur.id AND job.status = cur.status AND cur.status = ANY(%s::text[])
+            RETURNING cur.status AS from_status, cur.pos AS claim_pos, job.*
+        ),
+        event AS ({TRANSITION_EVENT} FROM moved),
+        rollup AS (
+            {CLAIM_BATCH_ROLLUP}
+            FROM moved CROSS JOIN LATERAL (VALUES (moved.from_status::text, -1), (%s::text, 1)) AS d (status, jobs)
+            GROUP BY 1, 2, 3, 4
+        )
+        SELECT moved.id, moved.attempts, moved.brand_id{also_return and ", "}{also_return}
+        FROM moved ORDER BY moved.claim_pos
+    """
+
+
 _INSERTS: dict[type[Model], Insert] = {}
 
 
@@ -417,10 +515,12 @@ def of_moved_brand(field: str) -> str:
     return f"(SELECT b.{Brand._meta.get_field(field).column} FROM {Brand._meta.db_table} b WHERE b.id = moved.brand_id)"
 
 
-# The brand's running jobs that started before the given one (by started_at, then id).
+# Per given job (an array of ids): its id and its brand's running jobs that started before it (by started_at,
+# then id).
 RUNNING_BEFORE = (
-    f"SELECT count(*) FROM {AIJob._meta.db_table} r WHERE r.brand_id = %s AND r.status = '{JobStatus.RUNNING.value}' "
-    f"AND (r.started_at, r.id) < (SELECT j.started_at, j.id FROM {AIJob._meta.db_table} j WHERE j.id = %s)"
+    f"SELECT j.id, (SELECT count(*) FROM {AIJob._meta.db_table} r WHERE r.brand_id = j.brand_id "
+    f"AND r.status = '{JobStatus.RUNNING.value}' AND (r.started_at, r.id) < (j.started_at, j.id)) "
+    f"FROM {AIJob._meta.db_table} j WHERE j.id = ANY(%s::bigint[])"
 )
 
 

@@ -3,7 +3,7 @@ that perform a transition (their text is in ai_core/statements.py). ai_core/life
 (the lifecycle's own module for every write of a job's status, events and roll-up).
 
 Every status change in AI Core goes through `transition()` (or `claim_pending()`, the engine's claim, which
-picks its job itself): one compare-and-set
+picks its job itself, and `claim_pending_batch()`, up to N of them in one statement): one compare-and-set
 (`UPDATE ai_job SET status = <to> WHERE id = %s AND status = <from> [AND attempts = <attempt>]`),
 one AIJobEvent row, the timestamps, and the dashboard roll-up — all in one transaction.
 """
@@ -230,6 +230,55 @@ def claim_pending(
     )
     params = [value for level in levels for value in level] + [change.now]
     return _cas_statement(change, pick=statements.claim_pick(len(levels)), pick_params=params, also_return=also_return)
+
+
+def claim_pending_batch(
+    *,
+    levels: Sequence[tuple[str, int, int, int]],
+    limit: int,
+    reason: str,
+    fields: dict[str, Any],
+    also_return: str = "",
+) -> list[Transitioned]:
+    """PostgreSQL: claim up to `limit` claimable jobs in one statement (statements.claim_batch_sql), in the order
+    `limit` successive claim_pending() calls would take them. Returns the claims made, in that order (fewer
+    when fewer are claimable or unlocked: SKIP LOCKED).
+
+    `levels`: per priority in order, (priority, after brand, turn brand, claims in a row): the brands after
+    `after brand` first, `turn brand` having had that many claims of its turn. Each claim is the same
+    compare-and-set as transition()'s, with its event; the roll-up's deltas summed per bucket.
+    """
+    change = _Change(
+        to=S.RUNNING,
+        allowed=frozenset({S.PENDING}),
+        attempt=None,
+        reason=reason[:500],
+        actor_id=None,
+        fields=fields,
+        cost=None,
+        now=timezone.now(),
+    )
+    assignments, values = statements.job_assignments(change.updates())
+    sql = statements.claim_batch_sql(levels=len(levels), assignments=assignments, also_return=also_return)
+    params = [value for rank, level in enumerate(levels) for value in (rank, *level)]  # in placeholder order
+    params += [change.now, limit, *values, list(change.allowed)]
+    params += [change.to, change.now, change.reason, change.actor_id, *statements.TRANSITION_EVENT.defaults()]
+    params += [settings.TIME_ZONE, *statements.CLAIM_BATCH_ROLLUP.defaults(), change.to]
+    with prepared_cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    return [
+        Transitioned(
+            job_pk=job_pk,
+            from_status=S.PENDING,
+            to_status=S.RUNNING,
+            attempt=attempt,
+            at=change.now,
+            brand_id=brand_id,
+            extra=tuple(extra),
+        )
+        for job_pk, attempt, brand_id, *extra in rows
+    ]
 
 
 def _raise_refusal(current: str, current_attempt: int, change: _Change) -> None:

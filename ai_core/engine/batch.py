@@ -1,8 +1,9 @@
 """Claims and finishes of many jobs at once, for the asyncio executor (engine.aio).
 
-- claim_many: up to N claims in one trip to a database thread, each the claim of claim.py (priority order,
-  brand round-robin with weights, max_running_jobs, SKIP LOCKED on PostgreSQL; SQLite one IMMEDIATE transaction
-  at a time). The order and the fairness are claim.py's, unchanged: the batch only saves the hand-offs.
+- claim_many: up to N claims in one trip to a database thread, in claim.py's order (priority order, brand
+  round-robin with weights, max_running_jobs): on PostgreSQL in ONE statement (claim.claim_batch, SKIP LOCKED),
+  on SQLite claim_next's IMMEDIATE transactions one at a time. The order and the fairness are claim.py's,
+  unchanged: the batch saves the hand-offs, and on PostgreSQL the round trips and the statements.
 - complete_many: N completions in ONE transaction (one commit instead of N), each the same fenced
   compare-and-set and accounting as finish.complete (a job whose attempt changed, or that was cancelled, is
   skipped, never overwritten; a job is charged once). A batch that fails as a whole (the database away, a
@@ -16,7 +17,7 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from ai_core.engine import finish, runner
-from ai_core.engine.claim import claim_next
+from ai_core.engine.claim import claim_batch, claim_next
 from ai_core.models import AIJob
 from ai_core.workflow import Transitioned
 from ai_providers.clients.base import ChatResult
@@ -32,18 +33,27 @@ def claim_many(limit: int, task_id: str = "") -> list[tuple[Transitioned, AIJob]
     until = time.monotonic() + settings.AICORE_HEARTBEAT_MS / 2000
     try:
         while len(claimed) < limit and (not claimed or time.monotonic() < until):
-            one = claim_next(task_id=task_id, also_return=runner.CLAIMED.sql)
-            if one is None:
+            some = _claim_some(limit - len(claimed), task_id)
+            if not some:
                 break
-            claimed.append((one, runner.claimed_job(one)))
+            claimed += [(one, runner.claimed_job(one)) for one in some]
     except Exception:
         if not claimed:
             raise
-        # The claims made are committed (each is its own statement): run them; the reaper would otherwise
+        # The claims made are committed (each statement on its own): run them; the reaper would otherwise
         # wait for their heartbeat to stop.
         logger.warning("claim batch cut short after %d claims", len(claimed), exc_info=True)
         connection.close()
     return claimed
+
+
+def _claim_some(limit: int, task_id: str) -> list[Transitioned]:
+    """Up to `limit` claims in one statement on PostgreSQL (a batch cut short by SKIP LOCKED or a give-back is
+    topped up by the next call), else one."""
+    if connection.vendor == "postgresql":
+        return claim_batch(limit, task_id=task_id, also_return=runner.CLAIMED.sql)
+    one = claim_next(task_id=task_id, also_return=runner.CLAIMED.sql)
+    return [] if one is None else [one]
 
 
 def complete_many(items: list[tuple[int, int, ChatResult, AIJob]]) -> list[str | None]:

@@ -11,6 +11,9 @@ A brand with `max_running_jobs` (business.Brand) that many of its jobs running i
 the deployment (the count is the database's): its jobs stay pending, nothing spent. SQLite's claims run one at
 a time (IMMEDIATE transactions); PostgreSQL's concurrent ones may each see room, so a claim of a limited brand
 then checks, committed, that it is among the brand's first `max_running_jobs` (`_over_brand_limit`).
+
+On PostgreSQL `claim_batch` makes up to N claims in one statement, in the order N claim_next() calls would
+(the asyncio executor's batches, engine.batch): the same rules, the rotation moved on past each claim.
 """
 
 import threading
@@ -22,7 +25,7 @@ from django.utils import timezone
 
 from ai_core import statements
 from ai_core.models import AIJob, JobPriority, JobStatus
-from ai_core.services import job_claim_pending, job_give_back, job_start
+from ai_core.services import job_claim_pending, job_claim_pending_batch, job_give_back, job_start
 from ai_core.workflow import IllegalTransition, Transitioned
 from business.errors import Conflict, NotFound
 from business.sql import prepared_cursor
@@ -42,11 +45,17 @@ class BrandRotation:
         self._lock = threading.Lock()
 
     def after(self, priority: str) -> int:
+        return self.position(priority)[0]
+
+    def position(self, priority: str) -> tuple[int, int, int]:
+        """(after brand, turn brand, claims in a row): the next claim takes the first brand after `after brand`
+        (wrapping around); `turn brand` (0: none) is the brand whose turn goes on, with that many claims of it
+        made."""
         with self._lock:
             brand_id, weight, in_a_row = self._last.get(priority, (0, 1, 0))
         if brand_id and in_a_row < weight:
-            return brand_id - 1  # the pick takes the first brand above: this one again
-        return brand_id
+            return brand_id - 1, brand_id, in_a_row  # the pick takes the first brand above: this one again
+        return brand_id, 0, 0
 
     def served(self, priority: str, brand_id: int, weight: int = 1) -> None:
         with self._lock:
@@ -67,6 +76,7 @@ rotation = BrandRotation()
 
 BRAND_WEIGHT = statements.of_moved_brand("capacity_weight")
 BRAND_MAX_RUNNING = statements.of_moved_brand("max_running_jobs")
+CLAIMED_ALONG = ", ".join(["moved.priority", BRAND_WEIGHT, BRAND_MAX_RUNNING])  # what _served reads of a claim
 
 
 def _best_level(now) -> str | None:
@@ -134,41 +144,75 @@ def _claim_in_one_statement(task_id: str, also_return: str) -> Transitioned | No
     for _ in range(MAX_LOST_RACES):
         try:
             claimed = job_claim_pending(
-                levels=levels,
-                task_id=task_id,
-                also_return=", ".join(filter(None, ["moved.priority", BRAND_WEIGHT, BRAND_MAX_RUNNING, also_return])),
+                levels=levels, task_id=task_id, also_return=", ".join(filter(None, [CLAIMED_ALONG, also_return]))
             )
         except Conflict:  # the row changed between its pick and its compare-and-set: look again
             continue
         if claimed is None:
             return None
-        priority, weight, max_running = claimed.extra[:3]
-        if max_running is not None and _over_brand_limit(claimed, max_running):
-            continue
-        rotation.served(priority, claimed.brand_id, weight)
-        return replace(claimed, extra=claimed.extra[3:])
+        kept = _served([claimed])
+        if kept:
+            return kept[0]
     return None
 
 
-def _over_brand_limit(claimed: Transitioned, max_running: int) -> bool:
-    """Whether a claim of a brand with max_running_jobs raced others past it, and then gave the job back.
+def claim_batch(limit: int, *, task_id: str = "", also_return: str = "") -> list[Transitioned]:
+    """PostgreSQL: claim up to `limit` jobs in ONE statement (workflow.claim_pending_batch), in the order as
+    many claim_next() calls would take them: priority first, then at each level brands in the rotation's order
+    (starting where the last claim left it), each `capacity_weight` claims in a row, oldest first within a
+    brand; a brand with max_running_jobs gets no more than its room. Then the committed re-check of limited
+    brands (_over_brand_limit, one statement for the batch) and the rotation moved on past the claims kept,
+    as if each had been claim_next's. Fewer than `limit` when fewer are claimable (or were locked by a
+    concurrent claim: SKIP LOCKED), in claim order; `also_return` as claim_next's."""
+    levels = [(priority.value, *rotation.position(priority)) for priority in PRIORITY_ORDER]
+    claimed = job_claim_pending_batch(
+        levels=levels,
+        limit=limit,
+        task_id=task_id,
+        also_return=", ".join(filter(None, [CLAIMED_ALONG, also_return])),
+    )
+    return _served(claimed)
 
-    The claim statement counts the brand's running jobs in its own snapshot, so workers claiming at the same
-    instant can each see room for one more. Once committed they see each other: the brand's first
-    `max_running` running jobs (by start, then id) keep running, a later one goes back to pending with its
-    attempt given back. A limited brand's claim costs this one more statement; others' none."""
+
+def _served(claimed: list[Transitioned]) -> list[Transitioned]:
+    """Claims made with CLAIMED_ALONG first in their extra: those a race took past their brand's
+    max_running_jobs given back (_over_brand_limit), the rotation moved on past the others, in their order,
+    which are returned without CLAIMED_ALONG's columns."""
+    limited = {c.job_pk: c.extra[2] for c in claimed if c.extra[2] is not None}
+    given_back = _over_brand_limit([c for c in claimed if c.job_pk in limited], limited) if limited else set()
+    kept = []
+    for one in claimed:
+        if one.job_pk in given_back:
+            continue
+        priority, weight = one.extra[:2]
+        rotation.served(priority, one.brand_id, weight)
+        kept.append(replace(one, extra=one.extra[3:]))
+    return kept
+
+
+def _over_brand_limit(claimed: list[Transitioned], max_running: dict[int, int]) -> set[int]:
+    """The claims (of brands with max_running_jobs: the limit per job pk) that raced others past it, given back.
+
+    A claim statement counts the brand's running jobs in its own snapshot, so workers claiming at the same
+    instant can each see room. Once committed they see each other: the brand's first `max_running` running
+    jobs (by start, then id) keep running, a later one goes back to pending with its attempt given back. One
+    more statement for a batch with claims of limited brands; none for others."""
     with prepared_cursor() as cursor:
-        cursor.execute(statements.RUNNING_BEFORE, [claimed.brand_id, claimed.job_pk])
-        (before,) = cursor.fetchone()
-    if before < max_running:
-        return False
-    try:
-        job_give_back(
-            job_pk=claimed.job_pk,
-            attempt=claimed.attempt,
-            reason=f"its brand already runs {before} jobs (max_running_jobs {max_running})",
-            claimable_at=timezone.now(),
-        )
-    except Conflict:  # cancelled meanwhile: nothing to give back
-        pass
-    return True
+        cursor.execute(statements.RUNNING_BEFORE, [[c.job_pk for c in claimed]])
+        before = dict(cursor.fetchall())
+    over = set()
+    for one in claimed:
+        limit = max_running[one.job_pk]
+        if before.get(one.job_pk, 0) < limit:
+            continue
+        over.add(one.job_pk)
+        try:
+            job_give_back(
+                job_pk=one.job_pk,
+                attempt=one.attempt,
+                reason=f"its brand already runs {before[one.job_pk]} jobs (max_running_jobs {limit})",
+                claimable_at=timezone.now(),
+            )
+        except Conflict:  # cancelled meanwhile: nothing to give back
+            pass
+    return over

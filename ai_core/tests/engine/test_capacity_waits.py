@@ -154,8 +154,8 @@ def test_claims_that_raced_past_a_brands_max_running_jobs_give_the_later_job_bac
     claims = {claimed.job_pk: claimed for claimed in (claim_next(), claim_next())}
     assert set(claims) == {first.pk, second.pk}
     Brand.objects.filter(pk=brand.pk).update(max_running_jobs=1)
-    assert claim._over_brand_limit(claims[first.pk], 1) is False
-    assert claim._over_brand_limit(claims[second.pk], 1) is True
+    assert claim._over_brand_limit([claims[first.pk]], {first.pk: 1}) == set()
+    assert claim._over_brand_limit([claims[second.pk]], {second.pk: 1}) == {second.pk}
     assert [(j.pk, j.status, j.attempts) for j in AIJob.objects.filter(brand=brand).order_by("id")] == [
         (first.pk, "running", 1),
         (second.pk, "pending", 0),
