@@ -515,13 +515,15 @@ def of_moved_brand(field: str) -> str:
     return f"(SELECT b.{Brand._meta.get_field(field).column} FROM {Brand._meta.db_table} b WHERE b.id = moved.brand_id)"
 
 
-# Per given job (an array of ids): its id and its brand's running jobs that started before it (by started_at,
-# then id).
-RUNNING_BEFORE = (
-    f"SELECT j.id, (SELECT count(*) FROM {AIJob._meta.db_table} r WHERE r.brand_id = j.brand_id "
-    f"AND r.status = '{JobStatus.RUNNING.value}' AND (r.started_at, r.id) < (j.started_at, j.id)) "
-    f"FROM {AIJob._meta.db_table} j WHERE j.id = ANY(%s::bigint[])"
-)
+def running_before_sql(jobs: int) -> str:
+    """Per given job (placeholders: `jobs` ids): its id and the count of its brand's running jobs that started
+    before it (by started_at, then id)."""
+    job = AIJob._meta.db_table
+    return (
+        f"SELECT j.id, (SELECT count(*) FROM {job} r WHERE r.brand_id = j.brand_id "
+        f"AND r.status = '{JobStatus.RUNNING.value}' AND (r.started_at, r.id) < (j.started_at, j.id)) "
+        f"FROM {job} j WHERE j.id IN ({', '.join(['%s'] * jobs)})"
+    )
 
 
 def levels_with_work_sql(levels: int) -> str:

@@ -198,7 +198,7 @@ def _over_brand_limit(claimed: list[Transitioned], max_running: dict[int, int]) 
     jobs (by start, then id) keep running, a later one goes back to pending with its attempt given back. One
     more statement for a batch with claims of limited brands; none for others."""
     with prepared_cursor() as cursor:
-        cursor.execute(statements.RUNNING_BEFORE, [[c.job_pk for c in claimed]])
+        cursor.execute(statements.running_before_sql(len(claimed)), [c.job_pk for c in claimed])
         before = dict(cursor.fetchall())
     over = set()
     for one in claimed:

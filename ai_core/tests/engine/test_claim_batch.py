@@ -92,6 +92,15 @@ def test_a_batch_takes_priority_first_then_brands_by_weight_oldest_first_and_the
     assert (rollup["pending"], rollup["running"]) == (0, 10)
 
 
+def test_a_batch_goes_round_the_brands_from_where_the_last_one_stopped(job_types, make_brands, rotation):
+    a, b, c = brands_with(make_brands, 1, 1, 1)
+    jobs = {brand.pk: [submit(brand).pk for _ in range(3)] for brand in (a, b, c)}
+    (a1, a2, a3), (b1, b2, b3), (c1, c2, c3) = jobs[a.pk], jobs[b.pk], jobs[c.pk]
+    assert claimed_pks(claim_many(2)) == [a1, b1]
+    # After b: c, then round again from a, one each per round.
+    assert claimed_pks(claim_many(7)) == [c1, a2, b2, c2, a3, b3, c3]
+
+
 def test_a_batch_claims_what_as_many_successive_claims_would_across_levels_weights_and_limits(
     job_types, make_brands, rotation, monkeypatch
 ):
