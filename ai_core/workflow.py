@@ -208,6 +208,20 @@ def claimed_at_creation(job: AIJob, *, reason: str, fields: dict[str, Any]) -> l
     return [("", S.PENDING, 0, "created", job.created_by_id), (S.PENDING, S.RUNNING, 1, claim.reason, None)]
 
 
+def _claim_change(reason: str, fields: dict[str, Any]) -> _Change:
+    """The engine's claim of a pending job it picked: pending -> running, now."""
+    return _Change(
+        to=S.RUNNING,
+        allowed=frozenset({S.PENDING}),
+        attempt=None,
+        reason=reason[:500],
+        actor_id=None,
+        fields=fields,
+        cost=None,
+        now=timezone.now(),
+    )
+
+
 def claim_pending(
     *, levels: Sequence[tuple[str, int]], reason: str, fields: dict[str, Any], also_return: str = ""
 ) -> Transitioned | None:
@@ -218,16 +232,7 @@ def claim_pending(
     racing workers spread out instead of queueing on one row. `also_return`: more columns for
     Transitioned.extra, read from `moved` (the job's row as claimed: every column of the job table).
     """
-    change = _Change(
-        to=S.RUNNING,
-        allowed=frozenset({S.PENDING}),
-        attempt=None,
-        reason=reason[:500],
-        actor_id=None,
-        fields=fields,
-        cost=None,
-        now=timezone.now(),
-    )
+    change = _claim_change(reason, fields)
     params = [value for level in levels for value in level] + [change.now]
     return _cas_statement(change, pick=statements.claim_pick(len(levels)), pick_params=params, also_return=also_return)
 
@@ -248,16 +253,7 @@ def claim_pending_batch(
     `after brand` first, `turn brand` having had that many claims of its turn. Each claim is the same
     compare-and-set as transition()'s, with its event; the roll-up's deltas summed per bucket.
     """
-    change = _Change(
-        to=S.RUNNING,
-        allowed=frozenset({S.PENDING}),
-        attempt=None,
-        reason=reason[:500],
-        actor_id=None,
-        fields=fields,
-        cost=None,
-        now=timezone.now(),
-    )
+    change = _claim_change(reason, fields)
     assignments, values = statements.job_assignments(change.updates())
     sql = statements.claim_batch_sql(levels=len(levels), assignments=assignments, also_return=also_return)
     params = [value for rank, level in enumerate(levels) for value in (rank, *level)]  # in placeholder order
