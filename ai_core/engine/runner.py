@@ -48,6 +48,10 @@ def run_wake_up(job_pk: int, *, task_id: str = "") -> str | None:
     wake-ups (dispatch.publish_jobs): each one woken drains the queue with the others. Stopped while jobs may
     remain, it hands on one wake-up, so a long queue never waits for the sweeper.
 
+    A job its attempt left pending ends the wake-up too, handing on nothing: a job waiting for provider
+    capacity is claimable at once and would be claimed (and refused) again and again; its wake-ups come with
+    free slots (the pacer), a retry's after its backoff, a fallback's at once, and they go on with the queue.
+
     Returns the status the last attempt left its job in, None when there was nothing to claim."""
     started, last = time.monotonic(), None
     for _ in range(settings.AICORE_WAKE_UP_MAX_JOBS):
@@ -55,6 +59,8 @@ def run_wake_up(job_pk: int, *, task_id: str = "") -> str | None:
         if ran is NOTHING_CLAIMED:
             return last
         last = ran
+        if ran == JobStatus.PENDING:
+            return last
         if shutting_down.is_set() or time.monotonic() - started >= settings.AICORE_WAKE_UP_MAX_SECONDS:
             break
     hand_on_wake_up()
