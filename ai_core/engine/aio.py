@@ -194,8 +194,8 @@ class Engine:
         # A wake-up stands for many jobs (dispatch.publish_jobs): while claims find work, each end asks again,
         # also after a claim found fewer than it asked for (the rest behind a brand's max_running_jobs, say).
         # Not a job left pending: one waiting for capacity is claimable at once, its wake-ups come with free slots.
-        asks = self.more or (self.flowing and status != JobStatus.PENDING)
-        if asks and not self.claimers and not self.stopping:
+        # As a wake-up would: claims side by side up to _poke's bound (each end one), not one claim at a time.
+        if self.more or (self.flowing and status != JobStatus.PENDING):
             self._poke()
 
     async def _run(self, prepared: "Prepared") -> str | None:
