@@ -52,32 +52,77 @@ def publish_job(job_pk: int, *, priority: str = "normal", countdown: float | Non
 
 
 def dispatch_job_on_commit(job_pk: int, *, priority: str = "normal") -> None:
-    """Publish after the surrounding transaction commits, so a worker never sees a job that isn't there."""
-    transaction.on_commit(lambda: publish_job(job_pk, priority=priority))
+    """Publish after the surrounding transaction commits, so a worker never sees a job that isn't there; at once
+    outside a transaction. The jobs made claimable in one transaction share its wake-ups (publish_jobs)."""
+    dispatch_jobs_on_commit([job_pk])
 
 
 def dispatch_jobs_on_commit(job_pks: list[int]) -> None:
-    """Wake a worker per job after commit (bulk creation): a wake-up claims one job, so each job needs one.
-
-    Published by a thread of their own, so the request answers once its rows are committed: 10 000 wake-ups
-    took longer than writing the 10 000 jobs. Workers start on the first ones meanwhile; wake-ups lost to a
-    process that stops midway are the sweeper's, as any lost publish (the job row is the truth).
-    """
+    """Wake workers for these jobs once the surrounding transaction commits (at once outside one), with the
+    wake-ups of every other job of the transaction: one on_commit per transaction, publish_jobs at its end."""
     pks = list(job_pks)
     if not pks:
         return
+    connection = transaction.get_connection()
+    if not connection.in_atomic_block:
+        publish_jobs(pks)
+        return
+    _Coalesced.of(connection).pks.extend(pks)
+
+
+def publish_jobs(job_pks: list[int]) -> None:
+    """Wake workers for jobs now claimable: at most AICORE_WAKE_UPS_PER_COMMIT wake-ups (0: one per job), enough
+    for every worker to wake. A woken worker keeps claiming while jobs are claimable (runner.run_wake_up, the
+    asyncio executor's claim loop), so fewer wake-ups than jobs strand none; the broker carries a few messages
+    where it carried one per job.
+
+    More than BULK_WAKE_UPS_INLINE are published by a thread of their own, so the request answers once its rows
+    are committed. Wake-ups lost to a process that stops midway are the sweeper's, as any lost publish."""
+    bound = settings.AICORE_WAKE_UPS_PER_COMMIT
+    pks = list(job_pks)[:bound] if bound else list(job_pks)
 
     def publish_all() -> None:
         for pk in pks:
             publish_job(pk)
 
-    def start() -> None:
-        if len(pks) <= BULK_WAKE_UPS_INLINE:
-            publish_all()
-        else:
-            threading.Thread(target=publish_all, name="aicore-bulk-wake-ups", daemon=True).start()
-
-    transaction.on_commit(start)
+    if len(pks) <= BULK_WAKE_UPS_INLINE:
+        publish_all()
+    else:
+        threading.Thread(target=publish_all, name="aicore-bulk-wake-ups", daemon=True).start()
 
 
 BULK_WAKE_UPS_INLINE = 100  # fewer than this are published before the request answers
+
+
+class _Coalesced:
+    """The jobs a transaction made claimable, published by one on_commit callback once it commits.
+
+    One per connection at a time: the next dispatch in the same transaction finds it while its callback is
+    still registered. A rollback (of the transaction or of the savepoint the callback was registered in) drops
+    the callback, and Django's list of them is rebuilt without it; the next dispatch then starts another."""
+
+    def __init__(self) -> None:
+        self.pks: list[int] = []
+        self.index = -1
+        self.callback = self.flush  # one bound method: what the registered entry holds
+
+    @classmethod
+    def of(cls, connection) -> "_Coalesced":
+        current = getattr(connection, "aicore_wake_ups", None)
+        if current is not None and current.registered(connection):
+            return current
+        current = cls()
+        current.index = len(connection.run_on_commit)
+        transaction.on_commit(current.callback, using=connection.alias)
+        connection.aicore_wake_ups = current
+        return current
+
+    def registered(self, connection) -> bool:
+        """Whether our callback is still the one Django will run at commit (entries before it are never dropped
+        while it stays: a rollback that drops an earlier one drops every later one too)."""
+        hooks = connection.run_on_commit
+        return self.index < len(hooks) and hooks[self.index][1] is self.callback
+
+    def flush(self) -> None:
+        pks, self.pks = self.pks, []
+        publish_jobs(pks)

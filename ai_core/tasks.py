@@ -11,4 +11,4 @@ from ai_core.engine import worker as _worker  # noqa: F401  (starts the sweeper/
 def run_job(self, job_pk: int) -> str | None:
     if aio.enabled():  # the asyncio executor: the wake-up is handed to the loop, acked at once (see engine.aio)
         return aio.engine.wake(task_id=self.request.id or "")
-    return runner.run_from_message(job_pk, task_id=self.request.id or "")
+    return runner.run_wake_up(job_pk, task_id=self.request.id or "")

@@ -12,8 +12,11 @@ guard) runs its call on AICORE_ENGINE_SYNC_THREADS threads, under the same decis
   when this process dies the reaper re-queues it (attempt fence: the dead attempt's late writes are discarded);
   a pending job whose wake-up was taken by a process that died before claiming it is re-dispatched by the
   sweeper. No job depends on the message surviving.
-- The loop keeps claiming while it has room and the last claim found as many jobs as it asked for (a wake-up
-  or a job's end asks again): one wake-up may run many jobs.
+- The loop keeps claiming while it has room and the last claim found jobs (a wake-up or a job's end asks
+  again, also after a claim found fewer than it asked for, until a claim finds none with no call left here):
+  one wake-up runs many jobs, as the jobs of one transaction share a few wake-ups (dispatch.publish_jobs). A
+  process whose room a full claim filled hands on one wake-up (at most one per half heartbeat), for a process
+  with room.
 - Database work never runs on the loop (Django's ORM refuses to): it runs on AICORE_ENGINE_DB_THREADS threads,
   so the process holds at most that many connections for it (plus the watcher's and the upkeep's), whatever
   the number of calls in flight. It is batched: claims (batch.claim_many) and completions (batch.complete_many,
@@ -40,6 +43,7 @@ from django.db import connection
 
 from ai_core.engine import batch, circuit, runner
 from ai_core.engine.watch import Attempt, in_flight
+from ai_core.models import JobStatus
 from ai_providers.clients.base import CallAbandoned, ChatResult
 
 logger = logging.getLogger(__name__)
@@ -113,6 +117,8 @@ class Engine:
             self.tasks = set()
             self.stopping = False
             self.more = False
+            self.flowing = False  # the last claims found jobs: a call's end asks again
+            self.handed_on_at = -float("inf")
             self.claimers = 0  # claim loops running
             self.reserved = 0  # room the running claims asked for
             self.task_id = ""
@@ -162,15 +168,34 @@ class Engine:
                     self.tasks.add(task)
                     task.add_done_callback(self._ended)
                 if claimed:  # there may be more (a batch also ends early, after half a heartbeat)
-                    self.more = True
+                    self.more = self.flowing = True
+                elif not self.tasks:  # none left here to end and free a brand's room: wait for a wake-up
+                    self.flowing = False
+                if len(claimed) == asked and len(self.tasks) + self.reserved >= settings.AICORE_ENGINE_IN_FLIGHT:
+                    self._hand_on()
         finally:
             self.claimers -= 1
 
+    def _hand_on(self) -> None:
+        """Full, with a backlog: one wake-up for a process with room (wake-ups are few, dispatch.publish_jobs:
+        a process started after them got none). At most one per half heartbeat, never one per job."""
+        now = time.monotonic()
+        if now - self.handed_on_at >= settings.AICORE_HEARTBEAT_MS / 2000:
+            self.handed_on_at = now
+            self.loop.run_in_executor(self.db, runner.hand_on_wake_up)
+
     def _ended(self, task: asyncio.Task) -> None:
         self.tasks.discard(task)
+        status = None
         if not task.cancelled() and task.exception() is not None:
             logger.error("attempt crashed in the executor", exc_info=task.exception())
-        if self.more and not self.claimers and not self.stopping:
+        elif not task.cancelled():
+            status = task.result()
+        # A wake-up stands for many jobs (dispatch.publish_jobs): while claims find work, each end asks again,
+        # also after a claim found fewer than it asked for (the rest behind a brand's max_running_jobs, say).
+        # Not a job left pending: one waiting for capacity is claimable at once, its wake-ups come with free slots.
+        # As a wake-up would: claims side by side up to _poke's bound (each end one), not one claim at a time.
+        if self.more or (self.flowing and status != JobStatus.PENDING):
             self._poke()
 
     async def _run(self, prepared: "Prepared") -> str | None:

@@ -6,6 +6,7 @@ IllegalTransition and are discarded.
 """
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,15 +41,55 @@ from kernel.logs import bind_log_context, reset_log_context
 logger = logging.getLogger(__name__)
 
 
+def run_wake_up(job_pk: int, *, task_id: str = "") -> str | None:
+    """What a wake-up message does on the threads executor: run the best claimable job (run_from_message), then
+    the next, until none is claimable, AICORE_WAKE_UP_MAX_JOBS ran, AICORE_WAKE_UP_MAX_SECONDS passed or the
+    worker is shutting down (a warm shutdown stops it between jobs). The jobs of one transaction share a few
+    wake-ups (dispatch.publish_jobs): each one woken drains the queue with the others. Stopped while jobs may
+    remain, it hands on one wake-up, so a long queue never waits for the sweeper.
+
+    A job its attempt left pending ends the wake-up too, handing on nothing: a job waiting for provider
+    capacity is claimable at once and would be claimed (and refused) again and again; its wake-ups come with
+    free slots (the pacer), a retry's after its backoff, a fallback's at once, and they go on with the queue.
+
+    Returns the status the last attempt left its job in, None when there was nothing to claim."""
+    started, last = time.monotonic(), None
+    for _ in range(settings.AICORE_WAKE_UP_MAX_JOBS):
+        ran = _run_next(task_id, None)
+        if ran is NOTHING_CLAIMED:
+            return last
+        last = ran
+        if ran == JobStatus.PENDING:
+            return last
+        if shutting_down.is_set() or time.monotonic() - started >= settings.AICORE_WAKE_UP_MAX_SECONDS:
+            break
+    hand_on_wake_up()
+    return last
+
+
 def run_from_message(job_pk: int, *, task_id: str = "", policy: RetryPolicy | None = None) -> str | None:
-    """What a wake-up message does: claim the best pending job (not necessarily `job_pk`) and run it.
+    """Claim the best pending job (not necessarily `job_pk`) and run it: one job of a wake-up (run_wake_up).
 
     Returns the status the attempt left the job in, or None when there was nothing to claim (a duplicate
     delivery, a job cancelled while pending, a job another worker took).
     """
+    ran = _run_next(task_id, policy)
+    return None if ran is NOTHING_CLAIMED else ran
+
+
+def hand_on_wake_up() -> None:
+    """One wake-up for any worker, claiming the best job: a woken worker that stops with work left hands on."""
+    publish_job(0)
+
+
+NOTHING_CLAIMED = "nothing claimed"
+shutting_down = threading.Event()  # set by a warm shutdown (engine.worker): wake-ups start no further job
+
+
+def _run_next(task_id: str, policy: RetryPolicy | None) -> str | None:
     claimed = claim_next(task_id=task_id, also_return=CLAIMED.sql)
     if claimed is None:
-        return None
+        return NOTHING_CLAIMED
     job = _job_from(CLAIMED, claimed.extra) if claimed.extra else None
     return execute(claimed.job_pk, claimed.attempt, policy=policy, job=job)
 

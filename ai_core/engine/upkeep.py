@@ -20,7 +20,7 @@ from django.db import connection
 from django.db.models import Max
 from django.utils import timezone
 
-from ai_core.dispatch import publish_job
+from ai_core.dispatch import publish_jobs
 from ai_core.engine import finish
 from ai_core.engine.finish import Discarded
 from ai_core.models import AIJob, AIJobType, JobDailyStat, JobStatus, WorkerHeartbeat
@@ -44,35 +44,35 @@ def sweep(*, now=None) -> int:
     cutoff = now - timedelta(milliseconds=settings.AICORE_SWEEP_PENDING_AFTER_MS)
     stale = AIJob.objects.filter(status=JobStatus.PENDING, available_at__lt=cutoff)
     busy = AIJob.objects.filter(status=JobStatus.RUNNING).exists()
-    rows = list(stale.order_by("available_at").values_list("pk", "priority")[: TRICKLE if busy else BATCH])
-    if not rows:
+    pks = list(stale.order_by("available_at").values_list("pk", flat=True)[: TRICKLE if busy else BATCH])
+    if not pks:
         return 0
-    stale.filter(pk__in=[pk for pk, _ in rows]).update(available_at=now)
-    for pk, priority in rows:
-        publish_job(pk, priority=priority)
-    logger.info("sweeper re-dispatched %s pending jobs", len(rows))
-    return len(rows)
+    stale.filter(pk__in=pks).update(available_at=now)
+    publish_jobs(pks)  # a few wake-ups for them all: a woken worker claims while it finds work
+    logger.info("sweeper re-dispatched %s pending jobs", len(pks))
+    return len(pks)
 
 
 def reap(*, now=None) -> dict[str, int]:
     """Finish or re-queue running jobs whose worker stopped beating, and end jobs past their timeout."""
     now = now or timezone.now()
     done = {"requeued": 0, "failed": 0, "timeout": 0}
+    requeued: list[int] = []
     silent_since = now - timedelta(milliseconds=settings.AICORE_REAP_AFTER_MS)
     for job_type in AIJobType.objects.all():
         limit = min(job_type.timeout_seconds, settings.AICORE_MAX_JOB_SECONDS)
         running = AIJob.objects.filter(status=JobStatus.RUNNING, job_type=job_type)
         dead = running.filter(heartbeat_at__lt=silent_since)
         overdue = running.filter(started_at__lt=now - timedelta(seconds=limit + OVERDUE_GRACE_SECONDS))
-        for pk, attempt, earlier_models, started_at, priority in (dead | overdue).values_list(
-            "pk", "attempts", "fallback_attempts", "started_at", "priority"
+        for pk, attempt, earlier_models, started_at in (dead | overdue).values_list(
+            "pk", "attempts", "fallback_attempts", "started_at"
         )[:BATCH]:
             # Each write is fenced by the attempt: if the worker woke up and finished, or another reaper was
             # faster, it is discarded (None) and not counted.
             if started_at <= now - timedelta(seconds=limit):
                 outcome = finish.timeout(pk, attempt)
             elif attempt - earlier_models < job_type.max_attempts:  # each model gets max_attempts (fallbacks)
-                outcome = _requeue(pk, attempt, priority)
+                outcome = _requeue(pk, attempt, requeued)
             else:
                 outcome = finish.fail(
                     pk,
@@ -82,17 +82,18 @@ def reap(*, now=None) -> dict[str, int]:
                 )
             if outcome is not None:
                 done[outcome] += 1
+    publish_jobs(requeued)  # a few wake-ups for all the jobs a dead worker left (dispatch.publish_jobs)
     if any(done.values()):
         logger.warning("reaper: %s", done)
     return done
 
 
-def _requeue(pk: int, attempt: int, priority: str) -> str | None:
+def _requeue(pk: int, attempt: int, requeued: list[int]) -> str | None:
     try:
         job_requeue(job_pk=pk, attempt=attempt, reason="worker lost (no heartbeat)")
     except Discarded:
         return None
-    publish_job(pk, priority=priority)
+    requeued.append(pk)
     return "requeued"
 
 

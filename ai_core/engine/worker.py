@@ -5,6 +5,7 @@ import sys
 
 from celery.signals import worker_ready, worker_shutting_down
 
+from ai_core.engine import runner
 from ai_core.engine.loops import register_loop, start_loops, stop_loops
 from ai_core.engine.upkeep import upkeep
 
@@ -18,6 +19,7 @@ def _start_loops(sender, **_kwargs) -> None:
 
 @worker_shutting_down.connect
 def _stop_loops(**_kwargs) -> None:
+    runner.shutting_down.set()  # the threads executor's wake-ups start no further job (runner.run_wake_up)
     stop_loops()
 
 
