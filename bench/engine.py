@@ -54,6 +54,7 @@ IO_LAYOUTS = [(1, SLOW_THREADS, 10), (2, SLOW_THREADS // 2, 9)]
 # at most 8 connections (its 4 database threads, the watcher, the upkeep).
 AIO_LAYOUTS = [(1, SLOW_THREADS, 8, "asyncio"), (1, 2000, 8, "asyncio")]
 FAST_IN_FLIGHT = 64  # the asyncio executor's calls in flight per process for echo at 0 ms
+FAST_WAKE_UPS = 32  # AICORE_WAKE_UPS_PER_COMMIT's asyncio default for 8 worker threads (config/settings.py)
 
 ENV = {
     "DATABASE_URL": DB_URL,
@@ -167,9 +168,19 @@ def baseline() -> dict:
 
 
 def ours_fast(executor: str = "threads") -> dict:
+    from django.conf import settings
+
     AIJob, brands = fresh_state()
+    # The submitting side's wake-ups as the executor's deployment has them (AICORE_WAKE_UPS_PER_COMMIT: coalesced
+    # on asyncio, one per job on threads): this process's own settings are the threads default.
+    wake_ups = FAST_WAKE_UPS if executor == "asyncio" else 0
+    settings.AICORE_WAKE_UPS_PER_COMMIT = wake_ups
     submit_jobs(brands, N_FAST, {"delay_ms": 0})
-    env = {"AICORE_ENGINE_EXECUTOR": executor, "AICORE_ENGINE_IN_FLIGHT": str(FAST_IN_FLIGHT)}
+    env = {
+        "AICORE_ENGINE_EXECUTOR": executor,
+        "AICORE_ENGINE_IN_FLIGHT": str(FAST_IN_FLIGHT),
+        "AICORE_WAKE_UPS_PER_COMMIT": str(wake_ups),
+    }
     workers = [start_worker("-P", "threads", "-c", "8", "-n", f"fast{i}@%h", **env) for i in range(2)]
     try:
         result = drain_rate(lambda: AIJob.objects.filter(status="completed").count(), N_FAST)

@@ -350,10 +350,17 @@ AICORE_ENGINE_SYNC_THREADS = env_int("AICORE_ENGINE_SYNC_THREADS", 32, minimum=1
 AICORE_ENGINE_BATCH = env_int("AICORE_ENGINE_BATCH", 100, minimum=1)
 # Wake-ups: the jobs made claimable in one transaction (a bulk submission, a batch, a sweep) publish at most this
 # many (0: one per job), enough for every worker to wake (ai_core.dispatch.publish_jobs); a woken worker keeps
-# claiming while jobs are claimable. On the threads executor one wake-up runs at most AICORE_WAKE_UP_MAX_JOBS jobs
-# and starts none after AICORE_WAKE_UP_MAX_SECONDS (its message stays unacknowledged meanwhile), then hands on
-# one wake-up if work remains (runner.run_wake_up).
-AICORE_WAKE_UPS_PER_COMMIT = env_int("AICORE_WAKE_UPS_PER_COMMIT", max(32, CELERY_WORKER_CONCURRENCY), minimum=0)
+# claiming while jobs are claimable. On the threads executor one wake-up then runs at most AICORE_WAKE_UP_MAX_JOBS
+# jobs and starts none after AICORE_WAKE_UP_MAX_SECONDS (its message stays unacknowledged meanwhile), then hands
+# on one wake-up if work remains (runner.run_wake_up). The default coalesces on the asyncio executor only; the
+# threads executor keeps one wake-up per job and one job per wake-up unless this is set (opt-in: its draining
+# loop is not yet proven under provider-capacity waits, see docs/ARCHITECTURE.md, Dispatch). The API processes
+# and the workers must agree: set it (or AICORE_ENGINE_EXECUTOR) for both.
+AICORE_WAKE_UPS_PER_COMMIT = env_int(
+    "AICORE_WAKE_UPS_PER_COMMIT",
+    max(32, CELERY_WORKER_CONCURRENCY) if AICORE_ENGINE_EXECUTOR == "asyncio" else 0,
+    minimum=0,
+)
 AICORE_WAKE_UP_MAX_JOBS = env_int("AICORE_WAKE_UP_MAX_JOBS", 100, minimum=1)
 AICORE_WAKE_UP_MAX_SECONDS = env_int("AICORE_WAKE_UP_MAX_SECONDS", 60, minimum=0)
 # On a warm shutdown the loop stops claiming and lets its calls end for this long; the rest the reaper re-queues.

@@ -114,6 +114,7 @@ def test_a_wake_up_stopped_by_its_bound_or_a_shutdown_hands_on_one(broker, job_t
 
 EXECUTORS = {"threads": WorkerProcesses, "asyncio": AsyncioWorkers}
 NO_SWEEP = {"AICORE_SWEEP_PENDING_AFTER_MS": "600000"}  # the wake-ups alone must run every job
+COALESCED = {"AICORE_WAKE_UPS_PER_COMMIT": str(WAKE_UPS)}  # the workers drain on shared wake-ups (threads: opt-in)
 
 
 @pytest.fixture(params=sorted(EXECUTORS))
@@ -127,7 +128,8 @@ def test_one_worker_of_each_executor_runs_every_job_of_a_few_wake_ups(pool, brok
     brands = make_brands(3)
     pks = bulk_submit([(brands[i % 3], "normal") for i in range(150)], echo={"delay_ms": 20})
     assert queued() == WAKE_UPS
-    pool.start(concurrency=4, AICORE_WAKE_UP_MAX_JOBS="7", **NO_SWEEP)  # the threads' wake-ups hand on past 7 jobs
+    # The threads' wake-ups hand on past 7 jobs.
+    pool.start(concurrency=4, AICORE_WAKE_UP_MAX_JOBS="7", **NO_SWEEP, **COALESCED)
     wait_for(lambda: all_final(pks), timeout=120, what=lambda: f"150 jobs on {WAKE_UPS} wake-ups\n{pool.logs()}")
     assert set(AIJob.objects.filter(pk__in=pks).values_list("status", "attempts")) == {("completed", 1)}
 
@@ -136,7 +138,7 @@ def test_with_a_few_wake_ups_jobs_still_start_in_priority_order(pool, broker, jo
     (brand,) = make_brands(1)
     priorities = ["low", "normal", "high", "urgent"] * 5
     pks = bulk_submit([(brand, priority) for priority in priorities])
-    pool.start(concurrency=1, **NO_SWEEP)  # one job at a time: the order of starts is the claims' order
+    pool.start(concurrency=1, **NO_SWEEP, **COALESCED)  # one job at a time: the order of starts is the claims' order
     wait_for(lambda: all_final(pks), timeout=60, what=lambda: f"the jobs to finish\n{pool.logs()}")
     started = AIJobEvent.objects.filter(job_id__in=pks, to_status="running").order_by("id")
     order = [AIJob.objects.get(pk=job_id).priority for job_id in started.values_list("job_id", flat=True)]
@@ -146,7 +148,7 @@ def test_with_a_few_wake_ups_jobs_still_start_in_priority_order(pool, broker, jo
 def test_kill_9_of_a_worker_mid_queue_leaves_no_job_behind(pool, broker, job_types, make_brands):
     brands = make_brands(2)
     pks = bulk_submit([(brands[i % 2], "normal") for i in range(120)], echo={"delay_ms": 300, "chunks": 3})
-    doomed, survivor = pool.start(concurrency=4), pool.start(concurrency=4)
+    doomed, survivor = pool.start(concurrency=4, **COALESCED), pool.start(concurrency=4, **COALESCED)
     pool.wait_ready(doomed, survivor)
     wait_for(
         lambda: AIJob.objects.filter(pk__in=pks, status="completed").count() >= 10,
