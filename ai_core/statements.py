@@ -355,9 +355,77 @@ def along_part(write: InsertRow | UpdateRows) -> tuple[str, list[Any]]:
     )
 
 
+# The roll-up rows of a multi-row transition: `moved`'s deltas summed per (brand, day, type, status) in `s`.
+MANY_ROLLUP = InsertSelect(
+    JobDailyStat,
+    {
+        "brand_id": "s.brand_id",
+        "day": "s.day",
+        "job_type_id": "s.job_type_id",
+        "status": "s.status",
+        "jobs": "s.jobs",
+        "cost_micros": "s.cost",
+    },
+)
+
+
+def job_field_types(names: Sequence[str]) -> list[tuple[str, str]]:
+    """(column, database type) of the job's fields `names`: the per-job columns of transitions_sql."""
+    meta, conn = AIJob._meta, connections[DEFAULT_DB_ALIAS]
+    return [(meta.get_field(name).column, meta.get_field(name).db_type(conn)) for name in names]
+
+
+def job_values(name: str, values: Sequence[Any]) -> list[Any]:
+    """Values of the job's field `name` as the database stores them (one array parameter of transitions_sql)."""
+    field, conn = AIJob._meta.get_field(name), connections[DEFAULT_DB_ALIAS]
+    return [field.get_db_prep_save(value, conn) for value in values]
+
+
+def transitions_sql(*, assignments: list[str], each: Sequence[tuple[str, str]]) -> str:
+    """PostgreSQL: many jobs' transitions in ONE statement of data-modifying CTEs (workflow.transition_many).
+
+    `v` is the jobs as arrays (id, attempt fence or NULL, cost in micro-dollars, then each per-job column of
+    `each`: (column, type)), `cur` locks their rows in id order (the lock order of the job rows of a batch),
+    `moved` is each job's compare-and-set (status still the one read and allowed, its own attempt fence), `event`
+    one event per moved job, `rollup` the deltas summed per (brand, day, type, status). Placeholders, in order:
+    the arrays (ids, attempts, costs, each column's), the common assignments', the allowed statuses,
+    TRANSITION_EVENT's (to, at, reason, actor, its defaults), MANY_ROLLUP's defaults, the time zone, the new
+    status. Returns per job found: id, status and attempts read, attempts after the move (NULL: not moved), brand.
+    """
+    job = AIJob._meta.db_table
+    columns = ", ".join(["id", "attempt", "cost", *(f"c{i}" for i in range(len(each)))])
+    arrays = ", ".join(["%s::bigint[]", "%s::integer[]", "%s::bigint[]", *(f"%s::{kind}[]" for _, kind in each)])
+    sets = ", ".join([*assignments, *(f'"{column}" = v.c{i}' for i, (column, _) in enumerate(each))])
+    return f"""
+        WITH v AS (SELECT * FROM unnest({arrays}) AS v ({columns})),
+        cur AS (
+            SELECT j.id, j.status, j.attempts FROM {job} j WHERE j.id IN (SELECT id FROM v) ORDER BY j.id FOR UPDATE
+        ),
+        moved AS (
+            UPDATE {job} AS job SET {sets} FROM cur JOIN v ON v.id = cur.id
+            WHERE job.id = cur.id AND job.status = cur.status AND cur.status = ANY(%s::text[])
+                AND (v.attempt IS NULL OR cur.attempts = v.attempt)
+            RETURNING cur.status AS from_status, v.cost AS moved_cost, job.*
+        ),
+        event AS ({TRANSITION_EVENT} FROM moved),
+        rollup AS (
+            {MANY_ROLLUP} FROM (
+                SELECT moved.brand_id, (moved.created_at AT TIME ZONE %s::text)::date AS day, moved.job_type_id,
+                    d.status, sum(d.jobs)::bigint AS jobs, sum(d.cost)::bigint AS cost
+                FROM moved CROSS JOIN LATERAL (
+                    VALUES (moved.from_status::text, -1, 0::bigint), (%s::text, 1, moved.moved_cost)
+                ) AS d (status, jobs, cost)
+                GROUP BY 1, 2, 3, 4 HAVING sum(d.jobs) <> 0 OR sum(d.cost) <> 0
+            ) AS s
+        )
+        SELECT cur.id, cur.status, cur.attempts, moved.attempts, moved.brand_id
+        FROM cur LEFT JOIN moved ON moved.id = cur.id ORDER BY cur.id
+    """
+
+
 def jobs_move_sql(assignments: list[str], jobs: int) -> str:
-    """transition_many()'s compare-and-set of `jobs` jobs from one status: placeholders, the assignments',
-    the job ids, the status."""
+    """SQLite: transition_many()'s compare-and-set of `jobs` jobs from one status (moves carrying nothing per
+    job): placeholders, the assignments', the job ids, the status."""
     return (
         f"UPDATE {AIJob._meta.db_table} SET {', '.join(assignments)} "
         f"WHERE id IN ({', '.join(['%s'] * jobs)}) AND status = %s RETURNING id, attempts"

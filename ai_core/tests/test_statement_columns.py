@@ -23,7 +23,7 @@ import ai_core.statements
 import ai_usage.statements
 import business.statements
 import webhooks.statements
-from ai_core import selectors
+from ai_core import lifecycle, selectors
 from ai_core.engine.runner import run_from_message
 from ai_core.models import AIJob, AIJobEvent, JobDailyStat
 from ai_core.workflow import stats_compact
@@ -105,6 +105,11 @@ def test_a_field_added_with_a_default_is_written_by_every_hot_statement(
     # A wake-up runs the best claimable job (not the one named): two runs, two of the four pending jobs.
     assert run_from_message(AIJob.objects.get(job_id=created.json()["job_id"]).pk, task_id="t-1") == "completed"
     assert run_from_message(BatchJob.objects.filter(batch__batch_id=batch.json()["batch_id"])[0].job_id) == "completed"
+    # The batched end (the asyncio executor's): one more pending job claimed, then completed by jobs_complete.
+    last = AIJob.objects.filter(status="pending").order_by("pk").first()
+    started = lifecycle.job_start(job_pk=last.pk)
+    done = lifecycle.jobs_complete([lifecycle.Completion(job_pk=last.pk, attempt=started.attempt, result_data={})])
+    assert done == ["completed"]
     stats_compact()
 
     for model in WRITTEN_BY_HAND:
