@@ -17,6 +17,7 @@ from copy import copy
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 from django.db import connection, transaction
@@ -498,6 +499,10 @@ def jobs_complete(items: list[Completion]) -> list[str | None]:
     the events and the roll-up; the job rows locked after the extensions' rows, the lock order of a job's end),
     then `on_final` with the jobs it moved only (their usage rows, their reservations settled) and
     `on_final_committed` after the commit. A job skipped by the compare-and-set has nothing written for it.
+
+    On PostgreSQL, when no hook needs a transaction (`needs_transaction`: the claim read that no job holds a
+    reservation), the whole batch is ONE statement: the `on_final` writes (usage rows, OpenAI rows' counts)
+    are parts of the compare-and-set's statement, written for the jobs it moved only, as a single job's end.
     """
     at = timezone.now()
     finals, first = {}, {}
@@ -521,21 +526,29 @@ def jobs_complete(items: list[Completion]) -> list[str | None]:
         )
     if not finals:
         return [None] * len(items)
-    hooks.price(list(finals.values()))
-    moves = [
-        Move(job_pk=pk, attempt=f.attempt, cost=f.charged or None, fields={"result_data": f.result_data})
-        for pk, f in finals.items()
-    ]
-    with transaction.atomic():
-        hooks.call("before_final", list(finals.values()))
-        done = transition_many(
-            moves,
-            to=S.COMPLETED,
-            reason="completed",
-            fields={"error_message": "", "error_code": ""},
-            at=at,
-        )
-        writes_apply(hooks.final_writes([finals[t.job_pk] for t in done]))
+    ending = list(finals.values())
+    hooks.price(ending)
+    move = partial(
+        transition_many,
+        [
+            Move(job_pk=pk, attempt=f.attempt, cost=f.charged or None, fields={"result_data": f.result_data})
+            for pk, f in finals.items()
+        ],
+        to=S.COMPLETED,
+        reason="completed",
+        fields={"error_message": "", "error_code": ""},
+        at=at,
+    )
+    if connection.vendor == "postgresql" and not hooks.needs_transaction(ending):
+        # No job holds anything to settle: ONE statement, the extensions' writes parts of it (moved jobs only).
+        for final in ending:
+            final.in_transaction = False
+        done = move(along=hooks.final_writes(ending))
+    else:
+        with transaction.atomic():
+            hooks.call("before_final", ending)
+            done = move()
+            writes_apply(hooks.final_writes([finals[t.job_pk] for t in done]))
     moved = {first[t.job_pk] for t in done}
     return [S.COMPLETED if index in moved else None for index in range(len(items))]
 

@@ -357,11 +357,14 @@ class Move:
 def transition_many(
     moves: Sequence[int | Move], *, to: str, expected: frozenset[str] | set[str] | None = None, reason: str = "",
     actor_id: int | None = None, fields: dict[str, Any] | None = None, at: Any = None,
+    along: Sequence[InsertRow | UpdateRows] = (),
 ) -> list[Transitioned]:  # fmt: skip
     """Move many jobs to `to` at once, each by the same compare-and-set as transition() (on its status at the
     time of the statement; with a `Move`, fenced by its attempt and carrying its cost and fields): a job that
     left the allowed statuses meanwhile, moved to another attempt or is gone is skipped, never an error, never
-    overwritten. Returns the moves made, in job id order. `fields`: job fields every move sets.
+    overwritten. Returns the moves made, in job id order. `fields`: job fields every move sets. `along`
+    (PostgreSQL only): the extensions' writes of these jobs' ends (hooks.InsertRow / UpdateRows), parts of the
+    same statement, written for the jobs it moved only.
 
     PostgreSQL: ONE statement for all of them (statements.transitions_sql): the rows locked in id order, each
     job's compare-and-set, its event, the roll-up's deltas summed per (brand, day, type, status); atomic on its
@@ -385,7 +388,9 @@ def transition_many(
     if not moves:
         return []
     if connection.vendor == "postgresql":
-        done = _cas_many_statement(change, moves)
+        done = _cas_many_statement(change, moves, along)
+    elif along:
+        raise ValueError("`along` writes need PostgreSQL's one-statement transition")
     elif any(m.attempt is not None or m.cost or m.fields for m in moves):
         done = _cas_many_portable(change, moves)
     else:
@@ -395,12 +400,17 @@ def transition_many(
     return done
 
 
-def _cas_many_statement(change: _Change, moves: list[Move]) -> list[Transitioned]:
+def _cas_many_statement(
+    change: _Change, moves: list[Move], along: Sequence[InsertRow | UpdateRows]
+) -> list[Transitioned]:
     """PostgreSQL: transition_many's one statement (a job named twice moves once, by its first move)."""
     unique = list({m.job_pk: m for m in reversed(moves)}.values())
     names = list(unique[0].fields)
     assignments, values = statements.job_assignments(change.updates())
-    sql = statements.transitions_sql(assignments=assignments, each=statements.job_field_types(names))
+    parts = statements.along_many_parts(along)
+    sql = statements.transitions_sql(
+        assignments=assignments, each=statements.job_field_types(names), along=[part for part, _ in parts]
+    )
     params = [
         [m.job_pk for m in unique],
         [m.attempt for m in unique],
@@ -417,6 +427,8 @@ def _cas_many_statement(change: _Change, moves: list[Move]) -> list[Transitioned
         settings.TIME_ZONE,
         change.to,
     ]
+    for _, part_params in parts:
+        params += part_params
     with prepared_cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()

@@ -110,6 +110,15 @@ def test_a_field_added_with_a_default_is_written_by_every_hot_statement(
     started = lifecycle.job_start(job_pk=last.pk)
     done = lifecycle.jobs_complete([lifecycle.Completion(job_pk=last.pk, attempt=started.attempt, result_data={})])
     assert done == ["completed"]
+    # And one holding no reservation (no active quota): on PostgreSQL its usage and OpenAI rows are parts of
+    # the batch's one statement.
+    Quota.objects.update(is_active=False)
+    free = alice.post("/ai/openai/chat/", {**chat("six"), "run_async": True}, format="json")
+    assert free.status_code == 202, free.content
+    free_pk = AIJob.objects.order_by("-pk").values_list("pk", flat=True)[0]
+    started = lifecycle.job_start(job_pk=free_pk)
+    done = lifecycle.jobs_complete([lifecycle.Completion(job_pk=free_pk, attempt=started.attempt, result_data={})])
+    assert done == ["completed"]
     stats_compact()
 
     for model in WRITTEN_BY_HAND:

@@ -252,3 +252,28 @@ def test_batched_completions_racing_a_batch_cancel_of_the_same_jobs_move_each_jo
     assert charged_tokens() == 30 * len(completed)
     for quota in quotas:
         quota_of_brand_holds_its_jobs_charges(quota)
+
+
+def test_without_reservations_a_batch_writes_usage_and_openai_rows_of_the_moved_jobs_only(personas, llm_env):
+    """No quota: no job holds a reservation, so the batch is one statement on PostgreSQL (the extensions'
+    writes parts of it): the usage rows and the OpenAI rows' counts of the completed jobs, none of the others."""
+    from ai_openai.models import OpenAIJob
+
+    (done_pk, done_attempt), (cancelled_pk, cancelled_attempt) = running_jobs(personas, 2)
+    services.job_cancel(job_pk=cancelled_pk)
+    statuses = batch.complete_many(
+        [
+            (done_pk, done_attempt, answer(input_tokens=7, output_tokens=5), None),
+            (cancelled_pk, cancelled_attempt, answer(input_tokens=7, output_tokens=5), None),
+        ]
+    )
+
+    assert statuses == [S.COMPLETED, None]
+    assert list(AIJobUsage.objects.values_list("job_id", "total_tokens")) == [(done_pk, 12)]
+    rows = {row.job_id: row for row in OpenAIJob.objects.filter(job_id__in=[done_pk, cancelled_pk])}
+    assert set(rows) == {done_pk, cancelled_pk}  # gpt-4o-mini jobs have their OpenAI row
+    assert (rows[done_pk].prompt_tokens, rows[done_pk].completion_tokens, rows[done_pk].total_tokens) == (7, 5, 12)
+    assert rows[cancelled_pk].total_tokens == 0
+    assert AIJob.objects.get(pk=cancelled_pk).status == S.CANCELLED
+    cost = sum(JobDailyStat.objects.filter(status=S.COMPLETED).values_list("cost_micros", flat=True))
+    assert cost == AIJobUsage.objects.get().total_cost * 10**6 > 0
