@@ -2,15 +2,13 @@
 called once per batch, one compare-and-set statement for all its jobs, each quota period settled once, in one
 global lock order — so concurrent batches on the same quotas never deadlock, and a job is charged once."""
 
-import threading
-
 import pytest
 from django.conf import settings
-from django.db import connection
 
 from ai_core import lifecycle, services
 from ai_core.engine import batch
 from ai_core.models import AIJob, AIJobEvent, JobDailyStat, JobStatus
+from ai_core.tests.test_concurrency import run_together
 from ai_providers.clients.base import ChatResult
 from ai_usage.models import AIJobUsage, Quota, QuotaPeriod, QuotaReservation, ReservationState
 from ai_usage.services import month_start
@@ -174,28 +172,19 @@ def test_concurrent_batches_on_the_same_quotas_never_deadlock_and_charge_each_jo
     threads_count, per_batch = 5, 8
     claimed = running_jobs(personas, threads_count * per_batch, brands)
     batches = [claimed[i::threads_count] for i in range(threads_count)]
-    barrier = threading.Barrier(threads_count)
-    outcomes: list = [None] * threads_count
-
-    def write(index: int) -> None:
-        try:
-            barrier.wait(timeout=30)
-            # lifecycle.jobs_complete itself: complete_many would hide a failed batch by writing it job by job.
-            items = [
-                lifecycle.Completion(job_pk=pk, attempt=attempt, result_data={"n": pk}, tokens=answer().tokens)
-                for pk, attempt in batches[index]
-            ]
-            outcomes[index] = lifecycle.jobs_complete(items)
-        except Exception as exc:  # a deadlock (or any other failure) is the test's failure
-            outcomes[index] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=write, args=(i,)) for i in range(threads_count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(120)
+    # lifecycle.jobs_complete itself: complete_many would hide a failed batch by writing it job by job. A
+    # deadlock (or any other failure) leaves its outcome None.
+    outcomes = run_together(
+        *(
+            lambda one=one: lifecycle.jobs_complete(
+                [
+                    lifecycle.Completion(job_pk=pk, attempt=attempt, result_data={"n": pk}, tokens=answer().tokens)
+                    for pk, attempt in one
+                ]
+            )
+            for one in batches
+        )
+    )
 
     assert outcomes == [[S.COMPLETED] * per_batch] * threads_count
     jobs = len(claimed)
@@ -214,18 +203,6 @@ def test_batched_completions_racing_a_batch_cancel_of_the_same_jobs_move_each_jo
     brands = [personas.brand_a, personas.brand_b]
     quotas = quotas_of(*brands)
     claimed = running_jobs(personas, 12, brands)
-    barrier = threading.Barrier(3)
-    outcomes: list = [None] * 3
-
-    def run(index: int, action) -> None:
-        try:
-            barrier.wait(timeout=30)
-            outcomes[index] = action()
-        except Exception as exc:
-            outcomes[index] = exc
-        finally:
-            connection.close()
-
     halves = [claimed[0::2], claimed[1::2]]
     actions = [
         lambda: lifecycle.jobs_cancel([pk for pk, _ in reversed(claimed)], reason="batch cancelled"),
@@ -236,13 +213,9 @@ def test_batched_completions_racing_a_batch_cancel_of_the_same_jobs_move_each_jo
             for half in halves
         ),
     ]
-    threads = [threading.Thread(target=run, args=(i, a)) for i, a in enumerate(actions)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(120)
+    outcomes = run_together(*actions)
 
-    assert not [o for o in outcomes if isinstance(o, Exception)], outcomes
+    assert None not in outcomes, outcomes  # none failed (a deadlock)
     cancelled = outcomes[0]
     completed = set()
     for half, statuses in zip(halves, outcomes[1:], strict=True):
