@@ -14,8 +14,10 @@ in which transaction.
 from collections import Counter
 from collections.abc import Callable
 from copy import copy
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 from django.db import connection, transaction
@@ -28,6 +30,7 @@ from ai_core.hooks import Created, Final, Replanned, hooks
 from ai_core.models import FINAL_STATUSES, AIJob, AIJobEvent, JobStatus
 from ai_core.workflow import (
     IllegalTransition,
+    Move,
     Transitioned,
     claim_pending,
     claim_pending_batch,
@@ -59,6 +62,8 @@ __all__ = [
     "job_progress",
     "jobs_beat",
     "job_complete",
+    "jobs_complete",
+    "Completion",
     "job_fail",
     "job_timeout",
     "job_wait_for_capacity",
@@ -469,6 +474,85 @@ def job_complete(
         reason="completed",
         fields={"result_data": result_data, "error_message": "", "error_code": ""},
     )
+
+
+@dataclass
+class Completion:
+    """One job of jobs_complete: its attempt, its answer, the tokens the call reported, and the job as its
+    claim read it (None: read here). `batch`: answered through the provider's Batch API."""
+
+    job_pk: int
+    attempt: int
+    result_data: dict
+    tokens: TokenUsage = NO_TOKENS
+    job: AIJob | None = None
+    batch: bool = False
+    cost: Decimal | None = None
+
+
+def jobs_complete(items: list[Completion]) -> list[str | None]:
+    """running -> completed for many jobs at once, each fenced by its attempt, in one transaction; per item the
+    status it was left in ("completed"), or None: its write was discarded (the job cancelled, taken over by
+    another attempt, deleted, or already completed by the same write: a job is charged once).
+
+    The batched form of job_complete, with the same hooks called ONCE with every job: `price`, then in the
+    transaction `before_final` (ai_usage locks the open reservations and their quota periods, in its global
+    lock order), the workflow's multi-row compare-and-set (transition_many: on PostgreSQL one statement with
+    the events and the roll-up; the job rows locked after the extensions' rows, the lock order of a job's end),
+    then `on_final` with the jobs it moved only (their usage rows, their reservations settled) and
+    `on_final_committed` after the commit. A job skipped by the compare-and-set has nothing written for it.
+
+    On PostgreSQL, when no hook needs a transaction (`needs_transaction`: the claim read that no job holds a
+    reservation), the whole batch is ONE statement: the `on_final` writes (usage rows, OpenAI rows' counts)
+    are parts of the compare-and-set's statement, written for the jobs it moved only, as a single job's end.
+    """
+    at = timezone.now()
+    finals, first = {}, {}
+    for index, item in enumerate(items):
+        if item.job_pk in first:
+            continue  # named twice: the second is a duplicate write
+        first[item.job_pk] = index
+        job = item.job or _load_for_end(item.job_pk)
+        if job is None:
+            continue  # deleted meanwhile
+        finals[item.job_pk] = Final(
+            job=job,
+            to=S.COMPLETED,
+            attempt=item.attempt,
+            at=at,
+            tokens=item.tokens,
+            cost=item.cost,
+            batch=item.batch,
+            result_data=item.result_data,
+            in_transaction=True,
+        )
+    if not finals:
+        return [None] * len(items)
+    ending = list(finals.values())
+    hooks.price(ending)
+    move = partial(
+        transition_many,
+        [
+            Move(job_pk=pk, attempt=f.attempt, cost=f.charged or None, fields={"result_data": f.result_data})
+            for pk, f in finals.items()
+        ],
+        to=S.COMPLETED,
+        reason="completed",
+        fields={"error_message": "", "error_code": ""},
+        at=at,
+    )
+    if connection.vendor == "postgresql" and not hooks.needs_transaction(ending):
+        # No job holds anything to settle: ONE statement, the extensions' writes parts of it (moved jobs only).
+        for final in ending:
+            final.in_transaction = False
+        done = move(along=hooks.final_writes(ending))
+    else:
+        with transaction.atomic():
+            hooks.call("before_final", ending)
+            done = move()
+            writes_apply(hooks.final_writes([finals[t.job_pk] for t in done]))
+    moved = {first[t.job_pk] for t in done}
+    return [S.COMPLETED if index in moved else None for index in range(len(items))]
 
 
 def job_fail(

@@ -21,6 +21,7 @@ from django.utils import timezone
 from ai_core import lifecycle
 from ai_core.hooks import Created, Replanned
 from ai_core.lifecycle import (  # noqa: F401  (re-exported: callers import the lifecycle's writes from here)
+    Completion,
     job_cancel,
     job_claim_pending,
     job_claim_pending_batch,
@@ -37,6 +38,7 @@ from ai_core.lifecycle import (  # noqa: F401  (re-exported: callers import the 
     job_wait_for_capacity,
     jobs_beat,
     jobs_cancel,
+    jobs_complete,
 )
 from ai_core.models import AIJob, AIJobType, CompletionWindow, JobPriority, JobStatus
 from ai_providers.selectors import ModelChoice, key_source, model_resolve

@@ -453,9 +453,128 @@ def along_part(write: InsertRow | UpdateRows) -> tuple[str, list[Any]]:
     )
 
 
+# The roll-up rows of a multi-row transition: `moved`'s deltas summed per (brand, day, type, status) in `s`.
+MANY_ROLLUP = InsertSelect(
+    JobDailyStat,
+    {
+        "brand_id": "s.brand_id",
+        "day": "s.day",
+        "job_type_id": "s.job_type_id",
+        "status": "s.status",
+        "jobs": "s.jobs",
+        "cost_micros": "s.cost",
+    },
+)
+
+
+def job_field_types(names: Sequence[str]) -> list[tuple[str, str]]:
+    """(column, database type) of the job's fields `names`: the per-job columns of transitions_sql."""
+    meta, conn = AIJob._meta, connections[DEFAULT_DB_ALIAS]
+    return [(meta.get_field(name).column, meta.get_field(name).db_type(conn)) for name in names]
+
+
+def job_values(name: str, values: Sequence[Any]) -> list[Any]:
+    """Values of the job's field `name` as the database stores them (one array parameter of transitions_sql)."""
+    field, conn = AIJob._meta.get_field(name), connections[DEFAULT_DB_ALIAS]
+    return [field.get_db_prep_save(value, conn) for value in values]
+
+
+def transitions_sql(*, assignments: list[str], each: Sequence[tuple[str, str]], along: Sequence[str] = ()) -> str:
+    """PostgreSQL: many jobs' transitions in ONE statement of data-modifying CTEs (workflow.transition_many).
+
+    `v` is the jobs as arrays (id, attempt fence or NULL, cost in micro-dollars, then each per-job column of
+    `each`: (column, type)), `cur` locks their rows in id order (the lock order of the job rows of a batch),
+    `moved` is each job's compare-and-set (status still the one read and allowed, its own attempt fence), `event`
+    one event per moved job, `rollup` the deltas summed per (brand, day, type, status). Placeholders, in order:
+    the arrays (ids, attempts, costs, each column's), the common assignments', the allowed statuses,
+    TRANSITION_EVENT's (to, at, reason, actor, its defaults), MANY_ROLLUP's defaults, the time zone, the new
+    status, then the `along` parts' (along_many_parts: the extensions' writes, of the moved jobs only). Returns
+    per job found: id, status and attempts read, attempts after the move (NULL: not moved), brand.
+    """
+    job = AIJob._meta.db_table
+    columns = ", ".join(["id", "attempt", "cost", *(f"c{i}" for i in range(len(each)))])
+    arrays = ", ".join(["%s::bigint[]", "%s::integer[]", "%s::bigint[]", *(f"%s::{kind}[]" for _, kind in each)])
+    sets = ", ".join([*assignments, *(f'"{column}" = v.c{i}' for i, (column, _) in enumerate(each))])
+    return f"""
+        WITH v AS (SELECT * FROM unnest({arrays}) AS v ({columns})),
+        cur AS (
+            SELECT j.id, j.status, j.attempts FROM {job} j WHERE j.id IN (SELECT id FROM v) ORDER BY j.id FOR UPDATE
+        ),
+        moved AS (
+            UPDATE {job} AS job SET {sets} FROM cur JOIN v ON v.id = cur.id
+            WHERE job.id = cur.id AND job.status = cur.status AND cur.status = ANY(%s::text[])
+                AND (v.attempt IS NULL OR cur.attempts = v.attempt)
+            RETURNING cur.status AS from_status, v.cost AS moved_cost, job.*
+        ),
+        event AS ({TRANSITION_EVENT} FROM moved),
+        rollup AS (
+            {MANY_ROLLUP} FROM (
+                SELECT moved.brand_id, (moved.created_at AT TIME ZONE %s::text)::date AS day, moved.job_type_id,
+                    d.status, sum(d.jobs)::bigint AS jobs, sum(d.cost)::bigint AS cost
+                FROM moved CROSS JOIN LATERAL (
+                    VALUES (moved.from_status::text, -1, 0::bigint), (%s::text, 1, moved.moved_cost)
+                ) AS d (status, jobs, cost)
+                GROUP BY 1, 2, 3, 4 HAVING sum(d.jobs) <> 0 OR sum(d.cost) <> 0
+            ) AS s
+        ){"".join(f", along{i} AS ({part})" for i, part in enumerate(along))}
+        SELECT cur.id, cur.status, cur.attempts, moved.attempts, moved.brand_id
+        FROM cur LEFT JOIN moved ON moved.id = cur.id ORDER BY cur.id
+    """
+
+
+def _arrays(fields: Sequence, rows: Sequence[Sequence[Any]]) -> tuple[str, list[Any]]:
+    """`unnest(CAST(%s AS <type>[]), …) AS u (c0, …)`: rows as a table of one array parameter per column, each
+    typed as the field it is written to (one statement text whatever the number of rows); and the arrays."""
+    conn = connections[DEFAULT_DB_ALIAS]
+    casts = ", ".join(f"CAST(%s AS {f.db_type(conn)}[])" for f in fields)
+    names = ", ".join(f"c{i}" for i in range(len(fields)))
+    return f"unnest({casts}) AS u ({names})", [list(column) for column in zip(*rows, strict=True)]
+
+
+def along_many_parts(writes: Sequence[InsertRow | UpdateRows]) -> list[tuple[str, list[Any]]]:
+    """The extensions' writes of many jobs' ends as parts of transitions_sql's statement, each reading `moved`
+    so that only the jobs the compare-and-set moved are written: per model ONE insert of its rows (a
+    conflicting row skipped), per (model, key, fields) ONE update. Built from the models' fields."""
+    inserts: dict[type[Model], list[Model]] = {}
+    updates: dict[tuple, list[UpdateRows]] = {}
+    for write in writes:
+        if isinstance(write, InsertRow):
+            inserts.setdefault(type(write.row), []).append(write.row)
+        else:
+            updates.setdefault((write.model, write.key, tuple(write.values)), []).append(write)
+    parts = []
+    for model, rows in inserts.items():
+        insert = _insert_of(model)
+        link = next(i for i, f in enumerate(insert.fields) if f.is_relation and f.related_model is AIJob)
+        source, arrays = _arrays(insert.fields, [insert.values(row) for row in rows])
+        names = ", ".join(f"c{i}" for i in range(len(insert.fields)))
+        parts.append(
+            (
+                f"INSERT INTO {model._meta.db_table} ({insert.columns}) SELECT {names} FROM {source} "
+                f"WHERE c{link} IN (SELECT id FROM moved) ON CONFLICT DO NOTHING",
+                arrays,
+            )
+        )
+    conn = connections[DEFAULT_DB_ALIAS]
+    for (model, key, names), group in updates.items():
+        meta = model._meta
+        fields = [meta.get_field(key), *(meta.get_field(name) for name in names)]
+        rows = [[w.job_pk, *(f.get_db_prep_save(w.values[f.name], conn) for f in fields[1:])] for w in group]
+        source, arrays = _arrays([AIJob._meta.pk, *fields[1:]], rows)
+        assignments = ", ".join(f'"{f.column}" = u.c{i}' for i, f in enumerate(fields) if i)
+        parts.append(
+            (
+                f'UPDATE {meta.db_table} SET {assignments} FROM {source} WHERE "{fields[0].column}" = u.c0 '
+                "AND u.c0 IN (SELECT id FROM moved)",
+                arrays,
+            )
+        )
+    return parts
+
+
 def jobs_move_sql(assignments: list[str], jobs: int) -> str:
-    """transition_many()'s compare-and-set of `jobs` jobs from one status: placeholders, the assignments',
-    the job ids, the status."""
+    """SQLite: transition_many()'s compare-and-set of `jobs` jobs from one status (moves carrying nothing per
+    job): placeholders, the assignments', the job ids, the status."""
     return (
         f"UPDATE {AIJob._meta.db_table} SET {', '.join(assignments)} "
         f"WHERE id IN ({', '.join(['%s'] * jobs)}) AND status = %s RETURNING id, attempts"

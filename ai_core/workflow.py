@@ -9,7 +9,7 @@ one AIJobEvent row, the timestamps, and the dashboard roll-up — all in one tra
 """
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import partial
 from typing import Any
@@ -388,31 +388,127 @@ def _cas_portable(job_pk: int, change: _Change) -> Transitioned:
     )
 
 
+@dataclass(frozen=True)
+class Move:
+    """One job of transition_many() with what its move carries of its own: the attempt it must still be on
+    (None: any), what it cost (the roll-up's), and job fields of its own (the same names for every job)."""
+
+    job_pk: int
+    attempt: int | None = None
+    cost: Decimal | None = None
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
 def transition_many(
-    job_pks: Sequence[int], *, to: str, expected: frozenset[str] | set[str] | None = None, reason: str = "",
-    actor_id: int | None = None,
+    moves: Sequence[int | Move], *, to: str, expected: frozenset[str] | set[str] | None = None, reason: str = "",
+    actor_id: int | None = None, fields: dict[str, Any] | None = None, at: Any = None,
+    along: Sequence[InsertRow | UpdateRows] = (),
 ) -> list[Transitioned]:  # fmt: skip
     """Move many jobs to `to` at once, each by the same compare-and-set as transition() (on its status at the
-    time of the statement: a job that left the allowed statuses meanwhile is skipped, not an error). Returns the
-    moves made. For moves that carry nothing per job (no attempt fence, no cost, no fields): a batch's cancel.
+    time of the statement; with a `Move`, fenced by its attempt and carrying its cost and fields): a job that
+    left the allowed statuses meanwhile, moved to another attempt or is gone is skipped, never an error, never
+    overwritten. Returns the moves made, in job id order. `fields`: job fields every move sets. `along`
+    (PostgreSQL only): the extensions' writes of these jobs' ends (hooks.InsertRow / UpdateRows), parts of the
+    same statement, written for the jobs it moved only.
 
-    Set-based, in the caller's transaction (or one of its own): per source status ONE
-    `UPDATE … WHERE id IN (…) AND status = <from> RETURNING id, attempts` (the row lock and the re-check of the
-    status are the UPDATE's own, so a job is moved once whatever races it), then the events in one bulk insert
-    and the roll-up's deltas summed per (brand, day, type, status).
+    PostgreSQL: ONE statement for all of them (statements.transitions_sql): the rows locked in id order, each
+    job's compare-and-set, its event, the roll-up's deltas summed per (brand, day, type, status); atomic on its
+    own, or part of the caller's transaction. Elsewhere, in one transaction: moves carrying nothing per job by
+    one `UPDATE … WHERE id IN (…) AND status = <from>` per source status, others one by one (transition()'s
+    portable steps), then the events and the roll-up's deltas.
     """
+    moves = [m if isinstance(m, Move) else Move(job_pk=m) for m in moves]
     change = _Change(
         to=to,
         allowed=allowed_from(to, expected),
         attempt=None,
         reason=reason[:500],
         actor_id=actor_id,
-        fields={},
+        fields=fields or {},
         cost=None,
-        now=timezone.now(),
+        now=at or timezone.now(),
     )
     if to == S.RUNNING:
         raise ValueError("a claim moves one job at a time (attempts + 1): use transition()")
+    if not moves:
+        return []
+    if connection.vendor == "postgresql":
+        done = _cas_many_statement(change, moves, along)
+    elif along:
+        raise ValueError("`along` writes need PostgreSQL's one-statement transition")
+    elif any(m.attempt is not None or m.cost or m.fields for m in moves):
+        done = _cas_many_portable(change, moves)
+    else:
+        done = _cas_many_plain(change, [m.job_pk for m in moves])
+    if to in FINAL_STATUSES:
+        _announce([Committed(job_pk=t.job_pk, status=to) for t in done])
+    return done
+
+
+def _cas_many_statement(
+    change: _Change, moves: list[Move], along: Sequence[InsertRow | UpdateRows]
+) -> list[Transitioned]:
+    """PostgreSQL: transition_many's one statement (a job named twice moves once, by its first move)."""
+    unique = list({m.job_pk: m for m in reversed(moves)}.values())
+    names = list(unique[0].fields)
+    assignments, values = statements.job_assignments(change.updates())
+    parts = statements.along_many_parts(along)
+    sql = statements.transitions_sql(
+        assignments=assignments, each=statements.job_field_types(names), along=[part for part, _ in parts]
+    )
+    params = [
+        [m.job_pk for m in unique],
+        [m.attempt for m in unique],
+        [to_micros(m.cost) if m.cost else 0 for m in unique],
+        *(statements.job_values(name, [m.fields[name] for m in unique]) for name in names),
+        *values,
+        list(change.allowed),
+        change.to,
+        change.now,
+        change.reason,
+        change.actor_id,
+        *statements.TRANSITION_EVENT.defaults(),
+        *statements.MANY_ROLLUP.defaults(),
+        settings.TIME_ZONE,
+        change.to,
+    ]
+    for _, part_params in parts:
+        params += part_params
+    with prepared_cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    return [
+        Transitioned(
+            job_pk=pk, from_status=current, to_status=change.to, attempt=new_attempt, at=change.now, brand_id=brand_id
+        )  # fmt: skip
+        for pk, current, _, new_attempt, brand_id in rows
+        if new_attempt is not None
+    ]
+
+
+def _cas_many_portable(change: _Change, moves: list[Move]) -> list[Transitioned]:
+    """Other databases: each move by transition()'s portable steps, in one transaction, in job id order; one
+    refused (or whose job is gone) is skipped."""
+    done, seen = [], set()
+    with transaction.atomic():
+        for move in sorted(moves, key=lambda m: m.job_pk):
+            if move.job_pk in seen:
+                continue
+            seen.add(move.job_pk)
+            one = _Change(**{**change.__dict__, "attempt": move.attempt, "cost": move.cost,
+                             "fields": {**change.fields, **move.fields}})  # fmt: skip
+            try:
+                done.append(_cas_portable(move.job_pk, one))  # its own savepoint: a refusal writes nothing
+            except (IllegalTransition, StaleAttempt, NotFound):
+                continue
+    return done
+
+
+def _cas_many_plain(change: _Change, job_pks: list[int]) -> list[Transitioned]:
+    """Other databases: moves carrying nothing per job, set-based: per source status ONE
+    `UPDATE … WHERE id IN (…) AND status = <from> RETURNING id, attempts` (the row lock and the re-check of the
+    status are the UPDATE's own, so a job is moved once whatever races it), then the events in one bulk insert
+    and the roll-up's deltas summed per (brand, day, type, status)."""
     conn = connections[DEFAULT_DB_ALIAS]
     assignments, values = statements.job_assignments(change.updates())
     moved: dict[int, tuple[str, int]] = {}
@@ -430,8 +526,8 @@ def transition_many(
         done, deltas = [], {}
         for pk, brand_id, job_type_id, created_at in rows.order_by("pk"):
             source, attempts = moved[pk]
-            done.append(Transitioned(pk, source, to, attempts, change.now, brand_id))
-            for status, delta in ((source, -1), (to, 1)):
+            done.append(Transitioned(pk, source, change.to, attempts, change.now, brand_id))
+            for status, delta in ((source, -1), (change.to, 1)):
                 key = (brand_id, timezone.localdate(created_at), job_type_id, status)
                 deltas[key] = deltas.get(key, 0) + delta
         AIJobEvent.objects.bulk_create(
@@ -439,11 +535,11 @@ def transition_many(
                 AIJobEvent(
                     job_id=t.job_pk,
                     from_status=t.from_status,
-                    to_status=to,
+                    to_status=change.to,
                     at=change.now,
                     attempt=t.attempt,
                     reason=change.reason,
-                    actor_id=actor_id,
+                    actor_id=change.actor_id,
                 )
                 for t in done
             ],
@@ -456,8 +552,6 @@ def transition_many(
                 if n
             ]
         )
-    if to in FINAL_STATUSES:
-        _announce([Committed(job_pk=t.job_pk, status=to) for t in done])
     return done
 
 

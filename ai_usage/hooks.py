@@ -3,10 +3,12 @@
 Creation: a job of a company with an active quota (or an API key with a monthly limit, or a job routed to a
 provider Batch API) is created in a transaction, its maximum cost reserved (`on_created`); any other is created
 by core's one statement, guarded by `RowExists(Quota…)` so that a quota created meanwhile is seen. The end:
-`price` charges it, `before_final` locks its open reservations, `on_final` settles or releases them (in the
-end's transaction) and writes its usage row (an `InsertRow`: in the end's own statement when the job is known
-to hold no reservation — the claim's `holds_quota_reservation` probe — so the engine's usual end stays one
-statement). A new input or a fallback model re-reserves (`on_replanned`); a deletion releases (`on_deleted`).
+`price` charges it, `before_final` locks its open reservations and their quota periods (in one global lock
+order, services.quota_lock_open), `on_final` settles or releases them (in the end's transaction, each period
+moved once per end however many jobs it ends) and writes its usage row (an `InsertRow`: in the end's own
+statement when the job is known to hold no reservation — the claim's `holds_quota_reservation` probe — so the
+engine's usual end stays one statement). A new input or a fallback model re-reserves (`on_replanned`); a
+deletion releases (`on_deleted`).
 """
 
 from ai_core.hooks import Created, Final, InsertRow, Replanned, RowExists
@@ -86,22 +88,11 @@ def _pays(final: Final, charge) -> bool:
 
 
 def before_final(finals: list[Final]) -> None:
-    """Before the jobs' rows are locked (the lock order of a job's end: reservations and quota periods first).
-
-    One job's end settles or releases its reservations here, at once: should its compare-and-set then fail
-    (a duplicate delivery), the end's transaction rolls all of it back. Many jobs' end (a batch's cancel, where
-    a job that became final meanwhile is skipped, not an error) only locks them here; on_final releases those
-    of the jobs that moved."""
-    if len(finals) == 1:
-        final = finals[0]
-        charge = final.notes.get("ai_usage", {}).get("charge")
-        if _pays(final, charge):
-            services.quota_settle(
-                job_pk=final.job_pk, tokens=charge.total_tokens, cost_micros=services.to_micros(charge.cost.total_cost)
-            )
-        else:
-            services.quota_release(job_pk=final.job_pk)
-        return
+    """Lock what the jobs' end will change, before their rows are locked: their open reservations and those
+    reservations' quota periods, in the global lock order (services.quota_lock_open: reservations by (period,
+    id), periods by id, the jobs' rows last), each period once however many of the jobs are on it. Nothing is
+    written here: on_final settles or releases them for the jobs whose end moved them (one job's end: just
+    before its compare-and-set, rolled back with it; a batch's: after it, for the moved jobs only)."""
     held: dict[int, list] = {}
     for r in services.quota_lock_open(job_pks=[f.job_pk for f in finals]):
         held.setdefault(r.job_pk, []).append(r)
@@ -110,21 +101,25 @@ def before_final(finals: list[Final]) -> None:
 
 
 def on_final(finals: list[Final]) -> list[InsertRow]:
-    """The usage row of each job (an InsertRow: written only if its end moved it), and the reservations locked
-    by before_final for many jobs given back."""
-    writes, released = [], []
+    """The usage row of each job (an InsertRow: written only if its end moves it), and, in the end's
+    transaction, the reservations before_final locked closed: settled at the job's charge for a job that pays,
+    released for the others, each quota period moved once by the sum (services.quota_close_locked)."""
+    writes, held, closes = [], [], {}
     for final in finals:
         notes = final.notes.get("ai_usage", {})
-        released += notes.get("held", [])
         charge = notes.get("charge")
+        if notes.get("held"):
+            held += notes["held"]
+            pays = _pays(final, charge)
+            closes[final.job_pk] = (charge.total_tokens, services.to_micros(charge.cost.total_cost)) if pays else None
         if charge is not None:
             usage = services.usage_row(
                 job=final.job, attempt=final.attempt, at=final.at, status=final.to, charge=charge
             )
             if usage is not None:
                 writes.append(InsertRow(job_pk=final.job_pk, row=usage))
-    if released:
-        services.quota_release_locked(released, job_pks={r.job_pk for r in released})
+    if held:
+        services.quota_close_locked(held, closes)
     return writes
 
 

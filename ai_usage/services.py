@@ -256,8 +256,8 @@ def quota_rereserve(*, job: AIJob, choice: ModelChoice, request: ChatRequest | N
     locked last, as at a job's end): if the job was claimed or ended meanwhile, or the quota refuses, the whole
     change rolls back and the old reservations stay as they were.
     """
-    # Locked as a job's end locks them (_open_reservations): a cancel committing meanwhile is seen here.
-    rows = QuotaReservation.objects.select_for_update(of=("self",)).filter(job_id=job.pk).order_by("id")
+    # Locked as a job's end locks them (quota_lock_open): a cancel committing meanwhile is seen here.
+    rows = QuotaReservation.objects.select_for_update(of=("self",)).filter(job_id=job.pk).order_by("period_id", "id")
     _reserve(job=job, need=reservation_for(request=request, choice=choice), choice=choice, rows=list(rows))
 
 
@@ -271,8 +271,9 @@ def _reserve(*, job: AIJob, need: Reservation, choice: ModelChoice, rows: list[Q
     A period the job no longer needs (another provider's quota, last month's) gets its reservation back; one
     given back by an earlier update is taken again if needed again (one row per job and period).
 
-    Locks are taken in the order of every writer of reservations (_close_reservations, at a job's end): quota
-    by quota, the job's reservation row and then the period, and the job's own row after all of them.
+    Locks are taken in the order of every writer of reservations and quota periods (quota_lock_open): the job's
+    reservation rows (the caller's, locked by (period, id)), then the periods by id, and the job's own row
+    after all of them (a reservation row made here is new: nobody waits on it).
     """
     quotas = quotas_applicable(brand=job.brand, provider_id=choice.provider.pk, api_key=job.api_key)
     held = [r for r in rows if r.state == ReservationState.RESERVED]
@@ -284,7 +285,7 @@ def _reserve(*, job: AIJob, need: Reservation, choice: ModelChoice, rows: list[Q
     row_of = {r.period_id: r for r in rows}
     wanted = {q.pk for q in quotas}
     grown = []
-    for period in sorted(periods.select_related("quota"), key=lambda p: (p.quota_id, p.month)):
+    for period in sorted(periods.select_related("quota"), key=lambda p: p.pk):  # quota_lock_open's order
         quota, row = period.quota, row_of.get(period.pk)
         before = row if row is not None and row.state == ReservationState.RESERVED else NOTHING
         after = need if period.quota_id in wanted and period.month == month else NOTHING
@@ -368,7 +369,7 @@ def quota_reserve_bulk(*, brand: Brand, jobs: list[BulkReservation]) -> int:
                     job_id=item.job_pk, period=periods[quota.pk], tokens=need.tokens, cost_micros=need.cost_micros
                 )
             )
-    for quota in quotas:
+    for quota in sorted(quotas, key=lambda q: periods[q.pk].pk):  # quota_lock_open's order: period by id
         tokens, micros = totals[quota.pk]
         if not tokens and not micros:
             continue
@@ -397,22 +398,15 @@ def quota_reserve_bulk(*, brand: Brand, jobs: list[BulkReservation]) -> int:
     return len(rows)
 
 
-def quota_settle(
-    *, job_pk: int, tokens: int, cost_micros: int, held: list[tuple[int, int, int, int]] | None = None
-) -> None:
+def quota_settle(*, job_pk: int, tokens: int, cost_micros: int) -> None:
     """Replace the job's reservations by its real charge, exactly once (a compare-and-set on each state), and
-    record the budget alerts (thresholds) the real use now reaches. `held`: its open reservations as the caller
-    locked them (_open_reservations)."""
-    settled = _close_reservations(
-        job_pk=job_pk, to=ReservationState.SETTLED, tokens=tokens, cost_micros=cost_micros, rows=held
-    )
-    if settled:
-        thresholds_check(period_pks=settled)
+    record the budget alerts (thresholds) the real use now reaches (the one-job case of quota_close_locked)."""
+    quota_close_locked(quota_lock_open(job_pks=[job_pk]), {job_pk: (tokens, cost_micros)})
 
 
-def quota_release(*, job_pk: int, held: list[tuple[int, int, int, int]] | None = None) -> None:
+def quota_release(*, job_pk: int) -> None:
     """Give the job's reservations back (failed, timeout, cancelled, deleted while pending), exactly once."""
-    _close_reservations(job_pk=job_pk, to=ReservationState.RELEASED, tokens=0, cost_micros=0, rows=held)
+    quota_close_locked(quota_lock_open(job_pks=[job_pk]), {job_pk: None})
 
 
 @dataclass(frozen=True)
@@ -425,75 +419,67 @@ class OpenReservation:
 
 
 def quota_lock_open(*, job_pks: list[int]) -> list[OpenReservation]:
-    """The open reservations of many jobs, locked (quota order, as every job's end locks them): the first half
-    of a bulk release (quota_release_locked), taken BEFORE the jobs' final transition, so that a job's end
-    racing it either committed first (its reservation is no longer open) or waits for this transaction."""
-    return [OpenReservation(*row) for row in statements.open_reservations_of_many(job_pks)]
+    """The open reservations of these jobs, locked with their quota periods: the first half of closing them
+    (quota_close_locked, same transaction), taken BEFORE the jobs' rows are locked by their end.
+
+    The lock order, the same for every writer of reservations and quota periods (a job's end or a batch's,
+    quota_reserve / quota_rereserve / quota_reserve_bulk, a deletion's release), so no two transactions ever
+    wait on each other in a cycle:
+
+    1. the reservation rows (all of them the transaction will change), by (period id, id);
+    2. then the quota period rows, by id;
+    3. then the job rows (the lifecycle's compare-and-set), by id.
+
+    A batch's end locks every period once, whatever the number of its jobs on it; a job's end racing it either
+    committed first (its reservation is no longer open) or waits for this transaction."""
+    if not job_pks:
+        return []
+    held = [OpenReservation(*row) for row in statements.open_reservations_of_many(job_pks)]
+    statements.periods_lock(sorted({r.period_pk for r in held}))
+    return held
 
 
-def quota_release_locked(held: list[OpenReservation], *, job_pks: set[int]) -> None:
-    """Give back, in bulk, the reservations `held` (quota_lock_open, same transaction) of the jobs `job_pks`
-    (those whose final transition moved them): one update of the reservations, one per quota period."""
-    mine = [r for r in held if r.job_pk in job_pks]
+def quota_close_locked(held: list[OpenReservation], closes: dict[int, tuple[int, int] | None]) -> None:
+    """Close the reservations `held` (quota_lock_open, same transaction) of the jobs in `closes`: settled at
+    their charge (tokens, micro-dollars) or released (None). Each reservation is closed once (a compare-and-set
+    on its state: one another writer closed first is left alone), each quota period moved once by the sum of
+    its closed reservations (one statement), then the budget alerts of the periods settled on are recorded."""
+    mine = [r for r in held if r.job_pk in closes]
     if not mine:
         return
-    now = timezone.now()
-    for start in range(0, len(mine), 2000):
-        QuotaReservation.objects.filter(
-            pk__in=[r.pk for r in mine[start : start + 2000]], state=ReservationState.RESERVED
-        ).update(state=ReservationState.RELEASED, settled_tokens=0, settled_cost_micros=0, closed_at=now)
-    back: dict[int, list[int]] = {}
+    rows = []
     for r in mine:
-        tokens, micros = back.setdefault(r.period_pk, [0, 0])
-        back[r.period_pk] = [tokens + r.tokens, micros + r.cost_micros]
-    for period_pk, (tokens, micros) in sorted(back.items()):
-        QuotaPeriod.objects.filter(pk=period_pk).update(
-            reserved_tokens=F("reserved_tokens") - tokens, reserved_cost_micros=F("reserved_cost_micros") - micros
-        )
-
-
-def _close_reservations(
-    *, job_pk: int, to: str, tokens: int, cost_micros: int, rows: list[tuple[int, int, int, int]] | None = None
-) -> list[int]:
-    """Close the job's open reservations (`rows`: as _open_reservations reads them, when the caller already
-    locked them); returns the periods whose counters this call moved."""
-    now = timezone.now()
-    moved = []
-    for reservation_pk, period_pk, reserved_tokens, reserved_micros in (
-        _open_reservations(job_pk) if rows is None else rows
-    ):
-        won = QuotaReservation.objects.filter(pk=reservation_pk, state=ReservationState.RESERVED).update(
-            state=to, settled_tokens=tokens, settled_cost_micros=cost_micros, closed_at=now
-        )
-        if won != 1:
+        charge = closes[r.job_pk]
+        state = ReservationState.RELEASED if charge is None else ReservationState.SETTLED
+        rows.append((r.pk, state, *(charge or (0, 0))))
+    won = set(statements.reservations_close(rows, timezone.now()))
+    moves: dict[int, list[int]] = {}
+    settled = set()
+    for r in mine:
+        if r.pk not in won:
             continue  # another writer closed it first
-        if tokens > reserved_tokens or cost_micros > reserved_micros:
+        tokens, micros = closes[r.job_pk] or (0, 0)
+        if tokens > r.tokens or micros > r.cost_micros:
             # Cannot happen while providers honour the bound they are sent (reservation_for); if one does not,
             # the money was spent all the same: it is counted, and said.
             logger.warning(
                 "job %s charged %s tokens / %s micro-dollars over its reservation of %s / %s",
-                job_pk,
+                r.job_pk,
                 tokens,
-                cost_micros,
-                reserved_tokens,
-                reserved_micros,
+                micros,
+                r.tokens,
+                r.cost_micros,
             )
-        QuotaPeriod.objects.filter(pk=period_pk).update(
-            reserved_tokens=F("reserved_tokens") - reserved_tokens,
-            reserved_cost_micros=F("reserved_cost_micros") - reserved_micros,
-            used_tokens=F("used_tokens") + tokens,
-            used_cost_micros=F("used_cost_micros") + cost_micros,
-        )
-        moved.append(period_pk)
-    return moved
-
-
-def _open_reservations(job_pk: int) -> list[tuple[int, int, int, int]]:
-    """(reservation, period, tokens, cost_micros) of the job's open reservations, in quota order (no deadlock
-    between two jobs settling on the same quotas), locked: an update of the pending job that is changing them
-    (quota_rereserve) commits first, and what is given back is what it left. Runs at every job's end, most
-    often to find none: one plain statement."""
-    return statements.open_reservations_of(job_pk)
+        move = moves.setdefault(r.period_pk, [0, 0, 0, 0])
+        move[0] += r.tokens
+        move[1] += r.cost_micros
+        move[2] += tokens
+        move[3] += micros
+        if closes[r.job_pk] is not None:
+            settled.add(r.period_pk)
+    statements.periods_move([(pk, *move) for pk, move in moves.items()])
+    if settled:
+        thresholds_check(period_pks=sorted(settled))
 
 
 def _dollars(micros: int) -> str:

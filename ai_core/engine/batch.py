@@ -4,17 +4,19 @@
   round-robin with weights, max_running_jobs): on PostgreSQL in ONE statement (claim.claim_batch, SKIP LOCKED),
   on SQLite claim_next's IMMEDIATE transactions one at a time. The order and the fairness are claim.py's,
   unchanged: the batch saves the hand-offs, and on PostgreSQL the round trips and the statements.
-- complete_many: N completions in ONE transaction (one commit instead of N), each the same fenced
-  compare-and-set and accounting as finish.complete (a job whose attempt changed, or that was cancelled, is
-  skipped, never overwritten; a job is charged once). A batch that fails as a whole (the database away, a
-  statement error) is written again job by job, so one bad row costs the others nothing.
+- complete_many: N completions in ONE transaction by the lifecycle's batched end (lifecycle.jobs_complete: the
+  hooks called once for all, one multi-row compare-and-set statement with the events and the roll-up, each
+  quota period settled once), the same fenced compare-and-set and accounting as finish.complete (a job whose
+  attempt changed, or that was cancelled, is skipped, never overwritten; a job is charged once). A batch that
+  fails as a whole (the database away, a statement error) is written again job by job, so one bad row costs
+  the others nothing.
 """
 
 import logging
 import time
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection
 
 from ai_core.engine import finish, runner
 from ai_core.engine.claim import claim_batch, claim_next
@@ -57,13 +59,11 @@ def _claim_some(limit: int, task_id: str) -> list[Transitioned]:
 
 
 def complete_many(items: list[tuple[int, int, ChatResult, AIJob]]) -> list[str | None]:
-    """Complete (job pk, attempt, result, job) items in one transaction; the status each was left in (None: its
-    write was discarded, as finish.complete says)."""
-    order = sorted(range(len(items)), key=lambda index: items[index][0])  # row locks taken in pk order
+    """Complete (job pk, attempt, result, job) items in one transaction by the lifecycle's batched end
+    (finish.complete_many); the status each was left in (None: its write was discarded, as finish.complete
+    says). Only when the batch fails as a whole is it written again job by job."""
     try:
-        with transaction.atomic():
-            done = {index: finish.complete(*items[index][:3], job=items[index][3]) for index in order}
-        return [done[index] for index in range(len(items))]
+        return finish.complete_many(items)
     except Exception:
         if len(items) == 1:
             raise

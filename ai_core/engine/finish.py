@@ -9,7 +9,7 @@ import logging
 from collections.abc import Callable
 
 from ai_core.models import AIJob, JobStatus
-from ai_core.services import job_complete, job_fail, job_timeout
+from ai_core.services import Completion, job_complete, job_fail, job_timeout, jobs_complete
 from ai_core.workflow import IllegalTransition, StaleAttempt
 from ai_providers.clients.base import ChatResult
 from business.errors import NotFound
@@ -52,6 +52,22 @@ def complete(
         ),
         result=result,
     )
+
+
+def complete_many(items: list[tuple[int, int, ChatResult, AIJob | None]]) -> list[str | None]:
+    """Complete (job pk, attempt, result, job) items by the lifecycle's batched end (one transaction, the hooks
+    called once, one compare-and-set statement for all): the status each was left in, None where its write was
+    discarded (as complete() says). Raises when the batch as a whole failed (nothing of it written)."""
+    statuses = jobs_complete(
+        [
+            Completion(job_pk=pk, attempt=attempt, result_data=result.as_result_data(), tokens=result.tokens, job=job)
+            for pk, attempt, result, job in items
+        ]
+    )
+    for (pk, attempt, *_), status in zip(items, statuses, strict=True):
+        if status is None:
+            logger.info("job %s attempt %s: %s write discarded", pk, attempt, JobStatus.COMPLETED)
+    return statuses
 
 
 def fail(job_pk: int, attempt: int, error_code: str, message: str) -> str | None:

@@ -23,7 +23,7 @@ import ai_core.statements
 import ai_usage.statements
 import business.statements
 import webhooks.statements
-from ai_core import selectors
+from ai_core import lifecycle, selectors
 from ai_core.engine.batch import claim_many
 from ai_core.engine.runner import run_from_message
 from ai_core.models import AIJob, AIJobEvent, JobDailyStat
@@ -106,7 +106,21 @@ def test_a_field_added_with_a_default_is_written_by_every_hot_statement(
     # A wake-up runs the best claimable job (not the one named): two runs, two of the four pending jobs.
     assert run_from_message(AIJob.objects.get(job_id=created.json()["job_id"]).pk, task_id="t-1") == "completed"
     assert run_from_message(BatchJob.objects.filter(batch__batch_id=batch.json()["batch_id"])[0].job_id) == "completed"
-    assert len(claim_many(4)) == 2  # the other two, in one batch (on PostgreSQL one statement: claim_batch)
+    claimed = claim_many(4)
+    assert len(claimed) == 2  # the other two, in one batch (on PostgreSQL one statement: claim_batch)
+    # The batched end (the asyncio executor's): one of them completed by jobs_complete.
+    one = claimed[0][0]
+    done = lifecycle.jobs_complete([lifecycle.Completion(job_pk=one.job_pk, attempt=one.attempt, result_data={})])
+    assert done == ["completed"]
+    # And one holding no reservation (no active quota): on PostgreSQL its usage and OpenAI rows are parts of
+    # the batch's one statement.
+    Quota.objects.update(is_active=False)
+    free = alice.post("/ai/openai/chat/", {**chat("six"), "run_async": True}, format="json")
+    assert free.status_code == 202, free.content
+    free_pk = AIJob.objects.order_by("-pk").values_list("pk", flat=True)[0]
+    started = lifecycle.job_start(job_pk=free_pk)
+    done = lifecycle.jobs_complete([lifecycle.Completion(job_pk=free_pk, attempt=started.attempt, result_data={})])
+    assert done == ["completed"]
     stats_compact()
 
     for model in WRITTEN_BY_HAND:

@@ -46,5 +46,4 @@ def test_the_active_quota_probe_sees_only_active_quotas_of_the_company(personas)
     assert statements.active_quota_exists(company.pk) is False
     Quota.objects.filter(pk=quota.pk).update(is_active=True)
     assert statements.active_quota_exists(company.pk) is True
-    assert statements.open_reservations_of(10**9) == []
     assert statements.open_reservations_of_many([10**9]) == []
