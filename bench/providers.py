@@ -148,23 +148,33 @@ def run(model: str, worker_env: dict, fake, tree: Path = ROOT) -> dict:
     return result
 
 
-def measure(executor: str, fake, tree: Path = ROOT) -> dict:
-    """Echo, then OpenAI through the fake server, on workers of `executor` running the code of `tree`."""
+def measure(executor: str, fake, trees: list[tuple[str, Path]]) -> list[dict]:
+    """Echo, then OpenAI through the fake server on the code of each of `trees` (before, after), on workers of
+    `executor`. One echo run: the engine's code is the same in both trees of a provider change, and each run of
+    jobs costs minutes on a loaded machine."""
     env = {"OPENAI_API_KEY": "sk-bench", "OPENAI_BASE_URL": fake.openai_base_url, "AICORE_ENGINE_EXECUTOR": executor}
     if executor == "asyncio":
         env["AICORE_ENGINE_IN_FLIGHT"] = ASYNCIO_IN_FLIGHT
-    echo = run("echo-1", env, fake, tree)
-    openai = run("gpt-4o-mini", env, fake, tree)
-    ratio = round(openai["per_second"] / echo["per_second"], 2) if echo["per_second"] else None
-    cpu_ratio = round(echo["worker_cpu_ms_per_job"] / openai["worker_cpu_ms_per_job"], 2)
-    return {
-        "executor": executor,
-        "tree": str(tree),
-        "echo": echo,
-        "openai": openai,
-        "ratio": ratio,
-        "cpu_ratio": cpu_ratio,
-    }
+    echo = run("echo-1", env, fake)
+    print(f"{executor} echo: {echo}", flush=True)
+    runs = []
+    for when, tree in trees:
+        openai = run("gpt-4o-mini", env, fake, tree)
+        print(f"{executor} {when} openai: {openai}", flush=True)
+        ratio = round(openai["per_second"] / echo["per_second"], 2) if echo["per_second"] else None
+        cpu_ratio = round(echo["worker_cpu_ms_per_job"] / openai["worker_cpu_ms_per_job"], 2)
+        runs.append(
+            {
+                "executor": executor,
+                "when": when,
+                "tree": str(tree),
+                "echo": echo,
+                "openai": openai,
+                "ratio": ratio,
+                "cpu_ratio": cpu_ratio,
+            }
+        )
+    return runs
 
 
 def rows_of(label: str, one: dict) -> list[dict]:
@@ -211,11 +221,9 @@ def main() -> int:
     trees = [("before", Path(BASE_TREE).resolve()), ("after", ROOT)] if BASE_TREE else [("", ROOT)]
     with FakeLLM() as fake:
         for executor in EXECUTORS:
-            for when, tree in trees:
-                one = measure(executor, fake, tree)
-                one["when"] = when
+            for one in measure(executor, fake, trees):
                 runs.append(one)
-                rows += rows_of(f"{executor} {when}".strip(), one)
+                rows += rows_of(f"{executor} {one['when']}".strip(), one)
     ours = [one for one in runs if one["tree"] == str(ROOT)]
     document = {
         "benchmark": "providers",

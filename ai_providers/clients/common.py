@@ -52,14 +52,21 @@ def sdk_options(sdk) -> dict[str, Any]:
     }
 
 
+ASYNC_KEEPALIVE_SECONDS = 30.0
+
+
 def async_pool_limits() -> httpx2.Limits:
     """The pool of an event loop's HTTP client: as many connections kept alive as the asyncio executor has calls
     in flight (AICORE_ENGINE_IN_FLIGHT), so a call ending gives its connection to the next one instead of closing
-    it once more than the SDKs' default 100 are open."""
+    it once more than the SDKs' default 100 are open; and kept idle for ASYNC_KEEPALIVE_SECONDS, not httpx's 5 s:
+    the executor starts its calls in bursts (a claim of up to AICORE_ENGINE_BATCH jobs), and a pause of a few
+    seconds between two (a busy database) would otherwise close every connection of the last burst. A connection
+    the server closed meanwhile is seen (readable while idle) and replaced, not used."""
     in_flight = settings.AICORE_ENGINE_IN_FLIGHT
     return httpx2.Limits(
         max_connections=max(SDK_LIMITS.max_connections, in_flight),
         max_keepalive_connections=max(SDK_LIMITS.max_keepalive_connections, in_flight),
+        keepalive_expiry=ASYNC_KEEPALIVE_SECONDS,
     )
 
 

@@ -217,3 +217,35 @@ def test_a_company_base_url_keeps_the_threads_path(fake_llm, kind):
     assert fake_llm.connections == connections
     unguarded, _ = make(kind, fake_llm)
     assert unguarded.async_capable is True
+
+
+def test_the_loops_pool_keeps_as_many_connections_as_calls_in_flight(fake_llm, settings):
+    """120 calls at once, twice: the second round reuses the first's 120 connections (the SDKs' default pool
+    keeps only 100 alive, and would close and reopen the rest at every round)."""
+    settings.AICORE_ENGINE_IN_FLIGHT = 150
+    client, model = make("openai", fake_llm)
+
+    async def rounds() -> tuple[int, int]:
+        before = fake_llm.connections
+        await asyncio.gather(*(ask(client, model, "round one") for _ in range(120)))
+        first = fake_llm.connections - before
+        await asyncio.gather(*(ask(client, model, "round two") for _ in range(120)))
+        return first, fake_llm.connections - before - first
+
+    first, second = asyncio.run(closing(client, rounds()))
+    assert first <= 120 and second == 0
+
+
+def test_connections_outlive_a_pause_between_bursts(fake_llm):
+    """The executor starts its calls in bursts (a claim's batch); a pause longer than httpx's 5 s keep-alive
+    between two bursts keeps the connections (ASYNC_KEEPALIVE_SECONDS)."""
+    client, model = make("openai", fake_llm)
+
+    async def bursts() -> int:
+        await asyncio.gather(*(ask(client, model, "burst") for _ in range(4)))
+        before = fake_llm.connections
+        await asyncio.sleep(5.5)
+        await asyncio.gather(*(ask(client, model, "burst") for _ in range(4)))
+        return fake_llm.connections - before
+
+    assert asyncio.run(closing(client, bursts())) == 0
