@@ -778,6 +778,9 @@ class RateLimit:
 class _Server(_BatchStore, ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # The listen backlog: socketserver's 5 resets (or delays by a SYN retransmit, 1 s) the connections beyond it
+    # that arrive at once, as an asyncio worker's batch of calls does; a provider accepts them all.
+    request_queue_size = 1024
 
     def __init__(self, address):
         ThreadingHTTPServer.__init__(self, address, _Handler)

@@ -1,10 +1,11 @@
 """Anthropic through the official `anthropic` SDK (messages API), behind the same interface as OpenAI."""
 
 from dataclasses import asdict
-from functools import cached_property, lru_cache
+from functools import lru_cache
 from typing import Any
 
 import anthropic
+import httpx2
 from django.conf import settings
 
 from ai_providers.clients.base import (
@@ -16,11 +17,14 @@ from ai_providers.clients.base import (
 )
 from ai_providers.clients.common import (
     CallGuard,
+    LoopSDKs,
     StreamProgress,
+    asse_data,
     map_sdk_error,
     rate_headers,
-    sdk_async_http_client,
     sdk_http_client,
+    sdk_options,
+    sse_data,
 )
 from ai_providers.money import TokenUsage
 from kernel.netguard import AddressRefused
@@ -29,7 +33,8 @@ SYSTEM_ROLES = {"system", "developer"}
 
 
 def messages_params(request: ChatRequest) -> dict[str, Any]:
-    """System/developer messages become the `system` parameter; max_tokens is mandatory on this API."""
+    """The body of a messages call: system/developer messages become the `system` parameter; max_tokens is
+    mandatory on this API."""
     system = "\n\n".join(str(m.get("content") or "") for m in request.messages if m.get("role") in SYSTEM_ROLES)
     messages = [
         {"role": m["role"], "content": m.get("content") or ""}
@@ -45,7 +50,7 @@ def messages_params(request: ChatRequest) -> dict[str, Any]:
     if system:
         params["system"] = system
     if request.temperature is not None:
-        params["extra_body"] = {"temperature": request.temperature}
+        params["temperature"] = request.temperature
     if request.tools:
         params["tools"] = request.tools
     return params
@@ -58,7 +63,9 @@ def map_error(exc: Exception, provider: str) -> ProviderError:
 
 
 class AnthropicClient:
-    """As OpenAIClient: one SDK client per (key, base URL); `guarded` for a company's base URL."""
+    """As OpenAIClient: one SDK client per (key, base URL); `guarded` for a company's base URL. Calls go through
+    the SDK's request method (its auth, headers, errors, timeouts) with the body as it is, and the answers are
+    read as plain JSON (a stream's events through our SSE reader): no pydantic model per event."""
 
     def __init__(self, *, api_key: str, base_url: str | None = None, name: str = "anthropic", guarded: bool = True):
         self.name = name
@@ -66,10 +73,10 @@ class AnthropicClient:
         self._sdk = anthropic.Anthropic(
             api_key=api_key,
             base_url=base_url or None,
-            max_retries=0,  # the engine owns retries
-            timeout=anthropic.Timeout(60.0, connect=float(settings.AICORE_PROVIDER_CONNECT_TIMEOUT)),
             http_client=sdk_http_client(self, guarded=guarded),
+            **sdk_options(anthropic),
         )
+        self._async_sdks = LoopSDKs(self._make_async_sdk, guarded=guarded)
 
     def __repr__(self) -> str:  # never the key
         return f"<AnthropicClient {self.name} {self._sdk.base_url}>"
@@ -84,27 +91,27 @@ class AnthropicClient:
         params = messages_params(request)
         try:
             if request.stream:
-                return self._chat_streamed(params, guard, on_progress, request.on_token)
-            raw = self._sdk.messages.with_raw_response.create(**params, timeout=self._timeout(guard))
-            message = raw.parse()
+                answer = _StreamedMessage(params, on_progress, request.on_token)
+                stream = self._sdk.post(
+                    "/v1/messages",
+                    cast_to=object,
+                    body={**params, "stream": True},
+                    options={"timeout": self._timeout(guard)},
+                    stream=True,
+                    stream_cls=anthropic.Stream[object],
+                )
+                with stream:  # closes its response
+                    for event in sse_data(stream.response.iter_lines(), guard.check):
+                        answer.take(event, stream.response)
+                    return answer.result(stream.response.headers)
+            response = self._sdk.post(
+                "/v1/messages", cast_to=httpx2.Response, body=params, options={"timeout": self._timeout(guard)}
+            )
             guard.check()
-            result = message_result(message, request_id=raw.headers.get("request-id"))
-            result.headers = rate_headers(raw.headers)
-            return result
-        except (anthropic.AnthropicError, AddressRefused) as exc:
+            return whole_result(response)
+        except (anthropic.AnthropicError, AddressRefused, httpx2.TransportError) as exc:
             guard.abandon_if_stopped()  # the caller stopped us (cancel, job deadline) while we waited
             raise map_error(exc, self.name) from None
-
-    def _chat_streamed(
-        self, params: dict, guard: CallGuard, on_progress: ProgressCallback, on_token=None
-    ) -> ChatResult:
-        answer = _StreamedMessage(params, on_progress, on_token)
-        stream = self._sdk.messages.create(**params, stream=True, timeout=self._timeout(guard))
-        with stream:
-            for event in stream:
-                guard.check()
-                answer.take(event)
-            return answer.result(stream.response.headers)
 
     # --- the async engine's path (ai_core.engine.aio): the same call as a coroutine, on AsyncAnthropic -----
 
@@ -113,36 +120,50 @@ class AnthropicClient:
         """Not for a company's own base URL (the network guard's transport is synchronous): threads path."""
         return not self._guarded
 
-    @cached_property
-    def _async_sdk(self) -> anthropic.AsyncAnthropic:
+    def _make_async_sdk(self, http_client: httpx2.AsyncClient) -> anthropic.AsyncAnthropic:
         return anthropic.AsyncAnthropic(
-            api_key=self._sdk.api_key,
-            base_url=self._sdk.base_url,
-            max_retries=0,
-            timeout=anthropic.Timeout(60.0, connect=float(settings.AICORE_PROVIDER_CONNECT_TIMEOUT)),
-            http_client=sdk_async_http_client(),
+            api_key=self._sdk.api_key, base_url=self._sdk.base_url, http_client=http_client, **sdk_options(anthropic)
         )
 
+    @property
+    def _async_sdk(self) -> anthropic.AsyncAnthropic:
+        """The running loop's AsyncAnthropic (LoopSDKs: one per loop, kept, its pool reused by every call)."""
+        return self._async_sdks.current()
+
+    async def aclose(self) -> None:
+        """Close the running loop's async client and its connections (a loop about to end)."""
+        await self._async_sdks.aclose()
+
     async def achat(self, request: ChatRequest, *, on_progress: ProgressCallback, should_stop: StopCheck) -> ChatResult:
-        """chat() as a coroutine. A cancel cancels the task: the stream's context closes the response."""
+        """chat() as a coroutine, read alike. A cancel cancels the task: the response closed with its body unread
+        closes its connection, so the provider sees the stream end."""
         guard = CallGuard(provider=self.name, timeout_seconds=request.timeout_seconds, should_stop=should_stop)
         params = messages_params(request)
+        sdk = self._async_sdk
         try:
             if request.stream:
                 answer = _StreamedMessage(params, on_progress, request.on_token)
-                stream = await self._async_sdk.messages.create(**params, stream=True, timeout=self._timeout(guard))
-                async with stream:
-                    async for event in stream:
-                        guard.check()
-                        answer.take(event)
-                    return answer.result(stream.response.headers)
-            raw = await self._async_sdk.messages.with_raw_response.create(**params, timeout=self._timeout(guard))
-            message = await raw.parse()
+                stream = await sdk.post(
+                    "/v1/messages",
+                    cast_to=object,
+                    body={**params, "stream": True},
+                    options={"timeout": self._timeout(guard)},
+                    stream=True,
+                    stream_cls=anthropic.AsyncStream[object],
+                )
+                response = stream.response
+                try:
+                    async for event in asse_data(response.aiter_lines(), guard.check):
+                        answer.take(event, response)
+                finally:
+                    await response.aclose()
+                return answer.result(response.headers)
+            response = await sdk.post(
+                "/v1/messages", cast_to=httpx2.Response, body=params, options={"timeout": self._timeout(guard)}
+            )
             guard.check()
-            result = message_result(message, request_id=raw.headers.get("request-id"))
-            result.headers = rate_headers(raw.headers)
-            return result
-        except (anthropic.AnthropicError, AddressRefused) as exc:
+            return whole_result(response)
+        except (anthropic.AnthropicError, AddressRefused, httpx2.TransportError) as exc:
             guard.abandon_if_stopped()
             raise map_error(exc, self.name) from None
 
@@ -156,29 +177,42 @@ class AnthropicClient:
 
 
 class _StreamedMessage:
-    """What a streamed message's events add up to (the sync and the async call read them alike)."""
+    """What a streamed message's events (plain JSON) add up to; the sync and the async call read them alike."""
 
     def __init__(self, params: dict, on_progress: ProgressCallback, on_token=None) -> None:
         self.progress = StreamProgress(on_progress, params["max_tokens"])
         self.on_token = on_token
         self.parts: list[str] = []
         self.length = 0
-        self.usages = []  # message_start's, then each message_delta's
+        self.usages: list[dict] = []  # message_start's, then each message_delta's
         self.finish, self.model, self.message_id = None, params["model"], None
 
-    def take(self, event) -> None:
-        if event.type == "message_start":
-            self.message_id, self.model = event.message.id, event.message.model or self.model
-            self.usages.append(event.message.usage)
-        elif event.type == "content_block_delta" and event.delta.type == "text_delta":
-            self.parts.append(event.delta.text)
-            self.length += len(event.delta.text)
-            if self.on_token is not None:
-                self.on_token(event.delta.text)
-            self.progress.update(self.length)
-        elif event.type == "message_delta":
-            self.finish = event.delta.stop_reason or self.finish
-            self.usages.append(event.usage)
+    def take(self, event: dict, response) -> None:
+        kind = event.get("type")
+        if kind == "content_block_delta":
+            delta = event.get("delta") or {}
+            if delta.get("type") == "text_delta":
+                text = delta.get("text") or ""
+                self.parts.append(text)
+                self.length += len(text)
+                if self.on_token is not None:
+                    self.on_token(text)
+                self.progress.update(self.length)
+        elif kind == "message_start":
+            message = event.get("message") or {}
+            self.message_id, self.model = message.get("id"), message.get("model") or self.model
+            self.usages.append(message.get("usage"))
+        elif kind == "message_delta":
+            self.finish = (event.get("delta") or {}).get("stop_reason") or self.finish
+            self.usages.append(event.get("usage"))
+        elif kind == "error":  # reported in the stream, the HTTP status already sent (an overload, mostly)
+            error = event.get("error") if isinstance(event.get("error"), dict) else {}
+            message = error.get("message")
+            raise anthropic.APIError(
+                message if isinstance(message, str) and message else "An error occurred during streaming",
+                getattr(response, "http_request", None) or response.request,
+                body=error,
+            )
 
     def result(self, headers) -> ChatResult:
         return ChatResult(
@@ -192,20 +226,28 @@ class _StreamedMessage:
         )
 
 
-def message_result(message, *, request_id: str | None) -> ChatResult:
-    """A whole Message as a ChatResult (also a Message Batches result's message)."""
-    text = "".join(block.text for block in message.content if block.type == "text")
-    extra: dict[str, Any] = {"provider_response_id": message.id}
-    tool_uses = [block.model_dump(mode="json") for block in message.content if block.type == "tool_use"]
+def whole_result(response: httpx2.Response) -> ChatResult:
+    """A whole (not streamed) answer's HTTP response as a ChatResult."""
+    result = message_result(response.json(), request_id=response.headers.get("request-id"))
+    result.headers = rate_headers(response.headers)
+    return result
+
+
+def message_result(message: dict, *, request_id: str | None) -> ChatResult:
+    """A whole Message, as the JSON it came in, as a ChatResult (also a Message Batches result's message)."""
+    content = message.get("content") or ()
+    text = "".join(block.get("text") or "" for block in content if block.get("type") == "text")
+    extra: dict[str, Any] = {"provider_response_id": message.get("id")}
+    tool_uses = [block for block in content if block.get("type") == "tool_use"]
     if tool_uses:
         extra["tool_calls"] = tool_uses
     return ChatResult(
         completion=text,
-        finish_reason=message.stop_reason or "stop",
-        model=message.model,
+        finish_reason=message.get("stop_reason") or "stop",
+        model=message.get("model"),
         request_id=request_id,
         extra=extra,
-        **asdict(usage_tokens(message.usage)),
+        **asdict(usage_tokens(message.get("usage"))),
     )
 
 
@@ -213,19 +255,20 @@ USAGE_COUNTS = ("input_tokens", "output_tokens", "cache_read_input_tokens", "cac
 CACHE_SPLIT = ("ephemeral_5m_input_tokens", "ephemeral_1h_input_tokens")
 
 
-def usage_tokens(*usages) -> TokenUsage:
-    """The SDK's usage objects as token kinds: input_tokens exclude the cache reads and writes reported beside
+def usage_tokens(*usages: dict | None) -> TokenUsage:
+    """Usage objects (plain JSON) as token kinds: input_tokens exclude the cache reads and writes reported beside
     them. A stream reports usage in message_start and again (cumulative) in message_delta: a later count
-    replaces an earlier one, a count a later event leaves out (None) keeps the earlier value."""
+    replaces an earlier one, a count a later event leaves out (None) keeps the earlier value. The one reading
+    of usage for every answer: whole, streamed (sync or async), batched."""
     counts: dict[str, int | None] = {}
-    for usage in (u for u in usages if u is not None):
+    for usage in (u for u in usages if u):
         for name in USAGE_COUNTS:
-            if getattr(usage, name, None) is not None:
-                counts[name] = getattr(usage, name)
-        split = getattr(usage, "cache_creation", None)
+            if usage.get(name) is not None:
+                counts[name] = usage[name]
+        split = usage.get("cache_creation") or {}
         for name in CACHE_SPLIT:
-            if getattr(split, name, None) is not None:
-                counts[name] = getattr(split, name)
+            if split.get(name) is not None:
+                counts[name] = split[name]
     return TokenUsage.from_anthropic(
         input_tokens=counts.get("input_tokens") or 0,
         output_tokens=counts.get("output_tokens") or 0,

@@ -173,7 +173,6 @@ class AnthropicBatchAPI:
         requests = []
         for line in lines or []:
             params = messages_params(line.request)
-            params.update(params.pop("extra_body", None) or {})  # temperature travels in the params here
             requests.append({"custom_id": line.custom_id, "params": params})
         return self._call(self.sdk.messages.batches.create, requests=requests).id
 
@@ -185,7 +184,9 @@ class AnthropicBatchAPI:
         for item in self._call(self.sdk.messages.batches.results, batch_id):
             result = item.result
             if result.type == "succeeded":
-                yield BatchOutcome(item.custom_id, result=message_result(result.message, request_id=None))
+                yield BatchOutcome(
+                    item.custom_id, result=message_result(result.message.model_dump(mode="json"), request_id=None)
+                )
             elif result.type == "errored":
                 error = getattr(result.error, "error", None)
                 message = getattr(error, "message", None) or "the provider refused it"

@@ -1,12 +1,15 @@
 """What the real provider clients share: the call deadline, progress reporting and error messages."""
 
+import asyncio
 import json
+import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
+from typing import Any, Generic, TypeVar
 
 import httpx2
+from django.conf import settings
 
 from ai_providers.clients.base import (
     CallAbandoned,
@@ -40,11 +43,78 @@ def sdk_http_client(owner: object, *, guarded: bool) -> httpx2.Client:
     return client
 
 
-def sdk_async_http_client() -> httpx2.AsyncClient:
-    """The async engine's HTTP client under a provider SDK (ai_core.engine.aio): as sdk_http_client's, for an
-    operator's base URL only (the network guard is a synchronous transport: a company's own base URL keeps the
-    threads path). One per client, used from the one event loop of the process."""
-    return httpx2.AsyncClient(follow_redirects=False, limits=SDK_LIMITS)
+def sdk_options(sdk) -> dict[str, Any]:
+    """What every SDK client of ours is built with (`sdk`: the openai or anthropic module): no retries of its
+    own (the engine owns retries: backoff, attempts, fencing), a default timeout each call replaces."""
+    return {
+        "max_retries": 0,
+        "timeout": sdk.Timeout(60.0, connect=float(settings.AICORE_PROVIDER_CONNECT_TIMEOUT)),
+    }
+
+
+ASYNC_KEEPALIVE_SECONDS = 30.0
+
+
+def async_pool_limits() -> httpx2.Limits:
+    """The pool of an event loop's HTTP client: as many connections kept alive as the asyncio executor has calls
+    in flight (AICORE_ENGINE_IN_FLIGHT), so a call ending gives its connection to the next one instead of closing
+    it once more than the SDKs' default 100 are open; and kept idle for ASYNC_KEEPALIVE_SECONDS, not httpx's 5 s:
+    the executor starts its calls in bursts (a claim of up to AICORE_ENGINE_BATCH jobs), and a pause of a few
+    seconds between two (a busy database) would otherwise close every connection of the last burst. A connection
+    the server closed meanwhile is seen (readable while idle) and replaced, not used."""
+    in_flight = settings.AICORE_ENGINE_IN_FLIGHT
+    return httpx2.Limits(
+        max_connections=max(SDK_LIMITS.max_connections, in_flight),
+        max_keepalive_connections=max(SDK_LIMITS.max_keepalive_connections, in_flight),
+        keepalive_expiry=ASYNC_KEEPALIVE_SECONDS,
+    )
+
+
+SDK = TypeVar("SDK")
+
+
+class LoopSDKs(Generic[SDK]):
+    """A provider client's async SDK clients, one per event loop, made on first use in that loop and kept.
+
+    An httpx AsyncClient's connections belong to the loop they were opened on, so a loop cannot share another's;
+    the asyncio executor has one loop per process, so this is one async client per (endpoint, key,
+    organisation) per process, whose pool every call of the loop reuses (keep-alive): no client is built per
+    call. `make(http_client)` builds the SDK client on the given HTTP client.
+
+    Only for an operator's base URL: the network guard's transport is synchronous, so a company's own base URL
+    (`guarded`) has no async path (its calls keep the threads path, CatalogueBound.async_call) and asking for
+    one is refused rather than connecting unchecked.
+    """
+
+    def __init__(self, make: Callable[[httpx2.AsyncClient], SDK], *, guarded: bool) -> None:
+        self._make = make
+        self._guarded = guarded
+        self._lock = threading.Lock()
+        self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, SDK] = weakref.WeakKeyDictionary()
+
+    def current(self) -> SDK:
+        """The running loop's SDK client."""
+        loop = asyncio.get_running_loop()
+        sdk = self._by_loop.get(loop)
+        if sdk is None:
+            if self._guarded:
+                raise RuntimeError("a company's own base URL has no async path (the network guard is synchronous)")
+            with self._lock:
+                sdk = self._by_loop.get(loop)
+                if sdk is None:
+                    http = httpx2.AsyncClient(follow_redirects=False, limits=async_pool_limits())
+                    sdk = self._by_loop[loop] = self._make(http)
+        return sdk
+
+    def __len__(self) -> int:
+        return len(self._by_loop)
+
+    async def aclose(self) -> None:
+        """Close the running loop's client (its connections), if it has one."""
+        with self._lock:
+            sdk = self._by_loop.pop(asyncio.get_running_loop(), None)
+        if sdk is not None:
+            await sdk.close()
 
 
 class CallGuard:
@@ -117,11 +187,25 @@ def sse_data(lines: Iterable[str], check: Callable[[], None]) -> Iterator[Any]:
         yield event
 
 
+async def asse_data(lines: AsyncIterable[str], check: Callable[[], None]) -> AsyncIterator[Any]:
+    """sse_data over an async body's lines (the asyncio executor's calls): the same events, the body read to its
+    end after `[DONE]` (its connection back to the pool), `check` at every line."""
+    reader = SSEReader()
+    async for line in lines:
+        check()
+        event = reader.feed(line)
+        if event is not NOTHING:
+            yield event
+    event = reader.end()
+    if event is not NOTHING:
+        yield event
+
+
 NOTHING = object()
 
 
 class SSEReader:
-    """sse_data's parsing, a line at a time (the async engine's calls read their lines themselves)."""
+    """sse_data's and asse_data's parsing, a line at a time."""
 
     def __init__(self) -> None:
         self.data: list[str] = []
@@ -186,9 +270,9 @@ def map_sdk_error(exc: Exception, provider: str, *, timeout_error: type, connect
         return PermanentProviderError(
             f"{provider}: refused to connect to {refused}", error_code="PROVIDER_ADDRESS_REFUSED"
         )
-    if isinstance(exc, timeout_error):
+    if isinstance(exc, (timeout_error, httpx2.TimeoutException)):  # httpx's own: a streamed body read by us
         return TransientProviderError(f"{provider}: request timed out", error_code="PROVIDER_TIMEOUT")
-    if isinstance(exc, connection_error):
+    if isinstance(exc, (connection_error, httpx2.TransportError)):
         return TransientProviderError(
             f"{provider}: connection failed ({error_message(exc, 'unreachable')})",
             error_code="PROVIDER_UNREACHABLE",

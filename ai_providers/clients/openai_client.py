@@ -2,7 +2,7 @@
 
 import json
 from dataclasses import asdict
-from functools import cached_property, lru_cache
+from functools import lru_cache
 from typing import Any
 
 import httpx2
@@ -17,15 +17,15 @@ from ai_providers.clients.base import (
     StopCheck,
 )
 from ai_providers.clients.common import (
-    NOTHING,
     CallGuard,
-    SSEReader,
+    LoopSDKs,
     StreamProgress,
+    asse_data,
     estimate_tokens,
     map_sdk_error,
     rate_headers,
-    sdk_async_http_client,
     sdk_http_client,
+    sdk_options,
     sse_data,
 )
 from ai_providers.clients.families import is_reasoning_model
@@ -89,10 +89,10 @@ class OpenAIClient:
             api_key=api_key,
             base_url=base_url or None,
             organization=organization or None,
-            max_retries=0,  # the engine owns retries (backoff, attempts, fencing); the SDK must not add its own
-            timeout=openai.Timeout(60.0, connect=float(settings.AICORE_PROVIDER_CONNECT_TIMEOUT)),
             http_client=sdk_http_client(self, guarded=guarded),
+            **sdk_options(openai),
         )
+        self._async_sdks = LoopSDKs(self._make_async_sdk, guarded=guarded)
 
     def __repr__(self) -> str:  # never the key
         return f"<OpenAIClient {self.name} {self._sdk.base_url}>"
@@ -109,7 +109,7 @@ class OpenAIClient:
             if request.stream:
                 return self._chat_streamed(request, params, guard, on_progress)
             return self._chat_whole(request, params, guard)
-        except (openai.OpenAIError, AddressRefused) as exc:
+        except (openai.OpenAIError, AddressRefused, httpx2.TransportError) as exc:
             guard.abandon_if_stopped()  # the caller stopped us (cancel, job deadline) while we waited
             raise map_error(exc, self.name) from None
 
@@ -156,7 +156,7 @@ class OpenAIClient:
         stream = self._sdk.post(
             "/chat/completions",
             cast_to=object,
-            body={**params, "stream": True, "stream_options": {"include_usage": True}},
+            body=streamed(params),
             options={"timeout": self._timeout(guard)},
             stream=True,
             stream_cls=openai.Stream[object],
@@ -175,46 +175,57 @@ class OpenAIClient:
         is synchronous), which keeps the threads path."""
         return not self._guarded
 
-    @cached_property
-    def _async_sdk(self) -> openai.AsyncOpenAI:
-        """One AsyncOpenAI per client, created in the event loop's thread on first use, kept (keep-alive)."""
+    def _make_async_sdk(self, http_client: httpx2.AsyncClient) -> openai.AsyncOpenAI:
         return openai.AsyncOpenAI(
             api_key=self._sdk.api_key,
             base_url=self._sdk.base_url,
             organization=self._sdk.organization,
-            max_retries=0,
-            timeout=openai.Timeout(60.0, connect=float(settings.AICORE_PROVIDER_CONNECT_TIMEOUT)),
-            http_client=sdk_async_http_client(),
+            http_client=http_client,
+            **sdk_options(openai),
         )
 
+    @property
+    def _async_sdk(self) -> openai.AsyncOpenAI:
+        """The running loop's AsyncOpenAI (LoopSDKs: one per loop, kept, its pool reused by every call)."""
+        return self._async_sdks.current()
+
+    async def aclose(self) -> None:
+        """Close the running loop's async client and its connections (a loop about to end)."""
+        await self._async_sdks.aclose()
+
     async def achat(self, request: ChatRequest, *, on_progress: ProgressCallback, should_stop: StopCheck) -> ChatResult:
-        """chat() as a coroutine. A cancel cancels the task: the stream's context closes the response."""
+        """chat() as a coroutine, the same request and the same parsing (plain JSON through our SSE reader, the
+        body read to its end so its connection goes back to the pool). A cancel cancels the task: the response
+        is closed with its body unread, which closes its connection, so the provider sees the stream end."""
         guard = CallGuard(provider=self.name, timeout_seconds=request.timeout_seconds, should_stop=should_stop)
         params = chat_params(request)
+        sdk = self._async_sdk
         try:
             if request.stream:
                 answer = _StreamedAnswer(request, on_progress)
-                async with self._async_sdk.chat.completions.with_streaming_response.create(
-                    **params, stream=True, stream_options={"include_usage": True}, timeout=self._timeout(guard)
-                ) as response:
-                    reader = SSEReader()
-                    async for line in response.iter_lines():
-                        guard.check()
-                        chunk = reader.feed(line)
-                        if chunk is not NOTHING:
-                            answer.take(_checked_chunk(chunk, response))
-                    chunk = reader.end()
-                    if chunk is not NOTHING:
+                stream = await sdk.post(
+                    "/chat/completions",
+                    cast_to=object,
+                    body=streamed(params),
+                    options={"timeout": self._timeout(guard)},
+                    stream=True,
+                    stream_cls=openai.AsyncStream[object],
+                )
+                response = stream.response
+                try:
+                    async for chunk in asse_data(response.aiter_lines(), guard.check):
                         answer.take(_checked_chunk(chunk, response))
-                    return answer.result(self, response)
-            response = await self._async_sdk.post(
+                finally:
+                    await response.aclose()
+                return answer.result(self, response)
+            response = await sdk.post(
                 "/chat/completions", cast_to=httpx2.Response, body=params, options={"timeout": self._timeout(guard)}
             )
             guard.check()
             result = self.whole_result(request, response.json(), request_id=response.headers.get("x-request-id"))
             result.headers = rate_headers(response.headers)
             return result
-        except (openai.OpenAIError, AddressRefused) as exc:
+        except (openai.OpenAIError, AddressRefused, httpx2.TransportError) as exc:
             guard.abandon_if_stopped()
             raise map_error(exc, self.name) from None
 
@@ -283,6 +294,11 @@ class OpenAIClient:
             return {"models": len(page.data)}
         except (openai.OpenAIError, AddressRefused) as exc:
             raise map_error(exc, self.name) from None
+
+
+def streamed(params: dict[str, Any]) -> dict[str, Any]:
+    """The body of a streamed call: its usage asked for in the stream's last chunk."""
+    return {**params, "stream": True, "stream_options": {"include_usage": True}}
 
 
 def stream_chunks(response, guard: CallGuard):
