@@ -191,6 +191,16 @@ AICORE_GATEWAY_MAX_WAIT_SECONDS = env_int("AICORE_GATEWAY_MAX_WAIT_SECONDS", 30,
 # holds its thread while the provider answers, a stream its request's until the first token); past it they
 # queue for a thread. The threads are kept and reused (config.asgi, gateway.views).
 AICORE_GATEWAY_MAX_THREADS = env_int("AICORE_GATEWAY_MAX_THREADS", 256, minimum=1)
+# /v1/'s own middleware (config.asgi.GatewayChain): MIDDLEWARE without what only a browser's session needs (a
+# bearer-key JSON API has no session, no CSRF cookie, no session user, no flash messages). Kept: the database
+# and size guards, the security headers, Content-Length; a middleware added to MIDDLEWARE applies to /v1/ too.
+AICORE_GATEWAY_SKIPPED_MIDDLEWARE = (
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+)
+AICORE_GATEWAY_MIDDLEWARE = [m for m in MIDDLEWARE if m not in AICORE_GATEWAY_SKIPPED_MIDDLEWARE]
 # Provider catalogue, prices and companies' credentials, read at every job's creation and end (business.memo).
 AICORE_CATALOGUE_CACHE_SECONDS = env_int("AICORE_CATALOGUE_CACHE_SECONDS", 0 if AICORE_ENV == "test" else 5, minimum=0)
 # A `?search=` count is exact up to this many matches; past it, PostgreSQL's estimate (X-Count-Estimated).
