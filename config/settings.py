@@ -184,6 +184,12 @@ AICORE_JOB_TYPE_CACHE_SECONDS = env_int("AICORE_JOB_TYPE_CACHE_SECONDS", 0 if AI
 # An authenticated brand API key is reused this many seconds per process (business.services.api_keys_memo): a
 # revocation made in another process is honoured within this delay (in this one: at once). 0 = always read.
 AICORE_API_KEY_CACHE_SECONDS = env_int("AICORE_API_KEY_CACHE_SECONDS", 0 if AICORE_ENV == "test" else 5, minimum=0)
+# A brand's active webhook endpoints are reused this many seconds per process at each job's end
+# (webhooks.services.endpoints_memo): an endpoint created, changed or deleted in another process applies to the
+# jobs ending here within this delay (in the same process: at once). 0 = always read.
+AICORE_WEBHOOK_ENDPOINT_CACHE_SECONDS = env_int(
+    "AICORE_WEBHOOK_ENDPOINT_CACHE_SECONDS", 0 if AICORE_ENV == "test" else 5, minimum=0
+)
 # A gateway call refused provider capacity waits for it this long unless its X-AICore-Max-Wait says otherwise
 # (0 to 300 s), then answers 429 with Retry-After.
 AICORE_GATEWAY_MAX_WAIT_SECONDS = env_int("AICORE_GATEWAY_MAX_WAIT_SECONDS", 30, minimum=0)
