@@ -107,6 +107,7 @@ class Committed:
 
     job_pk: int
     status: str
+    brand_id: int  # the job's brand (webhooks: whose endpoints want the event)
 
 
 # --- what an extension asks the lifecycle to write or read (data, never SQL) -------------------------

@@ -157,7 +157,7 @@ def transition(
             raise ValueError("`along` writes need PostgreSQL's one-statement transition")
         done = _cas_portable(job_pk, change)
     if to in FINAL_STATUSES:
-        _announce([Committed(job_pk=job_pk, status=to)])
+        _announce([Committed(job_pk=job_pk, status=to, brand_id=done.brand_id)])
     return done
 
 
@@ -441,7 +441,7 @@ def transition_many(
     else:
         done = _cas_many_plain(change, [m.job_pk for m in moves])
     if to in FINAL_STATUSES:
-        _announce([Committed(job_pk=t.job_pk, status=to) for t in done])
+        _announce([Committed(job_pk=t.job_pk, status=to, brand_id=t.brand_id) for t in done])
     return done
 
 

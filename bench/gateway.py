@@ -8,7 +8,8 @@ machine's cores: a call is Python CPU, one core per process) on PostgreSQL; the 
 Measured in the same run: added latency p50 / p99 at 1 client, non-streaming (targets ≤ 3 ms / ≤ 15 ms);
 throughput at 16 concurrent clients (≥ 0.5 × direct); time to the first streamed token, added p50 (≤ 5 ms).
 Environment: BENCH_DATABASE_URL (postgres://…/aicore_bench_gateway, created if missing), BENCH_GATEWAY_CALLS
-(default 300). The machine may be shared: figures are indicative.
+(default 300), BENCH_GATEWAY_HTTP (uvicorn's --http: auto, the default, is httptools; h11 to compare).
+The machine may be shared: figures are indicative.
 """
 
 import json
@@ -30,6 +31,8 @@ RESULTS = ROOT / "bench" / "results" / "gateway.json"
 DB_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/aicore_bench_gateway")
 CALLS = int(os.environ.get("BENCH_GATEWAY_CALLS", "300"))
 WORKERS = int(os.environ.get("BENCH_GATEWAY_WORKERS", "2"))
+# uvicorn's HTTP parser: "auto" (httptools, a runtime dependency, as `make run`), or "h11" to compare.
+HTTP = os.environ.get("BENCH_GATEWAY_HTTP", "auto")
 CONCURRENCY = 16
 MESSAGES = [{"role": "user", "content": "Say hello to the benchmark"}]
 
@@ -71,6 +74,7 @@ def start_api(fake_url: str) -> tuple[subprocess.Popen, int]:
     env = {**os.environ, "OPENAI_BASE_URL": fake_url}
     argv = [sys.executable, "-m", "uvicorn", "config.asgi:application", "--fd", str(listener.fileno())]
     argv += ["--log-level", "warning", "--no-access-log", "--lifespan", "off", "--workers", str(WORKERS)]
+    argv += ["--http", HTTP]
     proc = subprocess.Popen(argv, cwd=ROOT, env=env, pass_fds=[listener.fileno()])
     listener.close()  # the server holds it now
     deadline = time.monotonic() + 60
@@ -201,6 +205,7 @@ def main() -> int:
         "when": datetime.now(UTC).isoformat(),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load": os.getloadavg()},
         "calls": CALLS,
+        "http": HTTP,
         "direct": d,
         "gateway": g,
         "rows": rows,

@@ -1,12 +1,11 @@
-import json
 import logging
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connections
-from django.http import HttpResponse
+from django.http import HttpResponse, JsonResponse
 from django.utils.deprecation import MiddlewareMixin
 
-from business.api.errors import API_PREFIXES
+from business.api.errors import error_response
 
 logger = logging.getLogger(__name__)
 
@@ -26,11 +25,11 @@ class RequestSizeLimitMiddleware:
         bulk = request.path == "/ai/batches/" and request.method == "POST"
         limit = settings.AICORE_MAX_BATCH_BODY_BYTES if bulk else settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         if length > limit:
-            body = {
-                "detail": f"Request body too large (limit {limit} bytes)",
-                "error_code": "PAYLOAD_TOO_LARGE",
-            }
-            return HttpResponse(json.dumps(body), status=413, content_type="application/json")
+            detail = f"Request body too large (limit {limit} bytes)"
+            refused = error_response(request, detail, "PAYLOAD_TOO_LARGE", 413)
+            if refused is None:  # a web page: the same JSON body (there is no HTML form posting that much)
+                refused = JsonResponse({"detail": detail, "error_code": "PAYLOAD_TOO_LARGE"}, status=413)
+            return refused
         return self.get_response(request)
 
 
@@ -55,10 +54,8 @@ class DatabaseUnavailableMiddleware(MiddlewareMixin):  # the mixin makes it asyn
         logger.warning("database unavailable for %s %s", request.method, request.path, exc_info=exception)
         _discard_broken_connections()
         detail = "The database is unavailable; retry shortly"
-        if request.path.startswith(API_PREFIXES):
-            body = json.dumps({"detail": detail, "error_code": "DATABASE_UNAVAILABLE"})
-            response = HttpResponse(body, status=503, content_type="application/json")
-        else:
+        response = error_response(request, detail, "DATABASE_UNAVAILABLE", 503)
+        if response is None:
             response = HttpResponse(f"<h1>Service unavailable</h1><p>{detail}.</p>", status=503)
         response["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
         return response

@@ -9,10 +9,12 @@ import django
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core import signals
-from django.core.exceptions import RequestAborted
+from django.core.exceptions import MiddlewareNotUsed, RequestAborted
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.core.handlers.base import BaseHandler
-from django.urls import set_script_prefix
+from django.core.handlers.exception import convert_exception_to_response
+from django.urls import get_resolver, set_script_prefix
+from django.utils.module_loading import import_string
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django.setup(set_prefix=False)  # what django.core.asgi.get_asgi_application does before making its handler
@@ -27,6 +29,51 @@ def _path_info(scope) -> str:
     """The request's path_info as Django's ASGIRequest makes it (the path without the script prefix)."""
     path, root = scope["path"], scope.get("root_path", "")
     return path.removeprefix(root) if root and path.startswith(f"{root}/") else path
+
+
+class GatewayChain(BaseHandler):
+    """The gateway's views (gateway.urls, under /v1/) behind AICORE_GATEWAY_MIDDLEWARE, loaded synchronously.
+
+    A bearer-key JSON API needs none of a browser session's middleware (settings.AICORE_GATEWAY_SKIPPED_MIDDLEWARE:
+    sessions, CSRF, the session user, messages); the rest of MIDDLEWARE (the database and size guards, the
+    security headers, Content-Length, and any middleware added later) runs as Django runs it: this is Django's
+    BaseHandler (its get_response, view and exception middleware, error responses), with two differences, the
+    middleware list and the URL resolution: each gateway path's ResolverMatch is resolved once, here, by the
+    project's own resolver, and reused (no regex walk of the URLconf per call). Paths it does not know (a 404,
+    a trailing slash) go through the whole chain, so they answer as everywhere else.
+    """
+
+    def __init__(self, prefix: str, middleware: list[str]):
+        super().__init__()
+        from gateway.urls import urlpatterns
+
+        resolver = get_resolver()
+        self.matches = {path: resolver.resolve(path) for path in (prefix + str(p.pattern) for p in urlpatterns)}
+        self.middleware = list(middleware)
+        self.load_middleware()
+
+    def load_middleware(self, is_async=False):
+        """BaseHandler.load_middleware for sync middleware of `self.middleware` (each gets the next's handler)."""
+        self._view_middleware, self._template_response_middleware, self._exception_middleware = [], [], []
+        handler = convert_exception_to_response(self._get_response)
+        for path in reversed(self.middleware):
+            try:
+                instance = import_string(path)(handler)
+            except MiddlewareNotUsed:
+                continue
+            if hasattr(instance, "process_view"):
+                self._view_middleware.insert(0, instance.process_view)
+            if hasattr(instance, "process_template_response"):
+                self._template_response_middleware.append(instance.process_template_response)
+            if hasattr(instance, "process_exception"):
+                self._exception_middleware.append(instance.process_exception)
+            handler = convert_exception_to_response(instance)
+        self._middleware_chain = handler
+
+    def resolve_request(self, request):
+        match = self.matches[request.path_info]
+        request.resolver_match = match
+        return match
 
 
 def _heard(hung_up: threading.Event, listener: asyncio.Task) -> None:
@@ -45,12 +92,13 @@ class ApplicationHandler(ASGIHandler):
     request. Django's handler also starts (and joins) a new thread for every request (asgiref's
     ThreadSensitiveContext) and hops to it twice more for the request_started and request_finished signals.
     A /v1/ request instead runs, whole, in one call to a kept thread of `v1_threads` (threads are made as
-    concurrent requests need them and reused after): the request_started signal, the same MIDDLEWARE loaded as
-    WSGI loads it, the view, and (for an answer that is not a stream) the response's close, which sends
-    request_finished. The response is then written by Django's own send_response, so its bytes are those of the
-    standard path; a stream is iterated on the event loop while the client's disconnect is listened for, as
-    Django does, and closed in a kept thread after. Other paths keep Django's handler, whose async middleware
-    chain the async SSE views (ai_core.api.events) are written for.
+    concurrent requests need them and reused after): the request_started signal, the gateway's middleware loaded
+    as WSGI loads it (GatewayChain: MIDDLEWARE without the browser session's), the view, and (for an answer that
+    is not a stream) the response's close, which sends request_finished. The response is then written by
+    Django's own send_response, so its bytes are those of the standard path; a stream is iterated on the event
+    loop while the client's disconnect is listened for, as Django does, and closed in a kept thread after. Other
+    paths keep Django's handler, whose async middleware chain the async SSE views (ai_core.api.events) are
+    written for.
 
     Relies on ASGIHandler's undocumented read_body, create_request, send_response and listen_for_disconnect
     (docs/PERFORMANCE.md, private framework APIs; pinned by config/tests/test_asgi_v1.py).
@@ -60,6 +108,7 @@ class ApplicationHandler(ASGIHandler):
         super().__init__()
         self.sync_chain = BaseHandler()
         self.sync_chain.load_middleware(is_async=False)
+        self.gateway_chain = GatewayChain(SYNC_CHAIN_PREFIXES[0], settings.AICORE_GATEWAY_MIDDLEWARE)
         self.v1_threads = ThreadPoolExecutor(max_workers=settings.AICORE_GATEWAY_MAX_THREADS, thread_name_prefix="v1")
 
     async def __call__(self, scope, receive, send):
@@ -78,7 +127,8 @@ class ApplicationHandler(ASGIHandler):
         signals.request_started.send(sender=self.__class__, scope=scope)
         request, response = self.create_request(scope, body_file)
         if request is not None:
-            response = self.sync_chain.get_response(request)
+            chain = self.gateway_chain if request.path_info in self.gateway_chain.matches else self.sync_chain
+            response = chain.get_response(request)
             response._handler_class = self.__class__
         if not response.streaming:
             response.close()  # request_finished: the request's connections handed back, here in its thread

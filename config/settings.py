@@ -184,6 +184,12 @@ AICORE_JOB_TYPE_CACHE_SECONDS = env_int("AICORE_JOB_TYPE_CACHE_SECONDS", 0 if AI
 # An authenticated brand API key is reused this many seconds per process (business.services.api_keys_memo): a
 # revocation made in another process is honoured within this delay (in this one: at once). 0 = always read.
 AICORE_API_KEY_CACHE_SECONDS = env_int("AICORE_API_KEY_CACHE_SECONDS", 0 if AICORE_ENV == "test" else 5, minimum=0)
+# A brand's active webhook endpoints are reused this many seconds per process at each job's end
+# (webhooks.services.endpoints_memo): an endpoint created, changed or deleted in another process applies to the
+# jobs ending here within this delay (in the same process: at once). 0 = always read.
+AICORE_WEBHOOK_ENDPOINT_CACHE_SECONDS = env_int(
+    "AICORE_WEBHOOK_ENDPOINT_CACHE_SECONDS", 0 if AICORE_ENV == "test" else 5, minimum=0
+)
 # A gateway call refused provider capacity waits for it this long unless its X-AICore-Max-Wait says otherwise
 # (0 to 300 s), then answers 429 with Retry-After.
 AICORE_GATEWAY_MAX_WAIT_SECONDS = env_int("AICORE_GATEWAY_MAX_WAIT_SECONDS", 30, minimum=0)
@@ -191,6 +197,16 @@ AICORE_GATEWAY_MAX_WAIT_SECONDS = env_int("AICORE_GATEWAY_MAX_WAIT_SECONDS", 30,
 # holds its thread while the provider answers, a stream its request's until the first token); past it they
 # queue for a thread. The threads are kept and reused (config.asgi, gateway.views).
 AICORE_GATEWAY_MAX_THREADS = env_int("AICORE_GATEWAY_MAX_THREADS", 256, minimum=1)
+# /v1/'s own middleware (config.asgi.GatewayChain): MIDDLEWARE without what only a browser's session needs (a
+# bearer-key JSON API has no session, no CSRF cookie, no session user, no flash messages). Kept: the database
+# and size guards, the security headers, Content-Length; a middleware added to MIDDLEWARE applies to /v1/ too.
+AICORE_GATEWAY_SKIPPED_MIDDLEWARE = (
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+)
+AICORE_GATEWAY_MIDDLEWARE = [m for m in MIDDLEWARE if m not in AICORE_GATEWAY_SKIPPED_MIDDLEWARE]
 # Provider catalogue, prices and companies' credentials, read at every job's creation and end (business.memo).
 AICORE_CATALOGUE_CACHE_SECONDS = env_int("AICORE_CATALOGUE_CACHE_SECONDS", 0 if AICORE_ENV == "test" else 5, minimum=0)
 # A `?search=` count is exact up to this many matches; past it, PostgreSQL's estimate (X-Count-Estimated).

@@ -4,6 +4,7 @@ RateLimit)."""
 
 from django.http import JsonResponse
 
+from business.api.errors import openai_error_body, openai_error_type
 from business.errors import ApplicationError
 
 # Our error codes → (HTTP status, OpenAI error type). Anything else keeps its status, as invalid_request_error.
@@ -14,7 +15,6 @@ _BY_CODE = {
     "JOB_TYPE_NOT_FOUND": (400, "invalid_request_error"),
     "CAPACITY_WAIT_EXCEEDED": (429, "rate_limit_error"),
 }
-_TYPE_BY_STATUS = {401: "authentication_error", 403: "permission_error", 404: "invalid_request_error"}
 
 
 class GatewayError(Exception):
@@ -31,10 +31,10 @@ class GatewayError(Exception):
         super().__init__(message)
         self.message, self.status, self.code, self.param = message, status, code, param
         self.headers = headers or {}  # e.g. Retry-After on a 429
-        self.type = type_ or _TYPE_BY_STATUS.get(status, "api_error" if status >= 500 else "invalid_request_error")
+        self.type = type_ or openai_error_type(status)
 
     def body(self) -> dict:
-        return {"error": {"message": self.message, "type": self.type, "code": self.code, "param": self.param}}
+        return openai_error_body(self.message, status=self.status, code=self.code, param=self.param, type_=self.type)
 
     def response(self) -> JsonResponse:
         return JsonResponse(self.body(), status=self.status, headers=self.headers)

@@ -5,6 +5,7 @@ import json
 import logging
 import time
 from datetime import timedelta
+from functools import partial
 
 import httpx2
 from celery import current_app
@@ -16,6 +17,7 @@ from django.utils import timezone
 from ai_core.models import AIJob
 from aicore.webhooks import sign
 from business.errors import ApplicationError
+from business.memo import TTLMemo
 from business.models import Brand, User
 from business.timestamps import api_timestamp
 from kernel.backoff import Backoff
@@ -108,17 +110,18 @@ def on_jobs_final(committed: list) -> None:
     from being queued)."""
     for item in committed:
         try:
-            on_job_final(job_pk=item.job_pk, status=item.status)
+            on_job_final(job_pk=item.job_pk, status=item.status, brand_id=item.brand_id)
         except Exception:
             logger.exception("webhook deliveries of job %s could not be queued", item.job_pk)
 
 
-def on_job_final(sender=None, *, job_pk: int, status: str, **_) -> list[int]:
+def on_job_final(sender=None, *, job_pk: int, status: str, brand_id: int, **_) -> list[int]:
     """After a job's final state committed: one delivery per active endpoint of its brand that wants it."""
     from webhooks.payloads import job_event
 
     event = f"job.{status}"
-    wanted = _endpoints_wanting(job_pk, event)
+    active = endpoints_memo.get(brand_id, partial(_active_endpoints, brand_id))
+    wanted = [pk for pk, events in active if event in events]
     if not wanted:
         return []
     endpoints = list(WebhookEndpoint.objects.filter(pk__in=wanted))
@@ -218,15 +221,17 @@ def on_batch_completed(sender=None, *, batch, summary: dict, **_) -> list[int]:
     return ids
 
 
-def _endpoints_wanting(job_pk: int, event: str) -> list[int]:
-    """The active endpoints of the job's brand subscribed to `event`.
+# Each brand's active endpoints and their events, per process, read at every job's end (most brands have
+# none). A save or delete of an endpoint in this process applies at once (TTLMemo.clear_on_change, from
+# webhooks.apps); one made in another process within AICORE_WEBHOOK_ENDPOINT_CACHE_SECONDS.
+endpoints_memo = TTLMemo("AICORE_WEBHOOK_ENDPOINT_CACHE_SECONDS")
 
-    This runs after every final transition, and most brands have no endpoint: one plain statement, no ORM
-    (statements.ENDPOINTS_OF_JOB_BRAND).
-    """
-    rows = statements.endpoints_of_job_brand(job_pk)
+
+def _active_endpoints(brand_id: int) -> tuple[tuple[int, frozenset[str]], ...]:
+    """(endpoint id, subscribed events) of the brand's active endpoints: one plain statement, no ORM."""
     field = WebhookEndpoint._meta.get_field("events")
-    return [pk for pk, events in rows if event in (field.from_db_value(events, None, connection) or [])]
+    rows = statements.endpoints_of_brand(brand_id)
+    return tuple((pk, frozenset(field.from_db_value(events, None, connection) or ())) for pk, events in rows)
 
 
 def publish_delivery(delivery_id: int, *, countdown: float | None = None) -> None:

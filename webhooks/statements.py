@@ -2,20 +2,16 @@
 toolkit), so a field added with a default needs no change here (ai_core/tests/test_statement_columns.py).
 """
 
-from ai_core.models import AIJob
 from business.sql import prepared_cursor
 from webhooks.models import WebhookEndpoint
 
-# The active endpoints of a job's brand, with their subscribed events (placeholder: the job's pk). It runs
-# after every final transition, and most brands have no endpoint: one plain statement, no ORM.
-ENDPOINTS_OF_JOB_BRAND = (
-    f"SELECT e.id, e.events FROM {WebhookEndpoint._meta.db_table} e JOIN {AIJob._meta.db_table} j "
-    f"ON j.brand_id = e.brand_id WHERE j.id = %s AND e.is_active"
-)
+# The active endpoints of a brand, with their subscribed events (placeholder: the brand's pk). Read at a job's
+# end when the brand is not in services.endpoints_memo; most brands have no endpoint: one plain statement.
+ENDPOINTS_OF_BRAND = f"SELECT id, events FROM {WebhookEndpoint._meta.db_table} WHERE brand_id = %s AND is_active"
 
 
-def endpoints_of_job_brand(job_pk: int) -> list[tuple]:
-    """(endpoint id, events as stored) of the job's brand's active endpoints."""
+def endpoints_of_brand(brand_pk: int) -> list[tuple]:
+    """(endpoint id, events as stored) of the brand's active endpoints."""
     with prepared_cursor() as cursor:
-        cursor.execute(ENDPOINTS_OF_JOB_BRAND, [job_pk])
+        cursor.execute(ENDPOINTS_OF_BRAND, [brand_pk])
         return cursor.fetchall()

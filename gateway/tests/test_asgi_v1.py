@@ -1,6 +1,8 @@
 """config.asgi serves /v1/ in one hop to a kept thread, through the undocumented methods of Django's ASGIHandler
-(docs/PERFORMANCE.md, private framework APIs). Pinned here: those methods are still there with the signatures
-used, and a /v1/ answer through our path is byte for byte the stock handler's (status, headers, body)."""
+(docs/PERFORMANCE.md, private framework APIs), behind the gateway's own middleware (GatewayChain: MIDDLEWARE
+without a browser session's). Pinned here: those methods are still there with the signatures used, a /v1/ answer
+through our path is byte for byte the stock handler's (status, headers, body), and the guards the gateway keeps
+(database unavailable, body size, security headers) still answer."""
 
 import asyncio
 import inspect
@@ -8,8 +10,11 @@ import json
 
 import pytest
 from asgiref.testing import ApplicationCommunicator
+from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler
+from django.db import OperationalError
 
+from business.services import api_key_create
 from config.asgi import ApplicationHandler
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
@@ -64,11 +69,54 @@ async def _answer(app, method: str, path: str, body: bytes = b"", headers=()) ->
         ("POST", "/v1/chat/completions", b"{not json", [(b"authorization", b"Bearer aic_nope")]),
         ("GET", "/v1/chat/completions", b"", []),  # 405
         ("POST", "/v1/embeddings", json.dumps({"model": "x"}).encode(), [(b"content-type", b"application/json")]),
+        ("POST", "/v1/chat/completions", b"{}", [(b"content-length", b"999999999")]),  # 413, before the view
+        ("GET", "/v1/nope", b"", []),  # not a gateway path: the whole chain's 404
     ],
 )
 def test_a_v1_answer_is_the_stock_handlers_byte_for_byte(method, path, body, headers):
     ours = asyncio.run(_answer(ApplicationHandler(), method, path, body, headers))
     stock = asyncio.run(_answer(ASGIHandler(), method, path, body, headers))
     assert ours == stock
-    assert ours[0] in {400, 401, 405}
-    assert json.loads(ours[2])["error"]["code"]
+    assert ours[0] in {400, 401, 404, 405, 413}
+    error = json.loads(ours[2])["error"]  # OpenAI's shape, the guards' and the 404's too
+    assert set(error) == {"message", "type", "code", "param"} and error["code"]
+    if ours[0] == 413:
+        assert error == {**error, "code": "PAYLOAD_TOO_LARGE", "type": "invalid_request_error"}
+
+
+def test_the_gateway_paths_skip_only_the_browser_session_middleware():
+    chain = ApplicationHandler().gateway_chain
+    assert set(chain.matches) == {"/v1/chat/completions", "/v1/embeddings", "/v1/models"}
+    assert chain.middleware == [m for m in settings.MIDDLEWARE if m not in settings.AICORE_GATEWAY_SKIPPED_MIDDLEWARE]
+    assert {m.rsplit(".", 1)[1] for m in settings.AICORE_GATEWAY_SKIPPED_MIDDLEWARE} == {
+        "SessionMiddleware",
+        "CsrfViewMiddleware",
+        "AuthenticationMiddleware",
+        "MessageMiddleware",
+    }
+    for kept in ("DatabaseUnavailableMiddleware", "RequestSizeLimitMiddleware", "SecurityMiddleware"):
+        assert any(m.endswith(kept) for m in chain.middleware), kept
+
+
+def test_a_gateway_call_that_meets_a_dropped_database_answers_503(personas, monkeypatch):
+    key = api_key_create(name="sdk", brand=personas.brand_a, user=personas.adam)[1]
+
+    def dropped(raw):
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr("gateway.views.api_key_use", dropped)
+    status, headers, body = asyncio.run(
+        _answer(ApplicationHandler(), "GET", "/v1/models", headers=[(b"authorization", f"Bearer {key}".encode())])
+    )
+    assert status == 503
+    assert json.loads(body) == {
+        "error": {
+            "message": "The database is unavailable; retry shortly",
+            "type": "api_error",
+            "code": "DATABASE_UNAVAILABLE",
+            "param": None,
+        }
+    }
+    headers = {name.lower(): value for name, value in headers}
+    assert headers[b"retry-after"] == b"5"
+    assert headers[b"x-frame-options"] == b"DENY" and headers[b"x-content-type-options"] == b"nosniff"

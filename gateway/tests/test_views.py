@@ -150,7 +150,7 @@ def test_the_gateway_runs_through_the_whole_middleware_under_asgi(gateway, perso
     assert answered.headers["X-Content-Type-Options"] == "nosniff"  # SecurityMiddleware
     oversized = {**body, "messages": user("x" * 5000)}
     refused = httpx.post(f"{gateway}/v1/chat/completions", json=oversized, headers=headers, timeout=30)
-    assert refused.status_code == 413 and refused.json()["error_code"] == "PAYLOAD_TOO_LARGE"
+    assert refused.status_code == 413 and refused.json()["error"]["code"] == "PAYLOAD_TOO_LARGE"
     assert AIJob.objects.count() == 1
 
 

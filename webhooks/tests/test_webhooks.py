@@ -15,7 +15,7 @@ from aicore.webhooks import verify
 from business.errors import ApplicationError
 from testing.loopback import Listener, ScriptedResolver
 from webhooks import services
-from webhooks.models import WebhookDelivery
+from webhooks.models import WebhookDelivery, WebhookEndpoint
 from webhooks.tasks import deliver
 from webhooks.tests.factories import WebhookEndpointFactory
 
@@ -262,3 +262,80 @@ def test_redeliver_sends_a_failed_deliverys_event_again_as_a_new_logged_delivery
     endpoint.save()
     with pytest.raises(ApplicationError):
         services.delivery_redeliver(delivery=failed)
+
+
+@pytest.fixture
+def endpoints_memo(settings, monkeypatch):
+    """The per-process memo of each brand's endpoints on (5 s), with a clock the test moves."""
+    from business import memo
+
+    settings.AICORE_WEBHOOK_ENDPOINT_CACHE_SECONDS = 5
+    clock = [1000.0]
+    monkeypatch.setattr(memo.time, "monotonic", lambda: clock[0])
+    services.endpoints_memo.clear()
+    yield clock
+    services.endpoints_memo.clear()
+
+
+def _deliveries() -> list[tuple[int, str]]:
+    return sorted(WebhookDelivery.objects.values_list("endpoint_id", "job__job_id"))
+
+
+def test_an_endpoint_created_in_this_process_gets_the_very_next_jobs_end(
+    personas, receiver, endpoints_memo, django_capture_on_commit_callbacks
+):
+    _finish_job(personas, django_capture_on_commit_callbacks)  # the memo now knows brand A has no endpoint
+    assert _deliveries() == []
+    endpoint = services.endpoint_create(brand=personas.brand_a, user=personas.adam, url=receiver.url)
+    job = _finish_job(personas, django_capture_on_commit_callbacks)  # at the same instant: no TTL passed
+    assert _deliveries() == [(endpoint.pk, job.job_id)]
+
+
+def test_an_endpoint_deleted_or_disabled_in_this_process_gets_no_more_deliveries(
+    personas, receiver, endpoints_memo, django_capture_on_commit_callbacks
+):
+    kept = services.endpoint_create(brand=personas.brand_a, user=personas.adam, url=receiver.url)
+    deleted = services.endpoint_create(brand=personas.brand_a, user=personas.adam, url=receiver.url)
+    first = _finish_job(personas, django_capture_on_commit_callbacks)
+    assert _deliveries() == [(kept.pk, first.job_id), (deleted.pk, first.job_id)]
+    services.endpoint_delete(endpoint=deleted)
+    second = _finish_job(personas, django_capture_on_commit_callbacks)
+    # (the deleted endpoint's log went with it)
+    assert _deliveries() == sorted([(kept.pk, first.job_id), (kept.pk, second.job_id)])
+    services.endpoint_update(endpoint=kept, data={"is_active": False})
+    _finish_job(personas, django_capture_on_commit_callbacks)
+    assert len(_deliveries()) == 2
+
+
+def test_an_endpoint_created_in_another_process_is_seen_within_the_ttl(
+    personas, receiver, endpoints_memo, django_capture_on_commit_callbacks
+):
+    _finish_job(personas, django_capture_on_commit_callbacks)  # brand A: no endpoint, remembered for 5 s
+    # Another process's creation: no signal reaches this one (bulk_create sends none).
+    [endpoint] = WebhookEndpoint.objects.bulk_create([WebhookEndpoint(brand=personas.brand_a, url=receiver.url)])
+    endpoints_memo[0] += 4
+    _finish_job(personas, django_capture_on_commit_callbacks)
+    assert _deliveries() == []  # still within the TTL
+    endpoints_memo[0] += 2
+    job = _finish_job(personas, django_capture_on_commit_callbacks)
+    assert _deliveries() == [(endpoint.pk, job.job_id)]
+
+
+def test_a_brands_endpoints_are_read_once_per_ttl_not_at_every_jobs_end(
+    personas, receiver, endpoints_memo, django_capture_on_commit_callbacks
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from webhooks import statements
+
+    def lookups() -> int:
+        with CaptureQueriesContext(connection) as queries:
+            _finish_job(personas, django_capture_on_commit_callbacks)
+        table = WebhookEndpoint._meta.db_table
+        return sum(1 for q in queries if q["sql"].startswith("SELECT id, events FROM") and table in q["sql"])
+
+    assert statements.ENDPOINTS_OF_BRAND.startswith("SELECT id, events FROM")
+    assert [lookups(), lookups()] == [1, 0]
+    endpoints_memo[0] += 6
+    assert lookups() == 1
