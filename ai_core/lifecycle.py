@@ -627,9 +627,10 @@ def job_claim_pending(
 
 def job_claim_pending_batch(
     *, levels: list[tuple[str, int, int, int]], limit: int, task_id: str = "", also_return: str = ""
-) -> list[Transitioned]:
+) -> tuple[list[Transitioned], bool]:
     """PostgreSQL: claim up to `limit` claimable jobs in one statement, in the order successive claims would
-    (`levels`: per priority in order, the rotation's (priority, after brand, turn brand, claims in a row))."""
+    (`levels`: per priority in order, the rotation's (priority, after brand, turn brand, claims in a row)); and
+    whether a concurrent claim took some of the jobs picked (workflow.claim_pending_batch)."""
     return claim_pending_batch(levels=levels, limit=limit, also_return=also_return, **_claim(task_id))
 
 

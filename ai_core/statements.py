@@ -351,7 +351,9 @@ def claim_batch_sql(*, levels: int, assignments: list[str], also_return: str) ->
     them by level, round, lap, brand, nth (a brand's `weight` jobs in a row per round, brands in rotation
     order) and keeps a brand's first `room` across the levels; `cur` locks them (SKIP LOCKED, the status
     checked again on the row's newest version); `moved`, `event`, `rollup` are the compare-and-set's. Returns
-    the moved rows in claim order: id, attempts, brand id, then `also_return` (read from `moved`).
+    the moved rows in claim order, each: the number of jobs picked, id, attempts, brand id, then `also_return`
+    (read from `moved`); with none moved, one row of the number picked and NULLs. Picked but not moved: taken
+    or locked by a concurrent claim meanwhile (the caller claims again).
 
     Placeholders: per level (rank, priority, after brand, turn brand, in a row); the instant, N; the
     assignments'; the allowed statuses; TRANSITION_EVENT's (to, at, reason, actor, its defaults);
@@ -416,8 +418,8 @@ def claim_batch_sql(*, levels: int, assignments: list[str], also_return: str) ->
             FROM moved CROSS JOIN LATERAL (VALUES (moved.from_status::text, -1), (%s::text, 1)) AS d (status, jobs)
             GROUP BY 1, 2, 3, 4
         )
-        SELECT moved.id, moved.attempts, moved.brand_id{also_return and ", "}{also_return}
-        FROM moved ORDER BY moved.claim_pos
+        SELECT (SELECT count(*) FROM pick), moved.id, moved.attempts, moved.brand_id{also_return and ", "}{also_return}
+        FROM (VALUES (1)) AS always (one) LEFT JOIN moved ON true ORDER BY moved.claim_pos
     """
 
 

@@ -244,10 +244,11 @@ def claim_pending_batch(
     reason: str,
     fields: dict[str, Any],
     also_return: str = "",
-) -> list[Transitioned]:
+) -> tuple[list[Transitioned], bool]:
     """PostgreSQL: claim up to `limit` claimable jobs in one statement (statements.claim_batch_sql), in the order
     `limit` successive claim_pending() calls would take them. Returns the claims made, in that order (fewer
-    when fewer are claimable or unlocked: SKIP LOCKED).
+    when fewer are claimable or unlocked: SKIP LOCKED), and whether some jobs it picked were taken or locked
+    by a concurrent claim meanwhile (claimable jobs may remain: ask again).
 
     `levels`: per priority in order, (priority, after brand, turn brand, claims in a row): the brands after
     `after brand` first, `turn brand` having had that many claims of its turn. Each claim is the same
@@ -263,7 +264,7 @@ def claim_pending_batch(
     with prepared_cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
-    return [
+    claims = [
         Transitioned(
             job_pk=job_pk,
             from_status=S.PENDING,
@@ -273,8 +274,10 @@ def claim_pending_batch(
             brand_id=brand_id,
             extra=tuple(extra),
         )
-        for job_pk, attempt, brand_id, *extra in rows
+        for _, job_pk, attempt, brand_id, *extra in rows
+        if job_pk is not None
     ]
+    return claims, rows[0][0] > len(claims)
 
 
 def _raise_refusal(current: str, current_attempt: int, change: _Change) -> None:

@@ -163,15 +163,24 @@ def claim_batch(limit: int, *, task_id: str = "", also_return: str = "") -> list
     brand; a brand with max_running_jobs gets no more than its room. Then the committed re-check of limited
     brands (_over_brand_limit, one statement for the batch) and the rotation moved on past the claims kept,
     as if each had been claim_next's. Fewer than `limit` when fewer are claimable (or were locked by a
-    concurrent claim: SKIP LOCKED), in claim order; `also_return` as claim_next's."""
-    levels = [(priority.value, *rotation.position(priority)) for priority in PRIORITY_ORDER]
-    claimed = job_claim_pending_batch(
-        levels=levels,
-        limit=limit,
-        task_id=task_id,
-        also_return=", ".join(filter(None, [CLAIMED_ALONG, also_return])),
-    )
-    return _served(claimed)
+    concurrent claim: SKIP LOCKED), in claim order; `also_return` as claim_next's.
+
+    Concurrent claimers pick the same best jobs: one that lost some of its picks to another claims again for
+    what it is short of (up to MAX_LOST_RACES statements), so a claim comes back short only when no more
+    jobs are claimable, or after that many lost races."""
+    kept: list[Transitioned] = []
+    for _ in range(MAX_LOST_RACES):
+        levels = [(priority.value, *rotation.position(priority)) for priority in PRIORITY_ORDER]
+        claimed, lost_some = job_claim_pending_batch(
+            levels=levels,
+            limit=limit - len(kept),
+            task_id=task_id,
+            also_return=", ".join(filter(None, [CLAIMED_ALONG, also_return])),
+        )
+        kept += _served(claimed)
+        if not lost_some or len(kept) >= limit:
+            break
+    return kept
 
 
 def _served(claimed: list[Transitioned]) -> list[Transitioned]:
