@@ -79,7 +79,7 @@ def drain_limited(fake: FakeLLM) -> dict:
 
 def drain_echo(machinery: bool) -> dict:
     AIJob, brands = fresh_state()
-    submit_jobs(brands, N_ECHO, {"delay_ms": 0})
+    submit_jobs(brands, N_ECHO, {"delay_ms": 0}, "threads")
     switch = {"AICORE_CAPACITY_ENABLED": "1" if machinery else "0"}
     workers = [start_worker(*options, **switch) for options in WORKERS]
     try:

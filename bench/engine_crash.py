@@ -46,7 +46,7 @@ def main() -> None:
 
     load_before = os.getloadavg()
     AIJob, brands = fresh_state()
-    submit_jobs(brands, N_JOBS, {"delay_ms": CALL_MS, "chunks": 8})
+    submit_jobs(brands, N_JOBS, {"delay_ms": CALL_MS, "chunks": 8}, ENGINE["AICORE_ENGINE_EXECUTOR"])
     victim = start_worker("-P", "threads", "-c", "4", "-n", "crash-victim@%h", **ENGINE)
     most_running = 0
     deadline = time.monotonic() + 300
