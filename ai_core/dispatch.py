@@ -58,8 +58,8 @@ def dispatch_job_on_commit(job_pk: int, *, priority: str = "normal") -> None:
 
 
 def dispatch_jobs_on_commit(job_pks: list[int]) -> None:
-    """Wake workers for these jobs once the surrounding transaction commits (at once outside one), with the
-    wake-ups of every other job of the transaction: one on_commit per transaction, publish_jobs at its end."""
+    """Wake workers for these jobs once the surrounding transaction commits (at once outside one); the wake-ups
+    of one transaction's jobs share its budget (_Coalesced)."""
     pks = list(job_pks)
     if not pks:
         return
@@ -67,7 +67,7 @@ def dispatch_jobs_on_commit(job_pks: list[int]) -> None:
     if not connection.in_atomic_block:
         publish_jobs(pks)
         return
-    _Coalesced.of(connection).pks.extend(pks)
+    _Coalesced.of(connection).on_commit(connection, pks)
 
 
 def publish_jobs(job_pks: list[int]) -> None:
@@ -95,34 +95,33 @@ BULK_WAKE_UPS_INLINE = 100  # fewer than this are published before the request a
 
 
 class _Coalesced:
-    """The jobs a transaction made claimable, published by one on_commit callback once it commits.
+    """The wake-ups of one transaction. Each dispatch registers its own on_commit callback with its jobs (Django's
+    public API: a rolled-back savepoint drops its callbacks together with its jobs), and the callbacks of one
+    transaction share its budget of AICORE_WAKE_UPS_PER_COMMIT wake-ups (0: no bound, one per job).
 
-    One per connection at a time: the next dispatch in the same transaction finds it while its callback is
-    still registered. A rollback (of the transaction or of the savepoint the callback was registered in) drops
-    the callback, and Django's list of them is rebuilt without it; the next dispatch then starts another."""
+    One per connection at a time: the first of its callbacks to run marks it committed, so the next transaction's
+    dispatch starts another. A transaction rolled back whole published nothing: the next one may go on with it."""
 
     def __init__(self) -> None:
-        self.pks: list[int] = []
-        self.index = -1
-        self.callback = self.flush  # one bound method: what the registered entry holds
+        self.published = 0
+        self.committed = False
 
     @classmethod
     def of(cls, connection) -> "_Coalesced":
         current = getattr(connection, "aicore_wake_ups", None)
-        if current is not None and current.registered(connection):
-            return current
-        current = cls()
-        current.index = len(connection.run_on_commit)
-        transaction.on_commit(current.callback, using=connection.alias)
-        connection.aicore_wake_ups = current
+        if current is None or current.committed:
+            current = cls()
+            connection.aicore_wake_ups = current
         return current
 
-    def registered(self, connection) -> bool:
-        """Whether our callback is still the one Django will run at commit (entries before it are never dropped
-        while it stays: a rollback that drops an earlier one drops every later one too)."""
-        hooks = connection.run_on_commit
-        return self.index < len(hooks) and hooks[self.index][1] is self.callback
+    def on_commit(self, connection, pks: list[int]) -> None:
+        transaction.on_commit(lambda: self.publish(pks), using=connection.alias)
 
-    def flush(self) -> None:
-        pks, self.pks = self.pks, []
-        publish_jobs(pks)
+    def publish(self, pks: list[int]) -> None:
+        self.committed = True
+        bound = settings.AICORE_WAKE_UPS_PER_COMMIT  # read at commit, as publish_jobs does
+        if bound:
+            pks = pks[: max(0, bound - self.published)]
+        self.published += len(pks)
+        if pks:
+            publish_jobs(pks)

@@ -69,6 +69,19 @@ def test_a_rolled_back_savepoint_does_not_take_the_transactions_wake_ups_with_it
     assert AIJob.objects.filter(brand=brand).count() == len(kept)
 
 
+def test_the_bound_is_the_one_in_force_at_commit(broker, job_types, make_brands, settings):
+    (brand,) = make_brands(1)
+    settings.AICORE_WAKE_UPS_PER_COMMIT = 0  # one per job, in a transaction rolled back whole
+    with transaction.atomic():
+        submit(brand)
+        transaction.set_rollback(True)
+    settings.AICORE_WAKE_UPS_PER_COMMIT = WAKE_UPS
+    with transaction.atomic():
+        kept = [submit(brand) for _ in range(10)]
+    assert queued() == WAKE_UPS
+    assert AIJob.objects.filter(brand=brand).count() == len(kept)
+
+
 def test_a_bulk_creation_and_the_sweeper_and_the_reaper_publish_a_bounded_number(broker, job_types, make_brands):
     brands = make_brands(2)
     pks = bulk_submit([(brands[i % 2], "normal") for i in range(50)])
