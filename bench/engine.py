@@ -252,7 +252,7 @@ def sampled_drain(count, total: int, pids: list[int], connections, running=None)
     return {**result, **peaks, "rss_mb": round(peaks["rss_mb"], 1)}
 
 
-def with_span(result: dict, span_seconds: float | None) -> dict:
+def with_span(result: dict, span_seconds: float | None) -> None:
     """An I/O-bound drain's rate over its whole span, from the first call's start to the last call's end (read from
     the database's own timestamps): with 400 calls of 2 s in flight at most it cannot pass 200/s. The rate from the
     first to the last completion (drain_rate) leaves the first calls' 2 s out, so it is kept under its own name."""
@@ -260,7 +260,6 @@ def with_span(result: dict, span_seconds: float | None) -> dict:
     if span_seconds:
         result["span_seconds"] = round(span_seconds, 2)
         result["per_second"] = round(result["jobs"] / span_seconds, 1)
-    return result
 
 
 def ours_io_bound(processes: int, threads: int, pool_max: int, executor: str = "threads") -> dict:
