@@ -298,13 +298,17 @@ def _claim_and_prepare(limit: int, task_id: str, loop) -> list[Prepared]:
     """batch.claim_many, then each claimed attempt put in flight (its heartbeat from now on) and prepared
     (runner.begin, the capacity lease), all in one trip to a database thread."""
     prepared = []
+    # Every claimed attempt in flight first, beaten from now on: preparing one (its client's first use, its
+    # capacity lease behind other processes' locks) may take a while, and the last of a batch must not look
+    # silent to the reaper meanwhile.
     for claimed, job in batch.claim_many(limit, task_id):
         attempt = runner.new_attempt(job, claimed.attempt, kind=LoopAttempt)
         attempt.loop = loop
-        call = runner.Call(job=job, attempt=attempt)
         in_flight.add(attempt)
-        one = Prepared(call=call)
-        token = runner.bind_attempt_log(job, claimed.attempt)
+        prepared.append(Prepared(call=runner.Call(job=job, attempt=attempt)))
+    for one in prepared:
+        call, job = one.call, one.call.job
+        token = runner.bind_attempt_log(job, call.attempt.attempt)
         try:
             one.ended = runner.begin(call)
             if one.ended is runner.NOT_ENDED:
@@ -314,7 +318,6 @@ def _claim_and_prepare(limit: int, task_id: str, loop) -> list[Prepared]:
             one.error = exc
         finally:
             runner.unbind_attempt_log(token)
-        prepared.append(one)
     return prepared
 
 

@@ -20,7 +20,8 @@ CONCURRENCY = 4
 @pytest.fixture(scope="module")
 def worker(workers):
     purge_broker()
-    workers.start(concurrency=CONCURRENCY)
+    # CONCURRENCY calls at once on either executor: the fairness test needs a backlog larger than the room.
+    workers.start(concurrency=CONCURRENCY, AICORE_ENGINE_IN_FLIGHT=str(CONCURRENCY))
     return workers
 
 
