@@ -5,8 +5,9 @@ The cursor is psycopg's public `RawCursor` (PostgreSQL's own `$1` placeholders, 
 execution): the hot statements are written with `%s`, as every statement of the project, and turned into `$n`
 here once per statement text (`numbered`, a per-process LRU of our own). psycopg converts `%s` itself on every
 execution and caches that conversion only for statements under 4 KB and 50 parameters; the gateway's creating
-statement has more parameters, and its conversion (a regular-expression split of ~2.5 KB) was the largest
-single piece of the API's own CPU in a gateway call.
+statement has 58 parameters, and its conversion (a regular-expression split of ~2.5 KB on every call) was ~11 %
+of the API workers' GIL-holding samples under bench.gateway's 16 clients (py-spy, 2026-12-03), the largest piece
+of a call outside the provider SDK.
 
 The private part is kept for correctness, not speed: Django's query log (DEBUG, `assertNumQueries`,
 `connection.queries`) reads a psycopg cursor's statement from `_query` (Django itself does, in its PostgreSQL
