@@ -84,10 +84,18 @@ def _environment_base_url(provider: Provider) -> str:
     return ""
 
 
+def import_sdks() -> None:
+    """Import the provider SDKs client_for imports on first use, now: for a process that serves calls from its
+    first request on (config.asgi: the gateway calls providers in the API process), so that no request pays the
+    ~0.4 s of CPU (more on a loaded machine) importing them costs."""
+    from ai_providers.clients import anthropic_client, openai_client  # noqa: F401
+
+
 def client_for(provider: Provider, endpoint: Endpoint) -> ProviderClient:
     if provider.kind == ProviderKind.ECHO:
         return _ECHO
-    # The SDKs are imported on the first call that needs one: importing them costs every process ~2 s of start-up.
+    # The SDKs are imported on the first call that needs one (import_sdks: the API process imports them at
+    # start): importing them costs every process ~2 s of start-up.
     if provider.kind == ProviderKind.ANTHROPIC:
         from ai_providers.clients.anthropic_client import anthropic_client
 

@@ -19,7 +19,11 @@ from django.utils.module_loading import import_string
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django.setup(set_prefix=False)  # what django.core.asgi.get_asgi_application does before making its handler
 
-from gateway.views import DISCONNECTED  # noqa: E402  (after setup: it imports models)
+from ai_providers.services import import_sdks  # noqa: E402  (after setup: it imports models)
+from gateway.views import DISCONNECTED  # noqa: E402
+
+# The gateway calls providers in this process: their SDKs are imported before the first request, not by it.
+import_sdks()
 
 # Paths served through the middleware run synchronously, in the request's one thread (the gateway's sync views).
 SYNC_CHAIN_PREFIXES = ("/v1/",)

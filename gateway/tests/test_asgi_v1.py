@@ -7,6 +7,9 @@ through our path is byte for byte the stock handler's (status, headers, body), a
 import asyncio
 import inspect
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 from asgiref.testing import ApplicationCommunicator
@@ -32,6 +35,16 @@ def test_the_asgi_handler_methods_the_v1_path_relies_on_are_there():
     assert inspect.iscoroutinefunction(ASGIHandler.read_body)
     assert inspect.iscoroutinefunction(ASGIHandler.send_response)
     assert not inspect.iscoroutinefunction(ASGIHandler.create_request)
+
+
+def test_the_api_process_imports_the_provider_sdks_before_its_first_request():
+    probe = (
+        "import sys; import config.asgi; "
+        "print(all(m in sys.modules for m in ('openai', 'anthropic', 'ai_providers.clients.openai_client')))"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings"}
+    found = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
+    assert found.stdout.strip() == "True", found.stderr
 
 
 async def _answer(app, method: str, path: str, body: bytes = b"", headers=()) -> tuple[int, list, bytes]:
