@@ -101,7 +101,7 @@ class AnthropicClient:
                     stream_cls=anthropic.Stream[object],
                 )
                 with stream:  # closes its response
-                    for event in sse_data(stream.response.iter_lines(), guard.check):
+                    for event in sse_data(stream.response.iter_bytes(), guard.check):
                         answer.take(event, stream.response)
                     return answer.result(stream.response.headers)
             response = self._sdk.post(
@@ -153,7 +153,7 @@ class AnthropicClient:
                 )
                 response = stream.response
                 try:
-                    async for event in asse_data(response.aiter_lines(), guard.check):
+                    async for event in asse_data(response.aiter_bytes(), guard.check):
                         answer.take(event, response)
                 finally:
                     await response.aclose()

@@ -21,6 +21,7 @@ from ai_providers.clients.common import (
     LoopSDKs,
     StreamProgress,
     asse_data,
+    endpoint_url,
     estimate_tokens,
     map_sdk_error,
     rate_headers,
@@ -93,6 +94,7 @@ class OpenAIClient:
             **sdk_options(openai),
         )
         self._async_sdks = LoopSDKs(self._make_async_sdk, guarded=guarded)
+        self._chat_url = endpoint_url(self._sdk, "chat/completions")
 
     def __repr__(self) -> str:  # never the key
         return f"<OpenAIClient {self.name} {self._sdk.base_url}>"
@@ -118,7 +120,7 @@ class OpenAIClient:
         and the answer read as plain JSON: `chat.completions.create` would run its per-call transforms over the
         parameters and build pydantic models of the answer, most of the SDK's CPU on a call."""
         response = self._sdk.post(
-            "/chat/completions", cast_to=httpx2.Response, body=params, options={"timeout": self._timeout(guard)}
+            self._chat_url, cast_to=httpx2.Response, body=params, options={"timeout": self._timeout(guard)}
         )
         guard.check()
         result = self.whole_result(request, response.json(), request_id=response.headers.get("x-request-id"))
@@ -154,7 +156,7 @@ class OpenAIClient:
         its HTTP response is read as it comes (`Stream.response`)."""
         answer = _StreamedAnswer(request, on_progress)
         stream = self._sdk.post(
-            "/chat/completions",
+            self._chat_url,
             cast_to=object,
             body=streamed(params),
             options={"timeout": self._timeout(guard)},
@@ -204,7 +206,7 @@ class OpenAIClient:
             if request.stream:
                 answer = _StreamedAnswer(request, on_progress)
                 stream = await sdk.post(
-                    "/chat/completions",
+                    self._chat_url,
                     cast_to=object,
                     body=streamed(params),
                     options={"timeout": self._timeout(guard)},
@@ -213,13 +215,13 @@ class OpenAIClient:
                 )
                 response = stream.response
                 try:
-                    async for chunk in asse_data(response.aiter_lines(), guard.check):
+                    async for chunk in asse_data(response.aiter_bytes(), guard.check):
                         answer.take(_checked_chunk(chunk, response))
                 finally:
                     await response.aclose()
                 return answer.result(self, response)
             response = await sdk.post(
-                "/chat/completions", cast_to=httpx2.Response, body=params, options={"timeout": self._timeout(guard)}
+                self._chat_url, cast_to=httpx2.Response, body=params, options={"timeout": self._timeout(guard)}
             )
             guard.check()
             result = self.whole_result(request, response.json(), request_id=response.headers.get("x-request-id"))
@@ -304,7 +306,7 @@ def streamed(params: dict[str, Any]) -> dict[str, Any]:
 def stream_chunks(response, guard: CallGuard):
     """The chat.completion.chunk objects of a streamed answer, as dicts; an error the server reports in the
     stream (`{"error": …}`, HTTP status already sent) raises as the SDK's own stream would."""
-    for chunk in sse_data(response.iter_lines(), guard.check):
+    for chunk in sse_data(response.iter_bytes(), guard.check):
         yield _checked_chunk(chunk, response)
 
 
