@@ -61,6 +61,13 @@ def endpoint_url(sdk, path: str) -> str:
     return str(base.copy_with(raw_path=base.raw_path + path.lstrip("/").encode()))
 
 
+def json_body(body: dict[str, Any]) -> bytes:
+    """A request's JSON body as the SDKs would write it (UTF-8, compact, no NaN), written by us: the SDKs send
+    bytes as they are, and their own encoder (a JSONEncoder subclass for their models and dates, of which a
+    call's plain JSON has none) is built anew for every call."""
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+
+
 ASYNC_KEEPALIVE_SECONDS = 30.0
 
 

@@ -1,7 +1,6 @@
 """OpenAI (and any OpenAI-compatible server) through the official `openai` SDK."""
 
 import json
-from dataclasses import asdict
 from functools import lru_cache
 from typing import Any
 
@@ -23,6 +22,7 @@ from ai_providers.clients.common import (
     asse_data,
     endpoint_url,
     estimate_tokens,
+    json_body,
     map_sdk_error,
     rate_headers,
     sdk_http_client,
@@ -120,7 +120,10 @@ class OpenAIClient:
         and the answer read as plain JSON: `chat.completions.create` would run its per-call transforms over the
         parameters and build pydantic models of the answer, most of the SDK's CPU on a call."""
         response = self._sdk.post(
-            self._chat_url, cast_to=httpx2.Response, body=params, options={"timeout": self._timeout(guard)}
+            self._chat_url,
+            cast_to=httpx2.Response,
+            content=json_body(params),
+            options={"timeout": self._timeout(guard)},
         )
         guard.check()
         result = self.whole_result(request, response.json(), request_id=response.headers.get("x-request-id"))
@@ -158,7 +161,7 @@ class OpenAIClient:
         stream = self._sdk.post(
             self._chat_url,
             cast_to=object,
-            body=streamed(params),
+            content=json_body(streamed(params)),
             options={"timeout": self._timeout(guard)},
             stream=True,
             stream_cls=openai.Stream[object],
@@ -208,7 +211,7 @@ class OpenAIClient:
                 stream = await sdk.post(
                     self._chat_url,
                     cast_to=object,
-                    body=streamed(params),
+                    content=json_body(streamed(params)),
                     options={"timeout": self._timeout(guard)},
                     stream=True,
                     stream_cls=openai.AsyncStream[object],
@@ -221,7 +224,10 @@ class OpenAIClient:
                     await response.aclose()
                 return answer.result(self, response)
             response = await sdk.post(
-                self._chat_url, cast_to=httpx2.Response, body=params, options={"timeout": self._timeout(guard)}
+                self._chat_url,
+                cast_to=httpx2.Response,
+                content=json_body(params),
+                options={"timeout": self._timeout(guard)},
             )
             guard.check()
             result = self.whole_result(request, response.json(), request_id=response.headers.get("x-request-id"))
@@ -260,7 +266,7 @@ class OpenAIClient:
             model=model,
             request_id=request_id,
             extra=extra,
-            **asdict(tokens),
+            **tokens.by_kind(),
         )
 
     def embed(self, request: ChatRequest, *, should_stop: StopCheck) -> ChatResult:
