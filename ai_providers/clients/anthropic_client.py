@@ -130,7 +130,7 @@ class AnthropicClient:
 
     @property
     def _async_sdk(self) -> anthropic.AsyncAnthropic:
-        """The running loop's AsyncAnthropic (LoopSDKs: one per loop, kept, its pool reused by every call)."""
+        """The running loop's AsyncAnthropic (LoopSDKs: one per loop, kept, its pools reused by every call)."""
         return self._async_sdks.current()
 
     async def aclose(self) -> None:

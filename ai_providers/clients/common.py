@@ -72,12 +72,13 @@ ASYNC_KEEPALIVE_SECONDS = 30.0
 
 
 def async_pool_limits() -> httpx2.Limits:
-    """The pool of an event loop's HTTP client: as many connections kept alive as the asyncio executor has calls
-    in flight (AICORE_ENGINE_IN_FLIGHT), so a call ending gives its connection to the next one instead of closing
-    it once more than the SDKs' default 100 are open; and kept idle for ASYNC_KEEPALIVE_SECONDS, not httpx's 5 s:
-    the executor starts its calls in bursts (a claim of up to AICORE_ENGINE_BATCH jobs), and a pause of a few
-    seconds between two (a busy database) would otherwise close every connection of the last burst. A connection
-    the server closed meanwhile is seen (readable while idle) and replaced, not used."""
+    """The pools of an event loop's HTTP client, together (ShardedAsyncTransport shares them out): as many
+    connections kept alive as the asyncio executor has calls in flight (AICORE_ENGINE_IN_FLIGHT), so a call
+    ending gives its connection to the next one instead of closing it once more than the SDKs' default 100 are
+    open; and kept idle for ASYNC_KEEPALIVE_SECONDS, not httpx's 5 s: the executor starts its calls in bursts (a
+    claim of up to AICORE_ENGINE_BATCH jobs), and a pause of a few seconds between two (a busy database) would
+    otherwise close every connection of the last burst. A connection the server closed meanwhile is seen
+    (readable while idle) and replaced, not used."""
     in_flight = settings.AICORE_ENGINE_IN_FLIGHT
     return httpx2.Limits(
         max_connections=max(SDK_LIMITS.max_connections, in_flight),
@@ -213,8 +214,8 @@ class LoopSDKs(Generic[SDK]):
 
     An httpx AsyncClient's connections belong to the loop they were opened on, so a loop cannot share another's;
     the asyncio executor has one loop per process, so this is one async client per (endpoint, key,
-    organisation) per process, whose pool every call of the loop reuses (keep-alive): no client is built per
-    call. `make(http_client)` builds the SDK client on the given HTTP client.
+    organisation) per process, whose pools (ShardedAsyncTransport) every call of the loop reuses (keep-alive):
+    no client is built per call. `make(http_client)` builds the SDK client on the given HTTP client.
 
     Only for an operator's base URL: the network guard's transport is synchronous, so a company's own base URL
     (`guarded`) has no async path (its calls keep the threads path, CatalogueBound.async_call) and asking for

@@ -70,7 +70,8 @@ def map_error(exc: Exception, provider: str) -> ProviderError:
 
 
 class OpenAIClient:
-    """One SDK client per (key, base URL): its connection pool is shared by every call on every thread.
+    """One SDK client per (key, base URL): its connections (small pools: common.PoolShards) serve every call on
+    every thread.
 
     `guarded`: the base URL is a company's (tenant input), so connections go through the network guard.
     """
@@ -191,7 +192,7 @@ class OpenAIClient:
 
     @property
     def _async_sdk(self) -> openai.AsyncOpenAI:
-        """The running loop's AsyncOpenAI (LoopSDKs: one per loop, kept, its pool reused by every call)."""
+        """The running loop's AsyncOpenAI (LoopSDKs: one per loop, kept, its pools reused by every call)."""
         return self._async_sdks.current()
 
     async def aclose(self) -> None:
