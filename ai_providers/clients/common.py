@@ -97,9 +97,11 @@ class PoolShards:
 
     One pool of many connections costs every call its size: each time a call starts and each time its response
     closes, httpcore's pool looks at each of its connections, under the pool's lock, and asks the socket of each
-    idle one whether the server closed it (a poll per connection). Profiled on the benchmark's workers that was
-    a third of an OpenAI call's CPU on 8 threads (the probes and the lock they hold) and a fifth of an asyncio
-    worker's with 64 calls in flight; over small pools a call looks at its own pool's few connections only.
+    idle one whether the server closed it. On an event loop that question is Python (anyio builds the socket's
+    attributes each time): with 64 calls in flight it was a fifth of an asyncio worker's samples, and the
+    OpenAI run's worker CPU per job fell by a fifth to a third with pools of 8. On threads it is a poll() per
+    idle connection, cheap in CPU (a third of the call's samples on 8 threads of a loaded machine, but neither a
+    gain nor a cost the threads benchmark could tell from its noise).
     Keep-alive is the same (a connection serves its pool's next calls), and any number of calls may be in
     flight: each pool opens what it must up to the limits' max_connections.
     """
