@@ -1,6 +1,5 @@
 """Anthropic through the official `anthropic` SDK (messages API), behind the same interface as OpenAI."""
 
-from dataclasses import asdict
 from functools import lru_cache
 from typing import Any
 
@@ -20,6 +19,7 @@ from ai_providers.clients.common import (
     LoopSDKs,
     StreamProgress,
     asse_data,
+    json_body,
     map_sdk_error,
     rate_headers,
     sdk_http_client,
@@ -95,17 +95,20 @@ class AnthropicClient:
                 stream = self._sdk.post(
                     "/v1/messages",
                     cast_to=object,
-                    body={**params, "stream": True},
+                    content=json_body({**params, "stream": True}),
                     options={"timeout": self._timeout(guard)},
                     stream=True,
                     stream_cls=anthropic.Stream[object],
                 )
                 with stream:  # closes its response
-                    for event in sse_data(stream.response.iter_lines(), guard.check):
+                    for event in sse_data(stream.response.iter_bytes(), guard.check):
                         answer.take(event, stream.response)
                     return answer.result(stream.response.headers)
             response = self._sdk.post(
-                "/v1/messages", cast_to=httpx2.Response, body=params, options={"timeout": self._timeout(guard)}
+                "/v1/messages",
+                cast_to=httpx2.Response,
+                content=json_body(params),
+                options={"timeout": self._timeout(guard)},
             )
             guard.check()
             return whole_result(response)
@@ -127,7 +130,7 @@ class AnthropicClient:
 
     @property
     def _async_sdk(self) -> anthropic.AsyncAnthropic:
-        """The running loop's AsyncAnthropic (LoopSDKs: one per loop, kept, its pool reused by every call)."""
+        """The running loop's AsyncAnthropic (LoopSDKs: one per loop, kept, its pools reused by every call)."""
         return self._async_sdks.current()
 
     async def aclose(self) -> None:
@@ -146,20 +149,23 @@ class AnthropicClient:
                 stream = await sdk.post(
                     "/v1/messages",
                     cast_to=object,
-                    body={**params, "stream": True},
+                    content=json_body({**params, "stream": True}),
                     options={"timeout": self._timeout(guard)},
                     stream=True,
                     stream_cls=anthropic.AsyncStream[object],
                 )
                 response = stream.response
                 try:
-                    async for event in asse_data(response.aiter_lines(), guard.check):
+                    async for event in asse_data(response.aiter_bytes(), guard.check):
                         answer.take(event, response)
                 finally:
                     await response.aclose()
                 return answer.result(response.headers)
             response = await sdk.post(
-                "/v1/messages", cast_to=httpx2.Response, body=params, options={"timeout": self._timeout(guard)}
+                "/v1/messages",
+                cast_to=httpx2.Response,
+                content=json_body(params),
+                options={"timeout": self._timeout(guard)},
             )
             guard.check()
             return whole_result(response)
@@ -222,7 +228,7 @@ class _StreamedMessage:
             request_id=headers.get("request-id"),
             extra={"provider_response_id": self.message_id},
             headers=rate_headers(headers),
-            **asdict(usage_tokens(*self.usages)),
+            **usage_tokens(*self.usages).by_kind(),
         )
 
 
@@ -247,7 +253,7 @@ def message_result(message: dict, *, request_id: str | None) -> ChatResult:
         model=message.get("model"),
         request_id=request_id,
         extra=extra,
-        **asdict(usage_tokens(message.get("usage"))),
+        **usage_tokens(message.get("usage")).by_kind(),
     )
 
 

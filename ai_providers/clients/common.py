@@ -27,8 +27,9 @@ SDK_LIMITS = httpx2.Limits(max_connections=1000, max_keepalive_connections=100) 
 
 
 def sdk_http_client(owner: object, *, guarded: bool) -> httpx2.Client:
-    """The HTTP client under `owner`'s provider SDK, one per client (its pool serves every call on every thread),
-    closed with its owner (the SDK closes only the clients it made itself).
+    """The HTTP client under `owner`'s provider SDK, one per client (its connections serve every call on every
+    thread, in SYNC_POOLS small pools: ShardedTransport), closed with its owner (the SDK closes only the clients
+    it made itself).
 
     It never follows a redirect: the SDKs' own client does, and an allowed host answering 302 would send the
     call, key included, wherever it says. A company's base URL (`guarded`) is tenant input: its connections go
@@ -38,7 +39,7 @@ def sdk_http_client(owner: object, *, guarded: bool) -> httpx2.Client:
     if guarded:
         client = guarded_client(provider_policy, limits=SDK_LIMITS)
     else:
-        client = httpx2.Client(follow_redirects=False, limits=SDK_LIMITS)
+        client = httpx2.Client(follow_redirects=False, limits=SDK_LIMITS, transport=ShardedTransport(SDK_LIMITS))
     weakref.finalize(owner, client.close)
     return client
 
@@ -52,22 +53,159 @@ def sdk_options(sdk) -> dict[str, Any]:
     }
 
 
+def endpoint_url(sdk, path: str) -> str:
+    """The absolute URL of `path` under the SDK client's base URL, joined as the SDK joins a relative one (its
+    base URL ends with a slash), computed once per client: given a relative path, the SDK parses and joins it
+    again on every call."""
+    base = sdk.base_url
+    return str(base.copy_with(raw_path=base.raw_path + path.lstrip("/").encode()))
+
+
+def json_body(body: dict[str, Any]) -> bytes:
+    """A request's JSON body as the SDKs would write it (UTF-8, compact, no NaN), written by us: the SDKs send
+    bytes as they are, and their own encoder (a JSONEncoder subclass for their models and dates, of which a
+    call's plain JSON has none) is built anew for every call."""
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+
+
 ASYNC_KEEPALIVE_SECONDS = 30.0
 
 
 def async_pool_limits() -> httpx2.Limits:
-    """The pool of an event loop's HTTP client: as many connections kept alive as the asyncio executor has calls
-    in flight (AICORE_ENGINE_IN_FLIGHT), so a call ending gives its connection to the next one instead of closing
-    it once more than the SDKs' default 100 are open; and kept idle for ASYNC_KEEPALIVE_SECONDS, not httpx's 5 s:
-    the executor starts its calls in bursts (a claim of up to AICORE_ENGINE_BATCH jobs), and a pause of a few
-    seconds between two (a busy database) would otherwise close every connection of the last burst. A connection
-    the server closed meanwhile is seen (readable while idle) and replaced, not used."""
+    """The pools of an event loop's HTTP client, together (ShardedAsyncTransport shares them out): as many
+    connections kept alive as the asyncio executor has calls in flight (AICORE_ENGINE_IN_FLIGHT), so a call
+    ending gives its connection to the next one instead of closing it once more than the SDKs' default 100 are
+    open; and kept idle for ASYNC_KEEPALIVE_SECONDS, not httpx's 5 s: the executor starts its calls in bursts (a
+    claim of up to AICORE_ENGINE_BATCH jobs), and a pause of a few seconds between two (a busy database) would
+    otherwise close every connection of the last burst. A connection the server closed meanwhile is seen
+    (readable while idle) and replaced, not used."""
     in_flight = settings.AICORE_ENGINE_IN_FLIGHT
     return httpx2.Limits(
         max_connections=max(SDK_LIMITS.max_connections, in_flight),
         max_keepalive_connections=max(SDK_LIMITS.max_keepalive_connections, in_flight),
         keepalive_expiry=ASYNC_KEEPALIVE_SECONDS,
     )
+
+
+POOL_SHARD_CONNECTIONS = 8  # the asyncio executor: one pool per this many calls in flight
+SYNC_POOLS = 8  # the threads' calls (workers' threads, the API's): pools per HTTP client
+
+
+class PoolShards:
+    """HTTP connections in several small pools (httpx transports), each call sent through the pool with the
+    fewest calls in flight, and counted out when its response closes (its connection back in that pool).
+
+    One pool of many connections costs every call its size: each time a call starts and each time its response
+    closes, httpcore's pool looks at each of its connections, under the pool's lock, and asks the socket of each
+    idle one whether the server closed it. On an event loop that question is Python (anyio builds the socket's
+    attributes each time): with 64 calls in flight it was a fifth of an asyncio worker's samples, and the
+    OpenAI run's worker CPU per job fell by a fifth to a third with pools of 8. On threads it is a poll() per
+    idle connection, cheap in CPU (a third of the call's samples on 8 threads of a loaded machine, but neither a
+    gain nor a cost the threads benchmark could tell from its noise).
+    Keep-alive is the same (a connection serves its pool's next calls), and any number of calls may be in
+    flight: each pool opens what it must up to the limits' max_connections.
+    """
+
+    def __init__(self, make: Callable[[httpx2.Limits], Any], limits: httpx2.Limits, count: int) -> None:
+        """`make(limits)`: one pool's transport; `limits`: the whole's (the connections kept alive shared out)."""
+        count = max(1, count)
+        kept = limits.max_keepalive_connections or count
+        shard = httpx2.Limits(
+            max_connections=limits.max_connections,
+            max_keepalive_connections=-(-kept // count),
+            keepalive_expiry=limits.keepalive_expiry,
+        )
+        self.pools = [make(shard) for _ in range(count)]
+        self.calls = [0] * count  # in flight on each pool: their request being sent, or their body open
+        self.lock = threading.Lock()  # the threads' calls; a loop's run one at a time anyway
+
+    def pick(self) -> int:
+        with self.lock:
+            calls = self.calls
+            index = calls.index(min(calls))
+            calls[index] += 1
+        return index
+
+    def done(self, index: int) -> None:
+        with self.lock:
+            self.calls[index] -= 1
+
+
+class ShardedTransport(httpx2.BaseTransport):
+    """PoolShards for a synchronous client (httpx2.Client(transport=…))."""
+
+    def __init__(self, limits: httpx2.Limits, count: int = SYNC_POOLS) -> None:
+        self.shards = PoolShards(lambda shard: httpx2.HTTPTransport(limits=shard), limits, count)
+
+    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+        shards = self.shards
+        index = shards.pick()
+        try:
+            response = shards.pools[index].handle_request(request)
+        except BaseException:
+            shards.done(index)
+            raise
+        response.stream = _PoolCall(response.stream, shards, index)
+        return response
+
+    def close(self) -> None:
+        for pool in self.shards.pools:
+            pool.close()
+
+
+class ShardedAsyncTransport(httpx2.AsyncBaseTransport):
+    """PoolShards for an event loop's client (LoopSDKs: one pool per POOL_SHARD_CONNECTIONS calls the asyncio
+    executor has in flight)."""
+
+    def __init__(self, limits: httpx2.Limits, count: int) -> None:
+        self.shards = PoolShards(lambda shard: httpx2.AsyncHTTPTransport(limits=shard), limits, count)
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        shards = self.shards
+        index = shards.pick()
+        try:
+            response = await shards.pools[index].handle_async_request(request)
+        except BaseException:
+            shards.done(index)
+            raise
+        response.stream = _AsyncPoolCall(response.stream, shards, index)
+        return response
+
+    async def aclose(self) -> None:
+        for pool in self.shards.pools:
+            await pool.aclose()
+
+
+class _PoolCall(httpx2.SyncByteStream):
+    """A response's body that counts its call out of its pool once closed (read to its end, or abandoned)."""
+
+    def __init__(self, stream, shards: PoolShards, index: int) -> None:
+        self._stream, self._shards, self._index = stream, shards, index
+
+    def __iter__(self):
+        return iter(self._stream)
+
+    def _count_out(self) -> None:
+        if self._shards is not None:
+            self._shards.done(self._index)
+            self._shards = None
+
+    def close(self) -> None:
+        try:
+            self._stream.close()
+        finally:
+            self._count_out()
+
+
+class _AsyncPoolCall(_PoolCall, httpx2.AsyncByteStream):
+    def __aiter__(self):
+        return self._stream.__aiter__()
+
+    async def aclose(self) -> None:
+        try:
+            await self._stream.aclose()
+        finally:
+            self._count_out()
 
 
 SDK = TypeVar("SDK")
@@ -78,8 +216,8 @@ class LoopSDKs(Generic[SDK]):
 
     An httpx AsyncClient's connections belong to the loop they were opened on, so a loop cannot share another's;
     the asyncio executor has one loop per process, so this is one async client per (endpoint, key,
-    organisation) per process, whose pool every call of the loop reuses (keep-alive): no client is built per
-    call. `make(http_client)` builds the SDK client on the given HTTP client.
+    organisation) per process, whose pools (ShardedAsyncTransport) every call of the loop reuses (keep-alive):
+    no client is built per call. `make(http_client)` builds the SDK client on the given HTTP client.
 
     Only for an operator's base URL: the network guard's transport is synchronous, so a company's own base URL
     (`guarded`) has no async path (its calls keep the threads path, CatalogueBound.async_call) and asking for
@@ -102,7 +240,11 @@ class LoopSDKs(Generic[SDK]):
             with self._lock:
                 sdk = self._by_loop.get(loop)
                 if sdk is None:
-                    http = httpx2.AsyncClient(follow_redirects=False, limits=async_pool_limits())
+                    limits = async_pool_limits()
+                    pools = -(-settings.AICORE_ENGINE_IN_FLIGHT // POOL_SHARD_CONNECTIONS)
+                    http = httpx2.AsyncClient(
+                        follow_redirects=False, limits=limits, transport=ShardedAsyncTransport(limits, pools)
+                    )
                     sdk = self._by_loop[loop] = self._make(http)
         return sdk
 
@@ -167,71 +309,82 @@ class StreamProgress:
             self.on_progress(percent)
 
 
-def sse_data(lines: Iterable[str], check: Callable[[], None]) -> Iterator[Any]:
-    """The JSON data of each server-sent event in `lines` (a response body's lines), up to OpenAI's `[DONE]`.
+def sse_data(chunks: Iterable[bytes], check: Callable[[], None]) -> Iterator[Any]:
+    """The JSON data of each server-sent event in `chunks` (a response body's bytes as they arrive), up to
+    OpenAI's `[DONE]`.
 
     Plain JSON, not the SDK's models: a stream has one event per few tokens, and building a model for each
-    costs more than the whole rest of reading it. After `[DONE]` the body is still read to its end: a
-    response closed with bytes unread (the chunked encoding's last chunk) closes its connection, where a body
-    read to the end returns it to the pool for the next call. `check` runs at every line, so a server that
-    trickles lines without events cannot hold the call past its deadline or a stop.
+    costs more than the whole rest of reading it. Read as bytes (SSEReader), not through httpx's text and line
+    decoders, two generator layers per chunk that cost more than our parsing. After `[DONE]` the body is still
+    read to its end: a response closed with bytes unread (the chunked encoding's last chunk) closes its
+    connection, where a body read to the end returns it to the pool for the next call. `check` runs at every
+    chunk received, so a server that trickles bytes without events cannot hold the call past its deadline or a
+    stop.
     """
     reader = SSEReader()
-    for line in lines:
+    for chunk in chunks:
         check()
-        event = reader.feed(line)
-        if event is not NOTHING:
-            yield event
-    event = reader.end()
-    if event is not NOTHING:
-        yield event
+        yield from reader.feed(chunk)
+    yield from reader.end()
 
 
-async def asse_data(lines: AsyncIterable[str], check: Callable[[], None]) -> AsyncIterator[Any]:
-    """sse_data over an async body's lines (the asyncio executor's calls): the same events, the body read to its
-    end after `[DONE]` (its connection back to the pool), `check` at every line."""
+async def asse_data(chunks: AsyncIterable[bytes], check: Callable[[], None]) -> AsyncIterator[Any]:
+    """sse_data over an async body's bytes (the asyncio executor's calls): the same events, the body read to its
+    end after `[DONE]` (its connection back to the pool), `check` at every chunk."""
     reader = SSEReader()
-    async for line in lines:
+    async for chunk in chunks:
         check()
-        event = reader.feed(line)
-        if event is not NOTHING:
+        for event in reader.feed(chunk):
             yield event
-    event = reader.end()
-    if event is not NOTHING:
+    for event in reader.end():
         yield event
-
-
-NOTHING = object()
 
 
 class SSEReader:
-    """sse_data's and asse_data's parsing, a line at a time."""
+    """sse_data's and asse_data's parsing: the body's bytes, a chunk at a time, split into lines (LF, CRLF or CR
+    ends one, as the SSE format says) and events (a blank line ends one); only `data:` fields are kept (their
+    lines joined with LF), parsed as JSON."""
 
     def __init__(self) -> None:
-        self.data: list[str] = []
+        self.pending = b""  # the start of a line the next chunk ends
+        self.data: list[bytes] = []
         self.done = False
 
-    def feed(self, line: str) -> Any:
-        """The event `line` completes (parsed JSON), else NOTHING."""
+    def feed(self, chunk: bytes) -> list[Any]:
+        """The events `chunk` completes (parsed JSON), in order."""
         if self.done:
-            return NOTHING
-        if line.startswith("data:"):
-            self.data.append(line[6:] if line.startswith("data: ") else line[5:])
-        elif not line and self.data:  # a blank line ends the event
-            text, self.data = "\n".join(self.data), []
-            if text.startswith("[DONE]"):
-                self.done = True
-            else:
-                return json.loads(text)
-        return NOTHING
+            return []
+        buffer = self.pending + chunk if self.pending else chunk
+        if b"\r" in buffer:
+            buffer = buffer.replace(b"\r\n", b"\n")
+            # A CR at the very end may be the first half of a CRLF: it stays pending with its line.
+            tail = buffer.endswith(b"\r")
+            buffer = (buffer[:-1] if tail else buffer).replace(b"\r", b"\n") + (b"\r" if tail else b"")
+        lines = buffer.split(b"\n")
+        self.pending = lines.pop()
+        events = []
+        for line in lines:
+            if line.startswith(b"data:"):
+                self.data.append(line[6:] if line.startswith(b"data: ") else line[5:])
+            elif not line and self.data:  # a blank line ends the event
+                text, self.data = b"\n".join(self.data), []
+                if text.startswith(b"[DONE]"):
+                    self.done = True
+                    break
+                events.append(json.loads(text))
+        return events
 
-    def end(self) -> Any:
-        """The last event when the body ended without its blank line, else NOTHING."""
+    def end(self) -> list[Any]:
+        """The last event when the body ended without its blank line."""
+        if self.done:
+            return []
+        events = self.feed(b"\n")  # the body's end ends its last line
         if self.data and not self.done:
-            text = "\n".join(self.data)
-            if not text.startswith("[DONE]"):
-                return json.loads(text)
-        return NOTHING
+            text = b"\n".join(self.data)
+            self.data = []
+            if not text.startswith(b"[DONE]"):
+                events.append(json.loads(text))
+        return events
 
 
 def error_message(exc: Exception, default: str) -> str:

@@ -1,7 +1,6 @@
 """OpenAI (and any OpenAI-compatible server) through the official `openai` SDK."""
 
 import json
-from dataclasses import asdict
 from functools import lru_cache
 from typing import Any
 
@@ -21,7 +20,9 @@ from ai_providers.clients.common import (
     LoopSDKs,
     StreamProgress,
     asse_data,
+    endpoint_url,
     estimate_tokens,
+    json_body,
     map_sdk_error,
     rate_headers,
     sdk_http_client,
@@ -69,7 +70,8 @@ def map_error(exc: Exception, provider: str) -> ProviderError:
 
 
 class OpenAIClient:
-    """One SDK client per (key, base URL): its connection pool is shared by every call on every thread.
+    """One SDK client per (key, base URL): its connections (small pools: common.PoolShards) serve every call on
+    every thread.
 
     `guarded`: the base URL is a company's (tenant input), so connections go through the network guard.
     """
@@ -93,6 +95,7 @@ class OpenAIClient:
             **sdk_options(openai),
         )
         self._async_sdks = LoopSDKs(self._make_async_sdk, guarded=guarded)
+        self._chat_url = endpoint_url(self._sdk, "chat/completions")
 
     def __repr__(self) -> str:  # never the key
         return f"<OpenAIClient {self.name} {self._sdk.base_url}>"
@@ -118,7 +121,10 @@ class OpenAIClient:
         and the answer read as plain JSON: `chat.completions.create` would run its per-call transforms over the
         parameters and build pydantic models of the answer, most of the SDK's CPU on a call."""
         response = self._sdk.post(
-            "/chat/completions", cast_to=httpx2.Response, body=params, options={"timeout": self._timeout(guard)}
+            self._chat_url,
+            cast_to=httpx2.Response,
+            content=json_body(params),
+            options={"timeout": self._timeout(guard)},
         )
         guard.check()
         result = self.whole_result(request, response.json(), request_id=response.headers.get("x-request-id"))
@@ -154,9 +160,9 @@ class OpenAIClient:
         its HTTP response is read as it comes (`Stream.response`)."""
         answer = _StreamedAnswer(request, on_progress)
         stream = self._sdk.post(
-            "/chat/completions",
+            self._chat_url,
             cast_to=object,
-            body=streamed(params),
+            content=json_body(streamed(params)),
             options={"timeout": self._timeout(guard)},
             stream=True,
             stream_cls=openai.Stream[object],
@@ -186,7 +192,7 @@ class OpenAIClient:
 
     @property
     def _async_sdk(self) -> openai.AsyncOpenAI:
-        """The running loop's AsyncOpenAI (LoopSDKs: one per loop, kept, its pool reused by every call)."""
+        """The running loop's AsyncOpenAI (LoopSDKs: one per loop, kept, its pools reused by every call)."""
         return self._async_sdks.current()
 
     async def aclose(self) -> None:
@@ -204,22 +210,25 @@ class OpenAIClient:
             if request.stream:
                 answer = _StreamedAnswer(request, on_progress)
                 stream = await sdk.post(
-                    "/chat/completions",
+                    self._chat_url,
                     cast_to=object,
-                    body=streamed(params),
+                    content=json_body(streamed(params)),
                     options={"timeout": self._timeout(guard)},
                     stream=True,
                     stream_cls=openai.AsyncStream[object],
                 )
                 response = stream.response
                 try:
-                    async for chunk in asse_data(response.aiter_lines(), guard.check):
+                    async for chunk in asse_data(response.aiter_bytes(), guard.check):
                         answer.take(_checked_chunk(chunk, response))
                 finally:
                     await response.aclose()
                 return answer.result(self, response)
             response = await sdk.post(
-                "/chat/completions", cast_to=httpx2.Response, body=params, options={"timeout": self._timeout(guard)}
+                self._chat_url,
+                cast_to=httpx2.Response,
+                content=json_body(params),
+                options={"timeout": self._timeout(guard)},
             )
             guard.check()
             result = self.whole_result(request, response.json(), request_id=response.headers.get("x-request-id"))
@@ -258,7 +267,7 @@ class OpenAIClient:
             model=model,
             request_id=request_id,
             extra=extra,
-            **asdict(tokens),
+            **tokens.by_kind(),
         )
 
     def embed(self, request: ChatRequest, *, should_stop: StopCheck) -> ChatResult:
@@ -304,7 +313,7 @@ def streamed(params: dict[str, Any]) -> dict[str, Any]:
 def stream_chunks(response, guard: CallGuard):
     """The chat.completion.chunk objects of a streamed answer, as dicts; an error the server reports in the
     stream (`{"error": …}`, HTTP status already sent) raises as the SDK's own stream would."""
-    for chunk in sse_data(response.iter_lines(), guard.check):
+    for chunk in sse_data(response.iter_bytes(), guard.check):
         yield _checked_chunk(chunk, response)
 
 

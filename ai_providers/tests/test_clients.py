@@ -235,3 +235,15 @@ def test_anthropic_cache_reads_and_writes_are_added_to_its_input_tokens(fake_llm
     assert (tokens.input_tokens, tokens.uncached_input_tokens, tokens.cached_input_tokens) == (1600, 100, 1000)
     assert (tokens.cache_write_5m_tokens, tokens.cache_write_1h_tokens) == (200, 300)
     assert (tokens.output_tokens, tokens.reasoning_tokens) == (40, 0)
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["streamed", "whole"])
+def test_the_body_goes_out_as_json_written_once_by_the_client(client, fake_llm, stream):
+    """The body is written by the client (common.json_body) and sent as the SDK's content: still JSON with its
+    content type, non-ASCII text as UTF-8, the SDK's own headers (key, version) beside it."""
+    ask(client, "héllo ✓ json body", max_tokens=20, stream=stream)
+    sent = last_request(fake_llm, "json body")
+    assert sent["headers"]["content-type"] == "application/json"
+    assert sent["body"]["messages"][-1]["content"] == "héllo ✓ json body"
+    assert sent["body"]["max_tokens"] == 20 and sent["body"].get("stream", False) is stream
+    assert "sk-test" in (sent["headers"].get("authorization", "") + sent["headers"].get("x-api-key", ""))
