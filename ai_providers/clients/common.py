@@ -27,9 +27,8 @@ SDK_LIMITS = httpx2.Limits(max_connections=1000, max_keepalive_connections=100) 
 
 
 def sdk_http_client(owner: object, *, guarded: bool) -> httpx2.Client:
-    """The HTTP client under `owner`'s provider SDK, one per client (its connections serve every call on every
-    thread, in SYNC_POOLS small pools: ShardedTransport), closed with its owner (the SDK closes only the clients
-    it made itself).
+    """The HTTP client under `owner`'s provider SDK, one per client (its pool serves every call on every thread),
+    closed with its owner (the SDK closes only the clients it made itself).
 
     It never follows a redirect: the SDKs' own client does, and an allowed host answering 302 would send the
     call, key included, wherever it says. A company's base URL (`guarded`) is tenant input: its connections go
@@ -39,7 +38,7 @@ def sdk_http_client(owner: object, *, guarded: bool) -> httpx2.Client:
     if guarded:
         client = guarded_client(provider_policy, limits=SDK_LIMITS)
     else:
-        client = httpx2.Client(follow_redirects=False, limits=SDK_LIMITS, transport=ShardedTransport(SDK_LIMITS))
+        client = httpx2.Client(follow_redirects=False, limits=SDK_LIMITS)
     weakref.finalize(owner, client.close)
     return client
 
@@ -88,7 +87,6 @@ def async_pool_limits() -> httpx2.Limits:
 
 
 POOL_SHARD_CONNECTIONS = 8  # the asyncio executor: one pool per this many calls in flight
-SYNC_POOLS = 8  # the threads' calls (workers' threads, the API's): pools per HTTP client
 
 
 class PoolShards:
@@ -100,8 +98,9 @@ class PoolShards:
     idle one whether the server closed it. On an event loop that question is Python (anyio builds the socket's
     attributes each time): with 64 calls in flight it was a fifth of an asyncio worker's samples, and the
     OpenAI run's worker CPU per job fell by a fifth to a third with pools of 8. On threads it is a poll() per
-    idle connection, cheap in CPU (a third of the call's samples on 8 threads of a loaded machine, but neither a
-    gain nor a cost the threads benchmark could tell from its noise).
+    idle connection, cheap in CPU (neither a gain nor a cost the threads benchmark could tell from its noise),
+    so the threads' client keeps one pool: small pools little used would let their idle connections expire and
+    open new ones (a TLS handshake each, against a real provider).
     Keep-alive is the same (a connection serves its pool's next calls), and any number of calls may be in
     flight: each pool opens what it must up to the limits' max_connections.
     """
@@ -117,7 +116,7 @@ class PoolShards:
         )
         self.pools = [make(shard) for _ in range(count)]
         self.calls = [0] * count  # in flight on each pool: their request being sent, or their body open
-        self.lock = threading.Lock()  # the threads' calls; a loop's run one at a time anyway
+        self.lock = threading.Lock()  # a loop runs its calls one at a time, but pick/done stay safe off it
 
     def pick(self) -> int:
         with self.lock:
@@ -129,28 +128,6 @@ class PoolShards:
     def done(self, index: int) -> None:
         with self.lock:
             self.calls[index] -= 1
-
-
-class ShardedTransport(httpx2.BaseTransport):
-    """PoolShards for a synchronous client (httpx2.Client(transport=…))."""
-
-    def __init__(self, limits: httpx2.Limits, count: int = SYNC_POOLS) -> None:
-        self.shards = PoolShards(lambda shard: httpx2.HTTPTransport(limits=shard), limits, count)
-
-    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
-        shards = self.shards
-        index = shards.pick()
-        try:
-            response = shards.pools[index].handle_request(request)
-        except BaseException:
-            shards.done(index)
-            raise
-        response.stream = _PoolCall(response.stream, shards, index)
-        return response
-
-    def close(self) -> None:
-        for pool in self.shards.pools:
-            pool.close()
 
 
 class ShardedAsyncTransport(httpx2.AsyncBaseTransport):

@@ -70,8 +70,8 @@ def map_error(exc: Exception, provider: str) -> ProviderError:
 
 
 class OpenAIClient:
-    """One SDK client per (key, base URL): its connections (small pools: common.PoolShards) serve every call on
-    every thread.
+    """One SDK client per (key, base URL): its connections serve every call on every thread (an event loop's
+    async client: in small pools, common.PoolShards).
 
     `guarded`: the base URL is a company's (tenant input), so connections go through the network guard.
     """

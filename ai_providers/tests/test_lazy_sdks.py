@@ -1,5 +1,7 @@
 """The provider SDKs load on the first call that needs one, not when a process starts: importing openai and
-anthropic cost every `manage.py`, API and worker process about two seconds of start-up."""
+anthropic cost every `manage.py` and worker process about two seconds of start-up. The API process (config.asgi)
+is the exception, on purpose: the gateway calls providers there from its first request on (ai_providers.services.
+import_sdks, tested in gateway/tests/test_asgi_v1.py)."""
 
 import json
 import os
@@ -12,7 +14,7 @@ PROBE = """
 import json, sys
 import django
 django.setup()
-import config.asgi, config.urls, ai_core.tasks, ai_core.engine.handlers, ai_providers.selectors  # what serves
+import config.urls, ai_core.tasks, ai_core.engine.handlers, ai_providers.selectors  # what serves (no ASGI app)
 from django.urls import get_resolver
 get_resolver().url_patterns  # every view module
 loaded_at_start = sorted(m for m in ("openai", "anthropic") if m in sys.modules)

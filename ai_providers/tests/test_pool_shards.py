@@ -6,41 +6,11 @@ import asyncio
 import httpx2
 import pytest
 
-from ai_providers.clients.common import ShardedAsyncTransport, ShardedTransport
+from ai_providers.clients.common import ShardedAsyncTransport
 
 LIMITS = httpx2.Limits(max_connections=100, max_keepalive_connections=16)
 BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi [fake chunks=2]"}], "stream": True}
 HEADERS = {"Authorization": "Bearer sk-test"}
-
-
-def test_threads_calls_spread_over_the_pools_and_keep_their_connections(fake_llm):
-    transport = ShardedTransport(LIMITS, 2)
-    url = fake_llm.openai_base_url + "/chat/completions"
-    opened = []
-    with httpx2.Client(transport=transport) as http:
-        for _ in range(2):  # the second round on the first's connections
-            before = fake_llm.connections
-            open_ = [
-                http.send(http.build_request("POST", url, json=BODY, headers=HEADERS), stream=True) for _ in range(6)
-            ]
-            assert transport.shards.calls == [3, 3]
-            bodies = [b"".join(response.iter_bytes()) for response in open_]  # read to the end: closed
-            assert all(b"[DONE]" in body for body in bodies)
-            assert transport.shards.calls == [0, 0]
-            opened.append(fake_llm.connections - before)
-    assert opened == [6, 0]
-
-
-def test_an_abandoned_body_and_a_failed_connect_count_out_too(fake_llm):
-    transport = ShardedTransport(LIMITS, 2)
-    with httpx2.Client(transport=transport) as http:
-        request = http.build_request("POST", fake_llm.openai_base_url + "/chat/completions", json=BODY, headers=HEADERS)
-        response = http.send(request, stream=True)
-        assert transport.shards.calls == [1, 0]
-        response.close()  # its body unread (a cancel)
-        with pytest.raises(httpx2.ConnectError):
-            http.post("http://127.0.0.1:1/v1/chat/completions", json=BODY)
-        assert transport.shards.calls == [0, 0]
 
 
 def test_a_loops_calls_spread_over_the_pools_and_keep_their_connections(fake_llm):
@@ -65,3 +35,21 @@ def test_a_loops_calls_spread_over_the_pools_and_keep_their_connections(fake_llm
 
     first, second = asyncio.run(rounds())
     assert 4 <= first <= 12 and second == 0
+
+
+def test_an_abandoned_body_and_a_failed_connect_count_out_too(fake_llm):
+    transport = ShardedAsyncTransport(LIMITS, 2)
+
+    async def calls() -> list[list[int]]:
+        seen = []
+        async with httpx2.AsyncClient(transport=transport) as http:
+            url = fake_llm.openai_base_url + "/chat/completions"
+            response = await http.send(http.build_request("POST", url, json=BODY, headers=HEADERS), stream=True)
+            seen.append(list(transport.shards.calls))
+            await response.aclose()  # its body unread (a cancel)
+            with pytest.raises(httpx2.ConnectError):
+                await http.post("http://127.0.0.1:1/v1/chat/completions", json=BODY)
+            seen.append(list(transport.shards.calls))
+        return seen
+
+    assert asyncio.run(calls()) == [[1, 0], [0, 0]]
