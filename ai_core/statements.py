@@ -121,9 +121,9 @@ def _beat_sql(rows: str, running: str) -> str:
 # no index serves (claim_batch_sql says why). Without both, statistics older than the running jobs made it a
 # scan of the table joined to the beats row by row (2 000 running jobs: ~0.15 s per 200 beats).
 BEATS_PG = _beat_sql(
-    "unnest(%s::bigint[], %s::integer[], %s::integer[]) AS beat (pk, attempt, progress)",
+    "unnest(%b::bigint[], %b::integer[], %b::integer[]) AS beat (pk, attempt, progress)",
     f"({AIJob._meta.db_table}.status = '{JobStatus.RUNNING.value}') IS TRUE "
-    f"AND {AIJob._meta.db_table}.id = ANY(%s::bigint[])",
+    f"AND {AIJob._meta.db_table}.id = ANY(%b::bigint[])",
 )
 
 
@@ -149,7 +149,7 @@ def jobs_beat(beats: list[tuple[int, int, int | None]], now: Any) -> int:
 
 
 # PostgreSQL: the status and attempt of the jobs of an array of ids (one statement text whatever their number).
-JOBS_STATES_PG = f"SELECT id, status, attempts FROM {AIJob._meta.db_table} WHERE id = ANY(%s::bigint[])"
+JOBS_STATES_PG = f"SELECT id, status, attempts FROM {AIJob._meta.db_table} WHERE id = ANY(%b::bigint[])"
 
 
 def jobs_states(pks: list[int]) -> list[tuple[int, str, int]]:
@@ -556,7 +556,7 @@ def transitions_sql(*, assignments: list[str], each: Sequence[tuple[str, str]], 
     """
     job = AIJob._meta.db_table
     columns = ", ".join(["id", "attempt", "cost", *(f"c{i}" for i in range(len(each)))])
-    arrays = ", ".join(["%s::bigint[]", "%s::integer[]", "%s::bigint[]", *(f"%s::{kind}[]" for _, kind in each)])
+    arrays = ", ".join(["%b::bigint[]", "%b::integer[]", "%b::bigint[]", *(f"%b::{kind}[]" for _, kind in each)])
     sets = ", ".join([*assignments, *(f'"{column}" = v.c{i}' for i, (column, _) in enumerate(each))])
     return f"""
         WITH v AS (SELECT * FROM unnest({arrays}) AS v ({columns})),
@@ -587,10 +587,11 @@ def transitions_sql(*, assignments: list[str], each: Sequence[tuple[str, str]], 
 
 
 def _arrays(fields: Sequence, rows: Sequence[Sequence[Any]]) -> tuple[str, list[Any]]:
-    """`unnest(CAST(%s AS <type>[]), …) AS u (c0, …)`: rows as a table of one array parameter per column, each
-    typed as the field it is written to (one statement text whatever the number of rows); and the arrays."""
+    """`unnest(CAST(%b AS <type>[]), …) AS u (c0, …)`: rows as a table of one array parameter per column, each
+    typed as the field it is written to (one statement text whatever the number of rows); and the arrays.
+    `%b`: the arrays go in binary, which psycopg dumps ~8x faster than as text (no per-element quoting)."""
     conn = connections[DEFAULT_DB_ALIAS]
-    casts = ", ".join(f"CAST(%s AS {f.db_type(conn)}[])" for f in fields)
+    casts = ", ".join(f"CAST(%b AS {f.db_type(conn)}[])" for f in fields)
     names = ", ".join(f"c{i}" for i in range(len(fields)))
     return f"unnest({casts}) AS u ({names})", [list(column) for column in zip(*rows, strict=True)]
 

@@ -137,3 +137,24 @@ def test_compact_keeps_the_quoted_literals_and_refuses_a_line_comment():
     )
     with pytest.raises(ValueError):
         statements.compact("SELECT 1 -- one\nFROM t")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batched_completion_stores_awkward_values_as_given(job_types, make_brands):
+    """The batch's arrays (binary on PostgreSQL) carry quotes, backslashes, braces, commas, newlines, non-ASCII
+    text and NULLs unchanged."""
+    (brand,) = make_brands(1)
+    pks = bulk_submit([(brand, "normal")] * 3)
+    texts = ['say "hi", {x}\\n', "l'été\n\t→ 終", ""]
+    items = []
+    for pk, text in zip(pks, texts, strict=True):
+        attempt = job_start(job_pk=pk).attempt
+        result = ChatResult(
+            completion=text, finish_reason="stop", model="echo-1", request_id=None, input_tokens=3, output_tokens=0
+        )
+        items.append((pk, attempt, result, None))
+    assert batch.complete_many(items) == ["completed"] * 3
+    for pk, text in zip(pks, texts, strict=True):
+        job = AIJob.objects.get(pk=pk)
+        assert (job.result_data["completion"], job.result_data.get("request_id")) == (text, None)
+        assert job.completed_at is not None
