@@ -103,10 +103,10 @@ def job_row(read: JobRead, job_pk: int) -> tuple | None:
         return cursor.fetchone()
 
 
-def _beat_sql(rows: str, running: str) -> str:
+def _beat_sql(rows: str, running: str, *, before: str = "") -> str:
     job = AIJob._meta.db_table
     return (
-        f"UPDATE {job} SET heartbeat_at = %s, "
+        f"{before}UPDATE {job} SET heartbeat_at = %s, "
         f"progress_percentage = COALESCE(beat.progress, {job}.progress_percentage), "
         f"updated_at = CASE WHEN beat.progress IS NULL OR beat.progress = {job}.progress_percentage "
         f"THEN {job}.updated_at ELSE %s END "
@@ -115,15 +115,25 @@ def _beat_sql(rows: str, running: str) -> str:
     )
 
 
+_RUNNING_PG = f"({AIJob._meta.db_table}.status = '{JobStatus.RUNNING.value}') IS TRUE"
 # PostgreSQL: the beats as three arrays (one statement text whatever their number: psycopg converts it once,
-# PostgreSQL plans it once per connection). The rows found by their ids (`id = ANY(the ids)`, an index scan of
-# the primary key), whatever the statistics say: `(status = 'running') IS TRUE` is the same test as a filter
-# no index serves (claim_batch_sql says why). Without both, statistics older than the running jobs made it a
-# scan of the table joined to the beats row by row (2 000 running jobs: ~0.15 s per 200 beats).
+# PostgreSQL plans it once per connection). `held` locks the rows first, in id order, skipping those locked
+# (a batched completion ending them, engine.batch): an UPDATE's own row order is its plan's (a table scan's
+# is the heap's), and a beat waiting on a completion that waits on it is a deadlock; a beat skipped is
+# made again next round, well before the reaper (AICORE_REAP_AFTER_MS >= 3 heartbeats). `held` finds the
+# rows by id (`id = ANY`, the primary key's index) and the UPDATE by the locked row's ctid, whatever the
+# statistics say (with statistics older than the running jobs the planner otherwise joined every running
+# row, or a whole index, to each beat); `(status = 'running') IS TRUE` is the same test as a filter no index
+# serves (claim_batch_sql says why). A row updated after the statement's snapshot and before its lock is
+# not visible to the UPDATE: that beat waits for the next round. Placeholders: the ids, the instant twice,
+# the beats' ids, attempts and progress.
 BEATS_PG = _beat_sql(
-    "unnest(%b::bigint[], %b::integer[], %b::integer[]) AS beat (pk, attempt, progress)",
-    f"({AIJob._meta.db_table}.status = '{JobStatus.RUNNING.value}') IS TRUE "
-    f"AND {AIJob._meta.db_table}.id = ANY(%b::bigint[])",
+    "held JOIN unnest(%b::bigint[], %b::integer[], %b::integer[]) AS beat (pk, attempt, progress) ON beat.pk = held.id",
+    f"{_RUNNING_PG} AND {AIJob._meta.db_table}.ctid = held.ctid",
+    before=(
+        f"WITH held AS (SELECT id, ctid FROM {AIJob._meta.db_table} WHERE id = ANY(%b::bigint[]) "
+        f"AND (status = '{JobStatus.RUNNING.value}') IS TRUE ORDER BY id FOR NO KEY UPDATE SKIP LOCKED) "
+    ),
 )
 
 
@@ -137,7 +147,7 @@ def jobs_beat(beats: list[tuple[int, int, int | None]], now: Any) -> int:
     if connection.vendor == "postgresql":
         with prepared_cursor() as cursor:
             pks, attempts, progress = (list(column) for column in zip(*beats, strict=True))
-            cursor.execute(BEATS_PG, [now, now, pks, attempts, progress, pks])
+            cursor.execute(BEATS_PG, [pks, now, now, pks, attempts, progress])
             return cursor.rowcount
     values = " UNION ALL ".join(["SELECT %s AS pk, %s AS attempt, CAST(%s AS integer) AS progress"] * len(beats))
     running = f"{AIJob._meta.db_table}.status = '{JobStatus.RUNNING.value}'"

@@ -120,7 +120,9 @@ def stop_the_gone(attempts: list[Attempt]) -> None:
 
 def beat(attempts: list[Attempt]) -> None:
     """Stamp heartbeat_at (and the reported progress) on the jobs still running on these attempts. In job order,
-    the order the asyncio executor's batched completions lock their rows in (engine.batch): no deadlock."""
+    the order the asyncio executor's batched completions lock their rows in (engine.batch); on PostgreSQL the
+    statement locks them in that order itself, skipping a row a completion holds (statements.BEATS_PG): no
+    deadlock, and a skipped beat is made next round."""
     for chunk in _chunks(sorted(attempts, key=lambda attempt: attempt.job_pk)):
         beats = [(a.job_pk, a.attempt, a.progress) for a in chunk]
         jobs_beat(beats)

@@ -5,9 +5,12 @@ statistics put at ~0), PostgreSQL otherwise planned them as scans of every such 
 claims over 2 000 pending jobs ~5x slower). Also: the watcher's poll and heartbeat on many attempts, on both
 databases, and statements.compact."""
 
+import threading
+import time
+
 import pytest
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
 from ai_core import statements
@@ -71,8 +74,8 @@ def assert_by_primary_key(plan: dict, ctes: tuple[str, ...] | None) -> None:
     for node in scans:
         if node["Node Type"] == "ModifyTable":
             continue
-        # The primary key's index: a batch's rows, never every pending (or running) job.
-        assert (node["Node Type"], node.get("Index Name")) == ("Index Scan", f"{JOB}_pkey"), node
+        # The primary key's index (or the locked row's ctid): a batch's rows, never every pending or running job.
+        assert (node["Node Type"], node.get("Index Name")) in {("Index Scan", f"{JOB}_pkey"), ("Tid Scan", None)}, node
 
 
 @needs_postgres
@@ -96,7 +99,7 @@ def test_the_batched_claim_heartbeat_poll_and_completion_find_jobs_by_id_with_st
         statuses = batch.complete_many([(c.job_pk, c.attempt, answer(), job) for c, job in claimed])
     assert len(claimed) == 100 and statuses == ["completed"] * 100
     assert_by_primary_key(explain(*captured.first("WITH RECURSIVE level")), ("cur", "moved"))
-    assert_by_primary_key(explain(*captured.first(f"UPDATE {JOB} SET heartbeat_at")), None)
+    assert_by_primary_key(explain(*captured.first("WITH held AS")), None)
     assert_by_primary_key(explain(*captured.first("SELECT id, status, attempts")), None)
     assert_by_primary_key(explain(*captured.first("WITH v AS")), ("cur", "moved"))
 
@@ -158,3 +161,39 @@ def test_a_batched_completion_stores_awkward_values_as_given(job_types, make_bra
         job = AIJob.objects.get(pk=pk)
         assert (job.result_data["completion"], job.result_data.get("request_id")) == (text, None)
         assert job.completed_at is not None
+
+
+@needs_postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_heartbeat_skips_a_row_a_completion_holds_instead_of_waiting(job_types, make_brands):
+    """A batched completion holds its rows' locks until it commits; a beat waiting on them while the completion
+    waits on the beat's would deadlock: the beat skips the held row (beaten again next round)."""
+    (brand,) = make_brands(1)
+    pks = bulk_submit([(brand, "normal")] * 3)
+    attempts = [Attempt(job_pk=pk, attempt=job_start(job_pk=pk).attempt, deadline=float("inf")) for pk in pks]
+    AIJob.objects.filter(pk__in=pks).update(heartbeat_at=None)
+    held, release = threading.Event(), threading.Event()
+
+    def completion_holding_the_first_row():
+        try:
+            with transaction.atomic():
+                list(AIJob.objects.select_for_update().filter(pk=pks[0]))
+                held.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=completion_holding_the_first_row)
+    holder.start()
+    try:
+        assert held.wait(10)
+        started = time.monotonic()
+        beat(attempts)
+        assert time.monotonic() - started < 2  # did not wait for the holder
+    finally:
+        release.set()
+        holder.join()
+    beaten = dict(AIJob.objects.filter(pk__in=pks).values_list("pk", "heartbeat_at"))
+    assert beaten[pks[0]] is None and beaten[pks[1]] is not None and beaten[pks[2]] is not None
+    beat(attempts)  # the next round beats it
+    assert AIJob.objects.get(pk=pks[0]).heartbeat_at is not None
