@@ -9,6 +9,7 @@ extension named in its hook (hooks.RowExists, hooks.rows_at_creation): no statem
 """
 
 import json
+import re
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from functools import cache, cached_property
@@ -102,23 +103,72 @@ def job_row(read: JobRead, job_pk: int) -> tuple | None:
         return cursor.fetchone()
 
 
+def _beat_sql(rows: str, running: str, *, before: str = "") -> str:
+    job = AIJob._meta.db_table
+    return (
+        f"{before}UPDATE {job} SET heartbeat_at = %s, "
+        f"progress_percentage = COALESCE(beat.progress, {job}.progress_percentage), "
+        f"updated_at = CASE WHEN beat.progress IS NULL OR beat.progress = {job}.progress_percentage "
+        f"THEN {job}.updated_at ELSE %s END "
+        f"FROM {rows} "
+        f"WHERE {job}.id = beat.pk AND {job}.attempts = beat.attempt AND {running}"
+    )
+
+
+_RUNNING_PG = f"({AIJob._meta.db_table}.status = '{JobStatus.RUNNING.value}') IS TRUE"
+# PostgreSQL: the beats as three arrays (one statement text whatever their number: psycopg converts it once,
+# PostgreSQL plans it once per connection). `held` locks the rows first, in id order, skipping those locked
+# (a batched completion ending them, engine.batch): an UPDATE's own row order is its plan's (a table scan's
+# is the heap's), and a beat waiting on a completion that waits on it is a deadlock; a beat skipped is
+# made again next round, well before the reaper (AICORE_REAP_AFTER_MS >= 3 heartbeats). `held` finds the
+# rows by id (`id = ANY`, the primary key's index) and the UPDATE by the locked row's ctid, whatever the
+# statistics say (with statistics older than the running jobs the planner otherwise joined every running
+# row, or a whole index, to each beat); `(status = 'running') IS TRUE` is the same test as a filter no index
+# serves (claim_batch_sql says why). A row updated after the statement's snapshot and before its lock is
+# not visible to the UPDATE: that beat waits for the next round. Placeholders: the ids, the instant twice,
+# the beats' ids, attempts and progress.
+BEATS_PG = _beat_sql(
+    "held JOIN unnest(%b::bigint[], %b::integer[], %b::integer[]) AS beat (pk, attempt, progress) ON beat.pk = held.id",
+    f"{_RUNNING_PG} AND {AIJob._meta.db_table}.ctid = held.ctid",
+    before=(
+        f"WITH held AS (SELECT id, ctid FROM {AIJob._meta.db_table} WHERE id = ANY(%b::bigint[]) "
+        f"AND (status = '{JobStatus.RUNNING.value}') IS TRUE ORDER BY id FOR NO KEY UPDATE SKIP LOCKED) "
+    ),
+)
+
+
 def jobs_beat(beats: list[tuple[int, int, int | None]], now: Any) -> int:
     """Stamp heartbeat_at (and the progress when given) on jobs still running on these attempts, in one
-    statement both PostgreSQL and SQLite read (a row source of SELECT … UNION ALL SELECT …). Returns the count."""
-    job = AIJob._meta.db_table
+    statement: on PostgreSQL BEATS_PG (the beats as arrays), elsewhere a row source of SELECT … UNION ALL
+    SELECT …. Returns the count."""
+    if not beats:
+        return 0
     now = connection.ops.adapt_datetimefield_value(now)
+    if connection.vendor == "postgresql":
+        with prepared_cursor() as cursor:
+            pks, attempts, progress = (list(column) for column in zip(*beats, strict=True))
+            cursor.execute(BEATS_PG, [pks, now, now, pks, attempts, progress])
+            return cursor.rowcount
     values = " UNION ALL ".join(["SELECT %s AS pk, %s AS attempt, CAST(%s AS integer) AS progress"] * len(beats))
+    running = f"{AIJob._meta.db_table}.status = '{JobStatus.RUNNING.value}'"
     with connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE {job} SET heartbeat_at = %s, "
-            f"progress_percentage = COALESCE(beat.progress, {job}.progress_percentage), "
-            f"updated_at = CASE WHEN beat.progress IS NULL OR beat.progress = {job}.progress_percentage "
-            f"THEN {job}.updated_at ELSE %s END "
-            f"FROM ({values}) AS beat "
-            f"WHERE {job}.id = beat.pk AND {job}.attempts = beat.attempt AND {job}.status = 'running'",
-            [now, now, *[value for beat in beats for value in beat]],
+            _beat_sql(f"({values}) AS beat", running), [now, now, *[value for beat in beats for value in beat]]
         )
         return cursor.rowcount
+
+
+# PostgreSQL: the status and attempt of the jobs of an array of ids (one statement text whatever their number).
+JOBS_STATES_PG = f"SELECT id, status, attempts FROM {AIJob._meta.db_table} WHERE id = ANY(%b::bigint[])"
+
+
+def jobs_states(pks: list[int]) -> list[tuple[int, str, int]]:
+    """(id, status, attempts) of those of these jobs that exist, in one statement (the watcher's poll)."""
+    if connection.vendor == "postgresql":
+        with prepared_cursor() as cursor:
+            cursor.execute(JOBS_STATES_PG, [pks])
+            return cursor.fetchall()
+    return list(AIJob.objects.filter(pk__in=pks).values_list("pk", "status", "attempts"))
 
 
 # --- the one-statement creation ----------------------------------------------------------------------------
@@ -246,6 +296,17 @@ BRANDS_AT_LIMIT = _brands_at_limit()
 PICK_BY_ID = f"SELECT id, status, attempts FROM {AIJob._meta.db_table} WHERE id = %s FOR UPDATE"
 
 
+def compact(sql: str) -> str:
+    """`sql` with each run of whitespace outside its quoted literals made one space: the same statement, shorter.
+    psycopg caches its placeholder conversion (%s -> $n) only for statements of at most 4 096 characters (and
+    50 parameters); a long hot statement indented for reading would otherwise be converted again on every run."""
+    parts = sql.split("'")
+    if any("--" in part for part in parts[::2]):
+        raise ValueError("compact() of a statement with a line comment")  # the comment would run to its end
+    parts[::2] = [re.sub(r"\s+", " ", part) for part in parts[::2]]
+    return "'".join(parts).strip()
+
+
 def claim_pick(levels: int) -> str:
     """claim_pending()'s pick: a nested loop over `levels` (priority, after brand) values, in their order, that
     stops at the first level yielding a row: one index range scan (aijob_pending_claim: priority, brand,
@@ -355,6 +416,13 @@ def claim_batch_sql(*, levels: int, assignments: list[str], also_return: str) ->
     (read from `moved`); with none moved, one row of the number picked and NULLs. Picked but not moved: taken
     or locked by a concurrent claim meanwhile (the caller claims again).
 
+    `cur` and `moved` find each row by its id, whatever the statistics say: their status checks are written
+    `(…) IS TRUE` (the same test on a NOT NULL column), which no index can serve, so the planner cannot take
+    the status indexes for them. Otherwise, with statistics older than a backlog (a table just filled, or one
+    of finished jobs whose pending rows the statistics put at ~0), it scanned every pending (or every same-
+    status) row once per claim: a batch of 100 claims over 2 000 pending jobs took ~5x longer in PostgreSQL.
+    The text is compact(ed): under psycopg's limit for caching its placeholder conversion.
+
     Placeholders: per level (rank, priority, after brand, turn brand, in a row); the instant, N; the
     assignments'; the allowed statuses; TRANSITION_EVENT's (to, at, reason, actor, its defaults);
     CLAIM_BATCH_ROLLUP's (time zone, its defaults); the new status.
@@ -364,7 +432,7 @@ def claim_batch_sql(*, levels: int, assignments: list[str], also_return: str) ->
     limit = Brand._meta.get_field("max_running_jobs").column
     claimable = f"status = '{JobStatus.PENDING.value}' AND available_at <= (SELECT at FROM ask)"
     values = ", ".join(["(%s::int, %s::text, %s::bigint, %s::bigint, %s::int)"] * levels)
-    return f"""
+    return compact(f"""
         WITH RECURSIVE level (rank, priority, after_brand, turn_brand, in_a_row) AS (VALUES {values}),
         ask (at, n) AS (VALUES (%s::timestamptz, %s::int)),
         walk (rank, brand_id) AS (
@@ -405,11 +473,11 @@ def claim_batch_sql(*, levels: int, assignments: list[str], also_return: str) ->
         ),
         cur AS (
             SELECT j.id, j.status, pick.pos FROM {job} j JOIN pick ON pick.id = j.id
-            WHERE j.status = '{JobStatus.PENDING.value}' FOR UPDATE OF j SKIP LOCKED
+            WHERE (j.status = '{JobStatus.PENDING.value}') IS TRUE FOR UPDATE OF j SKIP LOCKED
         ),
         moved AS (
             UPDATE {job} AS job SET {", ".join([*assignments, "attempts = job.attempts + 1"])} FROM cur
-            WHERE job.id = cur.id AND job.status = cur.status AND cur.status = ANY(%s::text[])
+            WHERE job.id = cur.id AND (job.status = cur.status) IS TRUE AND cur.status = ANY(%s::text[])
             RETURNING cur.status AS from_status, cur.pos AS claim_pos, job.*
         ),
         event AS ({TRANSITION_EVENT} FROM moved),
@@ -420,7 +488,7 @@ def claim_batch_sql(*, levels: int, assignments: list[str], also_return: str) ->
         )
         SELECT (SELECT count(*) FROM pick), moved.id, moved.attempts, moved.brand_id{also_return and ", "}{also_return}
         FROM (VALUES (1)) AS always (one) LEFT JOIN moved ON true ORDER BY moved.claim_pos
-    """
+    """)
 
 
 _INSERTS: dict[type[Model], Insert] = {}
@@ -492,15 +560,19 @@ def transitions_sql(*, assignments: list[str], each: Sequence[tuple[str, str]], 
     TRANSITION_EVENT's (to, at, reason, actor, its defaults), MANY_ROLLUP's defaults, the time zone, the new
     status, then the `along` parts' (along_many_parts: the extensions' writes, of the moved jobs only). Returns
     per job found: id, status and attempts read, attempts after the move (NULL: not moved), brand.
+
+    `cur` reads the rows by `id = ANY(ARRAY(…))`: an index scan of the primary key whatever the statistics
+    say (as `IN (SELECT …)`, with statistics older than the table's rows it was a scan of the whole table).
     """
     job = AIJob._meta.db_table
     columns = ", ".join(["id", "attempt", "cost", *(f"c{i}" for i in range(len(each)))])
-    arrays = ", ".join(["%s::bigint[]", "%s::integer[]", "%s::bigint[]", *(f"%s::{kind}[]" for _, kind in each)])
+    arrays = ", ".join(["%b::bigint[]", "%b::integer[]", "%b::bigint[]", *(f"%b::{kind}[]" for _, kind in each)])
     sets = ", ".join([*assignments, *(f'"{column}" = v.c{i}' for i, (column, _) in enumerate(each))])
     return f"""
         WITH v AS (SELECT * FROM unnest({arrays}) AS v ({columns})),
         cur AS (
-            SELECT j.id, j.status, j.attempts FROM {job} j WHERE j.id IN (SELECT id FROM v) ORDER BY j.id FOR UPDATE
+            SELECT j.id, j.status, j.attempts FROM {job} j WHERE j.id = ANY(ARRAY(SELECT id FROM v)) ORDER BY j.id
+                FOR UPDATE
         ),
         moved AS (
             UPDATE {job} AS job SET {sets} FROM cur JOIN v ON v.id = cur.id
@@ -525,10 +597,11 @@ def transitions_sql(*, assignments: list[str], each: Sequence[tuple[str, str]], 
 
 
 def _arrays(fields: Sequence, rows: Sequence[Sequence[Any]]) -> tuple[str, list[Any]]:
-    """`unnest(CAST(%s AS <type>[]), …) AS u (c0, …)`: rows as a table of one array parameter per column, each
-    typed as the field it is written to (one statement text whatever the number of rows); and the arrays."""
+    """`unnest(CAST(%b AS <type>[]), …) AS u (c0, …)`: rows as a table of one array parameter per column, each
+    typed as the field it is written to (one statement text whatever the number of rows); and the arrays.
+    `%b`: the arrays go in binary, which psycopg dumps ~8x faster than as text (no per-element quoting)."""
     conn = connections[DEFAULT_DB_ALIAS]
-    casts = ", ".join(f"CAST(%s AS {f.db_type(conn)}[])" for f in fields)
+    casts = ", ".join(f"CAST(%b AS {f.db_type(conn)}[])" for f in fields)
     names = ", ".join(f"c{i}" for i in range(len(fields)))
     return f"unnest({casts}) AS u ({names})", [list(column) for column in zip(*rows, strict=True)]
 

@@ -16,12 +16,14 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.db import connection
 
-from ai_core.models import AIJob, JobStatus
+from ai_core.models import JobStatus
 from ai_core.services import jobs_beat
+from ai_core.statements import jobs_states
 from ai_providers.capacity import leases_renew
 
 logger = logging.getLogger(__name__)
-CHUNK = 200  # bounded statement size whatever the number of calls in flight
+CHUNK = 200  # bounded statement size (and row locks held by one beat) whatever the number of calls in flight
+GONE = ("deleted", None)
 
 
 @dataclass(eq=False)
@@ -106,24 +108,21 @@ def _chunks(attempts: list[Attempt]):
 
 def stop_the_gone(attempts: list[Attempt]) -> None:
     """Halt every attempt whose job is no longer running on that attempt (one query per CHUNK jobs)."""
+    running, cancelled = JobStatus.RUNNING.value, JobStatus.CANCELLED.value
     for chunk in _chunks(attempts):
-        rows = dict(
-            (pk, (status, n))
-            for pk, status, n in AIJob.objects.filter(pk__in=[a.job_pk for a in chunk]).values_list(
-                "pk", "status", "attempts"
-            )
-        )
+        rows = {pk: (status, number) for pk, status, number in jobs_states([a.job_pk for a in chunk])}
         for attempt in chunk:
-            status, number = rows.get(attempt.job_pk, ("deleted", None))
-            if status == JobStatus.CANCELLED:
-                attempt.halt("cancelled")
-            elif status != JobStatus.RUNNING or number != attempt.attempt:
-                attempt.halt("superseded")
+            status, number = rows.get(attempt.job_pk, GONE)
+            if status == running and number == attempt.attempt:
+                continue
+            attempt.halt("cancelled" if status == cancelled else "superseded")
 
 
 def beat(attempts: list[Attempt]) -> None:
     """Stamp heartbeat_at (and the reported progress) on the jobs still running on these attempts. In job order,
-    the order the asyncio executor's batched completions lock their rows in (engine.batch): no deadlock."""
+    the order the asyncio executor's batched completions lock their rows in (engine.batch); on PostgreSQL the
+    statement locks them in that order itself, skipping a row a completion holds (statements.BEATS_PG): no
+    deadlock, and a skipped beat is made next round."""
     for chunk in _chunks(sorted(attempts, key=lambda attempt: attempt.job_pk)):
         beats = [(a.job_pk, a.attempt, a.progress) for a in chunk]
         jobs_beat(beats)
