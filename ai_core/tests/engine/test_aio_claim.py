@@ -14,7 +14,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 ECHO = {"model": "echo-1", "messages": [{"role": "user", "content": "claimed"}]}
 
 
-def test_every_claimed_attempt_is_in_flight_before_the_first_is_prepared(personas, monkeypatch):
+def test_every_claimed_attempt_is_in_flight_before_the_first_is_prepared(personas, job_types, monkeypatch):
     jobs = [
         services.job_create(
             brand=personas.brand_a, user=personas.alice, job_type="chat_completion", input_data=dict(ECHO)
