@@ -116,18 +116,16 @@ class PoolShards:
         )
         self.pools = [make(shard) for _ in range(count)]
         self.calls = [0] * count  # in flight on each pool: their request being sent, or their body open
-        self.lock = threading.Lock()  # a loop runs its calls one at a time, but pick/done stay safe off it
 
     def pick(self) -> int:
-        with self.lock:
-            calls = self.calls
-            index = calls.index(min(calls))
-            calls[index] += 1
+        """The least busy pool, counted in (an event loop's calls only: one thread, no lock)."""
+        calls = self.calls
+        index = calls.index(min(calls))
+        calls[index] += 1
         return index
 
     def done(self, index: int) -> None:
-        with self.lock:
-            self.calls[index] -= 1
+        self.calls[index] -= 1
 
 
 class ShardedAsyncTransport(httpx2.AsyncBaseTransport):
@@ -153,28 +151,12 @@ class ShardedAsyncTransport(httpx2.AsyncBaseTransport):
             await pool.aclose()
 
 
-class _PoolCall(httpx2.SyncByteStream):
+class _AsyncPoolCall(httpx2.AsyncByteStream):
     """A response's body that counts its call out of its pool once closed (read to its end, or abandoned)."""
 
     def __init__(self, stream, shards: PoolShards, index: int) -> None:
         self._stream, self._shards, self._index = stream, shards, index
 
-    def __iter__(self):
-        return iter(self._stream)
-
-    def _count_out(self) -> None:
-        if self._shards is not None:
-            self._shards.done(self._index)
-            self._shards = None
-
-    def close(self) -> None:
-        try:
-            self._stream.close()
-        finally:
-            self._count_out()
-
-
-class _AsyncPoolCall(_PoolCall, httpx2.AsyncByteStream):
     def __aiter__(self):
         return self._stream.__aiter__()
 
@@ -182,7 +164,9 @@ class _AsyncPoolCall(_PoolCall, httpx2.AsyncByteStream):
         try:
             await self._stream.aclose()
         finally:
-            self._count_out()
+            if self._shards is not None:
+                self._shards.done(self._index)
+                self._shards = None
 
 
 SDK = TypeVar("SDK")
