@@ -9,7 +9,6 @@ extension named in its hook (hooks.RowExists, hooks.rows_at_creation): no statem
 """
 
 import json
-import re
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from functools import cache, cached_property
@@ -128,10 +127,10 @@ _RUNNING_PG = f"({AIJob._meta.db_table}.status = '{JobStatus.RUNNING.value}') IS
 # not visible to the UPDATE: that beat waits for the next round. Placeholders: the ids, the instant twice,
 # the beats' ids, attempts and progress.
 BEATS_PG = _beat_sql(
-    "held JOIN unnest(%b::bigint[], %b::integer[], %b::integer[]) AS beat (pk, attempt, progress) ON beat.pk = held.id",
+    "held JOIN unnest(%s::bigint[], %s::integer[], %s::integer[]) AS beat (pk, attempt, progress) ON beat.pk = held.id",
     f"{_RUNNING_PG} AND {AIJob._meta.db_table}.ctid = held.ctid",
     before=(
-        f"WITH held AS (SELECT id, ctid FROM {AIJob._meta.db_table} WHERE id = ANY(%b::bigint[]) "
+        f"WITH held AS (SELECT id, ctid FROM {AIJob._meta.db_table} WHERE id = ANY(%s::bigint[]) "
         f"AND (status = '{JobStatus.RUNNING.value}') IS TRUE ORDER BY id FOR NO KEY UPDATE SKIP LOCKED) "
     ),
 )
@@ -159,7 +158,7 @@ def jobs_beat(beats: list[tuple[int, int, int | None]], now: Any) -> int:
 
 
 # PostgreSQL: the status and attempt of the jobs of an array of ids (one statement text whatever their number).
-JOBS_STATES_PG = f"SELECT id, status, attempts FROM {AIJob._meta.db_table} WHERE id = ANY(%b::bigint[])"
+JOBS_STATES_PG = f"SELECT id, status, attempts FROM {AIJob._meta.db_table} WHERE id = ANY(%s::bigint[])"
 
 
 def jobs_states(pks: list[int]) -> list[tuple[int, str, int]]:
@@ -296,17 +295,6 @@ BRANDS_AT_LIMIT = _brands_at_limit()
 PICK_BY_ID = f"SELECT id, status, attempts FROM {AIJob._meta.db_table} WHERE id = %s FOR UPDATE"
 
 
-def compact(sql: str) -> str:
-    """`sql` with each run of whitespace outside its quoted literals made one space: the same statement, shorter.
-    psycopg caches its placeholder conversion (%s -> $n) only for statements of at most 4 096 characters (and
-    50 parameters); a long hot statement indented for reading would otherwise be converted again on every run."""
-    parts = sql.split("'")
-    if any("--" in part for part in parts[::2]):
-        raise ValueError("compact() of a statement with a line comment")  # the comment would run to its end
-    parts[::2] = [re.sub(r"\s+", " ", part) for part in parts[::2]]
-    return "'".join(parts).strip()
-
-
 def claim_pick(levels: int) -> str:
     """claim_pending()'s pick: a nested loop over `levels` (priority, after brand) values, in their order, that
     stops at the first level yielding a row: one index range scan (aijob_pending_claim: priority, brand,
@@ -421,7 +409,6 @@ def claim_batch_sql(*, levels: int, assignments: list[str], also_return: str) ->
     the status indexes for them. Otherwise, with statistics older than a backlog (a table just filled, or one
     of finished jobs whose pending rows the statistics put at ~0), it scanned every pending (or every same-
     status) row once per claim: a batch of 100 claims over 2 000 pending jobs took ~5x longer in PostgreSQL.
-    The text is compact(ed): under psycopg's limit for caching its placeholder conversion.
 
     Placeholders: per level (rank, priority, after brand, turn brand, in a row); the instant, N; the
     assignments'; the allowed statuses; TRANSITION_EVENT's (to, at, reason, actor, its defaults);
@@ -432,7 +419,7 @@ def claim_batch_sql(*, levels: int, assignments: list[str], also_return: str) ->
     limit = Brand._meta.get_field("max_running_jobs").column
     claimable = f"status = '{JobStatus.PENDING.value}' AND available_at <= (SELECT at FROM ask)"
     values = ", ".join(["(%s::int, %s::text, %s::bigint, %s::bigint, %s::int)"] * levels)
-    return compact(f"""
+    return f"""
         WITH RECURSIVE level (rank, priority, after_brand, turn_brand, in_a_row) AS (VALUES {values}),
         ask (at, n) AS (VALUES (%s::timestamptz, %s::int)),
         walk (rank, brand_id) AS (
@@ -488,7 +475,7 @@ def claim_batch_sql(*, levels: int, assignments: list[str], also_return: str) ->
         )
         SELECT (SELECT count(*) FROM pick), moved.id, moved.attempts, moved.brand_id{also_return and ", "}{also_return}
         FROM (VALUES (1)) AS always (one) LEFT JOIN moved ON true ORDER BY moved.claim_pos
-    """)
+    """
 
 
 _INSERTS: dict[type[Model], Insert] = {}
@@ -566,7 +553,7 @@ def transitions_sql(*, assignments: list[str], each: Sequence[tuple[str, str]], 
     """
     job = AIJob._meta.db_table
     columns = ", ".join(["id", "attempt", "cost", *(f"c{i}" for i in range(len(each)))])
-    arrays = ", ".join(["%b::bigint[]", "%b::integer[]", "%b::bigint[]", *(f"%b::{kind}[]" for _, kind in each)])
+    arrays = ", ".join(["%s::bigint[]", "%s::integer[]", "%s::bigint[]", *(f"%s::{kind}[]" for _, kind in each)])
     sets = ", ".join([*assignments, *(f'"{column}" = v.c{i}' for i, (column, _) in enumerate(each))])
     return f"""
         WITH v AS (SELECT * FROM unnest({arrays}) AS v ({columns})),
@@ -597,11 +584,11 @@ def transitions_sql(*, assignments: list[str], each: Sequence[tuple[str, str]], 
 
 
 def _arrays(fields: Sequence, rows: Sequence[Sequence[Any]]) -> tuple[str, list[Any]]:
-    """`unnest(CAST(%b AS <type>[]), …) AS u (c0, …)`: rows as a table of one array parameter per column, each
-    typed as the field it is written to (one statement text whatever the number of rows); and the arrays.
-    `%b`: the arrays go in binary, which psycopg dumps ~8x faster than as text (no per-element quoting)."""
+    """`unnest(CAST(%s AS <type>[]), …) AS u (c0, …)`: rows as a table of one array parameter per column, each
+    typed as the field it is written to (one statement text whatever the number of rows); and the arrays (sent
+    in binary by the hot statements' cursor: kernel.adapters.psycopg.ServerBindingCursor)."""
     conn = connections[DEFAULT_DB_ALIAS]
-    casts = ", ".join(f"CAST(%b AS {f.db_type(conn)}[])" for f in fields)
+    casts = ", ".join(f"CAST(%s AS {f.db_type(conn)}[])" for f in fields)
     names = ", ".join(f"c{i}" for i in range(len(fields)))
     return f"unnest({casts}) AS u ({names})", [list(column) for column in zip(*rows, strict=True)]
 

@@ -27,21 +27,19 @@ _PERCENT = re.compile(r"%(.|$)", re.DOTALL)
 
 @lru_cache(maxsize=1024)
 def numbered(query: str) -> str:
-    """`query` with its `%s` and `%b` placeholders as PostgreSQL's `$1`, `$2`… and `%%` as `%` (what psycopg's
-    own conversion does for a statement with parameters; the format is the cursor's: ServerBindingCursor). Any
-    other `%` sequence is refused, as psycopg refuses it."""
+    """`query` with its `%s` placeholders as PostgreSQL's `$1`, `$2`… and `%%` as `%` (what psycopg's own
+    conversion does for a statement with parameters; each parameter's format is the cursor's choice:
+    ServerBindingCursor). Any other `%` sequence is refused, as psycopg refuses it."""
     count = 0
 
     def replace(found: re.Match) -> str:
         nonlocal count
-        if found[1] in ("s", "b"):
+        if found[1] == "s":
             count += 1
             return f"${count}"
         if found[1] == "%":
             return "%"
-        raise psycopg.ProgrammingError(
-            f"only '%s' and '%b' placeholders are allowed in a hot statement, got '%{found[1]}'"
-        )
+        raise psycopg.ProgrammingError(f"only '%s' placeholders are allowed in a hot statement, got '%{found[1]}'")
 
     return _PERCENT.sub(replace, query)
 
@@ -50,8 +48,8 @@ class ServerBindingCursor(psycopg.RawCursor):
     """A psycopg cursor with server-side binding (so psycopg prepares its statements) for statements written with
     `%s` placeholders, numbered once per text (`numbered`), logged by Django.
 
-    Its lists (the batch statements' arrays, written `%b`) are sent in binary: psycopg dumps an array ~8x faster
-    so than as text, where it quotes and escapes every element. A raw cursor chooses each parameter's format
+    Its lists (the batch statements' arrays) are sent in binary: psycopg dumps an array ~8x faster so than as
+    text, where it quotes and escapes every element. A raw cursor chooses each parameter's format
     itself (PyFormat.AUTO), so the binary list dumper is made this cursor's choice for lists (its own adapters:
     no other cursor of the connection is affected)."""
 

@@ -3,7 +3,7 @@ completion) find the job rows they lock and write by their primary key, whatever
 statistics older than the rows (a table just filled, or one of finished jobs whose pending or running rows the
 statistics put at ~0), PostgreSQL otherwise planned them as scans of every such row per job (a batch of 100
 claims over 2 000 pending jobs ~5x slower). Also: the watcher's poll and heartbeat on many attempts, on both
-databases, and statements.compact."""
+databases."""
 
 import threading
 import time
@@ -134,15 +134,6 @@ def test_the_watcher_polls_and_beats_many_attempts_current_ones_only(job_types, 
     assert rows[zombie][0] is None and rows[cancelled][0] is None  # a halted attempt keeps nothing alive
 
 
-def test_compact_keeps_the_quoted_literals_and_refuses_a_line_comment():
-    assert statements.compact("SELECT  'a  b'\n   FROM  t WHERE x = 'it''s  ok'  ") == (
-        "SELECT 'a  b' FROM t WHERE x = 'it''s  ok'"
-    )
-    with pytest.raises(ValueError):
-        statements.compact("SELECT 1 -- one\nFROM t")
-
-
-@pytest.mark.django_db(transaction=True)
 def test_a_batched_completion_stores_awkward_values_as_given(job_types, make_brands):
     """The batch's arrays (binary on PostgreSQL) carry quotes, backslashes, braces, commas, newlines, non-ASCII
     text and NULLs unchanged."""
