@@ -185,15 +185,26 @@ STATE_FIELDS = ("learned_requests_per_minute", "learned_tokens_per_minute", "lea
 
 
 def acquire(key: CapacityKey, *, holder: str, tokens: int) -> Lease:
-    """A lease for one call of `tokens` tokens at most, or CapacityWait.
+    """A lease for one call of `tokens` tokens at most, or CapacityWait (acquire_many for one call)."""
+    (granted,) = acquire_many(key, [(holder, tokens)])
+    if isinstance(granted, CapacityWait):
+        raise granted
+    return granted
 
-    1. Lock the key's row (PostgreSQL: FOR UPDATE; SQLite: the IMMEDIATE transaction's write lock).
-    2. Read the windows from the leases of the last minute; the first window that is full says until when.
-    3. Grant (a lease row) or count the wait; in both cases schedule a wake-up when jobs are waiting.
+
+def acquire_many(key: CapacityKey, calls: list[tuple[str, int]]) -> list["Lease | CapacityWait"]:
+    """For each call (holder, tokens at most), in order: a lease, or the CapacityWait it would raise. Once one
+    waits, the calls after it wait too (the order is the claim's fair order: none overtakes).
+
+    1. Lock the key's row (PostgreSQL: FOR UPDATE; SQLite: the IMMEDIATE transaction's write lock): one lock for
+       all of them, so a batch of calls costs the windows one read, not one each.
+    2. Read the windows from the leases of the last minute; grant while no window is full.
+    3. Lease rows for the grants; the waits counted; in both cases a wake-up scheduled when jobs are waiting
+       (the wake-ups ride on the first result: the caller publishes each result's).
     """
     resolved = resolve(key)
     if resolved is None:
-        return Lease(key=key, limit_id=None, lease_id=None)
+        return [Lease(key=key, limit_id=None, lease_id=None) for _ in calls]
     with transaction.atomic():
         row = (
             CapacityLimit.objects.select_for_update()
@@ -203,40 +214,58 @@ def acquire(key: CapacityKey, *, holder: str, tokens: int) -> Lease:
         )
         if row is None:  # deleted meanwhile
             memo.clear()
-            return Lease(key=key, limit_id=None, lease_id=None)
+            return [Lease(key=key, limit_id=None, lease_id=None) for _ in calls]
         now = timezone.now()
         limits = effective(resolved.configured, row, now)
         waiting = row["waited_at"] is not None and row["waited_at"] > now - MINUTE
         if limits.unlimited and not (row["blocked_until"] and row["blocked_until"] > now):
             # Nothing to count (a pause is over, no limit is known): wake the jobs the pause made wait.
             wakes = _pace(resolved.limit_id, row, limits, now, now) if waiting else []
-            return Lease(key=key, limit_id=resolved.limit_id, lease_id=None, wakes=wakes)
+            results = [Lease(key=key, limit_id=resolved.limit_id, lease_id=None) for _ in calls]
+            results[0].wakes = wakes
+            return results
         leases = CapacityLease.objects.filter(limit_id=resolved.limit_id)
         leases.filter(granted_at__lt=now - MINUTE).filter(Q(released_at__isnull=False) | Q(expires_at__lt=now)).delete()
-        until, reason = _next_free(leases, limits, row, now, tokens)
-        if until is None:
-            lease = CapacityLease.objects.create(
-                limit_id=resolved.limit_id,
-                holder=holder[:100],
-                tokens=tokens,
-                granted_at=now,
-                expires_at=now + lease_ttl(),
+        windows = _windows(leases, now)
+        granted: list[CapacityLease] = []
+        until, reason = None, ""
+        for holder, tokens in calls:
+            until, reason = _next_free(windows, limits, row, now, tokens)
+            if until is not None:
+                break
+            granted.append(
+                CapacityLease(
+                    limit_id=resolved.limit_id,
+                    holder=holder[:100],
+                    tokens=tokens,
+                    granted_at=now,
+                    expires_at=now + lease_ttl(),
+                )
             )
+            _count_grant(windows, now, tokens)
+        CapacityLease.objects.bulk_create(granted)
+        results: list[Lease | CapacityWait] = [
+            Lease(key=key, limit_id=resolved.limit_id, lease_id=lease.pk) for lease in granted
+        ]
+        refused = len(calls) - len(granted)
+        if refused:
+            wakes = _pace(resolved.limit_id, row, limits, until, now)
+            CapacityLimit.objects.filter(pk=resolved.limit_id).update(
+                waited_at=now,
+                waits=F("waits") + refused,
+                wait_seconds=F("wait_seconds") + refused * (until - now).total_seconds(),
+            )
+            results += [CapacityWait(key, until, wakes=[], reason=reason) for _ in range(refused)]
+        else:
             wakes = _pace(resolved.limit_id, row, limits, now, now) if waiting else []
-            return Lease(key=key, limit_id=resolved.limit_id, lease_id=lease.pk, wakes=wakes)
-        wakes = _pace(resolved.limit_id, row, limits, until, now)
-        CapacityLimit.objects.filter(pk=resolved.limit_id).update(
-            waited_at=now, waits=F("waits") + 1, wait_seconds=F("wait_seconds") + (until - now).total_seconds()
-        )
-    raise CapacityWait(key, until, wakes=wakes, reason=reason)
+        results[0].wakes = wakes
+    return results
 
 
-def _next_free(leases, limits: Limits, row: dict, now: datetime, tokens: int) -> tuple[datetime | None, str]:
-    """None when a call of `tokens` fits now, else when the first full window frees a slot, and which."""
-    if row["blocked_until"] and row["blocked_until"] > now:
-        return row["blocked_until"], "the provider asked to wait"
+def _windows(leases, now: datetime) -> dict[str, Any]:
+    """The windows' counts from the leases of the last minute (one aggregate)."""
     short = now - smoothing()
-    windows = leases.aggregate(
+    return leases.aggregate(
         minute=Count("id", filter=Q(granted_at__gt=now - MINUTE)),
         minute_oldest=Min("granted_at", filter=Q(granted_at__gt=now - MINUTE)),
         short=Count("id", filter=Q(granted_at__gt=short)),
@@ -245,6 +274,27 @@ def _next_free(leases, limits: Limits, row: dict, now: datetime, tokens: int) ->
         running=Count("id", filter=Q(released_at__isnull=True, expires_at__gt=now)),
         running_first_expiry=Min("expires_at", filter=Q(released_at__isnull=True, expires_at__gt=now)),
     )
+
+
+def _count_grant(windows: dict[str, Any], now: datetime, tokens: int) -> None:
+    """The windows with one more lease granted `now` (as _windows would read them after it)."""
+    windows["minute"] += 1
+    windows["short"] += 1
+    windows["minute_oldest"] = windows["minute_oldest"] or now
+    windows["short_oldest"] = windows["short_oldest"] or now
+    windows["tokens"] = (windows["tokens"] or 0) + tokens
+    windows["running"] += 1
+    expiry = now + lease_ttl()
+    first = windows["running_first_expiry"]
+    windows["running_first_expiry"] = expiry if first is None else min(first, expiry)
+
+
+def _next_free(
+    windows: dict[str, Any], limits: Limits, row: dict, now: datetime, tokens: int
+) -> tuple[datetime | None, str]:
+    """None when a call of `tokens` fits now, else when the first full window frees a slot, and which."""
+    if row["blocked_until"] and row["blocked_until"] > now:
+        return row["blocked_until"], "the provider asked to wait"
     rpm, tpm, concurrent = limits.requests_per_minute, limits.tokens_per_minute, limits.concurrent_requests
     if concurrent and windows["running"] >= concurrent:
         # A slot frees when a call ends, which no one can tell in advance: look again after a slot's interval.

@@ -113,6 +113,8 @@ class CatalogueBound:
     def __init__(self, client: ProviderClient, choice: ModelChoice, capacity_key: CapacityKey) -> None:
         self.client, self.choice, self.name = client, choice, client.name
         self.capacity_key = capacity_key  # the endpoint and model whose rate limits the call draws from
+        # Whether the endpoint may refuse calls for its rate limits (and state them in its answers' headers).
+        self.answers_rate_limits = getattr(client, "answers_rate_limits", True)
 
     def tokens_at_most(self, request: ChatRequest) -> int:
         """What the call may count against a tokens-per-minute limit: the prompt (estimated) and the output

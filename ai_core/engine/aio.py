@@ -29,6 +29,7 @@ guard) runs its call on AICORE_ENGINE_SYNC_THREADS threads, under the same decis
 """
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 import os
@@ -44,6 +45,7 @@ from django.db import connection
 from ai_core.engine import batch, circuit, runner
 from ai_core.engine.watch import Attempt, in_flight
 from ai_core.models import JobStatus
+from ai_providers import capacity
 from ai_providers.clients.base import CallAbandoned, ChatResult
 
 logger = logging.getLogger(__name__)
@@ -121,6 +123,8 @@ class Engine:
             self.handed_on_at = -float("inf")
             self.claimers = 0  # claim loops running
             self.reserved = 0  # room the running claims asked for
+            self.claim_size = settings.AICORE_ENGINE_BATCH  # smaller while claims find no capacity for their jobs
+            self.probes = Probes()
             self.task_id = ""
             self.pending: list[tuple[LoopAttempt, ChatResult, object, asyncio.Future]] = []
             self.writing = 0
@@ -151,11 +155,11 @@ class Engine:
                 room = settings.AICORE_ENGINE_IN_FLIGHT - len(self.tasks) - self.reserved
                 if room <= 0:
                     return  # `more` stays: the next end asks again
-                asked = min(room, settings.AICORE_ENGINE_BATCH)
+                asked = min(room, self.claim_size)
                 self.more = False
                 self.reserved += asked
                 try:
-                    claimed = await self.in_db(_claim_and_prepare, asked, self.task_id, self.loop)
+                    claimed = await self.in_db(_claim_and_prepare, asked, self.task_id, self.loop, self._launch)
                 except Exception:
                     logger.warning("claim failed; the next wake-up or sweep asks again", exc_info=True)
                     await asyncio.sleep(0.5)
@@ -163,11 +167,14 @@ class Engine:
                     continue
                 finally:
                     self.reserved -= asked
-                for prepared in claimed:
-                    task = self.loop.create_task(self._run(prepared))
-                    self.tasks.add(task)
-                    task.add_done_callback(self._ended)
-                if claimed:  # there may be more (a batch also ends early, after half a heartbeat)
+                refused = sum(isinstance(prepared.error, capacity.CapacityWait) for prepared in claimed)
+                if refused:
+                    # Claimed beyond what their endpoints had left: those go back to pending, waiting (and their
+                    # brands lose no turn). The next claims take what was granted (at least one), as the threads
+                    # path would, and no claim follows at once: the capacity pacer's wake-ups come with free slots.
+                    self.claim_size = max(1, len(claimed) - refused)
+                elif claimed:  # there may be more (a batch also ends early, after half a heartbeat)
+                    self.claim_size = min(settings.AICORE_ENGINE_BATCH, self.claim_size * 2)
                     self.more = self.flowing = True
                 elif not self.tasks:  # none left here to end and free a brand's room: wait for a wake-up
                     self.flowing = False
@@ -175,6 +182,12 @@ class Engine:
                     self._hand_on()
         finally:
             self.claimers -= 1
+
+    def _launch(self, prepared: "Prepared") -> None:
+        """A prepared attempt under way (called on the loop as soon as it is prepared)."""
+        task = self.loop.create_task(self._run(prepared))
+        self.tasks.add(task)
+        task.add_done_callback(self._ended)
 
     def _hand_on(self) -> None:
         """Full, with a backlog: one wake-up for a process with room (wake-ups are few, dispatch.publish_jobs:
@@ -212,6 +225,20 @@ class Engine:
             return await self.in_db(runner.after_failure, call, prepared.error)
         if prepared.ended is not runner.NOT_ENDED:
             return prepared.ended
+        if self.probes.must_wait(call, prepared.lease):
+            # The endpoint's first answer here may state its limits: the claimed calls beyond the first few
+            # wait for it, then ask for a lease again (granted, or CapacityWait back to pending).
+            if not await self.probes.heard_of(call):
+                return await self.in_db(runner.abandoned, attempt)
+            try:
+                prepared.lease = await self.in_db(runner.capacity_lease, call)
+            except Exception as exc:
+                return await self.in_db(runner.after_failure, call, exc)
+        with self.probes.calling(call, prepared.lease):
+            return await self._call_and_end(prepared)
+
+    async def _call_and_end(self, prepared: "Prepared") -> str | None:
+        call, attempt = prepared.call, prepared.call.attempt
         result, error = await self._call(call, prepared.start)
         if error is not None:
             try:
@@ -282,6 +309,59 @@ class Engine:
             self.writing -= 1
 
 
+# Calls in flight at most, per process, on an endpoint whose limits are not known yet (nothing configured, nothing
+# learned: the claim's whole batch would reach it at once). Its first answer may state them (x-ratelimit-*
+# headers): the others wait for it. About a threads pool's worth, as many as the threads path would send.
+PROBE_CALLS = 8
+
+
+class Probes:
+    """The endpoints this process has not heard from yet, and the calls sent to them meanwhile (on the loop)."""
+
+    def __init__(self) -> None:
+        self.heard: set = set()
+        self.sent: dict = {}  # key -> calls in flight before its first answer
+        self.answered: dict = {}  # key -> asyncio.Event, set by the first answer
+
+    def _probing(self, call: runner.Call, lease) -> bool:
+        client = call.client
+        return (
+            getattr(client, "answers_rate_limits", True)
+            and lease.lease_id is None
+            and client.capacity_key not in self.heard
+        )
+
+    def must_wait(self, call: runner.Call, lease) -> bool:
+        return self._probing(call, lease) and self.sent.get(call.client.capacity_key, 0) >= PROBE_CALLS
+
+    async def heard_of(self, call: runner.Call) -> bool:
+        """Wait for the endpoint's first answer (False: the attempt was stopped meanwhile)."""
+        key, attempt = call.client.capacity_key, call.attempt
+        answered = self.answered.setdefault(key, asyncio.Event())
+        while not answered.is_set() and key not in self.heard:
+            if attempt.should_stop():
+                return False
+            try:
+                await asyncio.wait_for(answered.wait(), timeout=0.2)
+            except TimeoutError:
+                pass
+        return not attempt.should_stop()
+
+    @contextlib.contextmanager
+    def calling(self, call: runner.Call, lease):
+        if not self._probing(call, lease):
+            yield
+            return
+        key = call.client.capacity_key
+        self.sent[key] = self.sent.get(key, 0) + 1
+        try:
+            yield
+        finally:
+            self.sent[key] -= 1
+            self.heard.add(key)  # its lease given back: what its answer said of the limits is known here
+            self.answered.setdefault(key, asyncio.Event()).set()
+
+
 @dataclass(eq=False)
 class Prepared:
     """A claimed job made ready on a database thread: its call (runner.begin done) and lease, or how it ended
@@ -294,9 +374,10 @@ class Prepared:
     error: Exception | None = None
 
 
-def _claim_and_prepare(limit: int, task_id: str, loop) -> list[Prepared]:
+def _claim_and_prepare(limit: int, task_id: str, loop, launch=None) -> list[Prepared]:
     """batch.claim_many, then each claimed attempt put in flight (its heartbeat from now on) and prepared
-    (runner.begin, the capacity lease), all in one trip to a database thread."""
+    (runner.begin, the capacity lease), all in one trip to a database thread; each one is handed to `launch` on
+    the loop as soon as it is prepared."""
     prepared = []
     # Every claimed attempt in flight first, beaten from now on: preparing one (its client's first use, its
     # capacity lease behind other processes' locks) may take a while, and the last of a batch must not look
@@ -306,18 +387,39 @@ def _claim_and_prepare(limit: int, task_id: str, loop) -> list[Prepared]:
         attempt.loop = loop
         in_flight.add(attempt)
         prepared.append(Prepared(call=runner.Call(job=job, attempt=attempt)))
+    by_endpoint: dict = {}
     for one in prepared:
-        call, job = one.call, one.call.job
-        token = runner.bind_attempt_log(job, call.attempt.attempt)
+        call = one.call
+        token = runner.bind_attempt_log(call.job, call.attempt.attempt)
         try:
             one.ended = runner.begin(call)
-            if one.ended is runner.NOT_ENDED:
-                one.lease = runner.capacity_lease(call)
-                one.start = call.client.async_call(call.request)
         except Exception as exc:
             one.error = exc
         finally:
             runner.unbind_attempt_log(token)
+        if one.error is None and one.ended is runner.NOT_ENDED:
+            by_endpoint.setdefault(call.client.capacity_key, []).append(one)
+        elif launch is not None:
+            loop.call_soon_threadsafe(launch, one)
+    # The leases of each endpoint's calls under one lock, in the claim's order; each call starts as soon as its
+    # endpoint's leases are granted, not after the whole batch (a provider's window counts the call, ours the
+    # grant: the two must stay close).
+    for group in by_endpoint.values():
+        try:
+            leases = runner.capacity_leases([one.call for one in group])
+        except Exception as exc:
+            leases = [exc] * len(group)
+        for one, lease in zip(group, leases, strict=True):
+            if isinstance(lease, Exception):
+                one.error = lease
+            else:
+                one.lease = lease
+                try:
+                    one.start = one.call.client.async_call(one.call.request)
+                except Exception as exc:
+                    one.error = exc
+            if launch is not None:
+                loop.call_soon_threadsafe(launch, one)
     return prepared
 
 

@@ -307,12 +307,28 @@ def _job_from(read: JobRead, row: tuple) -> AIJob:
 def _capacity_for(client, request, attempt: Attempt, job: AIJob) -> capacity.Lease:
     """A lease on the endpoint's capacity for this call (raises CapacityWait), held where the watcher renews it.
     The wake-ups it scheduled for waiting jobs go out at once: they only wake workers."""
-    lease = capacity.acquire(
-        client.capacity_key, holder=f"job {job.job_id} attempt {attempt.attempt}", tokens=client.tokens_at_most(request)
-    )
+    lease = capacity.acquire(client.capacity_key, holder=_holder(job, attempt), tokens=client.tokens_at_most(request))
     attempt.capacity_lease = lease.lease_id
     _publish_wakes(lease.wakes, job)
     return lease
+
+
+def capacity_leases(calls: list[Call]) -> list[capacity.Lease | capacity.CapacityWait]:
+    """capacity_lease for calls to one endpoint (one capacity key), under one lock (capacity.acquire_many): a
+    lease each, or the CapacityWait to hand to after_failure (which publishes its wake-ups)."""
+    results = capacity.acquire_many(
+        calls[0].client.capacity_key,
+        [(_holder(call.job, call.attempt), call.client.tokens_at_most(call.request)) for call in calls],
+    )
+    for call, result in zip(calls, results, strict=True):
+        if isinstance(result, capacity.Lease):
+            call.attempt.capacity_lease = result.lease_id
+            _publish_wakes(result.wakes, call.job)
+    return results
+
+
+def _holder(job: AIJob, attempt: Attempt) -> str:
+    return f"job {job.job_id} attempt {attempt.attempt}"
 
 
 def _leased_call(client, request, attempt: Attempt, job: AIJob, should_stop, capacity_wait) -> ChatResult:

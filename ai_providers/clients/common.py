@@ -133,7 +133,10 @@ class ShardedAsyncTransport(httpx2.AsyncBaseTransport):
     executor has in flight)."""
 
     def __init__(self, limits: httpx2.Limits, count: int) -> None:
-        self.shards = PoolShards(lambda shard: httpx2.AsyncHTTPTransport(limits=shard), limits, count)
+        # One TLS context for all the pools: making one loads the CA bundle (milliseconds each, on the loop, at
+        # the client's first call; a second or more per process with one per pool on a loaded machine).
+        tls = httpx2.create_ssl_context()
+        self.shards = PoolShards(lambda shard: httpx2.AsyncHTTPTransport(verify=tls, limits=shard), limits, count)
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         shards = self.shards

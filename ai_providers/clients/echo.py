@@ -23,6 +23,7 @@ def echo_token_count(text: str) -> int:
 
 class EchoClient:
     name = "echo"
+    answers_rate_limits = False  # offline: no limits to learn from its answers
 
     def chat(self, request: ChatRequest, *, on_progress: ProgressCallback, should_stop: StopCheck) -> ChatResult:
         completion, chunks, delay = self._plan(request)

@@ -170,3 +170,27 @@ def test_when_a_pause_ends_on_an_endpoint_without_limits_the_waiting_jobs_are_wo
     CapacityLimit.objects.filter(pk=row.pk).update(blocked_until=timezone.now(), paced_until=None)
     lease = grant(key)
     assert lease.lease_id is None and len(lease.wakes) > 3  # nothing to count, and the waiting jobs are woken
+
+
+def test_a_batch_of_calls_takes_what_the_windows_have_left_in_one_lock_in_order(key, settings):
+    settings.AICORE_CAPACITY_SMOOTHING_SECONDS = 60
+    limit(key, requests_per_minute=10, tokens_per_minute=1000)
+    grant(key, tokens=100)  # one slot and 100 tokens gone
+    results = capacity.acquire_many(key, [(f"call {i}", 200) for i in range(8)])
+    # 9 slots are left, but the tokens only for four calls of 200: those four, then every later one waits
+    granted, waits = results[:4], results[4:]
+    assert all(isinstance(lease, capacity.Lease) and lease.lease_id for lease in granted)
+    assert all(isinstance(wait, CapacityWait) and wait.reason == "tokens per minute" for wait in waits)
+    assert len({wait.until for wait in waits}) == 1
+    holders = set(CapacityLease.objects.exclude(holder="test").values_list("holder", flat=True))
+    assert holders == {"call 0", "call 1", "call 2", "call 3"}
+    row = CapacityLimit.objects.get()
+    assert row.waits == 4 and row.waited_at is not None
+    with pytest.raises(CapacityWait):  # what the batch took counts for the next call too
+        grant(key, tokens=200)
+
+
+def test_a_batch_on_an_endpoint_without_limits_holds_nothing(key):
+    results = capacity.acquire_many(key, [("a", 10), ("b", 10)])
+    assert [(lease.limit_id, lease.lease_id) for lease in results] == [(None, None), (None, None)]
+    assert not CapacityLease.objects.exists()

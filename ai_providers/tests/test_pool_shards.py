@@ -53,3 +53,16 @@ def test_an_abandoned_body_and_a_failed_connect_count_out_too(fake_llm):
         return seen
 
     assert asyncio.run(calls()) == [[1, 0], [0, 0]]
+
+
+def test_the_pools_share_one_tls_context(monkeypatch):
+    """Making a TLS context loads the CA bundle: one for the whole client, not one per pool (the loop would stall
+    for each at the client's first call)."""
+    import ssl
+
+    made = []
+    real = ssl.create_default_context
+    monkeypatch.setattr(ssl, "create_default_context", lambda *a, **k: made.append(1) or real(*a, **k))
+    transport = ShardedAsyncTransport(LIMITS, 16)
+    assert len(transport.shards.pools) == 16
+    assert len(made) == 1
