@@ -125,7 +125,15 @@ def test_a_wake_up_stopped_by_its_bound_or_a_shutdown_hands_on_one(broker, job_t
 
 # --- real workers of each executor -----------------------------------------------------------------------
 
-EXECUTORS = {"threads": WorkerProcesses, "asyncio": AsyncioWorkers}
+
+class ThreadsWorkers(WorkerProcesses):
+    """Workers of the threads executor, whatever the executor of the environment the tests run in."""
+
+    def env(self, **overrides: str) -> dict[str, str]:
+        return super().env(**{"AICORE_ENGINE_EXECUTOR": "threads", **overrides})
+
+
+EXECUTORS = {"threads": ThreadsWorkers, "asyncio": AsyncioWorkers}
 NO_SWEEP = {"AICORE_SWEEP_PENDING_AFTER_MS": "600000"}  # the wake-ups alone must run every job
 COALESCED = {"AICORE_WAKE_UPS_PER_COMMIT": str(WAKE_UPS)}  # the workers drain on shared wake-ups (threads: opt-in)
 
