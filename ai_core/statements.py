@@ -20,7 +20,7 @@ from django.db.models import Model
 from ai_core.hooks import InsertRow, RowExists, UpdateRows, hooks
 from ai_core.models import AIJob, AIJobEvent, AIJobType, JobDailyStat, JobStatus
 from business.models import Brand
-from business.sql import Columns, Insert, InsertSelect, prepared_cursor
+from business.sql import Columns, Insert, InsertSelect, assignments_of, prepared_cursor
 
 # --- conditions on an extension's rows (hooks.RowExists) ---------------------------------------------------
 
@@ -268,14 +268,10 @@ def saved(instance: Model, pk: int) -> None:
 
 
 def job_assignments(updates: dict[str, Any]) -> tuple[list[str], list[Any]]:
-    """`"<column>" = %s` per field of the job to set, and their values as the database stores them."""
-    meta, conn = AIJob._meta, connections[DEFAULT_DB_ALIAS]  # not the `connection` proxy: read several times
-    assignments, values = [], []
-    for name, value in updates.items():
-        field = meta.get_field(name)
-        assignments.append(f"{conn.ops.quote_name(field.column)} = %s")
-        values.append(field.get_db_prep_save(value, conn))
-    return assignments, values
+    """`"<column>" = %s` per field of the job to set, and their values as the database stores them (the SET
+    list built once per set of fields: business.sql.assignments_of)."""
+    shape = assignments_of(AIJob, tuple(updates))
+    return list(shape.parts), shape.values(updates.values())
 
 
 def _brands_at_limit() -> str:
@@ -492,7 +488,6 @@ def along_part(write: InsertRow | UpdateRows) -> tuple[str, list[Any]]:
     """One extension write as a part of the transition statement: it reads the moved row from `moved`, so it
     writes nothing when the compare-and-set moved nothing. Built from the model's fields (a field added with a
     default is written with it)."""
-    conn = connections[DEFAULT_DB_ALIAS]
     if isinstance(write, InsertRow):
         model = type(write.row)
         insert = _insert_of(model)
@@ -501,12 +496,11 @@ def along_part(write: InsertRow | UpdateRows) -> tuple[str, list[Any]]:
             f"SELECT {insert.typed_placeholders} FROM moved ON CONFLICT DO NOTHING",
             insert.values(write.row),
         )
-    meta = write.model._meta
-    fields = [meta.get_field(name) for name in write.values]
-    assignments = ", ".join(f'"{f.column}" = CAST(%s AS {f.db_type(conn)})' for f in fields)
+    shape = assignments_of(write.model, tuple(write.values), typed=True)
+    key = write.model._meta.get_field(write.key).column
     return (
-        f'UPDATE {meta.db_table} SET {assignments} WHERE "{meta.get_field(write.key).column}" = (SELECT id FROM moved)',
-        [f.get_db_prep_save(v, conn) for f, v in zip(fields, write.values.values(), strict=True)],
+        f'UPDATE {write.model._meta.db_table} SET {shape.sql} WHERE "{key}" = (SELECT id FROM moved)',
+        shape.values(write.values.values()),
     )
 
 

@@ -7,7 +7,7 @@ each row back into a model instance through the same converters the ORM applies,
 either way. `prepared_cursor` runs them as prepared statements, planned once per database connection.
 """
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from functools import cached_property
@@ -210,6 +210,48 @@ class _InsertSelectShape:
     def defaults(self) -> list[Any]:
         conn = connections[DEFAULT_DB_ALIAS]
         return [f.get_db_prep_save(f.get_default(), conn) for f in self.rest]
+
+
+class Assignments(_FromFields):
+    """`"<column>" = %s` for named fields of a model (an UPDATE's SET list; `typed`: each placeholder cast to its
+    column's type, for a statement whose parameters PostgreSQL cannot type), and their values prepared as the
+    ORM's update prepares them. A hot statement's SET list is one of a few fixed sets of names: get one with
+    `assignments_of`, built once per model and names (and again when the model's fields change)."""
+
+    def __init__(self, model: type[Model], names: tuple[str, ...], *, typed: bool = False) -> None:
+        super().__init__(model)
+        self.names, self.typed = names, typed
+
+    def _build(self, fields: list) -> "_AssignmentsShape":
+        return _AssignmentsShape(self.model, self.names, typed=self.typed)
+
+
+class _AssignmentsShape:
+    def __init__(self, model: type[Model], names: tuple[str, ...], *, typed: bool) -> None:
+        self.fields = [model._meta.get_field(name) for name in names]
+        self.parts = [
+            f'"{f.column}" = ' + (f"CAST(%s AS {f.db_type(connection)})" if typed else "%s") for f in self.fields
+        ]
+        self.sql = ", ".join(self.parts)
+        self.plain_types = [_plain_type(f) for f in self.fields]
+
+    def values(self, values: Iterable[Any]) -> list[Any]:
+        """`values` (in the names' order) as the database stores them."""
+        conn = connections[DEFAULT_DB_ALIAS]
+        if conn.vendor != "postgresql":
+            return [f.get_db_prep_save(v, conn) for f, v in zip(self.fields, values, strict=True)]
+        return [_prepared(f, p, v, conn) for f, p, v in zip(self.fields, self.plain_types, values, strict=True)]
+
+
+_ASSIGNMENTS: dict[tuple[type[Model], tuple[str, ...], bool], Assignments] = {}
+
+
+def assignments_of(model: type[Model], names: tuple[str, ...], *, typed: bool = False) -> Assignments:
+    key = (model, names, typed)
+    found = _ASSIGNMENTS.get(key)
+    if found is None:
+        found = _ASSIGNMENTS[key] = Assignments(model, names, typed=typed)
+    return found
 
 
 def _prepared(field, plain: type | None, value: Any, conn) -> Any:
