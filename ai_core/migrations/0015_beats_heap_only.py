@@ -18,11 +18,11 @@ from django.db import migrations, models
 # version of each of them at once, since a statement cannot prune the versions it wrote itself; the versions
 # of the round before are dead by then, and the page's next read prunes them (in place, no VACUUM). Measured
 # with `BENCH_ENGINE_PARTS=io_aio` (echo, 4 progress reports a job), the share of beats that were HOT: at
-# fillfactor 80 22 % (three runs) and 81 % (one), at 65 88 % (one), at 50 63-99 % (four); the spread is whether
-# PostgreSQL could prune (an old snapshot of another session on the server holds that back). The cost, half-full
-# pages of final rows, is less than it seems: every row is updated at its claim and its end, and without HOT each
-# beat left its version on another page and an entry in every index (after a run of 2 000 jobs: heap 1.3-1.5 MB
-# and indexes 5.0 MB at 50, heap 1.9-3.1 MB and indexes 6.4-6.7 MB on main).
+# fillfactor 80 22 % (three runs) and 81 % (two), at 65 88 % (one), at 50 62-99 % (six); the spread is
+# whether PostgreSQL could prune (an old snapshot of another session on the server holds that back). The cost:
+# pages of final rows less full. After a run of 2 000 jobs the heap was 1.3-4.5 MB at 50 and 1.9-3.7 MB on main
+# (every row is updated at its claim and its end, and without HOT each beat also left a version elsewhere),
+# the indexes 5.0-6.1 MB and 6.7-6.9 MB (without HOT each beat left an entry in every index).
 FILLFACTOR = 50
 
 
