@@ -170,7 +170,13 @@ class AIJob(models.Model):
                 name="aijob_pending_claim",
                 condition=Q(status="pending"),
             ),
-            models.Index(fields=["heartbeat_at"], name="aijob_running_heartbeat", condition=Q(status="running")),
+            # The reaper's running jobs of a type (ai_core.engine.upkeep.running_to_reap), by columns set at claim
+            # and never by a beat: an index on heartbeat_at (or progress_percentage, updated_at) would be rewritten
+            # by every beat, where a beat that changes no indexed column is a heap-only (HOT) update that writes
+            # one heap page and no index (ai_core/tests/engine/test_hot_beats.py).
+            models.Index(
+                fields=["job_type", "started_at"], name="aijob_running_started", condition=Q(status="running")
+            ),
         ]
         constraints = [
             models.CheckConstraint(condition=Q(progress_percentage__lte=100), name="aijob_progress_0_100"),

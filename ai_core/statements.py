@@ -102,13 +102,31 @@ def job_row(read: JobRead, job_pk: int) -> tuple | None:
         return cursor.fetchone()
 
 
+def _beat_set(job: str) -> dict[str, str]:
+    """The beat's SET list by field: the instant, the progress when given, and updated_at when the progress
+    changed (placeholders: the instant twice)."""
+    progress = f"{job}.{AIJob._meta.get_field('progress_percentage').column}"
+    return {
+        "heartbeat_at": "%s",
+        "progress_percentage": f"COALESCE(beat.progress, {progress})",
+        "updated_at": (
+            f"CASE WHEN beat.progress IS NULL OR beat.progress = {progress} "
+            f"THEN {job}.{AIJob._meta.get_field('updated_at').column} ELSE %s END"
+        ),
+    }
+
+
+# The fields a beat writes. No index of the jobs table may hold one of them (as a column, in an expression or
+# a predicate): then every beat is a heap-only (HOT) update, one new row version on the row's own page and no
+# index entry, where an indexed one rewrites all the table's indexes (ai_core/tests/engine/test_hot_beats.py).
+BEAT_FIELDS = tuple(_beat_set(AIJob._meta.db_table))
+
+
 def _beat_sql(rows: str, running: str, *, before: str = "") -> str:
     job = AIJob._meta.db_table
+    assignments = ", ".join(f"{AIJob._meta.get_field(name).column} = {value}" for name, value in _beat_set(job).items())
     return (
-        f"{before}UPDATE {job} SET heartbeat_at = %s, "
-        f"progress_percentage = COALESCE(beat.progress, {job}.progress_percentage), "
-        f"updated_at = CASE WHEN beat.progress IS NULL OR beat.progress = {job}.progress_percentage "
-        f"THEN {job}.updated_at ELSE %s END "
+        f"{before}UPDATE {job} SET {assignments} "
         f"FROM {rows} "
         f"WHERE {job}.id = beat.pk AND {job}.attempts = beat.attempt AND {running}"
     )

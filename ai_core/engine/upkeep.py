@@ -13,11 +13,11 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Max
+from django.db.models import Max, Q, QuerySet
 from django.utils import timezone
 
 from ai_core.dispatch import publish_jobs
@@ -61,12 +61,10 @@ def reap(*, now=None) -> dict[str, int]:
     silent_since = now - timedelta(milliseconds=settings.AICORE_REAP_AFTER_MS)
     for job_type in AIJobType.objects.all():
         limit = min(job_type.timeout_seconds, settings.AICORE_MAX_JOB_SECONDS)
-        running = AIJob.objects.filter(status=JobStatus.RUNNING, job_type=job_type)
-        dead = running.filter(heartbeat_at__lt=silent_since)
-        overdue = running.filter(started_at__lt=now - timedelta(seconds=limit + OVERDUE_GRACE_SECONDS))
-        for pk, attempt, earlier_models, started_at in (dead | overdue).values_list(
-            "pk", "attempts", "fallback_attempts", "started_at"
-        )[:BATCH]:
+        overdue_since = now - timedelta(seconds=limit + OVERDUE_GRACE_SECONDS)
+        for pk, attempt, earlier_models, started_at in running_to_reap(
+            job_type, silent_since=silent_since, overdue_since=overdue_since
+        ).values_list("pk", "attempts", "fallback_attempts", "started_at")[:BATCH]:
             # Each write is fenced by the attempt: if the worker woke up and finished, or another reaper was
             # faster, it is discarded (None) and not counted.
             if started_at <= now - timedelta(seconds=limit):
@@ -86,6 +84,14 @@ def reap(*, now=None) -> dict[str, int]:
     if any(done.values()):
         logger.warning("reaper: %s", done)
     return done
+
+
+def running_to_reap(job_type: AIJobType, *, silent_since: datetime, overdue_since: datetime) -> QuerySet[AIJob]:
+    """The running jobs of `job_type` that stopped beating before `silent_since` or started before
+    `overdue_since`. Read through the partial index of running jobs by type and start (aijob_running_started),
+    the heartbeat a filter on those rows: no index holds heartbeat_at, so a beat is a HOT update (models.AIJob)."""
+    running = AIJob.objects.filter(status=JobStatus.RUNNING, job_type=job_type)
+    return running.filter(Q(heartbeat_at__lt=silent_since) | Q(started_at__lt=overdue_since))
 
 
 def _requeue(pk: int, attempt: int, requeued: list[int]) -> str | None:
