@@ -7,6 +7,8 @@ from django.utils import timezone
 
 from ai_providers import capacity
 from ai_providers.capacity import CapacityKey, CapacityWait
+from ai_providers.clients.base import ChatRequest
+from ai_providers.clients.openai_client import OpenAIClient
 from ai_providers.models import CapacityLease, CapacityLimit, Provider
 
 pytestmark = pytest.mark.django_db
@@ -194,3 +196,24 @@ def test_a_batch_on_an_endpoint_without_limits_holds_nothing(key):
     results = capacity.acquire_many(key, [("a", 10), ("b", 10)])
     assert [(lease.limit_id, lease.lease_id) for lease in results] == [(None, None), (None, None)]
     assert not CapacityLease.objects.exists()
+
+
+def test_an_endpoint_without_limits_costs_a_call_no_query_once_known(
+    key, settings, fake_llm, django_assert_num_queries
+):
+    """A call to an endpoint that has no limit (configured or learned) asks the database nothing past the
+    per-process memo's first look: no lease, no row, no count, nor anything learned from an answer whose
+    headers state no limit (a real answer of the fake server through the SDK)."""
+    settings.AICORE_CAPACITY_CACHE_SECONDS = 60
+    client = OpenAIClient(api_key="sk-test", base_url=fake_llm.openai_base_url, guarded=False)
+    request = ChatRequest(model="gpt-4o-mini", messages=[{"role": "user", "content": "capacity"}], max_tokens=8)
+    grant(key)  # the memo's first look: no row
+    for _ in range(3):
+        result = client.chat(request, on_progress=lambda percent: None, should_stop=lambda: False)
+        with django_assert_num_queries(0):
+            lease = grant(key)
+            capacity.release(
+                lease, tokens=result.input_tokens + result.output_tokens, headers=result.headers, status=200
+            )
+        assert lease.lease_id is None and lease.limit_id is None
+    assert not CapacityLimit.objects.exists() and not CapacityLease.objects.exists()

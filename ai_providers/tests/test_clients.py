@@ -247,3 +247,24 @@ def test_the_body_goes_out_as_json_written_once_by_the_client(client, fake_llm, 
     assert sent["body"]["messages"][-1]["content"] == "héllo ✓ json body"
     assert sent["body"]["max_tokens"] == 20 and sent["body"].get("stream", False) is stream
     assert "sk-test" in (sent["headers"].get("authorization", "") + sent["headers"].get("x-api-key", ""))
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_the_answers_rate_limit_headers_are_kept_and_only_they(client, fake_llm, stream):
+    """What ai_providers.capacity learns from: the rate-limit headers of an answer (lower-cased, as text), and
+    of a 429's error with its Retry-After; none of the answer's other headers."""
+    fake_llm.rate_limit(requests=1, per_seconds=30)
+    try:
+        result = ask(client, f"rate headers {client.name} {stream}", stream=stream)
+        with pytest.raises(TransientProviderError) as refused:
+            ask(client, f"rate headers refused {client.name} {stream}", stream=stream)
+    finally:
+        fake_llm.server.limiter = None
+    prefix = "anthropic-ratelimit-requests-" if client.name == "anthropic" else "x-ratelimit-"
+    names = ["limit", "remaining", "reset"]
+    if prefix == "x-ratelimit-":
+        names = [f"{name}-requests" for name in names]
+    assert sorted(result.headers) == sorted(prefix + name for name in names)
+    assert result.headers[prefix + names[0]] == "2" and result.headers[prefix + names[1]] == "0"
+    assert {"retry-after", "retry-after-ms", prefix + names[0]} <= set(refused.value.headers)
+    assert int(refused.value.headers["retry-after"]) >= 1
