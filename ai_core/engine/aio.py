@@ -319,16 +319,18 @@ class Probes:
     """The endpoints this process has not heard from yet, and the calls sent to them meanwhile (on the loop)."""
 
     def __init__(self) -> None:
-        self.heard: set = set()
         self.sent: dict = {}  # key -> calls in flight before its first answer
         self.answered: dict = {}  # key -> asyncio.Event, set by the first answer
+
+    def _answered(self, key) -> asyncio.Event:
+        return self.answered.setdefault(key, asyncio.Event())
 
     def _probing(self, call: runner.Call, lease) -> bool:
         client = call.client
         return (
             getattr(client, "answers_rate_limits", True)
             and lease.lease_id is None
-            and client.capacity_key not in self.heard
+            and not self._answered(client.capacity_key).is_set()
         )
 
     def must_wait(self, call: runner.Call, lease) -> bool:
@@ -336,9 +338,8 @@ class Probes:
 
     async def heard_of(self, call: runner.Call) -> bool:
         """Wait for the endpoint's first answer (False: the attempt was stopped meanwhile)."""
-        key, attempt = call.client.capacity_key, call.attempt
-        answered = self.answered.setdefault(key, asyncio.Event())
-        while not answered.is_set() and key not in self.heard:
+        answered, attempt = self._answered(call.client.capacity_key), call.attempt
+        while not answered.is_set():
             if attempt.should_stop():
                 return False
             try:
@@ -358,8 +359,7 @@ class Probes:
             yield
         finally:
             self.sent[key] -= 1
-            self.heard.add(key)  # its lease given back: what its answer said of the limits is known here
-            self.answered.setdefault(key, asyncio.Event()).set()
+            self._answered(key).set()  # its lease given back: what its answer said of the limits is known here
 
 
 @dataclass(eq=False)
