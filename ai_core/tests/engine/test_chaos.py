@@ -17,6 +17,10 @@ from testing.workers import purge_broker
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
+# 8 jobs at most at once per worker on either executor (threads: its pool; asyncio: its calls in flight, else one
+# worker's claim could take every job and the kill hit an idle one).
+EIGHT = {"concurrency": 8, "AICORE_ENGINE_IN_FLIGHT": "8"}
+
 
 def test_killing_workers_mid_job_loses_nothing_and_runs_nothing_twice(workers, job_types, make_brands):
     purge_broker()
@@ -25,7 +29,7 @@ def test_killing_workers_mid_job_loses_nothing_and_runs_nothing_twice(workers, j
     doomed = [submit(brand) for _ in range(3)]
     for job in doomed:  # cancelled while pending, their wake-ups still queued: they must never run
         job_cancel(job_pk=job.pk)
-    live = [workers.start(concurrency=8), workers.start(concurrency=8)]
+    live = [workers.start(**EIGHT), workers.start(**EIGHT)]
     workers.wait_ready(*live)  # both consume from the start, so each one runs some of the jobs
     rounds = 3 if connection.vendor == "postgresql" else 1
     jobs = [submit(brand, echo={"delay_ms": 3000, "chunks": 10}) for _ in range(8 + 8 * rounds)]
@@ -36,10 +40,10 @@ def test_killing_workers_mid_job_loses_nothing_and_runs_nothing_twice(workers, j
             what="jobs running on the workers",
         )
         time.sleep(rng.uniform(0, 0.5))
-        victim = rng.choice(live)  # over 8 jobs running on 8-thread workers: each worker runs some
+        victim = rng.choice(live)  # over 8 jobs running on workers of 8: each one runs some
         workers.kill(victim)
         live.remove(victim)
-        live.append(workers.start(concurrency=8))
+        live.append(workers.start(**EIGHT))
     wait_for(lambda: all_final(j.pk for j in jobs), timeout=120, what=lambda: f"every job to end\n{workers.logs()}")
 
     assert not AIJob.objects.filter(status="running").exists()
