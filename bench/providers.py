@@ -18,7 +18,7 @@ opens few).
 Environment: BENCH_DATABASE_URL (postgres://…/aicore_bench_providers, created if missing), BENCH_REDIS_URL
 (redis://127.0.0.1:6379/2; flushed), BENCH_PROVIDER_JOBS; BENCH_PROVIDERS_EXECUTOR: the engine executors to
 measure, `threads`, `asyncio` or both (`threads,asyncio`), each with its own echo run (default: the
-AICORE_ENGINE_EXECUTOR of the environment, else threads; asyncio runs AICORE_ENGINE_IN_FLIGHT calls in flight
+AICORE_ENGINE_EXECUTOR of the environment, else asyncio; asyncio runs AICORE_ENGINE_IN_FLIGHT calls in flight
 per process, 64 unless set); BENCH_PROVIDERS_BASE_TREE: another checkout of the project (e.g. main in a git
 worktree) whose code the workers also run, before this tree's, for before/after figures of one run. The
 machine may be shared: figures are indicative, compare only figures of one run.
@@ -42,7 +42,7 @@ REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/2")
 N_JOBS = int(os.environ.get("BENCH_PROVIDER_JOBS", "2000"))
 EXECUTORS = [
     name.strip()
-    for name in os.environ.get("BENCH_PROVIDERS_EXECUTOR", os.environ.get("AICORE_ENGINE_EXECUTOR", "threads")).split(
+    for name in os.environ.get("BENCH_PROVIDERS_EXECUTOR", os.environ.get("AICORE_ENGINE_EXECUTOR", "asyncio")).split(
         ","
     )
     if name.strip()

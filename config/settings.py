@@ -354,12 +354,13 @@ AICORE_CIRCUIT_OPEN_SECONDS = env_int("AICORE_CIRCUIT_OPEN_SECONDS", 30, minimum
 AICORE_CIRCUIT_CACHE_SECONDS = env_int("AICORE_CIRCUIT_CACHE_SECONDS", 0 if AICORE_ENV == "test" else 1, minimum=0)
 # A job with fallback models runs on its next one rather than wait longer than this for provider capacity.
 AICORE_FALLBACK_AFTER_WAIT_SECONDS = env_int("AICORE_FALLBACK_AFTER_WAIT_SECONDS", 60, minimum=0)
-# The executor of a worker process (ai_core.engine.aio): "threads" (each wake-up's job runs on a pool thread,
-# the Celery threads pool) or "asyncio" (one event loop per process runs up to AICORE_ENGINE_IN_FLIGHT calls as
-# coroutines; a wake-up only hands itself to the loop; its database work runs on AICORE_ENGINE_DB_THREADS threads,
-# claims and finishes in batches of up to AICORE_ENGINE_BATCH; calls of clients without a coroutine path run on
-# AICORE_ENGINE_SYNC_THREADS threads).
-AICORE_ENGINE_EXECUTOR = env_choice("AICORE_ENGINE_EXECUTOR", "threads", {"threads", "asyncio"})
+# The executor of a worker process (ai_core.engine.aio): "asyncio", the default (one event loop per process runs
+# up to AICORE_ENGINE_IN_FLIGHT calls as coroutines; a wake-up only hands itself to the loop; its database work
+# runs on AICORE_ENGINE_DB_THREADS threads, claims and finishes in batches of up to AICORE_ENGINE_BATCH; calls of
+# clients without a coroutine path run on AICORE_ENGINE_SYNC_THREADS threads), or "threads" (each wake-up's job
+# runs on a pool thread of the Celery threads pool: for deployments whose custom handlers must run on a thread of
+# their own).
+AICORE_ENGINE_EXECUTOR = env_choice("AICORE_ENGINE_EXECUTOR", "asyncio", {"threads", "asyncio"})
 AICORE_ENGINE_IN_FLIGHT = env_int("AICORE_ENGINE_IN_FLIGHT", 500, minimum=1)
 AICORE_ENGINE_DB_THREADS = env_int("AICORE_ENGINE_DB_THREADS", 4, minimum=1)
 AICORE_ENGINE_SYNC_THREADS = env_int("AICORE_ENGINE_SYNC_THREADS", 32, minimum=1)
