@@ -1,5 +1,6 @@
 """Workers die (kill -9) in the middle of running jobs; every job still ends exactly once, and jobs
-cancelled while pending never run, across all those restarts.
+cancelled while pending never run, across all those restarts. On each executor: asyncio (the default) and
+threads.
 
 The SQLite pass runs one kill; the PostgreSQL + Redis pass runs several, at random moments.
 """
@@ -17,19 +18,19 @@ from testing.workers import purge_broker
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
-# 8 jobs at most at once per worker on either executor (threads: its pool; asyncio: its calls in flight, else one
-# worker's claim could take every job and the kill hit an idle one).
-EIGHT = {"concurrency": 8, "AICORE_ENGINE_IN_FLIGHT": "8"}
 
-
-def test_killing_workers_mid_job_loses_nothing_and_runs_nothing_twice(workers, job_types, make_brands):
+@pytest.mark.parametrize("executor", ["asyncio", "threads"])
+def test_killing_workers_mid_job_loses_nothing_and_runs_nothing_twice(executor, workers, job_types, make_brands):
+    # 8 jobs at most at once per worker on either executor (threads: its pool; asyncio: its calls in flight, else
+    # one worker's claim could take every job and the kill hit an idle one).
+    eight = {"concurrency": 8, "AICORE_ENGINE_IN_FLIGHT": "8", "AICORE_ENGINE_EXECUTOR": executor}
     purge_broker()
     rng = random.Random()
     (brand,) = make_brands(1)
     doomed = [submit(brand) for _ in range(3)]
     for job in doomed:  # cancelled while pending, their wake-ups still queued: they must never run
         job_cancel(job_pk=job.pk)
-    live = [workers.start(**EIGHT), workers.start(**EIGHT)]
+    live = [workers.start(**eight), workers.start(**eight)]
     workers.wait_ready(*live)  # both consume from the start, so each one runs some of the jobs
     rounds = 3 if connection.vendor == "postgresql" else 1
     jobs = [submit(brand, echo={"delay_ms": 3000, "chunks": 10}) for _ in range(8 + 8 * rounds)]
@@ -43,7 +44,7 @@ def test_killing_workers_mid_job_loses_nothing_and_runs_nothing_twice(workers, j
         victim = rng.choice(live)  # over 8 jobs running on workers of 8: each one runs some
         workers.kill(victim)
         live.remove(victim)
-        live.append(workers.start(**EIGHT))
+        live.append(workers.start(**eight))
     wait_for(lambda: all_final(j.pk for j in jobs), timeout=120, what=lambda: f"every job to end\n{workers.logs()}")
 
     assert not AIJob.objects.filter(status="running").exists()
