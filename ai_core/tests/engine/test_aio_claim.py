@@ -8,26 +8,24 @@ import asyncio
 
 import pytest
 
-from ai_core import services
 from ai_core.engine import aio, runner
 from ai_core.engine.watch import in_flight
 from ai_core.models import AIJob, JobStatus
+from testing.jobs import submit
 
 pytestmark = pytest.mark.django_db(transaction=True)
-ECHO = {"model": "echo-1", "messages": [{"role": "user", "content": "claimed"}]}
 
 
-def submit(personas, count: int) -> list[AIJob]:
-    return [
-        services.job_create(
-            brand=personas.brand_a, user=personas.alice, job_type="chat_completion", input_data=dict(ECHO)
-        )[0]
-        for _ in range(count)
-    ]
+def put_down(prepared: list[aio.Prepared]) -> None:
+    """The claimed attempts out of flight, their calls' coroutines (never awaited here) closed."""
+    for one in prepared:
+        in_flight.remove(one.call.attempt)
+        if hasattr(one.start, "close"):
+            one.start.close()
 
 
 def test_every_claimed_attempt_is_in_flight_before_the_first_is_prepared(personas, job_types, monkeypatch):
-    jobs = submit(personas, 3)
+    jobs = [submit(personas.brand_a) for _ in range(3)]
     in_flight_at_each_begin = []
     real_begin = runner.begin
 
@@ -45,16 +43,13 @@ def test_every_claimed_attempt_is_in_flight_before_the_first_is_prepared(persona
         assert all(seen >= claimed for seen in in_flight_at_each_begin)  # the first begin already saw all three
         assert all(one.error is None and one.start is not None for one in prepared)
     finally:
-        for one in prepared:
-            in_flight.remove(one.call.attempt)
-            if hasattr(one.start, "close"):
-                one.start.close()  # the call's coroutine, never awaited here
+        put_down(prepared)
 
 
 def test_a_claimed_batch_reaches_the_loop_in_one_hand_off_per_endpoint(personas, job_types):
     """One wake-up of the loop for an endpoint's granted calls: a hand-off per job (one call_soon_threadsafe
     each) woke the loop for every job and halved the whole path's rate at 0 ms (docs/PERFORMANCE.md, Engine)."""
-    jobs = submit(personas, 5)
+    jobs = [submit(personas.brand_a) for _ in range(5)]
     loop = asyncio.new_event_loop()
     hand_offs: list[list[aio.Prepared]] = []
     prepared = []
@@ -66,8 +61,5 @@ def test_a_claimed_batch_reaches_the_loop_in_one_hand_off_per_endpoint(personas,
         assert [one.call.job.pk for one in hand_offs[0]] == [one.call.job.pk for one in prepared]
         assert all(one.error is None and one.start is not None for one in hand_offs[0])
     finally:
-        for one in prepared:
-            in_flight.remove(one.call.attempt)
-            if hasattr(one.start, "close"):
-                one.start.close()
+        put_down(prepared)
         loop.close()
