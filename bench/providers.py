@@ -18,7 +18,7 @@ opens few).
 Environment: BENCH_DATABASE_URL (postgres://…/aicore_bench_providers, created if missing), BENCH_REDIS_URL
 (redis://127.0.0.1:6379/2; flushed), BENCH_PROVIDER_JOBS; BENCH_PROVIDERS_EXECUTOR: the engine executors to
 measure, `threads`, `asyncio` or both (`threads,asyncio`), each with its own echo run (default: the
-AICORE_ENGINE_EXECUTOR of the environment, else asyncio; asyncio runs AICORE_ENGINE_IN_FLIGHT calls in flight
+AICORE_ENGINE_EXECUTOR as the settings read it, asyncio unless set; asyncio runs AICORE_ENGINE_IN_FLIGHT calls in flight
 per process, 64 unless set); BENCH_PROVIDERS_BASE_TREE: another checkout of the project (e.g. main in a git
 worktree) whose code the workers also run, before this tree's, for before/after figures of one run. The
 machine may be shared: figures are indicative, compare only figures of one run.
@@ -40,13 +40,6 @@ RESULTS = ROOT / "bench" / "results" / "providers.json"
 DB_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/aicore_bench_providers")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/2")
 N_JOBS = int(os.environ.get("BENCH_PROVIDER_JOBS", "2000"))
-EXECUTORS = [
-    name.strip()
-    for name in os.environ.get("BENCH_PROVIDERS_EXECUTOR", os.environ.get("AICORE_ENGINE_EXECUTOR", "asyncio")).split(
-        ","
-    )
-    if name.strip()
-]
 BASE_TREE = os.environ.get("BENCH_PROVIDERS_BASE_TREE", "")
 ASYNCIO_IN_FLIGHT = os.environ.get("AICORE_ENGINE_IN_FLIGHT", "64")  # bench.engine's FAST_IN_FLIGHT
 TARGET_RATIO = 0.8
@@ -214,13 +207,19 @@ def main() -> int:
 
     ensure_database(DB_URL)
     django.setup()
+    from django.conf import settings
+
     from testing.fake_llm import FakeLLM
+
+    # The executors to measure; by default the workers' own (AICORE_ENGINE_EXECUTOR as the settings read it).
+    chosen = os.environ.get("BENCH_PROVIDERS_EXECUTOR", settings.AICORE_ENGINE_EXECUTOR)
+    executors = [name.strip() for name in chosen.split(",") if name.strip()]
 
     started = datetime.now(UTC)
     runs, rows = [], []
     trees = [("before", Path(BASE_TREE).resolve()), ("after", ROOT)] if BASE_TREE else [("", ROOT)]
     with FakeLLM() as fake:
-        for executor in EXECUTORS:
+        for executor in executors:
             for one in measure(executor, fake, trees):
                 runs.append(one)
                 rows += rows_of(f"{executor} {one['when']}".strip(), one)
