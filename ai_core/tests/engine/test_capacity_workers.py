@@ -10,7 +10,8 @@ from datetime import timedelta
 import pytest
 from django.conf import settings
 
-from ai_core.models import AIJob, AIJobEvent
+from ai_core.models import FINAL_STATUSES, AIJob, AIJobEvent
+from ai_core.services import jobs_cancel
 from ai_providers.models import CapacityLease, CapacityLimit, Provider
 from testing.jobs import all_final, bulk_submit, wait_for
 from testing.workers import purge_broker
@@ -114,9 +115,17 @@ def test_a_small_brand_gets_its_share_beside_a_large_backlog(endpoint, make_bran
     started = AIJob.objects.filter(pk__in=backlog, status="completed").count()
     drain(late, three_workers)
     done_meanwhile = AIJob.objects.filter(pk__in=backlog, status="completed").count() - started
-    AIJob.objects.filter(pk__in=backlog, status="pending").update(available_at="2999-01-01T00:00:00Z")
-    # Leave the backlog alone for the next tests; the calls under way end first (the flush would race them).
-    wait_for(lambda: not AIJob.objects.filter(status="running").exists(), timeout=30, what="the calls under way")
+    # The rest of the backlog cancelled, and every call under way over with its lease given back, before the
+    # test's flush: a worker still claiming (a job back from a capacity wait is claimable again) holds the
+    # capacity row while it writes the leases, and deadlocked with the flush's TRUNCATE. Parked pending jobs
+    # were not enough: a call under way that met a wait went back to pending, claimable, after the parking.
+    unfinished = AIJob.objects.filter(pk__in=backlog).exclude(status__in=FINAL_STATUSES).values_list("pk", flat=True)
+    jobs_cancel(list(unfinished), reason="test over")
+    wait_for(
+        lambda: all_final(backlog) and not CapacityLease.objects.filter(released_at__isnull=True).exists(),
+        timeout=30,
+        what="the backlog's calls under way to end",
+    )
     # Equal weights: the small brand's 10 jobs took about every other slot (some 20 of the backlog's meanwhile,
     # plus the calls under way; more on a loaded machine), not the end of the queue (nearly 300).
     assert done_meanwhile < 100, f"the small brand waited behind {done_meanwhile} of the backlog's jobs"
